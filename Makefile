@@ -1,0 +1,41 @@
+# fedge — build, test, benchmark. Everything here needs only Go (and gcc for
+# the race detector, which .ci/run installs on a fresh machine).
+GO        ?= go
+PKGS      := ./...
+# Packages that run goroutines of their own: tested with the race detector.
+RACE_PKGS := ./protocol/... ./coordinator/... ./agent/... ./internal/...
+BENCHTIME ?= 1x
+
+.PHONY: all build test test-race vet fmt-check bench demo fuzz clean
+
+all: build test
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/fedge ./cmd/fedge
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# The test command of the README and of CI: vet, formatting, the short test
+# suite, then the race detector on the concurrent packages.
+test: fmt-check vet
+	$(GO) test -short -count=1 $(PKGS)
+	$(GO) test -short -count=1 -race $(RACE_PKGS)
+
+# Benchmarks (see docs/BENCHMARKS.md for the recorded figures and machines).
+# Pass BENCH=regexp and BENCHTIME=5x to narrow or lengthen a run.
+BENCH ?= .
+bench:
+	$(GO) test -run='^$$' -bench='$(BENCH)' -benchtime=$(BENCHTIME) -benchmem $(PKGS)
+
+demo:
+	@echo "make demo arrives with the end-to-end issue (CLI, rollout, demo);"
+	@echo "until then try: go run ./examples/mnist-central"
+	@exit 2
+
+clean:
+	rm -rf bin

@@ -1,0 +1,4 @@
+// Package coordinator is fedge's replicated control plane: the Raft FSM that
+// holds the fleet, the round engine that runs on the leader, the server
+// strategies, the model registry, fleet rollouts and the admin API.
+package coordinator
