@@ -1,0 +1,291 @@
+package protocol
+
+import (
+	"time"
+)
+
+// Stage names one step of a round, for deadlines.
+type Stage uint8
+
+// Round stages in the order they run.
+const (
+	StageTrain            Stage = 1 // local training (or evaluation)
+	StageAdvertiseKeys    Stage = 2
+	StageShareKeys        Stage = 3
+	StageMaskedInput      Stage = 4
+	StageConsistencyCheck Stage = 5
+	StageUnmask           Stage = 6
+)
+
+// StageDeadline is the time by which a stage's message must reach the
+// coordinator.
+type StageDeadline struct {
+	Stage Stage
+	At    time.Time
+}
+
+// RoundKind tells training rounds from evaluation rounds.
+type RoundKind uint8
+
+// Round kinds.
+const (
+	RoundTrain RoundKind = 0 // followed by a RoundPlan
+	RoundEval  RoundKind = 1 // followed by an EvalRequest (rollout canary)
+)
+
+// RoundInvite is pushed by the coordinator to each selected agent; the
+// agent answers with RoundJoin.
+type RoundInvite struct {
+	RoundID uint64
+	// Job names the training job (the model family) the round belongs to.
+	Job  string
+	Kind RoundKind
+	// Deadlines lists the stages in ascending order, each at most once.
+	Deadlines []StageDeadline
+}
+
+// Type implements Message.
+func (*RoundInvite) Type() MsgType { return TypeRoundInvite }
+
+func (m *RoundInvite) encode(e *encoder) {
+	e.uvarint(m.RoundID)
+	e.str("Job", m.Job)
+	e.u8(uint8(m.Kind))
+	if !e.listLen("Deadlines", len(m.Deadlines)) {
+		return
+	}
+	for _, sd := range m.Deadlines {
+		e.u8(uint8(sd.Stage))
+		e.time(sd.At)
+	}
+}
+
+func (m *RoundInvite) decode(d *decoder) {
+	m.RoundID = d.uvarint("RoundID")
+	m.Job = d.str("Job")
+	m.Kind = RoundKind(d.u8("Kind"))
+	if m.Kind > RoundEval {
+		d.malformed("Kind", "unknown round kind")
+		return
+	}
+	n := d.listLen("Deadlines", 2)
+	if d.err != nil || n == 0 {
+		return
+	}
+	m.Deadlines = make([]StageDeadline, n)
+	for i := range m.Deadlines {
+		m.Deadlines[i] = StageDeadline{Stage: Stage(d.u8("Stage")), At: d.time("At")}
+		if i > 0 && m.Deadlines[i].Stage <= m.Deadlines[i-1].Stage {
+			d.malformed("Deadlines", "stages not strictly ascending")
+		}
+	}
+	if d.err != nil {
+		m.Deadlines = nil
+	}
+}
+
+// Deadline returns the deadline of stage s and whether the invite has one.
+func (m *RoundInvite) Deadline(s Stage) (time.Time, bool) {
+	for _, sd := range m.Deadlines {
+		if sd.Stage == s {
+			return sd.At, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// RoundJoin answers a RoundInvite.
+type RoundJoin struct {
+	RoundID uint64
+	Accept  bool
+	// Reason says why the agent declined (busy, no data, CPU limit).
+	Reason string
+}
+
+// Type implements Message.
+func (*RoundJoin) Type() MsgType { return TypeRoundJoin }
+
+func (m *RoundJoin) encode(e *encoder) {
+	e.uvarint(m.RoundID)
+	e.boolean(m.Accept)
+	e.str("Reason", m.Reason)
+}
+
+func (m *RoundJoin) decode(d *decoder) {
+	m.RoundID = d.uvarint("RoundID")
+	m.Accept = d.boolean("Accept")
+	m.Reason = d.str("Reason")
+}
+
+// DPParams are the differential-privacy settings an agent applies to its
+// update before masking. A zero ClipNorm means DP is off for the round.
+type DPParams struct {
+	// ClipNorm is the L2 bound of one agent's update (the initial bound
+	// when Adaptive).
+	ClipNorm float64
+	// NoiseStdDev is the standard deviation of the Gaussian noise THIS
+	// agent adds per coordinate, so that the sum carries the target noise.
+	NoiseStdDev float64
+	// Adaptive enables quantile-based clipping; TargetQuantile is the
+	// fraction of updates that should be unclipped.
+	Adaptive       bool
+	TargetQuantile float64
+}
+
+// RoundPlan tells an agent that joined a training round how to train and
+// how to aggregate.
+type RoundPlan struct {
+	RoundID uint64
+	// ModelVersion and ModelHash identify the global model to start from.
+	ModelVersion uint64
+	ModelHash    Hash
+	Epochs       uint32
+	BatchSize    uint32
+	LR           float64
+	// Mu is FedProx's proximal coefficient (0 = plain FedAvg).
+	Mu          float64
+	Optimizer   string
+	Momentum    float64
+	WeightDecay float64
+	// SecAgg is the secure-aggregation configuration, opaque here
+	// (crypto/secagg's MarshalBinary).
+	SecAgg []byte
+	DP     DPParams
+}
+
+// Type implements Message.
+func (*RoundPlan) Type() MsgType { return TypeRoundPlan }
+
+func (m *RoundPlan) encode(e *encoder) {
+	e.uvarint(m.RoundID)
+	e.uvarint(m.ModelVersion)
+	e.hash(m.ModelHash)
+	e.uvarint(uint64(m.Epochs))
+	e.uvarint(uint64(m.BatchSize))
+	e.f64(m.LR)
+	e.f64(m.Mu)
+	e.str("Optimizer", m.Optimizer)
+	e.f64(m.Momentum)
+	e.f64(m.WeightDecay)
+	e.bytes("SecAgg", m.SecAgg, e.lim.MaxFrame)
+	e.f64(m.DP.ClipNorm)
+	e.f64(m.DP.NoiseStdDev)
+	e.boolean(m.DP.Adaptive)
+	e.f64(m.DP.TargetQuantile)
+}
+
+func (m *RoundPlan) decode(d *decoder) {
+	m.RoundID = d.uvarint("RoundID")
+	m.ModelVersion = d.uvarint("ModelVersion")
+	m.ModelHash = d.hash("ModelHash")
+	m.Epochs = d.u32("Epochs")
+	m.BatchSize = d.u32("BatchSize")
+	m.LR = d.f64("LR")
+	m.Mu = d.f64("Mu")
+	m.Optimizer = d.str("Optimizer")
+	m.Momentum = d.f64("Momentum")
+	m.WeightDecay = d.f64("WeightDecay")
+	m.SecAgg = d.bytes("SecAgg", d.lim.MaxFrame)
+	m.DP.ClipNorm = d.f64("DP.ClipNorm")
+	m.DP.NoiseStdDev = d.f64("DP.NoiseStdDev")
+	m.DP.Adaptive = d.boolean("DP.Adaptive")
+	m.DP.TargetQuantile = d.f64("DP.TargetQuantile")
+}
+
+// RoundAbort tells agents to drop a round (e.g. the leader changed
+// mid-round); they discard its state and wait for the next invite.
+type RoundAbort struct {
+	RoundID uint64
+	Reason  string
+}
+
+// Type implements Message.
+func (*RoundAbort) Type() MsgType { return TypeRoundAbort }
+
+func (m *RoundAbort) encode(e *encoder) {
+	e.uvarint(m.RoundID)
+	e.str("Reason", m.Reason)
+}
+
+func (m *RoundAbort) decode(d *decoder) {
+	m.RoundID = d.uvarint("RoundID")
+	m.Reason = d.str("Reason")
+}
+
+// MaskedUpdate announces an agent's masked model update; it is the first
+// frame of a bulk stream and the vector follows as blob chunks (see
+// Session.PushBlob).
+type MaskedUpdate struct {
+	RoundID uint64
+	// Elements is the vector length in ring elements.
+	Elements uint64
+	// Blob describes the bytes that follow.
+	Blob BlobInfo
+}
+
+// Type implements Message.
+func (*MaskedUpdate) Type() MsgType { return TypeMaskedUpdate }
+
+func (m *MaskedUpdate) encode(e *encoder) {
+	e.uvarint(m.RoundID)
+	e.uvarint(m.Elements)
+	m.Blob.encode(e)
+}
+
+func (m *MaskedUpdate) decode(d *decoder) {
+	m.RoundID = d.uvarint("RoundID")
+	m.Elements = d.uvarint("Elements")
+	m.Blob.decode(d)
+}
+
+// EvalRequest asks a canary agent to evaluate a candidate model on its
+// held-out data; the result goes through secure aggregation.
+type EvalRequest struct {
+	RoundID      uint64
+	ModelVersion uint64
+	ModelHash    Hash
+	// SecAgg is the secure-aggregation configuration (opaque).
+	SecAgg []byte
+}
+
+// Type implements Message.
+func (*EvalRequest) Type() MsgType { return TypeEvalRequest }
+
+func (m *EvalRequest) encode(e *encoder) {
+	e.uvarint(m.RoundID)
+	e.uvarint(m.ModelVersion)
+	e.hash(m.ModelHash)
+	e.bytes("SecAgg", m.SecAgg, e.lim.MaxFrame)
+}
+
+func (m *EvalRequest) decode(d *decoder) {
+	m.RoundID = d.uvarint("RoundID")
+	m.ModelVersion = d.uvarint("ModelVersion")
+	m.ModelHash = d.hash("ModelHash")
+	m.SecAgg = d.bytes("SecAgg", d.lim.MaxFrame)
+}
+
+// EvalResult carries an agent's masked evaluation sums (correct, total,
+// loss) as an opaque secure-aggregation payload.
+type EvalResult struct {
+	RoundID uint64
+	Payload []byte
+}
+
+// Type implements Message.
+func (*EvalResult) Type() MsgType { return TypeEvalResult }
+
+func (m *EvalResult) encode(e *encoder) { encodeStage(e, m.RoundID, m.Payload) }
+func (m *EvalResult) decode(d *decoder) { m.RoundID, m.Payload = decodeStage(d) }
+
+// encodeStage writes the common layout of the SecAgg+ stage messages: the
+// round ID and an opaque payload produced by crypto/secagg.
+func encodeStage(e *encoder, round uint64, payload []byte) {
+	e.uvarint(round)
+	e.bytes("Payload", payload, e.lim.MaxFrame)
+}
+
+func decodeStage(d *decoder) (uint64, []byte) {
+	round := d.uvarint("RoundID")
+	return round, d.bytes("Payload", d.lim.MaxFrame)
+}

@@ -1,0 +1,126 @@
+package protocol
+
+// The SecAgg+ stage messages. Each carries the round ID and an opaque
+// payload produced and parsed by crypto/secagg (its MarshalBinary); this
+// package only frames and bounds it. A *Relay type is the coordinator's
+// message of the same stage.
+
+// AdvertiseKeys carries an agent's public keys (stage 0, agent to coordinator).
+type AdvertiseKeys struct {
+	RoundID uint64
+	Payload []byte
+}
+
+// Type implements Message.
+func (*AdvertiseKeys) Type() MsgType { return TypeAdvertiseKeys }
+
+func (m *AdvertiseKeys) encode(e *encoder) { encodeStage(e, m.RoundID, m.Payload) }
+func (m *AdvertiseKeys) decode(d *decoder) { m.RoundID, m.Payload = decodeStage(d) }
+
+// AdvertiseKeysRelay carries the advertised keys of an agent's neighbours (stage 0, coordinator to agent).
+type AdvertiseKeysRelay struct {
+	RoundID uint64
+	Payload []byte
+}
+
+// Type implements Message.
+func (*AdvertiseKeysRelay) Type() MsgType { return TypeAdvertiseKeysRelay }
+
+func (m *AdvertiseKeysRelay) encode(e *encoder) { encodeStage(e, m.RoundID, m.Payload) }
+func (m *AdvertiseKeysRelay) decode(d *decoder) { m.RoundID, m.Payload = decodeStage(d) }
+
+// ShareKeys carries an agent's encrypted secret shares for its neighbours (stage 1, agent to coordinator).
+type ShareKeys struct {
+	RoundID uint64
+	Payload []byte
+}
+
+// Type implements Message.
+func (*ShareKeys) Type() MsgType { return TypeShareKeys }
+
+func (m *ShareKeys) encode(e *encoder) { encodeStage(e, m.RoundID, m.Payload) }
+func (m *ShareKeys) decode(d *decoder) { m.RoundID, m.Payload = decodeStage(d) }
+
+// ShareKeysRelay carries the encrypted shares addressed to one agent (stage 1, coordinator to agent).
+type ShareKeysRelay struct {
+	RoundID uint64
+	Payload []byte
+}
+
+// Type implements Message.
+func (*ShareKeysRelay) Type() MsgType { return TypeShareKeysRelay }
+
+func (m *ShareKeysRelay) encode(e *encoder) { encodeStage(e, m.RoundID, m.Payload) }
+func (m *ShareKeysRelay) decode(d *decoder) { m.RoundID, m.Payload = decodeStage(d) }
+
+// MaskedInput carries an agent's small masked input sent inline (stage 2, agent to coordinator); large vectors use MaskedUpdate on a bulk stream instead.
+type MaskedInput struct {
+	RoundID uint64
+	Payload []byte
+}
+
+// Type implements Message.
+func (*MaskedInput) Type() MsgType { return TypeMaskedInput }
+
+func (m *MaskedInput) encode(e *encoder) { encodeStage(e, m.RoundID, m.Payload) }
+func (m *MaskedInput) decode(d *decoder) { m.RoundID, m.Payload = decodeStage(d) }
+
+// MaskedInputRelay carries the set of agents whose masked input arrived (stage 2, coordinator to agent).
+type MaskedInputRelay struct {
+	RoundID uint64
+	Payload []byte
+}
+
+// Type implements Message.
+func (*MaskedInputRelay) Type() MsgType { return TypeMaskedInputRelay }
+
+func (m *MaskedInputRelay) encode(e *encoder) { encodeStage(e, m.RoundID, m.Payload) }
+func (m *MaskedInputRelay) decode(d *decoder) { m.RoundID, m.Payload = decodeStage(d) }
+
+// ConsistencyCheck carries an agent's signature over the surviving set (stage 3, agent to coordinator).
+type ConsistencyCheck struct {
+	RoundID uint64
+	Payload []byte
+}
+
+// Type implements Message.
+func (*ConsistencyCheck) Type() MsgType { return TypeConsistencyCheck }
+
+func (m *ConsistencyCheck) encode(e *encoder) { encodeStage(e, m.RoundID, m.Payload) }
+func (m *ConsistencyCheck) decode(d *decoder) { m.RoundID, m.Payload = decodeStage(d) }
+
+// ConsistencyCheckRelay carries the signatures of the surviving set (stage 3, coordinator to agent).
+type ConsistencyCheckRelay struct {
+	RoundID uint64
+	Payload []byte
+}
+
+// Type implements Message.
+func (*ConsistencyCheckRelay) Type() MsgType { return TypeConsistencyCheckRelay }
+
+func (m *ConsistencyCheckRelay) encode(e *encoder) { encodeStage(e, m.RoundID, m.Payload) }
+func (m *ConsistencyCheckRelay) decode(d *decoder) { m.RoundID, m.Payload = decodeStage(d) }
+
+// Unmask carries an agent's shares for unmasking: self-mask shares of survivors, key shares of dropouts (stage 4, agent to coordinator).
+type Unmask struct {
+	RoundID uint64
+	Payload []byte
+}
+
+// Type implements Message.
+func (*Unmask) Type() MsgType { return TypeUnmask }
+
+func (m *Unmask) encode(e *encoder) { encodeStage(e, m.RoundID, m.Payload) }
+func (m *Unmask) decode(d *decoder) { m.RoundID, m.Payload = decodeStage(d) }
+
+// UnmaskRelay carries the outcome of unmasking (stage 4, coordinator to agent).
+type UnmaskRelay struct {
+	RoundID uint64
+	Payload []byte
+}
+
+// Type implements Message.
+func (*UnmaskRelay) Type() MsgType { return TypeUnmaskRelay }
+
+func (m *UnmaskRelay) encode(e *encoder) { encodeStage(e, m.RoundID, m.Payload) }
+func (m *UnmaskRelay) decode(d *decoder) { m.RoundID, m.Payload = decodeStage(d) }
