@@ -1,0 +1,518 @@
+package coordinator
+
+import (
+	"fmt"
+	"maps"
+	"time"
+)
+
+type bootstrapCmd struct {
+	ClusterName string `json:"cluster_name"`
+	CA          []byte `json:"ca"`
+	KeepModels  int    `json:"keep_models,omitempty"`
+}
+
+func applyBootstrap(s *State, hdr []byte) any {
+	var c bootstrapCmd
+	if err := decodeHdr(hdr, &c); err != nil {
+		return err
+	}
+	if len(s.CA) != 0 {
+		return fmt.Errorf("%w: cluster %q already bootstrapped", ErrExists, s.ClusterName)
+	}
+	if c.ClusterName == "" || len(c.CA) == 0 {
+		return fmt.Errorf("%w: bootstrap needs a name and a CA", ErrBadEntry)
+	}
+	s.ClusterName, s.CA = c.ClusterName, c.CA
+	if c.KeepModels > 0 {
+		s.KeepModels = c.KeepModels
+	}
+	return nil
+}
+
+func applyTokenCreate(s *State, hdr []byte) any {
+	var t TokenRecord
+	if err := decodeHdr(hdr, &t); err != nil {
+		return err
+	}
+	if t.ID == "" || len(t.Record) == 0 {
+		return fmt.Errorf("%w: token without id or record", ErrBadEntry)
+	}
+	if _, ok := s.Tokens[t.ID]; ok {
+		return fmt.Errorf("%w: token %s", ErrExists, t.ID)
+	}
+	t.Used, t.UsedBy = false, ""
+	s.Tokens[t.ID] = &t
+	return nil
+}
+
+type enrollCmd struct {
+	TokenID string      `json:"token_id"`
+	Agent   AgentRecord `json:"agent"`
+}
+
+func applyAgentEnroll(s *State, hdr []byte) any {
+	var c enrollCmd
+	if err := decodeHdr(hdr, &c); err != nil {
+		return err
+	}
+	tok, ok := s.Tokens[c.TokenID]
+	if !ok {
+		return fmt.Errorf("%w: token %s", ErrNotFound, c.TokenID)
+	}
+	if tok.Used {
+		return ErrTokenUsed
+	}
+	if !c.Agent.EnrolledAt.Before(tok.Expiry) {
+		return ErrTokenExpired
+	}
+	if c.Agent.ID == "" {
+		return fmt.Errorf("%w: agent without id", ErrBadEntry)
+	}
+	if _, ok := s.Agents[c.Agent.ID]; ok {
+		return fmt.Errorf("%w: agent %s", ErrExists, c.Agent.ID)
+	}
+	tok.Used, tok.UsedBy = true, c.Agent.ID
+	a := c.Agent
+	labels := maps.Clone(tok.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	maps.Copy(labels, a.Labels) // the agent's own labels win over the token's
+	a.Labels = labels
+	a.Revoked = false
+	s.Agents[a.ID] = &a
+	return nil
+}
+
+type renewCmd struct {
+	ID     string    `json:"id"`
+	Serial string    `json:"serial"`
+	At     time.Time `json:"at"`
+}
+
+func applyAgentRenew(s *State, hdr []byte) any {
+	var c renewCmd
+	if err := decodeHdr(hdr, &c); err != nil {
+		return err
+	}
+	a, ok := s.Agents[c.ID]
+	if !ok {
+		return fmt.Errorf("%w: agent %s", ErrNotFound, c.ID)
+	}
+	if a.Revoked {
+		return fmt.Errorf("%w: agent %s is revoked", ErrConflict, c.ID)
+	}
+	a.CertSerial, a.RenewedAt = c.Serial, c.At
+	return nil
+}
+
+type revokeCmd struct {
+	ID string    `json:"id"`
+	At time.Time `json:"at"`
+}
+
+func applyAgentRevoke(s *State, hdr []byte) any {
+	var c revokeCmd
+	if err := decodeHdr(hdr, &c); err != nil {
+		return err
+	}
+	a, ok := s.Agents[c.ID]
+	if !ok {
+		return fmt.Errorf("%w: agent %s", ErrNotFound, c.ID)
+	}
+	if !a.Revoked {
+		a.Revoked, a.RevokedAt = true, c.At
+	}
+	if a.CertSerial != "" {
+		s.Revoked[a.CertSerial] = c.At
+	}
+	return nil
+}
+
+type labelCmd struct {
+	ID     string            `json:"id"`
+	Labels map[string]string `json:"labels"`
+}
+
+func applyAgentLabel(s *State, hdr []byte) any {
+	var c labelCmd
+	if err := decodeHdr(hdr, &c); err != nil {
+		return err
+	}
+	a, ok := s.Agents[c.ID]
+	if !ok {
+		return fmt.Errorf("%w: agent %s", ErrNotFound, c.ID)
+	}
+	a.Labels = maps.Clone(c.Labels)
+	return nil
+}
+
+type seenCmd struct {
+	Seen map[string]time.Time `json:"seen"`
+}
+
+func applyAgentSeen(s *State, hdr []byte) any {
+	var c seenCmd
+	if err := decodeHdr(hdr, &c); err != nil {
+		return err
+	}
+	for id, at := range c.Seen {
+		if a, ok := s.Agents[id]; ok && at.After(a.LastSeen) {
+			a.LastSeen = at
+		}
+	}
+	return nil
+}
+
+func applyJobCreate(s *State, hdr []byte) any {
+	var j JobRecord
+	if err := decodeHdr(hdr, &j); err != nil {
+		return err
+	}
+	if j.ID == "" {
+		return fmt.Errorf("%w: job without id", ErrBadEntry)
+	}
+	if _, ok := s.Jobs[j.ID]; ok {
+		return fmt.Errorf("%w: job %s", ErrExists, j.ID)
+	}
+	if j.Spec.InitModel != 0 {
+		if _, ok := s.Models[j.Spec.InitModel]; !ok {
+			return fmt.Errorf("%w: init model %d", ErrNotFound, j.Spec.InitModel)
+		}
+	}
+	if j.State == "" {
+		j.State = JobRunning
+	}
+	s.Jobs[j.ID] = &j
+	return nil
+}
+
+type jobUpdateCmd struct {
+	ID    string    `json:"id"`
+	State string    `json:"state"`
+	Error string    `json:"error,omitempty"`
+	At    time.Time `json:"at"`
+}
+
+func applyJobUpdate(s *State, hdr []byte) any {
+	var c jobUpdateCmd
+	if err := decodeHdr(hdr, &c); err != nil {
+		return err
+	}
+	j, ok := s.Jobs[c.ID]
+	if !ok {
+		return fmt.Errorf("%w: job %s", ErrNotFound, c.ID)
+	}
+	switch c.State {
+	case JobRunning, JobStopped, JobDone, JobFailed:
+	default:
+		return fmt.Errorf("%w: job state %q", ErrBadEntry, c.State)
+	}
+	if j.State != JobRunning && c.State == JobRunning {
+		return fmt.Errorf("%w: job %s is %s", ErrConflict, j.ID, j.State)
+	}
+	j.State, j.Error, j.UpdatedAt = c.State, c.Error, c.At
+	return nil
+}
+
+// applyRoundStart assigns the next round ID and returns it.
+func applyRoundStart(s *State, hdr []byte) any {
+	var r RoundRecord
+	if err := decodeHdr(hdr, &r); err != nil {
+		return err
+	}
+	if r.Job != "" {
+		j, ok := s.Jobs[r.Job]
+		if !ok {
+			return fmt.Errorf("%w: job %s", ErrNotFound, r.Job)
+		}
+		if j.State != JobRunning {
+			return fmt.Errorf("%w: job %s is %s", ErrConflict, j.ID, j.State)
+		}
+	}
+	r.ID = s.NextRound
+	s.NextRound++
+	r.State = RoundRunning
+	s.Rounds[r.ID] = &r
+	s.trimRounds()
+	return r.ID
+}
+
+func applyRoundEnd(s *State, hdr []byte) any {
+	var r RoundRecord
+	if err := decodeHdr(hdr, &r); err != nil {
+		return err
+	}
+	return endRound(s, &r)
+}
+
+// endRound replaces a running round's record with its final form.
+func endRound(s *State, r *RoundRecord) error {
+	old, ok := s.Rounds[r.ID]
+	if !ok {
+		return fmt.Errorf("%w: round %d", ErrNotFound, r.ID)
+	}
+	if old.State != RoundRunning {
+		return fmt.Errorf("%w: round %d is %s", ErrConflict, r.ID, old.State)
+	}
+	switch r.State {
+	case RoundCommitted, RoundAborted, RoundFailed:
+	default:
+		return fmt.Errorf("%w: round end state %q", ErrBadEntry, r.State)
+	}
+	final := *r
+	final.Job, final.Kind, final.Number, final.StartedAt = old.Job, old.Kind, old.Number, old.StartedAt
+	final.Rollout = old.Rollout
+	s.Rounds[r.ID] = &final
+	if j, ok := s.Jobs[final.Job]; ok && final.Kind == RoundTrain && final.State == RoundCommitted {
+		j.RoundsDone++
+		j.UpdatedAt = final.EndedAt
+		if j.RoundsDone >= j.Spec.Rounds && j.State == JobRunning {
+			j.State = JobDone
+		}
+	}
+	return nil
+}
+
+type modelCommitCmd struct {
+	Model   ModelRecord    `json:"model"`
+	Round   *RoundRecord   `json:"round,omitempty"`
+	Privacy *PrivacyRecord `json:"privacy,omitempty"`
+	// Stable makes the new version the one agents serve by default (jobs
+	// without rollouts; the first model of a cluster).
+	Stable bool `json:"stable,omitempty"`
+}
+
+// applyModelCommit adds a model version (assigning its number, returned),
+// ends its round and advances its job, all in one entry.
+func applyModelCommit(s *State, hdr, blob []byte) any {
+	var c modelCommitCmd
+	if err := decodeHdr(hdr, &c); err != nil {
+		return err
+	}
+	if len(blob) == 0 || c.Model.Hash == "" {
+		return fmt.Errorf("%w: model without blob or hash", ErrBadEntry)
+	}
+	if c.Model.Parent != 0 {
+		if _, ok := s.Models[c.Model.Parent]; !ok {
+			return fmt.Errorf("%w: parent model %d", ErrNotFound, c.Model.Parent)
+		}
+	}
+	if c.Round != nil {
+		r, ok := s.Rounds[c.Round.ID]
+		if !ok {
+			return fmt.Errorf("%w: round %d", ErrNotFound, c.Round.ID)
+		}
+		if r.State != RoundRunning {
+			return fmt.Errorf("%w: round %d is %s", ErrConflict, r.ID, r.State)
+		}
+	}
+	m := c.Model
+	m.Version = s.NextModel
+	m.Size = len(blob)
+	m.Blob = append([]byte(nil), blob...)
+	s.NextModel++
+	s.Models[m.Version] = &m
+	if c.Round != nil {
+		rr := *c.Round
+		rr.ModelOut = m.Version
+		if err := endRound(s, &rr); err != nil {
+			return err // unreachable after the checks above, kept for safety
+		}
+	}
+	if j, ok := s.Jobs[m.Job]; ok {
+		j.Model = m.Version
+		if c.Privacy != nil {
+			p := *c.Privacy
+			j.Privacy = &p
+		}
+	}
+	if c.Stable || s.Stable == 0 {
+		s.Stable = m.Version
+	}
+	s.applyRetention()
+	return m.Version
+}
+
+type pinCmd struct {
+	Version uint64 `json:"version"`
+	Pinned  bool   `json:"pinned"`
+}
+
+func applyModelPin(s *State, hdr []byte) any {
+	var c pinCmd
+	if err := decodeHdr(hdr, &c); err != nil {
+		return err
+	}
+	m, ok := s.Models[c.Version]
+	if !ok {
+		return fmt.Errorf("%w: model %d", ErrNotFound, c.Version)
+	}
+	if c.Pinned && m.Blob == nil {
+		return fmt.Errorf("%w: model %d was dropped by retention", ErrConflict, c.Version)
+	}
+	m.Pinned = c.Pinned
+	s.applyRetention()
+	return nil
+}
+
+func applyRolloutCreate(s *State, hdr []byte) any {
+	var r RolloutRecord
+	if err := decodeHdr(hdr, &r); err != nil {
+		return err
+	}
+	if r.ID == "" || len(r.Cohorts) == 0 {
+		return fmt.Errorf("%w: rollout without id or cohorts", ErrBadEntry)
+	}
+	if _, ok := s.Rollouts[r.ID]; ok {
+		return fmt.Errorf("%w: rollout %s", ErrExists, r.ID)
+	}
+	for _, other := range s.Rollouts {
+		if other.State == RolloutRunning || other.State == RolloutPaused {
+			return fmt.Errorf("%w: rollout %s is still %s", ErrConflict, other.ID, other.State)
+		}
+	}
+	m, ok := s.Models[r.Model]
+	if !ok || m.Blob == nil {
+		return fmt.Errorf("%w: model %d", ErrNotFound, r.Model)
+	}
+	if r.Baseline == 0 {
+		r.Baseline = s.Stable
+	}
+	r.Stage, r.State, r.UpdatedAt = 0, RolloutRunning, r.CreatedAt
+	s.Rollouts[r.ID] = &r
+	return nil
+}
+
+type decideCmd struct {
+	ID       string   `json:"id"`
+	Decision Decision `json:"decision"`
+}
+
+// applyRolloutDecide records a decision and moves the rollout: advance to
+// the next cohort, promote (the candidate becomes stable), roll back (the
+// baseline stays stable), pause or resume.
+func applyRolloutDecide(s *State, hdr []byte) any {
+	var c decideCmd
+	if err := decodeHdr(hdr, &c); err != nil {
+		return err
+	}
+	r, ok := s.Rollouts[c.ID]
+	if !ok {
+		return fmt.Errorf("%w: rollout %s", ErrNotFound, c.ID)
+	}
+	if r.State == RolloutPromoted || r.State == RolloutRolledBack {
+		return fmt.Errorf("%w: rollout %s is finished (%s)", ErrConflict, r.ID, r.State)
+	}
+	d := c.Decision
+	if d.Stage != r.Stage {
+		return fmt.Errorf("%w: decision for stage %d, rollout at %d", ErrConflict, d.Stage, r.Stage)
+	}
+	switch d.Action {
+	case "advance":
+		if r.State != RolloutRunning {
+			return fmt.Errorf("%w: rollout %s is %s", ErrConflict, r.ID, r.State)
+		}
+		if r.Stage+1 >= len(r.Cohorts) {
+			r.State = RolloutPromoted
+			s.Stable = r.Model
+		} else {
+			r.Stage++
+		}
+	case "promote":
+		r.State = RolloutPromoted
+		s.Stable = r.Model
+	case "rollback":
+		r.State = RolloutRolledBack
+		s.Stable = r.Baseline
+	case "pause":
+		r.State = RolloutPaused
+	case "resume":
+		r.State = RolloutRunning
+	default:
+		return fmt.Errorf("%w: rollout action %q", ErrBadEntry, d.Action)
+	}
+	r.UpdatedAt = d.At
+	r.Decisions = append(r.Decisions, d)
+	s.applyRetention()
+	return nil
+}
+
+type stableCmd struct {
+	Version uint64 `json:"version"`
+}
+
+func applySetStable(s *State, hdr []byte) any {
+	var c stableCmd
+	if err := decodeHdr(hdr, &c); err != nil {
+		return err
+	}
+	m, ok := s.Models[c.Version]
+	if !ok || m.Blob == nil {
+		return fmt.Errorf("%w: model %d", ErrNotFound, c.Version)
+	}
+	s.Stable = c.Version
+	return nil
+}
+
+type abortCmd struct {
+	Leader string    `json:"leader"`
+	Term   uint64    `json:"term"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+}
+
+// applyAbortRounds marks every running round started in an earlier term
+// aborted; it returns how many it aborted.
+func applyAbortRounds(s *State, hdr []byte) any {
+	var c abortCmd
+	if err := decodeHdr(hdr, &c); err != nil {
+		return err
+	}
+	n := 0
+	for _, id := range sortedKeys(s.Rounds) {
+		r := s.Rounds[id]
+		if r.State == RoundRunning && r.Term < c.Term {
+			r.State, r.Error, r.EndedAt = RoundAborted, c.Reason, c.At
+			n++
+		}
+	}
+	return n
+}
+
+type adminCertCmd struct {
+	Serial string `json:"serial"`
+	Name   string `json:"name"`
+}
+
+func applyAdminCert(s *State, hdr []byte) any {
+	var c adminCertCmd
+	if err := decodeHdr(hdr, &c); err != nil {
+		return err
+	}
+	if c.Serial == "" || c.Name == "" {
+		return fmt.Errorf("%w: admin cert without serial or name", ErrBadEntry)
+	}
+	s.AdminSerials[c.Serial] = c.Name
+	return nil
+}
+
+type tokenPruneCmd struct {
+	Now time.Time `json:"now"`
+}
+
+func applyTokenPrune(s *State, hdr []byte) any {
+	var c tokenPruneCmd
+	if err := decodeHdr(hdr, &c); err != nil {
+		return err
+	}
+	n := 0
+	for _, id := range sortedKeys(s.Tokens) {
+		if t := s.Tokens[id]; t.Used || !c.Now.Before(t.Expiry) {
+			delete(s.Tokens, id)
+			n++
+		}
+	}
+	return n
+}

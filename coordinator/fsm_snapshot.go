@@ -1,0 +1,221 @@
+package coordinator
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Snapshot format, version 1:
+//
+//	"FEDGESNP" | version byte | uvarint len | JSON State (no blobs) |
+//	uvarint count | count × (uvarint model version | uvarint len | blob) |
+//	SHA-256 of everything before it
+const (
+	snapshotMagic   = "FEDGESNP"
+	snapshotVersion = 1
+	// maxSnapshotMeta bounds the JSON part of a snapshot.
+	maxSnapshotMeta = 1 << 30
+	// maxSnapshotBlob bounds one model blob in a snapshot.
+	maxSnapshotBlob = 1 << 31
+)
+
+// ErrBadSnapshot is returned for a snapshot that is corrupt or foreign.
+var ErrBadSnapshot = errors.New("coordinator: bad snapshot")
+
+// clone deep-copies the metadata; blobs are immutable and shared.
+func (s *State) clone() *State {
+	b, err := json.Marshal(s)
+	if err != nil {
+		// State holds only JSON-safe types; this cannot fail.
+		panic(fmt.Sprintf("coordinator: state does not marshal: %v", err))
+	}
+	c := newState()
+	if err := json.Unmarshal(b, c); err != nil {
+		panic(fmt.Sprintf("coordinator: state does not unmarshal: %v", err))
+	}
+	for v, m := range s.Models {
+		c.Models[v].Blob = m.Blob
+	}
+	return c
+}
+
+type fsmSnapshot struct{ state *State }
+
+// Persist writes the snapshot to the sink.
+func (f *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := writeSnapshot(sink, f.state); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("coordinator.Persist: %w", err)
+	}
+	return sink.Close()
+}
+
+// Release is a no-op: the snapshot holds only a private copy.
+func (f *fsmSnapshot) Release() {}
+
+func writeSnapshot(w io.Writer, s *State) error {
+	h := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(w, h), 1<<20)
+	meta, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	var tmp [binary.MaxVarintLen64]byte
+	put := func(v uint64) {
+		bw.Write(tmp[:binary.PutUvarint(tmp[:], v)])
+	}
+	bw.WriteString(snapshotMagic)
+	bw.WriteByte(snapshotVersion)
+	put(uint64(len(meta)))
+	bw.Write(meta)
+	var versions []uint64
+	for _, v := range sortedKeys(s.Models) {
+		if s.Models[v].Blob != nil {
+			versions = append(versions, v)
+		}
+	}
+	put(uint64(len(versions)))
+	for _, v := range versions {
+		blob := s.Models[v].Blob
+		put(v)
+		put(uint64(len(blob)))
+		bw.Write(blob)
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	_, err = w.Write(h.Sum(nil))
+	return err
+}
+
+// hashingReader hashes what it reads.
+type hashingReader struct {
+	r *bufio.Reader
+	h interface{ Write([]byte) (int, error) }
+}
+
+func (r *hashingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.h.Write(p[:n])
+	return n, err
+}
+
+func (r *hashingReader) ReadByte() (byte, error) {
+	b, err := r.r.ReadByte()
+	if err == nil {
+		r.h.Write([]byte{b})
+	}
+	return b, err
+}
+
+func readSnapshot(rd io.Reader) (*State, error) {
+	h := sha256.New()
+	r := &hashingReader{r: bufio.NewReaderSize(rd, 1<<20), h: h}
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrBadSnapshot, fmt.Sprintf(format, a...))
+	}
+	head := make([]byte, len(snapshotMagic)+1)
+	if _, err := io.ReadFull(r, head); err != nil {
+		return nil, bad("header: %v", err)
+	}
+	if string(head[:len(snapshotMagic)]) != snapshotMagic {
+		return nil, bad("not a fedge snapshot")
+	}
+	if head[len(snapshotMagic)] != snapshotVersion {
+		return nil, bad("version %d, want %d", head[len(snapshotMagic)], snapshotVersion)
+	}
+	n, err := binary.ReadUvarint(r)
+	if err != nil || n > maxSnapshotMeta {
+		return nil, bad("metadata length")
+	}
+	meta, err := readN(r, n)
+	if err != nil {
+		return nil, bad("metadata: %v", err)
+	}
+	s := newState()
+	if err := json.Unmarshal(meta, s); err != nil {
+		return nil, bad("metadata: %v", err)
+	}
+	count, err := binary.ReadUvarint(r)
+	if err != nil || count > uint64(len(s.Models)) {
+		return nil, bad("blob count")
+	}
+	for i := uint64(0); i < count; i++ {
+		v, err := binary.ReadUvarint(r)
+		if err != nil {
+			return nil, bad("blob version: %v", err)
+		}
+		m, ok := s.Models[v]
+		if !ok {
+			return nil, bad("blob for unknown model %d", v)
+		}
+		size, err := binary.ReadUvarint(r)
+		if err != nil || size > maxSnapshotBlob || (m.Size != 0 && size != uint64(m.Size)) {
+			return nil, bad("blob size of model %d", v)
+		}
+		if m.Blob, err = readN(r, size); err != nil {
+			return nil, bad("blob of model %d: %v", v, err)
+		}
+	}
+	want := h.Sum(nil)
+	got := make([]byte, sha256.Size)
+	if _, err := io.ReadFull(r.r, got); err != nil {
+		return nil, bad("checksum: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		return nil, bad("checksum mismatch")
+	}
+	fixNilMaps(s)
+	return s, nil
+}
+
+// readN reads exactly n bytes, growing the buffer as data arrives so a
+// forged length cannot make it allocate more than the input holds.
+func readN(r io.Reader, n uint64) ([]byte, error) {
+	var buf bytes.Buffer
+	got, err := io.CopyN(&buf, r, int64(n))
+	if err != nil {
+		return nil, err
+	}
+	if uint64(got) != n {
+		return nil, io.ErrUnexpectedEOF
+	}
+	return buf.Bytes(), nil
+}
+
+// fixNilMaps restores empty maps a snapshot may have written as null.
+func fixNilMaps(s *State) {
+	if s.Agents == nil {
+		s.Agents = map[string]*AgentRecord{}
+	}
+	if s.Tokens == nil {
+		s.Tokens = map[string]*TokenRecord{}
+	}
+	if s.Revoked == nil {
+		s.Revoked = map[string]time.Time{}
+	}
+	if s.Jobs == nil {
+		s.Jobs = map[string]*JobRecord{}
+	}
+	if s.Rounds == nil {
+		s.Rounds = map[uint64]*RoundRecord{}
+	}
+	if s.Models == nil {
+		s.Models = map[uint64]*ModelRecord{}
+	}
+	if s.Rollouts == nil {
+		s.Rollouts = map[string]*RolloutRecord{}
+	}
+	if s.AdminSerials == nil {
+		s.AdminSerials = map[string]string{}
+	}
+}

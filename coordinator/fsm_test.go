@@ -1,0 +1,250 @@
+package coordinator
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+var t0 = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+
+type fsmHarness struct {
+	t     testing.TB
+	f     *FSM
+	index uint64
+}
+
+func newHarness(t testing.TB) *fsmHarness {
+	return &fsmHarness{t: t, f: NewFSM(nil)}
+}
+
+// apply encodes and applies one command, returning the FSM's response.
+func (h *fsmHarness) apply(c cmdType, hdr any, payload []byte) any {
+	h.t.Helper()
+	b, err := encodeEntry(c, hdr, payload)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.index++
+	return h.f.Apply(&raft.Log{Index: h.index, Type: raft.LogCommand, Data: b})
+}
+
+func (h *fsmHarness) ok(c cmdType, hdr any, payload []byte) any {
+	h.t.Helper()
+	res := h.apply(c, hdr, payload)
+	if err, isErr := res.(error); isErr {
+		h.t.Fatalf("apply %d: %v", c, err)
+	}
+	return res
+}
+
+// populate drives a harness through a representative life of a cluster.
+func populate(h *fsmHarness) {
+	h.ok(cmdBootstrap, bootstrapCmd{ClusterName: "c1", CA: []byte("sealed-ca"), KeepModels: 1}, nil)
+	h.ok(cmdTokenCreate, TokenRecord{ID: "tok1", Record: []byte{1, 2, 3}, Expiry: t0.Add(time.Hour), Labels: map[string]string{"region": "eu"}}, nil)
+	h.ok(cmdAgentEnroll, enrollCmd{TokenID: "tok1", Agent: AgentRecord{ID: "ag-1", CertSerial: "s1", EnrolledAt: t0, Labels: map[string]string{"tier": "canary"}}}, nil)
+	spec := JobSpec{Model: "2nn", Rounds: 3}
+	if err := spec.Normalize(); err != nil {
+		h.t.Fatal(err)
+	}
+	h.ok(cmdJobCreate, JobRecord{ID: "job1", Spec: spec, CreatedAt: t0}, nil)
+	for i := 1; i <= 3; i++ {
+		id := h.ok(cmdRoundStart, RoundRecord{Job: "job1", Kind: RoundTrain, Number: i, Term: 1, StartedAt: t0}, nil).(uint64)
+		h.ok(cmdModelCommit, modelCommitCmd{
+			Model: ModelRecord{Hash: "h", Job: "job1", CreatedAt: t0},
+			Round: &RoundRecord{ID: id, State: RoundCommitted, EndedAt: t0.Add(time.Minute)},
+		}, bytes.Repeat([]byte{byte(i)}, 100))
+	}
+}
+
+func TestFSMLifecycle(t *testing.T) {
+	h := newHarness(t)
+	populate(h)
+	h.f.Read(func(s *State) {
+		a := s.Agents["ag-1"]
+		if a == nil || a.Labels["region"] != "eu" || a.Labels["tier"] != "canary" {
+			t.Fatalf("agent labels not merged from token and agent: %+v", a)
+		}
+		if !s.Tokens["tok1"].Used {
+			t.Fatal("token not consumed")
+		}
+		j := s.Jobs["job1"]
+		if j.RoundsDone != 3 || j.State != JobDone || j.Model != 3 {
+			t.Fatalf("job progress %+v", j)
+		}
+		if s.Stable != 1 {
+			t.Fatalf("first model should become stable, stable=%d", s.Stable)
+		}
+		// Retention keeps the newest + stable (1): version 2's blob is dropped.
+		if s.Models[2].Blob != nil || s.Models[1].Blob == nil || s.Models[3].Blob == nil {
+			t.Fatalf("retention kept wrong blobs: 1:%v 2:%v 3:%v", s.Models[1].Blob != nil, s.Models[2].Blob != nil, s.Models[3].Blob != nil)
+		}
+		if s.Rounds[1].ModelOut != 1 || s.Rounds[1].State != RoundCommitted {
+			t.Fatalf("round record %+v", s.Rounds[1])
+		}
+	})
+}
+
+func TestFSMRejects(t *testing.T) {
+	h := newHarness(t)
+	populate(h)
+	tests := []struct {
+		name string
+		cmd  cmdType
+		hdr  any
+		want error
+	}{
+		{"token reuse", cmdAgentEnroll, enrollCmd{TokenID: "tok1", Agent: AgentRecord{ID: "ag-2", EnrolledAt: t0}}, ErrTokenUsed},
+		{"unknown token", cmdAgentEnroll, enrollCmd{TokenID: "nope", Agent: AgentRecord{ID: "ag-2"}}, ErrNotFound},
+		{"second bootstrap", cmdBootstrap, bootstrapCmd{ClusterName: "x", CA: []byte("y")}, ErrExists},
+		{"pin dropped model", cmdModelPin, pinCmd{Version: 2, Pinned: true}, ErrConflict},
+		{"round of done job", cmdRoundStart, RoundRecord{Job: "job1", Kind: RoundTrain}, ErrConflict},
+		{"rollout of unknown model", cmdRolloutCreate, RolloutRecord{ID: "r", Model: 99, Cohorts: []Cohort{{Percent: 5}}}, ErrNotFound},
+		{"bad job state", cmdJobUpdate, jobUpdateCmd{ID: "job1", State: "dancing"}, ErrBadEntry},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := h.apply(tt.cmd, tt.hdr, nil)
+			err, _ := res.(error)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("got %v, want %v", res, tt.want)
+			}
+		})
+	}
+	h.ok(cmdTokenCreate, TokenRecord{ID: "tok2", Record: []byte{1}, Expiry: t0}, nil)
+	if err, _ := h.apply(cmdAgentEnroll, enrollCmd{TokenID: "tok2", Agent: AgentRecord{ID: "ag-3", EnrolledAt: t0}}, nil).(error); !errors.Is(err, ErrTokenExpired) {
+		t.Fatalf("expired token: %v", err)
+	}
+	if err, _ := h.apply(cmdType(77), struct{}{}, nil).(error); !errors.Is(err, ErrUnknownEntry) {
+		t.Fatalf("unknown mandatory entry: %v", err)
+	}
+	if res := h.apply(cmdType(77)|optionalCmd, struct{}{}, nil); res != nil {
+		t.Fatalf("unknown optional entry should be skipped, got %v", res)
+	}
+}
+
+func TestRolloutDecisions(t *testing.T) {
+	h := newHarness(t)
+	populate(h)
+	h.ok(cmdModelPin, pinCmd{Version: 3, Pinned: true}, nil)
+	cohorts := []Cohort{{Name: "canary", Percent: 10}, {Name: "all", Percent: 100}}
+	h.ok(cmdRolloutCreate, RolloutRecord{ID: "r1", Model: 3, Cohorts: cohorts, Gate: "accuracy>=baseline-0.5", CreatedAt: t0}, nil)
+	if err, _ := h.apply(cmdRolloutCreate, RolloutRecord{ID: "r2", Model: 3, Cohorts: cohorts}, nil).(error); !errors.Is(err, ErrConflict) {
+		t.Fatalf("second concurrent rollout: %v", err)
+	}
+	h.ok(cmdRolloutDecide, decideCmd{ID: "r1", Decision: Decision{Stage: 0, Action: "advance", By: "gate", At: t0}}, nil)
+	if err, _ := h.apply(cmdRolloutDecide, decideCmd{ID: "r1", Decision: Decision{Stage: 0, Action: "advance"}}, nil).(error); !errors.Is(err, ErrConflict) {
+		t.Fatalf("stale stage decision: %v", err)
+	}
+	h.ok(cmdRolloutDecide, decideCmd{ID: "r1", Decision: Decision{Stage: 1, Action: "rollback", By: "gate", At: t0}}, nil)
+	h.f.Read(func(s *State) {
+		r := s.Rollouts["r1"]
+		if r.State != RolloutRolledBack || s.Stable != 1 || len(r.Decisions) != 2 {
+			t.Fatalf("rollout %+v stable %d", r, s.Stable)
+		}
+	})
+}
+
+func TestAbortRounds(t *testing.T) {
+	h := newHarness(t)
+	populate(h)
+	h.ok(cmdJobUpdate, jobUpdateCmd{ID: "job1", State: JobDone}, nil)
+	spec := JobSpec{Model: "2nn"}
+	_ = spec.Normalize()
+	h.ok(cmdJobCreate, JobRecord{ID: "job2", Spec: spec}, nil)
+	old := h.ok(cmdRoundStart, RoundRecord{Job: "job2", Kind: RoundTrain, Term: 3}, nil).(uint64)
+	cur := h.ok(cmdRoundStart, RoundRecord{Job: "job2", Kind: RoundTrain, Term: 4}, nil).(uint64)
+	if n := h.ok(cmdAbortRounds, abortCmd{Term: 4, At: t0, Reason: "leader changed"}, nil).(int); n != 1 {
+		t.Fatalf("aborted %d rounds, want 1", n)
+	}
+	h.f.Read(func(s *State) {
+		if s.Rounds[old].State != RoundAborted || s.Rounds[cur].State != RoundRunning {
+			t.Fatalf("old %s cur %s", s.Rounds[old].State, s.Rounds[cur].State)
+		}
+	})
+}
+
+func snapshotBytes(t *testing.T, f *FSM) []byte {
+	t.Helper()
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := writeSnapshot(&buf, snap.(*fsmSnapshot).state); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestSnapshotRestoreAndDeterminism(t *testing.T) {
+	a, b := newHarness(t), newHarness(t)
+	populate(a)
+	populate(b)
+	sa, sb := snapshotBytes(t, a.f), snapshotBytes(t, b.f)
+	if !bytes.Equal(sa, sb) {
+		t.Fatal("two FSMs fed the same log differ")
+	}
+	r := NewFSM(nil)
+	if err := r.Restore(nopCloser{bytes.NewReader(sa)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := snapshotBytes(t, r); !bytes.Equal(got, sa) {
+		t.Fatal("restored state differs from the snapshot")
+	}
+	r.Read(func(s *State) {
+		if string(s.Models[3].Blob) != string(bytes.Repeat([]byte{3}, 100)) {
+			t.Fatal("blob not restored")
+		}
+	})
+	// Corruption anywhere is detected.
+	for _, i := range []int{0, 9, len(sa) / 2, len(sa) - 1} {
+		bad := append([]byte(nil), sa...)
+		bad[i] ^= 0x40
+		if err := NewFSM(nil).Restore(nopCloser{bytes.NewReader(bad)}); !errors.Is(err, ErrBadSnapshot) {
+			t.Fatalf("flip at %d: %v", i, err)
+		}
+	}
+	if err := NewFSM(nil).Restore(nopCloser{bytes.NewReader(sa[:len(sa)/2])}); !errors.Is(err, ErrBadSnapshot) {
+		t.Fatalf("truncated snapshot: %v", err)
+	}
+}
+
+type nopCloser struct{ *bytes.Reader }
+
+func (nopCloser) Close() error { return nil }
+
+func FuzzFSMApply(f *testing.F) {
+	for _, c := range []struct {
+		t   cmdType
+		hdr any
+	}{
+		{cmdBootstrap, bootstrapCmd{ClusterName: "c", CA: []byte("x")}},
+		{cmdTokenCreate, TokenRecord{ID: "t", Record: []byte{1}, Expiry: t0}},
+		{cmdModelCommit, modelCommitCmd{Model: ModelRecord{Hash: "h"}}},
+		{cmdRolloutDecide, decideCmd{ID: "r"}},
+	} {
+		b, _ := encodeEntry(c.t, c.hdr, []byte{1, 2})
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fsm := NewFSM(nil)
+		fsm.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: data})
+		fsm.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: data})
+	})
+}
+
+func FuzzSnapshotRestore(f *testing.F) {
+	h := newHarness(f)
+	populate(h)
+	var buf bytes.Buffer
+	_ = writeSnapshot(&buf, h.f.state.clone())
+	f.Add(buf.Bytes())
+	f.Add([]byte(snapshotMagic))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_ = NewFSM(nil).Restore(nopCloser{bytes.NewReader(data)})
+	})
+}

@@ -1,0 +1,217 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrInvalidJob is returned for a job spec that cannot run.
+var ErrInvalidJob = errors.New("invalid job")
+
+// JobSpec is a training job as an ML engineer writes it (job.json). Zero
+// values mean the documented defaults; Normalize fills them in.
+type JobSpec struct {
+	Name string `json:"name"`
+	// Model names a tensor model ("logreg", "2nn", "cnn", "gcn"); Spec, if
+	// set, is a full tensor spec (JSON) and wins over Model.
+	Model string `json:"model"`
+	Spec  []byte `json:"spec,omitempty"`
+	// InitModel starts from a committed version instead of a fresh model.
+	InitModel uint64 `json:"init_model,omitempty"`
+	Seed      uint64 `json:"seed,omitempty"`
+	// Data describes what agents must hold (checked by agents on invite).
+	Data DataSchema `json:"data"`
+	// Rounds to run; default 10.
+	Rounds int `json:"rounds"`
+	// Clients per round: Fraction of eligible connected agents, at least
+	// MinClients (default 2), plus OverSelect extra fraction for dropouts.
+	Fraction   float64 `json:"fraction"`
+	MinClients int     `json:"min_clients"`
+	OverSelect float64 `json:"over_select"`
+	// Selector restricts eligibility to agents whose labels match.
+	Selector map[string]string `json:"selector,omitempty"`
+	Plan     LocalPlan         `json:"plan"`
+	Strategy StrategySpec      `json:"strategy"`
+	SecAgg   SecAggSpec        `json:"secagg"`
+	DP       DPSpec            `json:"dp"`
+	Deadline Deadlines         `json:"deadlines"`
+}
+
+// DataSchema is what an agent's local data must look like.
+type DataSchema struct {
+	Kind     string `json:"kind"` // "mnist", "csv", "graph"
+	Features int    `json:"features,omitempty"`
+	Classes  int    `json:"classes,omitempty"`
+	// Standardize asks agents to standardize features with statistics
+	// computed federatedly (summed under secure aggregation) first.
+	Standardize bool `json:"standardize,omitempty"`
+}
+
+// LocalPlan is what each selected agent does with its local data.
+type LocalPlan struct {
+	Epochs    int     `json:"epochs"`     // default 1
+	BatchSize int     `json:"batch_size"` // default 10
+	LR        float64 `json:"lr"`         // default 0.1
+	Momentum  float64 `json:"momentum,omitempty"`
+	Mu        float64 `json:"mu,omitempty"` // FedProx proximal weight
+}
+
+// StrategySpec names the server optimizer and its parameters.
+type StrategySpec struct {
+	Name     string  `json:"name"`                // fedavg (default), fedavgm, fedprox, fedadam, fedyogi, fedadagrad, median, trimmedmean, krum
+	ServerLR float64 `json:"server_lr,omitempty"` // default 1 (fedavg/fedavgm), 0.01 (adaptive)
+	Momentum float64 `json:"momentum,omitempty"`  // fedavgm, default 0.9
+	Beta1    float64 `json:"beta1,omitempty"`     // default 0.9
+	Beta2    float64 `json:"beta2,omitempty"`     // default 0.99
+	Tau      float64 `json:"tau,omitempty"`       // adaptivity, default 1e-3
+	Trim     float64 `json:"trim,omitempty"`      // trimmed mean: fraction cut at each end, default 0.1
+	Byzant   int     `json:"byzantine,omitempty"` // krum: assumed Byzantine clients f, default 1
+}
+
+// SecAggSpec configures secure aggregation of the updates.
+type SecAggSpec struct {
+	Enabled bool `json:"enabled"`
+	// K is the neighbour-graph degree (0: ~2·ceil(log2 n); n-1: classic
+	// SecAgg); T the reconstruction threshold (0: default of the library).
+	K int `json:"k,omitempty"`
+	T int `json:"t,omitempty"`
+	// Clip bounds each coordinate of an update before fixed-point encoding.
+	Clip float64 `json:"clip,omitempty"` // default 1
+	Bits int     `json:"bits,omitempty"` // default 16
+}
+
+// DPSpec configures differential privacy.
+type DPSpec struct {
+	Enabled         bool    `json:"enabled"`
+	Clip            float64 `json:"clip,omitempty"`             // L2 clip of each update, default 1
+	NoiseMultiplier float64 `json:"noise_multiplier,omitempty"` // sigma; noise std of the sum = sigma·clip
+	Delta           float64 `json:"delta,omitempty"`            // default 1e-5
+	Adaptive        bool    `json:"adaptive,omitempty"`
+	TargetQuantile  float64 `json:"target_quantile,omitempty"`
+}
+
+// Deadlines bound each stage of a round.
+type Deadlines struct {
+	Train    Duration `json:"train,omitempty"`    // default 120s
+	Stage    Duration `json:"stage,omitempty"`    // each SecAgg stage, default 30s
+	Download Duration `json:"download,omitempty"` // default 60s
+}
+
+// Duration is a time.Duration written as a Go duration string in JSON.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string such as "30s".
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + time.Duration(d).String() + `"`), nil
+}
+
+// UnmarshalJSON accepts "30s"-style strings or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		v, err := time.ParseDuration(s[1 : len(s)-1])
+		if err != nil {
+			return fmt.Errorf("duration %s: %w", s, err)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var secs float64
+	if _, err := fmt.Sscan(s, &secs); err != nil {
+		return fmt.Errorf("duration %s: want a string like \"30s\" or seconds", s)
+	}
+	*d = Duration(secs * float64(time.Second))
+	return nil
+}
+
+var strategies = map[string]bool{
+	"fedavg": true, "fedavgm": true, "fedprox": true, "fedadam": true, "fedyogi": true,
+	"fedadagrad": true, "median": true, "trimmedmean": true, "krum": true,
+}
+
+// robustOnly are strategies that need every update in the clear.
+var robustOnly = map[string]bool{"median": true, "trimmedmean": true, "krum": true}
+
+// Normalize fills in defaults and checks the spec, returning ErrInvalidJob
+// wrapped with the reason.
+func (j *JobSpec) Normalize() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidJob, fmt.Sprintf(format, a...))
+	}
+	if j.Model == "" && len(j.Spec) == 0 && j.InitModel == 0 {
+		return bad("set model (e.g. \"2nn\"), spec, or init_model")
+	}
+	if j.Rounds == 0 {
+		j.Rounds = 10
+	}
+	if j.Rounds < 0 || j.Rounds > 1_000_000 {
+		return bad("rounds %d out of range", j.Rounds)
+	}
+	if j.Fraction < 0 || j.Fraction > 1 {
+		return bad("fraction %v outside [0,1]", j.Fraction)
+	}
+	if j.MinClients == 0 {
+		j.MinClients = 2
+	}
+	if j.MinClients < 1 {
+		return bad("min_clients %d < 1", j.MinClients)
+	}
+	if j.OverSelect < 0 || j.OverSelect > 1 {
+		return bad("over_select %v outside [0,1]", j.OverSelect)
+	}
+	if j.Plan.Epochs == 0 {
+		j.Plan.Epochs = 1
+	}
+	if j.Plan.BatchSize == 0 {
+		j.Plan.BatchSize = 10
+	}
+	if j.Plan.LR == 0 {
+		j.Plan.LR = 0.1
+	}
+	if j.Plan.Epochs < 0 || j.Plan.BatchSize < 0 || j.Plan.LR < 0 || j.Plan.Mu < 0 {
+		return bad("plan values must be positive")
+	}
+	if j.Strategy.Name == "" {
+		j.Strategy.Name = "fedavg"
+		if j.Plan.Mu > 0 {
+			j.Strategy.Name = "fedprox"
+		}
+	}
+	if !strategies[j.Strategy.Name] {
+		return bad("unknown strategy %q", j.Strategy.Name)
+	}
+	if j.SecAgg.Enabled && robustOnly[j.Strategy.Name] {
+		return bad("strategy %q needs every update in the clear; it cannot run with secure aggregation", j.Strategy.Name)
+	}
+	if j.SecAgg.Clip == 0 {
+		j.SecAgg.Clip = 1
+	}
+	if j.SecAgg.Bits == 0 {
+		j.SecAgg.Bits = 16
+	}
+	if j.SecAgg.Clip < 0 || j.SecAgg.Bits < 1 || j.SecAgg.Bits > 31 {
+		return bad("secagg clip/bits out of range")
+	}
+	if j.DP.Enabled {
+		if j.DP.Clip == 0 {
+			j.DP.Clip = 1
+		}
+		if j.DP.Delta == 0 {
+			j.DP.Delta = 1e-5
+		}
+		if j.DP.NoiseMultiplier < 0 || j.DP.Clip < 0 || j.DP.Delta <= 0 || j.DP.Delta >= 1 {
+			return bad("dp values out of range")
+		}
+	}
+	if j.Deadline.Train == 0 {
+		j.Deadline.Train = Duration(120 * time.Second)
+	}
+	if j.Deadline.Stage == 0 {
+		j.Deadline.Stage = Duration(30 * time.Second)
+	}
+	if j.Deadline.Download == 0 {
+		j.Deadline.Download = Duration(60 * time.Second)
+	}
+	return nil
+}

@@ -1,0 +1,276 @@
+package coordinator
+
+import (
+	"sort"
+	"time"
+)
+
+// AgentRecord is what the cluster knows of one enrolled agent. It never holds
+// anything the agent trained on or any per-agent metric.
+type AgentRecord struct {
+	ID         string            `json:"id"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	CertSerial string            `json:"cert_serial"`
+	EnrolledAt time.Time         `json:"enrolled_at"`
+	RenewedAt  time.Time         `json:"renewed_at,omitempty"`
+	LastSeen   time.Time         `json:"last_seen,omitempty"`
+	Revoked    bool              `json:"revoked,omitempty"`
+	RevokedAt  time.Time         `json:"revoked_at,omitempty"`
+}
+
+// TokenRecord is a join token as the cluster stores it: only the hash of
+// its secret, never the secret.
+type TokenRecord struct {
+	ID        string            `json:"id"`
+	Record    []byte            `json:"record"` // identity.TokenRecord, binary
+	Expiry    time.Time         `json:"expiry"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	CreatedAt time.Time         `json:"created_at"`
+	Used      bool              `json:"used,omitempty"`
+	UsedBy    string            `json:"used_by,omitempty"`
+}
+
+// Job states.
+const (
+	JobRunning = "running"
+	JobStopped = "stopped"
+	JobDone    = "done"
+	JobFailed  = "failed"
+)
+
+// JobRecord is a training job and its progress.
+type JobRecord struct {
+	ID         string    `json:"id"`
+	Spec       JobSpec   `json:"spec"`
+	State      string    `json:"state"`
+	Error      string    `json:"error,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	RoundsDone int       `json:"rounds_done"`
+	Model      uint64    `json:"model"` // latest model version the job committed (or started from)
+	// Privacy is the job's differential-privacy account: the serialized
+	// accountant and the epsilon spent so far.
+	Privacy *PrivacyRecord `json:"privacy,omitempty"`
+}
+
+// PrivacyRecord is the privacy budget a job has spent.
+type PrivacyRecord struct {
+	Accountant []byte  `json:"accountant,omitempty"`
+	Epsilon    float64 `json:"epsilon"`
+	Delta      float64 `json:"delta"`
+	Rounds     int     `json:"rounds"`
+}
+
+// Round kinds and outcomes.
+const (
+	RoundTrain = "train"
+	RoundEval  = "eval"
+
+	RoundRunning   = "running"
+	RoundCommitted = "committed"
+	RoundAborted   = "aborted"
+	RoundFailed    = "failed"
+)
+
+// StageRecord is what happened in one stage of a round.
+type StageRecord struct {
+	Name      string        `json:"name"`
+	Expected  int           `json:"expected"`
+	Survivors int           `json:"survivors"`
+	Dropped   int           `json:"dropped"`
+	Duration  time.Duration `json:"duration"`
+}
+
+// RoundRecord is the record of one training or evaluation round.
+type RoundRecord struct {
+	ID           uint64             `json:"id"`
+	Job          string             `json:"job,omitempty"`
+	Rollout      string             `json:"rollout,omitempty"`
+	Kind         string             `json:"kind"`
+	Number       int                `json:"number"` // 1-based round number within the job
+	State        string             `json:"state"`
+	Error        string             `json:"error,omitempty"`
+	Leader       string             `json:"leader"`
+	Term         uint64             `json:"term"`
+	StartedAt    time.Time          `json:"started_at"`
+	EndedAt      time.Time          `json:"ended_at,omitempty"`
+	Participants []string           `json:"participants,omitempty"`
+	Stages       []StageRecord      `json:"stages,omitempty"`
+	BytesIn      int64              `json:"bytes_in"`
+	BytesOut     int64              `json:"bytes_out"`
+	ModelIn      uint64             `json:"model_in"`
+	ModelOut     uint64             `json:"model_out,omitempty"`
+	Metrics      map[string]float64 `json:"metrics,omitempty"`
+}
+
+// ModelRecord is one committed model version. Blob is the tensor model file.
+type ModelRecord struct {
+	Version   uint64             `json:"version"`
+	Parent    uint64             `json:"parent,omitempty"`
+	Hash      string             `json:"hash"` // hex SHA-256 of the parameters (tensor.Model.Hash)
+	Job       string             `json:"job,omitempty"`
+	Round     uint64             `json:"round,omitempty"`
+	CreatedAt time.Time          `json:"created_at"`
+	Metrics   map[string]float64 `json:"metrics,omitempty"`
+	Pinned    bool               `json:"pinned,omitempty"`
+	Size      int                `json:"size"`
+	Blob      []byte             `json:"-"`
+}
+
+// Rollout states.
+const (
+	RolloutRunning    = "running"
+	RolloutPaused     = "paused"
+	RolloutPromoted   = "promoted"
+	RolloutRolledBack = "rolled_back"
+)
+
+// Cohort is one stage of a rollout: agents matching Selector, of which the
+// Percent whose ID hashes below the mark (deterministic, so a host does not
+// flap between cohorts).
+type Cohort struct {
+	Name     string            `json:"name"`
+	Selector map[string]string `json:"selector,omitempty"`
+	Percent  float64           `json:"percent"`
+}
+
+// Decision is one Raft-committed step of a rollout with its evidence.
+type Decision struct {
+	At       time.Time `json:"at"`
+	Stage    int       `json:"stage"`
+	Action   string    `json:"action"` // "advance", "promote", "rollback", "pause", "resume"
+	By       string    `json:"by"`     // "gate" or "operator:<name>"
+	Reason   string    `json:"reason,omitempty"`
+	Evidence *Evidence `json:"evidence,omitempty"`
+}
+
+// Evidence is what a gate decided on: securely aggregated sums only.
+type Evidence struct {
+	Agents            int     `json:"agents"`
+	CandidateCorrect  float64 `json:"candidate_correct"`
+	CandidateTotal    float64 `json:"candidate_total"`
+	CandidateLossSum  float64 `json:"candidate_loss_sum"`
+	BaselineCorrect   float64 `json:"baseline_correct"`
+	BaselineTotal     float64 `json:"baseline_total"`
+	BaselineLossSum   float64 `json:"baseline_loss_sum"`
+	CandidateAccuracy float64 `json:"candidate_accuracy"`
+	BaselineAccuracy  float64 `json:"baseline_accuracy"`
+}
+
+// RolloutRecord moves a candidate model through cohorts.
+type RolloutRecord struct {
+	ID        string     `json:"id"`
+	Model     uint64     `json:"model"`
+	Baseline  uint64     `json:"baseline"`
+	Cohorts   []Cohort   `json:"cohorts"`
+	Gate      string     `json:"gate"`
+	Stage     int        `json:"stage"` // index of the cohort currently serving the candidate
+	State     string     `json:"state"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+	Decisions []Decision `json:"decisions,omitempty"`
+}
+
+// State is the whole replicated state of a cluster. The FSM owns it; readers
+// get deep copies.
+type State struct {
+	ClusterName  string                    `json:"cluster_name"`
+	CA           []byte                    `json:"ca,omitempty"` // sealed CA (identity.CA.Seal)
+	Stable       uint64                    `json:"stable"`       // model version every agent outside a rollout serves
+	Agents       map[string]*AgentRecord   `json:"agents"`
+	Tokens       map[string]*TokenRecord   `json:"tokens"`
+	Revoked      map[string]time.Time      `json:"revoked"` // certificate serials (hex) → when
+	Jobs         map[string]*JobRecord     `json:"jobs"`
+	Rounds       map[uint64]*RoundRecord   `json:"rounds"`
+	Models       map[uint64]*ModelRecord   `json:"models"`
+	Rollouts     map[string]*RolloutRecord `json:"rollouts"`
+	NextRound    uint64                    `json:"next_round"`
+	NextModel    uint64                    `json:"next_model"`
+	KeepModels   int                       `json:"keep_models"` // retention: last N versions
+	KeepRounds   int                       `json:"keep_rounds"` // retention: last N round records
+	LastApplied  uint64                    `json:"last_applied"`
+	AdminSerials map[string]string         `json:"admin_serials,omitempty"` // admin cert serial → name
+}
+
+func newState() *State {
+	return &State{
+		Agents:       map[string]*AgentRecord{},
+		Tokens:       map[string]*TokenRecord{},
+		Revoked:      map[string]time.Time{},
+		Jobs:         map[string]*JobRecord{},
+		Rounds:       map[uint64]*RoundRecord{},
+		Models:       map[uint64]*ModelRecord{},
+		Rollouts:     map[string]*RolloutRecord{},
+		NextRound:    1,
+		NextModel:    1,
+		KeepModels:   DefaultKeepModels,
+		KeepRounds:   DefaultKeepRounds,
+		AdminSerials: map[string]string{},
+	}
+}
+
+// Retention defaults.
+const (
+	DefaultKeepModels = 10
+	DefaultKeepRounds = 10000
+)
+
+// sortedKeys returns a map's keys in order, for deterministic iteration.
+func sortedKeys[K string | uint64, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	return keys
+}
+
+// activeRolloutModels returns the versions an unfinished rollout refers to.
+func (s *State) activeRolloutModels() map[uint64]bool {
+	out := map[uint64]bool{}
+	for _, r := range s.Rollouts {
+		if r.State == RolloutRunning || r.State == RolloutPaused {
+			out[r.Model] = true
+			out[r.Baseline] = true
+		}
+	}
+	return out
+}
+
+// applyRetention drops the blobs of old model versions: it keeps the last
+// KeepModels versions, every pinned version, the stable version and every
+// version an unfinished rollout refers to. Metadata is kept.
+func (s *State) applyRetention() {
+	if s.KeepModels <= 0 {
+		return
+	}
+	versions := sortedKeys(s.Models)
+	keep := s.activeRolloutModels()
+	keep[s.Stable] = true
+	for _, j := range s.Jobs {
+		keep[j.Model] = true
+	}
+	withBlob := 0
+	for i := len(versions) - 1; i >= 0; i-- {
+		m := s.Models[versions[i]]
+		if m.Blob == nil {
+			continue
+		}
+		withBlob++
+		if withBlob <= s.KeepModels || m.Pinned || keep[m.Version] {
+			continue
+		}
+		m.Blob = nil
+	}
+}
+
+// trimRounds keeps the last KeepRounds round records.
+func (s *State) trimRounds() {
+	if s.KeepRounds <= 0 || len(s.Rounds) <= s.KeepRounds {
+		return
+	}
+	ids := sortedKeys(s.Rounds)
+	for _, id := range ids[:len(ids)-s.KeepRounds] {
+		delete(s.Rounds, id)
+	}
+}
