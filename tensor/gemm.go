@@ -1,27 +1,115 @@
 package tensor
 
 import (
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/gonum"
+	"fmt"
+	"runtime"
 )
 
 // Gemm computes C = alpha·op(A)·op(B) + beta·C for row-major matrices, where
 // op(X) is X or Xᵀ as transA/transB say, op(A) is m×k, op(B) is k×n and C is
-// m×n. lda, ldb and ldc are the row strides.
+// m×n. lda, ldb and ldc are the row strides of A, B and C as stored (A is
+// k×m when transA is set, B is n×k when transB is set).
+//
+// When beta is 0, C is overwritten without being read, so it may hold NaN or
+// Inf. Gemm panics, like a BLAS routine, when a dimension is negative, a
+// stride is smaller than the stored width, or a slice is too short.
 //
 // It is the single entry point for matrix products in fedge: every layer
-// calls it, so a faster kernel replaces the implementation here and nowhere
-// else.
+// calls it. The implementation is a packed, cache-blocked GEMM whose inner
+// micro-kernel is Go assembly (AVX-512 or AVX2+FMA, chosen at start-up from
+// the CPU's features) on amd64 and pure Go elsewhere; products big enough to
+// pay for it are split over runtime.GOMAXPROCS(0) goroutines.
 func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	gemmWith(bestKernel, runtime.GOMAXPROCS(0), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// gemmWith is Gemm with the micro-kernel and the worker limit made explicit,
+// so tests can run the pure-Go fallback and the serial path on any machine.
+func gemmWith(kern *gemmKernel, maxWorkers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	checkGemmArgs(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
 	if m == 0 || n == 0 {
 		return
 	}
-	ta, tb := blas.NoTrans, blas.NoTrans
+	if k == 0 || alpha == 0 {
+		scaleC(m, n, beta, c, ldc)
+		return
+	}
+	job := gemmJobPool.Get().(*gemmJob)
+	defer gemmJobPool.Put(job)
+	job.p = gemmProblem{
+		kern:  kern,
+		m:     m,
+		n:     n,
+		k:     k,
+		alpha: alpha,
+		beta:  beta,
+		a:     a,
+		b:     b,
+		c:     c,
+		ldc:   ldc,
+	}
+	// Element (i, p) of op(A) is a[i*rsA + p*csA]; element (p, j) of op(B)
+	// is b[p*rsB + j*csB].
+	p := &job.p
 	if transA {
-		ta = blas.Trans
+		p.rsA, p.csA = 1, lda
+	} else {
+		p.rsA, p.csA = lda, 1
 	}
 	if transB {
-		tb = blas.Trans
+		p.rsB, p.csB = 1, ldb
+	} else {
+		p.rsB, p.csB = ldb, 1
 	}
-	gonum.Implementation{}.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	job.run(maxWorkers)
+	job.p = gemmProblem{} // drop the caller's slices before pooling
+}
+
+// checkGemmArgs panics with a message naming the faulty argument when the
+// dimensions, strides or slice lengths cannot describe the product.
+func checkGemmArgs(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	if m < 0 || n < 0 || k < 0 {
+		panic(fmt.Sprintf("tensor.Gemm: negative dimension m=%d n=%d k=%d", m, n, k))
+	}
+	rowsA, colsA := m, k
+	if transA {
+		rowsA, colsA = k, m
+	}
+	rowsB, colsB := k, n
+	if transB {
+		rowsB, colsB = n, k
+	}
+	checkOperand("A", rowsA, colsA, a, lda)
+	checkOperand("B", rowsB, colsB, b, ldb)
+	checkOperand("C", m, n, c, ldc)
+}
+
+func checkOperand(name string, rows, cols int, x []float32, ld int) {
+	if ld < max(1, cols) {
+		panic(fmt.Sprintf("tensor.Gemm: ld%s=%d smaller than the %d columns of %s", name, ld, cols, name))
+	}
+	if rows == 0 || cols == 0 {
+		return
+	}
+	if need := (rows-1)*ld + cols; len(x) < need {
+		panic(fmt.Sprintf("tensor.Gemm: len(%s)=%d, need %d for %d×%d with stride %d", name, len(x), need, rows, cols, ld))
+	}
+}
+
+// scaleC sets C = beta·C, writing zeros (not 0·C, which keeps NaN) when beta
+// is 0.
+func scaleC(m, n int, beta float32, c []float32, ldc int) {
+	if beta == 1 {
+		return
+	}
+	for i := range m {
+		row := c[i*ldc : i*ldc+n]
+		if beta == 0 {
+			clear(row)
+			continue
+		}
+		for j := range row {
+			row[j] *= beta
+		}
+	}
 }

@@ -1,0 +1,59 @@
+//go:build !purego
+
+package tensor
+
+import "golang.org/x/sys/cpu"
+
+// sgemmAVX2 is the 6×16 AVX2+FMA micro-kernel of gemm_amd64.s. Strides are
+// in elements; see gemmKernel.micro.
+//
+//go:noescape
+func sgemmAVX2(kc int, a *float32, rsa, csa int, b *float32, rsb int, c *float32, ldc int, alpha, beta float32)
+
+// sgemmAVX512 is the 12×32 AVX-512F micro-kernel of gemm_amd64.s.
+//
+//go:noescape
+func sgemmAVX512(kc int, a *float32, rsa, csa int, b *float32, rsb int, c *float32, ldc int, alpha, beta float32)
+
+func microAVX2(kc int, a []float32, rsa, csa int, b []float32, rsb int, c []float32, ldc int, alpha, beta float32) {
+	sgemmAVX2(kc, &a[0], rsa, csa, &b[0], rsb, &c[0], ldc, alpha, beta)
+}
+
+func microAVX512(kc int, a []float32, rsa, csa int, b []float32, rsb int, c []float32, ldc int, alpha, beta float32) {
+	sgemmAVX512(kc, &a[0], rsa, csa, &b[0], rsb, &c[0], ldc, alpha, beta)
+}
+
+// avx2Kernel needs AVX2 and FMA (x86-64-v3); 12 YMM accumulators.
+var avx2Kernel = &gemmKernel{
+	name:  "avx2-6x16",
+	mr:    6,
+	nr:    16,
+	kc:    256,
+	mc:    120,
+	nc:    2048,
+	micro: microAVX2,
+}
+
+// avx512Kernel needs AVX-512F; 24 ZMM accumulators.
+var avx512Kernel = &gemmKernel{
+	name:  "avx512-12x32",
+	mr:    12,
+	nr:    32,
+	kc:    256,
+	mc:    120,
+	nc:    2048,
+	micro: microAVX512,
+}
+
+// archKernels lists the micro-kernels this CPU can run, best first; the
+// generic kernel is always last.
+func archKernels() []*gemmKernel {
+	var ks []*gemmKernel
+	if cpu.X86.HasAVX512F {
+		ks = append(ks, avx512Kernel)
+	}
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		ks = append(ks, avx2Kernel)
+	}
+	return append(ks, genericKernel)
+}

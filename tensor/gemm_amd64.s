@@ -1,0 +1,298 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// Micro-kernels for gemmKernel.micro (see gemm_blocked.go for the contract).
+// Arguments, in elements: A(i,p) = a[i*rsa + p*csa], B(p,j) = b[p*rsb + j],
+// C(i,j) = c[i*ldc + j]. Registers common to both kernels:
+//   CX  k-steps left      SI  A row 0        R9  A row 3 (R13 row 6, R14 row 9)
+//   R8  rsa in bytes      R10 csa in bytes   DI  B row
+//   R11 rsb in bytes      DX  C row          R12 ldc in bytes
+
+// One k-step of the 6×16 AVX2 kernel: two 8-wide vectors of B, six
+// broadcasts of A, twelve FMAs into Y4..Y15 (row r in Y(4+2r), Y(5+2r)).
+#define STEP_6x16 \
+	VMOVUPS      (DI), Y0; \
+	VMOVUPS      32(DI), Y1; \
+	ADDQ         R11, DI; \
+	VBROADCASTSS (SI), Y2; \
+	VFMADD231PS  Y0, Y2, Y4; \
+	VFMADD231PS  Y1, Y2, Y5; \
+	VBROADCASTSS (SI)(R8*1), Y3; \
+	VFMADD231PS  Y0, Y3, Y6; \
+	VFMADD231PS  Y1, Y3, Y7; \
+	VBROADCASTSS (SI)(R8*2), Y2; \
+	VFMADD231PS  Y0, Y2, Y8; \
+	VFMADD231PS  Y1, Y2, Y9; \
+	VBROADCASTSS (R9), Y3; \
+	VFMADD231PS  Y0, Y3, Y10; \
+	VFMADD231PS  Y1, Y3, Y11; \
+	VBROADCASTSS (R9)(R8*1), Y2; \
+	VFMADD231PS  Y0, Y2, Y12; \
+	VFMADD231PS  Y1, Y2, Y13; \
+	VBROADCASTSS (R9)(R8*2), Y3; \
+	VFMADD231PS  Y0, Y3, Y14; \
+	VFMADD231PS  Y1, Y3, Y15; \
+	ADDQ         R10, SI; \
+	ADDQ         R10, R9
+
+// Row r of the 6×16 tile: C = acc (beta == 0) or C = acc + beta·C, where the
+// accumulators already hold alpha·A·B and Y1 holds beta.
+#define STORE_6x16(lo, hi) \
+	VMOVUPS lo, (DX); \
+	VMOVUPS hi, 32(DX); \
+	ADDQ    R12, DX
+
+#define STOREBETA_6x16(lo, hi) \
+	VFMADD231PS (DX), Y1, lo; \
+	VFMADD231PS 32(DX), Y1, hi; \
+	VMOVUPS     lo, (DX); \
+	VMOVUPS     hi, 32(DX); \
+	ADDQ        R12, DX
+
+// func sgemmAVX2(kc int, a *float32, rsa, csa int, b *float32, rsb int, c *float32, ldc int, alpha, beta float32)
+TEXT ·sgemmAVX2(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ rsa+16(FP), R8
+	SHLQ $2, R8
+	MOVQ csa+24(FP), R10
+	SHLQ $2, R10
+	MOVQ b+32(FP), DI
+	MOVQ rsb+40(FP), R11
+	SHLQ $2, R11
+	MOVQ c+48(FP), DX
+	MOVQ ldc+56(FP), R12
+	SHLQ $2, R12
+	LEAQ (SI)(R8*2), R9
+	ADDQ R8, R9
+
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	VXORPS Y12, Y12, Y12
+	VXORPS Y13, Y13, Y13
+	VXORPS Y14, Y14, Y14
+	VXORPS Y15, Y15, Y15
+
+	MOVQ  CX, BX
+	SHRQ  $2, BX
+	ANDQ  $3, CX
+	TESTQ BX, BX
+	JZ    avx2tail
+
+avx2loop4:
+	STEP_6x16
+	STEP_6x16
+	STEP_6x16
+	STEP_6x16
+	DECQ BX
+	JNZ  avx2loop4
+
+avx2tail:
+	TESTQ CX, CX
+	JZ    avx2done
+
+avx2loop1:
+	STEP_6x16
+	DECQ CX
+	JNZ  avx2loop1
+
+avx2done:
+	VBROADCASTSS alpha+64(FP), Y0
+	VMULPS       Y0, Y4, Y4
+	VMULPS       Y0, Y5, Y5
+	VMULPS       Y0, Y6, Y6
+	VMULPS       Y0, Y7, Y7
+	VMULPS       Y0, Y8, Y8
+	VMULPS       Y0, Y9, Y9
+	VMULPS       Y0, Y10, Y10
+	VMULPS       Y0, Y11, Y11
+	VMULPS       Y0, Y12, Y12
+	VMULPS       Y0, Y13, Y13
+	VMULPS       Y0, Y14, Y14
+	VMULPS       Y0, Y15, Y15
+
+	MOVSS   beta+68(FP), X1
+	VXORPS  X2, X2, X2
+	UCOMISS X2, X1
+	JNE     avx2beta
+	JPS     avx2beta
+
+	STORE_6x16(Y4, Y5)
+	STORE_6x16(Y6, Y7)
+	STORE_6x16(Y8, Y9)
+	STORE_6x16(Y10, Y11)
+	STORE_6x16(Y12, Y13)
+	STORE_6x16(Y14, Y15)
+	VZEROUPPER
+	RET
+
+avx2beta:
+	VBROADCASTSS beta+68(FP), Y1
+	STOREBETA_6x16(Y4, Y5)
+	STOREBETA_6x16(Y6, Y7)
+	STOREBETA_6x16(Y8, Y9)
+	STOREBETA_6x16(Y10, Y11)
+	STOREBETA_6x16(Y12, Y13)
+	STOREBETA_6x16(Y14, Y15)
+	VZEROUPPER
+	RET
+
+// One k-step of the 12×32 AVX-512 kernel: two 16-wide vectors of B, twelve
+// broadcasts of A, 24 FMAs into Z8..Z31 (row r in Z(8+2r), Z(9+2r)).
+#define BCAST_FMA(addr, t, lo, hi) \
+	VBROADCASTSS addr, t; \
+	VFMADD231PS  Z0, t, lo; \
+	VFMADD231PS  Z1, t, hi
+
+#define STEP_12x32 \
+	VMOVUPS (DI), Z0; \
+	VMOVUPS 64(DI), Z1; \
+	ADDQ    R11, DI; \
+	BCAST_FMA((SI), Z2, Z8, Z9); \
+	BCAST_FMA((SI)(R8*1), Z3, Z10, Z11); \
+	BCAST_FMA((SI)(R8*2), Z4, Z12, Z13); \
+	BCAST_FMA((R9), Z5, Z14, Z15); \
+	BCAST_FMA((R9)(R8*1), Z6, Z16, Z17); \
+	BCAST_FMA((R9)(R8*2), Z7, Z18, Z19); \
+	BCAST_FMA((R13), Z2, Z20, Z21); \
+	BCAST_FMA((R13)(R8*1), Z3, Z22, Z23); \
+	BCAST_FMA((R13)(R8*2), Z4, Z24, Z25); \
+	BCAST_FMA((R14), Z5, Z26, Z27); \
+	BCAST_FMA((R14)(R8*1), Z6, Z28, Z29); \
+	BCAST_FMA((R14)(R8*2), Z7, Z30, Z31); \
+	ADDQ    R10, SI; \
+	ADDQ    R10, R9; \
+	ADDQ    R10, R13; \
+	ADDQ    R10, R14
+
+#define STORE_12x32(lo, hi) \
+	VMULPS  Z0, lo, lo; \
+	VMULPS  Z0, hi, hi; \
+	VMOVUPS lo, (DX); \
+	VMOVUPS hi, 64(DX); \
+	ADDQ    R12, DX
+
+#define STOREBETA_12x32(lo, hi) \
+	VMULPS      Z0, lo, lo; \
+	VMULPS      Z0, hi, hi; \
+	VFMADD231PS (DX), Z1, lo; \
+	VFMADD231PS 64(DX), Z1, hi; \
+	VMOVUPS     lo, (DX); \
+	VMOVUPS     hi, 64(DX); \
+	ADDQ        R12, DX
+
+// func sgemmAVX512(kc int, a *float32, rsa, csa int, b *float32, rsb int, c *float32, ldc int, alpha, beta float32)
+TEXT ·sgemmAVX512(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ rsa+16(FP), R8
+	SHLQ $2, R8
+	MOVQ csa+24(FP), R10
+	SHLQ $2, R10
+	MOVQ b+32(FP), DI
+	MOVQ rsb+40(FP), R11
+	SHLQ $2, R11
+	MOVQ c+48(FP), DX
+	MOVQ ldc+56(FP), R12
+	SHLQ $2, R12
+	LEAQ (SI)(R8*2), R9
+	ADDQ R8, R9
+	LEAQ (R9)(R8*2), R13
+	ADDQ R8, R13
+	LEAQ (R13)(R8*2), R14
+	ADDQ R8, R14
+
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	VPXORD Z24, Z24, Z24
+	VPXORD Z25, Z25, Z25
+	VPXORD Z26, Z26, Z26
+	VPXORD Z27, Z27, Z27
+	VPXORD Z28, Z28, Z28
+	VPXORD Z29, Z29, Z29
+	VPXORD Z30, Z30, Z30
+	VPXORD Z31, Z31, Z31
+
+	MOVQ  CX, BX
+	SHRQ  $2, BX
+	ANDQ  $3, CX
+	TESTQ BX, BX
+	JZ    avx512tail
+
+avx512loop4:
+	STEP_12x32
+	STEP_12x32
+	STEP_12x32
+	STEP_12x32
+	DECQ BX
+	JNZ  avx512loop4
+
+avx512tail:
+	TESTQ CX, CX
+	JZ    avx512done
+
+avx512loop1:
+	STEP_12x32
+	DECQ CX
+	JNZ  avx512loop1
+
+avx512done:
+	VBROADCASTSS alpha+64(FP), Z0
+	MOVSS        beta+68(FP), X1
+	VXORPS       X2, X2, X2
+	UCOMISS      X2, X1
+	JNE          avx512beta
+	JPS          avx512beta
+
+	STORE_12x32(Z8, Z9)
+	STORE_12x32(Z10, Z11)
+	STORE_12x32(Z12, Z13)
+	STORE_12x32(Z14, Z15)
+	STORE_12x32(Z16, Z17)
+	STORE_12x32(Z18, Z19)
+	STORE_12x32(Z20, Z21)
+	STORE_12x32(Z22, Z23)
+	STORE_12x32(Z24, Z25)
+	STORE_12x32(Z26, Z27)
+	STORE_12x32(Z28, Z29)
+	STORE_12x32(Z30, Z31)
+	VZEROUPPER
+	RET
+
+avx512beta:
+	VBROADCASTSS beta+68(FP), Z1
+	STOREBETA_12x32(Z8, Z9)
+	STOREBETA_12x32(Z10, Z11)
+	STOREBETA_12x32(Z12, Z13)
+	STOREBETA_12x32(Z14, Z15)
+	STOREBETA_12x32(Z16, Z17)
+	STOREBETA_12x32(Z18, Z19)
+	STOREBETA_12x32(Z20, Z21)
+	STOREBETA_12x32(Z22, Z23)
+	STOREBETA_12x32(Z24, Z25)
+	STOREBETA_12x32(Z26, Z27)
+	STOREBETA_12x32(Z28, Z29)
+	STOREBETA_12x32(Z30, Z31)
+	VZEROUPPER
+	RET

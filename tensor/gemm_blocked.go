@@ -1,0 +1,172 @@
+package tensor
+
+import "sync"
+
+// gemmKernel is a micro-kernel together with the cache blocking tuned for it.
+type gemmKernel struct {
+	name   string
+	mr, nr int // the tile of C that one micro call computes
+	kc     int // k-block: an nr-wide B micro-panel of kc rows stays in L1
+	mc     int // m-block, a multiple of mr: the packed mc×kc A block stays in L2
+	nc     int // n-block, a multiple of nr: the packed kc×nc B panel stays in L3
+
+	// micro computes the mr×nr tile C = alpha·Ã·B̃ + beta·C over kc steps,
+	// where Ã(i,p) = a[i*rsa+p*csa], B̃(p,j) = b[p*rsb+j] and
+	// C(i,j) = c[i*ldc+j]. beta == 0 overwrites C without reading it. The
+	// caller guarantees every index it touches is inside the slices: the
+	// assembly kernels do not check.
+	micro func(kc int, a []float32, rsa, csa int, b []float32, rsb int, c []float32, ldc int, alpha, beta float32)
+}
+
+// Products with fewer flops per worker than this run on fewer goroutines:
+// waking a parked thread costs a few microseconds, about this much work.
+const gemmMinFlopsPerWorker = 1 << 19
+
+// gemmProblem is one validated call of Gemm in stride form: element (i, p)
+// of op(A) is a[i*rsA+p*csA], element (p, j) of op(B) is b[p*rsB+j*csB].
+type gemmProblem struct {
+	kern        *gemmKernel
+	m, n, k     int
+	alpha, beta float32
+	a           []float32
+	rsA, csA    int
+	b           []float32
+	rsB, csB    int
+	c           []float32
+	ldc         int
+}
+
+// gemmBuf holds one worker's packing buffers; they come from gemmBufPool so
+// a steady stream of products allocates nothing.
+type gemmBuf struct {
+	a, b         []float32 // packed A block (mc×kc) and B panel (kc×nc)
+	aEdge, bEdge []float32 // a zero-padded partial A (mr×kc) or B (kc×nr) micro-panel
+	tile         []float32 // mr×nr result of a partial tile before it is merged into C
+}
+
+var gemmBufPool = sync.Pool{New: func() any { return new(gemmBuf) }}
+
+// grow returns s resliced to n elements, reallocating only when its
+// capacity is short.
+func grow(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// region computes rows [i0,i1) × columns [j0,j1) of C with the Goto/BLIS
+// loop nest: n-blocks, k-blocks (pack B), m-blocks (pack A), then the
+// macro-kernel over micro-tiles.
+func (p *gemmProblem) region(i0, i1, j0, j1 int) {
+	kr := p.kern
+	mr, nr := kr.mr, kr.nr
+	buf := gemmBufPool.Get().(*gemmBuf)
+	defer gemmBufPool.Put(buf)
+
+	// A packed block is reused once per nr columns, a B panel once per mr
+	// rows. Packing costs about as much as a few micro-kernel passes, so an
+	// operand read only a few times is used in place (the kernels take
+	// strides); B must be packed when transposed because the kernels load
+	// rows of B as vectors.
+	packA := ceilDiv(j1-j0, nr) > 3
+	packB := p.csB != 1 || ceilDiv(i1-i0, mr) > 3
+	kcMax := min(kr.kc, p.k)
+	if packA {
+		buf.a = grow(buf.a, min(kr.mc, ceilDiv(i1-i0, mr)*mr)*kcMax)
+	} else {
+		buf.aEdge = grow(buf.aEdge, mr*kcMax)
+	}
+	if packB {
+		buf.b = grow(buf.b, min(kr.nc, ceilDiv(j1-j0, nr)*nr)*kcMax)
+	} else {
+		buf.bEdge = grow(buf.bEdge, nr*kcMax)
+	}
+	buf.tile = grow(buf.tile, mr*nr)
+
+	for jc := j0; jc < j1; jc += kr.nc {
+		nb := min(kr.nc, j1-jc)
+		for pc := 0; pc < p.k; pc += kr.kc {
+			kb := min(kr.kc, p.k-pc)
+			beta := p.beta
+			if pc > 0 {
+				beta = 1
+			}
+			if packB {
+				p.packB(buf.b, pc, kb, jc, nb)
+			} else if rem := nb % nr; rem != 0 {
+				p.packB(buf.bEdge, pc, kb, jc+nb-rem, rem)
+			}
+			for ic := i0; ic < i1; ic += kr.mc {
+				mb := min(kr.mc, i1-ic)
+				if packA {
+					p.packA(buf.a, ic, mb, pc, kb)
+				} else if rem := mb % mr; rem != 0 {
+					p.packA(buf.aEdge, ic+mb-rem, rem, pc, kb)
+				}
+				p.macro(buf, packA, packB, ic, mb, jc, nb, pc, kb, beta)
+			}
+		}
+	}
+}
+
+// macro runs the micro-kernel over the mb×nb block of C at (ic, jc) for the
+// k-range [pc, pc+kb), taking each micro-panel from the packed buffers or,
+// for operands used in place, straight from A and B.
+func (p *gemmProblem) macro(buf *gemmBuf, packA, packB bool, ic, mb, jc, nb, pc, kb int, beta float32) {
+	kr := p.kern
+	mr, nr := kr.mr, kr.nr
+	for jr := 0; jr < nb; jr += nr {
+		nw := min(nr, nb-jr)
+		var bp []float32
+		rsb := nr
+		switch {
+		case packB:
+			bp = buf.b[jr*kb:]
+		case nw < nr:
+			bp = buf.bEdge
+		default:
+			bp = p.b[pc*p.rsB+jc+jr:]
+			rsb = p.rsB
+		}
+		for ir := 0; ir < mb; ir += mr {
+			mh := min(mr, mb-ir)
+			var ap []float32
+			rsa, csa := 1, mr
+			switch {
+			case packA:
+				ap = buf.a[ir*kb:]
+			case mh < mr:
+				ap = buf.aEdge
+			default:
+				ap = p.a[(ic+ir)*p.rsA+pc*p.csA:]
+				rsa, csa = p.rsA, p.csA
+			}
+			ci := (ic+ir)*p.ldc + jc + jr
+			if mh == mr && nw == nr {
+				kr.micro(kb, ap, rsa, csa, bp, rsb, p.c[ci:], p.ldc, p.alpha, beta)
+				continue
+			}
+			kr.micro(kb, ap, rsa, csa, bp, rsb, buf.tile, nr, p.alpha, 0)
+			mergeTile(buf.tile, nr, mh, nw, beta, p.c[ci:], p.ldc)
+		}
+	}
+}
+
+// mergeTile adds the top-left mh×nw of an alpha-scaled tile into C:
+// C = tile + beta·C, or C = tile when beta is 0.
+func mergeTile(tile []float32, ldt, mh, nw int, beta float32, c []float32, ldc int) {
+	for i := range mh {
+		t := tile[i*ldt : i*ldt+nw]
+		row := c[i*ldc : i*ldc+nw]
+		if beta == 0 {
+			copy(row, t)
+			continue
+		}
+		for j, v := range t {
+			row[j] = v + beta*row[j]
+		}
+	}
+}
