@@ -148,9 +148,9 @@ func (s *fedAvgM) SetState(b []byte) error {
 // fedOpt is FedAdam, FedYogi and FedAdagrad (Reddi et al. 2021, "Adaptive
 // Federated Optimization", Algorithm 2).
 type fedOpt struct {
-	name              string
-	lr, b1, b2, tau   float64
-	m, v              []float32
+	name            string
+	lr, b1, b2, tau float64
+	m, v            []float32
 }
 
 func (s *fedOpt) Name() string { return s.name }
