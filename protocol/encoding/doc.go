@@ -1,0 +1,38 @@
+// Package encoding turns a model's flat []float32 parameter vector into a
+// small, self-checking byte blob and back.
+//
+// A blob is a fixed header followed by a body. The header names the format
+// version, the value codec, whether the body is a delta against a version the
+// receiver already holds (named by its SHA-256 hash) and whether it is sparse,
+// the element count, the int8 block size, the general-purpose compressor, and
+// the SHA-256 hash of the RESULT: the little-endian float32 values the decoder
+// produces. Decoding therefore proves that the receiver holds exactly what the
+// sender reconstructed, whatever the lossy codec did.
+//
+// Value codecs:
+//
+//   - Float32: raw little-endian float32, lossless for a full encoding.
+//   - Float16: IEEE 754 binary16, round-to-nearest-even, with subnormals,
+//     infinities, NaN and overflow handled.
+//   - Int8: symmetric per-block quantization, scale = max|x|/127 stored as
+//     float32 per block; round-to-nearest by default, stochastic rounding on
+//     request.
+//
+// Any codec can be applied to the top-k entries by magnitude only (sparse:
+// indices delta-coded as uvarints, values in the chosen codec), and the whole
+// body can then be compressed with DEFLATE. "delta + top-k(1%) + int8 +
+// flate" is Options{Codec: Int8, TopK: 0.01, Compressor: Flate} with a base.
+// ErrorFeedback keeps what top-k and quantization did not send and adds it to
+// the next update, so nothing is lost over rounds.
+//
+// Encoder and Decoder keep reusable buffers; their hot paths do not allocate
+// beyond the output once warmed up. Decoding untrusted bytes never panics and
+// never allocates beyond Decoder.MaxElements (and the body size) allows.
+// Choose lets a sender pick the smallest encoding whose relative L2
+// reconstruction error stays within what the operator allowed.
+//
+// Blob format history:
+//
+//	version 1: header magic "FEDM", codecs float32/float16/int8, flags delta
+//	           and sparse, compressors none/flate.
+package encoding
