@@ -1,0 +1,290 @@
+package encoding
+
+import (
+	"compress/flate"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// Parameter counts of the FedAvg paper's models (tensor.NamedSpec "2nn" and
+// "cnn").
+const (
+	params2NN = 199210
+	paramsCNN = 1663370
+)
+
+// layerShape is one layer of a synthetic model: fanIn × fanOut weights,
+// then fanOut biases.
+type layerShape struct{ fanIn, fanOut, weights int }
+
+func modelLayers(name string) []layerShape {
+	switch name {
+	case "2nn": // 784-200-200-10
+		return []layerShape{{784, 200, 784 * 200}, {200, 200, 200 * 200}, {200, 10, 200 * 10}}
+	case "cnn": // 5x5x32 conv, pool, 5x5x64 conv, pool, fc512, fc10
+		return []layerShape{{25, 32, 25 * 32}, {25 * 32, 64, 25 * 32 * 64}, {7 * 7 * 64, 512, 7 * 7 * 64 * 512}, {512, 10, 5120}}
+	}
+	panic("unknown model " + name)
+}
+
+// trainedLike returns parameters shaped like a trained network of the named
+// model: He-normal weights (std sqrt(2/fanIn)) and small biases.
+func trainedLike(name string, seed uint64) []float32 {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	var p []float32
+	for _, l := range modelLayers(name) {
+		std := math.Sqrt(2 / float64(l.fanIn))
+		for range l.weights {
+			p = append(p, float32(rng.NormFloat64()*std))
+		}
+		for range l.fanOut {
+			p = append(p, float32(rng.NormFloat64()*0.01))
+		}
+	}
+	return p
+}
+
+// updated returns base plus a realistic round's update: a gaussian step of
+// 1% of each layer's weight scale (no structure for top-k to exploit, the
+// hard case).
+func updated(name string, base []float32, seed uint64) []float32 {
+	rng := rand.New(rand.NewPCG(seed, 2))
+	p := make([]float32, 0, len(base))
+	off := 0
+	for _, l := range modelLayers(name) {
+		std := 0.01 * math.Sqrt(2/float64(l.fanIn))
+		for range l.weights + l.fanOut {
+			p = append(p, base[off]+float32(rng.NormFloat64()*std))
+			off++
+		}
+	}
+	return p
+}
+
+var benchModels = []struct {
+	name string
+	n    int
+}{{"2nn", params2NN}, {"cnn", paramsCNN}}
+
+var benchCodecs = []Options{
+	{Codec: Float32},
+	{Codec: Float16},
+	{Codec: Int8},
+	{Codec: Int8, TopK: 0.01},
+}
+
+func TestSyntheticModelSizes(t *testing.T) {
+	for _, m := range benchModels {
+		if got := len(trainedLike(m.name, 1)); got != m.n {
+			t.Errorf("%s: %d params, want %d", m.name, got, m.n)
+		}
+	}
+}
+
+// BenchmarkEncode measures full Encoder.AppendEncode (codec, reconstruction,
+// SHA-256 of the result) in MB/s of float32 input.
+func BenchmarkEncode(b *testing.B) {
+	for _, m := range benchModels {
+		x := trainedLike(m.name, 1)
+		for _, opts := range benchCodecs {
+			b.Run(m.name+"/"+opts.String(), func(b *testing.B) {
+				var e Encoder
+				blob, err := e.AppendEncode(nil, x, nil, opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.SetBytes(int64(4 * len(x)))
+				b.ResetTimer()
+				for b.Loop() {
+					blob, _ = e.AppendEncode(blob[:0], x, nil, opts)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkDecode measures Decoder.Decode (codec, SHA-256 check) in MB/s of
+// float32 output.
+func BenchmarkDecode(b *testing.B) {
+	for _, m := range benchModels {
+		x := trainedLike(m.name, 1)
+		for _, opts := range benchCodecs {
+			b.Run(m.name+"/"+opts.String(), func(b *testing.B) {
+				blob, err := Encode(x, nil, opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var d Decoder
+				out, err := d.Decode(nil, blob, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.SetBytes(int64(4 * len(x)))
+				b.ResetTimer()
+				for b.Loop() {
+					if out, err = d.Decode(out, blob, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkKernel measures the value codecs alone, without hashing: the
+// inner loops the hot paths spend their time in.
+func BenchmarkKernel(b *testing.B) {
+	for _, m := range benchModels {
+		x := trainedLike(m.name, 1)
+		out := make([]float32, len(x))
+		bs := DefaultBlockSize
+		b.Run(m.name+"/int8-encode", func(b *testing.B) {
+			buf, _ := appendInt8(nil, x, bs, nil)
+			b.SetBytes(int64(4 * len(x)))
+			for b.Loop() {
+				buf, _ = appendInt8(buf[:0], x, bs, nil)
+			}
+		})
+		b.Run(m.name+"/int8-decode", func(b *testing.B) {
+			buf, _ := appendInt8(nil, x, bs, nil)
+			b.SetBytes(int64(4 * len(x)))
+			for b.Loop() {
+				decodeInt8(out, buf, bs)
+			}
+		})
+		b.Run(m.name+"/float16-encode", func(b *testing.B) {
+			buf := appendHalf(nil, x)
+			b.SetBytes(int64(4 * len(x)))
+			for b.Loop() {
+				buf = appendHalf(buf[:0], x)
+			}
+		})
+		b.Run(m.name+"/float16-decode", func(b *testing.B) {
+			buf := appendHalf(nil, x)
+			b.SetBytes(int64(4 * len(x)))
+			for b.Loop() {
+				decodeHalf(out, buf)
+			}
+		})
+		b.Run(m.name+"/topk1pct-select", func(b *testing.B) {
+			hist := make([]uint32, histSize)
+			idx := selectTopK(nil, x, keepCount(0.01, len(x)), hist)
+			b.SetBytes(int64(4 * len(x)))
+			for b.Loop() {
+				idx = selectTopK(idx[:0], x, keepCount(0.01, len(x)), hist)
+			}
+		})
+		b.Run(m.name+"/sha256", func(b *testing.B) {
+			b.SetBytes(int64(4 * len(x)))
+			for b.Loop() {
+				HashParams(x)
+			}
+		})
+	}
+}
+
+// BenchmarkFlateLevel compares DEFLATE levels on the bodies it would see:
+// it reports the compression ratio and the compression speed in MB/s of
+// body.
+func BenchmarkFlateLevel(b *testing.B) {
+	base := trainedLike("cnn", 1)
+	next := updated("cnn", base, 2)
+	bodies := map[string][]byte{}
+	var e Encoder
+	for _, c := range []struct {
+		name string
+		base []float32
+		opts Options
+	}{
+		{"int8", nil, Options{Codec: Int8}},
+		{"float16", nil, Options{Codec: Float16}},
+		{"delta-top1pct-int8", base, Options{Codec: Int8, TopK: 0.01}},
+	} {
+		blob, err := e.AppendEncode(nil, next, c.base, c.opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h, _ := ParseHeader(blob)
+		bodies[c.name] = blob[h.Size():]
+	}
+	for _, name := range []string{"int8", "float16", "delta-top1pct-int8"} {
+		body := bodies[name]
+		for _, level := range []int{flate.HuffmanOnly, flate.BestSpeed, flate.DefaultCompression, flate.BestCompression} {
+			b.Run(fmt.Sprintf("%s/level%d", name, level), func(b *testing.B) {
+				var size int
+				b.SetBytes(int64(len(body)))
+				for b.Loop() {
+					out, err := e.compress(nil, body, level)
+					if err != nil {
+						b.Fatal(err)
+					}
+					size = len(out)
+				}
+				b.ReportMetric(float64(len(body))/float64(size), "ratio")
+			})
+		}
+	}
+}
+
+// TestWireSizes prints bytes on the wire against raw float32 for the 2nn and
+// cnn models, with the relative reconstruction error of each encoding, and
+// checks the goals: int8 at least 3.9x smaller, delta + top-k(1%) + int8 at
+// least 50x smaller. go test -run TestWireSizes -v ./protocol/encoding
+func TestWireSizes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("prints the wire-size table; run without -short")
+	}
+	type row struct {
+		name  string
+		delta bool
+		opts  Options
+	}
+	var rows []row
+	for _, z := range []Compressor{NoCompression, Flate} {
+		rows = append(rows,
+			row{"float32", false, Options{Codec: Float32, Compressor: z}},
+			row{"float16", false, Options{Codec: Float16, Compressor: z}},
+			row{"int8", false, Options{Codec: Int8, Compressor: z}},
+			row{"delta int8", true, Options{Codec: Int8, Compressor: z}},
+			row{"delta top-k(1%) float32", true, Options{Codec: Float32, TopK: 0.01, Compressor: z}},
+			row{"delta top-k(1%) int8", true, Options{Codec: Int8, TopK: 0.01, Compressor: z}},
+		)
+	}
+	var sb strings.Builder
+	sb.WriteString("\n| model | encoding | flate | bytes | x smaller than float32 | rel. error vs params | rel. error vs delta |\n|---|---|---|---:|---:|---:|---:|\n")
+	var e Encoder
+	for _, m := range benchModels {
+		base := trainedLike(m.name, 1)
+		next := updated(m.name, base, 2)
+		raw := 4 * float64(len(next))
+		for _, r := range rows {
+			var b []float32
+			if r.delta {
+				b = base
+			}
+			blob, st, err := e.AppendEncodeStats(nil, next, b, r.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := Decode(blob, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := relErr(next, got); math.Abs(d-st.RelErr) > 1e-9 {
+				t.Fatalf("%s %v: measured error %g, decoded %g", m.name, r.opts, st.RelErr, d)
+			}
+			ratio := raw / float64(len(blob))
+			fmt.Fprintf(&sb, "| %s | %s | %v | %d | %.2f | %.2e | %.3g |\n", m.name, r.name, r.opts.Compressor == Flate, len(blob), ratio, st.RelErr, st.DeltaRelErr)
+			switch {
+			case r.name == "int8" && ratio < 3.9:
+				t.Errorf("%s int8: %.2fx smaller, goal 3.9x", m.name, ratio)
+			case r.name == "delta top-k(1%) int8" && ratio < 50:
+				t.Errorf("%s delta top-k(1%%) int8: %.2fx smaller, goal 50x", m.name, ratio)
+			}
+		}
+	}
+	t.Log(sb.String())
+}
