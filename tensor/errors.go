@@ -1,0 +1,30 @@
+package tensor
+
+import "errors"
+
+// Sentinel errors, for errors.Is. Errors returned by this package wrap one
+// of them together with the name of the function that failed.
+var (
+	// ErrInvalidSpec reports a Spec that cannot describe a model: an unknown
+	// layer type, a shape that does not fit, a size out of range.
+	ErrInvalidSpec = errors.New("tensor: invalid spec")
+	// ErrUnknownSpec reports a name NamedSpec does not know.
+	ErrUnknownSpec = errors.New("tensor: unknown named spec")
+	// ErrShape reports data whose size does not match the model: a feature
+	// count, a class count, a slice length.
+	ErrShape = errors.New("tensor: shape mismatch")
+	// ErrNeedsGraph reports a model with graph layers used on plain
+	// examples (use PredictGraph, TrainGraph, EvaluateGraph), or a graph
+	// call on a model that has none.
+	ErrNeedsGraph = errors.New("tensor: graph layers need a graph")
+	// ErrFormat reports model bytes that do not follow the model file
+	// format: bad magic, unknown version, truncated or trailing data.
+	ErrFormat = errors.New("tensor: malformed model file")
+	// ErrChecksum reports a model file whose checksum does not match.
+	ErrChecksum = errors.New("tensor: model file checksum mismatch")
+	// ErrTooLarge reports a model file larger than the configured limit;
+	// it is detected before the memory is allocated.
+	ErrTooLarge = errors.New("tensor: model file exceeds size limit")
+	// ErrDiverged reports a training loss that became NaN or infinite.
+	ErrDiverged = errors.New("tensor: training diverged")
+)

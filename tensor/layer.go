@@ -1,0 +1,263 @@
+package tensor
+
+import (
+	"fmt"
+	"math/rand/v2"
+)
+
+// pass carries what one forward/backward pass shares across layers.
+type pass struct {
+	train bool
+	rng   *rand.Rand // dropout masks; nil in evaluation
+	adj   *CSR       // graph passes only
+}
+
+// buffers is one layer's scratch memory inside a workspace.
+type buffers struct {
+	f []float32
+	i []int32
+	u []uint64
+}
+
+// layer is one step of a model. Layers hold no parameters and no mutable
+// state: weights, gradients and scratch arrive as arguments, so one model
+// serves many concurrent forward passes (each with its own workspace).
+//
+// Batches are row-major: x holds n examples of inSize values, y n of
+// outSize. forward overwrites y. backward overwrites gw (the gradient of
+// this layer's parameters) from dy, and writes dx unless dx is nil; for an
+// elementwise layer dx and dy may be the same slice. x and y hold what
+// forward left in them.
+type layer interface {
+	plan() *layerPlan
+	// elementwise layers may compute y in place over x and dx over dy.
+	elementwise() bool
+	// needsOutput reports whether backward reads y (so a later layer may
+	// not overwrite it in place).
+	needsOutput() bool
+	// scratch returns how many float32, int32 and uint64 scratch values a
+	// pass over at most n examples needs.
+	scratch(n int, train bool) (f, i, u int)
+	init(w []float32, rng *rand.Rand)
+	forward(p *pass, s *buffers, w, x, y []float32, n int)
+	backward(p *pass, s *buffers, w, gw, x, y, dy, dx []float32, n int)
+}
+
+// newLayer builds the layer a validated plan describes.
+func newLayer(p *layerPlan) layer {
+	switch p.spec.Type {
+	case LayerDense:
+		return &dense{lp: p}
+	case LayerConv2D:
+		return newConv(p)
+	case LayerMaxPool:
+		return newMaxPool(p)
+	case LayerReLU:
+		return &relu{lp: p}
+	case LayerFlatten:
+		return &flatten{lp: p}
+	case LayerDropout:
+		return &dropout{lp: p, rate: float32(p.spec.Rate)}
+	case LayerGCNConv:
+		return &gcnConv{lp: p}
+	}
+	// plan() rejects unknown types, so this is a programming error.
+	panic(fmt.Sprintf("tensor: no layer for validated type %q", p.spec.Type))
+}
+
+// initUniform fills w with the He or Glorot uniform distribution the plan
+// asks for; biases (the rest of the layer's parameters) are zero.
+func initUniform(p *layerPlan, w []float32, rng *rand.Rand) {
+	bound := glorotBound(p.fanIn, p.fanOut)
+	if p.he {
+		bound = heBound(p.fanIn)
+	}
+	for i := range p.weights {
+		w[i] = float32((2*rng.Float64() - 1) * bound)
+	}
+	clear(w[p.weights:])
+}
+
+// fillRows sets each of the n rows of y (width len(b)) to b.
+func fillRows(y []float32, b []float32, n int) {
+	m := len(b)
+	for r := range n {
+		copy(y[r*m:(r+1)*m], b)
+	}
+}
+
+// sumRows overwrites db with the column sums of the n rows of dy.
+func sumRows(db, dy []float32, n int) {
+	m := len(db)
+	clear(db)
+	for r := range n {
+		row := dy[r*m : (r+1)*m : (r+1)*m]
+		for j := range db {
+			db[j] += row[j]
+		}
+	}
+}
+
+// sameSlice reports whether a and b start at the same element.
+func sameSlice(a, b []float32) bool {
+	return len(a) > 0 && len(b) > 0 && &a[0] == &b[0]
+}
+
+// addTo adds src to dst elementwise.
+func addTo(dst, src []float32) {
+	src = src[:len(dst)]
+	for i := range dst {
+		dst[i] += src[i]
+	}
+}
+
+// dense is a fully connected layer: y = x·W + b, W of shape [in, out].
+type dense struct{ lp *layerPlan }
+
+func (l *dense) plan() *layerPlan                          { return l.lp }
+func (l *dense) elementwise() bool                         { return false }
+func (l *dense) needsOutput() bool                         { return false }
+func (l *dense) scratch(n int, train bool) (int, int, int) { return 0, 0, 0 }
+func (l *dense) init(w []float32, rng *rand.Rand)          { initUniform(l.lp, w, rng) }
+
+func (l *dense) forward(_ *pass, _ *buffers, w, x, y []float32, n int) {
+	in, out := l.lp.inSize, l.lp.outSize
+	fillRows(y, w[in*out:], n)
+	Gemm(false, false, n, out, in, 1, x, in, w, out, 1, y, out)
+}
+
+func (l *dense) backward(_ *pass, _ *buffers, w, gw, x, _, dy, dx []float32, n int) {
+	in, out := l.lp.inSize, l.lp.outSize
+	Gemm(true, false, in, out, n, 1, x, in, dy, out, 0, gw, out)
+	sumRows(gw[in*out:], dy, n)
+	if dx != nil {
+		Gemm(false, true, n, in, out, 1, dy, out, w, out, 0, dx, in)
+	}
+}
+
+// relu is max(x, 0). Backward reads the output's sign, so it works in
+// place.
+type relu struct{ lp *layerPlan }
+
+func (l *relu) plan() *layerPlan                          { return l.lp }
+func (l *relu) elementwise() bool                         { return true }
+func (l *relu) needsOutput() bool                         { return true }
+func (l *relu) scratch(n int, train bool) (int, int, int) { return 0, 0, 0 }
+func (l *relu) init([]float32, *rand.Rand)                {}
+
+func (l *relu) forward(_ *pass, _ *buffers, _, x, y []float32, n int) {
+	m := n * l.lp.inSize
+	x, y = x[:m], y[:m]
+	for i, v := range x {
+		y[i] = max(v, 0)
+	}
+}
+
+func (l *relu) backward(_ *pass, _ *buffers, _, _, _, y, dy, dx []float32, n int) {
+	if dx == nil {
+		return
+	}
+	m := n * l.lp.inSize
+	y, dy, dx = y[:m], dy[:m], dx[:m]
+	for i, v := range y {
+		if v > 0 {
+			dx[i] = dy[i]
+		} else {
+			dx[i] = 0
+		}
+	}
+}
+
+// flatten only reinterprets the shape; values keep their order.
+type flatten struct{ lp *layerPlan }
+
+func (l *flatten) plan() *layerPlan                          { return l.lp }
+func (l *flatten) elementwise() bool                         { return true }
+func (l *flatten) needsOutput() bool                         { return false }
+func (l *flatten) scratch(n int, train bool) (int, int, int) { return 0, 0, 0 }
+func (l *flatten) init([]float32, *rand.Rand)                {}
+
+func (l *flatten) forward(_ *pass, _ *buffers, _, x, y []float32, n int) {
+	m := n * l.lp.inSize
+	if !sameSlice(x, y) {
+		copy(y[:m], x[:m])
+	}
+}
+
+func (l *flatten) backward(_ *pass, _ *buffers, _, _, _, _, dy, dx []float32, n int) {
+	m := n * l.lp.inSize
+	if dx != nil && !sameSlice(dx, dy) {
+		copy(dx[:m], dy[:m])
+	}
+}
+
+// dropout zeroes each value with probability rate in training and scales
+// the survivors by 1/(1-rate) ("inverted dropout"), so evaluation is the
+// identity. The mask is one bit per value, drawn from the pass's RNG.
+type dropout struct {
+	lp   *layerPlan
+	rate float32
+}
+
+func (l *dropout) plan() *layerPlan  { return l.lp }
+func (l *dropout) elementwise() bool { return true }
+func (l *dropout) needsOutput() bool { return false }
+func (l *dropout) scratch(n int, train bool) (int, int, int) {
+	if !train {
+		return 0, 0, 0
+	}
+	return 0, 0, (n*l.lp.inSize + 63) / 64
+}
+func (l *dropout) init([]float32, *rand.Rand) {}
+
+func (l *dropout) forward(p *pass, s *buffers, _, x, y []float32, n int) {
+	m := n * l.lp.inSize
+	x, y = x[:m], y[:m]
+	if !p.train || l.rate == 0 {
+		if !sameSlice(x, y) {
+			copy(y, x)
+		}
+		return
+	}
+	scale := 1 / (1 - l.rate)
+	thr := uint32(float64(l.rate) * (1 << 32))
+	mask := s.u[:(m+63)/64]
+	clear(mask)
+	var r uint64
+	for i := range x {
+		if i&1 == 0 {
+			r = p.rng.Uint64()
+		} else {
+			r >>= 32
+		}
+		if uint32(r) >= thr {
+			mask[i>>6] |= 1 << (i & 63)
+			y[i] = x[i] * scale
+		} else {
+			y[i] = 0
+		}
+	}
+}
+
+func (l *dropout) backward(p *pass, s *buffers, _, _, _, _, dy, dx []float32, n int) {
+	if dx == nil {
+		return
+	}
+	m := n * l.lp.inSize
+	dy, dx = dy[:m], dx[:m]
+	if l.rate == 0 {
+		if !sameSlice(dx, dy) {
+			copy(dx, dy)
+		}
+		return
+	}
+	scale := 1 / (1 - l.rate)
+	mask := s.u
+	for i := range dy {
+		if mask[i>>6]&(1<<(i&63)) != 0 {
+			dx[i] = dy[i] * scale
+		} else {
+			dx[i] = 0
+		}
+	}
+}

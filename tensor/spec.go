@@ -1,0 +1,368 @@
+package tensor
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+)
+
+// Layer types a LayerSpec may name.
+const (
+	LayerDense   = "dense"     // fully connected: Units outputs, weights [in, Units] then bias
+	LayerReLU    = "relu"      // max(x, 0), elementwise
+	LayerConv2D  = "conv2d"    // Filters × Kernel×Kernel convolution, Stride, zero Padding
+	LayerMaxPool = "maxpool2d" // Kernel×Kernel max pooling with Stride (default Kernel)
+	LayerFlatten = "flatten"   // [C,H,W] → [C·H·W]
+	LayerDropout = "dropout"   // zeroes a Rate fraction in training, identity in evaluation
+	LayerGCNConv = "gcnconv"   // graph convolution Â·X·W + b with Units outputs
+)
+
+// Limits Validate enforces so that a Spec read from untrusted bytes cannot
+// ask for unbounded memory.
+const (
+	MaxLayers     = 256     // layers in one Spec
+	MaxParams     = 1 << 30 // parameters of one model (4 GiB of float32)
+	MaxActivation = 1 << 24 // values in one example's output of any layer
+)
+
+// LayerSpec describes one layer. Only the fields its Type uses may be set;
+// zero values mean the documented defaults.
+type LayerSpec struct {
+	Type    string  `json:"type"`
+	Units   int     `json:"units,omitempty"`   // dense, gcnconv: output features
+	Filters int     `json:"filters,omitempty"` // conv2d: output channels
+	Kernel  int     `json:"kernel,omitempty"`  // conv2d: kernel size; maxpool2d: window size
+	Stride  int     `json:"stride,omitempty"`  // conv2d: default 1; maxpool2d: default Kernel
+	Padding int     `json:"padding,omitempty"` // conv2d: zeros added on each side
+	Rate    float64 `json:"rate,omitempty"`    // dropout: probability of zeroing, in [0, 1)
+}
+
+// Spec is a model architecture: the shape of one input example and the
+// ordered layers applied to it. The last layer's output (a vector) is the
+// logits; training applies a fused softmax cross-entropy to them and
+// Predict returns their softmax.
+//
+// Shapes follow PyTorch's notation: an image input is [C, H, W]. Inside the
+// model, convolution and pooling activations are stored channels-last
+// (H, W, C), so a flatten after them orders values by (h, w, c).
+//
+// A Spec is JSON-serializable and part of every model file.
+type Spec struct {
+	Name   string      `json:"name,omitempty"`
+	Input  []int       `json:"input"`
+	Layers []LayerSpec `json:"layers"`
+}
+
+// layerPlan is a validated layer: its spec, shapes and place in the flat
+// parameter vector.
+type layerPlan struct {
+	spec       LayerSpec
+	in, out    []int
+	inSize     int // product of in
+	outSize    int // product of out
+	offset     int // first parameter in Model.Params
+	params     int // number of parameters
+	weights    int // of which weights (the rest are biases)
+	fanIn      int
+	fanOut     int
+	he         bool // weights initialized for a following ReLU
+	paramLayer bool
+}
+
+// plan validates s and lays out its layers.
+func (s Spec) plan() ([]layerPlan, int, error) {
+	bad := func(format string, args ...any) ([]layerPlan, int, error) {
+		return nil, 0, fmt.Errorf("tensor.Spec.Validate: %s: %w", fmt.Sprintf(format, args...), ErrInvalidSpec)
+	}
+	if len(s.Input) == 0 || len(s.Input) > 3 {
+		return bad("input shape %v must have 1 to 3 dimensions", s.Input)
+	}
+	inSize, ok := product(s.Input)
+	if !ok {
+		return bad("input shape %v must have positive dimensions and at most %d values", s.Input, MaxActivation)
+	}
+	if len(s.Layers) == 0 {
+		return bad("no layers")
+	}
+	if len(s.Layers) > MaxLayers {
+		return bad("%d layers, more than %d", len(s.Layers), MaxLayers)
+	}
+	plans := make([]layerPlan, len(s.Layers))
+	shape := append([]int(nil), s.Input...)
+	size := inSize
+	total := 0
+	for i, ls := range s.Layers {
+		where := fmt.Sprintf("layer %d (%s)", i, ls.Type)
+		p := layerPlan{spec: ls, in: shape, inSize: size}
+		if err := checkFields(ls); err != nil {
+			return bad("%s: %v", where, err)
+		}
+		switch ls.Type {
+		case LayerDense, LayerGCNConv:
+			if len(shape) != 1 {
+				return bad("%s: input shape %v is not a vector; add a flatten layer before it", where, shape)
+			}
+			if ls.Units <= 0 || ls.Units > MaxActivation {
+				return bad("%s: units %d outside [1, %d]", where, ls.Units, MaxActivation)
+			}
+			p.out = []int{ls.Units}
+			p.fanIn, p.fanOut = size, ls.Units
+			w := float64(size) * float64(ls.Units)
+			if w+float64(ls.Units) > MaxParams {
+				return bad("%s: %d×%d weights exceed %d parameters", where, size, ls.Units, MaxParams)
+			}
+			p.weights = size * ls.Units
+			p.params = p.weights + ls.Units
+			p.paramLayer = true
+		case LayerConv2D:
+			if len(shape) != 3 {
+				return bad("%s: input shape %v is not [C, H, W]", where, shape)
+			}
+			c, h, w := shape[0], shape[1], shape[2]
+			k, st, pad := ls.Kernel, ls.Stride, ls.Padding
+			if st == 0 {
+				st = 1
+			}
+			if ls.Filters <= 0 || ls.Filters > MaxActivation {
+				return bad("%s: filters %d outside [1, %d]", where, ls.Filters, MaxActivation)
+			}
+			if k <= 0 || k > 1<<12 || st < 0 || st > 1<<12 || pad < 0 || pad >= k {
+				return bad("%s: kernel %d, stride %d, padding %d: need kernel >= 1, stride >= 1, 0 <= padding < kernel", where, k, ls.Stride, pad)
+			}
+			if h+2*pad < k || w+2*pad < k {
+				return bad("%s: kernel %d larger than padded input %dx%d", where, k, h+2*pad, w+2*pad)
+			}
+			oh, ow := (h+2*pad-k)/st+1, (w+2*pad-k)/st+1
+			p.out = []int{ls.Filters, oh, ow}
+			p.fanIn, p.fanOut = c*k*k, ls.Filters*k*k
+			if float64(c)*float64(k*k) > MaxActivation {
+				return bad("%s: %d×%d×%d patch exceeds %d values", where, c, k, k, MaxActivation)
+			}
+			if float64(p.fanIn)*float64(ls.Filters)+float64(ls.Filters) > MaxParams {
+				return bad("%s: weights exceed %d parameters", where, MaxParams)
+			}
+			p.weights = p.fanIn * ls.Filters
+			p.params = p.weights + ls.Filters
+			p.paramLayer = true
+		case LayerMaxPool:
+			if len(shape) != 3 {
+				return bad("%s: input shape %v is not [C, H, W]", where, shape)
+			}
+			k, st := ls.Kernel, ls.Stride
+			if st == 0 {
+				st = k
+			}
+			if k <= 0 || st <= 0 || k > shape[1] || k > shape[2] {
+				return bad("%s: kernel %d, stride %d do not fit input %v", where, k, st, shape)
+			}
+			p.out = []int{shape[0], (shape[1]-k)/st + 1, (shape[2]-k)/st + 1}
+		case LayerFlatten:
+			p.out = []int{size}
+		case LayerReLU:
+			p.out = shape
+		case LayerDropout:
+			if !(ls.Rate >= 0 && ls.Rate < 1) {
+				return bad("%s: rate %v outside [0, 1)", where, ls.Rate)
+			}
+			p.out = shape
+		default:
+			return bad("%s: unknown layer type %q (known: %s)", where, ls.Type,
+				strings.Join([]string{LayerDense, LayerReLU, LayerConv2D, LayerMaxPool, LayerFlatten, LayerDropout, LayerGCNConv}, ", "))
+		}
+		out, ok := product(p.out)
+		if !ok {
+			return bad("%s: output shape %v exceeds %d values", where, p.out, MaxActivation)
+		}
+		p.outSize = out
+		p.offset = total
+		total += p.params
+		if total > MaxParams {
+			return bad("%s: model exceeds %d parameters", where, MaxParams)
+		}
+		plans[i] = p
+		shape, size = p.out, out
+	}
+	if len(shape) != 1 {
+		return bad("output shape %v is not a vector of class logits; add flatten and dense layers", shape)
+	}
+	// He initialization for weights whose output goes (through shape-only
+	// layers) into a ReLU, Glorot otherwise.
+	for i := range plans {
+		if !plans[i].paramLayer {
+			continue
+		}
+		for j := i + 1; j < len(plans); j++ {
+			t := plans[j].spec.Type
+			if t == LayerReLU {
+				plans[i].he = true
+			}
+			if t != LayerFlatten && t != LayerDropout && t != LayerMaxPool {
+				break
+			}
+		}
+	}
+	return plans, total, nil
+}
+
+// checkFields rejects fields a layer type does not use, so that a typo in
+// a hand-written spec is an error rather than silently ignored.
+func checkFields(ls LayerSpec) error {
+	var allowed string
+	switch ls.Type {
+	case LayerDense, LayerGCNConv:
+		allowed = "units"
+	case LayerConv2D:
+		allowed = "filters kernel stride padding"
+	case LayerMaxPool:
+		allowed = "kernel stride"
+	case LayerDropout:
+		allowed = "rate"
+	}
+	set := map[string]bool{
+		"units": ls.Units != 0, "filters": ls.Filters != 0, "kernel": ls.Kernel != 0,
+		"stride": ls.Stride != 0, "padding": ls.Padding != 0, "rate": ls.Rate != 0,
+	}
+	for _, f := range []string{"units", "filters", "kernel", "stride", "padding", "rate"} {
+		if set[f] && !strings.Contains(allowed, f) {
+			return fmt.Errorf("field %q does not apply to %s", f, ls.Type)
+		}
+	}
+	return nil
+}
+
+// product returns the product of dims and whether every dim is positive
+// and the product at most MaxActivation.
+func product(dims []int) (int, bool) {
+	p := 1
+	for _, d := range dims {
+		if d <= 0 || d > MaxActivation {
+			return 0, false
+		}
+		p *= d
+		if p > MaxActivation {
+			return 0, false
+		}
+	}
+	return p, true
+}
+
+// Validate reports whether s describes a model, with an error that names
+// the offending layer. It wraps ErrInvalidSpec.
+func (s Spec) Validate() error {
+	_, _, err := s.plan()
+	return err
+}
+
+// ParamCount returns the length of the flat parameter vector of a model
+// built from s.
+func (s Spec) ParamCount() (int, error) {
+	_, n, err := s.plan()
+	return n, err
+}
+
+// Features returns the number of values in one input example.
+func (s Spec) Features() int {
+	n, _ := product(s.Input)
+	return n
+}
+
+// Classes returns the number of outputs (class logits) of the last layer,
+// or 0 if s is invalid.
+func (s Spec) Classes() int {
+	p, _, err := s.plan()
+	if err != nil {
+		return 0
+	}
+	return p[len(p)-1].outSize
+}
+
+// IsGraph reports whether s has graph convolution layers, which need a
+// Graph (TrainGraph, EvaluateGraph, PredictGraph).
+func (s Spec) IsGraph() bool {
+	for _, l := range s.Layers {
+		if l.Type == LayerGCNConv {
+			return true
+		}
+	}
+	return false
+}
+
+// String returns the spec as compact JSON.
+func (s Spec) String() string {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Sprintf("tensor.Spec(%v)", err)
+	}
+	return string(b)
+}
+
+// clone returns a deep copy of s.
+func (s Spec) clone() Spec {
+	return Spec{Name: s.Name, Input: append([]int(nil), s.Input...), Layers: append([]LayerSpec(nil), s.Layers...)}
+}
+
+// Names accepted by NamedSpec.
+const (
+	SpecLogReg = "logreg" // multinomial logistic regression on MNIST, 784→10
+	Spec2NN    = "2nn"    // FedAvg paper's 784-200-200-10 ReLU MLP, 199,210 parameters
+	SpecCNN    = "cnn"    // FedAvg paper's CNN, 1,663,370 parameters
+	SpecGCN    = "gcn"    // 2-layer GCN sized for Cora: GCNSpec(1433, 16, 7)
+)
+
+// NamedSpec returns one of the models named in the FedAvg paper, sized for
+// MNIST (input [1, 28, 28], 10 classes), or the Cora-sized GCN:
+//
+//	logreg  flatten, dense 10                                  (7,850 parameters)
+//	2nn     flatten, dense 200, relu, dense 200, relu, dense 10 (199,210)
+//	cnn     conv 5x5x32 same, relu, maxpool 2, conv 5x5x64 same, relu,
+//	        maxpool 2, flatten, dense 512, relu, dense 10       (1,663,370)
+//	gcn     GCNSpec(1433, 16, 7)                                (23,063)
+func NamedSpec(name string) (Spec, error) {
+	mnist := []int{1, 28, 28}
+	switch name {
+	case SpecLogReg:
+		return Spec{Name: name, Input: mnist, Layers: []LayerSpec{
+			{Type: LayerFlatten}, {Type: LayerDense, Units: 10},
+		}}, nil
+	case Spec2NN:
+		return Spec{Name: name, Input: mnist, Layers: []LayerSpec{
+			{Type: LayerFlatten},
+			{Type: LayerDense, Units: 200}, {Type: LayerReLU},
+			{Type: LayerDense, Units: 200}, {Type: LayerReLU},
+			{Type: LayerDense, Units: 10},
+		}}, nil
+	case SpecCNN:
+		return Spec{Name: name, Input: mnist, Layers: []LayerSpec{
+			{Type: LayerConv2D, Filters: 32, Kernel: 5, Padding: 2}, {Type: LayerReLU},
+			{Type: LayerMaxPool, Kernel: 2},
+			{Type: LayerConv2D, Filters: 64, Kernel: 5, Padding: 2}, {Type: LayerReLU},
+			{Type: LayerMaxPool, Kernel: 2},
+			{Type: LayerFlatten},
+			{Type: LayerDense, Units: 512}, {Type: LayerReLU},
+			{Type: LayerDense, Units: 10},
+		}}, nil
+	case SpecGCN:
+		return GCNSpec(1433, 16, 7), nil
+	}
+	return Spec{}, fmt.Errorf("tensor.NamedSpec(%q): %w (known: logreg, 2nn, cnn, gcn)", name, ErrUnknownSpec)
+}
+
+// GCNSpec returns Kipf and Welling's two-layer graph convolutional network
+// for node classification: dropout 0.5, GCN to hidden units, ReLU,
+// dropout 0.5, GCN to classes.
+func GCNSpec(features, hidden, classes int) Spec {
+	return Spec{Name: SpecGCN, Input: []int{features}, Layers: []LayerSpec{
+		{Type: LayerDropout, Rate: 0.5},
+		{Type: LayerGCNConv, Units: hidden}, {Type: LayerReLU},
+		{Type: LayerDropout, Rate: 0.5},
+		{Type: LayerGCNConv, Units: classes},
+	}}
+}
+
+// heBound and glorotBound are the half-widths of the uniform distributions
+// of He and Glorot initialization.
+func heBound(fanIn int) float64 { return math.Sqrt(6 / float64(fanIn)) }
+func glorotBound(fanIn, fanOut int) float64 {
+	return math.Sqrt(6 / float64(fanIn+fanOut))
+}
