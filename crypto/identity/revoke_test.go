@@ -73,7 +73,7 @@ func TestRevocationList(t *testing.T) {
 	// Revoking again keeps the later expiry.
 	_ = l.RevokeSerial(s1, t0.Add(10*time.Hour))
 	_ = l.RevokeSerial(s1, t0.Add(time.Hour))
-	if l.Prune(t0.Add(5*time.Hour)); !l.Revoked(s1, agent) {
+	if l.Prune(t0.Add(5 * time.Hour)); !l.Revoked(s1, agent) {
 		t.Error("second RevokeSerial shortened the expiry")
 	}
 	var r identity.Revoker = identity.RevokerFunc(func(s *big.Int, id identity.Identity) bool { return id == agent })
