@@ -3,6 +3,7 @@ package coordinator
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -248,3 +249,5 @@ func FuzzSnapshotRestore(f *testing.F) {
 		_ = NewFSM(nil).Restore(nopCloser{bytes.NewReader(data)})
 	})
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -1,0 +1,184 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// Errors of the replication layer.
+var (
+	ErrNotLeader = errors.New("coordinator: not the leader")
+	ErrNoLeader  = errors.New("coordinator: no leader elected")
+)
+
+// RaftTimings are the Raft timeouts. The zero value means raft's defaults
+// (1 s heartbeat and election timeouts), which suit hosts on a LAN; tests
+// use FastRaftTimings.
+type RaftTimings struct {
+	Heartbeat, Election, LeaderLease, Commit time.Duration
+}
+
+// FastRaftTimings suit an in-process test cluster on loopback.
+var FastRaftTimings = RaftTimings{
+	Heartbeat: 150 * time.Millisecond, Election: 150 * time.Millisecond,
+	LeaderLease: 100 * time.Millisecond, Commit: 10 * time.Millisecond,
+}
+
+// replica is the Raft half of a node: the log and stable stores in bbolt,
+// file snapshots, and the transport on a StreamLayer.
+type replica struct {
+	raft      *raft.Raft
+	fsm       *FSM
+	store     *raftboltdb.BoltStore
+	transport *raft.NetworkTransport
+	id        string
+}
+
+// hclogWriter sends raft's log lines to slog.
+type hclogWriter struct{ log *slog.Logger }
+
+func (w hclogWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	switch {
+	case strings.Contains(line, "[ERROR]"):
+		w.log.Error(line)
+	case strings.Contains(line, "[WARN]"):
+		w.log.Warn(line)
+	default:
+		w.log.Debug(line)
+	}
+	return len(p), nil
+}
+
+func newHCLogger(log *slog.Logger, name string) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name: name, Level: hclog.Info, Output: hclogWriter{log}, DisableTime: true,
+	})
+}
+
+// openReplica opens (or creates) the Raft state in dir and starts Raft on
+// the given stream layer. It does not bootstrap.
+func openReplica(id, dir string, stream raft.StreamLayer, fsm *FSM, t RaftTimings, log *slog.Logger) (*replica, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("coordinator.openReplica: %w", err)
+	}
+	hl := newHCLogger(log, "raft")
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("coordinator.openReplica: bolt store: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hl)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("coordinator.openReplica: snapshots: %w", err)
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: hl,
+	})
+	conf := raft.DefaultConfig()
+	conf.LocalID = raft.ServerID(id)
+	conf.Logger = hl
+	conf.SnapshotThreshold = 256
+	conf.TrailingLogs = 512
+	if t.Heartbeat > 0 {
+		conf.HeartbeatTimeout = t.Heartbeat
+	}
+	if t.Election > 0 {
+		conf.ElectionTimeout = t.Election
+	}
+	if t.LeaderLease > 0 {
+		conf.LeaderLeaseTimeout = t.LeaderLease
+	}
+	if t.Commit > 0 {
+		conf.CommitTimeout = t.Commit
+	}
+	r, err := raft.NewRaft(conf, fsm, store, store, snaps, trans)
+	if err != nil {
+		trans.Close()
+		store.Close()
+		return nil, fmt.Errorf("coordinator.openReplica: %w", err)
+	}
+	return &replica{raft: r, fsm: fsm, store: store, transport: trans, id: id}, nil
+}
+
+// hasState reports whether the replica has ever been part of a cluster.
+func (r *replica) hasState() bool {
+	return r.raft.LastIndex() > 0
+}
+
+// bootstrap makes a new cluster of the given voters (id → address).
+func (r *replica) bootstrap(voters map[string]string) error {
+	var servers []raft.Server
+	for _, id := range sortedKeys(voters) {
+		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(voters[id])})
+	}
+	if err := r.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("coordinator.bootstrap: %w", err)
+	}
+	return nil
+}
+
+// apply replicates one command and returns the FSM's result; the FSM's
+// error, if any, is returned as the error.
+func (r *replica) apply(ctx context.Context, t cmdType, hdr any, payload []byte) (any, error) {
+	b, err := encodeEntry(t, hdr, payload)
+	if err != nil {
+		return nil, err
+	}
+	timeout := 30 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	f := r.raft.Apply(b, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return nil, fmt.Errorf("coordinator.apply: %w", err)
+	}
+	if e, ok := f.Response().(error); ok {
+		return nil, e
+	}
+	return f.Response(), nil
+}
+
+// isLeader reports whether this replica leads.
+func (r *replica) isLeader() bool { return r.raft.State() == raft.Leader }
+
+// leader returns the current leader's ID and address ("" if unknown).
+func (r *replica) leader() (id, addr string) {
+	a, i := r.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// barrier waits until every entry committed before the call is applied
+// here; on the leader that makes the next read linearizable.
+func (r *replica) barrier(ctx context.Context) error {
+	timeout := 10 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	if err := r.raft.VerifyLeader().Error(); err != nil {
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	return r.raft.Barrier(timeout).Error()
+}
+
+func (r *replica) close() error {
+	err := r.raft.Shutdown().Error()
+	r.transport.Close()
+	if cerr := r.store.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
