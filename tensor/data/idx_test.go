@@ -255,3 +255,17 @@ func TestLoadMNISTCrafted(t *testing.T) {
 		t.Fatalf("empty dir: err = %v, want fs.ErrNotExist", err)
 	}
 }
+
+// writeFiles writes name → content into dir and returns name → path.
+func writeFiles(t *testing.T, dir string, files map[string]string) map[string]string {
+	t.Helper()
+	paths := map[string]string{}
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		paths[name] = p
+	}
+	return paths
+}
