@@ -23,7 +23,7 @@ type Encoder struct {
 	tmp    [2][]byte // Choose candidates
 	last   []float32 // reconstruction of the last encoded vector (aliases x or xhat)
 
-	flate [flate.BestCompression + 3]*flate.Writer // by level + 2
+	flate [flate.BestCompression + 3]*flate.Writer // by level + 2 (-1 is 6)
 	out   appendWriter
 	fh    floatHasher
 	chunk [2048]float32
@@ -235,7 +235,7 @@ func (e *Encoder) encode(dst []byte, x, params, base []float32, opts *Options, s
 		dst = body
 	} else {
 		e.raw = body
-		if dst, err = e.compress(dst, body, opts.level()); err != nil {
+		if dst, err = e.compress(dst, body, opts.level(h.RawLen)); err != nil {
 			return dst[:off], err
 		}
 	}
@@ -280,6 +280,9 @@ func (e *Encoder) hashResult(xhat, x, params, base []float32, st *Stats) [HashSi
 
 // compress appends the DEFLATE stream of raw to dst.
 func (e *Encoder) compress(dst, raw []byte, level int) ([]byte, error) {
+	if level == flate.DefaultCompression {
+		level = 6
+	}
 	e.out.b = dst
 	w := e.flate[level+2]
 	if w == nil {
