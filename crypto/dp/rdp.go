@@ -74,22 +74,24 @@ func logAFrac(q, sigma, alpha float64) float64 {
 	z0 := sigma*sigma*(math.Log(1/q-1)) + 0.5
 	sq := math.Sqrt2 * sigma
 	pos, neg := math.Inf(-1), math.Inf(-1)
-	lgA, _ := math.Lgamma(alpha + 1)
+	// log|C(α,i)| and its sign, updated by C(α,i+1) = C(α,i)·(α−i)/(i+1).
+	logCoef, positive := 0.0, true
 	for i := 0; i < maxSeriesTerms; i++ {
 		fi := float64(i)
 		j := alpha - fi
-		lgI, _ := math.Lgamma(fi + 1)
-		lgJ, sign := math.Lgamma(j + 1)
-		logCoef := lgA - lgI - lgJ
 		t0 := logCoef + fi*lq + j*l1q + (fi*fi-fi)/s2 + logHalfErfc((fi-z0)/sq)
 		t1 := logCoef + j*lq + fi*l1q + (j*j-j)/s2 + logHalfErfc((z0-j)/sq)
-		if sign > 0 {
+		if positive {
 			pos = logAdd(pos, logAdd(t0, t1))
 		} else {
 			neg = logAdd(neg, logAdd(t0, t1))
 		}
 		if fi > alpha && math.Max(t0, t1) < pos-36 {
 			return logSub(pos, neg)
+		}
+		logCoef += math.Log(math.Abs(j)) - math.Log(fi+1)
+		if j < 0 {
+			positive = !positive
 		}
 	}
 	return math.Inf(1)
