@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -84,6 +85,25 @@ func TestSyntheticModelSizes(t *testing.T) {
 	}
 }
 
+// loop runs f b.N times and, besides the wall-clock MB/s of b.SetBytes,
+// reports "MB/s-cpu": bytes per second of the benchmark thread's own CPU
+// time, which stays meaningful on a machine shared with other builds.
+func loop(b *testing.B, bytes int, f func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	b.SetBytes(int64(bytes))
+	b.ResetTimer()
+	t0 := threadCPU()
+	n := 0
+	for b.Loop() {
+		f()
+		n++
+	}
+	if cpu := threadCPU() - t0; cpu > 0 {
+		b.ReportMetric(float64(bytes)*float64(n)/cpu.Seconds()/1e6, "MB/s-cpu")
+	}
+}
+
 // BenchmarkEncode measures full Encoder.AppendEncode (codec, reconstruction,
 // SHA-256 of the result) in MB/s of float32 input.
 func BenchmarkEncode(b *testing.B) {
@@ -96,11 +116,7 @@ func BenchmarkEncode(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				b.SetBytes(int64(4 * len(x)))
-				b.ResetTimer()
-				for b.Loop() {
-					blob, _ = e.AppendEncode(blob[:0], x, nil, opts)
-				}
+				loop(b, 4*len(x), func() { blob, _ = e.AppendEncode(blob[:0], x, nil, opts) })
 			})
 		}
 	}
@@ -122,13 +138,11 @@ func BenchmarkDecode(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				b.SetBytes(int64(4 * len(x)))
-				b.ResetTimer()
-				for b.Loop() {
+				loop(b, 4*len(x), func() {
 					if out, err = d.Decode(out, blob, nil); err != nil {
 						b.Fatal(err)
 					}
-				}
+				})
 			})
 		}
 	}
@@ -143,45 +157,27 @@ func BenchmarkKernel(b *testing.B) {
 		bs := DefaultBlockSize
 		b.Run(m.name+"/int8-encode", func(b *testing.B) {
 			buf, _ := appendInt8(nil, x, bs, nil)
-			b.SetBytes(int64(4 * len(x)))
-			for b.Loop() {
-				buf, _ = appendInt8(buf[:0], x, bs, nil)
-			}
+			loop(b, 4*len(x), func() { buf, _ = appendInt8(buf[:0], x, bs, nil) })
 		})
 		b.Run(m.name+"/int8-decode", func(b *testing.B) {
 			buf, _ := appendInt8(nil, x, bs, nil)
-			b.SetBytes(int64(4 * len(x)))
-			for b.Loop() {
-				decodeInt8(out, buf, bs)
-			}
+			loop(b, 4*len(x), func() { decodeInt8(out, buf, bs) })
 		})
 		b.Run(m.name+"/float16-encode", func(b *testing.B) {
 			buf := appendHalf(nil, x)
-			b.SetBytes(int64(4 * len(x)))
-			for b.Loop() {
-				buf = appendHalf(buf[:0], x)
-			}
+			loop(b, 4*len(x), func() { buf = appendHalf(buf[:0], x) })
 		})
 		b.Run(m.name+"/float16-decode", func(b *testing.B) {
 			buf := appendHalf(nil, x)
-			b.SetBytes(int64(4 * len(x)))
-			for b.Loop() {
-				decodeHalf(out, buf)
-			}
+			loop(b, 4*len(x), func() { decodeHalf(out, buf) })
 		})
 		b.Run(m.name+"/topk1pct-select", func(b *testing.B) {
 			hist := make([]uint32, histSize)
 			idx := selectTopK(nil, x, keepCount(0.01, len(x)), hist)
-			b.SetBytes(int64(4 * len(x)))
-			for b.Loop() {
-				idx = selectTopK(idx[:0], x, keepCount(0.01, len(x)), hist)
-			}
+			loop(b, 4*len(x), func() { idx = selectTopK(idx[:0], x, keepCount(0.01, len(x)), hist) })
 		})
 		b.Run(m.name+"/sha256", func(b *testing.B) {
-			b.SetBytes(int64(4 * len(x)))
-			for b.Loop() {
-				HashParams(x)
-			}
+			loop(b, 4*len(x), func() { HashParams(x) })
 		})
 	}
 }
@@ -215,14 +211,13 @@ func BenchmarkFlateLevel(b *testing.B) {
 		for _, level := range []int{flate.HuffmanOnly, flate.BestSpeed, flate.DefaultCompression, flate.BestCompression} {
 			b.Run(fmt.Sprintf("%s/level%d", name, level), func(b *testing.B) {
 				var size int
-				b.SetBytes(int64(len(body)))
-				for b.Loop() {
+				loop(b, len(body), func() {
 					out, err := e.compress(nil, body, level)
 					if err != nil {
 						b.Fatal(err)
 					}
 					size = len(out)
-				}
+				})
 				b.ReportMetric(float64(len(body))/float64(size), "ratio")
 			})
 		}

@@ -21,12 +21,14 @@ type Encoder struct {
 	hist   []uint32  // radix-select histogram
 	raw    []byte    // body before compression
 	tmp    [2][]byte // Choose candidates
-	last   []float32 // reconstruction of the last encoded vector (aliases x or xhat)
+	last   []float32 // reconstruction of the last encoded vector (x or xhat), if kept
 
 	flate [flate.BestCompression + 3]*flate.Writer // by level + 2 (-1 is 6)
 	out   appendWriter
 	fh    floatHasher
-	chunk [2048]float32
+	sink  resultSink
+	buf   []float32 // reconstruction of one chunk
+	sum   []float32 // base + reconstruction of one chunk
 	rng   rand.PCG
 }
 
@@ -105,7 +107,7 @@ func (e *Encoder) Choose(dst []byte, params, base []float32, candidates []Option
 	cur := 0
 	for i := range candidates {
 		var st Stats
-		b, err := e.encode(e.tmp[cur][:0], x, params, base, &candidates[i], &st)
+		b, err := e.encode(e.tmp[cur][:0], x, params, base, &candidates[i], &st, false)
 		e.tmp[cur] = b[:0]
 		if errors.Is(err, ErrNonFinite) {
 			continue
@@ -154,14 +156,15 @@ func (e *Encoder) appendEncode(dst []byte, params, base []float32, opts Options,
 	if err != nil {
 		return dst, err
 	}
-	return e.encode(dst, x, params, base, &opts, st)
+	return e.encode(dst, x, params, base, &opts, st, st != nil)
 }
 
 // encode appends the blob of x to dst. x is the vector itself for a full
 // encoding (base nil) or the delta for base. params is what the result
-// approximates; it is read only when st is not nil. On return e.last holds
-// the reconstruction of x the decoder will see (before adding base).
-func (e *Encoder) encode(dst []byte, x, params, base []float32, opts *Options, st *Stats) ([]byte, error) {
+// approximates; it is read only when st is not nil. When keep is set, e.last
+// holds on return the reconstruction of x the decoder will see (before
+// adding base).
+func (e *Encoder) encode(dst []byte, x, params, base []float32, opts *Options, st *Stats, keep bool) ([]byte, error) {
 	n := len(x)
 	h := Header{
 		Version:    Version,
@@ -175,7 +178,6 @@ func (e *Encoder) encode(dst []byte, x, params, base []float32, opts *Options, s
 		h.Flags |= FlagDelta
 		h.BaseHash = HashParams(base)
 	}
-	vals := x
 	if opts.TopK > 0 {
 		h.Flags |= FlagSparse
 		if e.hist == nil {
@@ -186,8 +188,12 @@ func (e *Encoder) encode(dst []byte, x, params, base []float32, opts *Options, s
 		for j, i := range e.idx {
 			e.vals[j] = x[i]
 		}
-		vals = e.vals
-		h.Kept = len(vals)
+		h.Kept = len(e.vals)
+	}
+	var rng *rand.PCG
+	if opts.Stochastic {
+		e.rng.Seed(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)
+		rng = &e.rng
 	}
 
 	off := len(dst)
@@ -197,16 +203,14 @@ func (e *Encoder) encode(dst []byte, x, params, base []float32, opts *Options, s
 		body = e.raw[:0]
 	}
 	start := len(body)
+	e.sink = resultSink{x: x, params: params, base: base, st: st}
+	e.fh.reset()
+	var err error
 	if h.Sparse() {
-		body = appendIndices(body, e.idx)
+		body, err = e.encodeSparse(body, x, h.Codec, h.BlockSize, rng)
+	} else {
+		body, err = e.encodeDense(body, x, h.Codec, h.BlockSize, rng, keep)
 	}
-	valOff := len(body)
-	var rng *rand.PCG
-	if opts.Stochastic {
-		e.rng.Seed(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)
-		rng = &e.rng
-	}
-	body, err := appendValues(body, vals, h.Codec, h.BlockSize, rng)
 	if err != nil {
 		return dst[:off], err
 	}
@@ -214,22 +218,7 @@ func (e *Encoder) encode(dst []byte, x, params, base []float32, opts *Options, s
 	if h.RawLen > math.MaxInt32 {
 		return dst[:off], fmt.Errorf("body of %d bytes: %w", h.RawLen, ErrTooLarge)
 	}
-
-	// Reconstruct what the decoder will see, with the decoder's kernels.
-	valhat := vals
-	if h.Codec != Float32 {
-		e.valhat = resize(e.valhat, len(vals))
-		valhat = e.valhat
-		decodeValues(valhat, body[valOff:], h.Codec, h.BlockSize)
-	}
-	xhat := valhat
-	if h.Sparse() {
-		e.xhat = resize(e.xhat, n)
-		xhat = e.xhat
-		scatter(xhat, e.idx, valhat)
-	}
-	e.last = xhat
-	h.ResultHash = e.hashResult(xhat, x, params, base, st)
+	h.ResultHash = e.finish()
 
 	if opts.Compressor == NoCompression {
 		dst = body
@@ -247,34 +236,131 @@ func (e *Encoder) encode(dst []byte, x, params, base []float32, opts *Options, s
 	return dst, nil
 }
 
-// hashResult returns HashParams(base + xhat) (or of xhat without base) and,
-// when st is not nil, fills its error fields.
-func (e *Encoder) hashResult(xhat, x, params, base []float32, st *Stats) [HashSize]byte {
-	e.fh.reset()
-	if base == nil {
-		e.fh.write(xhat)
-		if st != nil {
-			st.RelErr = relErr(x, xhat)
-			st.DeltaRelErr = st.RelErr
+// chunkLen is how many values the dense path encodes, reconstructs and
+// hashes at a time: a multiple of the int8 block size near 4096, so a chunk
+// stays in L1/L2 between the passes.
+func chunkLen(bs int) int {
+	if bs <= 0 {
+		return 4096
+	}
+	return bs * ((4096 + bs - 1) / bs)
+}
+
+// encodeDense appends the values of x and feeds their reconstruction to the
+// result sink chunk by chunk, while the chunk is still in cache.
+func (e *Encoder) encodeDense(body []byte, x []float32, c Codec, bs int, rng *rand.PCG, keep bool) ([]byte, error) {
+	n := len(x)
+	valOff := len(body)
+	body = grow(body, int(valuesLen(c, uint64(n), uint64(bs))))
+	region := body[valOff:]
+	chunk := chunkLen(bs)
+	e.buf = resize(e.buf, min(chunk, n))
+	e.last = x
+	if keep && c != Float32 {
+		e.xhat = resize(e.xhat, n)
+		e.last = e.xhat
+	}
+	nb := 0
+	if c == Int8 {
+		nb = (n + bs - 1) / bs
+	}
+	for lo := 0; lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
+		xc := x[lo:hi]
+		xh := xc
+		switch c {
+		case Float32:
+			putFloat32(region[4*lo:], xc)
+		case Float16:
+			putHalf(region[2*lo:], xc)
+			xh = e.buf[:hi-lo]
+			decodeHalf(xh, region[2*lo:])
+		case Int8:
+			scales, q := region[4*(lo/bs):4*nb], region[4*nb+lo:]
+			if err := quantizeInt8(scales, q, xc, bs, rng); err != nil {
+				return body[:valOff], err
+			}
+			xh = e.buf[:hi-lo]
+			dequantizeInt8(xh, scales, q, bs)
 		}
-		return e.fh.sum()
+		if keep && c != Float32 {
+			copy(e.xhat[lo:hi], xh)
+		}
+		e.feed(lo, xh)
 	}
-	var perr, pnorm float64
-	for lo := 0; lo < len(xhat); lo += len(e.chunk) {
-		hi := min(lo+len(e.chunk), len(xhat))
-		r := e.chunk[:hi-lo]
-		addInto(r, base[lo:hi], xhat[lo:hi])
-		e.fh.write(r)
-		if st != nil {
-			e, n := sqErr(params[lo:hi], r)
-			perr += e
-			pnorm += n
+	return body, nil
+}
+
+// encodeSparse appends the kept indices and values (e.idx, e.vals) and feeds
+// the dense reconstruction to the result sink.
+func (e *Encoder) encodeSparse(body []byte, x []float32, c Codec, bs int, rng *rand.PCG) ([]byte, error) {
+	body = appendIndices(body, e.idx)
+	valOff := len(body)
+	body, err := appendValues(body, e.vals, c, bs, rng)
+	if err != nil {
+		return body, err
+	}
+	valhat := e.vals
+	if c != Float32 {
+		e.valhat = resize(e.valhat, len(e.vals))
+		valhat = e.valhat
+		decodeValues(valhat, body[valOff:], c, bs)
+	}
+	e.xhat = resize(e.xhat, len(x))
+	scatter(e.xhat, e.idx, valhat)
+	e.last = e.xhat
+	chunk := chunkLen(0)
+	for lo := 0; lo < len(x); lo += chunk {
+		e.feed(lo, e.xhat[lo:min(lo+chunk, len(x))])
+	}
+	return body, nil
+}
+
+// resultSink is the state of one encoding's pass over its reconstruction:
+// the hash of the result and, when st is set, the error sums.
+type resultSink struct {
+	x, params, base []float32
+	st              *Stats
+	perr, pnorm     float64 // against params
+	derr, dnorm     float64 // against x
+}
+
+// feed takes the reconstruction xh of x[lo:lo+len(xh)]: it forms the result
+// (base + xh for a delta), hashes it and accumulates the errors.
+func (e *Encoder) feed(lo int, xh []float32) {
+	s := &e.sink
+	hi := lo + len(xh)
+	if s.st != nil {
+		a, b := sqErr(s.x[lo:hi], xh)
+		s.derr += a
+		s.dnorm += b
+	}
+	if s.base == nil {
+		e.fh.write(xh)
+		return
+	}
+	e.sum = resize(e.sum, max(len(xh), cap(e.sum)))
+	r := e.sum[:len(xh)]
+	addInto(r, s.base[lo:hi], xh)
+	e.fh.write(r)
+	if s.st != nil {
+		a, b := sqErr(s.params[lo:hi], r)
+		s.perr += a
+		s.pnorm += b
+	}
+}
+
+// finish returns the result hash and fills the sink's Stats errors.
+func (e *Encoder) finish() [HashSize]byte {
+	s := &e.sink
+	if s.st != nil {
+		s.st.DeltaRelErr = ratio(s.derr, s.dnorm)
+		s.st.RelErr = s.st.DeltaRelErr
+		if s.base != nil {
+			s.st.RelErr = ratio(s.perr, s.pnorm)
 		}
 	}
-	if st != nil {
-		st.RelErr = ratio(perr, pnorm)
-		st.DeltaRelErr = relErr(x, xhat)
-	}
+	e.sink = resultSink{}
 	return e.fh.sum()
 }
 

@@ -54,7 +54,7 @@ func (f *ErrorFeedback) AppendEncode(dst []byte, e *Encoder, params, base []floa
 	for i := range v {
 		v[i] = x[i] + r[i]
 	}
-	dst, err = e.encode(dst, v, params, base, &opts, nil)
+	dst, err = e.encode(dst, v, params, base, &opts, nil, true)
 	if err != nil {
 		return dst, fmt.Errorf("encoding.ErrorFeedback: %w", err)
 	}

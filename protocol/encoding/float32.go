@@ -18,11 +18,24 @@ func appendFloat32(dst []byte, x []float32) []byte {
 func appendFloat32Generic(dst []byte, x []float32) []byte {
 	off := len(dst)
 	dst = grow(dst, 4*len(x))
-	out := dst[off : off+4*len(x)]
+	putFloat32Generic(dst[off:off+4*len(x)], x)
+	return dst
+}
+
+// putFloat32 writes x as little-endian float32 to out.
+func putFloat32(out []byte, x []float32) {
+	if b, ok := leBytes(x); ok {
+		copy(out, b)
+		return
+	}
+	putFloat32Generic(out, x)
+}
+
+func putFloat32Generic(out []byte, x []float32) {
+	out = out[:4*len(x)]
 	for i, v := range x {
 		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(v))
 	}
-	return dst
 }
 
 // decodeFloat32 decodes len(dst) little-endian float32 values from src.

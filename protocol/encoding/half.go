@@ -74,7 +74,13 @@ func halfToFloat32Rare(h uint16) float32 {
 func appendHalf(dst []byte, x []float32) []byte {
 	off := len(dst)
 	dst = grow(dst, 2*len(x))
-	out := dst[off : off+2*len(x)]
+	putHalf(dst[off:off+2*len(x)], x)
+	return dst
+}
+
+// putHalf writes the little-endian binary16 encoding of x to out.
+func putHalf(out []byte, x []float32) {
+	out = out[:2*len(x)]
 	for i, v := range x {
 		b := math.Float32bits(v)
 		a := b & 0x7fffffff
@@ -89,7 +95,6 @@ func appendHalf(dst []byte, x []float32) []byte {
 		o[0] = byte(h)
 		o[1] = byte(h >> 8)
 	}
-	return dst
 }
 
 // decodeHalf decodes len(dst) little-endian binary16 values from src, which

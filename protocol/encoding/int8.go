@@ -22,15 +22,23 @@ func appendInt8(dst []byte, x []float32, bs int, rng *rand.PCG) ([]byte, error) 
 	nb := (len(x) + bs - 1) / bs
 	off := len(dst)
 	dst = grow(dst, 4*nb+len(x))
-	scales := dst[off : off+4*nb]
-	q := dst[off+4*nb : off+4*nb+len(x)]
-	for b := range nb {
+	if err := quantizeInt8(dst[off:off+4*nb], dst[off+4*nb:], x, bs, rng); err != nil {
+		return dst[:off], err
+	}
+	return dst, nil
+}
+
+// quantizeInt8 quantizes x in blocks of bs into scales (4 bytes per block)
+// and q (one byte per value); see appendInt8.
+func quantizeInt8(scales, q []byte, x []float32, bs int, rng *rand.PCG) error {
+	q = q[:len(x)]
+	for b := 0; b*bs < len(x); b++ {
 		lo := b * bs
 		hi := min(lo+bs, len(x))
 		xb := x[lo:hi]
 		m := maxAbsBits(xb)
 		if m >= 0x7f800000 {
-			return dst[:off], ErrNonFinite
+			return ErrNonFinite
 		}
 		var scale float32
 		if rng != nil {
@@ -40,7 +48,7 @@ func appendInt8(dst []byte, x []float32, bs int, rng *rand.PCG) ([]byte, error) 
 		}
 		binary.LittleEndian.PutUint32(scales[4*b:], math.Float32bits(scale))
 	}
-	return dst, nil
+	return nil
 }
 
 // maxAbsBits returns the largest |x| as float32 bits (bits of non-negative
@@ -141,9 +149,13 @@ func quantizeStochastic(q []byte, x []float32, m uint32, rng *rand.PCG) float32 
 // the block scales followed by the bytes.
 func decodeInt8(dst []float32, src []byte, bs int) {
 	nb := (len(dst) + bs - 1) / bs
-	scales := src[:4*nb]
-	q := src[4*nb : 4*nb+len(dst)]
-	for b := range nb {
+	dequantizeInt8(dst, src[:4*nb], src[4*nb:], bs)
+}
+
+// dequantizeInt8 decodes len(dst) values from block scales and bytes q.
+func dequantizeInt8(dst []float32, scales, q []byte, bs int) {
+	q = q[:len(dst)]
+	for b := 0; b*bs < len(dst); b++ {
 		lo := b * bs
 		hi := min(lo+bs, len(dst))
 		scale := math.Float32frombits(binary.LittleEndian.Uint32(scales[4*b:]))
