@@ -115,6 +115,7 @@ func (c *Client) AdvertiseKeys() (*AdvertiseKeys, error) {
 	m := &AdvertiseKeys{Round: c.p.digest, From: c.id}
 	copy(m.EncKey[:], encKey.PublicKey().Bytes())
 	copy(m.MaskKey[:], maskKey.PublicKey().Bytes())
+	m.SeedCommit = seedCommit(&c.p.digest, c.id, &seed)
 	copy(m.Sig[:], ed25519.Sign(c.signer, advertiseSigned(m)))
 	c.encKey, c.maskKey, c.seed = encKey, maskKey, seed
 	c.stage = clientAdvertised

@@ -20,17 +20,32 @@ const (
 	labelShareKey    = "fedge/secagg/v1 share key"
 	labelShareAD     = "fedge/secagg/v1 share"
 	labelMaskSeed    = "fedge/secagg/v1 pairwise mask"
+	labelSeedCommit  = "fedge/secagg/v1 seed commitment"
 )
+
+// seedCommit is SHA-256(label || round || id || b): binding, and hiding
+// because b is 256 uniformly random bits.
+func seedCommit(round *[32]byte, id uint32, seed *[32]byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(labelSeedCommit))
+	h.Write(round[:])
+	h.Write(u32be(id))
+	h.Write(seed[:])
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
 
 func u32be(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
 
 func advertiseSigned(m *AdvertiseKeys) []byte {
-	b := make([]byte, 0, len(labelAdvertise)+32+4+64)
+	b := make([]byte, 0, len(labelAdvertise)+32+4+96)
 	b = append(b, labelAdvertise...)
 	b = append(b, m.Round[:]...)
 	b = put32(b, m.From)
 	b = append(b, m.EncKey[:]...)
-	return append(b, m.MaskKey[:]...)
+	b = append(b, m.MaskKey[:]...)
+	return append(b, m.SeedCommit[:]...)
 }
 
 // survivorsHash commits to a survivor set: SHA-256 of the sorted IDs.

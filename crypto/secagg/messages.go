@@ -8,13 +8,17 @@ package secagg
 
 // AdvertiseKeys is stage 0, client -> server: the client's two fresh X25519
 // public keys, EncKey (c) for the share encryption and MaskKey (s) for the
-// pairwise masks, signed with its Ed25519 identity key.
+// pairwise masks, and a hash commitment to its self-mask seed b, signed with
+// its Ed25519 identity key. The commitment lets the server check the seed it
+// reconstructs from Shamir shares (as MaskKey checks the masking key), so a
+// wrong share fails the round with ErrBadShares instead of corrupting the sum.
 type AdvertiseKeys struct {
-	Round   [32]byte
-	From    uint32
-	EncKey  [32]byte
-	MaskKey [32]byte
-	Sig     [64]byte
+	Round      [32]byte
+	From       uint32
+	EncKey     [32]byte
+	MaskKey    [32]byte
+	SeedCommit [32]byte
+	Sig        [64]byte
 }
 
 // KeyList is stage 0's reply, server -> client To: the AdvertiseKeys of To's

@@ -126,6 +126,9 @@ func (s *Server) Finish() (*Result, error) {
 		if err != nil {
 			return nil, s.fail(method, err)
 		}
+		if seedCommit(&s.p.digest, s.p.ids[i], &b) != s.adverts[i].SeedCommit {
+			return nil, s.fail(method, fmt.Errorf("%w: reconstructed seed of %d does not match its commitment", ErrBadShares, s.p.ids[i]))
+		}
 		terms = append(terms, maskTerm{seed: b, neg: true})
 	}
 

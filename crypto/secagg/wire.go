@@ -15,8 +15,8 @@ import (
 // allocates at most in proportion to its input and never more than
 // MaxParticipants entries or MaxDim words. Bodies:
 //
-//	AdvertiseKeys     from u32 | enc key 32 | mask key 32 | sig 64
-//	KeyList           to u32 | n u32 | n x (from u32 | enc 32 | mask 32 | sig 64)
+//	AdvertiseKeys     from u32 | enc key 32 | mask key 32 | seed commit 32 | sig 64
+//	KeyList           to u32 | n u32 | n x (AdvertiseKeys body)
 //	ShareKeys         from u32 | n u32 | n x (to u32 | ciphertext 108)
 //	ShareList         to u32 | n u32 | n x (from u32 | ciphertext 108)
 //	MaskedInput       from u32 | d u32 | d x word u32 (little-endian)
@@ -41,7 +41,7 @@ const (
 
 const (
 	headerSize     = 2 + 32
-	advertiseBody  = 4 + 32 + 32 + 64
+	advertiseBody  = 4 + 32 + 32 + 32 + 64
 	encShareEntry  = 4 + ShareCiphertextSize
 	checkBody      = 4 + 64
 	unmaskEntry    = 4 + 1 + ShareSize
@@ -136,6 +136,7 @@ func (m *AdvertiseKeys) appendBody(b []byte) []byte {
 	b = put32(b, m.From)
 	b = append(b, m.EncKey[:]...)
 	b = append(b, m.MaskKey[:]...)
+	b = append(b, m.SeedCommit[:]...)
 	return append(b, m.Sig[:]...)
 }
 
@@ -143,6 +144,7 @@ func (m *AdvertiseKeys) readBody(r *reader) {
 	m.From = r.u32()
 	r.read(m.EncKey[:])
 	r.read(m.MaskKey[:])
+	r.read(m.SeedCommit[:])
 	r.read(m.Sig[:])
 }
 
