@@ -67,3 +67,38 @@ func DecodePlainUpdate(b []byte, dim int) ([]float32, uint32, error) {
 	}
 	return v, binary.LittleEndian.Uint32(b), nil
 }
+
+// EvalSums are one model's evaluation figures on an agent's held-out data.
+type EvalSums struct {
+	Correct, Total uint32
+	LossSum        float64
+}
+
+// EvalDim is the length of an evaluation vector: candidate then baseline,
+// each (correct, total, loss sum in thousandths).
+const EvalDim = 6
+
+// EncodeEval lays out an agent's evaluation of the candidate and baseline
+// models as exact integers for secure summation. Loss sums are carried in
+// thousandths and capped so that 4,096 agents cannot overflow the ring.
+func EncodeEval(candidate, baseline EvalSums) []uint32 {
+	milli := func(x float64) uint32 {
+		const cap = math.MaxUint32 / 4096
+		v := math.Round(x * 1000)
+		if !(v >= 0) {
+			return 0
+		}
+		return uint32(math.Min(v, cap))
+	}
+	return []uint32{candidate.Correct, candidate.Total, milli(candidate.LossSum), baseline.Correct, baseline.Total, milli(baseline.LossSum)}
+}
+
+// DecodeEval reverses EncodeEval on a (summed) vector.
+func DecodeEval(v []uint32) (candidate, baseline EvalSums, err error) {
+	if len(v) != EvalDim {
+		return candidate, baseline, fmt.Errorf("%w: eval vector of %d values", ErrBadUpdate, len(v))
+	}
+	candidate = EvalSums{Correct: v[0], Total: v[1], LossSum: float64(v[2]) / 1000}
+	baseline = EvalSums{Correct: v[3], Total: v[4], LossSum: float64(v[5]) / 1000}
+	return candidate, baseline, nil
+}

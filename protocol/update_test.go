@@ -36,3 +36,24 @@ func TestPlainUpdate(t *testing.T) {
 		t.Fatalf("short: %v", err)
 	}
 }
+
+func TestEvalVector(t *testing.T) {
+	c := EvalSums{Correct: 95, Total: 100, LossSum: 12.3456}
+	b := EvalSums{Correct: 90, Total: 100, LossSum: 20}
+	v := EncodeEval(c, b)
+	// Two agents' vectors summed in the ring decode to the sums.
+	sum := make([]uint32, EvalDim)
+	for i := range sum {
+		sum[i] = v[i] * 2
+	}
+	gc, gb, err := DecodeEval(sum)
+	if err != nil || gc.Correct != 190 || gb.Total != 200 || math.Abs(gc.LossSum-24.692) > 1e-9 {
+		t.Fatalf("%+v %+v %v", gc, gb, err)
+	}
+	if _, _, err := DecodeEval(sum[:3]); !errors.Is(err, ErrBadUpdate) {
+		t.Fatalf("short: %v", err)
+	}
+	if EncodeEval(EvalSums{LossSum: math.NaN()}, b)[2] != 0 {
+		t.Fatal("NaN loss not zeroed")
+	}
+}
