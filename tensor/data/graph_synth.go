@@ -29,6 +29,7 @@ type SBMConfig struct {
 
 // SyntheticGraph generates a graph with the default SBMConfig: classes of
 // equal size (up to one node), average degree 8, homophily 0.8, noise 0.8.
+// It needs at least two nodes per class.
 // The result depends only on the arguments.
 func SyntheticGraph(nodes, classes, features int, seed uint64) (*tensor.Graph, error) {
 	return SBMConfig{Nodes: nodes, Classes: classes, Features: features, Seed: seed}.Generate()
@@ -47,10 +48,11 @@ func (c SBMConfig) Generate() (*tensor.Graph, error) {
 	if c.Noise == 0 {
 		c.Noise = 0.8
 	}
-	if c.Nodes < 2 || c.Classes < 1 || c.Classes > c.Nodes || c.Features < 1 ||
+	if c.Nodes < 2 || c.Classes < 1 || 2*c.Classes > c.Nodes || c.Features < 1 ||
 		!(c.AvgDegree > 0 && c.AvgDegree < float64(c.Nodes)) ||
 		!(c.Homophily >= 0 && c.Homophily <= 1) || !(c.Noise > 0) || math.IsInf(c.Noise, 0) ||
-		int64(c.Nodes)*int64(c.Features) > DefaultGraphMaxValues {
+		int64(c.Nodes)*int64(c.Features) > DefaultGraphMaxValues ||
+		float64(c.Nodes)*c.AvgDegree/2 > DefaultGraphMaxEdges {
 		return nil, fmt.Errorf("data.SBMConfig.Generate: invalid config %+v", c)
 	}
 	if c.Classes == 1 {

@@ -172,6 +172,7 @@ func TestSyntheticGraph(t *testing.T) {
 	for _, bad := range []SBMConfig{
 		{Nodes: 1, Classes: 1, Features: 1},
 		{Nodes: 10, Classes: 11, Features: 1},
+		{Nodes: 10, Classes: 6, Features: 1, Homophily: 1},
 		{Nodes: 10, Classes: 2, Features: 0},
 		{Nodes: 10, Classes: 2, Features: 2, AvgDegree: 20},
 		{Nodes: 10, Classes: 2, Features: 2, Homophily: 1.5},

@@ -48,10 +48,13 @@ func NewStats(f int) *Stats {
 
 // ComputeStats returns the Stats of every feature of ds, with bounds.
 func ComputeStats(ds *tensor.Dataset) *Stats {
-	f := ds.Features()
+	f := max(ds.Features(), 0)
 	s := NewStats(f)
-	for i := range ds.Len() {
-		s.Update(ds.X[i*f : (i+1)*f])
+	if f == 0 {
+		return s
+	}
+	for off := 0; off+f <= len(ds.X); off += f {
+		s.Update(ds.X[off : off+f])
 	}
 	return s
 }
