@@ -2,12 +2,18 @@ package encoding
 
 import (
 	"compress/flate"
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/fedge/fedge/internal/testutil"
+	"github.com/fedge/fedge/tensor"
+	"github.com/fedge/fedge/tensor/data"
 )
 
 // Parameter counts of the FedAvg paper's models (tensor.NamedSpec "2nn" and
@@ -17,52 +23,56 @@ const (
 	paramsCNN = 1663370
 )
 
-// layerShape is one layer of a synthetic model: fanIn × fanOut weights,
-// then fanOut biases.
-type layerShape struct{ fanIn, fanOut, weights int }
-
-func modelLayers(name string) []layerShape {
-	switch name {
-	case "2nn": // 784-200-200-10
-		return []layerShape{{784, 200, 784 * 200}, {200, 200, 200 * 200}, {200, 10, 200 * 10}}
-	case "cnn": // 5x5x32 conv, pool, 5x5x64 conv, pool, fc512, fc10
-		return []layerShape{{25, 32, 25 * 32}, {25 * 32, 64, 25 * 32 * 64}, {7 * 7 * 64, 512, 7 * 7 * 64 * 512}, {512, 10, 5120}}
+// initParams returns the initial parameters of the named tensor model
+// (He/Glorot uniform weights, zero biases): the benchmarks' input.
+func initParams(tb testing.TB, name string) []float32 {
+	tb.Helper()
+	spec, err := tensor.NamedSpec(name)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	panic("unknown model " + name)
+	m, err := tensor.NewModel(spec, 1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m.Params
 }
 
-// trainedLike returns parameters shaped like a trained network of the named
-// model: He-normal weights (std sqrt(2/fanIn)) and small biases.
-func trainedLike(name string, seed uint64) []float32 {
-	rng := rand.New(rand.NewPCG(seed, 1))
-	var p []float32
-	for _, l := range modelLayers(name) {
-		std := math.Sqrt(2 / float64(l.fanIn))
-		for range l.weights {
-			p = append(p, float32(rng.NormFloat64()*std))
-		}
-		for range l.fanOut {
-			p = append(p, float32(rng.NormFloat64()*0.01))
-		}
+// realRound returns the parameters of the named model after a short
+// training on MNIST (the version an agent holds, base) and after one
+// FedAvg-style local round on another client's 600 examples (next): E=1,
+// B=10, SGD lr 0.05. The difference is a real update.
+func realRound(t *testing.T, name string, mnist *tensor.Dataset) (base, next []float32) {
+	t.Helper()
+	spec, err := tensor.NamedSpec(name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return p
-}
-
-// updated returns base plus a realistic round's update: a gaussian step of
-// 1% of each layer's weight scale (no structure for top-k to exploit, the
-// hard case).
-func updated(name string, base []float32, seed uint64) []float32 {
-	rng := rand.New(rand.NewPCG(seed, 2))
-	p := make([]float32, 0, len(base))
-	off := 0
-	for _, l := range modelLayers(name) {
-		std := 0.01 * math.Sqrt(2/float64(l.fanIn))
-		for range l.weights + l.fanOut {
-			p = append(p, base[off]+float32(rng.NormFloat64()*std))
-			off++
-		}
+	m, err := tensor.NewModel(spec, 1)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return p
+	pretrain := 6000
+	if name == "cnn" {
+		pretrain = 1200 // pure-Go convolutions: keep the test to seconds
+	}
+	idx := make([]int, pretrain)
+	for i := range idx {
+		idx[i] = i
+	}
+	ctx := context.Background()
+	if _, err := tensor.Train(ctx, m, mnist.Subset(idx), tensor.TrainConfig{LR: 0.05, BatchSize: 32, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	base = slices.Clone(m.Params)
+	client := make([]int, 600)
+	for i := range client {
+		client[i] = pretrain + i
+	}
+	if _, err := tensor.Train(ctx, m, mnist.Subset(client), tensor.TrainConfig{LR: 0.05, BatchSize: 10, Seed: 2}); err != nil {
+		t.Fatal(err)
+	}
+	return base, m.Params
 }
 
 var benchModels = []struct {
@@ -77,9 +87,9 @@ var benchCodecs = []Options{
 	{Codec: Int8, TopK: 0.01},
 }
 
-func TestSyntheticModelSizes(t *testing.T) {
+func TestModelSizes(t *testing.T) {
 	for _, m := range benchModels {
-		if got := len(trainedLike(m.name, 1)); got != m.n {
+		if got := len(initParams(t, m.name)); got != m.n {
 			t.Errorf("%s: %d params, want %d", m.name, got, m.n)
 		}
 	}
@@ -108,7 +118,7 @@ func loop(b *testing.B, bytes int, f func()) {
 // SHA-256 of the result) in MB/s of float32 input.
 func BenchmarkEncode(b *testing.B) {
 	for _, m := range benchModels {
-		x := trainedLike(m.name, 1)
+		x := initParams(b, m.name)
 		for _, opts := range benchCodecs {
 			b.Run(m.name+"/"+opts.String(), func(b *testing.B) {
 				var e Encoder
@@ -126,7 +136,7 @@ func BenchmarkEncode(b *testing.B) {
 // float32 output.
 func BenchmarkDecode(b *testing.B) {
 	for _, m := range benchModels {
-		x := trainedLike(m.name, 1)
+		x := initParams(b, m.name)
 		for _, opts := range benchCodecs {
 			b.Run(m.name+"/"+opts.String(), func(b *testing.B) {
 				blob, err := Encode(x, nil, opts)
@@ -152,7 +162,7 @@ func BenchmarkDecode(b *testing.B) {
 // inner loops the hot paths spend their time in.
 func BenchmarkKernel(b *testing.B) {
 	for _, m := range benchModels {
-		x := trainedLike(m.name, 1)
+		x := initParams(b, m.name)
 		out := make([]float32, len(x))
 		bs := DefaultBlockSize
 		b.Run(m.name+"/int8-encode", func(b *testing.B) {
@@ -186,8 +196,12 @@ func BenchmarkKernel(b *testing.B) {
 // it reports the compression ratio and the compression speed in MB/s of
 // body.
 func BenchmarkFlateLevel(b *testing.B) {
-	base := trainedLike("cnn", 1)
-	next := updated("cnn", base, 2)
+	base := initParams(b, "cnn")
+	next := slices.Clone(base)
+	rng := rand.New(rand.NewPCG(2, 2))
+	for i := range next {
+		next[i] += float32(rng.NormFloat64() * 1e-3) // an update-sized change
+	}
 	bodies := map[string][]byte{}
 	var e Encoder
 	for _, c := range []struct {
@@ -227,10 +241,20 @@ func BenchmarkFlateLevel(b *testing.B) {
 // TestWireSizes prints bytes on the wire against raw float32 for the 2nn and
 // cnn models, with the relative reconstruction error of each encoding, and
 // checks the goals: int8 at least 3.9x smaller, delta + top-k(1%) + int8 at
-// least 50x smaller. go test -run TestWireSizes -v ./protocol/encoding
+// least 50x smaller. The vectors are real: each model briefly trained on
+// MNIST, then one local round of SGD (see realRound).
+// go test -run TestWireSizes -v ./protocol/encoding
 func TestWireSizes(t *testing.T) {
 	if testing.Short() {
-		t.Skip("prints the wire-size table; run without -short")
+		t.Skip("trains two models and prints the wire-size table; run without -short")
+	}
+	dir, err := testutil.MNISTDir()
+	if err != nil {
+		t.Skip(err)
+	}
+	mnist, _, err := data.LoadMNIST(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
 	type row struct {
 		name  string
@@ -252,8 +276,7 @@ func TestWireSizes(t *testing.T) {
 	sb.WriteString("\n| model | encoding | flate | bytes | x smaller than float32 | rel. error vs params | rel. error vs delta |\n|---|---|---|---:|---:|---:|---:|\n")
 	var e Encoder
 	for _, m := range benchModels {
-		base := trainedLike(m.name, 1)
-		next := updated(m.name, base, 2)
+		base, next := realRound(t, m.name, mnist)
 		raw := 4 * float64(len(next))
 		for _, r := range rows {
 			var b []float32
