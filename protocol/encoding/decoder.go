@@ -18,7 +18,10 @@ import (
 // result must hash to the header's ResultHash.
 type Decoder struct {
 	// MaxElements is the largest element count accepted; zero means
-	// DefaultMaxElements.
+	// DefaultMaxElements. A dense blob must also carry at least one body
+	// byte per element, but a sparse one can ask for MaxElements of output
+	// from a few bytes: a receiver that knows its model's size should set
+	// MaxElements to it.
 	MaxElements int
 
 	raw  []byte

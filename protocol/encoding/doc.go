@@ -25,11 +25,16 @@
 // ErrorFeedback keeps what top-k and quantization did not send and adds it to
 // the next update, so nothing is lost over rounds.
 //
-// Encoder and Decoder keep reusable buffers; their hot paths do not allocate
-// beyond the output once warmed up. Decoding untrusted bytes never panics and
+// Encoder and Decoder keep reusable buffers; once warmed up they do not
+// allocate beyond the output (inflating excepted: compress/flate allocates a
+// few small Huffman tables per block). Decoding untrusted bytes never panics and
 // never allocates beyond Decoder.MaxElements (and the body size) allows.
 // Choose lets a sender pick the smallest encoding whose relative L2
 // reconstruction error stays within what the operator allowed.
+//
+// HashParams is the same function as tensor.HashParams (SHA-256 of the
+// little-endian float32 bytes), so a model version's name is the same
+// everywhere.
 //
 // Blob format history:
 //

@@ -86,7 +86,8 @@ func (e *Encoder) AppendEncodeStats(dst []byte, params, base []float32, opts Opt
 // and appends to dst the smallest blob whose RelErr is at most maxRelErr.
 // Candidates that cannot encode the values (int8 with NaN or Inf) are
 // skipped. It returns ErrNoCandidate when none qualifies; a Float32 candidate
-// (error 0 for a full encoding) guarantees a choice.
+// guarantees a choice for a full encoding (error 0; a float32 delta is exact
+// up to the rounding of base + (params − base)).
 func Choose(params, base []float32, candidates []Options, maxRelErr float64) ([]byte, Choice, error) {
 	var e Encoder
 	return e.Choose(nil, params, base, candidates, maxRelErr)

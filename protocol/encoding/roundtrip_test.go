@@ -1,12 +1,15 @@
 package encoding
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/fedge/fedge/tensor"
 )
 
 // allOptions is every codec, dense and top-k, with and without flate.
@@ -450,6 +453,32 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 			if a := testing.AllocsPerRun(5, func() { out, _ = d.Decode(out, blob, b) }); a > budget {
 				t.Errorf("%v delta=%v: Decode allocates %v times", opts, b != nil, a)
 			}
+		}
+	}
+}
+
+// TestHashParamsMatchesTensor: blobs name versions with the same hash the
+// model registry uses.
+func TestHashParamsMatchesTensor(t *testing.T) {
+	for _, n := range []int{0, 1, 1000, 4097} {
+		x := gaussian(rand.New(rand.NewPCG(uint64(n), 1)), n, 1)
+		if HashParams(x) != tensor.HashParams(x) {
+			t.Errorf("n=%d: HashParams differs from tensor.HashParams", n)
+		}
+		var h floatHasher
+		h.reset()
+		h.write(x)
+		if h.sum() != HashParams(x) {
+			t.Errorf("n=%d: streaming hash differs", n)
+		}
+		// The portable (big-endian) path agrees with the native one.
+		if b := appendFloat32Generic(nil, x); sha256.Sum256(b) != HashParams(x) {
+			t.Errorf("n=%d: generic little-endian bytes hash differently", n)
+		}
+		got := make([]float32, n)
+		decodeFloat32Generic(got, appendFloat32Generic(nil, x))
+		if !slices.Equal(got, x) {
+			t.Errorf("n=%d: generic float32 round trip differs", n)
 		}
 	}
 }
