@@ -99,4 +99,3 @@ func (c *Config) UnmarshalBinary(data []byte) error {
 	*c = out
 	return nil
 }
-
