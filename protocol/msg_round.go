@@ -244,6 +244,10 @@ type EvalRequest struct {
 	RoundID      uint64
 	ModelVersion uint64
 	ModelHash    Hash
+	// BaselineVersion and BaselineHash name the model the candidate is
+	// compared with; the agent evaluates both on the same held-out data.
+	BaselineVersion uint64
+	BaselineHash    Hash
 	// SecAgg is the secure-aggregation configuration (opaque).
 	SecAgg []byte
 }
@@ -255,6 +259,8 @@ func (m *EvalRequest) encode(e *encoder) {
 	e.uvarint(m.RoundID)
 	e.uvarint(m.ModelVersion)
 	e.hash(m.ModelHash)
+	e.uvarint(m.BaselineVersion)
+	e.hash(m.BaselineHash)
 	e.bytes("SecAgg", m.SecAgg, e.lim.MaxFrame)
 }
 
@@ -262,6 +268,8 @@ func (m *EvalRequest) decode(d *decoder) {
 	m.RoundID = d.uvarint("RoundID")
 	m.ModelVersion = d.uvarint("ModelVersion")
 	m.ModelHash = d.hash("ModelHash")
+	m.BaselineVersion = d.uvarint("BaselineVersion")
+	m.BaselineHash = d.hash("BaselineHash")
 	m.SecAgg = d.bytes("SecAgg", d.lim.MaxFrame)
 }
 

@@ -83,12 +83,12 @@ const EvalDim = 6
 // thousandths and capped so that 4,096 agents cannot overflow the ring.
 func EncodeEval(candidate, baseline EvalSums) []uint32 {
 	milli := func(x float64) uint32 {
-		const cap = math.MaxUint32 / 4096
+		const maxMilli = math.MaxUint32 / 4096
 		v := math.Round(x * 1000)
 		if !(v >= 0) {
 			return 0
 		}
-		return uint32(math.Min(v, cap))
+		return uint32(math.Min(v, maxMilli))
 	}
 	return []uint32{candidate.Correct, candidate.Total, milli(candidate.LossSum), baseline.Correct, baseline.Total, milli(baseline.LossSum)}
 }
