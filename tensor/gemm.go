@@ -20,12 +20,21 @@ import (
 // the CPU's features) on amd64 and pure Go elsewhere; products big enough to
 // pay for it are split over runtime.GOMAXPROCS(0) goroutines.
 func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	gemmWith(bestKernel, runtime.GOMAXPROCS(0), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	cfg := gemmConfig{kernels: defaultKernels, maxWorkers: runtime.GOMAXPROCS(0)}
+	gemmWith(cfg, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
-// gemmWith is Gemm with the micro-kernel and the worker limit made explicit,
-// so tests can run the pure-Go fallback and the serial path on any machine.
-func gemmWith(kern *gemmKernel, maxWorkers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+// gemmConfig holds what Gemm decides from the environment; tests set it to
+// run the pure-Go fallback, the serial path and both orientations on any
+// machine.
+type gemmConfig struct {
+	kernels    []*gemmKernel // candidate micro-kernels; the plan picks the cheapest
+	maxWorkers int           // goroutines the product may use
+	orient     gemmOrient    // forced orientation, or gemmAuto
+}
+
+// gemmWith is Gemm with its configuration made explicit.
+func gemmWith(cfg gemmConfig, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	checkGemmArgs(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
 	if m == 0 || n == 0 {
 		return
@@ -36,32 +45,33 @@ func gemmWith(kern *gemmKernel, maxWorkers int, transA, transB bool, m, n, k int
 	}
 	job := gemmJobPool.Get().(*gemmJob)
 	defer gemmJobPool.Put(job)
+	// Element (i, p) of op(A) is a[i*rsA + p*csA]; element (p, j) of op(B)
+	// is b[p*rsB + j*csB]; element (i, j) of C is c[i*ldc + j].
 	job.p = gemmProblem{
-		kern:  kern,
 		m:     m,
 		n:     n,
 		k:     k,
 		alpha: alpha,
 		beta:  beta,
 		a:     a,
+		rsA:   lda,
+		csA:   1,
 		b:     b,
+		rsB:   ldb,
+		csB:   1,
 		c:     c,
-		ldc:   ldc,
+		rsC:   ldc,
+		csC:   1,
 	}
-	// Element (i, p) of op(A) is a[i*rsA + p*csA]; element (p, j) of op(B)
-	// is b[p*rsB + j*csB].
 	p := &job.p
 	if transA {
 		p.rsA, p.csA = 1, lda
-	} else {
-		p.rsA, p.csA = lda, 1
 	}
 	if transB {
 		p.rsB, p.csB = 1, ldb
-	} else {
-		p.rsB, p.csB = ldb, 1
 	}
-	job.run(maxWorkers)
+	p.plan(cfg.kernels, cfg.orient)
+	job.run(cfg.maxWorkers)
 	job.p = gemmProblem{} // drop the caller's slices before pooling
 }
 

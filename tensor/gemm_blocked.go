@@ -23,7 +23,9 @@ type gemmKernel struct {
 const gemmMinFlopsPerWorker = 1 << 19
 
 // gemmProblem is one validated call of Gemm in stride form: element (i, p)
-// of op(A) is a[i*rsA+p*csA], element (p, j) of op(B) is b[p*rsB+j*csB].
+// of op(A) is a[i*rsA+p*csA], element (p, j) of op(B) is b[p*rsB+j*csB] and
+// element (i, j) of C is c[i*rsC+j*csC]. csC is 1 unless plan swapped the
+// operands to compute Cᵀ = op(B)ᵀ·op(A)ᵀ.
 type gemmProblem struct {
 	kern        *gemmKernel
 	m, n, k     int
@@ -33,7 +35,7 @@ type gemmProblem struct {
 	b           []float32
 	rsB, csB    int
 	c           []float32
-	ldc         int
+	rsC, csC    int
 }
 
 // gemmBuf holds one worker's packing buffers; they come from gemmBufPool so
@@ -66,13 +68,7 @@ func (p *gemmProblem) region(i0, i1, j0, j1 int) {
 	buf := gemmBufPool.Get().(*gemmBuf)
 	defer gemmBufPool.Put(buf)
 
-	// A packed block is reused once per nr columns, a B panel once per mr
-	// rows. Packing costs about as much as a few micro-kernel passes, so an
-	// operand read only a few times is used in place (the kernels take
-	// strides); B must be packed when transposed because the kernels load
-	// rows of B as vectors.
-	packA := ceilDiv(j1-j0, nr) > 3
-	packB := p.csB != 1 || ceilDiv(i1-i0, mr) > 3
+	packA, packB := p.packing(i1-i0, j1-j0)
 	kcMax := min(kr.kc, p.k)
 	if packA {
 		buf.a = grow(buf.a, min(kr.mc, ceilDiv(i1-i0, mr)*mr)*kcMax)
@@ -144,23 +140,39 @@ func (p *gemmProblem) macro(buf *gemmBuf, packA, packB bool, ic, mb, jc, nb, pc,
 				ap = p.a[(ic+ir)*p.rsA+pc*p.csA:]
 				rsa, csa = p.rsA, p.csA
 			}
-			ci := (ic+ir)*p.ldc + jc + jr
-			if mh == mr && nw == nr {
-				kr.micro(kb, ap, rsa, csa, bp, rsb, p.c[ci:], p.ldc, p.alpha, beta)
+			ci := (ic+ir)*p.rsC + (jc+jr)*p.csC
+			if mh == mr && nw == nr && p.csC == 1 {
+				kr.micro(kb, ap, rsa, csa, bp, rsb, p.c[ci:], p.rsC, p.alpha, beta)
 				continue
 			}
 			kr.micro(kb, ap, rsa, csa, bp, rsb, buf.tile, nr, p.alpha, 0)
-			mergeTile(buf.tile, nr, mh, nw, beta, p.c[ci:], p.ldc)
+			mergeTile(buf.tile, nr, mh, nw, beta, p.c[ci:], p.rsC, p.csC)
 		}
 	}
 }
 
-// mergeTile adds the top-left mh×nw of an alpha-scaled tile into C:
-// C = tile + beta·C, or C = tile when beta is 0.
-func mergeTile(tile []float32, ldt, mh, nw int, beta float32, c []float32, ldc int) {
+// mergeTile adds the top-left mh×nw of an alpha-scaled tile into C, whose
+// element (i, j) is c[i*rsc+j*csc]: C = tile + beta·C, or C = tile when beta
+// is 0.
+func mergeTile(tile []float32, ldt, mh, nw int, beta float32, c []float32, rsc, csc int) {
+	if csc != 1 {
+		// C is transposed: walk its contiguous direction, i.
+		for j := range nw {
+			col := c[j*csc:]
+			col = col[:(mh-1)*rsc+1]
+			for i := range mh {
+				v := tile[i*ldt+j]
+				if beta != 0 {
+					v += beta * col[i*rsc]
+				}
+				col[i*rsc] = v
+			}
+		}
+		return
+	}
 	for i := range mh {
 		t := tile[i*ldt : i*ldt+nw]
-		row := c[i*ldc : i*ldc+nw]
+		row := c[i*rsc : i*rsc+nw]
 		if beta == 0 {
 			copy(row, t)
 			continue

@@ -66,7 +66,3 @@ func storeRow4(row []float32, alpha, beta, v0, v1, v2, v3 float32) {
 	r[2] = alpha*v2 + beta*r[2]
 	r[3] = alpha*v3 + beta*r[3]
 }
-
-// bestKernel is the fastest micro-kernel this CPU runs, chosen once at
-// start-up and never changed.
-var bestKernel = archKernels()[0]

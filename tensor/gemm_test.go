@@ -96,27 +96,52 @@ func refGemm(tc gemmCase, a []float32, lda int, b []float32, ldb int, c []float3
 // checkGemm runs the case through gemmWith and compares with refGemm: every
 // entry within (k+2)·2⁻²³ of its bound (a worst-case float32 summation
 // error), and every padding slot of C untouched.
-func checkGemm(t *testing.T, kern *gemmKernel, workers int, tc gemmCase, rng *rand.Rand) {
+func checkGemm(t *testing.T, cfg gemmConfig, tc gemmCase, rng *rand.Rand) {
 	t.Helper()
 	a, lda, b, ldb, c, ldc := tc.operands(rng)
 	want, bound := refGemm(tc, a, lda, b, ldb, c, ldc)
-	gemmWith(kern, workers, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+	gemmWith(cfg, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
 	tol := float64(tc.k+2) * 0x1p-23
 	for i := range tc.m {
 		for j := range ldc {
 			got := c[i*ldc+j]
 			if j >= tc.n {
 				if got != gemmSentinel {
-					t.Fatalf("%s %v workers=%d: C[%d][%d] in the stride padding changed to %g", kern.name, tc, workers, i, j, got)
+					t.Fatalf("%v %v: C[%d][%d] in the stride padding changed to %g", cfg, tc, i, j, got)
 				}
 				continue
 			}
 			w := want[i*tc.n+j]
 			if d := math.Abs(float64(got) - w); !(d <= tol*bound[i*tc.n+j]+1e-30) {
-				t.Fatalf("%s %v workers=%d: C[%d][%d] = %g, want %g (diff %g, tol %g)", kern.name, tc, workers, i, j, got, w, d, tol*bound[i*tc.n+j])
+				t.Fatalf("%v %v: C[%d][%d] = %g, want %g (diff %g, tol %g)", cfg, tc, i, j, got, w, d, tol*bound[i*tc.n+j])
 			}
 		}
 	}
+}
+
+// String names a configuration in failure messages.
+func (cfg gemmConfig) String() string {
+	names := ""
+	for _, k := range cfg.kernels {
+		names += k.name + "+"
+	}
+	return fmt.Sprintf("kernels=%s workers=%d orient=%d", names, cfg.maxWorkers, cfg.orient)
+}
+
+// gemmConfigs returns every configuration a product can take on this
+// machine: each kernel alone in each orientation, and the automatic plan
+// over the default kernels, each serial and split over two goroutines.
+func gemmConfigs() []gemmConfig {
+	var cfgs []gemmConfig
+	for _, w := range []int{1, 2} {
+		cfgs = append(cfgs, gemmConfig{kernels: defaultKernels, maxWorkers: w})
+		for _, k := range archKernels() {
+			for _, o := range []gemmOrient{gemmNormal, gemmSwapped} {
+				cfgs = append(cfgs, gemmConfig{kernels: []*gemmKernel{k}, maxWorkers: w, orient: o})
+			}
+		}
+	}
+	return cfgs
 }
 
 func TestGemmShapes(t *testing.T) {
@@ -127,16 +152,15 @@ func TestGemmShapes(t *testing.T) {
 		{4, 130, 513}, {123, 2, 40},
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, kern := range archKernels() {
-		for _, d := range dims {
-			for _, tA := range []bool{false, true} {
-				for _, tB := range []bool{false, true} {
-					tc := gemmCase{transA: tA, transB: tB, m: d.m, n: d.n, k: d.k, alpha: 1, beta: 0}
-					t.Run(kern.name+"/"+tc.String(), func(t *testing.T) {
-						checkGemm(t, kern, 1, tc, rng)
-						checkGemm(t, kern, 2, tc, rng)
-					})
-				}
+	for _, d := range dims {
+		for _, tA := range []bool{false, true} {
+			for _, tB := range []bool{false, true} {
+				tc := gemmCase{transA: tA, transB: tB, m: d.m, n: d.n, k: d.k, alpha: 1, beta: 0}
+				t.Run(tc.String(), func(t *testing.T) {
+					for _, cfg := range gemmConfigs() {
+						checkGemm(t, cfg, tc, rng)
+					}
+				})
 			}
 		}
 	}
@@ -161,14 +185,13 @@ func TestGemmScalarsAndStrides(t *testing.T) {
 		{"layer-2nn-bwd-weights", gemmCase{transA: true, m: 78, n: 20, k: 10, alpha: 1, beta: 1}},
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, kern := range archKernels() {
-		for _, tt := range tests {
-			t.Run(kern.name+"/"+tt.name, func(t *testing.T) {
-				for _, w := range []int{1, 2, 3} {
-					checkGemm(t, kern, w, tt.tc, rng)
-				}
-			})
-		}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, cfg := range gemmConfigs() {
+				checkGemm(t, cfg, tt.tc, rng)
+			}
+			checkGemm(t, gemmConfig{kernels: defaultKernels, maxWorkers: 3}, tt.tc, rng)
+		})
 	}
 }
 
@@ -180,8 +203,9 @@ func TestGemmRandom(t *testing.T) {
 		n = 40
 	}
 	scalars := []float32{0, 1, -1, 0.5, 2.5}
-	for _, kern := range archKernels() {
-		for range n {
+	cfgs := gemmConfigs()
+	for _, cfg := range cfgs {
+		for range n / 4 {
 			tc := gemmCase{
 				transA: rng.IntN(2) == 0,
 				transB: rng.IntN(2) == 0,
@@ -195,7 +219,7 @@ func TestGemmRandom(t *testing.T) {
 				beta:   scalars[rng.IntN(len(scalars))],
 			}
 			tc.nanC = tc.beta == 0 && rng.IntN(2) == 0
-			checkGemm(t, kern, 1+rng.IntN(3), tc, rng)
+			checkGemm(t, cfg, tc, rng)
 		}
 	}
 }
@@ -267,6 +291,7 @@ func TestGemmNoAllocs(t *testing.T) {
 		{"small", 1, 10, 200, 78, false, false},
 		{"serial", 1, 64, 200, 300, false, true},
 		{"parallel", 2, 128, 256, 300, true, false},
+		{"swapped", 2, 20, 300, 200, false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -281,7 +306,7 @@ func TestGemmNoAllocs(t *testing.T) {
 				ldb = tt.k
 			}
 			run := func() {
-				gemmWith(bestKernel, tt.workers, tt.tA, tt.tB, tt.m, tt.n, tt.k, 1, a, lda, b, ldb, 0, c, tt.n)
+				gemmWith(gemmConfig{kernels: defaultKernels, maxWorkers: tt.workers}, tt.tA, tt.tB, tt.m, tt.n, tt.k, 1, a, lda, b, ldb, 0, c, tt.n)
 			}
 			run()
 			if allocs := testing.AllocsPerRun(20, run); allocs != 0 {
