@@ -159,10 +159,9 @@ func TestLoadMNIST(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Timing is measured by BenchmarkLoadMNIST; shared CI machines and the
+	// race detector make a wall-clock assertion here flaky.
 	t.Logf("LoadMNIST took %v", elapsed)
-	if elapsed > 10*time.Second {
-		t.Errorf("LoadMNIST took %v, want about a second at most", elapsed)
-	}
 	// The published class counts of MNIST.
 	wantHist := map[string][10]int{
 		"train": {5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949},
