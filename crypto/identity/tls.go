@@ -285,9 +285,11 @@ func CoordinatorClientConfig(cert tls.Certificate, roots *x509.CertPool, rev Rev
 // EnrollClientConfig is the configuration of an agent that has only a
 // join token: no client certificate, and a server accepted only if its
 // chain contains a CA certificate matching caPin (from ParseJoinToken)
-// that signed the server's leaf, valid now for server authentication and,
-// when the connection has a server name, for that name, and the leaf
-// carries a coordinator identity.
+// that signed the server's leaf, the leaf is valid now for server
+// authentication and carries a coordinator identity. When the agent dials
+// a DNS name the leaf must carry it; when it dials an IP address
+// crypto/tls sends no server name and any coordinator of the pinned CA is
+// accepted.
 func EnrollClientConfig(caPin [32]byte, nextProtos ...string) (*tls.Config, error) {
 	if len(nextProtos) == 0 {
 		return nil, errors.New("identity.EnrollClientConfig: no ALPN protocols")
