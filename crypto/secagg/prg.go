@@ -64,7 +64,7 @@ func applyMasks(dst []uint32, terms []maskTerm) {
 		return
 	}
 	// parts start on 4-word (one AES block) boundaries
-	per := (len(dst)/workers + 3) &^ 3
+	per := ((len(dst)+workers-1)/workers + 3) &^ 3
 	var wg sync.WaitGroup
 	for start := 0; start < len(dst); start += per {
 		end := min(start+per, len(dst))
