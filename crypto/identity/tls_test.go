@@ -426,6 +426,17 @@ func TestConfigValidation(t *testing.T) {
 	if _, err := identity.CoordinatorClientConfig(agent, e.ca.Pool(), nil, identity.ALPNRaft); !errors.Is(err, identity.ErrRoleNotAllowed) {
 		t.Errorf("CoordinatorClientConfig with an agent certificate: %v", err)
 	}
+	leafless := agent
+	leafless.Leaf = nil
+	if _, err := identity.AgentConfig(leafless, e.ca.Pool(), identity.ALPNAgent); err != nil {
+		t.Errorf("AgentConfig of a certificate without Leaf: %v", err)
+	}
+	if _, err := identity.AgentConfig(tls.Certificate{}, e.ca.Pool(), identity.ALPNAgent); !errors.Is(err, identity.ErrNoIdentity) {
+		t.Errorf("AgentConfig of an empty certificate: %v", err)
+	}
+	if _, err := identity.AgentConfig(agent, nil, identity.ALPNAgent); err == nil {
+		t.Error("AgentConfig without roots accepted")
+	}
 	if _, err := identity.AgentConfig(agent, e.ca.Pool()); err == nil {
 		t.Error("AgentConfig without ALPN accepted")
 	}
