@@ -157,6 +157,9 @@ type Report struct {
 type Budget struct {
 	params Params
 	acct   *Accountant
+	// One round's RDP at sampling rate cacheQ (rounds usually repeat q).
+	cacheQ   float64
+	cacheRDP []float64
 }
 
 // NewBudget returns a budget with nothing spent. If p.NoiseMultiplier is
@@ -228,20 +231,20 @@ func (b *Budget) Spend(q float64) (Report, error) {
 func (b *Budget) preview(q float64) (Report, *Accountant, error) {
 	z := b.params.NoiseMultiplier
 	before, _ := b.acct.Epsilon(b.params.Delta)
-	one, err := NewAccountant(b.acct.orders)
-	if err != nil {
-		return Report{}, nil, fmt.Errorf("dp.Budget.Spend: %w", err)
-	}
-	if err := one.Step(q, z, 1); err != nil {
-		return Report{}, nil, fmt.Errorf("dp.Budget.Spend: %w", err)
+	if b.cacheRDP == nil || b.cacheQ != q {
+		rdp, err := b.acct.stepRDP(q, z, 1)
+		if err != nil {
+			return Report{}, nil, fmt.Errorf("dp.Budget.Spend: %w", err)
+		}
+		b.cacheQ, b.cacheRDP = q, rdp
 	}
 	next := b.acct.Clone()
 	for i := range next.rdp {
-		next.rdp[i] += one.rdp[i]
+		next.rdp[i] += b.cacheRDP[i]
 	}
 	next.steps++
 	next.events++
-	roundEps, _ := one.Epsilon(b.params.Delta)
+	roundEps, _ := epsilonFromRDP(next.orders, b.cacheRDP, b.params.Delta, false)
 	after, order := next.Epsilon(b.params.Delta)
 	r := Report{
 		Round:            int(next.events),
@@ -315,5 +318,6 @@ func (b *Budget) UnmarshalBinary(data []byte) error {
 		return fmt.Errorf("dp.Budget.UnmarshalBinary: %w", err)
 	}
 	b.params, b.acct = p, acct
+	b.cacheQ, b.cacheRDP = 0, nil
 	return nil
 }

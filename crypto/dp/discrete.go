@@ -220,17 +220,38 @@ func (r *bitSource) bit() bool {
 	return b
 }
 
+// bits32 returns 32 random bits from the buffer.
+func (r *bitSource) bits32() uint32 {
+	if r.n < 32 {
+		r.word, r.n = r.src.Uint64(), 64
+	}
+	x := uint32(r.word)
+	r.word >>= 32
+	r.n -= 32
+	return x
+}
+
 // uniformN returns a uniform value in [0, n), n ≥ 1, without bias (Lemire's
-// multiply-and-reject method; powers of two take bits from the buffer).
+// multiply-and-reject method; bounds below 2^32 use 32 buffered bits).
 func (r *bitSource) uniformN(n uint64) uint64 {
-	switch n {
-	case 1:
+	switch {
+	case n == 1:
 		return 0
-	case 2:
+	case n == 2:
 		if r.bit() {
 			return 1
 		}
 		return 0
+	case n < 1<<32:
+		m := uint64(r.bits32()) * n
+		if lo := uint32(m); lo < uint32(n) {
+			thresh := uint32(-n) % uint32(n)
+			for lo < thresh {
+				m = uint64(r.bits32()) * n
+				lo = uint32(m)
+			}
+		}
+		return m >> 32
 	}
 	hi, lo := bits.Mul64(r.src.Uint64(), n)
 	if lo < n {
