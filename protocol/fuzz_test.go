@@ -185,3 +185,8 @@ func TestFuzzSeeds(t *testing.T) {
 		}
 	}
 }
+
+func readSeedFile(t *testing.T, fuzzName, seedName string) ([]byte, error) {
+	t.Helper()
+	return os.ReadFile(filepath.Join("testdata", "fuzz", fuzzName, seedName))
+}

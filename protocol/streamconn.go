@@ -3,7 +3,6 @@ package protocol
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -90,7 +89,11 @@ func (c *StreamConn) Close() error {
 		// already written are still delivered, followed by EOF.
 		_ = c.str.SetWriteDeadline(now)
 		c.wmu.Lock()
-		err = c.str.Close()
+		// If the peer already stopped reading (it closed first), there is
+		// nothing left to finish.
+		if c.str.Context().Err() == nil {
+			err = c.str.Close()
+		}
 		c.wmu.Unlock()
 		if !c.owned {
 			c.str.CancelRead(0)
@@ -313,10 +316,4 @@ func (l *Listener) closeDials() {
 		}
 		e.mu.Unlock()
 	}
-}
-
-// isClosedErr reports errors that mean "the peer or we closed".
-func isClosedErr(err error) bool {
-	var ae *quic.ApplicationError
-	return errors.Is(err, net.ErrClosed) || errors.Is(err, ErrClosed) || errors.As(err, &ae)
 }
