@@ -56,6 +56,7 @@ func BenchmarkRevoked100k(b *testing.B) {
 	id := identity.Identity{Role: identity.RoleAgent, ID: "ag-bench"}
 	probe := new(big.Int).Lsh(big.NewInt(777), 64)
 	b.ReportAllocs()
+	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if !l.Revoked(probe, id) {
