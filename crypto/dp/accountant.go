@@ -18,7 +18,8 @@ const (
 // DefaultOrders returns the RDP orders an Accountant tracks by default:
 // 1.25 to 10 in steps of 0.25, every integer from 11 to 64, then 80, 96, 128,
 // 192 and 256. Small fractional orders matter for large epsilon, large orders
-// for small epsilon; the list covers ε from ~0.05 to ~50 at δ ≥ 1e−10.
+// for small epsilon: the best order is roughly 1 + 2·log(1/δ)/ε, so this
+// list suits ε ≳ 0.1 at δ = 1e−5; pass larger orders for smaller targets.
 func DefaultOrders() []float64 {
 	var o []float64
 	for a := 1.25; a <= 10; a += 0.25 {
@@ -146,7 +147,8 @@ func (a *Accountant) stepRDP(q, noiseMultiplier float64, steps int) ([]float64, 
 //	ε = ε_RDP(α) + log((α−1)/α) − (log δ + log α)/(α−1),
 //
 // which is never worse than the classic ε_RDP(α) + log(1/δ)/(α−1)
-// (EpsilonClassic) and about 5–15% tighter in the usual regimes. With nothing
+// (EpsilonClassic): 2.52 instead of 2.92 on TF-Privacy's MNIST reference
+// (q = 256/60000, z = 1.12, 60 epochs, δ = 1e−5). With nothing
 // spent it returns (0, 0). It returns (+Inf, 0) if δ is not in (0, 1) or no
 // order gives a finite bound.
 func (a *Accountant) Epsilon(delta float64) (eps float64, order float64) {

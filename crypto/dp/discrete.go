@@ -29,9 +29,9 @@ const MaxSigma = 1 << 30
 // The only other deviation: outputs are limited to |y| < 2^62, a tail whose
 // mass is below exp(−2^62) for σ ≤ MaxSigma.
 //
-// The variance of N_Z(0, σ²) is below σ²: by a relative 1e−8 at σ = 1 and
-// by a visible amount for σ < 1 (0.2135 instead of 0.25 at σ = 0.5);
-// Variance returns the exact value.
+// The variance of N_Z(0, σ²) is below σ²: by a relative 2e−7 at σ = 1, by
+// less than 1e−9 from σ = 2 on, but visibly for σ < 1 (0.2150 instead of
+// 0.25 at σ = 0.5); Variance returns the exact value.
 //
 // A DiscreteGaussian holds only its parameters; it is safe for concurrent use
 // as long as each goroutine passes its own rand.Source.
