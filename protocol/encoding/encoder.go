@@ -225,8 +225,14 @@ func (e *Encoder) encode(dst []byte, x, params, base []float32, opts *Options, s
 		dst = body
 	} else {
 		e.raw = body
+		hdrEnd := len(dst)
 		if dst, err = e.compress(dst, body, opts.level(h.RawLen)); err != nil {
 			return dst[:off], err
+		}
+		if len(dst)-hdrEnd >= h.RawLen {
+			// Incompressible (e.g. int8 of uniform weights): store it.
+			h.Compressor = NoCompression
+			dst = append(dst[:hdrEnd], body...)
 		}
 	}
 	appendHeader(dst[:off], &h)

@@ -39,7 +39,8 @@ type Options struct {
 	Stochastic bool
 	// Seed seeds stochastic rounding; vary it between calls.
 	Seed uint64
-	// Compressor compresses the body after the value codec.
+	// Compressor compresses the body after the value codec. A body that
+	// does not shrink is stored as is (the header then says NoCompression).
 	Compressor Compressor
 	// Level is the DEFLATE level (flate.HuffmanOnly, or 1 to 9); zero picks
 	// SmallBodyFlateLevel or LargeBodyFlateLevel by body size.

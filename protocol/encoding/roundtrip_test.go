@@ -482,3 +482,33 @@ func TestHashParamsMatchesTensor(t *testing.T) {
 		}
 	}
 }
+
+// TestIncompressibleBodyIsStored: flate never makes a blob bigger than the
+// uncompressed one; the header says what was done.
+func TestIncompressibleBodyIsStored(t *testing.T) {
+	rng := rand.New(rand.NewPCG(27, 28))
+	x := make([]float32, 4096)
+	for i := range x {
+		x[i] = float32(rng.Float64()*2 - 1) // uniform: int8 codes near 8 bits of entropy
+	}
+	raw, err := Encode(x, nil, Options{Codec: Int8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := Encode(x, nil, Options{Codec: Int8, Compressor: Flate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := ParseHeader(z)
+	if len(z) > len(raw) || (h.Compressor == NoCompression) != (len(z) == len(raw)) {
+		t.Fatalf("flate blob %d bytes (%v), raw %d", len(z), h.Compressor, len(raw))
+	}
+	if _, err := Decode(z, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A compressible body keeps flate.
+	z, _ = Encode(make([]float32, 4096), nil, Options{Codec: Int8, Compressor: Flate})
+	if h, _ := ParseHeader(z); h.Compressor != Flate || len(z) >= len(raw) {
+		t.Fatalf("zeros: %v, %d bytes", h.Compressor, len(z))
+	}
+}
