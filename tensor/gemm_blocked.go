@@ -69,15 +69,21 @@ func (p *gemmProblem) region(i0, i1, j0, j1 int) {
 	defer gemmBufPool.Put(buf)
 
 	packA, packB := p.packing(i1-i0, j1-j0)
+	// An operand used in place needs a zero-padded copy of its partial
+	// micro-panel only when the whole matrix is narrower than one tile;
+	// otherwise macro shifts the partial tile back onto valid rows/columns.
+	edgeA, edgeB := !packA && p.m < mr, !packB && p.n < nr
 	kcMax := min(kr.kc, p.k)
 	if packA {
 		buf.a = grow(buf.a, min(kr.mc, ceilDiv(i1-i0, mr)*mr)*kcMax)
-	} else {
+	}
+	if edgeA {
 		buf.aEdge = grow(buf.aEdge, mr*kcMax)
 	}
 	if packB {
 		buf.b = grow(buf.b, min(kr.nc, ceilDiv(j1-j0, nr)*nr)*kcMax)
-	} else {
+	}
+	if edgeB {
 		buf.bEdge = grow(buf.bEdge, nr*kcMax)
 	}
 	buf.tile = grow(buf.tile, mr*nr)
@@ -92,15 +98,15 @@ func (p *gemmProblem) region(i0, i1, j0, j1 int) {
 			}
 			if packB {
 				p.packB(buf.b, pc, kb, jc, nb)
-			} else if rem := nb % nr; rem != 0 {
-				p.packB(buf.bEdge, pc, kb, jc+nb-rem, rem)
+			} else if edgeB {
+				p.packB(buf.bEdge, pc, kb, jc, nb)
 			}
 			for ic := i0; ic < i1; ic += kr.mc {
 				mb := min(kr.mc, i1-ic)
 				if packA {
 					p.packA(buf.a, ic, mb, pc, kb)
-				} else if rem := mb % mr; rem != 0 {
-					p.packA(buf.aEdge, ic+mb-rem, rem, pc, kb)
+				} else if edgeA {
+					p.packA(buf.aEdge, ic, mb, pc, kb)
 				}
 				p.macro(buf, packA, packB, ic, mb, jc, nb, pc, kb, beta)
 			}
@@ -110,34 +116,39 @@ func (p *gemmProblem) region(i0, i1, j0, j1 int) {
 
 // macro runs the micro-kernel over the mb×nb block of C at (ic, jc) for the
 // k-range [pc, pc+kb), taking each micro-panel from the packed buffers or,
-// for operands used in place, straight from A and B.
+// for operands used in place, straight from A and B. A partial tile of
+// in-place operands is computed as the full tile ending at the same row and
+// column (overlapping its neighbour) into a scratch tile, of which only the
+// new part is merged into C.
 func (p *gemmProblem) macro(buf *gemmBuf, packA, packB bool, ic, mb, jc, nb, pc, kb int, beta float32) {
 	kr := p.kern
 	mr, nr := kr.mr, kr.nr
 	for jr := 0; jr < nb; jr += nr {
 		nw := min(nr, nb-jr)
 		var bp []float32
-		rsb := nr
+		rsb, offJ := nr, 0
 		switch {
 		case packB:
 			bp = buf.b[jr*kb:]
-		case nw < nr:
+		case p.n < nr:
 			bp = buf.bEdge
 		default:
-			bp = p.b[pc*p.rsB+jc+jr:]
+			offJ = nr - nw
+			bp = p.b[pc*p.rsB+jc+jr-offJ:]
 			rsb = p.rsB
 		}
 		for ir := 0; ir < mb; ir += mr {
 			mh := min(mr, mb-ir)
 			var ap []float32
-			rsa, csa := 1, mr
+			rsa, csa, offI := 1, mr, 0
 			switch {
 			case packA:
 				ap = buf.a[ir*kb:]
-			case mh < mr:
+			case p.m < mr:
 				ap = buf.aEdge
 			default:
-				ap = p.a[(ic+ir)*p.rsA+pc*p.csA:]
+				offI = mr - mh
+				ap = p.a[(ic+ir-offI)*p.rsA+pc*p.csA:]
 				rsa, csa = p.rsA, p.csA
 			}
 			ci := (ic+ir)*p.rsC + (jc+jr)*p.csC
@@ -146,7 +157,7 @@ func (p *gemmProblem) macro(buf *gemmBuf, packA, packB bool, ic, mb, jc, nb, pc,
 				continue
 			}
 			kr.micro(kb, ap, rsa, csa, bp, rsb, buf.tile, nr, p.alpha, 0)
-			mergeTile(buf.tile, nr, mh, nw, beta, p.c[ci:], p.rsC, p.csC)
+			mergeTile(buf.tile[offI*nr+offJ:], nr, mh, nw, beta, p.c[ci:], p.rsC, p.csC)
 		}
 	}
 }
@@ -156,10 +167,22 @@ func (p *gemmProblem) macro(buf *gemmBuf, packA, packB bool, ic, mb, jc, nb, pc,
 // is 0.
 func mergeTile(tile []float32, ldt, mh, nw int, beta float32, c []float32, rsc, csc int) {
 	if csc != 1 {
-		// C is transposed: walk its contiguous direction, i.
+		// C is transposed (rsc is 1 then): column j of the tile is a
+		// contiguous run of C.
 		for j := range nw {
-			col := c[j*csc:]
-			col = col[:(mh-1)*rsc+1]
+			col := c[j*csc : j*csc+(mh-1)*rsc+1]
+			if rsc == 1 {
+				if beta == 0 {
+					for i := range col {
+						col[i] = tile[i*ldt+j]
+					}
+					continue
+				}
+				for i := range col {
+					col[i] = tile[i*ldt+j] + beta*col[i]
+				}
+				continue
+			}
 			for i := range mh {
 				v := tile[i*ldt+j]
 				if beta != 0 {
