@@ -12,12 +12,21 @@ const clipShrink = 1 - 0x1p-22
 // float32 values (at most 1.2e77) cannot overflow a float64 sum, so no
 // rescaling is needed; a NaN or ±Inf element gives a NaN or +Inf norm.
 func L2Norm(v []float32) float64 {
-	var s float64
-	for _, x := range v {
-		y := float64(x)
-		s += y * y
+	// Four independent accumulators break the add latency chain.
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(v); i += 4 {
+		a, b, c, d := float64(v[i]), float64(v[i+1]), float64(v[i+2]), float64(v[i+3])
+		s0 += a * a
+		s1 += b * b
+		s2 += c * c
+		s3 += d * d
 	}
-	return math.Sqrt(s)
+	for ; i < len(v); i++ {
+		a := float64(v[i])
+		s0 += a * a
+	}
+	return math.Sqrt((s0 + s1) + (s2 + s3))
 }
 
 // ClipL2 scales v in place so that its L2 norm is at most c, and returns the
