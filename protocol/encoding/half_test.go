@@ -171,7 +171,7 @@ func TestFloat32ToHalfMatchesReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	n := 1 << 20
 	if testing.Short() {
-		n = 1 << 17
+		n = 1 << 15
 	}
 	for range n {
 		check(math.Float32frombits(rng.Uint32()))

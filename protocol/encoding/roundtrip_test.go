@@ -362,7 +362,7 @@ func TestEmptyVector(t *testing.T) {
 
 func TestChoose(t *testing.T) {
 	rng := rand.New(rand.NewPCG(19, 20))
-	base := gaussian(rng, 20000, 0.05)
+	base := gaussian(rng, 8000, 0.05)
 	params := slices.Clone(base)
 	for i := range params {
 		params[i] += float32(rng.NormFloat64() * 1e-3)
@@ -429,8 +429,8 @@ func TestChoose(t *testing.T) {
 // per call that do not grow with the vector beyond one per block.
 func TestHotPathsDoNotAllocate(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
-	base := gaussian(rng, 10000, 1)
-	x := gaussian(rng, 10000, 1)
+	base := gaussian(rng, 3000, 1)
+	x := gaussian(rng, 3000, 1)
 	for _, opts := range allOptions() {
 		for _, b := range [][]float32{nil, base} {
 			var e Encoder
@@ -443,14 +443,14 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if a := testing.AllocsPerRun(5, func() { blob, _ = e.AppendEncode(blob[:0], x, b, opts) }); a != 0 {
+			if a := testing.AllocsPerRun(3, func() { blob, _ = e.AppendEncode(blob[:0], x, b, opts) }); a != 0 {
 				t.Errorf("%v delta=%v: AppendEncode allocates %v times", opts, b != nil, a)
 			}
 			budget := 0.0
 			if opts.Compressor == Flate {
 				budget = 64
 			}
-			if a := testing.AllocsPerRun(5, func() { out, _ = d.Decode(out, blob, b) }); a > budget {
+			if a := testing.AllocsPerRun(3, func() { out, _ = d.Decode(out, blob, b) }); a > budget {
 				t.Errorf("%v delta=%v: Decode allocates %v times", opts, b != nil, a)
 			}
 		}
