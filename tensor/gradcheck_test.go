@@ -3,6 +3,7 @@ package tensor
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -51,6 +52,16 @@ func gradCases() []gradCase {
 		{name: "maxpool", n: 2, spec: Spec{Input: []int{1, 6, 6}, Layers: []LayerSpec{
 			{Type: LayerConv2D, Filters: 3, Kernel: 3, Padding: 1},
 			{Type: LayerMaxPool, Kernel: 2}, {Type: LayerFlatten}, {Type: LayerDense, Units: 3}}}},
+		{name: "relu-maxpool-fused", n: 3, spec: Spec{Input: []int{2, 6, 6}, Layers: []LayerSpec{
+			{Type: LayerConv2D, Filters: 3, Kernel: 3, Padding: 1}, {Type: LayerReLU},
+			{Type: LayerMaxPool, Kernel: 2}, {Type: LayerFlatten}, {Type: LayerDense, Units: 3}}},
+			tweak: func(m *Model) {
+				if !m.fused[1] {
+					panic("relu before maxpool not fused")
+				}
+			}},
+		{name: "relu-first-maxpool", n: 2, spec: Spec{Input: []int{1, 4, 4}, Layers: []LayerSpec{
+			{Type: LayerReLU}, {Type: LayerMaxPool, Kernel: 2}, {Type: LayerFlatten}, {Type: LayerDense, Units: 3}}}},
 		{name: "maxpool-overlap", n: 2, spec: Spec{Input: []int{2, 5, 5}, Layers: []LayerSpec{
 			{Type: LayerConv2D, Filters: 2, Kernel: 2},
 			{Type: LayerMaxPool, Kernel: 3, Stride: 1}, {Type: LayerFlatten}, {Type: LayerDense, Units: 2}}}},
@@ -198,6 +209,40 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 			}
 			if nonzero < len(grad)/3 {
 				t.Errorf("only %d of %d gradients are non-zero", nonzero, len(grad))
+			}
+		})
+	}
+}
+
+// TestEvalMatchesTrainForward checks that the evaluation path (pooled
+// workspace, no argmax bookkeeping, in-place layers) computes the same
+// logits as the training path, for every gradient case without dropout.
+func TestEvalMatchesTrainForward(t *testing.T) {
+	for _, tc := range gradCases() {
+		if tc.graph || strings.Contains(tc.name, "dropout") {
+			continue
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := NewModel(tc.spec, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(4, 4))
+			x := make([]float32, tc.n*m.Features())
+			for i := range x {
+				x[i] = float32(rng.NormFloat64())
+			}
+			ws := m.newWorkspace(tc.n, true)
+			logits := m.forward(ws, &pass{train: true}, m.input(ws, x, tc.n), tc.n)
+			probs, err := m.Predict(x, tc.n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			softmaxRows(logits, tc.n, m.Classes())
+			for i := range probs {
+				if math.Abs(float64(probs[i]-logits[i])) > 1e-6 {
+					t.Fatalf("value %d: eval %v, train %v", i, probs[i], logits[i])
+				}
 			}
 		})
 	}

@@ -1,7 +1,6 @@
 package tensor
 
 import (
-	"math"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -226,12 +225,15 @@ func (l *conv) col2im(dx, src []float32, r0, r1 int) {
 
 // maxPool takes the maximum of each K×K window (stride S) of every
 // channel, on channels-last activations. In training it records the
-// winning input position of each output for backward.
+// winning input position of each output for backward (-1: no gradient).
+// When the model fuses a ReLU in front of it (relu set), that ReLU does
+// nothing and the pool applies it to its 4x smaller output instead.
 type maxPool struct {
 	lp        *layerPlan
 	c, h, w   int
 	k, stride int
 	oh, ow    int
+	relu      bool
 }
 
 func newMaxPool(p *layerPlan) *maxPool {
@@ -278,36 +280,114 @@ func (l *maxPool) forward(p *pass, s *buffers, _, x, y []float32, n int) {
 }
 
 func (l *maxPool) forwardOne(x, y []float32, arg []int32) {
+	if l.k == 2 && l.stride == 2 {
+		l.forward2x2(x, y, arg)
+		return
+	}
 	c := l.c
 	for oh := range l.oh {
 		for ow := range l.ow {
-			out := y[(oh*l.ow+ow)*c : (oh*l.ow+ow+1)*c]
-			for j := range out {
-				out[j] = float32(math.Inf(-1))
-			}
+			o := (oh*l.ow + ow) * c
+			out := y[o : o+c : o+c]
+			base := (oh*l.stride*l.w + ow*l.stride) * c
+			copy(out, x[base:base+c])
 			var a []int32
 			if arg != nil {
-				a = arg[(oh*l.ow+ow)*c : (oh*l.ow+ow+1)*c]
+				a = arg[o : o+c : o+c]
+				for j := range a {
+					a[j] = int32(base + j)
+				}
 			}
 			for kh := range l.k {
-				ih := oh*l.stride + kh
 				for kw := range l.k {
-					iw := ow*l.stride + kw
-					base := (ih*l.w + iw) * c
-					in := x[base : base+c]
+					if kh == 0 && kw == 0 {
+						continue
+					}
+					b := ((oh*l.stride+kh)*l.w + ow*l.stride + kw) * c
+					in := x[b : b+c : b+c]
 					if a == nil {
 						for j, v := range in {
-							out[j] = max(out[j], v)
+							if v > out[j] {
+								out[j] = v
+							}
 						}
 						continue
 					}
 					for j, v := range in {
-						if v > out[j] || (kh == 0 && kw == 0) {
+						if v > out[j] {
 							out[j] = v
-							a[j] = int32(base + j)
+							a[j] = int32(b + j)
 						}
 					}
 				}
+			}
+			if !l.relu {
+				continue
+			}
+			// A ReLU fused in front: max(relu(x)) = relu(max(x)), and no
+			// gradient flows where the maximum is not positive.
+			for j, v := range out {
+				if !(v > 0) {
+					out[j] = 0
+					if a != nil {
+						a[j] = -1
+					}
+				}
+			}
+		}
+	}
+}
+
+// forward2x2 is forwardOne for the common 2×2 window with stride 2: one
+// pass over the four input rows of each output, no re-stores.
+func (l *maxPool) forward2x2(x, y []float32, arg []int32) {
+	c := l.c
+	row := l.w * c
+	for oh := range l.oh {
+		for ow := range l.ow {
+			o := (oh*l.ow + ow) * c
+			out := y[o : o+c : o+c]
+			b0 := (2*oh*l.w + 2*ow) * c
+			p0 := x[b0 : b0+c : b0+c]
+			p1 := x[b0+c : b0+2*c : b0+2*c]
+			p2 := x[b0+row : b0+row+c : b0+row+c]
+			p3 := x[b0+row+c : b0+row+2*c : b0+row+2*c]
+			if arg == nil {
+				for j := range out {
+					m := p0[j]
+					if v := p1[j]; v > m {
+						m = v
+					}
+					if v := p2[j]; v > m {
+						m = v
+					}
+					if v := p3[j]; v > m {
+						m = v
+					}
+					if l.relu && !(m > 0) {
+						m = 0
+					}
+					out[j] = m
+				}
+				continue
+			}
+			a := arg[o : o+c : o+c]
+			for j := range out {
+				m, at := p0[j], b0
+				if v := p1[j]; v > m {
+					m, at = v, b0+c
+				}
+				if v := p2[j]; v > m {
+					m, at = v, b0+row
+				}
+				if v := p3[j]; v > m {
+					m, at = v, b0+row+c
+				}
+				if l.relu && !(m > 0) {
+					out[j], a[j] = 0, -1
+					continue
+				}
+				out[j], a[j] = m, int32(at+j)
 			}
 		}
 	}
@@ -323,7 +403,9 @@ func (l *maxPool) backward(_ *pass, s *buffers, _, _, _, _, dy, dx []float32, n 
 		d := dx[e*in : (e+1)*in]
 		g := dy[e*out : (e+1)*out]
 		for j, a := range s.i[e*out : (e+1)*out] {
-			d[a] += g[j]
+			if a >= 0 {
+				d[a] += g[j]
+			}
 		}
 	}
 }

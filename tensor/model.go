@@ -28,6 +28,7 @@ type Model struct {
 	nparams    int
 	plans      []layerPlan
 	layers     []layer
+	fused      []bool // layer i is a ReLU done by the max-pool after it
 	hwc        bool // inputs are [C,H,W] with C > 1 and feed convolutions: transpose to channels-last
 	predictCap int  // examples per inference workspace
 	pool       sync.Pool
@@ -78,6 +79,17 @@ func newModel(spec Spec) (*Model, error) {
 		conv = conv || t == LayerConv2D || t == LayerMaxPool
 	}
 	m.hwc = conv && len(spec.Input) == 3 && spec.Input[0] > 1
+	// Fuse ReLU → max-pool: pooling commutes with the ReLU, so the pool
+	// applies it to 1/K² of the values and the ReLU pass disappears. Only
+	// where the ReLU works in place (see newWorkspace), so that the pool
+	// reads the same buffer either way.
+	m.fused = make([]bool, len(plans))
+	for i := 1; i+1 < len(plans); i++ {
+		if pool, ok := m.layers[i+1].(*maxPool); ok && plans[i].spec.Type == LayerReLU && !m.layers[i-1].needsOutput() {
+			m.fused[i] = true
+			pool.relu = true
+		}
+	}
 	m.predictCap = min(1024, max(1, inferenceBudget/per))
 	return m, nil
 }
@@ -164,7 +176,8 @@ func (m *Model) newWorkspace(n int, train bool) *workspace {
 		params = params || p.params > 0
 		// In place only over a buffer the workspace owns, and only when the
 		// previous layer's backward does not read the values overwritten.
-		ws.alias[i] = l.elementwise() && i > 0 && (!train || !m.layers[i-1].needsOutput())
+		// (A flatten changes no value, so it may always share.)
+		ws.alias[i] = l.elementwise() && i > 0 && (!train || !m.layers[i-1].needsOutput() || p.spec.Type == LayerFlatten)
 		if !ws.alias[i] {
 			ws.acts[i+1] = make([]float32, n*p.outSize)
 		}
@@ -200,6 +213,9 @@ func (m *Model) forward(ws *workspace, ps *pass, x []float32, n int) []float32 {
 		if ws.alias[i] {
 			ws.acts[i+1] = ws.acts[i]
 		}
+		if m.fused[i] {
+			continue
+		}
 		p := &m.plans[i]
 		w := m.Params[p.offset : p.offset+p.params]
 		l.forward(ps, &ws.scr[i], w, ws.acts[i], ws.acts[i+1], n)
@@ -212,6 +228,9 @@ func (m *Model) forward(ws *workspace, ps *pass, x []float32, n int) []float32 {
 func (m *Model) backward(ws *workspace, ps *pass, n int) {
 	g, other := ws.gA, ws.gB
 	for i := len(m.layers) - 1; i >= 0; i-- {
+		if m.fused[i] {
+			continue // in place, and the pool already masked the gradient
+		}
 		l := m.layers[i]
 		p := &m.plans[i]
 		var dx []float32

@@ -1,0 +1,78 @@
+package tensor
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+)
+
+// mnistLike returns n synthetic examples shaped like MNIST: [1, 28, 28]
+// pixels in [0, 1) and 10 classes.
+func mnistLike(n int) *Dataset {
+	rng := rand.New(rand.NewPCG(uint64(n), 1))
+	ds := &Dataset{X: make([]float32, n*784), Y: make([]int32, n), Shape: []int{1, 28, 28}, Classes: 10}
+	for i := range ds.X {
+		ds.X[i] = rng.Float32()
+	}
+	for i := range ds.Y {
+		ds.Y[i] = int32(rng.IntN(10))
+	}
+	return ds
+}
+
+// benchTrain runs b.N SGD steps of batch size batch (one epoch of a
+// one-batch dataset per step, so shuffling and gathering are included).
+func benchTrain(b *testing.B, name string, batch int) {
+	spec, err := NamedSpec(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := NewModel(spec, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ds := mnistLike(batch)
+	cfg := TrainConfig{BatchSize: batch, Optimizer: NewSGD(SGDConfig{LR: 0.01})}
+	if _, err := Train(context.Background(), m, ds, cfg); err != nil { // warm up the workspace
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cfg.Epochs = b.N
+	if _, err := Train(context.Background(), m, ds, cfg); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "samples/s")
+}
+
+func BenchmarkTrain2NN_B10(b *testing.B) { benchTrain(b, Spec2NN, 10) }
+func BenchmarkTrain2NN_B64(b *testing.B) { benchTrain(b, Spec2NN, 64) }
+func BenchmarkTrainCNN_B50(b *testing.B) { benchTrain(b, SpecCNN, 50) }
+
+func benchPredict(b *testing.B, name string, n int) {
+	spec, err := NamedSpec(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := NewModel(spec, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ds := mnistLike(n)
+	dst := make([]float32, n*10)
+	if err := m.PredictInto(dst, ds.X, n); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if err := m.PredictInto(dst, ds.X, n); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "samples/s")
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/10k")
+}
+
+func BenchmarkPredict2NN_10k(b *testing.B) { benchPredict(b, Spec2NN, 10000) }
+func BenchmarkPredictCNN_10k(b *testing.B) { benchPredict(b, SpecCNN, 10000) }
