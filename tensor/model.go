@@ -29,8 +29,8 @@ type Model struct {
 	plans      []layerPlan
 	layers     []layer
 	fused      []bool // layer i is a ReLU done by the max-pool after it
-	hwc        bool // inputs are [C,H,W] with C > 1 and feed convolutions: transpose to channels-last
-	predictCap int  // examples per inference workspace
+	hwc        bool   // inputs are [C,H,W] with C > 1 and feed convolutions: transpose to channels-last
+	predictCap int    // examples per inference workspace
 	pool       sync.Pool
 	trainWS    *workspace
 }
