@@ -215,3 +215,23 @@ func (a *AdaptiveClip) UnmarshalBinary(data []byte) error {
 	a.rounds = binary.LittleEndian.Uint64(data[5+8*7:])
 	return nil
 }
+
+// BitCoordinateScale returns β, the factor by which each agent multiplies its
+// ClipBit before appending it to the update vector when the bits ride in the
+// same securely summed vector as the update and get the same distributed
+// noise, of standard deviation updateNoiseMultiplier·clip per coordinate:
+// dividing the decoded bit coordinate by β gives Σ_i ClipBit_i plus Gaussian
+// noise of standard deviation bitNoise, ready for AdaptiveClip.Update with a
+// zero BitNoise in its config. β = z_Δ·C/σ_b. The vector's L2 sensitivity
+// is then sqrt(C² + β²/4), which is exactly what UpdateNoiseMultiplier
+// accounts for: charge the z it was given. Apply ClipL2 to the update before
+// appending the bit, and make sure the encoder's per-coordinate range covers
+// β/2.
+func BitCoordinateScale(updateNoiseMultiplier, clip, bitNoise float64) (float64, error) {
+	if !(updateNoiseMultiplier > 0) || !(clip > 0) || !(bitNoise > 0) ||
+		math.IsInf(updateNoiseMultiplier, 0) || math.IsInf(clip, 0) || math.IsInf(bitNoise, 0) {
+		return 0, fmt.Errorf("dp.BitCoordinateScale: z %v, clip %v, bit noise %v: %w",
+			updateNoiseMultiplier, clip, bitNoise, ErrInvalidArgument)
+	}
+	return updateNoiseMultiplier * clip / bitNoise, nil
+}

@@ -182,3 +182,42 @@ func TestAdaptiveClipMarshal(t *testing.T) {
 		}
 	}
 }
+
+// Bits scaled by BitCoordinateScale and noised like the update coordinates
+// decode to a count with noise σ_b, and the pair accounts as z.
+func TestBitCoordinateScale(t *testing.T) {
+	const zd, clip, sb, agents = 1.3, 0.4, 5.0, 50
+	beta, err := BitCoordinateScale(zd, clip, sb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(NewSeededSource(77))
+	const trials = 20_000
+	i := 0
+	mean, v, seM, seV := moments(t, trials, func() float64 {
+		i++
+		var sum, count float64
+		for range agents {
+			bit := ClipBit(r.Float64(), 0.5)
+			count += bit
+			// Each agent's share of the per-coordinate noise z_Δ·C.
+			sum += beta*bit + r.NormFloat64()*zd*clip/math.Sqrt(agents)
+		}
+		return sum/beta - count
+	})
+	if math.Abs(mean) > 5*seM || math.Abs(v-sb*sb) > 5*seV {
+		t.Errorf("decoded bit noise: mean %v, variance %v, want 0 and %v", mean, v, sb*sb)
+	}
+	// The concatenated vector's multiplier maps back through
+	// UpdateNoiseMultiplier to z_Δ.
+	zTotal := zd * clip / math.Sqrt(clip*clip+beta*beta/4)
+	back, err := UpdateNoiseMultiplier(zTotal, sb)
+	if err != nil || math.Abs(back-zd) > 1e-12 {
+		t.Errorf("z = %v maps back to z_Δ = %v, want %v (%v)", zTotal, back, zd, err)
+	}
+	for _, a := range [][3]float64{{0, 1, 1}, {1, 0, 1}, {1, 1, 0}, {math.NaN(), 1, 1}, {1, math.Inf(1), 1}} {
+		if _, err := BitCoordinateScale(a[0], a[1], a[2]); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("%v: %v", a, err)
+		}
+	}
+}

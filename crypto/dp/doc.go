@@ -27,7 +27,11 @@
 // Δ is the L2 sensitivity in units: C, or the slightly larger
 // RoundedNormBound(C·s, d, β)/s when stochastic rounding can inflate norms.
 // Pick s so that σ_u ≥ 3: the sum of discrete Gaussians is then a discrete
-// Gaussian up to a negligible DistributedTau.
+// Gaussian up to a negligible DistributedTau. Noise widens the range the
+// ring must hold: leave NoiseTailBound(σ_u, n, tail) of headroom beyond the
+// largest possible sum of encoded values. When the clip bits ride in the
+// same noised vector, scale them by BitCoordinateScale and charge the z of
+// UpdateNoiseMultiplier.
 //
 // # Noise
 //

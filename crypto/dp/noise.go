@@ -106,3 +106,17 @@ func DistributedTau(sigmaUnits float64, n int) float64 {
 	}
 	return 10 * tau
 }
+
+// NoiseTailBound returns B such that the sum of n independent N_Z(0, σ²)
+// draws (σ = sigmaUnits) exceeds B in absolute value with probability at
+// most tail: discrete Gaussians are σ-sub-Gaussian (Canonne et al. 2020), so
+// B = σ·sqrt(2n·ln(2/tail)). Use it to leave headroom in Z_(2^32): the
+// noised sum must stay inside the signed range the decoder reads, so
+// n·L + NoiseTailBound(σ_u, n, 2^−40) must fit in int32 for L the
+// largest encoded magnitude per agent.
+func NoiseTailBound(sigmaUnits float64, n int, tail float64) (float64, error) {
+	if !(sigmaUnits >= 0) || math.IsInf(sigmaUnits, 0) || n < 0 || !(tail > 0 && tail < 1) {
+		return 0, fmt.Errorf("dp.NoiseTailBound: sigma %v, n %d, tail %v: %w", sigmaUnits, n, tail, ErrInvalidArgument)
+	}
+	return sigmaUnits * math.Sqrt(2*float64(n)*math.Log(2/tail)), nil
+}

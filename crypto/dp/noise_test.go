@@ -186,3 +186,47 @@ func TestDistributedTau(t *testing.T) {
 		t.Errorf("τ(2.7, 1000) = %v, documented as ~6e−31·999", tau)
 	}
 }
+
+func TestNoiseTailBound(t *testing.T) {
+	const sigma, n, tail = 3.0, 40, 1e-3
+	b, err := NoiseTailBound(sigma, n, tail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := NewDiscreteGaussian(sigma)
+	src := NewSeededSource(88)
+	const trials = 20_000
+	var over int
+	for range trials {
+		var s int64
+		for range n {
+			s += g.Sample(src)
+		}
+		if math.Abs(float64(s)) > b {
+			over++
+		}
+	}
+	// The bound is a Chernoff bound: the real tail is far smaller.
+	if float64(over) > tail*trials {
+		t.Errorf("%d of %d sums beyond %v", over, trials, b)
+	}
+	// It is not vacuous either: a third of it is exceeded often.
+	third := 0
+	for range 2000 {
+		var s int64
+		for range n {
+			s += g.Sample(src)
+		}
+		if math.Abs(float64(s)) > b/3 {
+			third++
+		}
+	}
+	if third < 20 {
+		t.Errorf("only %d of 2000 sums beyond a third of the bound %v", third, b)
+	}
+	for _, a := range [][3]float64{{-1, 1, 0.1}, {1, -1, 0.1}, {1, 1, 0}, {1, 1, 1}, {math.NaN(), 1, 0.1}} {
+		if _, err := NoiseTailBound(a[0], int(a[1]), a[2]); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("%v: %v", a, err)
+		}
+	}
+}
