@@ -383,7 +383,9 @@ func TestBlobOverPlainConn(t *testing.T) {
 
 // FuzzRecvBlob feeds arbitrary bytes to the chunk receiver of a small
 // manifest: it must fail cleanly and never write outside the blob, and it
-// may only succeed with the exact blob.
+// may only succeed with the exact blob. Its seeds are ~10 KB streams, so
+// run it with a short -fuzzminimizetime (e.g. 3s): minimizing an input that
+// large otherwise takes most of a short fuzzing run.
 func FuzzRecvBlob(f *testing.F) {
 	data := []byte("0123456789abcdef")
 	data = bytes.Repeat(data, 600) // 9,600 bytes: chunks of 4096, 4096, 1408
