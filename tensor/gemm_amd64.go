@@ -15,6 +15,19 @@ func sgemmAVX2(kc int, a *float32, rsa, csa int, b *float32, rsb int, c *float32
 //go:noescape
 func sgemmAVX512(kc int, a *float32, rsa, csa int, b *float32, rsb int, c *float32, ldc int, alpha, beta float32)
 
+// transposePanelAVX packs a panel of a transposed B with 8×8 AVX
+// transposes: dst[q*nr+j] = src[j*lds+q] for q < 8·kb8 and j < nr, a
+// multiple of 8.
+//
+//go:noescape
+func transposePanelAVX(dst *float32, src *float32, lds, nr, kb8 int)
+
+func transposePanel(dst, src []float32, lds, nr, kb8 int) {
+	_ = dst[kb8*8*nr-1]
+	_ = src[(nr-1)*lds+kb8*8-1]
+	transposePanelAVX(&dst[0], &src[0], lds, nr, kb8)
+}
+
 func microAVX2(kc int, a []float32, rsa, csa int, b []float32, rsb int, c []float32, ldc int, alpha, beta float32) {
 	sgemmAVX2(kc, &a[0], rsa, csa, &b[0], rsb, &c[0], ldc, alpha, beta)
 }
@@ -25,24 +38,26 @@ func microAVX512(kc int, a []float32, rsa, csa int, b []float32, rsb int, c []fl
 
 // avx2Kernel needs AVX2 and FMA (x86-64-v3); 12 YMM accumulators.
 var avx2Kernel = &gemmKernel{
-	name:  "avx2-6x16",
-	mr:    6,
-	nr:    16,
-	kc:    512,
-	mc:    120,
-	nc:    2048,
-	micro: microAVX2,
+	name:       "avx2-6x16",
+	mr:         6,
+	nr:         16,
+	kc:         512,
+	mc:         120,
+	nc:         2048,
+	micro:      microAVX2,
+	transposeB: transposePanel,
 }
 
 // avx512Kernel needs AVX-512F; 24 ZMM accumulators.
 var avx512Kernel = &gemmKernel{
-	name:  "avx512-12x32",
-	mr:    12,
-	nr:    32,
-	kc:    512,
-	mc:    120,
-	nc:    2048,
-	micro: microAVX512,
+	name:       "avx512-12x32",
+	mr:         12,
+	nr:         32,
+	kc:         512,
+	mc:         120,
+	nc:         2048,
+	micro:      microAVX512,
+	transposeB: transposePanel,
 }
 
 // archKernels lists the micro-kernels this CPU can run, best first; the

@@ -296,3 +296,97 @@ avx512beta:
 	STOREBETA_12x32(Z30, Z31)
 	VZEROUPPER
 	RET
+
+// func transposePanelAVX(dst *float32, src *float32, lds, nr, kb8 int)
+// Packs an nr-column panel of a transposed B: source row j (at src + j*lds
+// floats) holds column j of op(B); dst[q*nr + j] = src[j*lds + q] for
+// q < 8*kb8, j < nr (a multiple of 8), by 8×8 in-register transposes.
+TEXT ·transposePanelAVX(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ lds+16(FP), R8
+	SHLQ $2, R8
+	MOVQ nr+24(FP), R11
+	MOVQ R11, CX
+	SHRQ $3, CX
+	SHLQ $2, R11
+	MOVQ kb8+32(FP), R10
+
+tpgroup:
+	// Rows 0-2 from SI, 3-5 from R12, 6-7 from R13.
+	LEAQ (SI)(R8*2), R12
+	ADDQ R8, R12
+	LEAQ (R12)(R8*2), R13
+	ADDQ R8, R13
+	MOVQ DI, DX
+	MOVQ R10, BX
+	MOVQ SI, R9
+	TESTQ BX, BX
+	JZ    tpnext
+
+tpblock:
+	VMOVUPS (R9), Y0
+	VMOVUPS (R9)(R8*1), Y1
+	VMOVUPS (R9)(R8*2), Y2
+	VMOVUPS (R12), Y3
+	VMOVUPS (R12)(R8*1), Y4
+	VMOVUPS (R12)(R8*2), Y5
+	VMOVUPS (R13), Y6
+	VMOVUPS (R13)(R8*1), Y7
+
+	VUNPCKLPS Y1, Y0, Y8
+	VUNPCKHPS Y1, Y0, Y9
+	VUNPCKLPS Y3, Y2, Y10
+	VUNPCKHPS Y3, Y2, Y11
+	VUNPCKLPS Y5, Y4, Y12
+	VUNPCKHPS Y5, Y4, Y13
+	VUNPCKLPS Y7, Y6, Y14
+	VUNPCKHPS Y7, Y6, Y15
+
+	VSHUFPS $0x44, Y10, Y8, Y0
+	VSHUFPS $0xEE, Y10, Y8, Y1
+	VSHUFPS $0x44, Y11, Y9, Y2
+	VSHUFPS $0xEE, Y11, Y9, Y3
+	VSHUFPS $0x44, Y14, Y12, Y4
+	VSHUFPS $0xEE, Y14, Y12, Y5
+	VSHUFPS $0x44, Y15, Y13, Y6
+	VSHUFPS $0xEE, Y15, Y13, Y7
+
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x20, Y5, Y1, Y9
+	VPERM2F128 $0x20, Y6, Y2, Y10
+	VPERM2F128 $0x20, Y7, Y3, Y11
+	VPERM2F128 $0x31, Y4, Y0, Y12
+	VPERM2F128 $0x31, Y5, Y1, Y13
+	VPERM2F128 $0x31, Y6, Y2, Y14
+	VPERM2F128 $0x31, Y7, Y3, Y15
+
+	// Column t of the block goes to dst row t: DX + t*R11.
+	LEAQ    (DX)(R11*2), R14
+	ADDQ    R11, R14
+	LEAQ    (R14)(R11*2), AX
+	ADDQ    R11, AX
+	VMOVUPS Y8, (DX)
+	VMOVUPS Y9, (DX)(R11*1)
+	VMOVUPS Y10, (DX)(R11*2)
+	VMOVUPS Y11, (R14)
+	VMOVUPS Y12, (R14)(R11*1)
+	VMOVUPS Y13, (R14)(R11*2)
+	VMOVUPS Y14, (AX)
+	VMOVUPS Y15, (AX)(R11*1)
+	LEAQ    (AX)(R11*2), DX
+
+	ADDQ $32, R9
+	ADDQ $32, R12
+	ADDQ $32, R13
+	DECQ BX
+	JNZ  tpblock
+
+tpnext:
+	// Next group of 8 source rows and 8 destination columns.
+	LEAQ (SI)(R8*8), SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ  tpgroup
+	VZEROUPPER
+	RET

@@ -16,6 +16,10 @@ type gemmKernel struct {
 	// caller guarantees every index it touches is inside the slices: the
 	// assembly kernels do not check.
 	micro func(kc int, a []float32, rsa, csa int, b []float32, rsb int, c []float32, ldc int, alpha, beta float32)
+
+	// transposeB, if not nil, packs a full panel of a transposed B faster
+	// than Go: dst[q*nr+j] = src[j*lds+q] for q < 8·kb8, j < nr.
+	transposeB func(dst, src []float32, lds, nr, kb8 int)
 }
 
 // Products with fewer flops per worker than this run on fewer goroutines:
@@ -75,10 +79,10 @@ func (p *gemmProblem) region(i0, i1, j0, j1 int) {
 	edgeA, edgeB := !packA && p.m < mr, !packB && p.n < nr
 	kcMax := min(kr.kc, p.k)
 	if packA {
-		buf.a = grow(buf.a, min(kr.mc, ceilDiv(i1-i0, mr)*mr)*kcMax)
+		buf.a = grow(buf.a, min(kr.mc, ceilDiv(i1-i0, mr)*mr)*(kcMax+packPadA))
 	}
 	if edgeA {
-		buf.aEdge = grow(buf.aEdge, mr*kcMax)
+		buf.aEdge = grow(buf.aEdge, mr*(kcMax+packPadA))
 	}
 	if packB {
 		buf.b = grow(buf.b, min(kr.nc, ceilDiv(j1-j0, nr)*nr)*kcMax)
@@ -143,9 +147,9 @@ func (p *gemmProblem) macro(buf *gemmBuf, packA, packB bool, ic, mb, jc, nb, pc,
 			rsa, csa, offI := 1, mr, 0
 			switch {
 			case packA:
-				ap = buf.a[ir*kb:]
+				ap, rsa, csa = p.packedA(buf.a, ir, kb)
 			case p.m < mr:
-				ap = buf.aEdge
+				ap, rsa, csa = p.packedA(buf.aEdge, 0, kb)
 			default:
 				offI = mr - mh
 				ap = p.a[(ic+ir-offI)*p.rsA+pc*p.csA:]

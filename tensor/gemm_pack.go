@@ -1,39 +1,59 @@
 package tensor
 
-// packA copies rows [i0, i0+mb) and columns [p0, p0+kb) of op(A) into dst as
-// ceil(mb/mr) micro-panels of mr rows. Panel r holds, for each k-step p, the
-// mr values op(A)(i0+r·mr+i, p0+p) at dst[r·mr·kb + p·mr + i]; rows past mb
-// are zero so partial panels can run through the full micro-kernel.
+// packPadA pads the rows of an A block packed row by row, so that the mr
+// rows a micro-kernel reads do not all map to the same L1 sets when kb is
+// a multiple of 256.
+const packPadA = 4
+
+// packA copies rows [i0, i0+mb) and columns [p0, p0+kb) of op(A) into dst
+// as ceil(mb/mr) micro-panels of mr rows; rows past mb are zero so partial
+// panels can run through the full micro-kernel. The layout follows A's:
+//   - A row-major (csA == 1): panel r holds its rows one after another with
+//     stride kb+packPadA, op(A)(i0+r·mr+i, p0+q) at
+//     dst[r·mr·(kb+packPadA) + i·(kb+packPadA) + q]; a plain copy of rows.
+//   - A transposed (rsA == 1): panel r holds, per k-step, its mr values
+//     contiguously: dst[r·mr·kb + q·mr + i].
 func (p *gemmProblem) packA(dst []float32, i0, mb, p0, kb int) {
 	mr := p.kern.mr
+	if p.csA == 1 {
+		ld := kb + packPadA
+		rows := ceilDiv(mb, mr) * mr
+		for i := range rows {
+			d := dst[i*ld : i*ld+kb]
+			if i >= mb {
+				clear(d)
+				continue
+			}
+			copy(d, p.a[(i0+i)*p.rsA+p0:])
+		}
+		return
+	}
 	for r := 0; r < mb; r += mr {
 		mh := min(mr, mb-r)
 		d := dst[r*kb : (r+mr)*kb]
-		if p.csA == 1 {
-			// Rows of A are contiguous: gather each into a strided column
-			// of the panel.
-			for i := range mh {
-				src := p.a[(i0+r+i)*p.rsA+p0:]
-				src = src[:kb]
-				for q, v := range src {
-					d[q*mr+i] = v
-				}
-			}
-			for i := mh; i < mr; i++ {
-				for q := range kb {
-					d[q*mr+i] = 0
-				}
-			}
-			continue
-		}
-		// A is stored transposed: each k-step is a contiguous run of rows.
 		for q := range kb {
 			src := p.a[(p0+q)*p.csA+i0+r:]
 			row := d[q*mr : q*mr+mr]
-			copy(row, src[:mh])
-			clear(row[mh:])
+			switch {
+			case mh == 6 && mr == 6:
+				*(*[6]float32)(row) = [6]float32(src)
+			case mh == 12 && mr == 12:
+				*(*[12]float32)(row) = [12]float32(src)
+			default:
+				copy(row, src[:mh])
+				clear(row[mh:])
+			}
 		}
 	}
+}
+
+// packedA returns the micro-panel of a block packed by packA that starts at
+// row ir (a multiple of mr), with its row and k strides.
+func (p *gemmProblem) packedA(block []float32, ir, kb int) (panel []float32, rsa, csa int) {
+	if p.csA == 1 {
+		return block[ir*(kb+packPadA):], kb + packPadA, 1
+	}
+	return block[ir*kb:], 1, p.kern.mr
 }
 
 // packB copies rows [p0, p0+kb) and columns [j0, j0+nb) of op(B) into dst as
@@ -50,17 +70,29 @@ func (p *gemmProblem) packB(dst []float32, p0, kb, j0, nb int) {
 			for q := range kb {
 				src := p.b[(p0+q)*p.rsB+j0+c:]
 				row := d[q*nr : q*nr+nr]
-				copy(row, src[:nw])
-				clear(row[nw:])
+				switch {
+				case nw == 16 && nr == 16:
+					*(*[16]float32)(row) = [16]float32(src)
+				case nw == 32 && nr == 32:
+					*(*[32]float32)(row) = [32]float32(src)
+				default:
+					copy(row, src[:nw])
+					clear(row[nw:])
+				}
 			}
 			continue
 		}
 		// B is stored transposed: each column of op(B) is a contiguous row.
+		q0 := 0
+		if tr := p.kern.transposeB; tr != nil && nw == nr && nr%8 == 0 && kb >= 8 {
+			tr(d, p.b[(j0+c)*p.csB+p0:], p.csB, nr, kb/8)
+			q0 = kb / 8 * 8
+		}
 		for j := range nw {
 			src := p.b[(j0+c+j)*p.csB+p0:]
-			src = src[:kb]
+			src = src[q0:kb]
 			for q, v := range src {
-				d[q*nr+j] = v
+				d[(q0+q)*nr+j] = v
 			}
 		}
 		for j := nw; j < nr; j++ {

@@ -23,8 +23,10 @@ var defaultKernels = func() []*gemmKernel {
 const (
 	costFMALanes   = 16  // float32 multiply-adds per cycle at the kernels' peak
 	costCall       = 40  // entering and leaving one micro-kernel call
-	costPackCopy   = 1.6 // per element when packing copies contiguous runs
-	costPackGather = 4.4 // per element when packing transposes
+	costPackRows   = 0.4 // per element of a row-major A block packed by rows
+	costPackShort  = 3   // per element when packing copies runs of mr or nr
+	costPackT      = 0.7 // per element of a transposed B packed by assembly
+	costPackTGo    = 4.4 // per element of a transposed B packed in Go
 	costMergeT     = 6   // per element merged into a transposed C
 )
 
@@ -94,16 +96,19 @@ func (p *gemmProblem) cost() float64 {
 	c += tiles * (costCall + float64(kr.mr*kr.nr)/8)
 	packA, packB := p.packing(p.m, p.n)
 	if packA {
-		per := float64(costPackGather)
-		if p.rsA == 1 {
-			per = costPackCopy
+		per := float64(costPackShort)
+		if p.csA == 1 {
+			per = costPackRows
 		}
 		c += float64(p.m) * float64(p.k) * per * float64(ceilDiv(p.n, kr.nc))
 	}
 	if packB {
-		per := float64(costPackGather)
-		if p.csB == 1 {
-			per = costPackCopy
+		per := float64(costPackShort)
+		switch {
+		case p.csB != 1 && kr.transposeB != nil:
+			per = costPackT
+		case p.csB != 1:
+			per = costPackTGo
 		}
 		c += float64(p.n) * float64(p.k) * per
 	}
