@@ -1,0 +1,377 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fedge/fedge/crypto/identity"
+)
+
+// Dataset kinds a DatasetConfig may name.
+const (
+	// DatasetMNIST is the MNIST training set read from a folder holding the
+	// four IDX files (raw or gzipped), optionally cut into a demo shard.
+	DatasetMNIST = "mnist"
+	// DatasetIDX is a pair of IDX files (images and labels) of any size.
+	DatasetIDX = "idx"
+	// DatasetCSV is a CSV table with a header row and a label column.
+	DatasetCSV = "csv"
+)
+
+// Partitions of the MNIST demo dataset (DatasetConfig.Partition).
+const (
+	PartitionIID          = "iid"          // a random equal share
+	PartitionPathological = "pathological" // FedAvg's non-IID split: 2 label-sorted shards per agent
+	PartitionDirichlet    = "dirichlet"    // label skew drawn from Dir(alpha)
+)
+
+// Defaults of a Config.
+const (
+	DefaultInferenceListen = "127.0.0.1:8080"
+	DefaultHeldOut         = 0.1
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// ErrConfig reports a configuration that cannot work; the message names the
+// field.
+var ErrConfig = errors.New("agent: invalid configuration")
+
+// Config is an agent's configuration, read from a JSON file (LoadConfig)
+// and overridden by flags (Flags). Start from DefaultConfig: its zero-value
+// fields are not all the defaults (see InferenceListen and HeldOut).
+type Config struct {
+	// Coordinators are the host:port UDP (QUIC) addresses of the
+	// coordinators; the agent tries them in turn and follows redirects to
+	// the leader.
+	Coordinators []string `json:"coordinators"`
+	// JoinToken is the one-time enrollment token (fedge1.<id>.<secret>.<pin>),
+	// needed only on the first start; once the data dir holds a certificate
+	// it is ignored.
+	JoinToken string `json:"join_token,omitempty"`
+	// DataDir holds the agent's state (agent.db): identity, certificate,
+	// models, round progress. It must be empty or hold an agent.db.
+	DataDir string `json:"data_dir"`
+	// Dataset is the local data the agent trains and evaluates on.
+	Dataset DatasetConfig `json:"dataset"`
+	// Labels describe the host for round selection and rollout cohorts
+	// (e.g. region=eu, tier=canary); sent at enrollment.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Threads caps the CPU cores the agent uses: Run sets
+	// runtime.GOMAXPROCS(Threads) for the whole process, which bounds
+	// training and inference alike. Zero leaves GOMAXPROCS alone.
+	Threads int `json:"threads,omitempty"`
+	// TrainingWindow restricts training to a daily local-time window
+	// "HH:MM-HH:MM" (it may wrap past midnight, e.g. "22:00-06:00");
+	// outside it the agent declines round invitations. Empty means always.
+	TrainingWindow string `json:"training_window,omitempty"`
+	// InferenceListen is the local HTTP address of the inference server;
+	// DefaultConfig sets 127.0.0.1:8080, "" disables the server.
+	InferenceListen string `json:"inference_listen"`
+	// LogFormat is "text" or "json"; LogLevel "debug", "info", "warn" or
+	// "error". Config.Logger builds the logger they describe.
+	LogFormat string `json:"log_format,omitempty"`
+	LogLevel  string `json:"log_level,omitempty"`
+	// ShutdownTimeout bounds how long Run waits, once its context ends, for
+	// the current round step and in-flight HTTP requests. JSON takes a Go
+	// duration string ("10s"). Zero means DefaultShutdownTimeout.
+	ShutdownTimeout Duration `json:"shutdown_timeout,omitempty"`
+}
+
+// DatasetConfig names the local data. Paths may be relative to the working
+// directory.
+type DatasetConfig struct {
+	// Kind is "mnist", "idx" or "csv".
+	Kind string `json:"kind"`
+	// Path is the folder of the MNIST IDX files (mnist) or the CSV file (csv).
+	Path string `json:"path,omitempty"`
+	// LabelColumn is the CSV header of the class column (csv).
+	LabelColumn string `json:"label_column,omitempty"`
+	// Classes fixes the CSV class names so every agent numbers them alike
+	// (csv; strongly recommended, since one host may lack a class).
+	Classes []string `json:"classes,omitempty"`
+	// Features lists the CSV feature columns in model input order (csv;
+	// default every column but the label).
+	Features []string `json:"features,omitempty"`
+	// TrainImages and TrainLabels are the IDX files (idx).
+	TrainImages string `json:"train_images,omitempty"`
+	TrainLabels string `json:"train_labels,omitempty"`
+	// Partition, Shard, Shards, Alpha and Seed cut a demo shard out of the
+	// dataset, as if Shards agents shared it: this agent keeps part Shard
+	// (0-based) of a Partition ("iid", "pathological", "dirichlet" with
+	// concentration Alpha) drawn with Seed. Shards 0 keeps everything.
+	Partition string  `json:"partition,omitempty"`
+	Shard     int     `json:"shard,omitempty"`
+	Shards    int     `json:"shards,omitempty"`
+	Alpha     float64 `json:"alpha,omitempty"`
+	Seed      uint64  `json:"seed,omitempty"`
+	// Indices, if set, keeps exactly these examples (instead of a partition).
+	Indices []int `json:"indices,omitempty"`
+	// HeldOut is the fraction of the local examples kept out of training
+	// for local evaluation of candidate models (rollout canaries), in
+	// [0, 0.9]. DefaultConfig sets 0.1.
+	HeldOut float64 `json:"held_out"`
+}
+
+// Duration is a time.Duration that reads and writes JSON as a Go duration
+// string ("1m30s").
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"10s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// DefaultConfig returns the configuration a file or flags start from.
+func DefaultConfig() Config {
+	return Config{
+		InferenceListen: DefaultInferenceListen,
+		LogFormat:       "text",
+		LogLevel:        "info",
+		Dataset:         DatasetConfig{HeldOut: DefaultHeldOut},
+	}
+}
+
+// LoadConfig reads a JSON configuration file over DefaultConfig. Unknown
+// fields are an error (a misspelt key must not silently fall back to a
+// default), and so is trailing content. It validates the result.
+func LoadConfig(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("agent.LoadConfig: %w", err)
+	}
+	cfg := DefaultConfig()
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return Config{}, fmt.Errorf("agent.LoadConfig: %s: %w: %v", path, ErrConfig, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Config{}, fmt.Errorf("agent.LoadConfig: %s: %w: trailing data after the JSON object", path, ErrConfig)
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, fmt.Errorf("agent.LoadConfig: %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Validate reports the first field that cannot work, wrapping ErrConfig.
+// It checks that the dataset's files exist but does not read them.
+func (c *Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	}
+	if len(c.Coordinators) == 0 {
+		return bad("coordinators: at least one host:port is required")
+	}
+	for _, a := range c.Coordinators {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return bad("coordinators: %q is not host:port", a)
+		}
+	}
+	if c.JoinToken != "" {
+		if _, _, err := identity.ParseJoinToken(c.JoinToken); err != nil {
+			return bad("join_token: %v", err)
+		}
+	}
+	if c.DataDir == "" {
+		return bad("data_dir is required")
+	}
+	if err := identity.ValidateLabels(c.Labels); err != nil {
+		return bad("labels: %v", err)
+	}
+	if c.Threads < 0 {
+		return bad("threads must be >= 0, got %d", c.Threads)
+	}
+	if _, err := parseWindow(c.TrainingWindow); err != nil {
+		return bad("training_window: %v", err)
+	}
+	if c.InferenceListen != "" {
+		if _, _, err := net.SplitHostPort(c.InferenceListen); err != nil {
+			return bad("inference_listen: %q is not host:port", c.InferenceListen)
+		}
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return bad("log_level: %v", err)
+	}
+	switch c.LogFormat {
+	case "", "text", "json":
+	default:
+		return bad("log_format: %q is not text or json", c.LogFormat)
+	}
+	if c.ShutdownTimeout < 0 {
+		return bad("shutdown_timeout must not be negative")
+	}
+	return c.Dataset.validate(bad)
+}
+
+func (d *DatasetConfig) validate(bad func(string, ...any) error) error {
+	exists := func(field, p string) error {
+		if p == "" {
+			return bad("dataset.%s is required for kind %q", field, d.Kind)
+		}
+		if _, err := os.Stat(p); err != nil {
+			return bad("dataset.%s: %v", field, err)
+		}
+		return nil
+	}
+	switch d.Kind {
+	case DatasetMNIST:
+		if err := exists("path", d.Path); err != nil {
+			return err
+		}
+		if _, err := os.Stat(filepath.Join(d.Path, "train-images-idx3-ubyte.gz")); err != nil {
+			if _, err2 := os.Stat(filepath.Join(d.Path, "train-images-idx3-ubyte")); err2 != nil {
+				return bad("dataset.path: %s holds no MNIST train-images-idx3-ubyte[.gz]", d.Path)
+			}
+		}
+	case DatasetIDX:
+		if err := exists("train_images", d.TrainImages); err != nil {
+			return err
+		}
+		if err := exists("train_labels", d.TrainLabels); err != nil {
+			return err
+		}
+	case DatasetCSV:
+		if err := exists("path", d.Path); err != nil {
+			return err
+		}
+		if d.LabelColumn == "" {
+			return bad("dataset.label_column is required for kind csv")
+		}
+	case "":
+		return bad("dataset.kind is required (mnist, idx or csv)")
+	default:
+		return bad("dataset.kind %q is not mnist, idx or csv", d.Kind)
+	}
+	if !(d.HeldOut >= 0 && d.HeldOut <= 0.9) {
+		return bad("dataset.held_out must lie in [0, 0.9], got %v", d.HeldOut)
+	}
+	if len(d.Indices) > 0 && d.Shards > 0 {
+		return bad("dataset: indices and shards exclude each other")
+	}
+	for _, i := range d.Indices {
+		if i < 0 {
+			return bad("dataset.indices: negative index %d", i)
+		}
+	}
+	if d.Shards < 0 || (d.Shards > 0 && (d.Shard < 0 || d.Shard >= d.Shards)) {
+		return bad("dataset: shard %d is not in [0, shards=%d)", d.Shard, d.Shards)
+	}
+	switch d.Partition {
+	case "", PartitionIID, PartitionPathological:
+	case PartitionDirichlet:
+		if !(d.Alpha > 0) {
+			return bad("dataset.alpha must be > 0 for the dirichlet partition")
+		}
+	default:
+		return bad("dataset.partition %q is not iid, pathological or dirichlet", d.Partition)
+	}
+	if d.Partition != "" && d.Shards == 0 {
+		return bad("dataset.partition needs shards > 0")
+	}
+	return nil
+}
+
+// Logger returns a logger writing to w in LogFormat at LogLevel.
+func (c *Config) Logger(w io.Writer) (*slog.Logger, error) {
+	lvl, err := parseLevel(c.LogLevel)
+	if err != nil {
+		return nil, fmt.Errorf("agent.Config.Logger: %w: %v", ErrConfig, err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "", "info":
+		return slog.LevelInfo, nil
+	case "debug":
+		return slog.LevelDebug, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+}
+
+func (c *Config) shutdownTimeout() time.Duration {
+	if c.ShutdownTimeout == 0 {
+		return DefaultShutdownTimeout
+	}
+	return time.Duration(c.ShutdownTimeout)
+}
+
+// window is a daily local-time interval [start, end) in minutes since
+// midnight; end < start wraps past midnight. The zero window (always)
+// has start == end == -1.
+type window struct{ start, end int }
+
+func parseWindow(s string) (window, error) {
+	if s == "" {
+		return window{-1, -1}, nil
+	}
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		return window{}, fmt.Errorf("%q is not HH:MM-HH:MM", s)
+	}
+	start, err := parseClock(a)
+	if err != nil {
+		return window{}, err
+	}
+	end, err := parseClock(b)
+	if err != nil {
+		return window{}, err
+	}
+	if start == end {
+		return window{}, fmt.Errorf("%q is empty (start equals end); leave it empty to train at any time", s)
+	}
+	return window{start, end}, nil
+}
+
+func parseClock(s string) (int, error) {
+	t, err := time.Parse("15:04", strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a HH:MM time", s)
+	}
+	return t.Hour()*60 + t.Minute(), nil
+}
+
+// contains reports whether local time t falls inside the window.
+func (w window) contains(t time.Time) bool {
+	if w.start < 0 {
+		return true
+	}
+	m := t.Hour()*60 + t.Minute()
+	if w.start < w.end {
+		return m >= w.start && m < w.end
+	}
+	return m >= w.start || m < w.end
+}

@@ -1,0 +1,240 @@
+package agent
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/fedge/fedge/tensor"
+)
+
+// MaxPredictBody bounds the body of a /v1/predict request (8 MiB: about a
+// thousand MNIST images as JSON); larger bodies get 413.
+const MaxPredictBody = 8 << 20
+
+// servedModel is an immutable model being served: swapping models replaces
+// the pointer, so a request sees either the old model or the new one,
+// never a mixture.
+type servedModel struct {
+	version   uint64
+	hash      [32]byte
+	rolledOut time.Time
+	model     *tensor.Model
+}
+
+func newServedModel(rec *modelRecord) (*servedModel, error) {
+	m, err := tensor.UnmarshalModel(rec.blob)
+	if err != nil {
+		return nil, err
+	}
+	if m.Hash() != rec.hash {
+		return nil, fmt.Errorf("%w: model %d does not match its recorded hash", ErrCorruptStore, rec.version)
+	}
+	return &servedModel{version: rec.version, hash: rec.hash, rolledOut: rec.rolledOut, model: m}, nil
+}
+
+// inferenceServer serves local predictions from the current model.
+type inferenceServer struct {
+	served *atomic.Pointer[servedModel]
+	m      *metrics
+	health func() healthResponse
+}
+
+// PredictRequest is the body of POST /v1/predict: a batch of examples,
+// each with the model's number of input features (784 for MNIST models),
+// in the model's input layout.
+type PredictRequest struct {
+	Inputs [][]float32 `json:"inputs"`
+}
+
+// PredictResponse is the answer of /v1/predict: the version of the model
+// that produced every prediction, and for each input its most probable
+// class and the class probabilities.
+type PredictResponse struct {
+	ModelVersion uint64       `json:"model_version"`
+	Predictions  []Prediction `json:"predictions"`
+}
+
+// Prediction is one input's result.
+type Prediction struct {
+	Class         int       `json:"class"`
+	Probabilities []float32 `json:"probabilities"`
+}
+
+// ModelInfo is the answer of GET /v1/model.
+type ModelInfo struct {
+	Version     uint64      `json:"version"`
+	Hash        string      `json:"hash"`
+	Spec        tensor.Spec `json:"spec"`
+	Features    int         `json:"features"`
+	Classes     int         `json:"classes"`
+	Params      int         `json:"params"`
+	RolledOutAt time.Time   `json:"rolled_out_at"`
+}
+
+type healthResponse struct {
+	Status       string `json:"status"`
+	ModelVersion uint64 `json:"model_version"`
+	Connected    bool   `json:"connected"`
+	Enrolled     bool   `json:"enrolled"`
+}
+
+type errorResponse struct {
+	Error string `json:"error"`
+}
+
+func (s *inferenceServer) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/v1/predict", s.instrument("/v1/predict", http.MethodPost, s.predict))
+	mux.Handle("/v1/model", s.instrument("/v1/model", http.MethodGet, s.modelInfo))
+	mux.Handle("/healthz", s.instrument("/healthz", http.MethodGet, s.healthz))
+	mux.Handle("/metrics", s.instrument("/metrics", http.MethodGet, s.metrics))
+	return mux
+}
+
+// statusWriter remembers the status code a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// instrument checks the method and counts the request by status code;
+// predict requests also feed the latency histogram.
+func (s *inferenceServer) instrument(path, method string, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+			sw.Header().Set("Allow", method)
+			writeError(sw, http.StatusMethodNotAllowed, "use "+method)
+		} else {
+			h(sw, r)
+		}
+		s.m.request(path, sw.code)
+		if path == "/v1/predict" {
+			s.m.observe(time.Since(start))
+		}
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code, b = http.StatusInternalServerError, []byte(`{"error":"encoding the response failed"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, errorResponse{Error: msg})
+}
+
+func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
+	cur := s.served.Load()
+	if cur == nil {
+		writeError(w, http.StatusServiceUnavailable, "no model yet: the agent has not received a global model")
+		return
+	}
+	var req PredictRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxPredictBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var tooBig *http.MaxBytesError
+		var typeErr *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &tooBig):
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds %d bytes; split the batch", MaxPredictBody))
+		case errors.As(err, &typeErr) && typeErr.Value == "number":
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid input at %s: every feature must be a finite float32", typeErr.Field))
+		default:
+			writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
+		}
+		return
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "malformed JSON: trailing data after the request object")
+		return
+	}
+	m := cur.model
+	f := m.Features()
+	n := len(req.Inputs)
+	if n == 0 {
+		writeError(w, http.StatusBadRequest, `no inputs: send {"inputs": [[...], ...]}`)
+		return
+	}
+	x := make([]float32, 0, n*f)
+	for i, row := range req.Inputs {
+		if len(row) != f {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("input %d has %d features; model %d takes %d", i, len(row), cur.version, f))
+			return
+		}
+		for j, v := range row {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("input %d feature %d is not finite", i, j))
+				return
+			}
+		}
+		x = append(x, row...)
+	}
+	probs, err := m.Predict(x, n)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "prediction failed: "+err.Error())
+		return
+	}
+	c := m.Classes()
+	resp := PredictResponse{ModelVersion: cur.version, Predictions: make([]Prediction, n)}
+	for i := range n {
+		p := probs[i*c : (i+1)*c]
+		resp.Predictions[i] = Prediction{Class: argmax(p), Probabilities: p}
+	}
+	s.m.samples.Add(uint64(n))
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func argmax(p []float32) int {
+	best := 0
+	for i, v := range p {
+		if v > p[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+func (s *inferenceServer) modelInfo(w http.ResponseWriter, r *http.Request) {
+	cur := s.served.Load()
+	if cur == nil {
+		writeError(w, http.StatusServiceUnavailable, "no model yet")
+		return
+	}
+	writeJSON(w, http.StatusOK, ModelInfo{
+		Version: cur.version, Hash: hex.EncodeToString(cur.hash[:]), Spec: cur.model.Spec,
+		Features: cur.model.Features(), Classes: cur.model.Classes(), Params: cur.model.NumParams(),
+		RolledOutAt: cur.rolledOut.UTC(),
+	})
+}
+
+func (s *inferenceServer) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.health())
+}
+
+func (s *inferenceServer) metrics(w http.ResponseWriter, r *http.Request) {
+	var v uint64
+	if cur := s.served.Load(); cur != nil {
+		v = cur.version
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	_ = s.m.write(w, v)
+}

@@ -1,0 +1,187 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/fedge/fedge/protocol"
+	"github.com/fedge/fedge/tensor"
+)
+
+// ErrModelHash reports a downloaded or cached model whose parameters do
+// not hash to the version's announced hash.
+var ErrModelHash = errors.New("agent: model hash mismatch")
+
+// maxModelBytes bounds a model download held in memory.
+const maxModelBytes = tensor.DefaultMaxModelBytes
+
+// conn is what the agent needs of a coordinator session.
+// *protocol.Session implements it; tests drive rounds through an
+// in-memory twin that records every message.
+type conn interface {
+	// Request sends m and waits for the reply (a *protocol.Error or
+	// *protocol.Redirect comes back as the error).
+	Request(ctx context.Context, m protocol.Message) (protocol.Message, error)
+	// FetchBlob downloads a blob into dst, resuming at p.Offset.
+	FetchBlob(ctx context.Context, req protocol.Message, dst io.WriterAt, p *protocol.BlobProgress) error
+}
+
+var _ conn = (*protocol.Session)(nil)
+
+// memFile is an io.WriterAt over a growing byte slice, bounded by limit.
+type memFile struct {
+	b     []byte
+	limit int64
+}
+
+func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
+	end := off + int64(len(p))
+	if off < 0 || end > f.limit {
+		return 0, fmt.Errorf("agent: model download exceeds %d bytes", f.limit)
+	}
+	if end > int64(len(f.b)) {
+		if end > int64(cap(f.b)) {
+			nb := make([]byte, end, max(end, 2*int64(cap(f.b))))
+			copy(nb, f.b)
+			f.b = nb
+		} else {
+			f.b = f.b[:end]
+		}
+	}
+	copy(f.b[off:], p)
+	return len(p), nil
+}
+
+// download is a model transfer that survives a lost session: the next
+// attempt for the same version resumes at the verified prefix.
+type download struct {
+	version uint64
+	p       protocol.BlobProgress
+	buf     memFile
+}
+
+// fetchModel downloads model version and checks it against want (the raw
+// bytes of tensor.Model.Hash; zero skips the check). It returns the model
+// file bytes and the decoded model.
+func (a *Agent) fetchModel(ctx context.Context, c conn, version uint64, want protocol.Hash) ([]byte, *tensor.Model, error) {
+	a.dlMu.Lock()
+	defer a.dlMu.Unlock()
+	d := a.dl
+	if d == nil || d.version != version {
+		d = &download{version: version, buf: memFile{limit: maxModelBytes}}
+		a.dl = d
+	} else if d.p.Offset > 0 {
+		a.log.Debug("resuming model download", "version", version, "offset", d.p.Offset)
+	}
+	start := time.Now()
+	err := c.FetchBlob(ctx, &protocol.ModelRequest{Version: version, Offset: d.p.Offset}, &d.buf, &d.p)
+	if errors.Is(err, protocol.ErrBlobChanged) {
+		d.buf.b = d.buf.b[:0]
+		err = c.FetchBlob(ctx, &protocol.ModelRequest{Version: version, Offset: d.p.Offset}, &d.buf, &d.p)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent.fetchModel %d: %w", version, err)
+	}
+	a.dl = nil
+	if uint64(len(d.buf.b)) < d.p.Info.Size {
+		return nil, nil, fmt.Errorf("agent.fetchModel %d: short download", version)
+	}
+	blob := d.buf.b[:d.p.Info.Size]
+	m, err := tensor.UnmarshalModel(blob)
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent.fetchModel %d: %w", version, err)
+	}
+	if h := m.Hash(); !want.IsZero() && h != want {
+		return nil, nil, fmt.Errorf("agent.fetchModel %d: %w: got %x, want %x", version, ErrModelHash, h[:8], want[:8])
+	}
+	a.log.Debug("model downloaded", "version", version, "bytes", len(blob), "took", time.Since(start).Round(time.Millisecond))
+	return blob, m, nil
+}
+
+// storedModel looks for version among the served models and the cached
+// training bases; it returns nil if none holds it with the wanted hash.
+func (a *Agent) storedModel(version uint64, want protocol.Hash) ([]byte, *tensor.Model, error) {
+	var blobs [][]byte
+	for _, which := range [][]byte{keyCurrent, keyPrevious} {
+		rec, err := a.st.model(which)
+		if err != nil {
+			return nil, nil, err
+		}
+		if rec != nil && rec.version == version {
+			blobs = append(blobs, rec.blob)
+		}
+	}
+	b, err := a.st.base(version)
+	if err != nil {
+		return nil, nil, err
+	}
+	if b != nil {
+		blobs = append(blobs, b)
+	}
+	for _, blob := range blobs {
+		m, err := tensor.UnmarshalModel(blob)
+		if err != nil {
+			a.log.Warn("stored model does not decode; fetching it again", "version", version, "err", err)
+			continue
+		}
+		if want.IsZero() || m.Hash() == want {
+			return blob, m, nil
+		}
+	}
+	return nil, nil, nil
+}
+
+// modelFor returns a fresh copy of model version: from the store if held,
+// else downloaded and cached as a training base.
+func (a *Agent) modelFor(ctx context.Context, c conn, version uint64, want protocol.Hash) (*tensor.Model, error) {
+	_, m, err := a.storedModel(version, want)
+	if err != nil || m != nil {
+		return m, err
+	}
+	blob, m, err := a.fetchModel(ctx, c, version, want)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.st.putBase(version, blob); err != nil {
+		a.log.Warn("caching the training base model", "version", version, "err", err)
+	}
+	return m, nil
+}
+
+// startSync starts serving the announced model in the background, unless
+// a sync is already running.
+func (a *Agent) startSync(ctx context.Context, c conn, ann *protocol.ModelAnnounce) {
+	if s := a.served.Load(); s != nil && s.version == ann.Version {
+		return
+	}
+	if !a.syncing.CompareAndSwap(false, true) {
+		return
+	}
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
+		defer a.syncing.Store(false)
+		if err := a.syncModel(ctx, c, ann); err != nil && ctx.Err() == nil {
+			a.log.Warn("model rollout failed; will retry at the next announcement", "version", ann.Version, "err", err)
+		}
+	}()
+}
+
+// syncModel gets the announced version (from the store for a rollback,
+// else by download) and swaps it in.
+func (a *Agent) syncModel(ctx context.Context, c conn, ann *protocol.ModelAnnounce) error {
+	blob, m, err := a.storedModel(ann.Version, ann.Hash)
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		if blob, m, err = a.fetchModel(ctx, c, ann.Version, ann.Hash); err != nil {
+			return err
+		}
+	}
+	rec := &modelRecord{version: ann.Version, hash: m.Hash(), rolledOut: a.now(), blob: blob}
+	return a.swapModel(rec, m)
+}

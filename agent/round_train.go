@@ -1,0 +1,308 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"time"
+
+	"github.com/fedge/fedge/crypto/dp"
+	"github.com/fedge/fedge/crypto/secagg"
+	"github.com/fedge/fedge/protocol"
+	"github.com/fedge/fedge/tensor"
+)
+
+// trainMargin is the share of the time left before the training deadline
+// kept for encoding and sending: training stops early past it, and the
+// agent submits the partial update.
+const trainMargin = 0.1
+
+// roundConfig decodes a round's secure-aggregation configuration and finds
+// the agent's participant ID in it (the entry carrying its identity key).
+func (a *Agent) roundConfig(b []byte) (*secagg.Config, uint32, error) {
+	var cfg secagg.Config
+	if err := cfg.UnmarshalBinary(b); err != nil {
+		return nil, 0, fmt.Errorf("secagg config: %w", err)
+	}
+	a.mu.Lock()
+	pub := a.ident.key.Public()
+	a.mu.Unlock()
+	for _, p := range cfg.Participants {
+		if p.SigningKey.Equal(pub) {
+			return &cfg, p.ID, nil
+		}
+	}
+	return nil, 0, errors.New("secagg config does not list this agent's key")
+}
+
+// cryptoRand returns a generator seeded from crypto/rand.
+func cryptoRand() (*mrand.Rand, error) {
+	var seed [32]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, err
+	}
+	return mrand.New(mrand.NewChaCha8(seed)), nil
+}
+
+// trainRound runs a training round: train from the plan's model on the
+// local training split, and send the update, masked under SecAgg+ unless
+// the round runs without it.
+func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *protocol.RoundPlan) error {
+	var cfg *secagg.Config
+	var pid uint32
+	if len(plan.SecAgg) > 0 {
+		var err error
+		if cfg, pid, err = a.roundConfig(plan.SecAgg); err != nil {
+			return err
+		}
+		if cfg.Quantizer == nil {
+			return errors.New("training round's secagg config has no quantizer")
+		}
+	}
+	st.stage.Store(uint32(protocol.StageTrain))
+	start, err := a.modelFor(ctx, c, plan.ModelVersion, plan.ModelHash)
+	if err != nil {
+		return err
+	}
+	train := a.data.train
+	if start.Features() != train.Features() || start.Classes() < train.Classes {
+		return fmt.Errorf("model %d takes %d features and %d classes, local data has %d and %d",
+			plan.ModelVersion, start.Features(), start.Classes(), train.Features(), train.Classes)
+	}
+	dim := start.NumParams() + protocol.UpdateMetrics
+	if cfg != nil && cfg.Dim != cfg.Quantizer.EncodedLen(dim) {
+		return fmt.Errorf("secagg dimension %d does not fit model %d (%d parameters)", cfg.Dim, plan.ModelVersion, start.NumParams())
+	}
+
+	trained := start.Clone()
+	opt, err := optimizer(plan, start.Params)
+	if err != nil {
+		return err
+	}
+	var seed [8]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return err
+	}
+	trainBy := st.deadline(protocol.StageTrain).Add(-deadlineGrace)
+	trainBy = trainBy.Add(-time.Duration(trainMargin * float64(time.Until(trainBy))))
+	tctx, cancel := context.WithDeadline(ctx, trainBy)
+	stats, err := tensor.Train(tctx, trained, train, tensor.TrainConfig{
+		Epochs: int(plan.Epochs), BatchSize: int(plan.BatchSize), Seed: binary.LittleEndian.Uint64(seed[:]), Optimizer: opt,
+	})
+	cancel()
+	switch {
+	case err == nil:
+	case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) && stats.Steps > 0:
+		a.log.Info("training deadline reached; sending the partial update", "round", plan.RoundID, "steps", stats.Steps, "epochs", stats.Epochs)
+	default:
+		return fmt.Errorf("training: %w", err)
+	}
+	delta := make([]float32, start.NumParams())
+	for i := range delta {
+		delta[i] = trained.Params[i] - start.Params[i]
+	}
+	if plan.DP.ClipNorm > 0 {
+		dp.ClipL2(delta, plan.DP.ClipNorm)
+	}
+	clip := 1.0
+	if cfg != nil {
+		clip = float64(cfg.Quantizer.Clip)
+	}
+	vec := protocol.AppendUpdateMetrics(delta, clip, stats.Loss, stats.Accuracy)
+	n := train.Len()
+	a.log.Debug("trained", "round", plan.RoundID, "examples", n, "loss", stats.Loss, "accuracy", stats.Accuracy, "took", stats.Duration)
+
+	if cfg == nil {
+		if a.observeUpdate != nil {
+			a.observeUpdate(vec, nil)
+		}
+		payload := protocol.EncodePlainUpdate(vec, uint32(min(n, 1<<31)))
+		_, err := a.request(ctx, c, st, protocol.StageMaskedInput, &protocol.MaskedInput{RoundID: plan.RoundID, Payload: payload}, len(payload))
+		return err
+	}
+	q := cfg.Quantizer
+	weight := uint32(1)
+	if q.MaxWeight > 0 {
+		weight = uint32(min(uint64(n), uint64(q.MaxWeight)))
+	}
+	rng, err := cryptoRand()
+	if err != nil {
+		return err
+	}
+	x := make([]uint32, q.EncodedLen(len(vec)))
+	if err := q.Encode(x, vec, weight, rng); err != nil {
+		return fmt.Errorf("encoding the update: %w", err)
+	}
+	if plan.DP.NoiseStdDev > 0 {
+		levels := float64(uint32(1)<<(q.Bits-1) - 1)
+		src, err := dp.NewCryptoSource()
+		if err != nil {
+			return err
+		}
+		if err := dp.AddNoiseFixedPoint(x[:len(delta)], plan.DP.NoiseStdDev*levels/float64(q.Clip), src); err != nil {
+			return fmt.Errorf("DP noise: %w", err)
+		}
+	}
+	if a.observeUpdate != nil {
+		a.observeUpdate(vec, x)
+	}
+	return a.secureSum(ctx, c, st, cfg, pid, x)
+}
+
+// optimizer builds the plan's local optimizer; FedProx's proximal term
+// pulls toward a copy of the start weights.
+func optimizer(plan *protocol.RoundPlan, start []float32) (tensor.Optimizer, error) {
+	var prox tensor.Proximal
+	if plan.Mu > 0 {
+		prox = tensor.Proximal{Mu: float32(plan.Mu), Center: append([]float32(nil), start...)}
+	}
+	switch plan.Optimizer {
+	case "", "sgd":
+		return tensor.NewSGD(tensor.SGDConfig{LR: float32(plan.LR), Momentum: float32(plan.Momentum), WeightDecay: float32(plan.WeightDecay), Proximal: prox}), nil
+	case "adam":
+		return tensor.NewAdam(tensor.AdamConfig{LR: float32(plan.LR), WeightDecay: float32(plan.WeightDecay), Proximal: prox}), nil
+	}
+	return nil, fmt.Errorf("unknown optimizer %q", plan.Optimizer)
+}
+
+// evalRound evaluates the candidate and the baseline on the held-out split
+// and sends the sums under SecAgg+.
+func (a *Agent) evalRound(ctx context.Context, c conn, st *roundState, req *protocol.EvalRequest) error {
+	cfg, pid, err := a.roundConfig(req.SecAgg)
+	if err != nil {
+		return err
+	}
+	if cfg.Dim != protocol.EvalDim {
+		return fmt.Errorf("evaluation secagg dimension %d, want %d", cfg.Dim, protocol.EvalDim)
+	}
+	st.stage.Store(uint32(protocol.StageTrain))
+	sums := func(version uint64, hash protocol.Hash) (protocol.EvalSums, error) {
+		if version == 0 {
+			return protocol.EvalSums{}, nil
+		}
+		m, err := a.modelFor(ctx, c, version, hash)
+		if err != nil {
+			return protocol.EvalSums{}, err
+		}
+		met, err := tensor.Evaluate(m, a.data.heldOut)
+		if err != nil {
+			return protocol.EvalSums{}, fmt.Errorf("evaluating model %d: %w", version, err)
+		}
+		return protocol.EvalSums{Correct: uint32(met.Correct), Total: uint32(met.Total), LossSum: met.LossSum}, nil
+	}
+	cand, err := sums(req.ModelVersion, req.ModelHash)
+	if err != nil {
+		return err
+	}
+	base, err := sums(req.BaselineVersion, req.BaselineHash)
+	if err != nil {
+		return err
+	}
+	a.log.Debug("evaluated", "round", req.RoundID, "candidate", req.ModelVersion, "baseline", req.BaselineVersion, "examples", cand.Total)
+	return a.secureSum(ctx, c, st, cfg, pid, protocol.EncodeEval(cand, base))
+}
+
+// secureSum runs the agent's side of the five SecAgg+ stages on x. An
+// error reply from the coordinator (the agent was dropped, the round
+// closed) ends it.
+func (a *Agent) secureSum(ctx context.Context, c conn, st *roundState, cfg *secagg.Config, pid uint32, x []uint32) error {
+	a.mu.Lock()
+	key := a.ident.key
+	a.mu.Unlock()
+	cl, err := secagg.NewClient(cfg, pid, key, rand.Reader)
+	if err != nil {
+		return err
+	}
+	id := st.invite.RoundID
+	adv, err := cl.AdvertiseKeys()
+	if err != nil {
+		return err
+	}
+	var kl secagg.KeyList
+	if err := a.stage(ctx, c, st, protocol.StageAdvertiseKeys, adv, func(p []byte) protocol.Message {
+		return &protocol.AdvertiseKeys{RoundID: id, Payload: p}
+	}, &kl); err != nil {
+		return err
+	}
+	sk, err := cl.ShareKeys(&kl)
+	if err != nil {
+		return err
+	}
+	var sl secagg.ShareList
+	if err := a.stage(ctx, c, st, protocol.StageShareKeys, sk, func(p []byte) protocol.Message {
+		return &protocol.ShareKeys{RoundID: id, Payload: p}
+	}, &sl); err != nil {
+		return err
+	}
+	mi, err := cl.MaskedInput(&sl, x)
+	if err != nil {
+		return err
+	}
+	var sv secagg.SurvivorList
+	if err := a.stage(ctx, c, st, protocol.StageMaskedInput, mi, func(p []byte) protocol.Message {
+		return &protocol.MaskedInput{RoundID: id, Payload: p}
+	}, &sv); err != nil {
+		return err
+	}
+	cc, err := cl.ConsistencyCheck(&sv)
+	if err != nil {
+		return err
+	}
+	var sigs secagg.SignatureList
+	if err := a.stage(ctx, c, st, protocol.StageConsistencyCheck, cc, func(p []byte) protocol.Message {
+		return &protocol.ConsistencyCheck{RoundID: id, Payload: p}
+	}, &sigs); err != nil {
+		return err
+	}
+	um, err := cl.Unmask(&sigs)
+	if err != nil {
+		return err
+	}
+	return a.stage(ctx, c, st, protocol.StageUnmask, um, func(p []byte) protocol.Message {
+		return &protocol.Unmask{RoundID: id, Payload: p}
+	}, nil)
+}
+
+type binaryMarshaler interface{ MarshalBinary() ([]byte, error) }
+type binaryUnmarshaler interface{ UnmarshalBinary([]byte) error }
+
+// stage sends one SecAgg+ message and decodes the relay's payload into
+// out (nil for the last stage, whose relay is empty).
+func (a *Agent) stage(ctx context.Context, c conn, st *roundState, s protocol.Stage, msg binaryMarshaler,
+	wrap func([]byte) protocol.Message, out binaryUnmarshaler) error {
+	payload, err := msg.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	resp, err := a.request(ctx, c, st, s, wrap(payload), len(payload))
+	if err != nil {
+		return err
+	}
+	var relay []byte
+	switch r := resp.(type) {
+	case *protocol.AdvertiseKeysRelay:
+		relay = r.Payload
+	case *protocol.ShareKeysRelay:
+		relay = r.Payload
+	case *protocol.MaskedInputRelay:
+		relay = r.Payload
+	case *protocol.ConsistencyCheckRelay:
+		relay = r.Payload
+	case *protocol.UnmaskRelay:
+		relay = r.Payload
+	case *protocol.Ack:
+	default:
+		return fmt.Errorf("stage %d: unexpected %v reply", s, resp.Type())
+	}
+	if out == nil {
+		return nil
+	}
+	if err := out.UnmarshalBinary(bytes.Clone(relay)); err != nil {
+		return fmt.Errorf("stage %d relay: %w", s, err)
+	}
+	return nil
+}

@@ -1,0 +1,480 @@
+package agent
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/fedge/fedge/crypto/identity"
+	"github.com/fedge/fedge/protocol"
+)
+
+// Connection tuning.
+const (
+	backoffMin         = 200 * time.Millisecond
+	backoffMax         = 30 * time.Second
+	maxRedirects       = 4 // redirects followed in a row before backing off
+	authFailuresToStop = 3 // consecutive refusals of the certificate that end Run
+	defaultHeartbeat   = 5 * time.Second
+	heartbeatFailures  = 3 // failed heartbeats in a row that end a session
+	renewRetry         = time.Minute
+	// stableSession is how long a session must last for the backoff to
+	// start over at its minimum.
+	stableSession = 30 * time.Second
+)
+
+// errRenewed ends a session after a certificate renewal, so the next one
+// presents the new certificate.
+var errRenewed = errors.New("agent: certificate renewed")
+
+// backoff is a jittered exponential backoff: each wait is drawn uniformly
+// from [d/2, d] with d doubling from backoffMin to backoffMax.
+type backoff struct{ d time.Duration }
+
+func (b *backoff) next() time.Duration {
+	if b.d == 0 {
+		b.d = backoffMin
+	} else {
+		b.d = min(2*b.d, backoffMax)
+	}
+	half := b.d / 2
+	return half + time.Duration(mrand.Int64N(int64(half)+1))
+}
+
+func (b *backoff) reset() { b.d = 0 }
+
+// sleep waits d or until ctx ends, and reports whether ctx is still alive.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// isAuthRefusal reports whether err is the cluster refusing the agent's
+// certificate: a TLS alert from the server, a close for unauthorized, or a
+// Hello refused as unauthorized or revoked.
+func isAuthRefusal(err error) bool {
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		return pe.Code == protocol.CodeUnauthorized || pe.Code == protocol.CodeRevoked
+	}
+	var te *quic.TransportError
+	if errors.As(err, &te) {
+		return te.Remote && te.ErrorCode.IsCryptoError()
+	}
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) {
+		return ae.Remote && ae.ErrorCode == protocol.CloseUnauthorized
+	}
+	return errors.Is(err, protocol.ErrUnauthorized)
+}
+
+// addrs cycles through the configured coordinators, taking a redirect
+// target first when there is one.
+type addrs struct {
+	list       []string
+	i          int
+	redirect   string
+	redirected int
+}
+
+func (r *addrs) next() string {
+	if r.redirect != "" {
+		a := r.redirect
+		r.redirect = ""
+		return a
+	}
+	a := r.list[r.i%len(r.list)]
+	r.i++
+	return a
+}
+
+// follow records a redirect and reports whether to follow it at once.
+func (r *addrs) follow(err error, from string) bool {
+	var rd *protocol.Redirect
+	if !errors.As(err, &rd) || rd.Addr == "" || rd.Addr == from || r.redirected >= maxRedirects {
+		r.redirected = 0
+		return false
+	}
+	r.redirect = rd.Addr
+	r.redirected++
+	return true
+}
+
+// connLoop enrolls if needed, then keeps a session with the leader until
+// ctx ends or the cluster refuses the agent.
+func (a *Agent) connLoop(ctx context.Context) error {
+	a.mu.Lock()
+	enrolled := a.cert != nil
+	a.mu.Unlock()
+	if !enrolled {
+		if err := a.enroll(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	} else if a.cfg.JoinToken != "" {
+		a.log.Debug("already enrolled: the join token is not used", "agent", a.ID())
+	}
+	var bo backoff
+	ad := &addrs{list: a.cfg.Coordinators}
+	authFails := 0
+	for ctx.Err() == nil {
+		addr := ad.next()
+		sess, err := a.dialAgent(ctx, addr)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if ad.follow(err, addr) {
+				a.log.Debug("redirected to the leader", "from", addr, "to", ad.redirect)
+				continue
+			}
+			if isAuthRefusal(err) {
+				authFails++
+				a.log.Warn("coordinator refused the agent's certificate", "addr", addr, "refusals", authFails, "err", err)
+				if authFails >= authFailuresToStop {
+					return a.refused(err)
+				}
+			} else {
+				a.log.Info("cannot reach coordinator", "addr", addr, "err", err)
+			}
+			if !sleep(ctx, bo.next()) {
+				return nil
+			}
+			continue
+		}
+		authFails, ad.redirected = 0, 0
+		began := time.Now()
+		err = a.runSession(ctx, sess)
+		sess.Close()
+		a.m.connected.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(began) > stableSession {
+			bo.reset()
+		}
+		switch {
+		case errors.Is(err, errRenewed):
+			continue
+		case ad.follow(err, addr):
+			a.log.Info("coordinator lost leadership; following the redirect", "to", ad.redirect)
+			continue
+		}
+		a.log.Info("session with coordinator ended; reconnecting", "addr", addr, "err", err)
+		if !sleep(ctx, bo.next()) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// refused logs the one clear line an operator needs and returns the error
+// that stops Run.
+func (a *Agent) refused(last error) error {
+	a.mu.Lock()
+	cert := a.cert
+	a.mu.Unlock()
+	if cert != nil && !a.now().Before(cert.NotAfter) {
+		a.log.Error("certificate expired: the agent was offline longer than its certificate lives; enroll again with a new join token",
+			"agent", a.ID(), "expired", cert.NotAfter, "err", last)
+		return ErrCertExpired
+	}
+	a.log.Error("certificate revoked or not recognised by the cluster", "agent", a.ID(), "err", last)
+	return ErrRevoked
+}
+
+// dialAgent opens an authenticated agent session with addr.
+func (a *Agent) dialAgent(ctx context.Context, addr string) (*protocol.Session, error) {
+	a.mu.Lock()
+	key, id, certDER, roots := a.ident.key, a.ident.id, a.ident.cert, a.roots
+	a.mu.Unlock()
+	tc, err := identity.TLSCertificate(key, certDER, nil)
+	if err != nil {
+		return nil, fmt.Errorf("agent.dialAgent: %w", err)
+	}
+	tlsConf, err := identity.AgentConfig(tc, roots, protocol.ALPNAgent)
+	if err != nil {
+		return nil, fmt.Errorf("agent.dialAgent: %w", err)
+	}
+	hello := protocol.Hello{AgentID: id, Software: a.software}
+	if s := a.served.Load(); s != nil {
+		hello.ModelVersion, hello.ModelHash = s.version, s.hash
+	}
+	return protocol.Dial(ctx, addr, tlsConf, protocol.ALPNAgent, &protocol.Config{Hello: hello, Handler: sessionHandler{a}})
+}
+
+// runSession sends heartbeats, acts on model announcements and renews the
+// certificate until the session or ctx ends. Rounds are served by the
+// session's handler meanwhile.
+func (a *Agent) runSession(ctx context.Context, sess *protocol.Session) error {
+	ack := sess.HelloAck()
+	interval := ack.HeartbeatInterval
+	if interval <= 0 {
+		interval = defaultHeartbeat
+	}
+	a.m.connected.Store(true)
+	a.m.reconnects.Add(1)
+	a.log.Info("connected to coordinator", "node", ack.NodeID, "addr", sess.RemoteAddr(), "heartbeat", interval)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-sess.Done():
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	var seq uint64
+	var lastRenew time.Time
+	failures := 0
+	for {
+		a.mu.Lock()
+		cert := a.cert
+		a.mu.Unlock()
+		if identity.NeedsRenewal(cert, a.now()) && time.Since(lastRenew) > renewRetry {
+			lastRenew = time.Now()
+			err := a.renew(sctx, sess)
+			if err == nil {
+				return errRenewed
+			}
+			var rd *protocol.Redirect
+			if errors.As(err, &rd) || sctx.Err() != nil {
+				return err
+			}
+			a.log.Warn("certificate renewal failed; will retry", "err", err, "expires", cert.NotAfter)
+		}
+		seq++
+		resp, err := a.heartbeat(sctx, sess, seq, interval)
+		switch {
+		case sctx.Err() != nil:
+			if err := sess.Err(); err != nil {
+				return err
+			}
+			return ctx.Err()
+		case err != nil:
+			var rd *protocol.Redirect
+			if errors.As(err, &rd) {
+				return err
+			}
+			failures++
+			a.log.Debug("heartbeat failed", "err", err, "failures", failures)
+			if failures >= heartbeatFailures {
+				return fmt.Errorf("agent: %d heartbeats failed: %w", failures, err)
+			}
+		default:
+			failures = 0
+			if ann, ok := resp.(*protocol.ModelAnnounce); ok {
+				a.startSync(sctx, sess, ann)
+			}
+		}
+		select {
+		case <-sctx.Done():
+			if err := sess.Err(); err != nil {
+				return err
+			}
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func (a *Agent) heartbeat(ctx context.Context, sess *protocol.Session, seq uint64, interval time.Duration) (protocol.Message, error) {
+	hctx, cancel := context.WithTimeout(ctx, max(2*interval, 5*time.Second))
+	defer cancel()
+	a.mu.Lock()
+	busy := a.round != nil
+	a.mu.Unlock()
+	return sess.Request(hctx, &protocol.Heartbeat{Seq: seq, Sent: a.now(), ModelVersion: a.ModelVersion(), Busy: busy})
+}
+
+// renew asks for a new certificate for the same key over the session and
+// stores it.
+func (a *Agent) renew(ctx context.Context, sess *protocol.Session) error {
+	a.mu.Lock()
+	key, id, caDER := a.ident.key, a.ident.id, a.ident.ca
+	a.mu.Unlock()
+	csr, err := identity.NewCSR(key, id)
+	if err != nil {
+		return fmt.Errorf("agent.renew: %w", err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := sess.Request(rctx, &protocol.EnrollRequest{CSR: csr})
+	if err != nil {
+		return fmt.Errorf("agent.renew: %w", err)
+	}
+	er, ok := resp.(*protocol.EnrollResponse)
+	if !ok {
+		return fmt.Errorf("agent.renew: unexpected %v reply", resp.Type())
+	}
+	if _, err := a.checkCert(er, id, key, caDER); err != nil {
+		return fmt.Errorf("agent.renew: %w", err)
+	}
+	if err := a.st.saveCert(er.Cert); err != nil {
+		return fmt.Errorf("agent.renew: %w", err)
+	}
+	if err := a.setCredentials(er.Cert, caDER, [32]byte{}); err != nil {
+		return fmt.Errorf("agent.renew: %w", err)
+	}
+	a.mu.Lock()
+	exp := a.cert.NotAfter
+	a.mu.Unlock()
+	a.log.Info("certificate renewed", "agent", id, "expires", exp)
+	return nil
+}
+
+// checkCert verifies an issued certificate: it chains to caDER now, names
+// this agent and certifies this key.
+func (a *Agent) checkCert(er *protocol.EnrollResponse, id string, key ed25519.PrivateKey, caDER []byte) (*x509.Certificate, error) {
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(er.Cert)
+	if err != nil {
+		return nil, fmt.Errorf("issued certificate: %w", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	who, err := identity.VerifyCertificate(cert, roots, a.now())
+	if err != nil {
+		return nil, err
+	}
+	if who.Role != identity.RoleAgent || who.ID != id {
+		return nil, fmt.Errorf("issued certificate names %s, not agent %s", who, id)
+	}
+	if pub, ok := cert.PublicKey.(ed25519.PublicKey); !ok || !pub.Equal(key.Public()) {
+		return nil, errors.New("issued certificate is not for this agent's key")
+	}
+	return cert, nil
+}
+
+// enroll turns the join token into a certificate. The key and ID are
+// created (and stored) before the first attempt, so retries and restarts
+// use the same ones.
+func (a *Agent) enroll(ctx context.Context) error {
+	if a.cfg.JoinToken == "" {
+		a.log.Error("not enrolled: set join_token (fedge agent -join-token ...) for the first start", "data_dir", a.cfg.DataDir)
+		return ErrNotEnrolled
+	}
+	_, pin, err := identity.ParseJoinToken(a.cfg.JoinToken)
+	if err != nil {
+		return fmt.Errorf("agent.enroll: %w", err)
+	}
+	a.mu.Lock()
+	haveKey := a.ident.key != nil
+	a.mu.Unlock()
+	if !haveKey {
+		key, err := identity.NewKey(rand.Reader)
+		if err != nil {
+			return fmt.Errorf("agent.enroll: %w", err)
+		}
+		id, err := identity.NewAgentID(rand.Reader)
+		if err != nil {
+			return fmt.Errorf("agent.enroll: %w", err)
+		}
+		if err := a.st.createIdentity(key, id); err != nil {
+			return fmt.Errorf("agent.enroll: %w", err)
+		}
+		a.mu.Lock()
+		a.ident.key, a.ident.id = key, id
+		a.mu.Unlock()
+	}
+	a.mu.Lock()
+	key, id := a.ident.key, a.ident.id
+	a.mu.Unlock()
+	csr, err := identity.NewCSR(key, id)
+	if err != nil {
+		return fmt.Errorf("agent.enroll: %w", err)
+	}
+	tlsConf, err := identity.EnrollClientConfig(pin, protocol.ALPNEnroll)
+	if err != nil {
+		return fmt.Errorf("agent.enroll: %w", err)
+	}
+	a.log.Info("enrolling with the cluster", "agent", id, "ca_pin", fmt.Sprintf("%x", pin[:8]))
+	var bo backoff
+	ad := &addrs{list: a.cfg.Coordinators}
+	for ctx.Err() == nil {
+		addr := ad.next()
+		er, err := a.enrollOnce(ctx, addr, tlsConf, csr)
+		if err == nil {
+			if err := a.acceptEnrollment(er, pin, id, key); err != nil {
+				return fmt.Errorf("agent.enroll: %w", err)
+			}
+			a.log.Info("enrolled", "agent", id, "coordinator", addr)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if ad.follow(err, addr) {
+			continue
+		}
+		var pe *protocol.Error
+		if errors.As(err, &pe) && (pe.Code == protocol.CodeInvalidToken || pe.Code == protocol.CodeUnauthorized || pe.Code == protocol.CodeBadRequest) {
+			a.log.Error("the cluster refused the enrollment; ask the operator for a new join token", "agent", id, "code", pe.Code, "reason", pe.Message)
+			return fmt.Errorf("%w: %s", ErrTokenRejected, pe.Message)
+		}
+		a.log.Info("enrollment attempt failed; retrying", "addr", addr, "err", err)
+		if !sleep(ctx, bo.next()) {
+			break
+		}
+	}
+	return ctx.Err()
+}
+
+// acceptEnrollment checks the enrollment response against the token's CA
+// pin, the agent's ID and key, and stores it.
+func (a *Agent) acceptEnrollment(er *protocol.EnrollResponse, pin [32]byte, id string, key ed25519.PrivateKey) error {
+	if _, err := identity.VerifyCAPin(er.CACert, pin); err != nil {
+		return err
+	}
+	if er.AgentID != "" && er.AgentID != id {
+		return fmt.Errorf("enrolled as %q, asked for %q", er.AgentID, id)
+	}
+	if _, err := a.checkCert(er, id, key, er.CACert); err != nil {
+		return err
+	}
+	if err := a.st.saveEnrollment(pin, er.Cert, er.CACert); err != nil {
+		return err
+	}
+	return a.setCredentials(er.Cert, er.CACert, pin)
+}
+
+// enrollOnce sends the enrollment request to one coordinator.
+func (a *Agent) enrollOnce(ctx context.Context, addr string, tlsConf *tls.Config, csr []byte) (*protocol.EnrollResponse, error) {
+	sess, err := protocol.Dial(ctx, addr, tlsConf, protocol.ALPNEnroll, &protocol.Config{Hello: protocol.Hello{Software: a.software}})
+	if err != nil {
+		return nil, err
+	}
+	defer sess.Close()
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := sess.Request(rctx, &protocol.EnrollRequest{Token: a.cfg.JoinToken, CSR: csr, Labels: a.cfg.Labels})
+	if err != nil {
+		return nil, err
+	}
+	er, ok := resp.(*protocol.EnrollResponse)
+	if !ok {
+		return nil, fmt.Errorf("unexpected %v reply to enrollment", resp.Type())
+	}
+	return er, nil
+}
