@@ -21,13 +21,13 @@ var defaultKernels = func() []*gemmKernel {
 
 // Cost-model constants, in cycles of one core (measured on Zen 4).
 const (
-	costFMALanes   = 16  // float32 multiply-adds per cycle at the kernels' peak
-	costCall       = 40  // entering and leaving one micro-kernel call
-	costPackRows   = 0.4 // per element of a row-major A block packed by rows
-	costPackShort  = 3   // per element when packing copies runs of mr or nr
-	costPackT      = 0.7 // per element of a transposed B packed by assembly
-	costPackTGo    = 4.4 // per element of a transposed B packed in Go
-	costMergeT     = 6   // per element merged into a transposed C
+	costFMALanes  = 16  // float32 multiply-adds per cycle at the kernels' peak
+	costCall      = 40  // entering and leaving one micro-kernel call
+	costPackRows  = 0.4 // per element of a row-major A block packed by rows
+	costPackShort = 3   // per element when packing copies runs of mr or nr
+	costPackT     = 0.7 // per element of a transposed B packed by assembly
+	costPackTGo   = 4.4 // per element of a transposed B packed in Go
+	costMergeT    = 6   // per element merged into a transposed C
 )
 
 // plan picks the micro-kernel and the orientation with the lowest estimated
