@@ -308,10 +308,17 @@ func applyModelCommit(s *State, hdr, blob []byte) any {
 			return fmt.Errorf("%w: round %d is %s", ErrConflict, r.ID, r.State)
 		}
 	}
+	if c.Model.StateSize < 0 || c.Model.StateSize >= len(blob) {
+		return fmt.Errorf("%w: strategy state of %d bytes in a %d-byte payload", ErrBadEntry, c.Model.StateSize, len(blob))
+	}
 	m := c.Model
 	m.Version = s.NextModel
-	m.Size = len(blob)
-	m.Blob = append([]byte(nil), blob...)
+	split := len(blob) - m.StateSize
+	m.Size = split
+	m.Blob = append([]byte(nil), blob[:split]...)
+	if m.StateSize > 0 {
+		m.StrategyState = append([]byte(nil), blob[split:]...)
+	}
 	s.NextModel++
 	s.Models[m.Version] = &m
 	if c.Round != nil {

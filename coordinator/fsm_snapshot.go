@@ -17,7 +17,8 @@ import (
 // Snapshot format, version 1:
 //
 //	"FEDGESNP" | version byte | uvarint len | JSON State (no blobs) |
-//	uvarint count | count × (uvarint model version | uvarint len | blob) |
+//	uvarint count | count × (uvarint model version | uvarint len | blob |
+//	uvarint len | strategy state) |
 //	SHA-256 of everything before it
 const (
 	snapshotMagic   = "FEDGESNP"
@@ -43,7 +44,7 @@ func (s *State) clone() *State {
 		panic(fmt.Sprintf("coordinator: state does not unmarshal: %v", err))
 	}
 	for v, m := range s.Models {
-		c.Models[v].Blob = m.Blob
+		c.Models[v].Blob, c.Models[v].StrategyState = m.Blob, m.StrategyState
 	}
 	return c
 }
@@ -85,10 +86,12 @@ func writeSnapshot(w io.Writer, s *State) error {
 	}
 	put(uint64(len(versions)))
 	for _, v := range versions {
-		blob := s.Models[v].Blob
+		m := s.Models[v]
 		put(v)
-		put(uint64(len(blob)))
-		bw.Write(blob)
+		put(uint64(len(m.Blob)))
+		bw.Write(m.Blob)
+		put(uint64(len(m.StrategyState)))
+		bw.Write(m.StrategyState)
 	}
 	if err := bw.Flush(); err != nil {
 		return err
@@ -164,6 +167,15 @@ func readSnapshot(rd io.Reader) (*State, error) {
 		}
 		if m.Blob, err = readN(r, size); err != nil {
 			return nil, bad("blob of model %d: %v", v, err)
+		}
+		size, err = binary.ReadUvarint(r)
+		if err != nil || size != uint64(m.StateSize) {
+			return nil, bad("strategy state size of model %d", v)
+		}
+		if size > 0 {
+			if m.StrategyState, err = readN(r, size); err != nil {
+				return nil, bad("strategy state of model %d: %v", v, err)
+			}
 		}
 	}
 	want := h.Sum(nil)

@@ -115,6 +115,10 @@ type ModelRecord struct {
 	Pinned    bool               `json:"pinned,omitempty"`
 	Size      int                `json:"size"`
 	Blob      []byte             `json:"-"`
+	// StrategyState is the server optimizer's memory (momentum, moments)
+	// after this version, so a new leader continues the job exactly.
+	StrategyState []byte `json:"-"`
+	StateSize     int    `json:"state_size,omitempty"`
 }
 
 // Rollout states.
@@ -260,7 +264,7 @@ func (s *State) applyRetention() {
 		if withBlob <= s.KeepModels || m.Pinned || keep[m.Version] {
 			continue
 		}
-		m.Blob = nil
+		m.Blob, m.StrategyState = nil, nil
 	}
 }
 

@@ -1,0 +1,147 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
+
+	"github.com/fedge/fedge/crypto/identity"
+	"github.com/fedge/fedge/protocol"
+)
+
+// AdminClient talks to a coordinator cluster as an operator. It dials
+// the given addresses in turn, follows redirects to the leader for writes,
+// and reuses one session.
+type AdminClient struct {
+	addrs []string
+	tls   *tls.Config
+
+	mu   sync.Mutex
+	sess *protocol.Session
+	addr string
+}
+
+// NewAdminClient returns a client using an admin certificate.
+func NewAdminClient(addrs []string, cert tls.Certificate, roots *x509.CertPool) (*AdminClient, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("coordinator.NewAdminClient: no coordinator addresses")
+	}
+	conf, err := identity.AdminConfig(cert, roots, protocol.ALPNAdmin)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator.NewAdminClient: %w", err)
+	}
+	return &AdminClient{addrs: addrs, tls: conf}, nil
+}
+
+// LoadAdminClient reads an operator credential folder (ca.pem, admin.pem,
+// admin.key, as InitCluster writes it).
+func LoadAdminClient(dir string, addrs []string) (*AdminClient, error) {
+	ca, err := LoadPEMCert(filepath.Join(dir, FileCACert))
+	if err != nil {
+		return nil, fmt.Errorf("coordinator.LoadAdminClient: %w", err)
+	}
+	tc, _, err := LoadKeyPair(filepath.Join(dir, "admin.pem"), filepath.Join(dir, "admin.key"), nil)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator.LoadAdminClient: %w", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	return NewAdminClient(addrs, tc, roots)
+}
+
+// Close ends the session.
+func (c *AdminClient) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sess != nil {
+		err := c.sess.Close()
+		c.sess = nil
+		return err
+	}
+	return nil
+}
+
+// session returns a live session, dialing addr (or each address) if needed.
+func (c *AdminClient) session(ctx context.Context, addr string) (*protocol.Session, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sess != nil && c.sess.Err() == nil && (addr == "" || addr == c.addr) {
+		return c.sess, nil
+	}
+	if c.sess != nil {
+		c.sess.Close()
+		c.sess = nil
+	}
+	targets := c.addrs
+	if addr != "" {
+		targets = []string{addr}
+	}
+	var errs []error
+	for _, a := range targets {
+		s, err := protocol.Dial(ctx, a, c.tls, protocol.ALPNAdmin, &protocol.Config{Hello: protocol.Hello{Software: "fedge-cli"}})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a, err))
+			continue
+		}
+		c.sess, c.addr = s, a
+		return s, nil
+	}
+	return nil, fmt.Errorf("coordinator: no coordinator reachable: %w", errors.Join(errs...))
+}
+
+// Call runs an admin verb: req is encoded as JSON, the answer decoded into
+// resp (if not nil). Redirects to the leader are followed.
+func (c *AdminClient) Call(ctx context.Context, verb string, req, resp any) error {
+	var body []byte
+	if req != nil {
+		b, err := json.Marshal(req)
+		if err != nil {
+			return err
+		}
+		body = b
+	}
+	addr := ""
+	for hop := 0; hop < 4; hop++ {
+		s, err := c.session(ctx, addr)
+		if err != nil {
+			return err
+		}
+		out, err := s.Request(ctx, &protocol.AdminRequest{Verb: verb, Body: body})
+		var re *protocol.Redirect
+		if errors.As(err, &re) {
+			if re.Addr == "" {
+				return fmt.Errorf("%s: %w", verb, ErrNoLeader)
+			}
+			addr = re.Addr
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", verb, err)
+		}
+		ar, ok := out.(*protocol.AdminResponse)
+		if !ok {
+			return fmt.Errorf("%s: unexpected %s answer", verb, out.Type())
+		}
+		if resp == nil || len(ar.Body) == 0 || string(ar.Body) == "null" {
+			return nil
+		}
+		return json.Unmarshal(ar.Body, resp)
+	}
+	return fmt.Errorf("%s: too many redirects", verb)
+}
+
+// ExportModel downloads a model version's file into w.
+func (c *AdminClient) ExportModel(ctx context.Context, version uint64, w io.WriterAt) error {
+	s, err := c.session(ctx, "")
+	if err != nil {
+		return err
+	}
+	var p protocol.BlobProgress
+	return s.FetchBlob(ctx, &protocol.ModelRequest{Version: version}, w, &p)
+}

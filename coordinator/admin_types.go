@@ -1,0 +1,126 @@
+package coordinator
+
+import "time"
+
+// Admin verbs, carried in protocol.AdminRequest.Verb with a JSON body.
+const (
+	VerbClusterStatus = "cluster.status"
+	VerbClusterJoin   = "cluster.join"
+	VerbClusterRemove = "cluster.remove"
+	VerbTokensCreate  = "tokens.create"
+	VerbAgentsList    = "agents.list"
+	VerbAgentsShow    = "agents.show"
+	VerbAgentsRevoke  = "agents.revoke"
+	VerbAgentsLabel   = "agents.label"
+	VerbJobsStart     = "jobs.start"
+	VerbJobsList      = "jobs.list"
+	VerbJobsStatus    = "jobs.status"
+	VerbJobsStop      = "jobs.stop"
+	VerbRoundsList    = "rounds.list"
+	VerbRoundsShow    = "rounds.show"
+	VerbModelsList    = "models.list"
+	VerbModelsShow    = "models.show"
+	VerbModelsPin     = "models.pin"
+	VerbRolloutStart  = "rollout.start"
+	VerbRolloutStatus = "rollout.status"
+	VerbRolloutAction = "rollout.action" // pause, resume, promote, rollback
+	VerbAdminCert     = "admin.cert"
+)
+
+// ClusterStatus answers cluster.status.
+type ClusterStatus struct {
+	Cluster         string       `json:"cluster"`
+	Node            string       `json:"node"`
+	LeaderID        string       `json:"leader_id"`
+	LeaderAddr      string       `json:"leader_addr"`
+	Servers         []ServerInfo `json:"servers"`
+	Term            uint64       `json:"term"`
+	LastIndex       uint64       `json:"last_index"`
+	AppliedIndex    uint64       `json:"applied_index"`
+	ConnectedAgents int          `json:"connected_agents"`
+	Stable          uint64       `json:"stable_model"`
+}
+
+// ServerInfo is one Raft server.
+type ServerInfo struct {
+	ID       string `json:"id"`
+	Addr     string `json:"addr"`
+	Suffrage string `json:"suffrage"`
+	Leader   bool   `json:"leader"`
+}
+
+// IDRequest names one object.
+type IDRequest struct {
+	ID string `json:"id"`
+}
+
+// VersionRequest names one model version.
+type VersionRequest struct {
+	Version uint64 `json:"version"`
+	Pinned  bool   `json:"pinned,omitempty"`
+}
+
+// TokenRequest asks for a join token.
+type TokenRequest struct {
+	TTL    Duration          `json:"ttl,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// TokenResponse carries a new join token: shown once, never stored.
+type TokenResponse struct {
+	Token   string    `json:"token"`
+	ID      string    `json:"id"`
+	Expires time.Time `json:"expires"`
+}
+
+// LabelRequest replaces an agent's labels.
+type LabelRequest struct {
+	ID     string            `json:"id"`
+	Labels map[string]string `json:"labels"`
+}
+
+// AgentInfo is an agent as the admin sees it.
+type AgentInfo struct {
+	AgentRecord
+	Connected bool   `json:"connected"`
+	Serving   uint64 `json:"serving_target"`
+}
+
+// RoundsRequest filters rounds.list.
+type RoundsRequest struct {
+	Job   string `json:"job,omitempty"`
+	Limit int    `json:"limit,omitempty"`
+}
+
+// RolloutRequest starts a rollout.
+type RolloutRequest struct {
+	Model   uint64   `json:"model"`
+	Cohorts []Cohort `json:"cohorts"`
+	Gate    string   `json:"gate"`
+}
+
+// RolloutActionRequest is an operator's decision on the active rollout.
+type RolloutActionRequest struct {
+	ID     string `json:"id,omitempty"` // default: the active rollout
+	Action string `json:"action"`       // pause, resume, promote, rollback
+	By     string `json:"by,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// AdminCertRequest asks the cluster CA for an operator certificate.
+type AdminCertRequest struct {
+	Name      string `json:"name"`
+	PublicKey []byte `json:"public_key"` // Ed25519, 32 bytes
+}
+
+// AdminCertResponse carries the issued certificate (DER) and the CA's.
+type AdminCertResponse struct {
+	Cert   []byte `json:"cert"`
+	CACert []byte `json:"ca_cert"`
+}
+
+// JoinRequest adds a voter.
+type JoinRequest struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"`
+}

@@ -1,0 +1,333 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/fedge/fedge/protocol"
+	"github.com/fedge/fedge/tensor"
+)
+
+// AgentLink is how the round engine reaches one connected agent. The
+// node's agent sessions implement it; tests may use an in-memory twin.
+type AgentLink interface {
+	// AgentID is the enrolled identity the transport authenticated.
+	AgentID() string
+	// SigningKey is the Ed25519 public key of the agent's certificate; it
+	// verifies the agent's SecAgg+ signatures.
+	SigningKey() ed25519.PublicKey
+	// Request sends a message and waits for the agent's answer.
+	Request(ctx context.Context, m protocol.Message) (protocol.Message, error)
+	// Send pushes a one-way message.
+	Send(ctx context.Context, m protocol.Message) error
+}
+
+// Errors of the round engine.
+var (
+	ErrNotEnoughAgents = errors.New("coordinator: not enough eligible agents connected")
+	ErrRoundFailed     = errors.New("coordinator: round failed")
+)
+
+// replicator is what the engine needs of the replicated state.
+type replicator interface {
+	apply(ctx context.Context, t cmdType, hdr any, payload []byte) (any, error)
+	term() uint64
+	nodeID() string
+}
+
+// EngineConfig tunes the round engine. Zero values mean the defaults.
+type EngineConfig struct {
+	// Idle is how long the engine waits when there is nothing to do or not
+	// enough agents; default 500 ms.
+	Idle time.Duration
+	// InviteTimeout bounds the invite/join exchange; default 10 s.
+	InviteTimeout time.Duration
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Engine runs rounds on the leader: training rounds of running jobs and
+// evaluation rounds of rollouts, one round at a time.
+type Engine struct {
+	log   *slog.Logger
+	cfg   EngineConfig
+	fsm   *FSM
+	rep   replicator
+	links func() []AgentLink
+
+	mu         sync.Mutex
+	round      *activeRound
+	strategies map[string]Strategy // per job, with the model version their state belongs to
+	stratVer   map[string]uint64
+}
+
+func newEngine(log *slog.Logger, cfg EngineConfig, fsm *FSM, rep replicator, links func() []AgentLink) *Engine {
+	if cfg.Idle == 0 {
+		cfg.Idle = 500 * time.Millisecond
+	}
+	if cfg.InviteTimeout == 0 {
+		cfg.InviteTimeout = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Engine{
+		log: log, cfg: cfg, fsm: fsm, rep: rep, links: links,
+		strategies: map[string]Strategy{}, stratVer: map[string]uint64{},
+	}
+}
+
+// run drives rounds until ctx ends (when this node stops leading). It
+// first aborts rounds a previous leader left running.
+func (e *Engine) run(ctx context.Context) {
+	if n, err := e.rep.apply(ctx, cmdAbortRounds, abortCmd{Leader: e.rep.nodeID(), Term: e.rep.term(), At: e.cfg.Now(), Reason: "leader changed mid-round"}, nil); err != nil {
+		e.log.Warn("aborting earlier rounds", "err", err)
+	} else if n.(int) > 0 {
+		e.log.Info("aborted rounds left by the previous leader", "rounds", n)
+	}
+	// Strategy state must come from the replicated log, not from an earlier
+	// term on this node.
+	e.mu.Lock()
+	e.strategies, e.stratVer = map[string]Strategy{}, map[string]uint64{}
+	e.mu.Unlock()
+	for ctx.Err() == nil {
+		did, err := e.step(ctx)
+		if err != nil && ctx.Err() == nil {
+			if errors.Is(err, ErrNotEnoughAgents) {
+				e.log.Debug("waiting for agents", "err", err)
+			} else {
+				e.log.Warn("round", "err", err)
+			}
+		}
+		if !did || err != nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(e.cfg.Idle):
+			}
+		}
+	}
+}
+
+// step runs one unit of work: a rollout's evaluation round if a rollout is
+// running, else a training round of the oldest running job. It reports
+// whether there was work.
+func (e *Engine) step(ctx context.Context) (bool, error) {
+	var rollout *RolloutRecord
+	var job *JobRecord
+	e.fsm.Read(func(s *State) {
+		if r := s.activeRollout(); r != nil && r.State == RolloutRunning {
+			c := *r
+			rollout = &c
+		}
+		var jobs []*JobRecord
+		for _, j := range s.Jobs {
+			if j.State == JobRunning {
+				jobs = append(jobs, j)
+			}
+		}
+		sort.Slice(jobs, func(a, b int) bool {
+			if !jobs[a].CreatedAt.Equal(jobs[b].CreatedAt) {
+				return jobs[a].CreatedAt.Before(jobs[b].CreatedAt)
+			}
+			return jobs[a].ID < jobs[b].ID
+		})
+		if len(jobs) > 0 {
+			c := *jobs[0]
+			job = &c
+		}
+	})
+	if rollout != nil {
+		return true, e.rolloutStep(ctx, rollout)
+	}
+	if job != nil {
+		return true, e.trainRound(ctx, job)
+	}
+	return false, nil
+}
+
+// eligible returns the connected, unrevoked agents matching selector, in
+// a random order.
+func (e *Engine) eligible(selector map[string]string, only map[string]bool) []AgentLink {
+	var out []AgentLink
+	links := e.links()
+	e.fsm.Read(func(s *State) {
+		for _, l := range links {
+			a, ok := s.Agents[l.AgentID()]
+			if !ok || a.Revoked || !matches(selector, a.Labels) {
+				continue
+			}
+			if only != nil && !only[a.ID] {
+				continue
+			}
+			out = append(out, l)
+		}
+	})
+	shuffle(out)
+	return out
+}
+
+// shuffle permutes links with a generator seeded from crypto/rand:
+// selection must not be predictable by agents.
+func shuffle(l []AgentLink) {
+	var seed [32]byte
+	_, _ = rand.Read(seed[:])
+	r := mrand.New(mrand.NewChaCha8(seed))
+	r.Shuffle(len(l), func(i, j int) { l[i], l[j] = l[j], l[i] })
+}
+
+// selectCount is how many agents a round invites out of the eligible.
+func selectCount(spec *JobSpec, eligible int) int {
+	n := int(math.Ceil(spec.Fraction * float64(eligible)))
+	n = max(n, spec.MinClients)
+	n = int(math.Ceil(float64(n) * (1 + spec.OverSelect)))
+	return min(n, eligible)
+}
+
+// invite asks each link to join round id and returns those that accepted.
+func (e *Engine) invite(ctx context.Context, links []AgentLink, inv *protocol.RoundInvite) []AgentLink {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.InviteTimeout)
+	defer cancel()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var joined []AgentLink
+	for _, l := range links {
+		wg.Add(1)
+		go func(l AgentLink) {
+			defer wg.Done()
+			resp, err := l.Request(ctx, inv)
+			if err != nil {
+				e.log.Debug("invite failed", "agent", l.AgentID(), "err", err)
+				return
+			}
+			if j, ok := resp.(*protocol.RoundJoin); ok && j.Accept && j.RoundID == inv.RoundID {
+				mu.Lock()
+				joined = append(joined, l)
+				mu.Unlock()
+			} else if ok {
+				e.log.Debug("agent declined", "agent", l.AgentID(), "reason", j.Reason)
+			}
+		}(l)
+	}
+	wg.Wait()
+	sort.Slice(joined, func(a, b int) bool { return joined[a].AgentID() < joined[b].AgentID() })
+	return joined
+}
+
+// broadcast sends m to every link, concurrently, ignoring failures (an
+// agent that misses a message drops out of the round's next stage).
+func (e *Engine) broadcast(ctx context.Context, links []AgentLink, m func(l AgentLink) protocol.Message) int64 {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var bytes int64
+	for _, l := range links {
+		wg.Add(1)
+		go func(l AgentLink) {
+			defer wg.Done()
+			msg := m(l)
+			if err := l.Send(ctx, msg); err != nil {
+				e.log.Debug("send failed", "agent", l.AgentID(), "type", msg.Type(), "err", err)
+				return
+			}
+			mu.Lock()
+			bytes += int64(messageSize(msg))
+			mu.Unlock()
+		}(l)
+	}
+	wg.Wait()
+	return bytes
+}
+
+// messageSize estimates a message's size on the wire, for round records,
+// without encoding the large ones again.
+func messageSize(m protocol.Message) int {
+	const overhead = 16 // frame header and round ID
+	switch v := m.(type) {
+	case *protocol.MaskedInput:
+		return overhead + len(v.Payload)
+	case *protocol.AdvertiseKeysRelay:
+		return overhead + len(v.Payload)
+	case *protocol.ShareKeysRelay:
+		return overhead + len(v.Payload)
+	case *protocol.ShareKeys:
+		return overhead + len(v.Payload)
+	case *protocol.RoundPlan:
+		return overhead + len(v.SecAgg) + 128
+	}
+	b, err := protocol.Marshal(nil, m, protocol.Limits{})
+	if err != nil {
+		return 0
+	}
+	return len(b)
+}
+
+// deliver routes an agent's round message to the stage waiting for it and
+// returns the stage's reply for that agent.
+func (e *Engine) deliver(ctx context.Context, agentID string, m protocol.Message) (protocol.Message, error) {
+	e.mu.Lock()
+	r := e.round
+	e.mu.Unlock()
+	round, ok := roundOf(m)
+	if !ok {
+		return nil, fmt.Errorf("coordinator.deliver: %s is not a round message", m.Type())
+	}
+	if r == nil || r.id != round {
+		return nil, fmt.Errorf("%w: round %d", ErrRoundFinished, round)
+	}
+	return r.deliver(ctx, agentID, m)
+}
+
+// roundOf extracts the round ID of a round message.
+func roundOf(m protocol.Message) (uint64, bool) {
+	switch v := m.(type) {
+	case *protocol.AdvertiseKeys:
+		return v.RoundID, true
+	case *protocol.ShareKeys:
+		return v.RoundID, true
+	case *protocol.MaskedInput:
+		return v.RoundID, true
+	case *protocol.ConsistencyCheck:
+		return v.RoundID, true
+	case *protocol.Unmask:
+		return v.RoundID, true
+	case *protocol.EvalResult:
+		return v.RoundID, true
+	}
+	return 0, false
+}
+
+// loadModel decodes a committed model version.
+func (e *Engine) loadModel(version uint64) (*tensor.Model, *ModelRecord, error) {
+	var blob []byte
+	var rec ModelRecord
+	e.fsm.Read(func(s *State) {
+		if m, ok := s.Models[version]; ok {
+			rec = *m
+			blob = m.Blob
+		}
+	})
+	if blob == nil {
+		return nil, nil, fmt.Errorf("%w: model %d (or its blob)", ErrNotFound, version)
+	}
+	m, err := tensor.UnmarshalModel(blob)
+	if err != nil {
+		return nil, nil, fmt.Errorf("coordinator.loadModel: %d: %w", version, err)
+	}
+	return m, &rec, nil
+}
+
+// clusterName is the replicated cluster name, bound into SecAgg+ round IDs
+// so a round's messages cannot be replayed into another cluster's round.
+func (e *Engine) clusterName() string {
+	var n string
+	e.fsm.Read(func(s *State) { n = s.ClusterName })
+	return n
+}

@@ -1,0 +1,392 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fedge/fedge/crypto/identity"
+	"github.com/fedge/fedge/protocol"
+)
+
+// Config is a coordinator node's configuration. Zero values of optional
+// fields mean the documented defaults.
+type Config struct {
+	// NodeID is this node's Raft ID; it must match its certificate.
+	NodeID string `json:"node_id"`
+	// DataDir holds raft/ (log, stable store, snapshots) and tls/ (the
+	// credentials InitCluster wrote).
+	DataDir string `json:"data_dir"`
+	// Listen is the UDP address of the QUIC listener (agents, admin and
+	// Raft share it).
+	Listen string `json:"listen"`
+	// Advertise is the address other nodes and agents dial; default Listen.
+	Advertise string `json:"advertise,omitempty"`
+	// Peers are the initial voters, this node included. A node with no
+	// Raft state bootstraps the cluster from them (every initial voter must
+	// get the same list); later starts ignore it.
+	Peers []Peer `json:"peers,omitempty"`
+	// HeartbeatInterval is how often agents report; default 5 s.
+	HeartbeatInterval time.Duration `json:"-"`
+	// Raft timings; zero means raft's defaults.
+	Raft RaftTimings `json:"-"`
+	// Engine tunes the round engine.
+	Engine EngineConfig `json:"-"`
+	// Transport tunes QUIC; nil means defaults.
+	Transport *protocol.Config `json:"-"`
+	// Logger receives the node's logs; nil discards them.
+	Logger *slog.Logger `json:"-"`
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("coordinator.Config: node_id is required")
+	case c.DataDir == "":
+		return errors.New("coordinator.Config: data_dir is required")
+	case c.Listen == "":
+		return errors.New("coordinator.Config: listen is required")
+	}
+	return identity.ValidateID(c.NodeID)
+}
+
+// Node is one coordinator: a Raft replica of the fleet's state, the QUIC
+// listener agents, operators and peers connect to, and, while it leads,
+// the round engine.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	creds *credentials
+	ln    *protocol.Listener
+	rep   *replica
+	fsm   *FSM
+	eng   *Engine
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	caMu sync.Mutex
+	ca   *identity.CA // opened lazily from the replicated sealed CA
+
+	agentsMu sync.Mutex
+	agents   map[string]*agentConn
+	seen     map[string]time.Time // last-seen times not yet replicated
+}
+
+// NewNode starts a coordinator node: it opens the Raft state in DataDir,
+// listens on Listen, and bootstraps the cluster when it is new. Close
+// stops it.
+func NewNode(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Advertise == "" {
+		cfg.Advertise = cfg.Listen
+	}
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = 5 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("node", cfg.NodeID)
+	creds, err := loadCredentials(filepath.Join(cfg.DataDir, "tls"))
+	if err != nil {
+		return nil, err
+	}
+	if creds.nodeID != cfg.NodeID {
+		return nil, fmt.Errorf("coordinator.NewNode: certificate is for node %q, config says %q", creds.nodeID, cfg.NodeID)
+	}
+	n := &Node{cfg: cfg, log: log, creds: creds, fsm: NewFSM(log), agents: map[string]*agentConn{}, seen: map[string]time.Time{}}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+
+	serverTLS, err := identity.ServerConfig(identity.ServerOptions{
+		Certificate: &creds.cert, ClientCAs: creds.roots, Revoker: identity.RevokerFunc(n.revoked),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("coordinator.NewNode: %w", err)
+	}
+	tcfg := &protocol.Config{}
+	if cfg.Transport != nil {
+		c := *cfg.Transport
+		tcfg = &c
+	}
+	tcfg.Logger = log
+	n.ln, err = protocol.Listen(cfg.Listen, serverTLS, tcfg)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator.NewNode: %w", err)
+	}
+	fail := func(err error) (*Node, error) {
+		n.cancel()
+		if n.rep != nil {
+			n.rep.close()
+		}
+		n.ln.Close()
+		return nil, err
+	}
+	if cfg.Listen != cfg.Advertise || isPortZero(cfg.Listen) {
+		n.cfg.Advertise = advertiseFor(cfg.Advertise, n.ln.Addr().String())
+	}
+	peerTLS, err := identity.CoordinatorClientConfig(creds.cert, creds.roots, identity.RevokerFunc(n.revoked), protocol.ALPNRaft)
+	if err != nil {
+		return fail(err)
+	}
+	stream, err := newQUICStreamLayer(n.ln, peerTLS, n.cfg.Advertise)
+	if err != nil {
+		return fail(err)
+	}
+	for alpn, h := range map[string]protocol.Handler{
+		protocol.ALPNAgent:  agentHandler{n},
+		protocol.ALPNEnroll: enrollHandler{n},
+		protocol.ALPNAdmin:  adminHandler{n},
+	} {
+		if err := n.ln.Handle(alpn, h); err != nil {
+			return fail(err)
+		}
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.ln.Serve(n.ctx); err != nil && n.ctx.Err() == nil {
+			log.Error("listener stopped", "err", err)
+		}
+	}()
+	n.rep, err = openReplica(cfg.NodeID, filepath.Join(cfg.DataDir, "raft"), stream, n.fsm, cfg.Raft, log)
+	if err != nil {
+		return fail(err)
+	}
+	if !n.rep.hasState() && len(cfg.Peers) > 0 {
+		voters := map[string]string{}
+		for _, p := range cfg.Peers {
+			voters[p.ID] = p.Addr
+		}
+		if _, ok := voters[cfg.NodeID]; !ok {
+			return fail(fmt.Errorf("coordinator.NewNode: peers do not include this node %q", cfg.NodeID))
+		}
+		voters[cfg.NodeID] = n.cfg.Advertise
+		if err := n.rep.bootstrap(voters); err != nil {
+			return fail(err)
+		}
+	}
+	n.eng = newEngine(log, cfg.Engine, n.fsm, n, n.links)
+	n.wg.Add(2)
+	go n.leadership()
+	go n.flushSeen()
+	return n, nil
+}
+
+func isPortZero(addr string) bool {
+	return len(addr) >= 2 && addr[len(addr)-2:] == ":0"
+}
+
+// advertiseFor fills a zero port of adv from the bound address.
+func advertiseFor(adv, bound string) string {
+	if isPortZero(adv) {
+		return adv[:len(adv)-1] + bound[lastColon(bound)+1:]
+	}
+	return adv
+}
+
+func lastColon(s string) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == ':' {
+			return i
+		}
+	}
+	return -1
+}
+
+// Addr is the address agents, operators and peers dial.
+func (n *Node) Addr() string { return n.cfg.Advertise }
+
+// ID is the node's Raft ID.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// FSM exposes the replicated state for reads (tests, admin).
+func (n *Node) FSM() *FSM { return n.fsm }
+
+// IsLeader reports whether this node leads the cluster.
+func (n *Node) IsLeader() bool { return n.rep.isLeader() }
+
+// Leader returns the leader's ID and address, empty if unknown.
+func (n *Node) Leader() (id, addr string) { return n.rep.leader() }
+
+// Close stops the node: the engine, the listener and Raft.
+func (n *Node) Close() error {
+	n.cancel()
+	n.agentsMu.Lock()
+	for _, a := range n.agents {
+		a.sess.Close()
+	}
+	n.agentsMu.Unlock()
+	err := n.rep.close()
+	n.ln.Close()
+	n.wg.Wait()
+	return err
+}
+
+// apply implements replicator.
+func (n *Node) apply(ctx context.Context, t cmdType, hdr any, payload []byte) (any, error) {
+	return n.rep.apply(ctx, t, hdr, payload)
+}
+
+// term implements replicator.
+func (n *Node) term() uint64 { return n.rep.raft.CurrentTerm() }
+
+// nodeID implements replicator.
+func (n *Node) nodeID() string { return n.cfg.NodeID }
+
+// revoked is the TLS layer's revocation check, backed by the FSM.
+func (n *Node) revoked(serial *big.Int, id identity.Identity) bool {
+	hexSerial := serial.Text(16)
+	rev := false
+	n.fsm.Read(func(s *State) {
+		if _, ok := s.Revoked[hexSerial]; ok {
+			rev = true
+			return
+		}
+		if id.Role == identity.RoleAgent {
+			if a, ok := s.Agents[id.ID]; ok && a.Revoked {
+				rev = true
+			}
+		}
+	})
+	return rev
+}
+
+// leadership runs the engine while this node leads and makes sure a new
+// cluster has its CA in the replicated state.
+func (n *Node) leadership() {
+	defer n.wg.Done()
+	var stop context.CancelFunc
+	var done chan struct{}
+	stopEngine := func() {
+		if stop != nil {
+			stop()
+			<-done
+			stop = nil
+		}
+	}
+	defer stopEngine()
+	ch := n.rep.raft.LeaderCh()
+	// LeaderCh only reports changes; a node may already lead.
+	lead := n.rep.isLeader()
+	for {
+		if lead && stop == nil {
+			ctx, cancel := context.WithCancel(n.ctx)
+			stop, done = cancel, make(chan struct{})
+			go func() {
+				defer close(done)
+				if err := n.ensureBootstrapped(ctx); err != nil {
+					n.log.Error("bootstrap state", "err", err)
+				}
+				n.log.Info("leading: round engine started")
+				n.eng.run(ctx)
+			}()
+		} else if !lead {
+			stopEngine()
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case lead = <-ch:
+		}
+	}
+}
+
+// ensureBootstrapped writes the cluster's sealed CA into a new cluster's
+// replicated state.
+func (n *Node) ensureBootstrapped(ctx context.Context) error {
+	var has bool
+	n.fsm.Read(func(s *State) { has = len(s.CA) > 0 })
+	if has {
+		return nil
+	}
+	if n.creds.sealed == nil {
+		return errors.New("this node has no ca.sealed to bootstrap the cluster with")
+	}
+	if err := n.rep.barrier(ctx); err != nil {
+		return err
+	}
+	n.fsm.Read(func(s *State) { has = len(s.CA) > 0 })
+	if has {
+		return nil
+	}
+	ca, err := identity.OpenCA(n.creds.sealed, n.creds.sealKey)
+	if err != nil {
+		return fmt.Errorf("opening ca.sealed: %w", err)
+	}
+	_, err = n.rep.apply(ctx, cmdBootstrap, bootstrapCmd{ClusterName: ca.ClusterName(), CA: n.creds.sealed}, nil)
+	if errors.Is(err, ErrExists) {
+		return nil
+	}
+	return err
+}
+
+// openCA returns the cluster CA, opened from the replicated sealed copy
+// with this node's seal key.
+func (n *Node) openCA() (*identity.CA, error) {
+	n.caMu.Lock()
+	defer n.caMu.Unlock()
+	if n.ca != nil {
+		return n.ca, nil
+	}
+	var sealed []byte
+	n.fsm.Read(func(s *State) { sealed = s.CA })
+	if sealed == nil {
+		sealed = n.creds.sealed
+	}
+	if sealed == nil || n.creds.sealKey == nil {
+		return nil, errors.New("coordinator: this node cannot issue certificates (no sealed CA or seal key)")
+	}
+	ca, err := identity.OpenCA(sealed, n.creds.sealKey)
+	if err != nil {
+		return nil, err
+	}
+	n.ca = ca
+	return ca, nil
+}
+
+// flushSeen replicates agents' last-seen times once a minute (coarse on
+// purpose: heartbeats must not flood the log).
+func (n *Node) flushSeen() {
+	defer n.wg.Done()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !n.rep.isLeader() {
+			continue
+		}
+		n.agentsMu.Lock()
+		seen := n.seen
+		n.seen = map[string]time.Time{}
+		n.agentsMu.Unlock()
+		if len(seen) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+		if _, err := n.rep.apply(ctx, cmdAgentSeen, seenCmd{Seen: seen}, nil); err != nil {
+			n.log.Debug("last seen", "err", err)
+		}
+		cancel()
+	}
+}
+
+// redirect is the answer of a follower to a request only the leader serves.
+func (n *Node) redirect() error {
+	id, addr := n.rep.leader()
+	return &protocol.Redirect{Addr: addr, NodeID: id}
+}

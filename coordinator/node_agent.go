@@ -1,0 +1,311 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fedge/fedge/crypto/identity"
+	"github.com/fedge/fedge/protocol"
+)
+
+// AgentCertTTL is the lifetime of agent certificates; agents renew after
+// two thirds of it.
+const AgentCertTTL = 24 * time.Hour
+
+// agentConn is a connected agent's session on this node. It implements
+// AgentLink for the engine.
+type agentConn struct {
+	id   string
+	key  ed25519.PublicKey
+	sess *protocol.Session
+}
+
+func (a *agentConn) AgentID() string               { return a.id }
+func (a *agentConn) SigningKey() ed25519.PublicKey { return a.key }
+func (a *agentConn) Request(ctx context.Context, m protocol.Message) (protocol.Message, error) {
+	return a.sess.Request(ctx, m)
+}
+func (a *agentConn) Send(ctx context.Context, m protocol.Message) error { return a.sess.Send(ctx, m) }
+
+// links lists the agents connected to this node.
+func (n *Node) links() []AgentLink {
+	n.agentsMu.Lock()
+	defer n.agentsMu.Unlock()
+	out := make([]AgentLink, 0, len(n.agents))
+	for _, a := range n.agents {
+		out = append(out, a)
+	}
+	return out
+}
+
+// ConnectedAgents returns the IDs of agents with a session on this node.
+func (n *Node) ConnectedAgents() []string {
+	n.agentsMu.Lock()
+	defer n.agentsMu.Unlock()
+	return sortedKeys(n.agents)
+}
+
+// agentHandler serves agent sessions (fedge-agent/1).
+type agentHandler struct{ n *Node }
+
+func (h agentHandler) Hello(ctx context.Context, s *protocol.Session, hello *protocol.Hello) (*protocol.HelloAck, error) {
+	n := h.n
+	if !n.rep.isLeader() {
+		return nil, n.redirect()
+	}
+	id, err := identity.PeerIdentity(s.TLS())
+	if err != nil || id.Role != identity.RoleAgent {
+		return nil, &protocol.Error{Code: protocol.CodeUnauthorized, Message: "an agent certificate is required"}
+	}
+	if hello.AgentID != "" && hello.AgentID != id.ID {
+		return nil, &protocol.Error{Code: protocol.CodeUnauthorized, Message: "hello names another agent than the certificate"}
+	}
+	known, revoked := false, false
+	n.fsm.Read(func(st *State) {
+		if a, ok := st.Agents[id.ID]; ok {
+			known, revoked = true, a.Revoked
+		}
+	})
+	if revoked {
+		return nil, &protocol.Error{Code: protocol.CodeRevoked, Message: "agent revoked"}
+	}
+	if !known {
+		return nil, &protocol.Error{Code: protocol.CodeUnauthorized, Message: "agent not enrolled in this cluster"}
+	}
+	cert := s.PeerCertificate()
+	key, ok := cert.PublicKey.(ed25519.PublicKey)
+	if !ok {
+		return nil, &protocol.Error{Code: protocol.CodeUnauthorized, Message: "agent key is not Ed25519"}
+	}
+	conn := &agentConn{id: id.ID, key: key, sess: s}
+	n.agentsMu.Lock()
+	if old, ok := n.agents[id.ID]; ok && old.sess != s {
+		old.sess.Close() // the agent reconnected: the newer session wins
+	}
+	n.agents[id.ID] = conn
+	n.seen[id.ID] = time.Now()
+	n.agentsMu.Unlock()
+	go func() {
+		<-s.Done()
+		n.agentsMu.Lock()
+		if cur, ok := n.agents[id.ID]; ok && cur == conn {
+			delete(n.agents, id.ID)
+		}
+		n.agentsMu.Unlock()
+	}()
+	n.log.Debug("agent connected", "agent", id.ID, "model", hello.ModelVersion)
+	return &protocol.HelloAck{NodeID: n.cfg.NodeID, HeartbeatInterval: n.cfg.HeartbeatInterval}, nil
+}
+
+func (h agentHandler) ServeMessage(ctx context.Context, s *protocol.Session, m protocol.Message) (protocol.Message, error) {
+	n := h.n
+	id, err := identity.PeerIdentity(s.TLS())
+	if err != nil {
+		return nil, &protocol.Error{Code: protocol.CodeUnauthorized, Message: err.Error()}
+	}
+	switch v := m.(type) {
+	case *protocol.Heartbeat:
+		n.agentsMu.Lock()
+		n.seen[id.ID] = time.Now()
+		n.agentsMu.Unlock()
+		return n.announceFor(id.ID, v.ModelVersion), nil
+	case *protocol.EnrollRequest:
+		return n.renew(ctx, id, s.PeerCertificate(), v)
+	case *protocol.AdvertiseKeys, *protocol.ShareKeys, *protocol.MaskedInput, *protocol.ConsistencyCheck, *protocol.Unmask, *protocol.EvalResult:
+		reply, err := n.eng.deliver(ctx, id.ID, m)
+		if err != nil {
+			return nil, toWireError(err)
+		}
+		return reply, nil
+	}
+	return nil, &protocol.Error{Code: protocol.CodeUnsupported, Message: m.Type().String()}
+}
+
+// toWireError maps engine errors to protocol errors agents understand.
+func toWireError(err error) error {
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		return err
+	}
+	code := protocol.CodeBadRequest
+	switch {
+	case errors.Is(err, ErrStageClosed), errors.Is(err, ErrRoundFinished):
+		code = protocol.CodeRoundClosed
+	case errors.Is(err, ErrNotInvited):
+		code = protocol.CodeUnauthorized
+	case errors.Is(err, context.DeadlineExceeded):
+		code = protocol.CodeTimeout
+	}
+	return &protocol.Error{Code: code, Message: err.Error()}
+}
+
+// announceFor tells an agent which model to serve if it serves another.
+func (n *Node) announceFor(agentID string, has uint64) protocol.Message {
+	var ann *protocol.ModelAnnounce
+	n.fsm.Read(func(s *State) {
+		v := s.TargetVersion(agentID)
+		if v == 0 || v == has {
+			return
+		}
+		m, ok := s.Models[v]
+		if !ok || m.Blob == nil {
+			return
+		}
+		ann = &protocol.ModelAnnounce{Version: v, Size: uint64(m.Size), Encoding: "fedge-model/1"}
+		copy(ann.Hash[:], mustHex(m.Hash))
+	})
+	if ann == nil {
+		return &protocol.Ack{}
+	}
+	return ann
+}
+
+// ServeBulk serves model downloads from this node's replica.
+func (h agentHandler) ServeBulk(ctx context.Context, s *protocol.Session, first protocol.Message, b *protocol.BulkStream) error {
+	req, ok := first.(*protocol.ModelRequest)
+	if !ok {
+		return &protocol.Error{Code: protocol.CodeUnsupported, Message: "bulk " + first.Type().String()}
+	}
+	var blob []byte
+	var hash string
+	h.n.fsm.Read(func(st *State) {
+		if m, ok := st.Models[req.Version]; ok {
+			blob, hash = m.Blob, m.Hash
+		}
+	})
+	if blob == nil {
+		return &protocol.Error{Code: protocol.CodeNotFound, Message: fmt.Sprintf("model %d is not held", req.Version)}
+	}
+	info, err := protocol.NewBlobInfo("model/"+hash, bytes.NewReader(blob), int64(len(blob)), 0)
+	if err != nil {
+		return err
+	}
+	if req.Offset > uint64(len(blob)) {
+		return &protocol.Error{Code: protocol.CodeBadRequest, Message: "offset past the end"}
+	}
+	return b.ServeBlob(ctx, bytes.NewReader(blob), &info, req.Offset)
+}
+
+// renew issues a fresh certificate to an agent that holds a valid one.
+func (n *Node) renew(ctx context.Context, id identity.Identity, current *x509.Certificate, req *protocol.EnrollRequest) (protocol.Message, error) {
+	if !n.rep.isLeader() {
+		return nil, n.redirect()
+	}
+	ca, err := n.openCA()
+	if err != nil {
+		return nil, &protocol.Error{Code: protocol.CodeInternal, Message: err.Error()}
+	}
+	der, err := ca.Renew(current, req.CSR, identity.RevokerFunc(n.revoked), AgentCertTTL, time.Now())
+	if err != nil {
+		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: err.Error()}
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := n.rep.apply(ctx, cmdAgentRenew, renewCmd{ID: id.ID, Serial: cert.SerialNumber.Text(16), At: time.Now()}, nil); err != nil {
+		return nil, toWireError(err)
+	}
+	return &protocol.EnrollResponse{AgentID: id.ID, Cert: der, CACert: ca.Certificate().Raw}, nil
+}
+
+// enrollHandler serves certificate-less agents that present a join token
+// (fedge-enroll/1).
+type enrollHandler struct{ n *Node }
+
+func (h enrollHandler) Hello(ctx context.Context, s *protocol.Session, hello *protocol.Hello) (*protocol.HelloAck, error) {
+	if !h.n.rep.isLeader() {
+		return nil, h.n.redirect()
+	}
+	return &protocol.HelloAck{NodeID: h.n.cfg.NodeID}, nil
+}
+
+func (h enrollHandler) ServeMessage(ctx context.Context, s *protocol.Session, m protocol.Message) (protocol.Message, error) {
+	req, ok := m.(*protocol.EnrollRequest)
+	if !ok {
+		return nil, &protocol.Error{Code: protocol.CodeUnsupported, Message: m.Type().String()}
+	}
+	return h.n.enroll(ctx, req)
+}
+
+func (h enrollHandler) ServeBulk(ctx context.Context, s *protocol.Session, first protocol.Message, b *protocol.BulkStream) error {
+	return &protocol.Error{Code: protocol.CodeUnsupported, Message: "no bulk streams on enrollment"}
+}
+
+// enroll checks a join token, issues the agent's first certificate and
+// registers the agent, consuming the token, in one Raft entry.
+func (n *Node) enroll(ctx context.Context, req *protocol.EnrollRequest) (protocol.Message, error) {
+	if !n.rep.isLeader() {
+		return nil, n.redirect()
+	}
+	invalid := &protocol.Error{Code: protocol.CodeInvalidToken, Message: "join token unknown, used or expired"}
+	tokID, _, err := identity.ParseJoinToken(req.Token)
+	if err != nil {
+		return nil, invalid
+	}
+	var rec []byte
+	n.fsm.Read(func(s *State) {
+		if t, ok := s.Tokens[tokID]; ok && !t.Used {
+			rec = t.Record
+		}
+	})
+	if rec == nil {
+		return nil, invalid
+	}
+	var tr identity.TokenRecord
+	if err := tr.UnmarshalBinary(rec); err != nil {
+		return nil, &protocol.Error{Code: protocol.CodeInternal, Message: err.Error()}
+	}
+	now := time.Now()
+	if err := identity.VerifyJoinToken(tr, req.Token, now); err != nil {
+		return nil, invalid
+	}
+	csr, err := x509.ParseCertificateRequest(req.CSR)
+	if err != nil {
+		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: "bad CSR: " + err.Error()}
+	}
+	if len(csr.URIs) != 1 {
+		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: "CSR must name the agent in one URI"}
+	}
+	agentID, err := identity.ParseIdentity(csr.URIs[0].String())
+	if err != nil || agentID.Role != identity.RoleAgent {
+		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: "CSR does not name an agent"}
+	}
+	if err := identity.ValidateLabels(req.Labels); err != nil {
+		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: err.Error()}
+	}
+	ca, err := n.openCA()
+	if err != nil {
+		return nil, &protocol.Error{Code: protocol.CodeInternal, Message: err.Error()}
+	}
+	der, err := ca.IssueAgent(req.CSR, agentID.ID, AgentCertTTL, now)
+	if err != nil {
+		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: err.Error()}
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	_, err = n.rep.apply(ctx, cmdAgentEnroll, enrollCmd{TokenID: tokID, Agent: AgentRecord{
+		ID: agentID.ID, Labels: req.Labels, CertSerial: cert.SerialNumber.Text(16), EnrolledAt: now,
+	}}, nil)
+	switch {
+	case errors.Is(err, ErrTokenUsed), errors.Is(err, ErrTokenExpired), errors.Is(err, ErrNotFound):
+		return nil, invalid
+	case errors.Is(err, ErrExists):
+		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: "agent ID already enrolled"}
+	case err != nil:
+		return nil, toWireError(err)
+	}
+	n.log.Info("agent enrolled", "agent", agentID.ID, "token", tokID)
+	return &protocol.EnrollResponse{AgentID: agentID.ID, Cert: der, CACert: ca.Certificate().Raw}, nil
+}
+
+// hashHex is the hex form of a protocol hash.
+func hashHex(h protocol.Hash) string { return hex.EncodeToString(h[:]) }

@@ -1,0 +1,229 @@
+package coordinator_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/crypto/identity"
+	"github.com/fedge/fedge/protocol"
+)
+
+// testLogger logs to stderr when FEDGE_TEST_LOG is set (debugging aid).
+func testLogger() *slog.Logger {
+	if os.Getenv("FEDGE_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// freeUDPAddrs reserves n loopback UDP ports.
+func freeUDPAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	var out []string
+	var conns []net.PacketConn
+	for i := 0; i < n; i++ {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		out = append(out, c.LocalAddr().String())
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	return out
+}
+
+type cluster struct {
+	t     *testing.T
+	dir   string
+	peers []coordinator.Peer
+	nodes []*coordinator.Node
+}
+
+func newCluster(t *testing.T, n int) *cluster {
+	t.Helper()
+	c := &cluster{t: t, dir: t.TempDir()}
+	for i, a := range freeUDPAddrs(t, n) {
+		c.peers = append(c.peers, coordinator.Peer{ID: fmt.Sprintf("c%d", i+1), Addr: a})
+	}
+	if err := coordinator.InitCluster(rand.Reader, "test-cluster", c.peers, c.dir, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	c.nodes = make([]*coordinator.Node, n)
+	for i := range c.peers {
+		c.start(i)
+	}
+	t.Cleanup(func() {
+		for _, nd := range c.nodes {
+			if nd != nil {
+				nd.Close()
+			}
+		}
+	})
+	return c
+}
+
+func (c *cluster) start(i int) {
+	c.t.Helper()
+	nd, err := coordinator.NewNode(coordinator.Config{
+		NodeID: c.peers[i].ID, DataDir: filepath.Join(c.dir, c.peers[i].ID), Listen: c.peers[i].Addr,
+		Peers: c.peers, Raft: coordinator.FastRaftTimings, Logger: testLogger(),
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.nodes[i] = nd
+}
+
+func (c *cluster) leader() (int, *coordinator.Node) {
+	c.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		for i, nd := range c.nodes {
+			if nd != nil && nd.IsLeader() {
+				return i, nd
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatal("no leader")
+	return -1, nil
+}
+
+func (c *cluster) admin() *coordinator.AdminClient {
+	c.t.Helper()
+	var addrs []string
+	for _, p := range c.peers {
+		addrs = append(addrs, p.Addr)
+	}
+	a, err := coordinator.LoadAdminClient(filepath.Join(c.dir, "admin"), addrs)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// waitFor polls cond until it holds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func TestNodeClusterAdminEnrollFailover(t *testing.T) {
+	if testing.Short() && raceEnabled {
+		t.Skip("3-node QUIC cluster under -race -short")
+	}
+	c := newCluster(t, 3)
+	c.leader()
+	adm := c.admin()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// The leader writes the cluster CA into the replicated state.
+	var st coordinator.ClusterStatus
+	var lastErr error
+	waitFor(t, "bootstrap", func() bool {
+		lastErr = adm.Call(ctx, coordinator.VerbClusterStatus, nil, &st)
+		if lastErr != nil {
+			t.Logf("cluster.status: %v", lastErr)
+		}
+		return lastErr == nil && st.Cluster == "test-cluster"
+	})
+	if len(st.Servers) != 3 || st.LeaderID == "" {
+		t.Fatalf("status %+v", st)
+	}
+
+	// A token, then an enrollment with it over the real QUIC listener.
+	var tok coordinator.TokenResponse
+	if err := adm.Call(ctx, coordinator.VerbTokensCreate, coordinator.TokenRequest{Labels: map[string]string{"region": "eu"}}, &tok); err != nil {
+		t.Fatal(err)
+	}
+	enroll := func(token string) (*protocol.EnrollResponse, error) {
+		_, pin, err := identity.ParseJoinToken(token)
+		if err != nil {
+			return nil, err
+		}
+		key, _ := identity.NewKey(rand.Reader)
+		id, _ := identity.NewAgentID(rand.Reader)
+		csr, _ := identity.NewCSR(key, id)
+		conf, err := identity.EnrollClientConfig(pin, protocol.ALPNEnroll)
+		if err != nil {
+			return nil, err
+		}
+		_, leader := c.leader()
+		s, err := protocol.Dial(ctx, leader.Addr(), conf, protocol.ALPNEnroll, nil)
+		if err != nil {
+			return nil, err
+		}
+		defer s.Close()
+		resp, err := s.Request(ctx, &protocol.EnrollRequest{Token: token, CSR: csr})
+		if err != nil {
+			return nil, err
+		}
+		return resp.(*protocol.EnrollResponse), nil
+	}
+	er, err := enroll(tok.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(er.Cert) == 0 || er.AgentID == "" {
+		t.Fatalf("enroll response %+v", er)
+	}
+	// The token is one-time.
+	var pe *protocol.Error
+	if _, err := enroll(tok.Token); !errors.As(err, &pe) || pe.Code != protocol.CodeInvalidToken {
+		t.Fatalf("second use of a token: %v", err)
+	}
+	var agents []coordinator.AgentInfo
+	if err := adm.Call(ctx, coordinator.VerbAgentsList, nil, &agents); err != nil || len(agents) != 1 || agents[0].Labels["region"] != "eu" {
+		t.Fatalf("agents %+v %v", agents, err)
+	}
+
+	// A job starts; kill the leader; the survivors elect a new one and keep
+	// the replicated state, and writes still work through the client.
+	var job coordinator.JobRecord
+	if err := adm.Call(ctx, coordinator.VerbJobsStart, coordinator.JobSpec{Name: "mnist", Model: "logreg", Rounds: 3}, &job); err != nil {
+		t.Fatal(err)
+	}
+	li, _ := c.leader()
+	c.nodes[li].Close()
+	c.nodes[li] = nil
+	_, nl := c.leader()
+	waitFor(t, "job on new leader", func() bool {
+		found := false
+		nl.FSM().Read(func(s *coordinator.State) { _, found = s.Jobs[job.ID] })
+		return found
+	})
+	var tok2 coordinator.TokenResponse
+	if err := adm.Call(ctx, coordinator.VerbTokensCreate, coordinator.TokenRequest{}, &tok2); err != nil {
+		t.Fatalf("write after failover: %v", err)
+	}
+	// The dead node comes back from disk and catches up.
+	c.start(li)
+	waitFor(t, "restarted node catches up", func() bool {
+		n := 0
+		c.nodes[li].FSM().Read(func(s *coordinator.State) { n = len(s.Tokens) })
+		return n == 2
+	})
+	if err := adm.Call(ctx, "no.such.verb", nil, nil); err == nil {
+		t.Fatal("unknown verb accepted")
+	}
+}

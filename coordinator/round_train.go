@@ -1,0 +1,362 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/fedge/fedge/crypto/secagg"
+	"github.com/fedge/fedge/protocol"
+	"github.com/fedge/fedge/tensor"
+)
+
+// DefaultMaxWeight caps the example count an agent's update is weighted
+// by under secure aggregation (the quantizer needs a bound; an agent with
+// more examples is weighted as if it had this many).
+const DefaultMaxWeight = 1024
+
+// setRound makes r the round agents' messages go to.
+func (e *Engine) setRound(r *activeRound) {
+	e.mu.Lock()
+	e.round = r
+	e.mu.Unlock()
+}
+
+// clearRound ends r for anyone still waiting in it.
+func (e *Engine) clearRound(r *activeRound, err error) {
+	e.mu.Lock()
+	if e.round == r {
+		e.round = nil
+	}
+	e.mu.Unlock()
+	r.close(err)
+}
+
+// initialModel builds and commits version 1 of a job's model (or adopts
+// its init_model).
+func (e *Engine) initialModel(ctx context.Context, job *JobRecord) error {
+	spec, err := jobTensorSpec(&job.Spec)
+	if err != nil {
+		return err
+	}
+	m, err := tensor.NewModel(spec, job.Spec.Seed)
+	if err != nil {
+		return fmt.Errorf("coordinator.initialModel: %w", err)
+	}
+	blob, err := m.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	h := m.Hash()
+	_, err = e.rep.apply(ctx, cmdModelCommit, modelCommitCmd{
+		Model: ModelRecord{Hash: hex.EncodeToString(h[:]), Job: job.ID, CreatedAt: e.cfg.Now()},
+	}, blob)
+	return err
+}
+
+// jobTensorSpec resolves the model architecture a job names.
+func jobTensorSpec(j *JobSpec) (tensor.Spec, error) {
+	if len(j.Spec) > 0 {
+		var s tensor.Spec
+		if err := jsonUnmarshalStrict(j.Spec, &s); err != nil {
+			return s, fmt.Errorf("%w: spec: %v", ErrInvalidJob, err)
+		}
+		return s, nil
+	}
+	s, err := tensor.NamedSpec(j.Model)
+	if err != nil {
+		return s, fmt.Errorf("%w: %v", ErrInvalidJob, err)
+	}
+	return s, nil
+}
+
+// strategyFor returns the job's strategy positioned after version v.
+func (e *Engine) strategyFor(job *JobRecord, rec *ModelRecord) (Strategy, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s, ok := e.strategies[job.ID]; ok && e.stratVer[job.ID] == rec.Version {
+		return s, nil
+	}
+	s, err := NewStrategy(job.Spec.Strategy)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.SetState(rec.StrategyState); err != nil {
+		return nil, err
+	}
+	e.strategies[job.ID], e.stratVer[job.ID] = s, rec.Version
+	return s, nil
+}
+
+// roundMin is the least number of agents a round of spec can run with.
+func roundMin(spec *JobSpec) int {
+	if spec.SecAgg.Enabled {
+		return max(spec.MinClients, secagg.MinParticipants)
+	}
+	return spec.MinClients
+}
+
+// trainRound runs one training round of job and commits its model.
+func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
+	spec := job.Spec
+	if job.Model == 0 {
+		if spec.InitModel != 0 {
+			_, err := e.rep.apply(ctx, cmdSetStable, stableCmd{Version: spec.InitModel}, nil)
+			return err
+		}
+		return e.initialModel(ctx, job)
+	}
+	model, mrec, err := e.loadModel(job.Model)
+	if err != nil {
+		return e.failJob(ctx, job, err)
+	}
+	minN := roundMin(&spec)
+	elig := e.eligible(spec.Selector, nil)
+	if len(elig) < minN {
+		return fmt.Errorf("%w: %d of %d for job %s", ErrNotEnoughAgents, len(elig), minN, job.ID)
+	}
+	selected := elig[:selectCount(&spec, len(elig))]
+	start := e.cfg.Now()
+	rec := RoundRecord{
+		Job: job.ID, Kind: RoundTrain, Number: job.RoundsDone + 1, Leader: e.rep.nodeID(),
+		Term: e.rep.term(), StartedAt: start, ModelIn: job.Model,
+	}
+	id, err := e.rep.apply(ctx, cmdRoundStart, rec, nil)
+	if err != nil {
+		return err
+	}
+	rec.ID = id.(uint64)
+	r := &activeRound{id: rec.ID}
+	e.setRound(r)
+	delta, weight, survivors, err := e.collectTrain(ctx, r, &rec, job, model, mrec, selected, minN)
+	e.clearRound(r, ErrRoundFinished)
+	rec.BytesIn, rec.BytesOut = r.bytesIn.Load(), r.bytesOut.Load()
+	rec.EndedAt = e.cfg.Now()
+	if err != nil {
+		return e.endRound(ctx, &rec, err)
+	}
+	d, loss, acc := protocol.SplitUpdateMetrics(delta, updateClip(&spec))
+	strat, err := e.strategyFor(job, mrec)
+	if err != nil {
+		return e.endRound(ctx, &rec, err)
+	}
+	next := model.Clone()
+	if err := strat.Apply(next.Params, d); err != nil {
+		return e.endRound(ctx, &rec, err)
+	}
+	blob, err := next.MarshalBinary()
+	if err != nil {
+		return e.endRound(ctx, &rec, err)
+	}
+	state := strat.State()
+	h := next.Hash()
+	rec.State = RoundCommitted
+	rec.Metrics = map[string]float64{
+		"train_loss": loss, "train_accuracy": acc, "survivors": float64(survivors), "weight": weight,
+		"seconds": rec.EndedAt.Sub(start).Seconds(),
+	}
+	v, err := e.rep.apply(ctx, cmdModelCommit, modelCommitCmd{
+		Model: ModelRecord{
+			Parent: job.Model, Hash: hex.EncodeToString(h[:]), Job: job.ID, Round: rec.ID,
+			CreatedAt: rec.EndedAt, Metrics: map[string]float64{"train_loss": loss, "train_accuracy": acc},
+			StateSize: len(state),
+		},
+		Round: &rec,
+	}, append(blob, state...))
+	if err != nil {
+		// The strategy advanced in memory but the model did not commit: drop
+		// the memory so the next round starts from the replicated state.
+		e.mu.Lock()
+		delete(e.strategies, job.ID)
+		e.mu.Unlock()
+		return err
+	}
+	e.mu.Lock()
+	e.stratVer[job.ID] = v.(uint64)
+	e.mu.Unlock()
+	e.log.Info("round committed", "job", job.ID, "round", rec.ID, "number", rec.Number, "model", v,
+		"participants", len(rec.Participants), "survivors", survivors, "train_loss", loss, "seconds", rec.EndedAt.Sub(start).Seconds())
+	return nil
+}
+
+// updateClip is the bound used to scale the metric coordinates.
+func updateClip(spec *JobSpec) float64 {
+	if spec.SecAgg.Enabled {
+		return spec.SecAgg.Clip
+	}
+	return 1
+}
+
+// endRound records a round that ended without a model.
+func (e *Engine) endRound(ctx context.Context, rec *RoundRecord, cause error) error {
+	rec.State, rec.Error = RoundFailed, cause.Error()
+	if errors.Is(cause, context.Canceled) {
+		rec.State = RoundAborted
+	}
+	if rec.EndedAt.IsZero() {
+		rec.EndedAt = e.cfg.Now()
+	}
+	// The context may have ended (leadership lost): the next leader aborts
+	// the round, so a failure to record it here is not an error of its own.
+	if _, err := e.rep.apply(context.WithoutCancel(ctx), cmdRoundEnd, rec, nil); err != nil {
+		e.log.Warn("recording failed round", "round", rec.ID, "err", err)
+	}
+	return fmt.Errorf("%w: round %d: %v", ErrRoundFailed, rec.ID, cause)
+}
+
+// failJob marks a job failed (its model is unusable).
+func (e *Engine) failJob(ctx context.Context, job *JobRecord, cause error) error {
+	_, err := e.rep.apply(ctx, cmdJobUpdate, jobUpdateCmd{ID: job.ID, State: JobFailed, Error: cause.Error(), At: e.cfg.Now()}, nil)
+	if err != nil {
+		return err
+	}
+	return cause
+}
+
+// deadlines builds the invite's stage deadlines.
+func deadlines(start time.Time, d Deadlines) (trainBy time.Time, out []protocol.StageDeadline) {
+	trainBy = start.Add(time.Duration(d.Download) + time.Duration(d.Train))
+	out = append(out, protocol.StageDeadline{Stage: protocol.StageTrain, At: trainBy})
+	at := trainBy
+	for _, s := range []protocol.Stage{protocol.StageAdvertiseKeys, protocol.StageShareKeys, protocol.StageMaskedInput, protocol.StageConsistencyCheck, protocol.StageUnmask} {
+		at = at.Add(time.Duration(d.Stage))
+		out = append(out, protocol.StageDeadline{Stage: s, At: at})
+	}
+	return trainBy, out
+}
+
+// collectTrain invites, plans and aggregates one training round, returning
+// the example-weighted mean of the agents' update vectors.
+func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRecord, job *JobRecord, model *tensor.Model, mrec *ModelRecord, selected []AgentLink, minN int) ([]float32, float64, int, error) {
+	spec := job.Spec
+	trainBy, dl := deadlines(e.cfg.Now(), spec.Deadline)
+	joined := e.invite(ctx, selected, &protocol.RoundInvite{RoundID: r.id, Job: job.ID, Kind: protocol.RoundTrain, Deadlines: dl})
+	rec.Stages = append(rec.Stages, StageRecord{Name: "invite", Expected: len(selected), Survivors: len(joined), Dropped: len(selected) - len(joined)})
+	for _, l := range joined {
+		rec.Participants = append(rec.Participants, l.AgentID())
+	}
+	if len(joined) < minN {
+		return nil, 0, 0, fmt.Errorf("%w: %d of %d invited agents joined, need %d", ErrNotEnoughAgents, len(joined), len(selected), minN)
+	}
+	ids, parts := secaggIDs(joined)
+	r.ids = ids
+	dim := model.NumParams() + protocol.UpdateMetrics
+	plan := &protocol.RoundPlan{
+		RoundID: r.id, ModelVersion: job.Model, Epochs: uint32(spec.Plan.Epochs), BatchSize: uint32(spec.Plan.BatchSize),
+		LR: spec.Plan.LR, Mu: spec.Plan.Mu, Optimizer: "sgd", Momentum: spec.Plan.Momentum,
+	}
+	if h, err := hex.DecodeString(mrec.Hash); err == nil && len(h) == len(plan.ModelHash) {
+		copy(plan.ModelHash[:], h)
+	}
+	stageTime := time.Duration(spec.Deadline.Stage)
+	if !spec.SecAgg.Enabled {
+		e.broadcast(ctx, joined, func(AgentLink) protocol.Message { return plan })
+		return e.collectPlain(ctx, r, rec, &spec, rec.Participants, dim, trainBy.Add(stageTime))
+	}
+	q := secagg.Quantizer{Clip: float32(spec.SecAgg.Clip), Bits: spec.SecAgg.Bits, MaxWeight: DefaultMaxWeight}
+	if spec.DP.Enabled {
+		q.MaxWeight = 0 // DP bounds each agent's contribution: an unweighted mean
+	}
+	cfg := &secagg.Config{
+		RoundID:      []byte(fmt.Sprintf("%s/round/%d", e.clusterName(), r.id)),
+		Participants: parts, Neighbours: spec.SecAgg.K, Threshold: spec.SecAgg.T,
+		Dim: q.EncodedLen(dim), Quantizer: &q,
+	}
+	if _, err := rand.Read(cfg.GraphSeed[:]); err != nil {
+		return nil, 0, 0, err
+	}
+	resolved, err := cfg.Resolve()
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	cfgBytes, err := cfg.MarshalBinary()
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	plan.SecAgg = cfgBytes
+	if spec.DP.Enabled {
+		plan.DP = protocol.DPParams{
+			ClipNorm:       spec.DP.Clip,
+			NoiseStdDev:    spec.DP.NoiseMultiplier * spec.DP.Clip / math.Sqrt(float64(resolved.MinSurvivors)),
+			Adaptive:       spec.DP.Adaptive,
+			TargetQuantile: spec.DP.TargetQuantile,
+		}
+	}
+	e.broadcast(ctx, joined, func(AgentLink) protocol.Message { return plan })
+	res, err := e.runSecAgg(ctx, r, rec, cfg, rec.Participants, trainBy.Add(stageTime), stageTime)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	mean := make([]float32, dim)
+	w, err := q.DecodeMean(mean, res.Sum)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	return mean, float64(w), len(res.Survivors), nil
+}
+
+// collectPlain gathers updates without secure aggregation: a weighted sum
+// streamed as they arrive, or, for robust strategies, every update.
+func (e *Engine) collectPlain(ctx context.Context, r *activeRound, rec *RoundRecord, spec *JobSpec, joined []string, dim int, by time.Time) ([]float32, float64, int, error) {
+	var mu sync.Mutex
+	sum := make([]float64, dim)
+	var total float64
+	var updates []Update
+	keep := robustOnly[spec.Strategy.Name]
+	st, arrived := r.stageRun(ctx, rec, "update", protocol.TypeMaskedInput, joined, by, func(agent string, m protocol.Message) error {
+		v, w, err := protocol.DecodePlainUpdate(m.(*protocol.MaskedInput).Payload, dim)
+		if err != nil {
+			return err
+		}
+		if w == 0 {
+			return fmt.Errorf("%w: zero weight", protocol.ErrBadUpdate)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if keep {
+			updates = append(updates, Update{Delta: v, Examples: float64(w)})
+		}
+		for i, x := range v {
+			sum[i] += float64(w) * float64(x)
+		}
+		total += float64(w)
+		return nil
+	})
+	replies := map[string]any{}
+	for _, a := range arrived {
+		replies[a] = &protocol.Ack{}
+	}
+	st.release(replies)
+	if len(arrived) < roundMin(spec) {
+		return nil, 0, 0, fmt.Errorf("%w: %d updates arrived, need %d", ErrNotEnoughAgents, len(arrived), roundMin(spec))
+	}
+	mean := make([]float32, dim)
+	for i := range mean {
+		mean[i] = float32(sum[i] / total)
+	}
+	if keep {
+		strat, err := NewStrategy(spec.Strategy)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		// Robust aggregation of the deltas; the metric coordinates stay the
+		// weighted mean.
+		deltas := make([]Update, len(updates))
+		sort.Slice(updates, func(a, b int) bool { return updates[a].Examples < updates[b].Examples })
+		for i, u := range updates {
+			deltas[i] = Update{Delta: u.Delta[:dim-protocol.UpdateMetrics], Examples: u.Examples}
+		}
+		d, err := strat.(RobustStrategy).Aggregate(deltas)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		copy(mean, d)
+	}
+	return mean, total, len(arrived), nil
+}
