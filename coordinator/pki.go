@@ -117,7 +117,7 @@ func IssueAdminFiles(rnd io.Reader, ca *identity.CA, name, dir string, now time.
 		return fmt.Errorf("coordinator.IssueAdminFiles: %w", err)
 	}
 	return writeFiles(dir, map[string][]byte{
-		FileCACert: pemBlock("CERTIFICATE", ca.Certificate().Raw),
+		FileCACert:  pemBlock("CERTIFICATE", ca.Certificate().Raw),
 		"admin.pem": pemBlock("CERTIFICATE", der), "admin.key": keyPEM(k),
 	})
 }
