@@ -249,11 +249,11 @@ func (l *Listener) serveConn(conn *quic.Conn) {
 	}
 	l.sessions[s] = struct{}{}
 	l.mu.Unlock()
-	<-s.Done()
-	s.wg.Wait()
-	l.mu.Lock()
-	delete(l.sessions, s)
-	l.mu.Unlock()
+	context.AfterFunc(s.ctx, func() {
+		l.mu.Lock()
+		delete(l.sessions, s)
+		l.mu.Unlock()
+	})
 }
 
 // accept runs the listener's side of the Hello exchange.
@@ -345,6 +345,9 @@ func (l *Listener) Close() error {
 	for _, s := range sessions {
 		s.closeWith(CloseShutdown, ErrClosed)
 	}
+	for _, s := range sessions {
+		s.wg.Wait()
+	}
 	for _, c := range conns {
 		_ = c.CloseWithError(CloseShutdown, "shutting down")
 	}
@@ -355,6 +358,11 @@ func (l *Listener) Close() error {
 	l.wg.Wait()
 	if terr := l.tr.Close(); err == nil {
 		err = terr
+	}
+	// quic.Transport closes only sockets it created itself: release ours so
+	// the port can be bound again at once (a restarted node reuses it).
+	if uerr := l.udp.Close(); err == nil && !errors.Is(uerr, net.ErrClosed) {
+		err = uerr
 	}
 	return err
 }
