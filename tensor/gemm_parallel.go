@@ -5,33 +5,39 @@ import (
 	"sync/atomic"
 )
 
-// gemmJob is one call of Gemm: the problem and the bookkeeping to split it
-// over goroutines. Jobs are pooled so the parallel path allocates nothing.
+// gemmJob is one call of Gemm: the problem and the bookkeeping to share it
+// among goroutines. Jobs are pooled so the parallel path allocates nothing.
 type gemmJob struct {
-	p     gemmProblem
-	wg    sync.WaitGroup
-	tasks []gemmTask
-}
+	p  gemmProblem
+	wg sync.WaitGroup
 
-// gemmTask is the part of a job one goroutine computes: rows [i0,i1) ×
-// columns [j0,j1) of C.
-type gemmTask struct {
-	job            *gemmJob
-	i0, i1, j0, j1 int
+	// C is cut along m (splitM) or n into chunks of whole micro-tiles;
+	// goroutines claim chunks by incrementing next.
+	next   atomic.Int64
+	chunks int
+	tiles  int // micro-tiles along the split dimension
+	unit   int // mr or nr
+	splitM bool
 }
 
 var gemmJobPool = sync.Pool{New: func() any { return new(gemmJob) }}
 
-// gemmHelpers is a set of parked goroutines that compute tasks handed to
-// them over an unbuffered channel. They are started on first need, never
-// more than GOMAXPROCS-1 of them, and live for the life of the process like
-// the runtime's own workers; a goroutine spawned per product would cost an
+// gemmChunksPerWorker cuts the work finer than one piece per goroutine, so
+// a goroutine that the OS schedules late (the cores may be shared with
+// other processes) holds up the product by one small chunk, not by half of
+// it.
+const gemmChunksPerWorker = 4
+
+// gemmHelpers is a set of parked goroutines that join jobs handed to them
+// over an unbuffered channel. They are started on first need, never more
+// than GOMAXPROCS-1 of them, and live for the life of the process like the
+// runtime's own workers; a goroutine spawned per product would cost an
 // allocation each time. Like gemmBufPool this is shared infrastructure, not
 // state any result depends on.
 var gemmHelpers struct {
 	mu      sync.Mutex
 	started atomic.Int32
-	tasks   chan *gemmTask
+	jobs    chan *gemmJob
 }
 
 // ensureHelpers starts helpers until n are running.
@@ -41,19 +47,19 @@ func ensureHelpers(n int) {
 	}
 	gemmHelpers.mu.Lock()
 	defer gemmHelpers.mu.Unlock()
-	if gemmHelpers.tasks == nil {
-		gemmHelpers.tasks = make(chan *gemmTask)
+	if gemmHelpers.jobs == nil {
+		gemmHelpers.jobs = make(chan *gemmJob)
 	}
 	for int(gemmHelpers.started.Load()) < n {
-		go gemmHelper(gemmHelpers.tasks)
+		go gemmHelper(gemmHelpers.jobs)
 		gemmHelpers.started.Add(1)
 	}
 }
 
-func gemmHelper(tasks <-chan *gemmTask) {
-	for t := range tasks {
-		t.job.p.region(t.i0, t.i1, t.j0, t.j1)
-		t.job.wg.Done()
+func gemmHelper(jobs <-chan *gemmJob) {
+	for job := range jobs {
+		job.work()
+		job.wg.Done()
 	}
 }
 
@@ -65,11 +71,12 @@ func (p *gemmProblem) workers(maxWorkers int) int {
 	return max(1, min(w, tiles))
 }
 
-// run computes the product, splitting C into disjoint row or column ranges
-// of whole micro-tiles, one per worker. Each worker packs its own operands,
-// so they share nothing but the read-only inputs. A task no idle helper is
-// ready to take runs on the calling goroutine, so concurrent callers never
-// wait for one another.
+// run computes the product. A product worth several goroutines is cut into
+// chunks of whole micro-tiles along its longer dimension (in tiles); the
+// caller and every idle helper claim chunks until none is left. Each chunk
+// packs its own operands, so goroutines share nothing but the read-only
+// inputs. Helpers that are busy (with another caller's product) are not
+// waited for: the caller then computes more chunks itself.
 func (job *gemmJob) run(maxWorkers int) {
 	p := &job.p
 	w := p.workers(maxWorkers)
@@ -78,43 +85,47 @@ func (job *gemmJob) run(maxWorkers int) {
 		return
 	}
 	ensureHelpers(w - 1)
-	mr, nr := p.kern.mr, p.kern.nr
-	tilesM, tilesN := ceilDiv(p.m, mr), ceilDiv(p.n, nr)
-	splitM := tilesM >= tilesN
-	tiles, unit, size := tilesN, nr, p.n
-	if splitM {
-		tiles, unit, size = tilesM, mr, p.m
+	tilesM, tilesN := ceilDiv(p.m, p.kern.mr), ceilDiv(p.n, p.kern.nr)
+	job.splitM = tilesM >= tilesN
+	job.tiles, job.unit = tilesN, p.kern.nr
+	if job.splitM {
+		job.tiles, job.unit = tilesM, p.kern.mr
 	}
-	if cap(job.tasks) < w {
-		job.tasks = make([]gemmTask, w)
-	}
-	job.tasks = job.tasks[:w]
-	lo := 0
-	for i := range w {
-		hi := min(size, (i+1)*tiles/w*unit)
-		if i == w-1 {
-			hi = size
-		}
-		t := &job.tasks[i]
-		*t = gemmTask{job: job, i0: 0, i1: p.m, j0: lo, j1: hi}
-		if splitM {
-			*t = gemmTask{job: job, i0: lo, i1: hi, j0: 0, j1: p.n}
-		}
-		lo = hi
-	}
-	// Hand all but the first task to helpers, then compute the first here.
-	for i := 1; i < w; i++ {
-		t := &job.tasks[i]
+	job.chunks = min(job.tiles, w*gemmChunksPerWorker)
+	job.next.Store(0)
+	for range w - 1 {
 		job.wg.Add(1)
 		select {
-		case gemmHelpers.tasks <- t:
+		case gemmHelpers.jobs <- job:
 		default:
-			p.region(t.i0, t.i1, t.j0, t.j1)
 			job.wg.Done()
 		}
 	}
-	t := &job.tasks[0]
-	p.region(t.i0, t.i1, t.j0, t.j1)
+	job.work()
 	job.wg.Wait()
-	clear(job.tasks)
+}
+
+// work computes chunks of the job until none is left.
+func (job *gemmJob) work() {
+	p := &job.p
+	size := p.n
+	if job.splitM {
+		size = p.m
+	}
+	for {
+		i := int(job.next.Add(1)) - 1
+		if i >= job.chunks {
+			return
+		}
+		lo := i * job.tiles / job.chunks * job.unit
+		hi := min(size, (i+1)*job.tiles/job.chunks*job.unit)
+		if i == job.chunks-1 {
+			hi = size
+		}
+		if job.splitM {
+			p.region(lo, hi, 0, p.n)
+		} else {
+			p.region(0, p.m, lo, hi)
+		}
+	}
 }
