@@ -86,7 +86,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	}
 	win, _ := parseWindow(cfg.TrainingWindow)
 	a := &Agent{cfg: cfg, log: logger, win: win, m: newMetrics(), software: software(), now: time.Now}
-	st, err := openStore(cfg.DataDir)
+	st, err := openStore(cfg.DataDir, storeLockWait)
 	if err != nil {
 		return nil, fmt.Errorf("agent.New: %w", err)
 	}

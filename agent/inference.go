@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -156,7 +157,7 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.As(err, &tooBig):
 			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds %d bytes; split the batch", MaxPredictBody))
-		case errors.As(err, &typeErr) && typeErr.Value == "number":
+		case errors.As(err, &typeErr) && strings.HasPrefix(typeErr.Value, "number"):
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid input at %s: every feature must be a finite float32", typeErr.Field))
 		default:
 			writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())

@@ -187,7 +187,8 @@ type identityRecord struct {
 // openStore opens (creating if needed) the store in dir. A dir that is
 // neither empty nor an agent's, a file that is not an agent database,
 // and a database that fails bbolt's consistency check are refused.
-func openStore(dir string) (*store, error) {
+// lockWait bounds the wait for another process's lock on the file.
+func openStore(dir string, lockWait time.Duration) (*store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("agent.openStore: %w", err)
 	}
@@ -207,11 +208,12 @@ func openStore(dir string) (*store, error) {
 				ErrForeignDataDir, dir, strings.Join(names, ", "), storeFile)
 		}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: storeLockWait})
+	db, err := openBolt(path, lockWait)
 	switch {
 	case errors.Is(err, bolterrors.ErrTimeout):
 		return nil, fmt.Errorf("agent.openStore: %w: %s is locked (is another agent running on it?)", ErrStoreLocked, path)
-	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch),
+		errors.Is(err, ErrCorruptStore):
 		return nil, fmt.Errorf("agent.openStore: %w: %s: %v", ErrCorruptStore, path, err)
 	case err != nil:
 		return nil, fmt.Errorf("agent.openStore: %s: %w", path, err)
@@ -222,6 +224,14 @@ func openStore(dir string) (*store, error) {
 		return nil, fmt.Errorf("agent.openStore: %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// openBolt opens the bbolt file, turning a panic on a damaged freelist or
+// meta page into ErrCorruptStore. (The descriptor of such a file may stay
+// open: the agent refuses to start then.)
+func openBolt(path string, lockWait time.Duration) (db *bolt.DB, err error) {
+	defer recoverCorrupt(&err)
+	return bolt.Open(path, 0o600, &bolt.Options{Timeout: lockWait})
 }
 
 // init checks the database and writes the header of a new one.

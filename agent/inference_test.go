@@ -1,0 +1,323 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fedge/fedge/tensor"
+)
+
+func newTestInference(t *testing.T) (*inferenceServer, *httptest.Server) {
+	t.Helper()
+	s := &inferenceServer{served: new(atomic.Pointer[servedModel]), m: newMetrics()}
+	s.health = func() healthResponse {
+		return healthResponse{Status: "ok", ModelVersion: versionOf(s.served.Load())}
+	}
+	srv := httptest.NewServer(s.handler())
+	t.Cleanup(srv.Close)
+	return s, srv
+}
+
+func versionOf(s *servedModel) uint64 {
+	if s == nil {
+		return 0
+	}
+	return s.version
+}
+
+func serve(s *inferenceServer, version uint64, m *tensor.Model) {
+	s.served.Store(&servedModel{version: version, hash: m.Hash(), rolledOut: time.Unix(1700000000, 0), model: m})
+}
+
+// input returns one MNIST-shaped example whose pixels depend on k.
+func input(k int) []float32 {
+	x := make([]float32, 784)
+	for i := range x {
+		x[i] = float32((i*7+k*13)%256) / 255
+	}
+	return x
+}
+
+func predictBody(rows ...[]float32) []byte {
+	b, _ := json.Marshal(PredictRequest{Inputs: rows})
+	return b
+}
+
+func post(t *testing.T, url string, body []byte) (int, []byte) {
+	t.Helper()
+	resp, err := http.Post(url+"/v1/predict", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func TestInferenceCodes(t *testing.T) {
+	s, srv := newTestInference(t)
+	if code, body := post(t, srv.URL, predictBody(input(0))); code != http.StatusServiceUnavailable || !strings.Contains(string(body), "no model") {
+		t.Fatalf("no model: %d %s", code, body)
+	}
+	resp, err := http.Get(srv.URL + "/v1/model")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("/v1/model without a model: %d", resp.StatusCode)
+	}
+
+	m, _ := testModel(t, 1)
+	serve(s, 4, m)
+	code, body := post(t, srv.URL, predictBody(input(1), input(2)))
+	if code != http.StatusOK {
+		t.Fatalf("predict: %d %s", code, body)
+	}
+	var pr PredictResponse
+	if err := json.Unmarshal(body, &pr); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := m.Predict(append(input(1), input(2)...), 2)
+	if pr.ModelVersion != 4 || len(pr.Predictions) != 2 {
+		t.Fatalf("response %+v", pr)
+	}
+	for i, p := range pr.Predictions {
+		w := want[i*10 : (i+1)*10]
+		if !equalFloats(p.Probabilities, w) || p.Class != argmax(w) {
+			t.Fatalf("prediction %d = %+v, want %v", i, p, w)
+		}
+	}
+
+	big := bytes.Repeat([]byte(" "), MaxPredictBody+1)
+	tests := []struct {
+		name string
+		body []byte
+		code int
+		msg  string
+	}{
+		{"malformed JSON", []byte(`{"inputs": [[1,2,`), http.StatusBadRequest, "malformed JSON"},
+		{"not an object", []byte(`[1,2,3]`), http.StatusBadRequest, "malformed JSON"},
+		{"unknown field", []byte(`{"input": [[1]]}`), http.StatusBadRequest, "unknown field"},
+		{"wrong feature count", predictBody(input(0), make([]float32, 783)), http.StatusBadRequest, "input 1 has 783 features"},
+		{"non-finite", []byte(`{"inputs": [[1e39` + strings.Repeat(",0", 783) + `]]}`), http.StatusBadRequest, "finite"},
+		{"NaN literal", []byte(`{"inputs": [[NaN]]}`), http.StatusBadRequest, "malformed JSON"},
+		{"no inputs", []byte(`{"inputs": []}`), http.StatusBadRequest, "no inputs"},
+		{"trailing data", append(predictBody(input(0)), []byte(`{}`)...), http.StatusBadRequest, "trailing"},
+		{"too large", append([]byte(`{"inputs": [[0`), big...), http.StatusRequestEntityTooLarge, "exceeds"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := post(t, srv.URL, tt.body)
+			if code != tt.code || !strings.Contains(string(body), tt.msg) {
+				t.Fatalf("got %d %s, want %d with %q", code, body, tt.code, tt.msg)
+			}
+			var e errorResponse
+			if err := json.Unmarshal(body, &e); err != nil || e.Error == "" {
+				t.Fatalf("error body %q is not {\"error\": ...}", body)
+			}
+		})
+	}
+
+	resp, err = http.Get(srv.URL + "/v1/predict")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != http.MethodPost {
+		t.Fatalf("GET /v1/predict: %d allow=%q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+
+	var info ModelInfo
+	getJSON(t, srv.URL+"/v1/model", &info)
+	h := m.Hash()
+	if info.Version != 4 || info.Hash != fmt.Sprintf("%x", h[:]) || info.Features != 784 || info.Classes != 10 ||
+		info.Params != m.NumParams() || info.Spec.Name != m.Spec.Name || !info.RolledOutAt.Equal(time.Unix(1700000000, 0)) {
+		t.Fatalf("model info %+v", info)
+	}
+	var health healthResponse
+	getJSON(t, srv.URL+"/healthz", &health)
+	if health.Status != "ok" || health.ModelVersion != 4 {
+		t.Fatalf("health %+v", health)
+	}
+
+	resp, err = http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+		t.Fatalf("metrics content type %q", ct)
+	}
+	for _, want := range []string{
+		`fedge_agent_http_requests_total{path="/v1/predict",code="200"} 1`,
+		`fedge_agent_http_requests_total{path="/v1/predict",code="400"} 8`,
+		`fedge_agent_http_requests_total{path="/v1/predict",code="413"} 1`,
+		`fedge_agent_http_requests_total{path="/v1/predict",code="503"} 1`,
+		`fedge_agent_http_requests_total{path="/v1/predict",code="405"} 1`,
+		`fedge_agent_predict_duration_seconds_count 12`,
+		`fedge_agent_predict_duration_seconds_bucket{le="+Inf"} 12`,
+		"fedge_agent_model_version 4",
+		"fedge_agent_predicted_samples_total 2",
+		"# TYPE fedge_agent_predict_duration_seconds histogram",
+		"fedge_agent_rounds_joined_total 0",
+		"fedge_agent_round_bytes_sent_total 0",
+	} {
+		if !strings.Contains(string(mt), want+"\n") {
+			t.Errorf("metrics lack %q:\n%s", want, mt)
+		}
+	}
+	checkPromText(t, string(mt))
+}
+
+// checkPromText checks the exposition format: every sample line is
+// "name{labels} value" under a TYPE line of its family, and histogram
+// buckets are cumulative.
+func checkPromText(t *testing.T, text string) {
+	t.Helper()
+	typed := map[string]bool{}
+	var lastBucket int64 = -1
+	for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		if strings.HasPrefix(line, "# TYPE ") {
+			typed[strings.Fields(line)[2]] = true
+			continue
+		}
+		if strings.HasPrefix(line, "# HELP ") {
+			continue
+		}
+		name, value, ok := strings.Cut(line, " ")
+		if !ok {
+			t.Fatalf("bad line %q", line)
+		}
+		family, _, _ := strings.Cut(name, "{")
+		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(family, "_bucket"), "_sum"), "_count")
+		if !typed[family] && !typed[base] {
+			t.Fatalf("sample %q has no TYPE line", line)
+		}
+		if strings.HasSuffix(family, "_bucket") {
+			var v int64
+			fmt.Sscan(value, &v)
+			if v < lastBucket {
+				t.Fatalf("buckets not cumulative at %q", line)
+			}
+			lastBucket = v
+		}
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func equalFloats(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestInferenceSwapUnderLoad swaps between two models as fast as it can
+// while clients predict: every request must succeed and its probabilities
+// must be exactly those of the version it names.
+func TestInferenceSwapUnderLoad(t *testing.T) {
+	s, srv := newTestInference(t)
+	models := map[uint64]*tensor.Model{}
+	want := map[uint64][]float32{}
+	x := input(3)
+	for v := uint64(1); v <= 2; v++ {
+		m, _ := testModel(t, v*100)
+		models[v] = m
+		want[v], _ = m.Predict(x, 1)
+	}
+	if equalFloats(want[1], want[2]) {
+		t.Fatal("test models predict alike")
+	}
+	serve(s, 1, models[1])
+	body := predictBody(x)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+
+	stop := make(chan struct{})
+	var swaps atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for v := uint64(2); ; v = 3 - v {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			serve(s, v, models[v])
+			swaps.Add(1)
+			time.Sleep(50 * time.Microsecond)
+		}
+	}()
+	const clients, perClient = 8, 150
+	var seen [3]atomic.Int64
+	errs := make(chan error, clients)
+	var cw sync.WaitGroup
+	for range clients {
+		cw.Add(1)
+		go func() {
+			defer cw.Done()
+			for range perClient {
+				resp, err := client.Post(srv.URL+"/v1/predict", "application/json", bytes.NewReader(body))
+				if err != nil {
+					errs <- err
+					return
+				}
+				var pr PredictResponse
+				err = json.NewDecoder(resp.Body).Decode(&pr)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK {
+					errs <- fmt.Errorf("status %d, %v", resp.StatusCode, err)
+					return
+				}
+				w, ok := want[pr.ModelVersion]
+				if !ok || len(pr.Predictions) != 1 || !equalFloats(pr.Predictions[0].Probabilities, w) {
+					errs <- fmt.Errorf("response of version %d does not carry that version's probabilities", pr.ModelVersion)
+					return
+				}
+				seen[pr.ModelVersion].Add(1)
+			}
+		}()
+	}
+	cw.Wait()
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if seen[1].Load() == 0 || seen[2].Load() == 0 || swaps.Load() < 10 {
+		t.Fatalf("load did not straddle swaps: v1 %d, v2 %d, swaps %d", seen[1].Load(), seen[2].Load(), swaps.Load())
+	}
+	t.Logf("%d requests, %d swaps (v1 %d, v2 %d)", clients*perClient, swaps.Load(), seen[1].Load(), seen[2].Load())
+}
