@@ -50,6 +50,7 @@ type Agent struct {
 	served   atomic.Pointer[servedModel]
 	software string
 	now      func() time.Time
+	grace    time.Duration // added to round stage deadlines
 
 	httpLn  net.Listener // nil when inference is disabled
 	httpSrv *http.Server
@@ -85,7 +86,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	win, _ := parseWindow(cfg.TrainingWindow)
-	a := &Agent{cfg: cfg, log: logger, win: win, m: newMetrics(), software: software(), now: time.Now}
+	a := &Agent{cfg: cfg, log: logger, win: win, m: newMetrics(), software: software(), now: time.Now, grace: deadlineGrace}
 	st, err := openStore(cfg.DataDir, storeLockWait)
 	if err != nil {
 		return nil, fmt.Errorf("agent.New: %w", err)

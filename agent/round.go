@@ -26,6 +26,7 @@ var errAborted = errors.New("agent: round aborted by the coordinator")
 // roundState is the round the agent accepted; at most one at a time.
 type roundState struct {
 	invite *protocol.RoundInvite
+	grace  time.Duration // added to each stage deadline
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	start  chan roundStart // the plan or evaluation request, once
@@ -42,7 +43,7 @@ type roundStart struct {
 // round's context deadline when the invite has none.
 func (st *roundState) deadline(s protocol.Stage) time.Time {
 	if t, ok := st.invite.Deadline(s); ok {
-		return t.Add(deadlineGrace)
+		return t.Add(st.grace)
 	}
 	d, _ := st.ctx.Deadline()
 	return d
@@ -142,9 +143,9 @@ func (a *Agent) onInvite(inv *protocol.RoundInvite) *protocol.RoundJoin {
 		a.mu.Unlock()
 		return decline("agent is not running")
 	}
-	ctx, cancel := context.WithDeadline(parent, end.Add(deadlineGrace))
+	ctx, cancel := context.WithDeadline(parent, end.Add(a.grace))
 	cctx, ccancel := context.WithCancelCause(ctx)
-	st := &roundState{invite: inv, ctx: cctx, start: make(chan roundStart, 1),
+	st := &roundState{invite: inv, grace: a.grace, ctx: cctx, start: make(chan roundStart, 1),
 		cancel: func(err error) { ccancel(err); cancel() }}
 	a.round = st
 	a.bg.Add(1)

@@ -87,7 +87,7 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 	if _, err := rand.Read(seed[:]); err != nil {
 		return err
 	}
-	trainBy := st.deadline(protocol.StageTrain).Add(-deadlineGrace)
+	trainBy := st.deadline(protocol.StageTrain).Add(-st.grace)
 	trainBy = trainBy.Add(-time.Duration(trainMargin * float64(time.Until(trainBy))))
 	tctx, cancel := context.WithDeadline(ctx, trainBy)
 	stats, err := tensor.Train(tctx, trained, train, tensor.TrainConfig{
