@@ -14,7 +14,7 @@ import (
 //
 // Aggregation, compression and masking work on Params directly; assigning
 // new values (copy or SetParams) is all it takes to load them. Params must
-// keep its length.
+// keep its length, and Spec must not be modified (build a new model).
 //
 // Predict, PredictInto, Evaluate and PredictGraph may run concurrently
 // with each other; Train and TrainGraph write Params, Grads and a cached
