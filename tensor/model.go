@@ -81,11 +81,13 @@ func newModel(spec Spec) (*Model, error) {
 	m.hwc = conv && len(spec.Input) == 3 && spec.Input[0] > 1
 	// Fuse ReLU → max-pool: pooling commutes with the ReLU, so the pool
 	// applies it to 1/K² of the values and the ReLU pass disappears. Only
-	// where the ReLU works in place (see newWorkspace), so that the pool
-	// reads the same buffer either way.
+	// where every workspace runs the ReLU in place (see newWorkspace: after
+	// a layer with its own output buffer that does not need it back), so
+	// the pool reads the same buffer either way.
 	m.fused = make([]bool, len(plans))
 	for i := 1; i+1 < len(plans); i++ {
-		if pool, ok := m.layers[i+1].(*maxPool); ok && plans[i].spec.Type == LayerReLU && !m.layers[i-1].needsOutput() {
+		prev := m.layers[i-1]
+		if pool, ok := m.layers[i+1].(*maxPool); ok && plans[i].spec.Type == LayerReLU && !prev.elementwise() && !prev.needsOutput() {
 			m.fused[i] = true
 			pool.relu = true
 		}
@@ -169,15 +171,20 @@ func (m *Model) newWorkspace(n int, train bool) *workspace {
 		ws.labels = make([]int32, n)
 	}
 	params := false
+	owned := false // acts[i] is a buffer of the workspace, not the caller's input
 	maxOut := 0
 	for i, l := range m.layers {
 		p := l.plan()
 		ws.needDX[i] = train && params
 		params = params || p.params > 0
-		// In place only over a buffer the workspace owns, and only when the
-		// previous layer's backward does not read the values overwritten.
-		// (A flatten changes no value, so it may always share.)
-		ws.alias[i] = l.elementwise() && i > 0 && (!train || !m.layers[i-1].needsOutput() || p.spec.Type == LayerFlatten)
+		// A layer that changes no value (a flatten, a dropout in
+		// evaluation) shares its input buffer, whoever owns it. Other
+		// elementwise layers work in place only over a buffer the workspace
+		// owns, and only when the previous layer's backward does not read
+		// the values overwritten.
+		noWrite := p.spec.Type == LayerFlatten || (p.spec.Type == LayerDropout && (!train || p.spec.Rate == 0))
+		ws.alias[i] = l.elementwise() && (noWrite || owned && (!train || !m.layers[i-1].needsOutput()))
+		owned = owned || !ws.alias[i]
 		if !ws.alias[i] {
 			ws.acts[i+1] = make([]float32, n*p.outSize)
 		}
