@@ -35,6 +35,8 @@ func BenchmarkMaskPRG(b *testing.B) {
 				terms[i].neg = i%2 == 0
 			}
 			b.SetBytes(int64(4 * dim * tc.terms))
+			applyMasksRange(dst, 0, terms[:1]) // fault the pages in
+			cpu0 := processCPU()
 			for b.Loop() {
 				if tc.parallel {
 					applyMasks(dst, terms)
@@ -42,7 +44,11 @@ func BenchmarkMaskPRG(b *testing.B) {
 					applyMasksRange(dst, 0, terms)
 				}
 			}
-			b.ReportMetric(float64(4*dim*tc.terms)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+			bytes := float64(4*dim*tc.terms) * float64(b.N)
+			b.ReportMetric(bytes/b.Elapsed().Seconds()/1e9, "GB/s")
+			if cpu := (processCPU() - cpu0).Seconds(); cpu > 0 {
+				b.ReportMetric(bytes/cpu/1e9, "GB/cpu-s")
+			}
 		})
 	}
 }
@@ -99,8 +105,12 @@ func benchClient(b *testing.B, n, k, dim int) {
 	u3Hash := survivorsHash(u3)
 	x := benchInput(target, dim)
 	var upload int
+	var cpu time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		if i > 0 {
+			cpu += processCPU()
+		}
 		b.StopTimer()
 		fresh := map[uint32]*Client{}
 		for _, v := range nbrs {
@@ -114,6 +124,7 @@ func benchClient(b *testing.B, n, k, dim int) {
 			}
 		}
 		b.StartTimer()
+		cpu -= processCPU()
 		c, err := NewClient(cfg, target, signers[target], nil)
 		if err != nil {
 			b.Fatal(err)
@@ -122,6 +133,7 @@ func benchClient(b *testing.B, n, k, dim int) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		cpu += processCPU()
 		b.StopTimer()
 		adv[target] = a
 		kl := &KeyList{Round: digest, To: target}
@@ -148,6 +160,7 @@ func benchClient(b *testing.B, n, k, dim int) {
 			sg.Checks = append(sg.Checks, signConsistency(signers[v], &digest, v, &u3Hash))
 		}
 		b.StartTimer()
+		cpu -= processCPU()
 		sk, err := c.ShareKeys(kl)
 		if err != nil {
 			b.Fatal(err)
@@ -168,12 +181,17 @@ func benchClient(b *testing.B, n, k, dim int) {
 			upload = encodedLen(a) + encodedLen(sk) + encodedLen(mi) + encodedLen(cc) + encodedLen(um)
 		}
 	}
+	cpu += processCPU()
+	b.ReportMetric(cpu.Seconds()*1e3/float64(b.N), "cpu-ms/op")
 	b.ReportMetric(float64(len(nbrs)), "neighbours")
 	b.ReportMetric(float64(upload)/1e3, "upload-kB")
 }
 
-func BenchmarkClient_N1000_D100k(b *testing.B)        { benchClient(b, 1000, 0, 100_000) }
-func BenchmarkClient_N1000_D1663370(b *testing.B)     { benchClient(b, 1000, 0, 1_663_370) }
+func BenchmarkClient_N1000_D100k(b *testing.B)    { benchClient(b, 1000, 0, 100_000) }
+func BenchmarkClient_N1000_D1663370(b *testing.B) { benchClient(b, 1000, 0, 1_663_370) }
+
+// BenchmarkClient_N1000_D100k_K130 uses the degree chosen for 30% dropout.
+func BenchmarkClient_N1000_D100k_K130(b *testing.B)   { benchClient(b, 1000, 130, 100_000) }
 func BenchmarkClient_Classic_N500_D100k(b *testing.B) { benchClient(b, 500, 499, 100_000) }
 
 // benchWorld is every client's messages up to the masked inputs, built once.
@@ -369,18 +387,22 @@ func (r *benchRound) serveUntil(b *testing.B, until Stage) *Server {
 
 // benchServer times the server's whole round (every Add, End and reply of
 // every stage, and Finish) over messages recorded once, for 0%, 10% and
-// 30% of the clients dropping before their masked input; finishUnmask-s is
-// the part spent in Finish (reconstruction and mask removal).
+// 30% of the clients dropping before their masked input; finish-s is the
+// part spent in Finish (reconstruction and mask removal). With k = 0 the
+// degree is NeighboursForDropout(n, dropout, 1e-3) for each dropout rate,
+// as a coordinator expecting that rate would choose it.
 func benchServer(b *testing.B, n, k, dim int) {
-	var w *benchWorld
 	for _, drop := range []int{0, 10, 30} {
 		b.Run(fmt.Sprintf("Drop%d", drop), func(b *testing.B) {
-			if w == nil {
-				w = newBenchWorld(b, n, k, dim)
+			kk := k
+			if kk == 0 {
+				kk = NeighboursForDropout(n, float64(drop)/100, 1e-3)
 			}
+			w := newBenchWorld(b, n, kk, dim)
 			r := w.round(b, float64(drop)/100)
 			var finish time.Duration
 			b.ResetTimer()
+			cpu0 := processCPU()
 			for i := 0; i < b.N; i++ {
 				srv := r.serveUntil(b, StageDone)
 				t0 := time.Now()
@@ -403,7 +425,9 @@ func benchServer(b *testing.B, n, k, dim int) {
 					b.StartTimer()
 				}
 			}
+			b.ReportMetric((processCPU()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
 			b.ReportMetric(float64(n-len(r.survivors)), "dropped")
+			b.ReportMetric(float64(kk), "k")
 			b.ReportMetric(finish.Seconds()/float64(b.N), "finish-s")
 		})
 	}

@@ -237,3 +237,75 @@ func (p *params) neighbourIDs(i int) []uint32 {
 	}
 	return out
 }
+
+// NeighboursForDropout returns a degree k for n clients of which each drops
+// out independently with probability dropout before unmasking: the
+// smallest even k >= DefaultNeighbours(n) for which a union bound over all
+// secrets puts the chance that one cannot reach the default threshold
+// (and the round fails with ErrTooFewSurvivors) below failProb; n-1
+// (classic SecAgg) if none is smaller. A planning aid for the coordinator,
+// which knows its dropout rate: the default k = 2*ceil(log2 n) suits about
+// 10% dropout at n = 1000, while 30% needs k of about 130.
+func NeighboursForDropout(n int, dropout, failProb float64) int {
+	if n < MinParticipants {
+		return max(n-1, 0)
+	}
+	if dropout >= 0.5 || failProb <= 0 {
+		return n - 1 // a majority threshold cannot be met reliably
+	}
+	dropout = max(dropout, 0)
+	ok := func(k int) bool { return dropoutFailure(n, k, dropout) <= failProb }
+	lo := min(DefaultNeighbours(n), n-1)
+	if ok(lo) {
+		return lo
+	}
+	// exponential then binary search over even k (the bound falls with k)
+	hi := lo
+	for !ok(hi) {
+		if hi >= n-1 {
+			return n - 1
+		}
+		lo = hi
+		hi = min(2*hi, n-1)
+	}
+	for hi-lo > 2 {
+		mid := (lo + hi) / 2 &^ 1
+		if mid <= lo {
+			break
+		}
+		if ok(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi
+}
+
+// dropoutFailure is the union bound of NeighboursForDropout: a dropped
+// client needs t of its k neighbours alive, a survivor t-1 of them.
+func dropoutFailure(n, k int, dropout float64) float64 {
+	t := DefaultThreshold(k)
+	if k < n-1 && k%2 == 1 {
+		k++
+	}
+	return float64(n) * (dropout*binomialBelow(k, 1-dropout, t) + (1-dropout)*binomialBelow(k, 1-dropout, t-1))
+}
+
+// binomialBelow returns P(Binomial(k, q) < t).
+func binomialBelow(k int, q float64, t int) float64 {
+	if q >= 1 {
+		if t > k {
+			return 1
+		}
+		return 0
+	}
+	lk, _ := math.Lgamma(float64(k + 1))
+	s := 0.0
+	for i := 0; i < t && i <= k; i++ {
+		li, _ := math.Lgamma(float64(i + 1))
+		lr, _ := math.Lgamma(float64(k - i + 1))
+		s += math.Exp(lk - li - lr + float64(i)*math.Log(q) + float64(k-i)*math.Log1p(-q))
+	}
+	return min(s, 1)
+}

@@ -1,6 +1,7 @@
 package secagg
 
 import (
+	"math"
 	"testing"
 )
 
@@ -133,5 +134,33 @@ func TestConfigValidate(t *testing.T) {
 	r, err := c.Resolve()
 	if err != nil || r.Neighbours != 2 || r.Threshold != 2 || r.MinSurvivors != 2 {
 		t.Fatalf("Resolve = %+v, %v", r, err)
+	}
+}
+
+func TestNeighboursForDropout(t *testing.T) {
+	tests := []struct {
+		n          int
+		drop, fail float64
+		lo, hi     int
+	}{
+		{1000, 0, 1e-3, 20, 20},
+		{1000, 0.1, 1e-3, 20, 24},
+		{1000, 0.3, 1e-3, 122, 140}, // binomial tails: k=120 gives 2.1e-3, k=140 3.4e-4
+		{5, 0.3, 1e-3, 4, 4},
+		{1000, 0.5, 1e-3, 999, 999},
+		{65536, 0.45, 1e-6, 1000, 65535},
+	}
+	for _, tt := range tests {
+		k := NeighboursForDropout(tt.n, tt.drop, tt.fail)
+		if k < tt.lo || k > tt.hi {
+			t.Errorf("NeighboursForDropout(%d, %v, %v) = %d, want %d..%d", tt.n, tt.drop, tt.fail, k, tt.lo, tt.hi)
+		}
+		if k < tt.n-1 && dropoutFailure(tt.n, k, tt.drop) > tt.fail {
+			t.Errorf("k=%d does not meet the bound", k)
+		}
+	}
+	// binomialBelow against a direct sum
+	if got, want := binomialBelow(4, 0.5, 2), 5.0/16; math.Abs(got-want) > 1e-12 {
+		t.Fatalf("P(Bin(4,.5) < 2) = %v, want %v", got, want)
 	}
 }
