@@ -67,8 +67,9 @@ func (p *gemmProblem) packB(dst []float32, p0, kb, j0, nb int) {
 		d := dst[c*kb : (c+nr)*kb]
 		if p.csB == 1 {
 			// Rows of B are contiguous: copy nw values per k-step.
+			b, rsB := p.b[p0*p.rsB+j0+c:], p.rsB
 			for q := range kb {
-				src := p.b[(p0+q)*p.rsB+j0+c:]
+				src := b[q*rsB:]
 				row := d[q*nr : q*nr+nr]
 				switch {
 				case nw == 16 && nr == 16:
@@ -76,8 +77,14 @@ func (p *gemmProblem) packB(dst []float32, p0, kb, j0, nb int) {
 				case nw == 32 && nr == 32:
 					*(*[32]float32)(row) = [32]float32(src)
 				default:
-					copy(row, src[:nw])
-					clear(row[nw:])
+					// A short copy: a loop beats calling memmove.
+					src = src[:nw]
+					for j, v := range src {
+						row[j] = v
+					}
+					for j := nw; j < nr; j++ {
+						row[j] = 0
+					}
 				}
 			}
 			continue

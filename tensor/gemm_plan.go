@@ -22,7 +22,7 @@ var defaultKernels = func() []*gemmKernel {
 // Cost-model constants, in cycles of one core (measured on Zen 4).
 const (
 	costFMALanes  = 16  // float32 multiply-adds per cycle at the kernels' peak
-	costCall      = 40  // entering and leaving one micro-kernel call
+	costCall      = 70  // entering and leaving one micro-kernel call
 	costPackRows  = 0.4 // per element of a row-major A block packed by rows
 	costPackShort = 3   // per element when packing copies runs of mr or nr
 	costPackT     = 0.7 // per element of a transposed B packed by assembly
