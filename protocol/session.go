@@ -206,10 +206,9 @@ func (s *Session) start() {
 		defer s.wg.Done()
 		s.acceptLoop()
 	}()
-	go func() {
-		<-s.conn.Context().Done()
-		s.closeWith(CloseNormal, context.Cause(s.conn.Context()))
-	}()
+	// Mark the session closed however the connection ends (no goroutine
+	// waits for it: idle sessions are counted in thousands).
+	context.AfterFunc(s.ctx, func() { s.closeWith(CloseNormal, context.Cause(s.ctx)) })
 }
 
 // writeFrame writes one frame to the control stream. A failed or timed out
