@@ -7,7 +7,7 @@ import (
 	"runtime/debug"
 )
 
-// command is one verb of the fedge binary.
+// command is one verb of the fedge binary, or a group of verbs.
 type command struct {
 	name    string
 	summary string
@@ -16,6 +16,17 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"init", "create a new cluster's CA and credentials", runInit},
+		{"coordinator", "run a coordinator node", runCoordinator},
+		{"agent", "run the agent daemon on an edge host", runAgent},
+		{"cluster", "show and change the Raft cluster", group("cluster", "Show and change the coordinators' Raft cluster.", clusterCommands())},
+		{"tokens", "create agent join tokens", group("tokens", "Create one-time join tokens agents enroll with.", tokensCommands())},
+		{"agents", "list, inspect, label and revoke agents", group("agents", "List, inspect, label and revoke enrolled agents.", agentsCommands())},
+		{"jobs", "start, watch and stop training jobs", group("jobs", "Start, list, watch and stop federated training jobs.", jobsCommands())},
+		{"rounds", "list and inspect training and evaluation rounds", group("rounds", "List and inspect the rounds the cluster ran.", roundsCommands())},
+		{"models", "list, inspect, export and pin model versions", group("models", "List, inspect, export and pin committed model versions.", modelsCommands())},
+		{"rollout", "roll a model out to the fleet in gated stages", group("rollout", "Roll a model version out to the fleet through gated cohorts.", rolloutCommands())},
+		{"admin-cert", "issue a new operator credential", runAdminCert},
 		{"version", "print the build version", runVersion},
 	}
 }
@@ -27,6 +38,8 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun `fedge <command> -h` for a command's flags.")
+	fmt.Fprintf(w, "\nAdmin verbs read %s and %s for -coordinators and -admin-dir.\n", envCoordinators, envAdminDir)
+	fmt.Fprintf(w, "\n%s\n", exitCodesHelp)
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -34,7 +47,7 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stdout)
-		return 0
+		return exitOK
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
@@ -43,14 +56,49 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "fedge: unknown command %q\n\n", args[0])
 	usage(stderr)
-	return 2
+	return exitUsage
 }
 
-func runVersion(_ []string, stdout, _ io.Writer) int {
+// group returns the run function of a command made of sub-verbs
+// (`fedge jobs start`, `fedge jobs list`, ...).
+func group(name, about string, subs []command) func(args []string, stdout, stderr io.Writer) int {
+	groupUsage := func(w io.Writer) {
+		fmt.Fprintf(w, "Usage: fedge %s <verb> [flags] [args]\n\n  %s\n\nverbs:\n", name, about)
+		for _, s := range subs {
+			fmt.Fprintf(w, "  %-10s %s\n", s.name, s.summary)
+		}
+		fmt.Fprintf(w, "\nRun `fedge %s <verb> -h` for a verb's flags and an example.\n", name)
+	}
+	return func(args []string, stdout, stderr io.Writer) int {
+		if len(args) == 0 {
+			fmt.Fprintf(stderr, "fedge %s: missing verb\n\n", name)
+			groupUsage(stderr)
+			return exitUsage
+		}
+		if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+			groupUsage(stdout)
+			return exitOK
+		}
+		for _, s := range subs {
+			if s.name == args[0] {
+				return s.run(args[1:], stdout, stderr)
+			}
+		}
+		fmt.Fprintf(stderr, "fedge %s: unknown verb %q\n\n", name, args[0])
+		groupUsage(stderr)
+		return exitUsage
+	}
+}
+
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	c := newCLI(stdout, stderr, cmdSpec{path: "version", help: "Print the version of this fedge binary.", example: "fedge version"}, false)
+	if _, code, ok := c.parse(args, 0, 0); !ok {
+		return code
+	}
 	v := "devel"
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
 		v = bi.Main.Version
 	}
 	fmt.Fprintln(stdout, "fedge", v)
-	return 0
+	return exitOK
 }

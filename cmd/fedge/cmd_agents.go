@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/fedge/fedge/coordinator"
+)
+
+func agentsCommands() []command {
+	return []command{
+		{"list", "list enrolled agents", runAgentsList},
+		{"show", "show one agent", runAgentsShow},
+		{"revoke", "revoke an agent's certificate and cut it off", runAgentsRevoke},
+		{"label", "set or remove an agent's labels", runAgentsLabel},
+	}
+}
+
+var agentsListSpec = cmdSpec{
+	path: "agents list",
+	help: `List the enrolled agents: whether each is connected to the answering
+coordinator, its labels, the model version it should serve, when it was last
+seen and whether it is revoked. The cluster never holds an agent's data or
+its individual metrics, so none are shown.`,
+	example: "fedge agents list -json | jq -r '.[] | select(.connected) | .id'",
+}
+
+func runAgentsList(args []string, stdout, stderr io.Writer) int {
+	c := newCLI(stdout, stderr, agentsListSpec, true)
+	if _, code, ok := c.parse(args, 0, 0); !ok {
+		return code
+	}
+	return do(c, coordinator.VerbAgentsList, nil, func(w io.Writer, agents []coordinator.AgentInfo) error {
+		if len(agents) == 0 {
+			_, err := fmt.Fprintln(w, "No agents enrolled. Create a join token with `fedge tokens create`.")
+			return err
+		}
+		now := time.Now()
+		t := newTable(w, "ID", "CONNECTED", "LABELS", "SERVES", "LAST SEEN", "REVOKED")
+		for _, a := range agents {
+			t.row(a.ID, yes(a.Connected), labelString(a.Labels), version(a.Serving), ago(now, a.LastSeen), yes(a.Revoked))
+		}
+		return t.flush()
+	})
+}
+
+var agentsShowSpec = cmdSpec{
+	path:    "agents show",
+	args:    "ID",
+	help:    `Show one enrolled agent: labels, certificate serial, enrollment and renewal times, last contact, connection and revocation state, and the model version it should serve.`,
+	example: "fedge agents show agent-3f2a9c",
+}
+
+func runAgentsShow(args []string, stdout, stderr io.Writer) int {
+	c := newCLI(stdout, stderr, agentsShowSpec, true)
+	pos, code, ok := c.parse(args, 1, 1)
+	if !ok {
+		return code
+	}
+	return do(c, coordinator.VerbAgentsShow, coordinator.IDRequest{ID: pos[0]}, func(w io.Writer, a coordinator.AgentInfo) error {
+		revoked := "-"
+		if a.Revoked {
+			revoked = "yes, at " + when(a.RevokedAt)
+		}
+		return kv(w,
+			"ID", a.ID,
+			"Labels", labelString(a.Labels),
+			"Connected", yes(a.Connected),
+			"Serves", version(a.Serving),
+			"Certificate", a.CertSerial,
+			"Enrolled", when(a.EnrolledAt),
+			"Renewed", when(a.RenewedAt),
+			"Last seen", when(a.LastSeen),
+			"Revoked", revoked,
+		)
+	})
+}
+
+var agentsRevokeSpec = cmdSpec{
+	path: "agents revoke",
+	args: "ID",
+	help: `Revoke an agent: its certificate is added to the replicated revocation list,
+its session is closed at once, and it can neither reconnect nor renew. To let
+the host back in, enroll it again with a new join token and a fresh data dir.`,
+	example: "fedge agents revoke agent-3f2a9c",
+}
+
+func runAgentsRevoke(args []string, stdout, stderr io.Writer) int {
+	c := newCLI(stdout, stderr, agentsRevokeSpec, true)
+	pos, code, ok := c.parse(args, 1, 1)
+	if !ok {
+		return code
+	}
+	return do(c, coordinator.VerbAgentsRevoke, coordinator.IDRequest{ID: pos[0]}, func(w io.Writer, _ struct{}) error {
+		_, err := fmt.Fprintf(w, "Revoked agent %s.\n", pos[0])
+		return err
+	})
+}
+
+var agentsLabelSpec = cmdSpec{
+	path: "agents label",
+	args: "ID k=v... [k-...]",
+	help: `Change an agent's labels: each k=v sets a label, each k- removes one, and
+the others are kept. With -replace the labels become exactly the k=v given.
+Labels select agents for rounds (a job's selector) and rollout cohorts.`,
+	example: "fedge agents label agent-3f2a9c tier=canary region-",
+}
+
+func runAgentsLabel(args []string, stdout, stderr io.Writer) int {
+	c := newCLI(stdout, stderr, agentsLabelSpec, true)
+	replace := c.fs.Bool("replace", false, "replace all labels with the ones given")
+	pos, code, ok := c.parse(args, 2, -1)
+	if !ok {
+		return code
+	}
+	id := pos[0]
+	set, remove := map[string]string{}, []string{}
+	for _, item := range pos[1:] {
+		if k, found := strings.CutSuffix(item, "-"); found && !strings.Contains(item, "=") {
+			if *replace {
+				return c.usageFail(usagef("%q: removing a label makes no sense with -replace", item))
+			}
+			remove = append(remove, k)
+			continue
+		}
+		m, err := parseLabels(item)
+		if err != nil {
+			return c.usageFail(err)
+		}
+		for k, v := range m {
+			set[k] = v
+		}
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	labels := map[string]string{}
+	if !*replace {
+		var cur coordinator.AgentInfo
+		if err := c.call(ctx, cl, coordinator.VerbAgentsShow, coordinator.IDRequest{ID: id}, &cur); err != nil {
+			return c.fail(err)
+		}
+		for k, v := range cur.Labels {
+			labels[k] = v
+		}
+	}
+	for k, v := range set {
+		labels[k] = v
+	}
+	for _, k := range remove {
+		delete(labels, k)
+	}
+	req := coordinator.LabelRequest{ID: id, Labels: labels}
+	if err := c.call(ctx, cl, coordinator.VerbAgentsLabel, req, nil); err != nil {
+		return c.fail(err)
+	}
+	return render(c, req, func(w io.Writer, r coordinator.LabelRequest) error {
+		_, err := fmt.Fprintf(w, "Agent %s labels: %s\n", r.ID, labelString(r.Labels))
+		return err
+	})
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/fedge/fedge/coordinator"
+)
+
+func clusterCommands() []command {
+	return []command{
+		{"status", "show the Raft peers, leader, term, indexes and fleet size", runClusterStatus},
+		{"join", "add a coordinator to the cluster as a voter", runClusterJoin},
+		{"remove", "remove a coordinator from the cluster", runClusterRemove},
+	}
+}
+
+var clusterStatusSpec = cmdSpec{
+	path: "cluster status",
+	help: `Show the cluster as the answering coordinator sees it: each Raft server with
+the leader marked, the current term, the last and applied log indexes, the
+number of agents connected to the answering node, and the stable model
+version every agent outside a rollout serves.`,
+	example: "fedge cluster status -coordinators 127.0.0.1:7001",
+}
+
+func runClusterStatus(args []string, stdout, stderr io.Writer) int {
+	c := newCLI(stdout, stderr, clusterStatusSpec, true)
+	if _, code, ok := c.parse(args, 0, 0); !ok {
+		return code
+	}
+	return do(c, coordinator.VerbClusterStatus, nil, func(w io.Writer, st coordinator.ClusterStatus) error {
+		leader := "none elected"
+		if st.LeaderID != "" {
+			leader = fmt.Sprintf("%s (%s)", st.LeaderID, st.LeaderAddr)
+		}
+		if err := kv(w,
+			"Cluster", st.Cluster,
+			"Answered by", st.Node,
+			"Leader", leader,
+			"Term", st.Term,
+			"Last index", st.LastIndex,
+			"Applied index", st.AppliedIndex,
+			"Connected agents", fmt.Sprintf("%d (on %s)", st.ConnectedAgents, st.Node),
+			"Stable model", version(st.Stable),
+		); err != nil {
+			return err
+		}
+		fmt.Fprintln(w)
+		t := newTable(w, "ID", "ADDRESS", "SUFFRAGE", "LEADER")
+		for _, s := range st.Servers {
+			mark := ""
+			if s.Leader {
+				mark = "*"
+			}
+			t.row(s.ID, s.Addr, s.Suffrage, mark)
+		}
+		return t.flush()
+	})
+}
+
+var clusterJoinSpec = cmdSpec{
+	path: "cluster join",
+	args: "ID ADDR",
+	help: `Add a coordinator to the Raft cluster as a voter. Start the new node first
+(with credentials for ID issued by the cluster's CA and no -peers), then join
+it; the leader replicates its log to the new voter.`,
+	example: "fedge cluster join c4 10.0.0.4:7001",
+}
+
+func runClusterJoin(args []string, stdout, stderr io.Writer) int {
+	c := newCLI(stdout, stderr, clusterJoinSpec, true)
+	pos, code, ok := c.parse(args, 2, 2)
+	if !ok {
+		return code
+	}
+	if _, _, err := net.SplitHostPort(pos[1]); err != nil {
+		return c.usageFail(usagef("ADDR %q is not host:port", pos[1]))
+	}
+	req := coordinator.JoinRequest{ID: pos[0], Addr: pos[1]}
+	return do(c, coordinator.VerbClusterJoin, req, func(w io.Writer, _ struct{}) error {
+		_, err := fmt.Fprintf(w, "Added %s (%s) as a voter.\n", req.ID, req.Addr)
+		return err
+	})
+}
+
+var clusterRemoveSpec = cmdSpec{
+	path: "cluster remove",
+	args: "ID",
+	help: `Remove a coordinator from the Raft cluster. Keep an odd number of voters;
+removing the leader makes the others elect a new one.`,
+	example: "fedge cluster remove c3",
+}
+
+func runClusterRemove(args []string, stdout, stderr io.Writer) int {
+	c := newCLI(stdout, stderr, clusterRemoveSpec, true)
+	pos, code, ok := c.parse(args, 1, 1)
+	if !ok {
+		return code
+	}
+	return do(c, coordinator.VerbClusterRemove, coordinator.IDRequest{ID: pos[0]}, func(w io.Writer, _ struct{}) error {
+		_, err := fmt.Fprintf(w, "Removed %s from the cluster.\n", pos[0])
+		return err
+	})
+}

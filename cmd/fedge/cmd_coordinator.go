@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/fedge/fedge/coordinator"
+)
+
+// coordinatorFile is the coordinator's configuration file: the JSON fields
+// of coordinator.Config plus how to log.
+type coordinatorFile struct {
+	coordinator.Config
+	// LogFormat is "text" (default) or "json"; LogLevel "debug", "info"
+	// (default), "warn" or "error".
+	LogFormat string `json:"log_format,omitempty"`
+	LogLevel  string `json:"log_level,omitempty"`
+}
+
+var coordinatorSpec = cmdSpec{
+	path: "coordinator",
+	help: `Run one coordinator node until SIGINT or SIGTERM, then stop it cleanly. The
+node serves agents, operators and its Raft peers on one UDP (QUIC) port. Its
+configuration comes from -config (a JSON file with the fields node_id,
+data_dir, listen, advertise, peers [{"id","addr"}], log_format, log_level;
+unknown fields are an error), and each flag given overrides the file. The data
+dir must hold the tls/ folder fedge init wrote for this node. A new node
+bootstraps the cluster from peers; a restarted one ignores them.`,
+	example: `fedge coordinator -config ./cluster/c1/coordinator.json
+fedge coordinator -node-id c1 -data-dir ./cluster/c1 -listen 127.0.0.1:7001 -peers c1=127.0.0.1:7001`,
+}
+
+func runCoordinator(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return runCoordinatorContext(ctx, args, stdout, stderr)
+}
+
+// runCoordinatorContext runs the node until ctx ends.
+func runCoordinatorContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newCLI(stdout, stderr, coordinatorSpec, false)
+	path := c.fs.String("config", "", "configuration file (JSON)")
+	c.fs.String("node-id", "", "this node's Raft ID; must match its certificate (JSON node_id)")
+	c.fs.String("data-dir", "", "folder holding tls/ and raft/ (JSON data_dir)")
+	c.fs.String("listen", "", "UDP host:port to listen on (JSON listen)")
+	c.fs.String("advertise", "", "host:port peers and agents dial; default -listen (JSON advertise)")
+	c.fs.String("peers", "", "initial voters id=host:port,..., this node included (JSON peers)")
+	c.fs.String("log-format", "", "log format: text or json (JSON log_format)")
+	c.fs.String("log-level", "", "log level: debug, info, warn or error (JSON log_level)")
+	if _, code, ok := c.parse(args, 0, 0); !ok {
+		return code
+	}
+	var file coordinatorFile
+	if *path != "" {
+		var err error
+		if file, err = loadCoordinatorFile(*path); err != nil {
+			return c.usageFail(err)
+		}
+	}
+	if err := applyCoordinatorFlags(c, &file); err != nil {
+		return c.usageFail(err)
+	}
+	logger, err := newLogger(stderr, file.LogFormat, file.LogLevel)
+	if err != nil {
+		return c.usageFail(err)
+	}
+	cfg := file.Config
+	cfg.Logger = logger
+	if err := cfg.Validate(); err != nil {
+		return c.usageFail(err)
+	}
+	node, err := coordinator.NewNode(cfg)
+	if err != nil {
+		return c.fail(err)
+	}
+	logger.Info("coordinator running", "node", node.ID(), "addr", node.Addr())
+	fmt.Fprintf(stdout, "coordinator %s listening on %s (stop with Ctrl-C)\n", node.ID(), node.Addr())
+	<-ctx.Done()
+	logger.Info("stopping coordinator", "node", node.ID())
+	if err := node.Close(); err != nil {
+		return c.fail(fmt.Errorf("closing node: %w", err))
+	}
+	fmt.Fprintf(stdout, "coordinator %s stopped\n", node.ID())
+	return exitOK
+}
+
+// loadCoordinatorFile reads a configuration file, rejecting unknown fields
+// and trailing content.
+func loadCoordinatorFile(path string) (coordinatorFile, error) {
+	var f coordinatorFile
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return f, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return f, fmt.Errorf("%s: %w", path, err)
+	}
+	if dec.More() {
+		return f, fmt.Errorf("%s: trailing content after the JSON object", path)
+	}
+	return f, nil
+}
+
+// applyCoordinatorFlags copies the flags given on the command line over
+// the file's values.
+func applyCoordinatorFlags(c *cli, f *coordinatorFile) error {
+	var err error
+	c.visit(func(fl *flag.Flag) {
+		v := fl.Value.String()
+		switch fl.Name {
+		case "node-id":
+			f.NodeID = v
+		case "data-dir":
+			f.DataDir = v
+		case "listen":
+			f.Listen = v
+		case "advertise":
+			f.Advertise = v
+		case "peers":
+			f.Peers, err = coordinator.ParsePeers(v)
+		case "log-format":
+			f.LogFormat = v
+		case "log-level":
+			f.LogLevel = v
+		}
+	})
+	return err
+}
+
+// errBadLogConfig reports an unknown log format or level.
+var errBadLogConfig = errors.New("bad log configuration")
+
+// newLogger builds a slog logger writing to w.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	switch strings.ToLower(level) {
+	case "", "info":
+		lv = slog.LevelInfo
+	case "debug":
+		lv = slog.LevelDebug
+	case "warn", "warning":
+		lv = slog.LevelWarn
+	case "error":
+		lv = slog.LevelError
+	default:
+		return nil, fmt.Errorf("%w: log level %q (debug, info, warn, error)", errBadLogConfig, level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("%w: log format %q (text, json)", errBadLogConfig, format)
+}

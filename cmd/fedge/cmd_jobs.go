@@ -1,0 +1,331 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/fedge/fedge/coordinator"
+)
+
+func jobsCommands() []command {
+	return []command{
+		{"start", "start a training job from a job file", runJobsStart},
+		{"list", "list training jobs", runJobsList},
+		{"status", "show a job's progress (and follow it with -watch)", runJobsStatus},
+		{"stop", "stop a running job", runJobsStop},
+	}
+}
+
+var jobsStartSpec = cmdSpec{
+	path: "jobs start",
+	help: `Start a federated training job described by a JSON job file: the model
+("logreg", "2nn", "cnn", "gcn", or a full spec), the data schema agents must
+hold, the number of rounds and of clients per round, the local plan (epochs,
+batch size, learning rate), the server strategy, and the secure aggregation
+and differential privacy settings. Omitted fields take their documented
+defaults; unknown fields are an error. The file is checked before it is sent.`,
+	example: `cat > job.json <<'EOF'
+{"name": "mnist", "model": "2nn", "data": {"kind": "mnist", "features": 784, "classes": 10},
+ "rounds": 50, "fraction": 0.5, "min_clients": 5, "plan": {"epochs": 1, "batch_size": 10, "lr": 0.1},
+ "secagg": {"enabled": true}}
+EOF
+fedge jobs start -f job.json`,
+}
+
+func runJobsStart(args []string, stdout, stderr io.Writer) int {
+	c := newCLI(stdout, stderr, jobsStartSpec, true)
+	file := c.fs.String("f", "", "job file (JSON)")
+	if _, code, ok := c.parse(args, 0, 0); !ok {
+		return code
+	}
+	if *file == "" {
+		return c.usageFail(usagef("-f job.json is required"))
+	}
+	spec, err := loadJobSpec(*file)
+	if err != nil {
+		return c.usageFail(err)
+	}
+	return do(c, coordinator.VerbJobsStart, spec, func(w io.Writer, j coordinator.JobRecord) error {
+		_, err := fmt.Fprintf(w, "Started job %s: model %s, %d rounds, strategy %s, secure aggregation %s.\nFollow it with: fedge jobs status -watch %s\n",
+			j.ID, jobModel(j.Spec), j.Spec.Rounds, j.Spec.Strategy.Name, onOff(j.Spec.SecAgg.Enabled), j.ID)
+		return err
+	})
+}
+
+// loadJobSpec reads and checks a job file, rejecting unknown fields.
+func loadJobSpec(path string) (coordinator.JobSpec, error) {
+	var spec coordinator.JobSpec
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return spec, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&spec); err != nil {
+		return spec, fmt.Errorf("%s: %w", path, err)
+	}
+	if dec.More() {
+		return spec, fmt.Errorf("%s: trailing content after the JSON object", path)
+	}
+	if err := spec.Normalize(); err != nil {
+		return spec, fmt.Errorf("%s: %w", path, err)
+	}
+	return spec, nil
+}
+
+func jobModel(s coordinator.JobSpec) string {
+	switch {
+	case s.Model != "":
+		return s.Model
+	case len(s.Spec) > 0:
+		return "custom"
+	}
+	return "from " + version(s.InitModel)
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+var jobsListSpec = cmdSpec{
+	path:    "jobs list",
+	help:    `List training jobs with their state, model, rounds done out of rounds planned, and the latest model version each committed.`,
+	example: "fedge jobs list",
+}
+
+func runJobsList(args []string, stdout, stderr io.Writer) int {
+	c := newCLI(stdout, stderr, jobsListSpec, true)
+	if _, code, ok := c.parse(args, 0, 0); !ok {
+		return code
+	}
+	return do(c, coordinator.VerbJobsList, nil, func(w io.Writer, jobs []coordinator.JobRecord) error {
+		if len(jobs) == 0 {
+			_, err := fmt.Fprintln(w, "No jobs. Start one with `fedge jobs start -f job.json`.")
+			return err
+		}
+		t := newTable(w, "ID", "STATE", "MODEL", "ROUNDS", "LATEST", "SECAGG", "DP", "CREATED")
+		for _, j := range jobs {
+			t.row(j.ID, j.State, jobModel(j.Spec), fmt.Sprintf("%d/%d", j.RoundsDone, j.Spec.Rounds), version(j.Model),
+				onOff(j.Spec.SecAgg.Enabled), onOff(j.Spec.DP.Enabled), when(j.CreatedAt))
+		}
+		return t.flush()
+	})
+}
+
+var jobsStatusSpec = cmdSpec{
+	path: "jobs status",
+	args: "ID",
+	help: `Show a job's progress: state, rounds done, latest model, privacy spent and
+its last rounds. With -watch, print one line per committed round (round
+number/total, participants, survivors, train loss, seconds) until the job
+finishes; Ctrl-C stops watching, not the job. With -json and -watch, each
+round is one JSON line and the final job record ends the stream. Watching
+exits 1 if the job failed.`,
+	example: "fedge jobs status -watch mnist-1a2b3c4d5e6f",
+}
+
+func runJobsStatus(args []string, stdout, stderr io.Writer) int {
+	c := newCLI(stdout, stderr, jobsStatusSpec, true)
+	watch := c.fs.Bool("watch", false, "follow the job, one line per round, until it finishes")
+	interval := c.fs.Duration("interval", time.Second, "how often -watch polls")
+	pos, code, ok := c.parse(args, 1, 1)
+	if !ok {
+		return code
+	}
+	if *interval <= 0 {
+		return c.usageFail(usagef("-interval must be positive"))
+	}
+	id := pos[0]
+	if !*watch {
+		cl, err := c.client()
+		if err != nil {
+			return c.fail(err)
+		}
+		defer cl.Close()
+		ctx := context.Background()
+		var j coordinator.JobRecord
+		if err := c.call(ctx, cl, coordinator.VerbJobsStatus, coordinator.IDRequest{ID: id}, &j); err != nil {
+			return c.fail(err)
+		}
+		if c.admin.json {
+			if err := writeJSON(stdout, j); err != nil {
+				return c.fail(err)
+			}
+			return exitOK
+		}
+		var rounds []coordinator.RoundRecord
+		if err := c.call(ctx, cl, coordinator.VerbRoundsList, coordinator.RoundsRequest{Job: id, Limit: 5}, &rounds); err != nil {
+			return c.fail(err)
+		}
+		if err := printJob(stdout, j, rounds); err != nil {
+			return c.fail(err)
+		}
+		return exitOK
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return watchJob(ctx, c, id, *interval)
+}
+
+// printJob writes a job's details and its recent rounds.
+func printJob(w io.Writer, j coordinator.JobRecord, rounds []coordinator.RoundRecord) error {
+	privacy := "-"
+	if p := j.Privacy; p != nil {
+		privacy = fmt.Sprintf("epsilon %.3g at delta %.g after %d rounds", p.Epsilon, p.Delta, p.Rounds)
+	}
+	state := j.State
+	if j.Error != "" {
+		state += ": " + j.Error
+	}
+	if err := kv(w,
+		"ID", j.ID,
+		"State", state,
+		"Model", jobModel(j.Spec),
+		"Rounds", fmt.Sprintf("%d/%d", j.RoundsDone, j.Spec.Rounds),
+		"Latest model", version(j.Model),
+		"Clients", fmt.Sprintf("fraction %g, at least %d, over-select %g", j.Spec.Fraction, j.Spec.MinClients, j.Spec.OverSelect),
+		"Plan", fmt.Sprintf("%d epoch(s), batch %d, lr %g", j.Spec.Plan.Epochs, j.Spec.Plan.BatchSize, j.Spec.Plan.LR),
+		"Strategy", j.Spec.Strategy.Name,
+		"Secure aggregation", onOff(j.Spec.SecAgg.Enabled),
+		"Privacy", privacy,
+		"Created", when(j.CreatedAt),
+		"Updated", when(j.UpdatedAt),
+	); err != nil {
+		return err
+	}
+	if len(rounds) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nRecent rounds:")
+	return roundsTable(w, rounds)
+}
+
+// watchJob polls the job's rounds every interval and prints each finished
+// round once, until the job leaves the running state or ctx ends.
+func watchJob(ctx context.Context, c *cli, id string, interval time.Duration) int {
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	defer cl.Close()
+	printed := map[uint64]bool{}
+	var j coordinator.JobRecord
+	first := true
+	for {
+		if err := c.call(ctx, cl, coordinator.VerbJobsStatus, coordinator.IDRequest{ID: id}, &j); err != nil {
+			if ctx.Err() != nil {
+				return exitOK
+			}
+			return c.fail(err)
+		}
+		var rounds []coordinator.RoundRecord
+		if err := c.call(ctx, cl, coordinator.VerbRoundsList, coordinator.RoundsRequest{Job: id}, &rounds); err != nil {
+			if ctx.Err() != nil {
+				return exitOK
+			}
+			return c.fail(err)
+		}
+		if first && !c.admin.json {
+			fmt.Fprintf(c.stdout, "Watching job %s (%s, %d rounds); Ctrl-C stops watching.\n", j.ID, jobModel(j.Spec), j.Spec.Rounds)
+			first = false
+		}
+		for _, r := range rounds {
+			if printed[r.ID] || r.State == coordinator.RoundRunning {
+				continue
+			}
+			printed[r.ID] = true
+			if c.admin.json {
+				if err := json.NewEncoder(c.stdout).Encode(r); err != nil {
+					return c.fail(err)
+				}
+				continue
+			}
+			fmt.Fprintln(c.stdout, progressLine(r, j.Spec.Rounds))
+		}
+		if j.State != coordinator.JobRunning {
+			if c.admin.json {
+				if err := json.NewEncoder(c.stdout).Encode(j); err != nil {
+					return c.fail(err)
+				}
+			} else {
+				fmt.Fprintf(c.stdout, "Job %s %s after %d/%d rounds; latest model %s.\n", j.ID, j.State, j.RoundsDone, j.Spec.Rounds, version(j.Model))
+			}
+			if j.State == coordinator.JobFailed {
+				if j.Error != "" {
+					fmt.Fprintf(c.stderr, "fedge jobs status: job %s failed: %s\n", j.ID, j.Error)
+				}
+				return exitFailed
+			}
+			return exitOK
+		}
+		select {
+		case <-ctx.Done():
+			return exitOK
+		case <-time.After(interval):
+		}
+	}
+}
+
+// progressLine is one finished round of a watched job.
+func progressLine(r coordinator.RoundRecord, total int) string {
+	head := fmt.Sprintf("round %d/%d", r.Number, total)
+	if r.Kind != coordinator.RoundTrain {
+		head = fmt.Sprintf("%s round %d", r.Kind, r.ID)
+	}
+	if r.State != coordinator.RoundCommitted {
+		return fmt.Sprintf("%s  %s: %s", head, r.State, r.Error)
+	}
+	return fmt.Sprintf("%s  participants %d  survivors %d  train loss %.4f  %.1fs  model %s",
+		head, len(r.Participants), survivors(r), r.Metrics["train_loss"], roundSeconds(r), version(r.ModelOut))
+}
+
+// survivors is how many agents' inputs made it into the round's sum.
+func survivors(r coordinator.RoundRecord) int {
+	if v, ok := r.Metrics["survivors"]; ok {
+		return int(v)
+	}
+	if n := len(r.Stages); n > 0 {
+		return r.Stages[n-1].Survivors
+	}
+	return 0
+}
+
+// roundSeconds is how long the round took.
+func roundSeconds(r coordinator.RoundRecord) float64 {
+	if v, ok := r.Metrics["seconds"]; ok {
+		return v
+	}
+	if r.EndedAt.IsZero() {
+		return 0
+	}
+	return r.EndedAt.Sub(r.StartedAt).Seconds()
+}
+
+var jobsStopSpec = cmdSpec{
+	path:    "jobs stop",
+	args:    "ID",
+	help:    `Stop a running job: it runs no further rounds, and every model it already committed stays in the registry.`,
+	example: "fedge jobs stop mnist-1a2b3c4d5e6f",
+}
+
+func runJobsStop(args []string, stdout, stderr io.Writer) int {
+	c := newCLI(stdout, stderr, jobsStopSpec, true)
+	pos, code, ok := c.parse(args, 1, 1)
+	if !ok {
+		return code
+	}
+	return do(c, coordinator.VerbJobsStop, coordinator.IDRequest{ID: pos[0]}, func(w io.Writer, _ struct{}) error {
+		_, err := fmt.Fprintf(w, "Stopped job %s.\n", pos[0])
+		return err
+	})
+}

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/tensor"
+)
+
+func modelsCommands() []command {
+	return []command{
+		{"list", "list committed model versions", runModelsList},
+		{"show", "show one model version", runModelsShow},
+		{"export", "download a model version's file", runModelsExport},
+		{"pin", "keep a model version from being pruned", runModelsPin},
+	}
+}
+
+// parseVersion reads a model version written as "3" or "v3".
+func parseVersion(s string) (uint64, error) {
+	v, err := strconv.ParseUint(strings.TrimPrefix(s, "v"), 10, 64)
+	if err != nil || v == 0 {
+		return 0, usagef("model version %q: want a positive number such as 3 or v3", s)
+	}
+	return v, nil
+}
+
+var modelsListSpec = cmdSpec{
+	path: "models list",
+	help: `List the committed model versions the cluster keeps: parent version, the job
+and round that made each, size, whether it is pinned, and its aggregate
+training metrics. The stable version (what agents outside a rollout serve)
+is marked with *.`,
+	example: "fedge models list",
+}
+
+func runModelsList(args []string, stdout, stderr io.Writer) int {
+	c := newCLI(stdout, stderr, modelsListSpec, true)
+	if _, code, ok := c.parse(args, 0, 0); !ok {
+		return code
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	var models []coordinator.ModelRecord
+	if err := c.call(ctx, cl, coordinator.VerbModelsList, nil, &models); err != nil {
+		return c.fail(err)
+	}
+	if c.admin.json {
+		if err := writeJSON(stdout, models); err != nil {
+			return c.fail(err)
+		}
+		return exitOK
+	}
+	if len(models) == 0 {
+		fmt.Fprintln(stdout, "No models committed yet.")
+		return exitOK
+	}
+	var st coordinator.ClusterStatus
+	if err := c.call(ctx, cl, coordinator.VerbClusterStatus, nil, &st); err != nil {
+		return c.fail(err)
+	}
+	t := newTable(stdout, "VERSION", "STABLE", "PARENT", "JOB", "ROUND", "SIZE", "PINNED", "CREATED", "METRICS")
+	for _, m := range models {
+		stable := ""
+		if m.Version == st.Stable {
+			stable = "*"
+		}
+		t.row(version(m.Version), stable, version(m.Parent), dash(m.Job), dash(roundID(m.Round)), bytesString(int64(m.Size)),
+			yes(m.Pinned), when(m.CreatedAt), metricString(m.Metrics))
+	}
+	if err := t.flush(); err != nil {
+		return c.fail(err)
+	}
+	return exitOK
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func roundID(id uint64) string {
+	if id == 0 {
+		return ""
+	}
+	return strconv.FormatUint(id, 10)
+}
+
+var modelsShowSpec = cmdSpec{
+	path:    "models show",
+	args:    "VERSION",
+	help:    `Show one model version: its parent, the job and round that committed it, the SHA-256 of its parameters, its size and its aggregate metrics.`,
+	example: "fedge models show v3",
+}
+
+func runModelsShow(args []string, stdout, stderr io.Writer) int {
+	c := newCLI(stdout, stderr, modelsShowSpec, true)
+	pos, code, ok := c.parse(args, 1, 1)
+	if !ok {
+		return code
+	}
+	v, err := parseVersion(pos[0])
+	if err != nil {
+		return c.usageFail(err)
+	}
+	return do(c, coordinator.VerbModelsShow, coordinator.VersionRequest{Version: v}, func(w io.Writer, m coordinator.ModelRecord) error {
+		return kv(w,
+			"Version", version(m.Version),
+			"Parent", version(m.Parent),
+			"Job", dash(m.Job),
+			"Round", dash(roundID(m.Round)),
+			"Hash", m.Hash,
+			"Size", bytesString(int64(m.Size)),
+			"Strategy state", bytesString(int64(m.StateSize)),
+			"Pinned", yes(m.Pinned),
+			"Created", when(m.CreatedAt),
+			"Metrics", metricString(m.Metrics),
+		)
+	})
+}
+
+var modelsExportSpec = cmdSpec{
+	path: "models export",
+	args: "VERSION",
+	help: `Download a model version's file (fedge's versioned, checksummed tensor
+model format) into -o. The parameters are checked against the hash the
+cluster committed before the file is put in place.`,
+	example: "fedge models export v3 -o model-v3.fedge",
+}
+
+func runModelsExport(args []string, stdout, stderr io.Writer) int {
+	c := newCLI(stdout, stderr, modelsExportSpec, true)
+	out := c.fs.String("o", "", "file to write")
+	pos, code, ok := c.parse(args, 1, 1)
+	if !ok {
+		return code
+	}
+	if *out == "" {
+		return c.usageFail(usagef("-o FILE is required"))
+	}
+	v, err := parseVersion(pos[0])
+	if err != nil {
+		return c.usageFail(err)
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	var rec coordinator.ModelRecord
+	if err := c.call(ctx, cl, coordinator.VerbModelsShow, coordinator.VersionRequest{Version: v}, &rec); err != nil {
+		return c.fail(err)
+	}
+	n, err := exportModel(ctx, c, cl, rec, *out)
+	if err != nil {
+		return c.fail(err)
+	}
+	res := exportResult{Version: v, File: *out, Bytes: n, Hash: rec.Hash}
+	return render(c, res, func(w io.Writer, r exportResult) error {
+		_, err := fmt.Fprintf(w, "Exported %s to %s (%s, parameters hash %s verified).\n", version(r.Version), r.File, bytesString(r.Bytes), r.Hash)
+		return err
+	})
+}
+
+// exportResult is what models export reports.
+type exportResult struct {
+	Version uint64 `json:"version"`
+	File    string `json:"file"`
+	Bytes   int64  `json:"bytes"`
+	Hash    string `json:"hash"`
+}
+
+// exportModel downloads rec's file next to path, checks its parameters
+// against rec.Hash and renames it into place. It returns the file size.
+func exportModel(ctx context.Context, c *cli, cl *coordinator.AdminClient, rec coordinator.ModelRecord, path string) (int64, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part*")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	dctx, cancel := context.WithTimeout(ctx, c.admin.timeout)
+	err = cl.ExportModel(dctx, rec.Version, tmp)
+	cancel()
+	if err != nil {
+		return 0, err
+	}
+	size, err := tmp.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return 0, err
+	}
+	m, err := tensor.ReadModel(tmp, size)
+	if err != nil {
+		return 0, fmt.Errorf("downloaded model %s: %w", version(rec.Version), err)
+	}
+	if h := m.Hash(); hex.EncodeToString(h[:]) != rec.Hash {
+		return 0, fmt.Errorf("downloaded model %s: parameters hash %x, cluster committed %s", version(rec.Version), h, rec.Hash)
+	}
+	if err := tmp.Sync(); err != nil {
+		return 0, err
+	}
+	if err := tmp.Close(); err != nil {
+		return 0, err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return 0, err
+	}
+	return size, nil
+}
+
+var modelsPinSpec = cmdSpec{
+	path: "models pin",
+	args: "VERSION",
+	help: `Pin a model version so retention never prunes it (the cluster keeps the
+last versions and the pinned ones); -unpin releases it.`,
+	example: "fedge models pin v3\nfedge models pin -unpin v3",
+}
+
+func runModelsPin(args []string, stdout, stderr io.Writer) int {
+	c := newCLI(stdout, stderr, modelsPinSpec, true)
+	unpin := c.fs.Bool("unpin", false, "release the pin instead")
+	pos, code, ok := c.parse(args, 1, 1)
+	if !ok {
+		return code
+	}
+	v, err := parseVersion(pos[0])
+	if err != nil {
+		return c.usageFail(err)
+	}
+	req := coordinator.VersionRequest{Version: v, Pinned: !*unpin}
+	return do(c, coordinator.VerbModelsPin, req, func(w io.Writer, _ struct{}) error {
+		what := "Pinned"
+		if *unpin {
+			what = "Unpinned"
+		}
+		_, err := fmt.Fprintf(w, "%s %s.\n", what, version(v))
+		return err
+	})
+}

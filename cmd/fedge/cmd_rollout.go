@@ -1,0 +1,205 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/fedge/fedge/coordinator"
+)
+
+func rolloutCommands() []command {
+	return []command{
+		{"start", "start rolling a model version out", runRolloutStart},
+		{"status", "show rollouts, their stage and every decision", runRolloutStatus},
+		{"pause", "pause the active rollout", rolloutAction("pause")},
+		{"resume", "resume a paused rollout", rolloutAction("resume")},
+		{"promote", "promote the candidate to the whole fleet now", rolloutAction("promote")},
+		{"rollback", "return every agent to the previous model", rolloutAction("rollback")},
+	}
+}
+
+var rolloutStartSpec = cmdSpec{
+	path: "rollout start",
+	help: `Roll a committed model version out to the fleet through cohorts. The first
+cohort (the canary) evaluates the candidate and the current stable model on
+its local held-out data; the cluster sees only securely aggregated sums, and
+the gate compares the two to advance to the next cohort or roll back, with no
+operator action. -canary P gives the stages canary=P then all=100%; -stages
+lists them explicitly (name=percent, a selector in brackets:
+"canary[tier=canary]=100%,all=100%"). Assignment is by agent ID, so a host
+does not flap between cohorts. The gate is METRIC OP (baseline[+-N] | N) with
+metric accuracy (percent) or loss.`,
+	example: `fedge rollout start -model v7 -canary 5% -gate 'accuracy>=baseline-0.5'
+fedge rollout start -model 7 -stages 'canary=5%,half=50%,all=100%' -gate 'loss<=baseline+0.02'`,
+}
+
+func runRolloutStart(args []string, stdout, stderr io.Writer) int {
+	c := newCLI(stdout, stderr, rolloutStartSpec, true)
+	model := c.fs.String("model", "", "model version to roll out (3 or v3)")
+	canary := c.fs.String("canary", "", "canary percentage; stages become canary=P,all=100% (default 5%)")
+	stages := c.fs.String("stages", "", "explicit stages: name=P%,... (instead of -canary)")
+	gate := c.fs.String("gate", "", "promotion gate, e.g. 'accuracy>=baseline-0.5'")
+	if _, code, ok := c.parse(args, 0, 0); !ok {
+		return code
+	}
+	if *model == "" {
+		return c.usageFail(usagef("-model is required"))
+	}
+	v, err := parseVersion(*model)
+	if err != nil {
+		return c.usageFail(err)
+	}
+	if *gate == "" {
+		return c.usageFail(usagef("-gate is required, e.g. -gate 'accuracy>=baseline-0.5'"))
+	}
+	g, err := coordinator.ParseGate(*gate)
+	if err != nil {
+		return c.usageFail(err)
+	}
+	cohorts, err := rolloutCohorts(*canary, *stages)
+	if err != nil {
+		return c.usageFail(err)
+	}
+	req := coordinator.RolloutRequest{Model: v, Cohorts: cohorts, Gate: g.String()}
+	return do(c, coordinator.VerbRolloutStart, req, func(w io.Writer, r coordinator.RolloutRecord) error {
+		_, err := fmt.Fprintf(w, "Started rollout %s of %s over %s (baseline %s), gate %s.\nFollow it with: fedge rollout status\n",
+			r.ID, version(r.Model), cohortsString(r.Cohorts, -1), version(r.Baseline), r.Gate)
+		return err
+	})
+}
+
+// rolloutCohorts builds the stages from -canary or -stages.
+func rolloutCohorts(canary, stages string) ([]coordinator.Cohort, error) {
+	if canary != "" && stages != "" {
+		return nil, usagef("give -canary or -stages, not both")
+	}
+	if stages != "" {
+		return coordinator.ParseCohorts(stages)
+	}
+	if canary == "" {
+		canary = "5%"
+	}
+	p := strings.TrimSuffix(strings.TrimSpace(canary), "%")
+	spec := "canary=" + p + "%,all=100%"
+	if p == "100" {
+		spec = "all=100%"
+	}
+	cs, err := coordinator.ParseCohorts(spec)
+	if err != nil {
+		return nil, usagef("-canary %q: want a percentage in (0,100]", canary)
+	}
+	return cs, nil
+}
+
+// cohortsString writes the stages, marking the current one (if cur >= 0).
+func cohortsString(cs []coordinator.Cohort, cur int) string {
+	parts := make([]string, len(cs))
+	for i, co := range cs {
+		s := fmt.Sprintf("%s=%g%%", co.Name, co.Percent)
+		if len(co.Selector) > 0 {
+			s = fmt.Sprintf("%s[%s]=%g%%", co.Name, strings.ReplaceAll(labelString(co.Selector), ",", ";"), co.Percent)
+		}
+		if i == cur {
+			s = "[" + s + "]"
+		}
+		parts[i] = s
+	}
+	return strings.Join(parts, " -> ")
+}
+
+var rolloutStatusSpec = cmdSpec{
+	path: "rollout status",
+	help: `List the rollouts, then show the latest in detail: its stages with the
+current one in brackets, and every Raft-committed decision (by the gate or by
+an operator) with its evidence, the securely aggregated accuracy of the
+candidate and of the baseline over the canary cohort.`,
+	example: "fedge rollout status",
+}
+
+func runRolloutStatus(args []string, stdout, stderr io.Writer) int {
+	c := newCLI(stdout, stderr, rolloutStatusSpec, true)
+	if _, code, ok := c.parse(args, 0, 0); !ok {
+		return code
+	}
+	return do(c, coordinator.VerbRolloutStatus, nil, func(w io.Writer, ros []coordinator.RolloutRecord) error {
+		if len(ros) == 0 {
+			_, err := fmt.Fprintln(w, "No rollouts. Start one with `fedge rollout start -model V -gate 'accuracy>=baseline-0.5'`.")
+			return err
+		}
+		t := newTable(w, "ID", "MODEL", "BASELINE", "STATE", "STAGE", "GATE", "CREATED")
+		for _, r := range ros {
+			t.row(r.ID, version(r.Model), version(r.Baseline), r.State, stageName(r), r.Gate, when(r.CreatedAt))
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+		r := ros[len(ros)-1]
+		fmt.Fprintf(w, "\nRollout %s (%s):\n", r.ID, r.State)
+		if err := kv(w,
+			"Candidate", version(r.Model),
+			"Baseline", version(r.Baseline),
+			"Stages", cohortsString(r.Cohorts, r.Stage),
+			"Gate", r.Gate,
+			"Updated", when(r.UpdatedAt),
+		); err != nil {
+			return err
+		}
+		if len(r.Decisions) == 0 {
+			return nil
+		}
+		fmt.Fprintln(w, "\nDecisions:")
+		dt := newTable(w, "AT", "STAGE", "ACTION", "BY", "AGENTS", "CANDIDATE ACC", "BASELINE ACC", "REASON")
+		for _, d := range r.Decisions {
+			agents, cand, base := "-", "-", "-"
+			if e := d.Evidence; e != nil {
+				agents = fmt.Sprint(e.Agents)
+				cand = fmt.Sprintf("%.2f%%", e.CandidateAccuracy)
+				base = fmt.Sprintf("%.2f%%", e.BaselineAccuracy)
+			}
+			dt.row(when(d.At), d.Stage, d.Action, d.By, agents, cand, base, dash(d.Reason))
+		}
+		return dt.flush()
+	})
+}
+
+// stageName is the rollout's current cohort as "name (i/n)".
+func stageName(r coordinator.RolloutRecord) string {
+	if r.Stage < 0 || r.Stage >= len(r.Cohorts) {
+		return fmt.Sprintf("%d/%d", r.Stage+1, len(r.Cohorts))
+	}
+	return fmt.Sprintf("%s (%d/%d)", r.Cohorts[r.Stage].Name, r.Stage+1, len(r.Cohorts))
+}
+
+var rolloutActionHelp = map[string]string{
+	"pause":    "Pause a rollout: it stays at its current stage and the gate takes no decision until it is resumed.",
+	"resume":   "Resume a paused rollout: the gate evaluates again and the rollout advances or rolls back.",
+	"promote":  "Promote the candidate now, overriding the gate: it becomes the stable model every agent serves.",
+	"rollback": "Roll the rollout back: every agent returns to the baseline model, and the candidate is not served again by this rollout.",
+}
+
+// rolloutAction returns the command of an operator decision.
+func rolloutAction(action string) func(args []string, stdout, stderr io.Writer) int {
+	return func(args []string, stdout, stderr io.Writer) int {
+		spec := cmdSpec{
+			path:    "rollout " + action,
+			help:    rolloutActionHelp[action] + " The decision is Raft-committed with the operator's name and reason. Without -id it applies to the active rollout.",
+			example: fmt.Sprintf("fedge rollout %s -reason 'canary hosts report latency'", action),
+		}
+		c := newCLI(stdout, stderr, spec, true)
+		id := c.fs.String("id", "", "rollout ID (default: the active rollout)")
+		reason := c.fs.String("reason", "", "why, recorded with the decision")
+		if _, code, ok := c.parse(args, 0, 0); !ok {
+			return code
+		}
+		req := coordinator.RolloutActionRequest{ID: *id, Action: action, Reason: *reason}
+		return do(c, coordinator.VerbRolloutAction, req, func(w io.Writer, _ struct{}) error {
+			which := "the active rollout"
+			if *id != "" {
+				which = "rollout " + *id
+			}
+			_, err := fmt.Fprintf(w, "Recorded %s of %s.\n", action, which)
+			return err
+		})
+	}
+}
