@@ -30,6 +30,7 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 type gemmConfig struct {
 	kernels    []*gemmKernel // candidate micro-kernels; the plan picks the cheapest
 	maxWorkers int           // goroutines the product may use
+	minFlops   int           // flops per extra goroutine; 0 means gemmMinFlopsPerWorker
 	orient     gemmOrient    // forced orientation, or gemmAuto
 }
 
@@ -71,7 +72,7 @@ func gemmWith(cfg gemmConfig, transA, transB bool, m, n, k int, alpha float32, a
 		p.rsB, p.csB = 1, ldb
 	}
 	p.plan(cfg.kernels, cfg.orient)
-	job.run(cfg.maxWorkers)
+	job.run(cfg.maxWorkers, cfg.minFlops)
 	job.p = gemmProblem{} // drop the caller's slices before pooling
 }
 

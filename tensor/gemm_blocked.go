@@ -22,9 +22,10 @@ type gemmKernel struct {
 	transposeB func(dst, src []float32, lds, nr, kb8 int)
 }
 
-// Products with fewer flops per worker than this run on fewer goroutines:
-// waking a parked thread costs a few microseconds, about this much work.
-const gemmMinFlopsPerWorker = 1 << 19
+// Products with fewer flops per worker than this (about 25 µs of one core)
+// run on fewer goroutines: handing work to a parked thread costs the caller
+// a few microseconds and the thread tens of microseconds to wake.
+const gemmMinFlopsPerWorker = 1 << 21
 
 // gemmProblem is one validated call of Gemm in stride form: element (i, p)
 // of op(A) is a[i*rsA+p*csA], element (p, j) of op(B) is b[p*rsB+j*csB] and

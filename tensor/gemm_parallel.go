@@ -63,10 +63,14 @@ func gemmHelper(jobs <-chan *gemmJob) {
 	}
 }
 
-// workers returns how many goroutines the product is worth, at most max.
-func (p *gemmProblem) workers(maxWorkers int) int {
+// workers returns how many goroutines the product is worth, at most
+// maxWorkers, giving each at least minFlops (gemmMinFlopsPerWorker if 0).
+func (p *gemmProblem) workers(maxWorkers, minFlops int) int {
+	if minFlops <= 0 {
+		minFlops = gemmMinFlopsPerWorker
+	}
 	flops := 2 * p.m * p.n * p.k
-	w := min(maxWorkers, flops/gemmMinFlopsPerWorker)
+	w := min(maxWorkers, flops/minFlops)
 	tiles := max(ceilDiv(p.m, p.kern.mr), ceilDiv(p.n, p.kern.nr))
 	return max(1, min(w, tiles))
 }
@@ -77,9 +81,9 @@ func (p *gemmProblem) workers(maxWorkers int) int {
 // packs its own operands, so goroutines share nothing but the read-only
 // inputs. Helpers that are busy (with another caller's product) are not
 // waited for: the caller then computes more chunks itself.
-func (job *gemmJob) run(maxWorkers int) {
+func (job *gemmJob) run(maxWorkers, minFlops int) {
 	p := &job.p
-	w := p.workers(maxWorkers)
+	w := p.workers(maxWorkers, minFlops)
 	if w == 1 {
 		p.region(0, p.m, 0, p.n)
 		return

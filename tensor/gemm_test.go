@@ -125,19 +125,20 @@ func (cfg gemmConfig) String() string {
 	for _, k := range cfg.kernels {
 		names += k.name + "+"
 	}
-	return fmt.Sprintf("kernels=%s workers=%d orient=%d", names, cfg.maxWorkers, cfg.orient)
+	return fmt.Sprintf("kernels=%s workers=%d minFlops=%d orient=%d", names, cfg.maxWorkers, cfg.minFlops, cfg.orient)
 }
 
 // gemmConfigs returns every configuration a product can take on this
 // machine: each kernel alone in each orientation, and the automatic plan
-// over the default kernels, each serial and split over two goroutines.
+// over the default kernels, each serial and split over goroutines however
+// small the product (minFlops 1).
 func gemmConfigs() []gemmConfig {
 	var cfgs []gemmConfig
-	for _, w := range []int{1, 2} {
-		cfgs = append(cfgs, gemmConfig{kernels: defaultKernels, maxWorkers: w})
+	for _, w := range []int{1, 3} {
+		cfgs = append(cfgs, gemmConfig{kernels: defaultKernels, maxWorkers: w, minFlops: 1})
 		for _, k := range archKernels() {
 			for _, o := range []gemmOrient{gemmNormal, gemmSwapped} {
-				cfgs = append(cfgs, gemmConfig{kernels: []*gemmKernel{k}, maxWorkers: w, orient: o})
+				cfgs = append(cfgs, gemmConfig{kernels: []*gemmKernel{k}, maxWorkers: w, minFlops: 1, orient: o})
 			}
 		}
 	}
@@ -190,7 +191,7 @@ func TestGemmScalarsAndStrides(t *testing.T) {
 			for _, cfg := range gemmConfigs() {
 				checkGemm(t, cfg, tt.tc, rng)
 			}
-			checkGemm(t, gemmConfig{kernels: defaultKernels, maxWorkers: 3}, tt.tc, rng)
+			checkGemm(t, gemmConfig{kernels: defaultKernels, maxWorkers: 2}, tt.tc, rng)
 		})
 	}
 }
@@ -309,7 +310,7 @@ func TestGemmNoAllocs(t *testing.T) {
 				ldb = tt.k
 			}
 			run := func() {
-				gemmWith(gemmConfig{kernels: defaultKernels, maxWorkers: tt.workers}, tt.tA, tt.tB, tt.m, tt.n, tt.k, 1, a, lda, b, ldb, 0, c, tt.n)
+				gemmWith(gemmConfig{kernels: defaultKernels, maxWorkers: tt.workers, minFlops: 1}, tt.tA, tt.tB, tt.m, tt.n, tt.k, 1, a, lda, b, ldb, 0, c, tt.n)
 			}
 			run()
 			if allocs := testing.AllocsPerRun(20, run); allocs != 0 {
