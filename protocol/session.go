@@ -25,7 +25,8 @@ type Handler interface {
 	// before anything else is served. It returns the HelloAck to send (its
 	// Version is overwritten with the negotiated one) or refuses the
 	// session: a *Redirect or *Error reaches the dialer as is, any other
-	// error as CodeInternal.
+	// error as CodeInternal. s may be kept (e.g. to push to the agent
+	// later); sends on it wait until the HelloAck is out.
 	Hello(ctx context.Context, s *Session, h *Hello) (*HelloAck, error)
 	// ServeMessage handles one message. For a request, the returned
 	// message is the response (nil means Ack) and an error is sent as an
@@ -91,6 +92,7 @@ type Session struct {
 
 	ctx    context.Context // ends when the connection closes
 	cancel context.CancelCauseFunc
+	ready  chan struct{} // closed once the Hello exchange is done
 
 	wmu    sync.Mutex // serialises control-stream writes
 	nextID atomic.Uint64
@@ -119,6 +121,7 @@ func newSession(conn *quic.Conn, ctrl *quic.Stream, cfg Config, h Handler) *Sess
 		log:      cfg.Logger.With("peer", conn.RemoteAddr().String(), "alpn", conn.ConnectionState().TLS.NegotiatedProtocol),
 		ctx:      ctx,
 		cancel:   cancel,
+		ready:    make(chan struct{}),
 		pending:  make(map[uint64]chan result),
 		inflight: make(map[uint64]context.CancelFunc),
 		sem:      make(chan struct{}, cfg.MaxConcurrent),
@@ -197,6 +200,7 @@ func (s *Session) closeWith(code quic.ApplicationErrorCode, cause error) {
 
 // start runs the control-stream reader and the bulk-stream acceptor.
 func (s *Session) start() {
+	close(s.ready)
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
@@ -234,10 +238,23 @@ func (s *Session) writeFrame(m Message, flags Flags, id uint64) error {
 	return nil
 }
 
+// waitReady blocks until the Hello exchange is over, so nothing a
+// listener's Hello handler starts can overtake the HelloAck.
+func (s *Session) waitReady(ctx context.Context) error {
+	select {
+	case <-s.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.ctx.Done():
+		return fmt.Errorf("protocol.Session: %w: %w", ErrClosed, context.Cause(s.ctx))
+	}
+}
+
 // Send sends a one-way message: no response, no delivery confirmation
 // beyond QUIC's.
 func (s *Session) Send(ctx context.Context, m Message) error {
-	if err := ctx.Err(); err != nil {
+	if err := s.waitReady(ctx); err != nil {
 		return err
 	}
 	return s.writeFrame(m, 0, 0)
@@ -247,6 +264,9 @@ func (s *Session) Send(ctx context.Context, m Message) error {
 // remote Error or Redirect comes back as the error (a *Error or
 // *Redirect); any other response is returned as the message.
 func (s *Session) Request(ctx context.Context, m Message) (Message, error) {
+	if err := s.waitReady(ctx); err != nil {
+		return nil, err
+	}
 	id := s.nextID.Add(1)
 	ch := make(chan result, 1)
 	s.mu.Lock()
@@ -468,6 +488,9 @@ func (s *Session) serveBulk(str *quic.Stream) {
 // OpenBulk opens a bulk stream and sends its first message (the request
 // or header that tells the peer's ServeBulk what the stream is for).
 func (s *Session) OpenBulk(ctx context.Context, first Message) (*BulkStream, error) {
+	if err := s.waitReady(ctx); err != nil {
+		return nil, err
+	}
 	if first.Type().Since() > s.version {
 		return nil, fmt.Errorf("protocol.Session.OpenBulk: %w: %v", ErrVersion, first.Type())
 	}

@@ -503,3 +503,31 @@ func dialConnProtos(ctx context.Context, addr string, tc *tls.Config, protos []s
 	c := (*Config)(nil).withDefaults()
 	return quic.DialAddr(ctx, addr, tc, c.quicConfig())
 }
+
+// TestPushFromHello: a listener may start pushing from its Hello handler;
+// the push must not overtake the HelloAck.
+func TestPushFromHello(t *testing.T) {
+	pki := newTestPKI(t, "ca")
+	pushed := make(chan error, 1)
+	h := HandlerFuncs{HelloFunc: func(ctx context.Context, s *Session, m *Hello) (*HelloAck, error) {
+		go func() {
+			_, err := s.Request(context.Background(), &RoundInvite{RoundID: 1, Job: "j"})
+			pushed <- err
+		}()
+		time.Sleep(20 * time.Millisecond) // give the push a head start
+		return &HelloAck{}, nil
+	}}
+	l := startListener(t, pki, nil, map[string]Handler{ALPNAgent: h})
+	agent := HandlerFuncs{MessageFunc: func(ctx context.Context, s *Session, m Message) (Message, error) {
+		return &RoundJoin{RoundID: m.(*RoundInvite).RoundID, Accept: true}, nil
+	}}
+	dialAgent(t, pki, l, "early", &Config{Handler: agent})
+	select {
+	case err := <-pushed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("push from Hello never answered")
+	}
+}
