@@ -41,7 +41,7 @@ func gemmWith(cfg gemmConfig, transA, transB bool, m, n, k int, alpha float32, a
 		return
 	}
 	if k == 0 || alpha == 0 {
-		scaleC(m, n, beta, c, ldc)
+		gemmScaleC(m, n, beta, c, ldc)
 		return
 	}
 	job := gemmJobPool.Get().(*gemmJob)
@@ -90,12 +90,12 @@ func checkGemmArgs(transA, transB bool, m, n, k int, a []float32, lda int, b []f
 	if transB {
 		rowsB, colsB = n, k
 	}
-	checkOperand("A", rowsA, colsA, a, lda)
-	checkOperand("B", rowsB, colsB, b, ldb)
-	checkOperand("C", m, n, c, ldc)
+	checkGemmOperand("A", rowsA, colsA, a, lda)
+	checkGemmOperand("B", rowsB, colsB, b, ldb)
+	checkGemmOperand("C", m, n, c, ldc)
 }
 
-func checkOperand(name string, rows, cols int, x []float32, ld int) {
+func checkGemmOperand(name string, rows, cols int, x []float32, ld int) {
 	if ld < max(1, cols) {
 		panic(fmt.Sprintf("tensor.Gemm: ld%s=%d smaller than the %d columns of %s", name, ld, cols, name))
 	}
@@ -107,9 +107,9 @@ func checkOperand(name string, rows, cols int, x []float32, ld int) {
 	}
 }
 
-// scaleC sets C = beta·C, writing zeros (not 0·C, which keeps NaN) when beta
+// gemmScaleC sets C = beta·C, writing zeros (not 0·C, which keeps NaN) when beta
 // is 0.
-func scaleC(m, n int, beta float32, c []float32, ldc int) {
+func gemmScaleC(m, n int, beta float32, c []float32, ldc int) {
 	if beta == 1 {
 		return
 	}

@@ -75,8 +75,8 @@ func benchGemm(b *testing.B, s gemmShape, f gemmFunc) {
 	if s.tB {
 		ldb = s.k
 	}
-	a := randSlice(rng, s.m*s.k)
-	bm := randSlice(rng, s.k*s.n)
+	a := gemmRandSlice(rng, s.m*s.k)
+	bm := gemmRandSlice(rng, s.k*s.n)
 	c := make([]float32, s.m*s.n)
 	f(s.tA, s.tB, s.m, s.n, s.k, 1, a, lda, bm, ldb, 0, c, s.n)
 	b.ResetTimer()
@@ -97,21 +97,21 @@ func benchGemm(b *testing.B, s gemmShape, f gemmFunc) {
 	}
 }
 
-func square(n int) gemmShape { return gemmShape{m: n, n: n, k: n} }
+func gemmSquare(n int) gemmShape { return gemmShape{m: n, n: n, k: n} }
 
-func BenchmarkGemm64(b *testing.B)   { benchGemm(b, square(64), Gemm) }
-func BenchmarkGemm256(b *testing.B)  { benchGemm(b, square(256), Gemm) }
-func BenchmarkGemm1024(b *testing.B) { benchGemm(b, square(1024), Gemm) }
+func BenchmarkGemm64(b *testing.B)   { benchGemm(b, gemmSquare(64), Gemm) }
+func BenchmarkGemm256(b *testing.B)  { benchGemm(b, gemmSquare(256), Gemm) }
+func BenchmarkGemm1024(b *testing.B) { benchGemm(b, gemmSquare(1024), Gemm) }
 func BenchmarkGemmTT1024(b *testing.B) {
 	benchGemm(b, gemmShape{tA: true, tB: true, m: 1024, n: 1024, k: 1024}, Gemm)
 }
 
-func BenchmarkGemmGonum64(b *testing.B)   { benchGemm(b, square(64), gonumGemm) }
-func BenchmarkGemmGonum256(b *testing.B)  { benchGemm(b, square(256), gonumGemm) }
-func BenchmarkGemmGonum1024(b *testing.B) { benchGemm(b, square(1024), gonumGemm) }
+func BenchmarkGemmGonum64(b *testing.B)   { benchGemm(b, gemmSquare(64), gonumGemm) }
+func BenchmarkGemmGonum256(b *testing.B)  { benchGemm(b, gemmSquare(256), gonumGemm) }
+func BenchmarkGemmGonum1024(b *testing.B) { benchGemm(b, gemmSquare(1024), gonumGemm) }
 
-func BenchmarkGemmGeneric256(b *testing.B)  { benchGemm(b, square(256), genericGemm) }
-func BenchmarkGemmGeneric1024(b *testing.B) { benchGemm(b, square(1024), genericGemm) }
+func BenchmarkGemmGeneric256(b *testing.B)  { benchGemm(b, gemmSquare(256), genericGemm) }
+func BenchmarkGemmGeneric1024(b *testing.B) { benchGemm(b, gemmSquare(1024), genericGemm) }
 
 // BenchmarkGemmLayer runs the model shapes through Gemm.
 func BenchmarkGemmLayer(b *testing.B) {

@@ -53,16 +53,16 @@ type gemmBuf struct {
 
 var gemmBufPool = sync.Pool{New: func() any { return new(gemmBuf) }}
 
-// grow returns s resliced to n elements, reallocating only when its
+// gemmGrow returns s resliced to n elements, reallocating only when its
 // capacity is short.
-func grow(s []float32, n int) []float32 {
+func gemmGrow(s []float32, n int) []float32 {
 	if cap(s) < n {
 		return make([]float32, n)
 	}
 	return s[:n]
 }
 
-func ceilDiv(a, b int) int { return (a + b - 1) / b }
+func gemmCeilDiv(a, b int) int { return (a + b - 1) / b }
 
 // region computes rows [i0,i1) × columns [j0,j1) of C with the Goto/BLIS
 // loop nest: n-blocks, k-blocks (pack B), m-blocks (pack A), then the
@@ -80,18 +80,18 @@ func (p *gemmProblem) region(i0, i1, j0, j1 int) {
 	edgeA, edgeB := !packA && p.m < mr, !packB && p.n < nr
 	kcMax := min(kr.kc, p.k)
 	if packA {
-		buf.a = grow(buf.a, min(kr.mc, ceilDiv(i1-i0, mr)*mr)*(kcMax+packPadA))
+		buf.a = gemmGrow(buf.a, min(kr.mc, gemmCeilDiv(i1-i0, mr)*mr)*(kcMax+packPadA))
 	}
 	if edgeA {
-		buf.aEdge = grow(buf.aEdge, mr*(kcMax+packPadA))
+		buf.aEdge = gemmGrow(buf.aEdge, mr*(kcMax+packPadA))
 	}
 	if packB {
-		buf.b = grow(buf.b, min(kr.nc, ceilDiv(j1-j0, nr)*nr)*kcMax)
+		buf.b = gemmGrow(buf.b, min(kr.nc, gemmCeilDiv(j1-j0, nr)*nr)*kcMax)
 	}
 	if edgeB {
-		buf.bEdge = grow(buf.bEdge, nr*kcMax)
+		buf.bEdge = gemmGrow(buf.bEdge, nr*kcMax)
 	}
-	buf.tile = grow(buf.tile, mr*nr)
+	buf.tile = gemmGrow(buf.tile, mr*nr)
 
 	for jc := j0; jc < j1; jc += kr.nc {
 		nb := min(kr.nc, j1-jc)
@@ -162,15 +162,15 @@ func (p *gemmProblem) macro(buf *gemmBuf, packA, packB bool, ic, mb, jc, nb, pc,
 				continue
 			}
 			kr.micro(kb, ap, rsa, csa, bp, rsb, buf.tile, nr, p.alpha, 0)
-			mergeTile(buf.tile[offI*nr+offJ:], nr, mh, nw, beta, p.c[ci:], p.rsC, p.csC)
+			gemmMergeTile(buf.tile[offI*nr+offJ:], nr, mh, nw, beta, p.c[ci:], p.rsC, p.csC)
 		}
 	}
 }
 
-// mergeTile adds the top-left mh×nw of an alpha-scaled tile into C, whose
+// gemmMergeTile adds the top-left mh×nw of an alpha-scaled tile into C, whose
 // element (i, j) is c[i*rsc+j*csc]: C = tile + beta·C, or C = tile when beta
 // is 0.
-func mergeTile(tile []float32, ldt, mh, nw int, beta float32, c []float32, rsc, csc int) {
+func gemmMergeTile(tile []float32, ldt, mh, nw int, beta float32, c []float32, rsc, csc int) {
 	if csc != 1 {
 		// C is transposed (rsc is 1 then): column j of the tile is a
 		// contiguous run of C.

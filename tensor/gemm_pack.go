@@ -17,7 +17,7 @@ func (p *gemmProblem) packA(dst []float32, i0, mb, p0, kb int) {
 	mr := p.kern.mr
 	if p.csA == 1 {
 		ld := kb + packPadA
-		rows := ceilDiv(mb, mr) * mr
+		rows := gemmCeilDiv(mb, mr) * mr
 		for i := range rows {
 			d := dst[i*ld : i*ld+kb]
 			if i >= mb {

@@ -71,7 +71,7 @@ func (p *gemmProblem) workers(maxWorkers, minFlops int) int {
 	}
 	flops := 2 * p.m * p.n * p.k
 	w := min(maxWorkers, flops/minFlops)
-	tiles := max(ceilDiv(p.m, p.kern.mr), ceilDiv(p.n, p.kern.nr))
+	tiles := max(gemmCeilDiv(p.m, p.kern.mr), gemmCeilDiv(p.n, p.kern.nr))
 	return max(1, min(w, tiles))
 }
 
@@ -89,7 +89,7 @@ func (job *gemmJob) run(maxWorkers, minFlops int) {
 		return
 	}
 	ensureHelpers(w - 1)
-	tilesM, tilesN := ceilDiv(p.m, p.kern.mr), ceilDiv(p.n, p.kern.nr)
+	tilesM, tilesN := gemmCeilDiv(p.m, p.kern.mr), gemmCeilDiv(p.n, p.kern.nr)
 	job.splitM = tilesM >= tilesN
 	job.tiles, job.unit = tilesN, p.kern.nr
 	if job.splitM {

@@ -89,8 +89,8 @@ const packMinReuse = 512
 // the padded multiply-adds, per-call overhead, packing and merging.
 func (p *gemmProblem) cost() float64 {
 	kr := p.kern
-	mp, np := ceilDiv(p.m, kr.mr)*kr.mr, ceilDiv(p.n, kr.nr)*kr.nr
-	kBlocks := float64(ceilDiv(p.k, kr.kc))
+	mp, np := gemmCeilDiv(p.m, kr.mr)*kr.mr, gemmCeilDiv(p.n, kr.nr)*kr.nr
+	kBlocks := float64(gemmCeilDiv(p.k, kr.kc))
 	tiles := float64(mp/kr.mr) * float64(np/kr.nr) * kBlocks
 	c := float64(mp) * float64(np) * float64(p.k) / costFMALanes
 	c += tiles * (costCall + float64(kr.mr*kr.nr)/8)
@@ -100,7 +100,7 @@ func (p *gemmProblem) cost() float64 {
 		if p.csA == 1 {
 			per = costPackRows
 		}
-		c += float64(p.m) * float64(p.k) * per * float64(ceilDiv(p.n, kr.nc))
+		c += float64(p.m) * float64(p.k) * per * float64(gemmCeilDiv(p.n, kr.nc))
 	}
 	if packB {
 		per := float64(costPackShort)

@@ -34,8 +34,8 @@ func (tc gemmCase) operands(rng *rand.Rand) (a []float32, lda int, b []float32, 
 		rowsB, colsB = tc.n, tc.k
 	}
 	lda, ldb, ldc = max(1, colsA)+tc.padA, max(1, colsB)+tc.padB, max(1, tc.n)+tc.padC
-	a = randSlice(rng, rowsA*lda)
-	b = randSlice(rng, rowsB*ldb)
+	a = gemmRandSlice(rng, rowsA*lda)
+	b = gemmRandSlice(rng, rowsB*ldb)
 	c = make([]float32, tc.m*ldc)
 	for i := range c {
 		switch {
@@ -52,7 +52,7 @@ func (tc gemmCase) operands(rng *rand.Rand) (a []float32, lda int, b []float32, 
 
 const gemmSentinel = 12345.5
 
-func randSlice(rng *rand.Rand, n int) []float32 {
+func gemmRandSlice(rng *rand.Rand, n int) []float32 {
 	s := make([]float32, n)
 	for i := range s {
 		s[i] = rng.Float32()*2 - 1
@@ -299,8 +299,8 @@ func TestGemmNoAllocs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := randSlice(rng, tt.m*tt.k)
-			b := randSlice(rng, tt.k*tt.n)
+			a := gemmRandSlice(rng, tt.m*tt.k)
+			b := gemmRandSlice(rng, tt.k*tt.n)
 			c := make([]float32, tt.m*tt.n)
 			lda, ldb := tt.k, tt.n
 			if tt.tA {
