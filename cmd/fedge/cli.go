@@ -218,14 +218,27 @@ func exitCode(err error) int {
 	if errors.As(err, &re) {
 		return exitUnreachable
 	}
-	// Transport failures: dial and handshake timeouts, a context deadline,
-	// socket errors, a connection the peer closed (all net.Error values).
+	// Transport failures of a call to the cluster: dial and handshake
+	// timeouts, the -timeout deadline, socket errors, a connection the peer
+	// closed. Local failures (reading credentials) stay exit 1, even when
+	// their cause also satisfies net.Error (as syscall.Errno does).
+	var ce *callError
+	if !errors.As(err, &ce) {
+		return exitFailed
+	}
 	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	if errors.As(ce.err, &ne) || errors.Is(ce.err, context.DeadlineExceeded) || errors.Is(ce.err, context.Canceled) {
 		return exitUnreachable
 	}
 	return exitFailed
 }
+
+// callError marks an error returned by a call to the cluster, as opposed
+// to a local step.
+type callError struct{ err error }
+
+func (e *callError) Error() string { return e.err.Error() }
+func (e *callError) Unwrap() error { return e.err }
 
 // adminFlags are the flags every admin verb shares.
 type adminFlags struct {
@@ -289,7 +302,10 @@ func (c *cli) client() (*coordinator.AdminClient, error) {
 func (c *cli) call(ctx context.Context, cl *coordinator.AdminClient, verb string, req, resp any) error {
 	ctx, cancel := context.WithTimeout(ctx, c.admin.timeout)
 	defer cancel()
-	return cl.Call(ctx, verb, req, resp)
+	if err := cl.Call(ctx, verb, req, resp); err != nil {
+		return &callError{err}
+	}
+	return nil
 }
 
 // do is the whole life of a one-call admin verb: build the client, call

@@ -36,7 +36,7 @@ func runClusterStatus(args []string, stdout, stderr io.Writer) int {
 			leader = fmt.Sprintf("%s (%s)", st.LeaderID, st.LeaderAddr)
 		}
 		if err := kv(w,
-			"Cluster", st.Cluster,
+			"Cluster", dash(st.Cluster),
 			"Answered by", st.Node,
 			"Leader", leader,
 			"Term", st.Term,

@@ -197,7 +197,7 @@ func exportModel(ctx context.Context, c *cli, cl *coordinator.AdminClient, rec c
 	err = cl.ExportModel(dctx, rec.Version, tmp)
 	cancel()
 	if err != nil {
-		return 0, err
+		return 0, &callError{err}
 	}
 	size, err := tmp.Seek(0, io.SeekEnd)
 	if err != nil {

@@ -157,7 +157,7 @@ func runRolloutStatus(args []string, stdout, stderr io.Writer) int {
 				cand = fmt.Sprintf("%.2f%%", e.CandidateAccuracy)
 				base = fmt.Sprintf("%.2f%%", e.BaselineAccuracy)
 			}
-			dt.row(when(d.At), d.Stage, d.Action, d.By, agents, cand, base, dash(d.Reason))
+			dt.row(when(d.At), d.Stage+1, d.Action, d.By, agents, cand, base, dash(d.Reason))
 		}
 		return dt.flush()
 	})

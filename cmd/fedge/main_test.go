@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/fedge/fedge/coordinator"
@@ -191,9 +192,11 @@ func TestExitCode(t *testing.T) {
 		{"not found", fmt.Errorf("jobs.status: %w", &protocol.Error{Code: protocol.CodeNotFound}), exitNotFound},
 		{"bad request", fmt.Errorf("jobs.start: %w", &protocol.Error{Code: protocol.CodeBadRequest}), exitFailed},
 		{"no leader", fmt.Errorf("jobs.start: %w", coordinator.ErrNoLeader), exitUnreachable},
-		{"deadline", fmt.Errorf("dial: %w", context.DeadlineExceeded), exitUnreachable},
-		{"socket", errors.Join(&net.OpError{Op: "dial", Err: errors.New("refused")}), exitUnreachable},
+		{"deadline", &callError{fmt.Errorf("dial: %w", context.DeadlineExceeded)}, exitUnreachable},
+		{"socket", &callError{errors.Join(&net.OpError{Op: "dial", Err: errors.New("refused")})}, exitUnreachable},
+		{"remote failure in a call", &callError{&protocol.Error{Code: protocol.CodeInternal}}, exitFailed},
 		{"local", errors.New("open admin.pem: no such file"), exitFailed},
+		{"local errno", &os.PathError{Op: "open", Path: "admin.pem", Err: syscall.ENOENT}, exitFailed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
