@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"os"
 	"testing"
 	"time"
 
@@ -250,4 +251,10 @@ func FuzzSnapshotRestore(f *testing.F) {
 	})
 }
 
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+// discardLogger discards logs unless FEDGE_TEST_LOG is set (debugging aid).
+func discardLogger() *slog.Logger {
+	if os.Getenv("FEDGE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}

@@ -74,10 +74,14 @@ func (r *activeRound) deliver(ctx context.Context, agent string, m protocol.Mess
 	return out, nil
 }
 
-// stageRun opens a stage for agents, waits for it with the deadline and
-// returns who arrived. The caller releases it.
-func (r *activeRound) stageRun(ctx context.Context, rec *RoundRecord, name string, t protocol.MsgType, agents []string, deadline time.Time, accept func(agent string, m protocol.Message) error) (*stage, []string) {
+// stageRun opens a stage for agents, calls opened (if not nil) once it
+// accepts messages, waits for it with the deadline and returns who arrived.
+// The caller releases it.
+func (r *activeRound) stageRun(ctx context.Context, rec *RoundRecord, name string, t protocol.MsgType, agents []string, deadline time.Time, opened func(), accept func(agent string, m protocol.Message) error) (*stage, []string) {
 	st := r.open(name, t, agents, accept)
+	if opened != nil {
+		opened()
+	}
 	arrived, _ := st.wait(ctx, deadline)
 	rec.Stages = append(rec.Stages, st.record(len(agents), len(arrived)))
 	return st, arrived
@@ -104,10 +108,11 @@ func checkFrom(ids map[string]uint32, agent string, from uint32) error {
 	return nil
 }
 
-// runSecAgg drives the five SecAgg+ stages over the joined agents after
-// the plan went out, and returns the unmasked sum and the survivors.
-// trainBy is the deadline of the first stage (it includes local work).
-func (e *Engine) runSecAgg(ctx context.Context, r *activeRound, rec *RoundRecord, cfg *secagg.Config, joined []string, trainBy time.Time, stageTime time.Duration) (*secagg.Result, error) {
+// runSecAgg drives the five SecAgg+ stages over the joined agents and
+// returns the unmasked sum and the survivors. start sends the agents their
+// work once the first stage accepts messages; trainBy is the deadline of
+// that stage (it includes the local work).
+func (e *Engine) runSecAgg(ctx context.Context, r *activeRound, rec *RoundRecord, cfg *secagg.Config, joined []string, start func(), trainBy time.Time, stageTime time.Duration) (*secagg.Result, error) {
 	srv, err := secagg.NewServer(cfg)
 	if err != nil {
 		return nil, err
@@ -136,7 +141,7 @@ func (e *Engine) runSecAgg(ctx context.Context, r *activeRound, rec *RoundRecord
 	}
 
 	// Stage 0: AdvertiseKeys.
-	st, _ := r.stageRun(ctx, rec, "advertise_keys", protocol.TypeAdvertiseKeys, joined, trainBy, func(agent string, m protocol.Message) error {
+	st, _ := r.stageRun(ctx, rec, "advertise_keys", protocol.TypeAdvertiseKeys, joined, trainBy, start, func(agent string, m protocol.Message) error {
 		var msg secagg.AdvertiseKeys
 		if err := msg.UnmarshalBinary(m.(*protocol.AdvertiseKeys).Payload); err != nil {
 			return err
@@ -161,7 +166,7 @@ func (e *Engine) runSecAgg(ctx context.Context, r *activeRound, rec *RoundRecord
 	})
 
 	// Stage 1: ShareKeys.
-	st, _ = r.stageRun(ctx, rec, "share_keys", protocol.TypeShareKeys, r.agentsOf(next), time.Now().Add(stageTime), func(agent string, m protocol.Message) error {
+	st, _ = r.stageRun(ctx, rec, "share_keys", protocol.TypeShareKeys, r.agentsOf(next), time.Now().Add(stageTime), nil, func(agent string, m protocol.Message) error {
 		var msg secagg.ShareKeys
 		if err := msg.UnmarshalBinary(m.(*protocol.ShareKeys).Payload); err != nil {
 			return err
@@ -185,7 +190,7 @@ func (e *Engine) runSecAgg(ctx context.Context, r *activeRound, rec *RoundRecord
 	})
 
 	// Stage 2: MaskedInput, summed as it arrives.
-	st, _ = r.stageRun(ctx, rec, "masked_input", protocol.TypeMaskedInput, r.agentsOf(next), time.Now().Add(stageTime), func(agent string, m protocol.Message) error {
+	st, _ = r.stageRun(ctx, rec, "masked_input", protocol.TypeMaskedInput, r.agentsOf(next), time.Now().Add(stageTime), nil, func(agent string, m protocol.Message) error {
 		var msg secagg.MaskedInput
 		if err := msg.UnmarshalBinary(m.(*protocol.MaskedInput).Payload); err != nil {
 			return err
@@ -214,7 +219,7 @@ func (e *Engine) runSecAgg(ctx context.Context, r *activeRound, rec *RoundRecord
 	})
 
 	// Stage 3: ConsistencyCheck.
-	st, _ = r.stageRun(ctx, rec, "consistency_check", protocol.TypeConsistencyCheck, r.agentsOf(next), time.Now().Add(stageTime), func(agent string, m protocol.Message) error {
+	st, _ = r.stageRun(ctx, rec, "consistency_check", protocol.TypeConsistencyCheck, r.agentsOf(next), time.Now().Add(stageTime), nil, func(agent string, m protocol.Message) error {
 		var msg secagg.ConsistencyCheck
 		if err := msg.UnmarshalBinary(m.(*protocol.ConsistencyCheck).Payload); err != nil {
 			return err
@@ -238,7 +243,7 @@ func (e *Engine) runSecAgg(ctx context.Context, r *activeRound, rec *RoundRecord
 	})
 
 	// Stage 4: Unmask.
-	st, _ = r.stageRun(ctx, rec, "unmask", protocol.TypeUnmask, r.agentsOf(next), time.Now().Add(stageTime), func(agent string, m protocol.Message) error {
+	st, _ = r.stageRun(ctx, rec, "unmask", protocol.TypeUnmask, r.agentsOf(next), time.Now().Add(stageTime), nil, func(agent string, m protocol.Message) error {
 		var msg secagg.Unmask
 		if err := msg.UnmarshalBinary(m.(*protocol.Unmask).Payload); err != nil {
 			return err

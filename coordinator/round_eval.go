@@ -134,8 +134,8 @@ func (e *Engine) collectEval(ctx context.Context, r *activeRound, rec *RoundReco
 			copy(req.BaselineHash[:], mustHex(m.Hash))
 		}
 	})
-	e.broadcast(ctx, joined, func(AgentLink) protocol.Message { return req })
-	res, err := e.runSecAgg(ctx, r, rec, cfg, rec.Participants, trainBy.Add(stageTime), stageTime)
+	send := func() { e.broadcast(ctx, joined, func(AgentLink) protocol.Message { return req }) }
+	res, err := e.runSecAgg(ctx, r, rec, cfg, rec.Participants, send, trainBy.Add(stageTime), stageTime)
 	if err != nil {
 		return nil, 0, err
 	}

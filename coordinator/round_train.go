@@ -255,9 +255,9 @@ func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRec
 		copy(plan.ModelHash[:], h)
 	}
 	stageTime := time.Duration(spec.Deadline.Stage)
+	sendPlan := func() { e.broadcast(ctx, joined, func(AgentLink) protocol.Message { return plan }) }
 	if !spec.SecAgg.Enabled {
-		e.broadcast(ctx, joined, func(AgentLink) protocol.Message { return plan })
-		return e.collectPlain(ctx, r, rec, &spec, rec.Participants, dim, trainBy.Add(stageTime))
+		return e.collectPlain(ctx, r, rec, &spec, rec.Participants, dim, sendPlan, trainBy.Add(stageTime))
 	}
 	q := secagg.Quantizer{Clip: float32(spec.SecAgg.Clip), Bits: spec.SecAgg.Bits, MaxWeight: DefaultMaxWeight}
 	if spec.DP.Enabled {
@@ -288,8 +288,7 @@ func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRec
 			TargetQuantile: spec.DP.TargetQuantile,
 		}
 	}
-	e.broadcast(ctx, joined, func(AgentLink) protocol.Message { return plan })
-	res, err := e.runSecAgg(ctx, r, rec, cfg, rec.Participants, trainBy.Add(stageTime), stageTime)
+	res, err := e.runSecAgg(ctx, r, rec, cfg, rec.Participants, sendPlan, trainBy.Add(stageTime), stageTime)
 	if err != nil {
 		return nil, 0, 0, err
 	}
@@ -303,13 +302,13 @@ func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRec
 
 // collectPlain gathers updates without secure aggregation: a weighted sum
 // streamed as they arrive, or, for robust strategies, every update.
-func (e *Engine) collectPlain(ctx context.Context, r *activeRound, rec *RoundRecord, spec *JobSpec, joined []string, dim int, by time.Time) ([]float32, float64, int, error) {
+func (e *Engine) collectPlain(ctx context.Context, r *activeRound, rec *RoundRecord, spec *JobSpec, joined []string, dim int, start func(), by time.Time) ([]float32, float64, int, error) {
 	var mu sync.Mutex
 	sum := make([]float64, dim)
 	var total float64
 	var updates []Update
 	keep := robustOnly[spec.Strategy.Name]
-	st, arrived := r.stageRun(ctx, rec, "update", protocol.TypeMaskedInput, joined, by, func(agent string, m protocol.Message) error {
+	st, arrived := r.stageRun(ctx, rec, "update", protocol.TypeMaskedInput, joined, by, start, func(agent string, m protocol.Message) error {
 		v, w, err := protocol.DecodePlainUpdate(m.(*protocol.MaskedInput).Payload, dim)
 		if err != nil {
 			return err

@@ -1,0 +1,503 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"math"
+	mrand "math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/fedge/fedge/crypto/secagg"
+	"github.com/fedge/fedge/internal/testutil"
+	"github.com/fedge/fedge/protocol"
+	"github.com/fedge/fedge/tensor"
+	"github.com/fedge/fedge/tensor/data"
+)
+
+// memRep is an in-memory twin of the Raft replica for engine unit tests:
+// entries go straight into the FSM. The real replica is tested in
+// raft_test.go and node_test.go.
+type memRep struct {
+	mu  sync.Mutex
+	f   *FSM
+	idx uint64
+}
+
+func (r *memRep) apply(_ context.Context, t cmdType, hdr any, payload []byte) (any, error) {
+	b, err := encodeEntry(t, hdr, payload)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.idx++
+	res := r.f.Apply(&raft.Log{Index: r.idx, Type: raft.LogCommand, Data: b})
+	r.mu.Unlock()
+	if e, ok := res.(error); ok {
+		return nil, e
+	}
+	return res, nil
+}
+func (r *memRep) term() uint64   { return 1 }
+func (r *memRep) nodeID() string { return "n1" }
+
+// simAgent is an in-memory twin of an agent's round logic: real local
+// training (tensor) and real SecAgg+ (crypto/secagg), messages handed to
+// the engine directly. The real agent runs over QUIC in internal/testcluster.
+type simAgent struct {
+	id      string
+	key     ed25519.PrivateKey
+	eng     *Engine
+	fsm     *FSM
+	train   *tensor.Dataset
+	heldout *tensor.Dataset
+	// dropAt names a stage message type this agent never sends (it
+	// vanishes there), in round dropRound (0 = every round).
+	dropAt    protocol.MsgType
+	dropRound uint64
+	// poison makes the agent send a huge update (robust strategies test).
+	poison bool
+
+	mu   sync.Mutex
+	sent map[uint64]sentUpdate // round → what it contributed
+}
+
+type sentUpdate struct {
+	vec    []float32
+	weight uint32
+}
+
+func (a *simAgent) AgentID() string               { return a.id }
+func (a *simAgent) SigningKey() ed25519.PublicKey { return a.key.Public().(ed25519.PublicKey) }
+
+func (a *simAgent) Request(ctx context.Context, m protocol.Message) (protocol.Message, error) {
+	if inv, ok := m.(*protocol.RoundInvite); ok {
+		return &protocol.RoundJoin{RoundID: inv.RoundID, Accept: true}, nil
+	}
+	return nil, fmt.Errorf("sim: unexpected %s", m.Type())
+}
+
+func (a *simAgent) Send(ctx context.Context, m protocol.Message) error {
+	switch v := m.(type) {
+	case *protocol.RoundPlan:
+		go a.trainRound(v)
+	case *protocol.EvalRequest:
+		go a.evalRound(v)
+	}
+	return nil
+}
+
+func (a *simAgent) model(version uint64) (*tensor.Model, error) {
+	var blob []byte
+	a.fsm.Read(func(s *State) {
+		if m, ok := s.Models[version]; ok {
+			blob = m.Blob
+		}
+	})
+	if blob == nil {
+		return nil, fmt.Errorf("sim: no model %d", version)
+	}
+	return tensor.UnmarshalModel(blob)
+}
+
+func (a *simAgent) trainRound(p *protocol.RoundPlan) {
+	start, err := a.model(p.ModelVersion)
+	if err != nil {
+		return
+	}
+	m := start.Clone()
+	st, err := tensor.Train(context.Background(), m, a.train, tensor.TrainConfig{Epochs: int(p.Epochs), BatchSize: int(p.BatchSize), LR: float32(p.LR), Seed: 1})
+	if err != nil {
+		return
+	}
+	delta := make([]float32, len(m.Params))
+	for i := range delta {
+		delta[i] = m.Params[i] - start.Params[i]
+	}
+	if a.poison {
+		for i := range delta {
+			delta[i] = 1000
+		}
+	}
+	if len(p.SecAgg) == 0 {
+		vec := protocol.AppendUpdateMetrics(delta, 1, st.Loss, st.Accuracy)
+		a.record(p.RoundID, vec, uint32(a.train.Len()))
+		_, _ = a.eng.deliver(context.Background(), a.id, &protocol.MaskedInput{RoundID: p.RoundID, Payload: protocol.EncodePlainUpdate(vec, uint32(a.train.Len()))})
+		return
+	}
+	var cfg secagg.Config
+	if err := cfg.UnmarshalBinary(p.SecAgg); err != nil {
+		return
+	}
+	q := cfg.Quantizer
+	vec := protocol.AppendUpdateMetrics(delta, float64(q.Clip), st.Loss, st.Accuracy)
+	w := uint32(min(a.train.Len(), int(max(q.MaxWeight, 1))))
+	if q.MaxWeight == 0 {
+		w = 1
+	}
+	a.record(p.RoundID, vec, w)
+	x := make([]uint32, q.EncodedLen(len(vec)))
+	if err := q.Encode(x, vec, w, mrand.New(mrand.NewPCG(1, 2))); err != nil {
+		return
+	}
+	a.runSecAgg(p.RoundID, &cfg, x)
+}
+
+func (a *simAgent) evalRound(r *protocol.EvalRequest) {
+	cand, err1 := a.model(r.ModelVersion)
+	base, err2 := a.model(r.BaselineVersion)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	mc, _ := tensor.Evaluate(cand, a.heldout)
+	mb, _ := tensor.Evaluate(base, a.heldout)
+	x := protocol.EncodeEval(
+		protocol.EvalSums{Correct: uint32(mc.Correct), Total: uint32(mc.Total), LossSum: mc.LossSum},
+		protocol.EvalSums{Correct: uint32(mb.Correct), Total: uint32(mb.Total), LossSum: mb.LossSum})
+	var cfg secagg.Config
+	if err := cfg.UnmarshalBinary(r.SecAgg); err != nil {
+		return
+	}
+	a.runSecAgg(r.RoundID, &cfg, x)
+}
+
+func (a *simAgent) record(round uint64, vec []float32, w uint32) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.sent == nil {
+		a.sent = map[uint64]sentUpdate{}
+	}
+	a.sent[round] = sentUpdate{append([]float32(nil), vec...), w}
+}
+
+func (a *simAgent) drops(round uint64, t protocol.MsgType) bool {
+	return a.dropAt == t && (a.dropRound == 0 || a.dropRound == round)
+}
+
+// runSecAgg plays the client's five stages against the engine.
+func (a *simAgent) runSecAgg(round uint64, cfg *secagg.Config, x []uint32) {
+	var me uint32
+	for _, p := range cfg.Participants {
+		if p.SigningKey.Equal(a.SigningKey()) {
+			me = p.ID
+		}
+	}
+	c, err := secagg.NewClient(cfg, me, a.key, rand.Reader)
+	if err != nil {
+		return
+	}
+	ctx := context.Background()
+	call := func(m protocol.Message) protocol.Message {
+		if a.drops(round, m.Type()) {
+			return nil
+		}
+		r, err := a.eng.deliver(ctx, a.id, m)
+		if err != nil {
+			return nil
+		}
+		return r
+	}
+	adv, _ := c.AdvertiseKeys()
+	b, _ := adv.MarshalBinary()
+	r1, ok := call(&protocol.AdvertiseKeys{RoundID: round, Payload: b}).(*protocol.AdvertiseKeysRelay)
+	if !ok {
+		return
+	}
+	var kl secagg.KeyList
+	if kl.UnmarshalBinary(r1.Payload) != nil {
+		return
+	}
+	sk, err := c.ShareKeys(&kl)
+	if err != nil {
+		return
+	}
+	b, _ = sk.MarshalBinary()
+	r2, ok := call(&protocol.ShareKeys{RoundID: round, Payload: b}).(*protocol.ShareKeysRelay)
+	if !ok {
+		return
+	}
+	var sl secagg.ShareList
+	if sl.UnmarshalBinary(r2.Payload) != nil {
+		return
+	}
+	mi, err := c.MaskedInput(&sl, x)
+	if err != nil {
+		return
+	}
+	b, _ = mi.MarshalBinary()
+	r3, ok := call(&protocol.MaskedInput{RoundID: round, Payload: b}).(*protocol.MaskedInputRelay)
+	if !ok {
+		return
+	}
+	var sv secagg.SurvivorList
+	if sv.UnmarshalBinary(r3.Payload) != nil {
+		return
+	}
+	cc, err := c.ConsistencyCheck(&sv)
+	if err != nil {
+		return
+	}
+	b, _ = cc.MarshalBinary()
+	r4, ok := call(&protocol.ConsistencyCheck{RoundID: round, Payload: b}).(*protocol.ConsistencyCheckRelay)
+	if !ok {
+		return
+	}
+	var sigs secagg.SignatureList
+	if sigs.UnmarshalBinary(r4.Payload) != nil {
+		return
+	}
+	um, err := c.Unmask(&sigs)
+	if err != nil {
+		return
+	}
+	b, _ = um.MarshalBinary()
+	call(&protocol.Unmask{RoundID: round, Payload: b})
+}
+
+type engineHarness struct {
+	t      *testing.T
+	fsm    *FSM
+	rep    *memRep
+	eng    *Engine
+	agents []*simAgent
+	test   *tensor.Dataset
+}
+
+func newEngineHarness(t *testing.T, n, perAgent int) *engineHarness {
+	t.Helper()
+	dir, err := testutil.MNISTDir()
+	if err != nil {
+		t.Skip(err)
+	}
+	train, test, err := data.LoadMNIST(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &engineHarness{t: t, fsm: NewFSM(nil), test: test.Subset(seq(2000))}
+	h.rep = &memRep{f: h.fsm}
+	if _, err := h.rep.apply(context.Background(), cmdBootstrap, bootstrapCmd{ClusterName: "sim", CA: []byte("ca")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var links []AgentLink
+	for i := 0; i < n; i++ {
+		_, key, _ := ed25519.GenerateKey(rand.Reader)
+		idx := make([]int, perAgent)
+		for j := range idx {
+			idx[j] = i*perAgent + j
+		}
+		tr, ho := data.HoldOut(train.Subset(idx), 0.2, uint64(i))
+		a := &simAgent{id: fmt.Sprintf("ag-%02d", i), key: key, fsm: h.fsm, train: tr, heldout: ho}
+		h.agents = append(h.agents, a)
+		links = append(links, a)
+		h.fsm.state.Agents[a.id] = &AgentRecord{ID: a.id, Labels: map[string]string{"tier": "canary"}}
+	}
+	h.eng = newEngine(discardLogger(), EngineConfig{Idle: 20 * time.Millisecond}, h.fsm, h.rep, func() []AgentLink { return links })
+	for _, a := range h.agents {
+		a.eng = h.eng
+	}
+	return h
+}
+
+func seq(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// runUntil runs the engine until cond holds.
+func (h *engineHarness) runUntil(what string, timeout time.Duration, cond func(s *State) bool) {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { h.eng.run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok := false
+		h.fsm.Read(func(s *State) { ok = cond(s) })
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (h *engineHarness) accuracy(version uint64) float64 {
+	m, _, err := h.eng.loadModel(version)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	met, err := tensor.Evaluate(m, h.test)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return met.Accuracy()
+}
+
+func startJob(t *testing.T, h *engineHarness, spec JobSpec) string {
+	t.Helper()
+	if err := spec.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.rep.apply(context.Background(), cmdJobCreate, JobRecord{ID: "job", Spec: spec, CreatedAt: time.Now()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return "job"
+}
+
+func TestEngineSecAggRoundsExactAndDropout(t *testing.T) {
+	h := newEngineHarness(t, 6, 300)
+	// One agent vanishes during the masked-input stage of round 2.
+	h.agents[5].dropAt, h.agents[5].dropRound = protocol.TypeMaskedInput, 3
+	startJob(t, h, JobSpec{
+		Model: "logreg", Rounds: 3, Fraction: 1, MinClients: 4, Seed: 7,
+		Plan:     LocalPlan{Epochs: 1, BatchSize: 10, LR: 0.1},
+		SecAgg:   SecAggSpec{Enabled: true, Clip: 1, Bits: 16},
+		Deadline: Deadlines{Train: Duration(30 * time.Second), Stage: Duration(3 * time.Second)},
+	})
+	h.runUntil("job done", 120*time.Second, func(s *State) bool { return s.Jobs["job"].State == JobDone })
+
+	var rounds []*RoundRecord
+	h.fsm.Read(func(s *State) {
+		for _, id := range sortedKeys(s.Rounds) {
+			r := *s.Rounds[id]
+			rounds = append(rounds, &r)
+		}
+	})
+	if len(rounds) != 3 {
+		t.Fatalf("%d rounds", len(rounds))
+	}
+	for _, r := range rounds {
+		if r.State != RoundCommitted {
+			t.Fatalf("round %d: %s %s", r.ID, r.State, r.Error)
+		}
+	}
+	// Round 3 lost one agent at masked input and still committed the sum of
+	// the other five.
+	mi := rounds[2].Stages[3]
+	if mi.Name != "masked_input" || mi.Dropped != 1 || rounds[2].Metrics["survivors"] != 5 {
+		t.Fatalf("round 3 stages %+v metrics %v", rounds[2].Stages, rounds[2].Metrics)
+	}
+	// The committed model is exactly start + weighted mean of the survivors'
+	// updates, up to the quantization step.
+	for _, r := range rounds {
+		m0, _, _ := h.eng.loadModel(r.ModelIn)
+		m1, _, _ := h.eng.loadModel(r.ModelOut)
+		var sumW float64
+		mean := make([]float64, len(m0.Params))
+		for _, a := range h.agents {
+			u, ok := a.sent[r.ID]
+			if !ok || a.drops(r.ID, protocol.TypeMaskedInput) {
+				continue
+			}
+			sumW += float64(u.weight)
+			for i := range mean {
+				mean[i] += float64(u.weight) * float64(u.vec[i])
+			}
+		}
+		worst := 0.0
+		for i := range mean {
+			got := float64(m1.Params[i] - m0.Params[i])
+			worst = math.Max(worst, math.Abs(got-mean[i]/sumW))
+		}
+		// Per coordinate the stochastic rounding error is below
+		// clip·MaxWeight/(weight·L) ≈ 1e-4 per agent.
+		if worst > 5e-4 {
+			t.Fatalf("round %d: aggregate differs from the survivors' mean by %g", r.ID, worst)
+		}
+	}
+	first, last := h.accuracy(1), h.accuracy(rounds[2].ModelOut)
+	if last < 0.75 || last < first+0.3 {
+		t.Fatalf("accuracy %.3f -> %.3f: federated training did not learn", first, last)
+	}
+}
+
+func TestEngineTooFewSurvivorsFailsRound(t *testing.T) {
+	h := newEngineHarness(t, 4, 100)
+	for _, a := range h.agents[:2] {
+		a.dropAt = protocol.TypeMaskedInput
+	}
+	startJob(t, h, JobSpec{
+		Model: "logreg", Rounds: 1, Fraction: 1, MinClients: 4,
+		SecAgg:   SecAggSpec{Enabled: true},
+		Deadline: Deadlines{Train: Duration(30 * time.Second), Stage: Duration(time.Second)},
+	})
+	h.runUntil("a failed round", 60*time.Second, func(s *State) bool {
+		r, ok := s.Rounds[1]
+		return ok && r.State == RoundFailed
+	})
+	h.fsm.Read(func(s *State) {
+		if s.Jobs["job"].RoundsDone != 0 || len(s.Models) != 1 {
+			t.Fatalf("a failed round changed the job: %+v models %d", s.Jobs["job"], len(s.Models))
+		}
+		if !errors.Is(fmt.Errorf("%s", s.Rounds[1].Error), ErrRoundFailed) && s.Rounds[1].Error == "" {
+			t.Fatal("failed round has no error")
+		}
+	})
+}
+
+func TestEngineRobustMedianResistsPoison(t *testing.T) {
+	h := newEngineHarness(t, 5, 200)
+	h.agents[0].poison = true
+	startJob(t, h, JobSpec{
+		Model: "logreg", Rounds: 2, Fraction: 1, MinClients: 5,
+		Strategy: StrategySpec{Name: "median"},
+		Deadline: Deadlines{Train: Duration(30 * time.Second), Stage: Duration(3 * time.Second)},
+	})
+	h.runUntil("job done", 60*time.Second, func(s *State) bool { return s.Jobs["job"].State == JobDone })
+	if acc := h.accuracy(3); acc < 0.6 {
+		t.Fatalf("median let the poisoned update through: accuracy %.3f", acc)
+	}
+}
+
+func TestEngineRolloutGate(t *testing.T) {
+	h := newEngineHarness(t, 5, 300)
+	startJob(t, h, JobSpec{
+		Model: "logreg", Rounds: 2, Fraction: 1, MinClients: 5,
+		SecAgg:   SecAggSpec{Enabled: true},
+		Deadline: Deadlines{Train: Duration(30 * time.Second), Stage: Duration(3 * time.Second)},
+	})
+	h.runUntil("job done", 60*time.Second, func(s *State) bool { return s.Jobs["job"].State == JobDone })
+	// Stable is version 1 (the random init). A candidate with shuffled
+	// weights must be rolled back by the gate; the trained model promoted.
+	good, _, _ := h.eng.loadModel(3)
+	bad := good.Clone()
+	r := mrand.New(mrand.NewPCG(3, 4))
+	r.Shuffle(len(bad.Params), func(i, j int) { bad.Params[i], bad.Params[j] = bad.Params[j], bad.Params[i] })
+	blob, _ := bad.MarshalBinary()
+	hh := bad.Hash()
+	vAny, err := h.rep.apply(context.Background(), cmdModelCommit, modelCommitCmd{Model: ModelRecord{Hash: fmt.Sprintf("%x", hh[:])}}, blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.rep.apply(context.Background(), cmdSetStable, stableCmd{Version: 3}, nil); err != nil {
+		t.Fatal(err)
+	}
+	badV := vAny.(uint64)
+	cohorts := []Cohort{{Name: "canary", Percent: 100, Selector: map[string]string{"tier": "canary"}}, {Name: "all", Percent: 100}}
+	if _, err := h.rep.apply(context.Background(), cmdRolloutCreate, RolloutRecord{ID: "bad", Model: badV, Cohorts: cohorts, Gate: "accuracy>=baseline-0.5", CreatedAt: time.Now()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.runUntil("bad rollout decided", 60*time.Second, func(s *State) bool { return s.Rollouts["bad"].State != RolloutRunning })
+	h.fsm.Read(func(s *State) {
+		ro := s.Rollouts["bad"]
+		if ro.State != RolloutRolledBack || s.Stable != 3 {
+			t.Fatalf("bad candidate: %s, stable %d, decisions %+v", ro.State, s.Stable, ro.Decisions)
+		}
+		ev := ro.Decisions[0].Evidence
+		if ev == nil || ev.CandidateTotal == 0 || ev.CandidateAccuracy >= ev.BaselineAccuracy {
+			t.Fatalf("evidence %+v", ev)
+		}
+	})
+}
