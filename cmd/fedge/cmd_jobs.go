@@ -285,7 +285,7 @@ func progressLine(r coordinator.RoundRecord, total int) string {
 	if r.State != coordinator.RoundCommitted {
 		return fmt.Sprintf("%s  %s: %s", head, r.State, r.Error)
 	}
-	return fmt.Sprintf("%s  participants %d  survivors %d  train loss %.4f  %.1fs  model %s",
+	return fmt.Sprintf("%s  participants %d  survivors %d  train loss %.4f  %.2fs  model %s",
 		head, len(r.Participants), survivors(r), r.Metrics["train_loss"], roundSeconds(r), version(r.ModelOut))
 }
 

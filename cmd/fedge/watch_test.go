@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fedge/fedge/coordinator"
+)
+
+// writeIDX writes n random 28x28 images whose label is the image's
+// brightest quadrant (so a linear model can learn something) as IDX files
+// and returns their paths.
+func writeIDX(t *testing.T, dir string, n int, seed uint64) (images, labels string) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 1))
+	img := binary.BigEndian.AppendUint32(nil, 0x803)
+	img = binary.BigEndian.AppendUint32(img, uint32(n))
+	img = binary.BigEndian.AppendUint32(img, 28)
+	img = binary.BigEndian.AppendUint32(img, 28)
+	lab := binary.BigEndian.AppendUint32(nil, 0x801)
+	lab = binary.BigEndian.AppendUint32(lab, uint32(n))
+	for i := 0; i < n; i++ {
+		q := r.IntN(4)
+		for y := 0; y < 28; y++ {
+			for x := 0; x < 28; x++ {
+				v := byte(r.IntN(64))
+				if (y/14)*2+x/14 == q {
+					v += 160
+				}
+				img = append(img, v)
+			}
+		}
+		lab = append(lab, byte(q))
+	}
+	images, labels = filepath.Join(dir, "images.idx"), filepath.Join(dir, "labels.idx")
+	if err := os.WriteFile(images, img, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(labels, lab, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return images, labels
+}
+
+// startAgent enrolls and runs `fedge agent` on a small IDX dataset until
+// the test ends.
+func (tc *testCluster) startAgent(t *testing.T, seed uint64) {
+	t.Helper()
+	var tok coordinator.TokenResponse
+	tc.okJSON(t, &tok, "tokens", "create")
+	dir := t.TempDir()
+	images, labels := writeIDX(t, dir, 60, seed)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- runAgentContext(ctx, []string{
+			"-coordinators", tc.addr, "-join-token", tok.Token, "-data-dir", filepath.Join(dir, "state"),
+			"-dataset-kind", "idx", "-train-images", images, "-train-labels", labels,
+			"-inference-listen", "", "-shutdown-timeout", "2s", "-log-level", "warn",
+		}, &out, &errb)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("agent exit %d:\n%s%s", code, out.String(), errb.String())
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("agent did not stop")
+		}
+	})
+}
+
+func TestWatchJobRounds(t *testing.T) {
+	tc := startCluster(t)
+	tc.startAgent(t, 1)
+	tc.startAgent(t, 2)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var agents []coordinator.AgentInfo
+		tc.okJSON(t, &agents, "agents", "list")
+		if len(agents) == 2 && agents[0].Connected && agents[1].Connected {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agents did not connect: %+v", agents)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	job := filepath.Join(t.TempDir(), "job.json")
+	if err := os.WriteFile(job, []byte(`{"name": "watch", "model": "logreg", "data": {"kind": "mnist", "features": 784, "classes": 10},
+		"rounds": 3, "fraction": 1, "min_clients": 2, "plan": {"epochs": 1, "batch_size": 10, "lr": 0.05},
+		"deadlines": {"train": "20s", "stage": "10s", "download": "10s"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var rec coordinator.JobRecord
+	tc.okJSON(t, &rec, "jobs", "start", "-f", job)
+
+	type result struct {
+		code      int
+		out, errs string
+	}
+	res := make(chan result, 1)
+	go func() {
+		code, out, errs := tc.admin(t, "jobs", "status", "-watch", "-interval", "200ms", rec.ID)
+		res <- result{code, out, errs}
+	}()
+	var r result
+	select {
+	case r = <-res:
+	case <-time.After(90 * time.Second):
+		t.Fatal("jobs status -watch did not return within 90s")
+	}
+	if r.code != 0 {
+		t.Fatalf("watch: exit %d\n%s%s", r.code, r.out, r.errs)
+	}
+	for i := 1; i <= 3; i++ {
+		contains(t, "watch", r.out, fmt.Sprintf("round %d/3  participants 2  survivors 2  train loss ", i))
+	}
+	contains(t, "watch", r.out, "Job "+rec.ID+" done after 3/3 rounds")
+	if n := strings.Count(r.out, "train loss"); n != 3 {
+		t.Errorf("watch printed %d round lines, want 3:\n%s", n, r.out)
+	}
+
+	var rounds []coordinator.RoundRecord
+	tc.okJSON(t, &rounds, "rounds", "list", "-job", rec.ID)
+	if len(rounds) != 3 {
+		t.Fatalf("rounds list -job: %d rounds", len(rounds))
+	}
+	contains(t, "rounds list", tc.ok(t, "rounds", "list", "-limit", "1"), fmt.Sprint(rounds[2].ID), "committed")
+	contains(t, "rounds show", tc.ok(t, "rounds", "show", fmt.Sprint(rounds[0].ID)), "State:", "committed", "Stages:", "invite", "train_loss=")
+
+	// The last round's model: show, export (hash checked), pin.
+	latest := version(rounds[2].ModelOut)
+	contains(t, "models show", tc.ok(t, "models", "show", latest), "Hash:", "Job:", rec.ID)
+	file := filepath.Join(t.TempDir(), "model.fedge")
+	contains(t, "models export", tc.ok(t, "models", "export", latest, "-o", file), "verified")
+	if fi, err := os.Stat(file); err != nil || fi.Size() < 7850*4 {
+		t.Errorf("exported file: %v, %v", fi, err)
+	}
+	tc.ok(t, "models", "pin", latest)
+	contains(t, "models list", tc.ok(t, "models", "list"), latest, "yes")
+	contains(t, "models pin -unpin", tc.ok(t, "models", "pin", "-unpin", latest), "Unpinned "+latest)
+
+	// A rollout: start, then operator decisions recorded with their author.
+	out := tc.ok(t, "rollout", "start", "-model", latest, "-canary", "50%", "-gate", "accuracy>=baseline-0.5")
+	contains(t, "rollout start", out, "canary=50% -> all=100%", "accuracy>=baseline-0.5")
+	tc.ok(t, "rollout", "pause", "-reason", "checking")
+	tc.ok(t, "rollout", "rollback")
+	out = tc.ok(t, "rollout", "status")
+	contains(t, "rollout status", out, "rolled_back", "pause", "operator:admin", "checking", "rollback")
+}
