@@ -27,6 +27,7 @@ func commands() []command {
 		{"models", "list, inspect, export and pin model versions", group("models", "List, inspect, export and pin committed model versions.", modelsCommands())},
 		{"rollout", "roll a model out to the fleet in gated stages", group("rollout", "Roll a model version out to the fleet through gated cohorts.", rolloutCommands())},
 		{"admin-cert", "issue a new operator credential", runAdminCert},
+		{"dev", "run the end-to-end demo: local cluster, fleet, training, rollout", runDev},
 		{"version", "print the build version", runVersion},
 	}
 }

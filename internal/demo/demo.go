@@ -1,0 +1,536 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/tensor"
+	"github.com/fedge/fedge/tensor/data"
+)
+
+// Options configure a demo run. Zero values mean the defaults.
+type Options struct {
+	// Binary is the fedge executable to start coordinators and agents
+	// with; default the running executable.
+	Binary string
+	// Dir holds the cluster's files; default a new temporary folder,
+	// removed at the end unless Keep.
+	Dir  string
+	Keep bool
+	// MNIST is the folder of the MNIST IDX files.
+	MNIST string
+	// Agents is the fleet size (default 20); Rounds the most training
+	// rounds (default 100); Target the test accuracy to reach (0.95).
+	Agents int
+	Rounds int
+	Target float64
+	// Out is where accuracy.png and rounds.json go (default docs/demo).
+	Out string
+	// Partition of MNIST across agents: "pathological" (default; the
+	// FedAvg paper's 2 label-sorted shards per agent), "dirichlet" or "iid".
+	Partition string
+}
+
+// RoundLine is one training round as the demo reports it.
+type RoundLine struct {
+	Round        int     `json:"round"`
+	ID           uint64  `json:"id"`
+	Model        uint64  `json:"model"`
+	Participants int     `json:"participants"`
+	Survivors    int     `json:"survivors"`
+	Dropouts     int     `json:"dropouts"`
+	BytesIn      int64   `json:"bytes_in"`
+	BytesOut     int64   `json:"bytes_out"`
+	Seconds      float64 `json:"seconds"`
+	TrainLoss    float64 `json:"train_loss"`
+	Accuracy     float64 `json:"test_accuracy"`
+}
+
+// Report is the JSON log the demo writes.
+type Report struct {
+	Started  time.Time                  `json:"started"`
+	Seconds  float64                    `json:"seconds"`
+	Agents   int                        `json:"agents"`
+	Job      coordinator.JobSpec        `json:"job"`
+	Rounds   []RoundLine                `json:"rounds"`
+	Reached  bool                       `json:"reached_target"`
+	Rollout  *coordinator.RolloutRecord `json:"rollout,omitempty"`
+	Predict  json.RawMessage            `json:"prediction,omitempty"`
+	Warnings []string                   `json:"warnings,omitempty"`
+}
+
+func (o *Options) defaults() error {
+	if o.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		o.Binary = exe
+	}
+	if o.Agents == 0 {
+		o.Agents = 20
+	}
+	if o.Rounds == 0 {
+		o.Rounds = 100
+	}
+	if o.Target == 0 {
+		o.Target = 0.95
+	}
+	if o.Out == "" {
+		o.Out = filepath.Join("docs", "demo")
+	}
+	if o.Partition == "" {
+		o.Partition = "pathological"
+	}
+	if o.MNIST == "" {
+		return errors.New("demo: the MNIST folder is required")
+	}
+	return nil
+}
+
+// fleet tracks the processes the demo started so it can stop every one.
+type fleet struct {
+	mu    sync.Mutex
+	procs []*exec.Cmd
+}
+
+func (f *fleet) start(bin, logPath string, args ...string) error {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("starting %s %s: %w", bin, strings.Join(args, " "), err)
+	}
+	go func() { _ = cmd.Wait(); logf.Close() }()
+	f.mu.Lock()
+	f.procs = append(f.procs, cmd)
+	f.mu.Unlock()
+	return nil
+}
+
+// stop sends SIGTERM to every process, waits up to grace, then SIGKILLs
+// whatever is left.
+func (f *fleet) stop(grace time.Duration) {
+	f.mu.Lock()
+	procs := f.procs
+	f.procs = nil
+	f.mu.Unlock()
+	for _, p := range procs {
+		_ = p.Process.Signal(syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(grace)
+	for _, p := range procs {
+		for p.ProcessState == nil && time.Now().Before(deadline) {
+			if p.Process.Signal(syscall.Signal(0)) != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
+	}
+}
+
+// freePorts reserves n loopback ports of the network ("udp" or "tcp").
+func freePorts(network string, n int) ([]string, error) {
+	var out []string
+	var closers []io.Closer
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		if network == "udp" {
+			c, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				return nil, err
+			}
+			closers = append(closers, c)
+			out = append(out, c.LocalAddr().String())
+		} else {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return nil, err
+			}
+			closers = append(closers, l)
+			out = append(out, l.Addr().String())
+		}
+	}
+	return out, nil
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o600)
+}
+
+// Run runs the demo, printing progress to w.
+func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	rep = &Report{Started: start.UTC(), Agents: o.Agents}
+	say := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
+	if o.Dir == "" {
+		d, err := os.MkdirTemp("", "fedge-demo-")
+		if err != nil {
+			return nil, err
+		}
+		o.Dir = d
+		if !o.Keep {
+			defer os.RemoveAll(d)
+		}
+	}
+	procs := &fleet{}
+	defer func() {
+		procs.stop(5 * time.Second)
+		say("stopped every process the demo started")
+	}()
+
+	// The cluster.
+	udp, err := freePorts("udp", 3)
+	if err != nil {
+		return nil, err
+	}
+	var peers []coordinator.Peer
+	var addrs []string
+	for i, a := range udp {
+		peers = append(peers, coordinator.Peer{ID: fmt.Sprintf("c%d", i+1), Addr: a})
+		addrs = append(addrs, a)
+	}
+	if err := coordinator.InitCluster(rand.Reader, "demo", peers, o.Dir, time.Now()); err != nil {
+		return nil, err
+	}
+	for _, p := range peers {
+		cfgPath := filepath.Join(o.Dir, p.ID, "coordinator.json")
+		if err := writeJSON(cfgPath, coordinator.Config{NodeID: p.ID, DataDir: filepath.Join(o.Dir, p.ID), Listen: p.Addr, Peers: peers}); err != nil {
+			return nil, err
+		}
+		if err := procs.start(o.Binary, filepath.Join(o.Dir, p.ID, "log"), "coordinator", "-config", cfgPath); err != nil {
+			return nil, err
+		}
+	}
+	adm, err := coordinator.LoadAdminClient(filepath.Join(o.Dir, "admin"), addrs)
+	if err != nil {
+		return nil, err
+	}
+	defer adm.Close()
+	var st coordinator.ClusterStatus
+	if err := poll(ctx, 60*time.Second, func() bool {
+		c, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		return adm.Call(c, coordinator.VerbClusterStatus, nil, &st) == nil && st.Cluster == "demo" && st.LeaderID != ""
+	}); err != nil {
+		return nil, fmt.Errorf("demo: the cluster did not come up (logs in %s): %w", o.Dir, err)
+	}
+	say("cluster %q up: 3 coordinators, leader %s (%s)", st.Cluster, st.LeaderID, st.LeaderAddr)
+
+	// The fleet: one process per agent, each with its own shard.
+	http, err := freePorts("tcp", o.Agents)
+	if err != nil {
+		return nil, err
+	}
+	canaries := max(3, o.Agents/5)
+	for i := 0; i < o.Agents; i++ {
+		labels := map[string]string{"tier": "prod"}
+		if i < canaries {
+			labels["tier"] = "canary"
+		}
+		var tok coordinator.TokenResponse
+		if err := adm.Call(ctx, coordinator.VerbTokensCreate, coordinator.TokenRequest{Labels: labels, TTL: coordinator.Duration(time.Hour)}, &tok); err != nil {
+			return nil, err
+		}
+		dir := filepath.Join(o.Dir, fmt.Sprintf("agent%02d", i))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		cfg := map[string]any{
+			"coordinators": addrs, "join_token": tok.Token, "data_dir": filepath.Join(dir, "data"),
+			"dataset": map[string]any{
+				"kind": "mnist", "path": o.MNIST, "partition": o.Partition, "shard": i, "shards": o.Agents,
+				"seed": 1, "alpha": 0.5, "held_out": 0.1,
+			},
+			"threads": 1, "inference_listen": http[i], "log_level": "info",
+		}
+		if err := writeJSON(filepath.Join(dir, "agent.json"), cfg); err != nil {
+			return nil, err
+		}
+		if err := procs.start(o.Binary, filepath.Join(dir, "log"), "agent", "-config", filepath.Join(dir, "agent.json")); err != nil {
+			return nil, err
+		}
+	}
+	var agents []coordinator.AgentInfo
+	if err := poll(ctx, 120*time.Second, func() bool {
+		agents = nil
+		if adm.Call(ctx, coordinator.VerbAgentsList, nil, &agents) != nil {
+			return false
+		}
+		n := 0
+		for _, a := range agents {
+			if a.Connected {
+				n++
+			}
+		}
+		return n == o.Agents
+	}); err != nil {
+		return nil, fmt.Errorf("demo: only %d of %d agents connected (logs in %s): %w", len(agents), o.Agents, o.Dir, err)
+	}
+	say("%d agents enrolled and connected (%d canaries), each with a %s shard of MNIST", o.Agents, canaries, o.Partition)
+
+	// The job.
+	_, test, err := data.LoadMNIST(o.MNIST)
+	if err != nil {
+		return nil, err
+	}
+	spec := coordinator.JobSpec{
+		Name: "demo-2nn", Model: "2nn", Rounds: o.Rounds, Fraction: 1, MinClients: 3, Seed: 1,
+		Plan:     coordinator.LocalPlan{Epochs: 1, BatchSize: 50, LR: 0.1},
+		Strategy: coordinator.StrategySpec{Name: "fedavgm", Momentum: 0.5},
+		SecAgg:   coordinator.SecAggSpec{Enabled: true, Clip: 1, Bits: 16},
+		Deadline: coordinator.Deadlines{Train: coordinator.Duration(120 * time.Second), Stage: coordinator.Duration(30 * time.Second)},
+	}
+	rep.Job = spec
+	var job coordinator.JobRecord
+	if err := adm.Call(ctx, coordinator.VerbJobsStart, spec, &job); err != nil {
+		return nil, err
+	}
+	say("job %s: 2nn, FedAvgM, SecAgg+ on, all %d agents per round, E=%d B=%d lr=%g", job.ID, o.Agents, spec.Plan.Epochs, spec.Plan.BatchSize, spec.Plan.LR)
+	say("%5s %5s %5s %8s %10s %10s %7s %8s", "round", "parts", "drops", "train", "bytes in", "bytes out", "secs", "test acc")
+	seen := map[uint64]bool{}
+	best := RoundLine{}
+	for !rep.Reached {
+		if ctx.Err() != nil {
+			return rep, ctx.Err()
+		}
+		var rounds []coordinator.RoundRecord
+		if err := adm.Call(ctx, coordinator.VerbRoundsList, coordinator.RoundsRequest{Job: job.ID}, &rounds); err != nil {
+			return rep, err
+		}
+		sort.Slice(rounds, func(a, b int) bool { return rounds[a].ID < rounds[b].ID })
+		for _, r := range rounds {
+			if seen[r.ID] || r.State == coordinator.RoundRunning {
+				continue
+			}
+			seen[r.ID] = true
+			if r.State != coordinator.RoundCommitted {
+				say("round %d %s: %s", r.Number, r.State, r.Error)
+				continue
+			}
+			acc, err := evaluate(ctx, adm, r.ModelOut, test)
+			if err != nil {
+				return rep, err
+			}
+			line := RoundLine{Round: r.Number, ID: r.ID, Model: r.ModelOut, Participants: len(r.Participants), Survivors: int(r.Metrics["survivors"]),
+				BytesIn: r.BytesIn, BytesOut: r.BytesOut, Seconds: r.EndedAt.Sub(r.StartedAt).Seconds(), TrainLoss: r.Metrics["train_loss"], Accuracy: acc}
+			line.Dropouts = line.Participants - line.Survivors
+			rep.Rounds = append(rep.Rounds, line)
+			say("%5d %5d %5d %8.4f %10d %10d %7.1f %7.2f%%", line.Round, line.Participants, line.Dropouts, line.TrainLoss, line.BytesIn, line.BytesOut, line.Seconds, 100*acc)
+			if acc > best.Accuracy {
+				best = line
+			}
+			if acc >= o.Target {
+				rep.Reached = true
+				break
+			}
+		}
+		var js coordinator.JobRecord
+		if err := adm.Call(ctx, coordinator.VerbJobsStatus, coordinator.IDRequest{ID: job.ID}, &js); err == nil && js.State != coordinator.JobRunning && !rep.Reached {
+			if len(rounds) == len(seen) {
+				rep.Warnings = append(rep.Warnings, fmt.Sprintf("job ended (%s) before reaching %.0f%%", js.State, 100*o.Target))
+				break
+			}
+		}
+		if !rep.Reached {
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	_ = adm.Call(ctx, coordinator.VerbJobsStop, coordinator.IDRequest{ID: job.ID}, nil)
+	if rep.Reached {
+		say("reached %.2f%% test accuracy at round %d (model v%d) in %.0fs", 100*best.Accuracy, best.Round, best.Model, time.Since(start).Seconds())
+	} else {
+		say("did not reach %.0f%%: best %.2f%% at round %d", 100*o.Target, 100*best.Accuracy, best.Round)
+	}
+
+	// The rollout: canaries evaluate candidate and baseline on their own
+	// held-out data; the coordinator sees only the secure sums.
+	if best.Model != 0 {
+		ro, err := rollout(ctx, adm, best.Model, say)
+		if err != nil {
+			rep.Warnings = append(rep.Warnings, "rollout: "+err.Error())
+			say("rollout: %v", err)
+		}
+		rep.Rollout = ro
+		if ro != nil && ro.State == coordinator.RolloutPromoted {
+			pred, err := predict(ctx, http, best.Model, test, say)
+			if err != nil {
+				rep.Warnings = append(rep.Warnings, "predict: "+err.Error())
+				say("predict: %v", err)
+			}
+			rep.Predict = pred
+		}
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return rep, err
+	}
+	if err := writeJSON(filepath.Join(o.Out, "rounds.json"), rep); err != nil {
+		return rep, err
+	}
+	if err := writePlot(filepath.Join(o.Out, "accuracy.png"), rep.Rounds, o.Target); err != nil {
+		return rep, err
+	}
+	say("wrote %s and %s (%.0fs in all)", filepath.Join(o.Out, "accuracy.png"), filepath.Join(o.Out, "rounds.json"), rep.Seconds)
+	if !rep.Reached {
+		return rep, fmt.Errorf("demo: target accuracy %.0f%% not reached", 100*o.Target)
+	}
+	return rep, nil
+}
+
+// poll calls cond every 200 ms until it holds or timeout passes.
+func poll(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return context.DeadlineExceeded
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// memFile is an io.WriterAt into memory.
+type memFile struct{ b []byte }
+
+func (m *memFile) WriteAt(p []byte, off int64) (int, error) {
+	if end := int(off) + len(p); end > len(m.b) {
+		m.b = append(m.b, make([]byte, end-len(m.b))...)
+	}
+	copy(m.b[off:], p)
+	return len(p), nil
+}
+
+// evaluate downloads a model version and measures its test accuracy: the
+// ML engineer's own held-out set, on the operator's machine.
+func evaluate(ctx context.Context, adm *coordinator.AdminClient, version uint64, test *tensor.Dataset) (float64, error) {
+	var f memFile
+	if err := adm.ExportModel(ctx, version, &f); err != nil {
+		return 0, fmt.Errorf("demo: export model %d: %w", version, err)
+	}
+	m, err := tensor.UnmarshalModel(f.b)
+	if err != nil {
+		return 0, err
+	}
+	met, err := tensor.Evaluate(m, test)
+	if err != nil {
+		return 0, err
+	}
+	return met.Accuracy(), nil
+}
+
+func rollout(ctx context.Context, adm *coordinator.AdminClient, model uint64, say func(string, ...any)) (*coordinator.RolloutRecord, error) {
+	cohorts, err := coordinator.ParseCohorts("canary[tier=canary]=100%,all=100%")
+	if err != nil {
+		return nil, err
+	}
+	var ro coordinator.RolloutRecord
+	if err := adm.Call(ctx, coordinator.VerbRolloutStart, coordinator.RolloutRequest{Model: model, Cohorts: cohorts, Gate: "accuracy>=baseline-0.5"}, &ro); err != nil {
+		return nil, err
+	}
+	say("rollout %s of model v%d: canary (tier=canary) then all; gate accuracy>=baseline-0.5", ro.ID, model)
+	var final coordinator.RolloutRecord
+	err = poll(ctx, 180*time.Second, func() bool {
+		var all []coordinator.RolloutRecord
+		if adm.Call(ctx, coordinator.VerbRolloutStatus, nil, &all) != nil {
+			return false
+		}
+		for _, r := range all {
+			if r.ID == ro.ID {
+				final = r
+			}
+		}
+		return final.State == coordinator.RolloutPromoted || final.State == coordinator.RolloutRolledBack
+	})
+	for _, d := range final.Decisions {
+		if d.Evidence != nil {
+			say("  stage %d: %s by %s — candidate %.2f%% vs baseline %.2f%% on %d canary agents' held-out data (%.0f examples, secure sums only)",
+				d.Stage, d.Action, d.By, d.Evidence.CandidateAccuracy, d.Evidence.BaselineAccuracy, d.Evidence.Agents, d.Evidence.CandidateTotal)
+		} else {
+			say("  stage %d: %s by %s %s", d.Stage, d.Action, d.By, d.Reason)
+		}
+	}
+	if err != nil {
+		return &final, fmt.Errorf("rollout did not finish: %w", err)
+	}
+	say("rollout %s: %s", final.ID, final.State)
+	return &final, nil
+}
+
+// predict asks an agent's local inference server for a test image's class,
+// once the agent serves the promoted model.
+func predict(ctx context.Context, addrs []string, model uint64, test *tensor.Dataset, say func(string, ...any)) (json.RawMessage, error) {
+	addr := addrs[len(addrs)-1] // a non-canary agent: it gets the model at promotion
+	var info struct {
+		Version uint64 `json:"version"`
+	}
+	if err := poll(ctx, 60*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/v1/model")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(&info) == nil && info.Version == model
+	}); err != nil {
+		return nil, fmt.Errorf("agent at %s still serves v%d", addr, info.Version)
+	}
+	body, _ := json.Marshal(map[string]any{"inputs": [][]float32{test.Row(0)}})
+	resp, err := http.Post("http://"+addr+"/v1/predict", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	var parsed struct {
+		Predictions []struct {
+			Class int `json:"class"`
+		} `json:"predictions"`
+	}
+	_ = json.Unmarshal(out, &parsed)
+	got := -1
+	if len(parsed.Predictions) > 0 {
+		got = parsed.Predictions[0].Class
+	}
+	say("agent at http://%s serves model v%d: POST /v1/predict on test image 0 → class %d (label %d)", addr, model, got, test.Y[0])
+	return out, nil
+}
