@@ -339,7 +339,9 @@ func (l *maxPool) forwardOne(x, y []float32, arg []int32) {
 }
 
 // forward2x2 is forwardOne for the common 2×2 window with stride 2: one
-// pass over the four input rows of each output, no re-stores.
+// pass over the four input rows of each output, and no data-dependent
+// branches (the builtin max and integer selects instead), since the winner
+// of a window is as unpredictable as a coin toss.
 func (l *maxPool) forward2x2(x, y []float32, arg []int32) {
 	c := l.c
 	row := l.w * c
@@ -353,44 +355,45 @@ func (l *maxPool) forward2x2(x, y []float32, arg []int32) {
 			p2 := x[b0+row : b0+row+c : b0+row+c]
 			p3 := x[b0+row+c : b0+row+2*c : b0+row+2*c]
 			if arg == nil {
-				for j := range out {
-					m := p0[j]
-					if v := p1[j]; v > m {
-						m = v
-					}
-					if v := p2[j]; v > m {
-						m = v
-					}
-					if v := p3[j]; v > m {
-						m = v
-					}
-					if l.relu && !(m > 0) {
-						m = 0
+				for j, m := range p0 {
+					m = max(m, p1[j], p2[j], p3[j])
+					if l.relu {
+						m = max(m, 0)
 					}
 					out[j] = m
 				}
 				continue
 			}
 			a := arg[o : o+c : o+c]
-			for j := range out {
-				m, at := p0[j], b0
-				if v := p1[j]; v > m {
-					m, at = v, b0+c
+			for j, m := range p0 {
+				at := b0
+				v := p1[j]
+				at += b2i(v > m) * (b0 + c - at)
+				m = max(m, v)
+				v = p2[j]
+				at += b2i(v > m) * (b0 + row - at)
+				m = max(m, v)
+				v = p3[j]
+				at += b2i(v > m) * (b0 + row + c - at)
+				m = max(m, v)
+				at += j
+				if l.relu {
+					// No gradient where the fused ReLU clipped the maximum.
+					at = b2i(m > 0)*(at+1) - 1
+					m = max(m, 0)
 				}
-				if v := p2[j]; v > m {
-					m, at = v, b0+row
-				}
-				if v := p3[j]; v > m {
-					m, at = v, b0+row+c
-				}
-				if l.relu && !(m > 0) {
-					out[j], a[j] = 0, -1
-					continue
-				}
-				out[j], a[j] = m, int32(at+j)
+				out[j], a[j] = m, int32(at)
 			}
 		}
 	}
+}
+
+// b2i is 1 for true and 0 for false; the compiler turns it into a SETcc.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (l *maxPool) backward(_ *pass, s *buffers, _, _, _, _, dy, dx []float32, n int) {
