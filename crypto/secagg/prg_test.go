@@ -2,6 +2,7 @@ package secagg
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -113,5 +114,62 @@ func TestApplyMasks(t *testing.T) {
 		if !slices.Equal(got, x) {
 			t.Fatalf("dim=%d: opposite masks do not cancel", tc.dim)
 		}
+	}
+}
+
+// TestLowOrderX25519: the blacklist holds exactly the public keys with which
+// key agreement fails, among the listed points, small and near-p values,
+// and random keys.
+func TestLowOrderX25519(t *testing.T) {
+	priv, err := newX25519(rand.NewChaCha8([32]byte{1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fails := func(u *[32]byte) bool {
+		s, err := agree(priv, u)
+		clear(s)
+		return err != nil
+	}
+	var cands [][32]byte
+	for v := range 300 { // u = v and u = p + v - 300 (p = 2^255 - 19), top bit on and off
+		var lo, hi [32]byte
+		binary.LittleEndian.PutUint16(lo[:], uint16(v))
+		for i := range hi {
+			hi[i] = 0xff
+		}
+		hi[31] = 0x7f
+		hi[0] = byte(0xed - 300 + v + 19) // wraps; covers p-281 .. p+18 in the low byte
+		cands = append(cands, lo, hi)
+	}
+	for _, h := range []string{ // the two points of order 8 (RFC 7748 section 7 discussion)
+		"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+		"5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+	} {
+		b, _ := hex.DecodeString(h)
+		cands = append(cands, [32]byte(b))
+	}
+	rng := rand.New(rand.NewPCG(5, 5))
+	for range 500 {
+		var u [32]byte
+		for i := range u {
+			u[i] = byte(rng.Uint32())
+		}
+		cands = append(cands, u)
+	}
+	blacklisted := map[[32]byte]bool{}
+	for _, u := range cands {
+		for _, top := range []byte{0, 0x80} {
+			v := u
+			v[31] = v[31]&0x7f | top
+			if got, want := lowOrderX25519(&v), fails(&v); got != want {
+				t.Fatalf("u=%x: blacklist says %v, key agreement fails: %v", v, got, want)
+			}
+			if lowOrderX25519(&v) {
+				blacklisted[v] = true
+			}
+		}
+	}
+	if len(blacklisted) != 14 { // 0, 1, p-1, p, p+1 and the order-8 pair, top bit on and off
+		t.Fatalf("%d distinct low-order keys found, want 14", len(blacklisted))
 	}
 }

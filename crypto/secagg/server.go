@@ -1,9 +1,7 @@
 package secagg
 
 import (
-	"crypto/ecdh"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"fmt"
 	"slices"
 )
@@ -53,7 +51,6 @@ type Server struct {
 	p     *params
 	stage Stage
 	err   error // why the round failed (StageFailed)
-	probe *ecdh.PrivateKey
 
 	adverts []*AdvertiseKeys   // stage 0 messages by client index
 	u1      []bool             // advertised (after pruning)
@@ -81,17 +78,9 @@ func NewServer(cfg *Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("secagg.NewServer: %w", err)
 	}
-	// Any fixed scalar detects low-order X25519 keys: clamping makes it a
-	// multiple of the cofactor, so such keys give the all-zero output.
-	scalar := sha256.Sum256([]byte("fedge/secagg/v1 low-order probe"))
-	probe, err := ecdh.X25519().NewPrivateKey(scalar[:])
-	if err != nil {
-		return nil, fmt.Errorf("secagg.NewServer: %w", err)
-	}
 	n := len(p.ids)
 	return &Server{
 		p:       p,
-		probe:   probe,
 		adverts: make([]*AdvertiseKeys, n),
 		u1:      make([]bool, n),
 		shares:  make([][]EncryptedShare, n),
@@ -265,7 +254,7 @@ func (s *Server) AddAdvertiseKeys(m *AdvertiseKeys) error {
 	if !ed25519.Verify(s.p.keys[i], advertiseSigned(m), m.Sig[:]) {
 		return errf(method, ErrForged, "advertisement of %d", m.From)
 	}
-	if !checkX25519(s.probe, &m.EncKey) || !checkX25519(s.probe, &m.MaskKey) {
+	if lowOrderX25519(&m.EncKey) || lowOrderX25519(&m.MaskKey) {
 		return errf(method, ErrMalformed, "advertisement of %d has a low-order key", m.From)
 	}
 	cp := *m
