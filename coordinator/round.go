@@ -111,7 +111,9 @@ func checkFrom(ids map[string]uint32, agent string, from uint32) error {
 // runSecAgg drives the five SecAgg+ stages over the joined agents and
 // returns the unmasked sum and the survivors. start sends the agents their
 // work once the first stage accepts messages; trainBy is the deadline of
-// that stage (it includes the local work).
+// that stage (it includes the local work). Each stage is opened before the
+// previous one's replies go out, so a fast agent's next message always
+// finds its stage.
 func (e *Engine) runSecAgg(ctx context.Context, r *activeRound, rec *RoundRecord, cfg *secagg.Config, joined []string, start func(), trainBy time.Time, stageTime time.Duration) (*secagg.Result, error) {
 	srv, err := secagg.NewServer(cfg)
 	if err != nil {
@@ -123,145 +125,179 @@ func (e *Engine) runSecAgg(ctx context.Context, r *activeRound, rec *RoundRecord
 		defer smu.Unlock()
 		return f()
 	}
-	replyEach := func(st *stage, to []uint32, build func(id uint32) (protocol.Message, error)) {
+	// accept decodes an agent's stage message, binds its sender to the
+	// authenticated agent, and hands it to the server.
+	type decoder interface {
+		UnmarshalBinary([]byte) error
+	}
+	accept := func(newMsg func() (decoder, func() uint32), add func(decoder) error) func(string, protocol.Message) error {
+		return func(agent string, m protocol.Message) error {
+			msg, from := newMsg()
+			if err := msg.UnmarshalBinary(stagePayload(m)); err != nil {
+				return err
+			}
+			if err := checkFrom(r.ids, agent, from()); err != nil {
+				return err
+			}
+			return locked(func() error { return add(msg) })
+		}
+	}
+	// finish waits for stage st, ends it on the server, opens the next
+	// stage (if any) for the agents that go on, then releases st's replies.
+	finish := func(st *stage, expected int, deadline time.Time, end func() ([]uint32, error), next func(ids []uint32) *stage, reply func(id uint32) (protocol.Message, error)) ([]uint32, *stage, error) {
+		arrived, _ := st.wait(ctx, deadline)
+		rec.Stages = append(rec.Stages, st.record(expected, len(arrived)))
+		var ids []uint32
+		if err := locked(func() (err error) { ids, err = end(); return }); err != nil {
+			st.fail(err)
+			return nil, nil, err
+		}
+		var nst *stage
+		if next != nil {
+			nst = next(ids)
+		}
 		replies := map[string]any{}
-		for agent, id := range r.ids {
-			for _, t := range to {
-				if t == id {
-					m, err := build(id)
-					if err != nil {
-						replies[agent] = err
-					} else {
-						replies[agent] = m
-					}
+		for _, id := range ids {
+			for agent, aid := range r.ids {
+				if aid != id {
+					continue
+				}
+				if m, err := reply(id); err != nil {
+					replies[agent] = err
+				} else {
+					replies[agent] = m
 				}
 			}
 		}
 		st.release(replies)
+		return ids, nst, nil
 	}
-
-	// Stage 0: AdvertiseKeys.
-	st, _ := r.stageRun(ctx, rec, "advertise_keys", protocol.TypeAdvertiseKeys, joined, trainBy, start, func(agent string, m protocol.Message) error {
-		var msg secagg.AdvertiseKeys
-		if err := msg.UnmarshalBinary(m.(*protocol.AdvertiseKeys).Payload); err != nil {
-			return err
-		}
-		if err := checkFrom(r.ids, agent, msg.From); err != nil {
-			return err
-		}
-		return locked(func() error { return srv.AddAdvertiseKeys(&msg) })
-	})
-	var next []uint32
-	if err := locked(func() (err error) { next, err = srv.EndAdvertiseKeys(); return }); err != nil {
-		st.fail(err)
-		return nil, err
-	}
-	replyEach(st, next, func(id uint32) (protocol.Message, error) {
-		kl, err := srv.KeyList(id)
+	marshal := func(m interface{ MarshalBinary() ([]byte, error) }, wrap func([]byte) protocol.Message) (protocol.Message, error) {
+		b, err := m.MarshalBinary()
 		if err != nil {
 			return nil, err
 		}
-		b, err := kl.MarshalBinary()
-		return &protocol.AdvertiseKeysRelay{RoundID: r.id, Payload: b}, err
-	})
-
-	// Stage 1: ShareKeys.
-	st, _ = r.stageRun(ctx, rec, "share_keys", protocol.TypeShareKeys, r.agentsOf(next), time.Now().Add(stageTime), nil, func(agent string, m protocol.Message) error {
-		var msg secagg.ShareKeys
-		if err := msg.UnmarshalBinary(m.(*protocol.ShareKeys).Payload); err != nil {
-			return err
-		}
-		if err := checkFrom(r.ids, agent, msg.From); err != nil {
-			return err
-		}
-		return locked(func() error { return srv.AddShareKeys(&msg) })
-	})
-	if err := locked(func() (err error) { next, err = srv.EndShareKeys(); return }); err != nil {
-		st.fail(err)
-		return nil, err
+		return wrap(b), nil
 	}
-	replyEach(st, next, func(id uint32) (protocol.Message, error) {
-		sl, err := srv.ShareList(id)
-		if err != nil {
-			return nil, err
-		}
-		b, err := sl.MarshalBinary()
-		return &protocol.ShareKeysRelay{RoundID: r.id, Payload: b}, err
-	})
-
-	// Stage 2: MaskedInput, summed as it arrives.
-	st, _ = r.stageRun(ctx, rec, "masked_input", protocol.TypeMaskedInput, r.agentsOf(next), time.Now().Add(stageTime), nil, func(agent string, m protocol.Message) error {
-		var msg secagg.MaskedInput
-		if err := msg.UnmarshalBinary(m.(*protocol.MaskedInput).Payload); err != nil {
-			return err
-		}
-		if err := checkFrom(r.ids, agent, msg.From); err != nil {
-			return err
-		}
-		return locked(func() error { return srv.AddMaskedInput(&msg) })
-	})
-	if err := locked(func() (err error) { next, err = srv.EndMaskedInput(); return }); err != nil {
-		st.fail(err)
-		return nil, err
+	openStage := func(name string, t protocol.MsgType, ids []uint32, acc func(string, protocol.Message) error) *stage {
+		return r.open(name, t, r.agentsOf(ids), acc)
 	}
-	sl, err := srv.SurvivorList()
+
+	advertise := r.open("advertise_keys", protocol.TypeAdvertiseKeys, joined, accept(
+		func() (decoder, func() uint32) {
+			m := new(secagg.AdvertiseKeys)
+			return m, func() uint32 { return m.From }
+		},
+		func(d decoder) error { return srv.AddAdvertiseKeys(d.(*secagg.AdvertiseKeys)) }))
+	if start != nil {
+		start()
+	}
+	ids, share, err := finish(advertise, len(joined), trainBy, srv.EndAdvertiseKeys,
+		func(ids []uint32) *stage {
+			return openStage("share_keys", protocol.TypeShareKeys, ids, accept(
+				func() (decoder, func() uint32) { m := new(secagg.ShareKeys); return m, func() uint32 { return m.From } },
+				func(d decoder) error { return srv.AddShareKeys(d.(*secagg.ShareKeys)) }))
+		},
+		func(id uint32) (protocol.Message, error) {
+			kl, err := srv.KeyList(id)
+			if err != nil {
+				return nil, err
+			}
+			return marshal(kl, func(b []byte) protocol.Message { return &protocol.AdvertiseKeysRelay{RoundID: r.id, Payload: b} })
+		})
 	if err != nil {
-		st.fail(err)
 		return nil, err
 	}
-	slb, err := sl.MarshalBinary()
+	ids, masked, err := finish(share, len(ids), time.Now().Add(stageTime), srv.EndShareKeys,
+		func(ids []uint32) *stage {
+			return openStage("masked_input", protocol.TypeMaskedInput, ids, accept(
+				func() (decoder, func() uint32) {
+					m := new(secagg.MaskedInput)
+					return m, func() uint32 { return m.From }
+				},
+				func(d decoder) error { return srv.AddMaskedInput(d.(*secagg.MaskedInput)) }))
+		},
+		func(id uint32) (protocol.Message, error) {
+			sl, err := srv.ShareList(id)
+			if err != nil {
+				return nil, err
+			}
+			return marshal(sl, func(b []byte) protocol.Message { return &protocol.ShareKeysRelay{RoundID: r.id, Payload: b} })
+		})
 	if err != nil {
-		st.fail(err)
 		return nil, err
 	}
-	replyEach(st, next, func(uint32) (protocol.Message, error) {
-		return &protocol.MaskedInputRelay{RoundID: r.id, Payload: slb}, nil
-	})
-
-	// Stage 3: ConsistencyCheck.
-	st, _ = r.stageRun(ctx, rec, "consistency_check", protocol.TypeConsistencyCheck, r.agentsOf(next), time.Now().Add(stageTime), nil, func(agent string, m protocol.Message) error {
-		var msg secagg.ConsistencyCheck
-		if err := msg.UnmarshalBinary(m.(*protocol.ConsistencyCheck).Payload); err != nil {
-			return err
-		}
-		if err := checkFrom(r.ids, agent, msg.From); err != nil {
-			return err
-		}
-		return locked(func() error { return srv.AddConsistencyCheck(&msg) })
-	})
-	if err := locked(func() (err error) { next, err = srv.EndConsistencyCheck(); return }); err != nil {
-		st.fail(err)
-		return nil, err
-	}
-	replyEach(st, next, func(id uint32) (protocol.Message, error) {
-		sigs, err := srv.SignatureList(id)
+	var survivors protocol.Message
+	ids, check, err := finish(masked, len(ids), time.Now().Add(stageTime), func() ([]uint32, error) {
+		ids, err := srv.EndMaskedInput()
 		if err != nil {
 			return nil, err
 		}
-		b, err := sigs.MarshalBinary()
-		return &protocol.ConsistencyCheckRelay{RoundID: r.id, Payload: b}, err
-	})
-
-	// Stage 4: Unmask.
-	st, _ = r.stageRun(ctx, rec, "unmask", protocol.TypeUnmask, r.agentsOf(next), time.Now().Add(stageTime), nil, func(agent string, m protocol.Message) error {
-		var msg secagg.Unmask
-		if err := msg.UnmarshalBinary(m.(*protocol.Unmask).Payload); err != nil {
-			return err
+		sl, err := srv.SurvivorList()
+		if err != nil {
+			return nil, err
 		}
-		if err := checkFrom(r.ids, agent, msg.From); err != nil {
-			return err
-		}
-		return locked(func() error { return srv.AddUnmask(&msg) })
-	})
+		survivors, err = marshal(sl, func(b []byte) protocol.Message { return &protocol.MaskedInputRelay{RoundID: r.id, Payload: b} })
+		return ids, err
+	},
+		func(ids []uint32) *stage {
+			return openStage("consistency_check", protocol.TypeConsistencyCheck, ids, accept(
+				func() (decoder, func() uint32) {
+					m := new(secagg.ConsistencyCheck)
+					return m, func() uint32 { return m.From }
+				},
+				func(d decoder) error { return srv.AddConsistencyCheck(d.(*secagg.ConsistencyCheck)) }))
+		},
+		func(uint32) (protocol.Message, error) { return survivors, nil })
+	if err != nil {
+		return nil, err
+	}
+	ids, unmask, err := finish(check, len(ids), time.Now().Add(stageTime), srv.EndConsistencyCheck,
+		func(ids []uint32) *stage {
+			return openStage("unmask", protocol.TypeUnmask, ids, accept(
+				func() (decoder, func() uint32) { m := new(secagg.Unmask); return m, func() uint32 { return m.From } },
+				func(d decoder) error { return srv.AddUnmask(d.(*secagg.Unmask)) }))
+		},
+		func(id uint32) (protocol.Message, error) {
+			sigs, err := srv.SignatureList(id)
+			if err != nil {
+				return nil, err
+			}
+			return marshal(sigs, func(b []byte) protocol.Message { return &protocol.ConsistencyCheckRelay{RoundID: r.id, Payload: b} })
+		})
+	if err != nil {
+		return nil, err
+	}
 	var res *secagg.Result
-	if err := locked(func() (err error) { res, err = srv.Finish(); return }); err != nil {
-		st.fail(err)
+	_, _, err = finish(unmask, len(ids), time.Now().Add(stageTime), func() ([]uint32, error) {
+		var err error
+		res, err = srv.Finish()
+		if err != nil {
+			return nil, err
+		}
+		return ids, nil
+	}, nil, func(uint32) (protocol.Message, error) { return &protocol.UnmaskRelay{RoundID: r.id}, nil })
+	if err != nil {
 		return nil, err
 	}
-	replyEach(st, next, func(uint32) (protocol.Message, error) {
-		return &protocol.UnmaskRelay{RoundID: r.id}, nil
-	})
 	return res, nil
+}
+
+// stagePayload is the SecAgg+ payload of an agent's stage message.
+func stagePayload(m protocol.Message) []byte {
+	switch v := m.(type) {
+	case *protocol.AdvertiseKeys:
+		return v.Payload
+	case *protocol.ShareKeys:
+		return v.Payload
+	case *protocol.MaskedInput:
+		return v.Payload
+	case *protocol.ConsistencyCheck:
+		return v.Payload
+	case *protocol.Unmask:
+		return v.Payload
+	}
+	return nil
 }
 
 // agentsOf maps SecAgg+ IDs back to agent IDs.
