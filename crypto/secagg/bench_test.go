@@ -196,6 +196,7 @@ func BenchmarkClient_Classic_N500_D100k(b *testing.B) { benchClient(b, 500, 499,
 
 // benchWorld is every client's messages up to the masked inputs, built once.
 type benchWorld struct {
+	k       int
 	cfg     *Config
 	ids     []uint32
 	signers map[uint32]ed25519.PrivateKey
@@ -207,7 +208,7 @@ type benchWorld struct {
 
 func newBenchWorld(b *testing.B, n, k, dim int) *benchWorld {
 	cfg, ids, signers := benchConfig(n, k, dim)
-	w := &benchWorld{cfg: cfg, ids: ids, signers: signers, clients: map[uint32]*Client{}, mi: map[uint32]*MaskedInput{}}
+	w := &benchWorld{k: k, cfg: cfg, ids: ids, signers: signers, clients: map[uint32]*Client{}, mi: map[uint32]*MaskedInput{}}
 	srv, err := NewServer(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -392,13 +393,17 @@ func (r *benchRound) serveUntil(b *testing.B, until Stage) *Server {
 // degree is NeighboursForDropout(n, dropout, 1e-3) for each dropout rate,
 // as a coordinator expecting that rate would choose it.
 func benchServer(b *testing.B, n, k, dim int) {
+	var w *benchWorld // the last world built, reused while k is the same
 	for _, drop := range []int{0, 10, 30} {
 		b.Run(fmt.Sprintf("Drop%d", drop), func(b *testing.B) {
 			kk := k
 			if kk == 0 {
 				kk = NeighboursForDropout(n, float64(drop)/100, 1e-3)
 			}
-			w := newBenchWorld(b, n, kk, dim)
+			if w == nil || w.k != kk {
+				w = nil // let the old world go before building the next
+				w = newBenchWorld(b, n, kk, dim)
+			}
 			r := w.round(b, float64(drop)/100)
 			var finish time.Duration
 			b.ResetTimer()

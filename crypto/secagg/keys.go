@@ -199,6 +199,7 @@ func pairSeed(secret []byte, round *[32]byte, a, b uint32) ([32]byte, error) {
 	return seed, nil
 }
 
-// pairSign is the sign with which client self adds the mask it shares with
-// peer: the smaller ID adds it, the larger subtracts it, so they cancel.
+// pairNeg reports whether client self subtracts (rather than adds) the mask
+// it shares with peer: the smaller ID adds it, the larger subtracts it, so
+// the two cancel in the sum.
 func pairNeg(self, peer uint32) bool { return self > peer }
