@@ -15,6 +15,9 @@ import (
 	"github.com/fedge/fedge/protocol"
 )
 
+// ErrUnreachable is returned when no coordinator answered.
+var ErrUnreachable = errors.New("coordinator: no coordinator reachable")
+
 // AdminClient talks to a coordinator cluster as an operator. It dials
 // the given addresses in turn, follows redirects to the leader for writes,
 // and reuses one session.
@@ -92,7 +95,7 @@ func (c *AdminClient) session(ctx context.Context, addr string) (*protocol.Sessi
 		c.sess, c.addr = s, a
 		return s, nil
 	}
-	return nil, fmt.Errorf("coordinator: no coordinator reachable: %w", errors.Join(errs...))
+	return nil, fmt.Errorf("%w: %w", ErrUnreachable, errors.Join(errs...))
 }
 
 // Call runs an admin verb: req is encoded as JSON, the answer decoded into

@@ -387,6 +387,9 @@ func applyRolloutCreate(s *State, hdr []byte) any {
 	if r.Baseline == 0 {
 		r.Baseline = s.Stable
 	}
+	if r.Baseline == r.Model {
+		return fmt.Errorf("%w: model %d is already the baseline; nothing to roll out", ErrConflict, r.Model)
+	}
 	r.Stage, r.State, r.UpdatedAt = 0, RolloutRunning, r.CreatedAt
 	s.Rollouts[r.ID] = &r
 	return nil

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -15,8 +16,8 @@ type JobSpec struct {
 	Name string `json:"name"`
 	// Model names a tensor model ("logreg", "2nn", "cnn", "gcn"); Spec, if
 	// set, is a full tensor spec (JSON) and wins over Model.
-	Model string `json:"model"`
-	Spec  []byte `json:"spec,omitempty"`
+	Model string          `json:"model"`
+	Spec  json.RawMessage `json:"spec,omitempty"`
 	// InitModel starts from a committed version instead of a fresh model.
 	InitModel uint64 `json:"init_model,omitempty"`
 	Seed      uint64 `json:"seed,omitempty"`

@@ -64,6 +64,7 @@ var leafCommands = [][]string{
 	{"models", "list"}, {"models", "show"}, {"models", "export"}, {"models", "pin"},
 	{"rollout", "start"}, {"rollout", "status"}, {"rollout", "pause"}, {"rollout", "resume"},
 	{"rollout", "promote"}, {"rollout", "rollback"},
+	{"dev"},
 }
 
 func TestEveryVerbHasHelpWithExample(t *testing.T) {
