@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +46,9 @@ type inferenceServer struct {
 	served *atomic.Pointer[servedModel]
 	m      *metrics
 	health func() healthResponse
+	// Request buffers, reused so a single-sample request allocates little
+	// beyond its response.
+	bodies, inputs sync.Pool
 }
 
 // PredictRequest is the body of POST /v1/predict: a batch of examples,
@@ -148,15 +153,30 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "no model yet: the agent has not received a global model")
 		return
 	}
-	var req PredictRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxPredictBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		var tooBig *http.MaxBytesError
+	m := cur.model
+	f := m.Features()
+	bufp := getBuf[byte](&s.bodies)
+	defer putBuf(&s.bodies, bufp)
+	body, err := readBody((*bufp)[:0], http.MaxBytesReader(w, r.Body, MaxPredictBody), r.ContentLength)
+	*bufp = body
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds %d bytes; split the batch", MaxPredictBody))
+		return
+	} else if err != nil {
+		writeError(w, http.StatusBadRequest, "reading the body: "+err.Error())
+		return
+	}
+	xp := getBuf[float32](&s.inputs)
+	defer putBuf(&s.inputs, xp)
+	x, n, err := decodePredict((*xp)[:0], body, f)
+	*xp = x
+	if err != nil {
 		var typeErr *json.UnmarshalTypeError
+		var width *rowWidthError
 		switch {
-		case errors.As(err, &tooBig):
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds %d bytes; split the batch", MaxPredictBody))
+		case errors.As(err, &width):
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("input %d has %d features; model %d takes %d", width.row, width.got, cur.version, f))
 		case errors.As(err, &typeErr) && strings.HasPrefix(typeErr.Value, "number"):
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid input at %s: every feature must be a finite float32", typeErr.Field))
 		default:
@@ -164,30 +184,15 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if dec.More() {
-		writeError(w, http.StatusBadRequest, "malformed JSON: trailing data after the request object")
-		return
-	}
-	m := cur.model
-	f := m.Features()
-	n := len(req.Inputs)
 	if n == 0 {
 		writeError(w, http.StatusBadRequest, `no inputs: send {"inputs": [[...], ...]}`)
 		return
 	}
-	x := make([]float32, 0, n*f)
-	for i, row := range req.Inputs {
-		if len(row) != f {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("input %d has %d features; model %d takes %d", i, len(row), cur.version, f))
+	for k, v := range x {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("input %d feature %d is not finite", k/f, k%f))
 			return
 		}
-		for j, v := range row {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				writeError(w, http.StatusBadRequest, fmt.Sprintf("input %d feature %d is not finite", i, j))
-				return
-			}
-		}
-		x = append(x, row...)
 	}
 	probs, err := m.Predict(x, n)
 	if err != nil {
@@ -202,6 +207,43 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 	}
 	s.m.samples.Add(uint64(n))
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// maxPooled is the largest buffer kept for reuse (bytes or values), so a
+// rare big batch does not pin its memory.
+const maxPooled = 256 << 10
+
+func getBuf[T any](p *sync.Pool) *[]T {
+	if b, ok := p.Get().(*[]T); ok {
+		return b
+	}
+	return new([]T)
+}
+
+func putBuf[T any](p *sync.Pool, b *[]T) {
+	if cap(*b) <= maxPooled {
+		p.Put(b)
+	}
+}
+
+// readBody reads r into dst, growing it once to the announced length.
+func readBody(dst []byte, r io.Reader, length int64) ([]byte, error) {
+	if length > 0 && length <= MaxPredictBody && int64(cap(dst)) < length+1 {
+		dst = make([]byte, 0, length+1)
+	}
+	for {
+		if len(dst) == cap(dst) {
+			dst = append(dst, 0)[:len(dst)]
+		}
+		k, err := r.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+k]
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
 }
 
 func argmax(p []float32) int {

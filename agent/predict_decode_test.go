@@ -1,0 +1,108 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math"
+	"testing"
+)
+
+func TestDecodePredict(t *testing.T) {
+	tests := []struct {
+		name     string
+		body     string
+		features int
+		fast     bool // taken by the fast scanner
+		rows     int
+		err      bool
+	}{
+		{"plain", `{"inputs": [[1, 2.5, -3e2], [0, 0.125, 1E-3]]}`, 3, true, 2, false},
+		{"compact", `{"inputs":[[1,2],[3,4]]}`, 2, true, 2, false},
+		{"whitespace", "\n{ \"inputs\" :\t[ [ 1 , 2 ] ]\r\n}\n", 2, true, 1, false},
+		{"empty list", `{"inputs": []}`, 2, true, 0, false},
+		{"escaped key", `{"\u0069nputs": [[1, 2]]}`, 2, false, 1, false},
+		{"key twice", `{"inputs": [[9, 9]], "inputs": [[1, 2]]}`, 2, false, 1, false},
+		{"null inputs", `{"inputs": null}`, 2, false, 0, false},
+		{"wrong width", `{"inputs": [[1, 2], [3]]}`, 2, false, 0, true},
+		{"leading plus", `{"inputs": [[+1, 2]]}`, 2, false, 0, true},
+		{"leading zero", `{"inputs": [[01, 2]]}`, 2, false, 0, true},
+		{"bare dot", `{"inputs": [[.5, 2]]}`, 2, false, 0, true},
+		{"hex", `{"inputs": [[0x10, 2]]}`, 2, false, 0, true},
+		{"overflow", `{"inputs": [[1e39, 2]]}`, 2, false, 0, true},
+		{"string", `{"inputs": [["1", 2]]}`, 2, false, 0, true},
+		{"unknown key", `{"inputs": [[1, 2]], "x": 1}`, 2, false, 0, true},
+		{"trailing", `{"inputs": [[1, 2]]} {}`, 2, false, 0, true},
+		{"truncated", `{"inputs": [[1, 2]`, 2, false, 0, true},
+		{"trailing comma", `{"inputs": [[1, 2,]]}`, 2, false, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, ferr := scanPredict(nil, []byte(tt.body), tt.features)
+			if (ferr == nil) != tt.fast {
+				t.Fatalf("fast path err = %v, want taken=%v", ferr, tt.fast)
+			}
+			x, n, err := decodePredict(nil, []byte(tt.body), tt.features)
+			if (err != nil) != tt.err {
+				t.Fatalf("err = %v, want error=%v", err, tt.err)
+			}
+			if err == nil && (n != tt.rows || len(x) != n*tt.features) {
+				t.Fatalf("decoded %d rows, %d values", n, len(x))
+			}
+		})
+	}
+	var w *rowWidthError
+	if _, _, err := decodePredict(nil, []byte(`{"inputs": [[1, 2], [3]]}`), 2); !errors.As(err, &w) || w.row != 1 || w.got != 1 {
+		t.Fatalf("width error = %v", err)
+	}
+	x, _, _ := decodePredict(nil, []byte(`{"inputs": [[0.1, 3.4028234e38, -1.17549435e-38, 5e-324]]}`), 4)
+	if x[0] != float32(0.1) || x[1] != math.MaxFloat32 || x[2] != -1.17549435e-38 || x[3] != 0 {
+		t.Fatalf("values %v", x)
+	}
+}
+
+// FuzzDecodePredict checks the fast scanner against encoding/json: what it
+// accepts, encoding/json (strict, as the slow path runs it) accepts too,
+// with the same float32 values.
+func FuzzDecodePredict(f *testing.F) {
+	f.Add([]byte(`{"inputs": [[1, 2.5, -3e2], [0, 0.125, 1E-3]]}`), uint8(2))
+	f.Add([]byte(`{"inputs":[[1,2],[3,4]]}`), uint8(1))
+	f.Add([]byte(`{"inputs": []}`), uint8(0))
+	f.Add([]byte(`{"inputs": [[-0, 0.0e+0, 1e-46, 3.4028235e38]]}`), uint8(3))
+	f.Add([]byte(`{"inputs": [[1e39]]}`), uint8(0))
+	f.Add([]byte(`{"\u0069nputs": [[1]]}`), uint8(0))
+	f.Fuzz(func(t *testing.T, body []byte, fb uint8) {
+		features := int(fb%8) + 1
+		x, n, err := scanPredict(nil, body, features)
+		if dx, dn, derr := decodePredict(nil, body, features); derr == nil && len(dx) != dn*features {
+			t.Fatalf("decodePredict: %d rows of %d values", dn, len(dx))
+		}
+		if err != nil {
+			if !errors.Is(err, errSlowPath) {
+				t.Fatalf("fast path error %v is not errSlowPath", err)
+			}
+			return
+		}
+		var req PredictRequest
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil || dec.More() {
+			t.Fatalf("fast path accepted %q, encoding/json refuses: %v", body, err)
+		}
+		if len(req.Inputs) != n {
+			t.Fatalf("rows %d vs %d", n, len(req.Inputs))
+		}
+		k := 0
+		for _, row := range req.Inputs {
+			if len(row) != features {
+				t.Fatalf("fast path accepted a row of %d values, want %d", len(row), features)
+			}
+			for _, v := range row {
+				if math.Float32bits(v) != math.Float32bits(x[k]) {
+					t.Fatalf("value %d: fast %v, json %v", k, x[k], v)
+				}
+				k++
+			}
+		}
+	})
+}
