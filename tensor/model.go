@@ -29,6 +29,7 @@ type Model struct {
 	plans      []layerPlan
 	layers     []layer
 	fused      []bool // layer i is a ReLU done by the max-pool after it
+	firstParam int    // first layer with parameters: backward stops there
 	hwc        bool   // inputs are [C,H,W] with C > 1 and feed convolutions: transpose to channels-last
 	predictCap int    // examples per inference workspace
 	pool       sync.Pool
@@ -70,6 +71,12 @@ func newModel(spec Spec) (*Model, error) {
 	}
 	m := &Model{Spec: spec.clone(), nparams: n, plans: plans, Params: make([]float32, n), Grads: make([]float32, n)}
 	m.layers = make([]layer, len(plans))
+	m.firstParam = len(plans)
+	for i := len(plans) - 1; i >= 0; i-- {
+		if plans[i].params > 0 {
+			m.firstParam = i
+		}
+	}
 	per := 0
 	conv := false
 	for i := range plans {
@@ -171,8 +178,8 @@ func (m *Model) newWorkspace(n int, train bool) *workspace {
 		ws.labels = make([]int32, n)
 	}
 	params := false
-	owned := false // acts[i] is a buffer of the workspace, not the caller's input
-	maxOut := 0
+	owned := false        // acts[i] is a buffer of the workspace, not the caller's input
+	maxOut := m.Classes() // the loss gradient, even for a model without parameters
 	for i, l := range m.layers {
 		p := l.plan()
 		ws.needDX[i] = train && params
@@ -190,7 +197,11 @@ func (m *Model) newWorkspace(n int, train bool) *workspace {
 		}
 		f, iv, u := l.scratch(n, train)
 		ws.scr[i] = buffers{f: make([]float32, f), i: make([]int32, iv), u: make([]uint64, u)}
-		maxOut = max(maxOut, p.outSize)
+		if params {
+			// Only layers from the first with parameters on run backward,
+			// so only their outputs need gradient buffers.
+			maxOut = max(maxOut, p.outSize)
+		}
 	}
 	if train {
 		ws.gA = make([]float32, n*maxOut)
@@ -234,7 +245,7 @@ func (m *Model) forward(ws *workspace, ps *pass, x []float32, n int) []float32 {
 // overwriting Grads.
 func (m *Model) backward(ws *workspace, ps *pass, n int) {
 	g, other := ws.gA, ws.gB
-	for i := len(m.layers) - 1; i >= 0; i-- {
+	for i := len(m.layers) - 1; i >= m.firstParam; i-- {
 		if m.fused[i] {
 			continue // in place, and the pool already masked the gradient
 		}

@@ -214,6 +214,33 @@ func TestTrainRejectsBadInput(t *testing.T) {
 	}
 }
 
+// A model without parameters trains (nothing moves) and evaluates.
+func TestTrainParameterless(t *testing.T) {
+	m, err := NewModel(Spec{Input: []int{1, 2, 2}, Layers: []LayerSpec{{Type: LayerReLU}, {Type: LayerFlatten}}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := &Dataset{X: []float32{3, 1, 0, 0, 0, 0, 2, 5}, Y: []int32{0, 3}, Shape: []int{1, 2, 2}, Classes: 4}
+	st, err := Train(context.Background(), m, ds, TrainConfig{Epochs: 2})
+	if err != nil || st.Steps != 2 || st.Accuracy != 1 {
+		t.Fatalf("Train = %+v, %v", st, err)
+	}
+	met, err := Evaluate(m, ds)
+	if err != nil || met.Correct != 2 {
+		t.Fatalf("Evaluate = %+v, %v", met, err)
+	}
+}
+
+// The GCN's gradient buffers cover only the layers backward visits: not
+// the input-sized dropout in front of the first graph convolution.
+func TestGradientBuffersSkipInputLayers(t *testing.T) {
+	m, _ := NewModel(GCNSpec(500, 16, 7), 1)
+	ws := m.newWorkspace(100, true)
+	if len(ws.gA) != 100*16 || m.firstParam != 1 {
+		t.Errorf("gradient buffer of %d values, first parameter layer %d", len(ws.gA), m.firstParam)
+	}
+}
+
 func TestTrainDiverges(t *testing.T) {
 	m, _ := NewModel(mlpSpec(8, 8, 2, 0), 1)
 	_, err := Train(context.Background(), m, blobs(50, 8, 2, 1), TrainConfig{Epochs: 20, BatchSize: 5, LR: 1e30})
