@@ -66,8 +66,12 @@ type Agent struct {
 	dlMu sync.Mutex
 	dl   *download // a model download that may resume
 
-	syncing atomic.Bool    // a served-model download is running
-	bg      sync.WaitGroup // rounds and downloads
+	syncing    atomic.Bool // a served-model download is running
+	syncFailed struct {    // the last rollout that failed, guarded by mu
+		version uint64
+		at      time.Time
+	}
+	bg sync.WaitGroup // rounds and downloads
 
 	// observeUpdate, if set (tests), sees each training round's update
 	// vector before and after fixed-point encoding.

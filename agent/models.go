@@ -15,6 +15,10 @@ import (
 // not hash to the version's announced hash.
 var ErrModelHash = errors.New("agent: model hash mismatch")
 
+// syncRetry is how long the agent waits before retrying a rollout that
+// failed (a download error, a hash mismatch).
+const syncRetry = 30 * time.Second
+
 // maxModelBytes bounds a model download held in memory.
 const maxModelBytes = tensor.DefaultMaxModelBytes
 
@@ -157,7 +161,10 @@ func (a *Agent) startSync(ctx context.Context, c conn, ann *protocol.ModelAnnoun
 	if s := a.served.Load(); s != nil && s.version == ann.Version {
 		return
 	}
-	if !a.syncing.CompareAndSwap(false, true) {
+	a.mu.Lock()
+	recent := a.syncFailed.version == ann.Version && a.now().Sub(a.syncFailed.at) < syncRetry
+	a.mu.Unlock()
+	if recent || !a.syncing.CompareAndSwap(false, true) {
 		return
 	}
 	a.bg.Add(1)
@@ -165,7 +172,10 @@ func (a *Agent) startSync(ctx context.Context, c conn, ann *protocol.ModelAnnoun
 		defer a.bg.Done()
 		defer a.syncing.Store(false)
 		if err := a.syncModel(ctx, c, ann); err != nil && ctx.Err() == nil {
-			a.log.Warn("model rollout failed; will retry at the next announcement", "version", ann.Version, "err", err)
+			a.log.Warn("model rollout failed; will retry", "version", ann.Version, "in", syncRetry, "err", err)
+			a.mu.Lock()
+			a.syncFailed.version, a.syncFailed.at = ann.Version, a.now()
+			a.mu.Unlock()
 		}
 	}()
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"math"
 	"sync"
@@ -356,5 +357,59 @@ func TestInviteDecisions(t *testing.T) {
 	waitIdle(t, a)
 	if a.m.roundsFailed.Load() != 3 || a.m.roundsCompleted.Load() != 0 {
 		t.Fatal("round with a bad model hash not failed")
+	}
+}
+
+// TestShutdownAbandonsTraining ends the agent's context in the middle of a
+// long local training: the round must stop within moments, not finish.
+func TestShutdownAbandonsTraining(t *testing.T) {
+	start, blob := smallModel(t, 6)
+	h := newHub(map[uint64][]byte{1: blob})
+	a := roundAgent(t, synthData(200, 12, 3, 3), 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	a.runCtx = ctx
+	tw := &twin{agent: a.ID(), hub: h}
+	if j, _ := a.serve(tw, invite(40, protocol.RoundTrain, time.Minute)); !j.(*protocol.RoundJoin).Accept {
+		t.Fatal("declined")
+	}
+	if _, err := a.serve(tw, &protocol.RoundPlan{RoundID: 40, ModelVersion: 1, ModelHash: start.Hash(), Epochs: 1 << 20, BatchSize: 1, LR: 0.01}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	stopped := time.Now()
+	cancel()
+	waitIdle(t, a)
+	if d := time.Since(stopped); d > 2*time.Second {
+		t.Fatalf("round took %v to stop", d)
+	}
+	if a.m.roundsFailed.Load() != 1 || a.m.roundsCompleted.Load() != 0 {
+		t.Fatal("abandoned round not counted as failed")
+	}
+}
+
+// TestRolloutChecksHash refuses an announced model whose parameters do not
+// match the announced hash, keeps serving the old one, and does not retry
+// at once.
+func TestRolloutChecksHash(t *testing.T) {
+	good, blob := smallModel(t, 7)
+	h := newHub(map[uint64][]byte{1: blob, 2: blob})
+	a := roundAgent(t, synthData(20, 12, 3, 3), 0)
+	tw := &twin{agent: a.ID(), hub: h}
+	if err := a.syncModel(context.Background(), tw, &protocol.ModelAnnounce{Version: 1, Hash: good.Hash()}); err != nil || a.ModelVersion() != 1 {
+		t.Fatalf("rollout of 1: %v, serving %d", err, a.ModelVersion())
+	}
+	a.startSync(context.Background(), tw, &protocol.ModelAnnounce{Version: 2, Hash: protocol.Hash{9}})
+	waitIdle(t, a)
+	if a.ModelVersion() != 1 {
+		t.Fatalf("serving %d after a bad rollout", a.ModelVersion())
+	}
+	n := len(tw.frames())
+	a.startSync(context.Background(), tw, &protocol.ModelAnnounce{Version: 2, Hash: protocol.Hash{9}})
+	waitIdle(t, a)
+	if len(tw.frames()) != n {
+		t.Fatal("failed rollout retried at once")
+	}
+	if cur, _ := a.st.model(keyCurrent); cur == nil || cur.version != 1 {
+		t.Fatal("store does not hold the served model")
 	}
 }
