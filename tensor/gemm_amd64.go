@@ -28,6 +28,22 @@ func transposePanel(dst, src []float32, lds, nr, kb8 int) {
 	transposePanelAVX(&dst[0], &src[0], lds, nr, kb8)
 }
 
+// copyRowsAVX2 packs rows into a micro-panel with masked loads:
+// dst[q*nr+j] = src[q*lds+j] for j < nw, 0 for nw ≤ j < nr; nr is 6, 12,
+// 16 or 32.
+//
+//go:noescape
+func copyRowsAVX2(dst *float32, src *float32, lds, rows, nw, nr int)
+
+func copyRows(dst, src []float32, lds, rows, nw, nr int) {
+	if rows == 0 {
+		return
+	}
+	_ = dst[rows*nr-1]
+	_ = src[(rows-1)*lds+nw-1]
+	copyRowsAVX2(&dst[0], &src[0], lds, rows, nw, nr)
+}
+
 func microAVX2(kc int, a []float32, rsa, csa int, b []float32, rsb int, c []float32, ldc int, alpha, beta float32) {
 	sgemmAVX2(kc, &a[0], rsa, csa, &b[0], rsb, &c[0], ldc, alpha, beta)
 }
@@ -46,6 +62,7 @@ var avx2Kernel = &gemmKernel{
 	nc:         2048,
 	micro:      microAVX2,
 	transposeB: transposePanel,
+	copyRows:   copyRows,
 }
 
 // avx512Kernel needs AVX-512F; 24 ZMM accumulators.
@@ -58,6 +75,7 @@ var avx512Kernel = &gemmKernel{
 	nc:         2048,
 	micro:      microAVX512,
 	transposeB: transposePanel,
+	copyRows:   copyRows,
 }
 
 // archKernels lists the micro-kernels this CPU can run, best first; the

@@ -390,3 +390,109 @@ tpnext:
 	JNZ  tpgroup
 	VZEROUPPER
 	RET
+
+DATA gemmIota<>+0(SB)/4, $0
+DATA gemmIota<>+4(SB)/4, $1
+DATA gemmIota<>+8(SB)/4, $2
+DATA gemmIota<>+12(SB)/4, $3
+DATA gemmIota<>+16(SB)/4, $4
+DATA gemmIota<>+20(SB)/4, $5
+DATA gemmIota<>+24(SB)/4, $6
+DATA gemmIota<>+28(SB)/4, $7
+GLOBL gemmIota<>(SB), RODATA|NOPTR, $32
+
+// func copyRowsAVX2(dst *float32, src *float32, lds, rows, nw, nr int)
+// Packs rows into a micro-panel: for each of rows rows, copies nw ≤ nr
+// floats from src (rows lds floats apart) to nr contiguous floats of dst,
+// zero-filling the rest; nr is 6, 12, 16 or 32. Masked loads read nothing
+// past the nw floats of a row, so a last row ending a slice is safe.
+TEXT ·copyRowsAVX2(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ lds+16(FP), R8
+	SHLQ $2, R8
+	MOVQ rows+24(FP), CX
+	MOVQ nw+32(FP), AX
+	MOVQ nr+40(FP), R9
+	TESTQ CX, CX
+	JZ    crdone
+
+	// Y4..Y7: lane masks of the four 8-float chunks, lane j of chunk c
+	// set when 8c+j < nw.
+	VMOVDQU      gemmIota<>(SB), Y15
+	MOVQ         AX, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $8, BX
+	MOVQ         BX, X1
+	VPBROADCASTD X1, Y1
+	VPCMPGTD     Y15, Y0, Y4
+	VPSUBD       Y1, Y0, Y0
+	VPCMPGTD     Y15, Y0, Y5
+	VPSUBD       Y1, Y0, Y0
+	VPCMPGTD     Y15, Y0, Y6
+	VPSUBD       Y1, Y0, Y0
+	VPCMPGTD     Y15, Y0, Y7
+
+	CMPQ R9, $32
+	JEQ  cr32
+	CMPQ R9, $16
+	JEQ  cr16
+	CMPQ R9, $12
+	JEQ  cr12
+
+	// nr = 6: floats 0-3 under the low half of Y4, 4-5 under its high half.
+	VEXTRACTI128 $1, Y4, X6
+
+cr6:
+	VMASKMOVPS (SI), X4, X8
+	VMASKMOVPS 16(SI), X6, X9
+	VMOVUPS    X8, (DI)
+	MOVQ       X9, 16(DI)
+	ADDQ       R8, SI
+	ADDQ       $24, DI
+	DECQ       CX
+	JNZ        cr6
+	VZEROUPPER
+	RET
+
+cr12:
+	VMASKMOVPS (SI), Y4, Y8
+	VMASKMOVPS 32(SI), X5, X9
+	VMOVUPS    Y8, (DI)
+	VMOVUPS    X9, 32(DI)
+	ADDQ       R8, SI
+	ADDQ       $48, DI
+	DECQ       CX
+	JNZ        cr12
+	VZEROUPPER
+	RET
+
+cr16:
+	VMASKMOVPS (SI), Y4, Y8
+	VMASKMOVPS 32(SI), Y5, Y9
+	VMOVUPS    Y8, (DI)
+	VMOVUPS    Y9, 32(DI)
+	ADDQ       R8, SI
+	ADDQ       $64, DI
+	DECQ       CX
+	JNZ        cr16
+	VZEROUPPER
+	RET
+
+cr32:
+	VMASKMOVPS (SI), Y4, Y8
+	VMASKMOVPS 32(SI), Y5, Y9
+	VMASKMOVPS 64(SI), Y6, Y10
+	VMASKMOVPS 96(SI), Y7, Y11
+	VMOVUPS    Y8, (DI)
+	VMOVUPS    Y9, 32(DI)
+	VMOVUPS    Y10, 64(DI)
+	VMOVUPS    Y11, 96(DI)
+	ADDQ       R8, SI
+	ADDQ       $128, DI
+	DECQ       CX
+	JNZ        cr32
+	VZEROUPPER
+
+crdone:
+	RET

@@ -1,5 +1,22 @@
 package tensor
 
+// How Gemm computes a product (files gemm_*.go):
+//
+//   - gemm.go validates the arguments and puts the call in stride form
+//     (gemmProblem), so transposes are only strides from then on.
+//   - gemm_plan.go picks, by a cost model of cycles, the micro-kernel (an
+//     AVX-512 12×32 or AVX2 6×16 tile on amd64, a pure-Go 4×4 tile
+//     otherwise) and the orientation: C = op(A)·op(B) as asked, or
+//     Cᵀ = op(B)ᵀ·op(A)ᵀ when that avoids transposing a big operand.
+//   - gemm_parallel.go cuts C into chunks of whole tiles that the caller
+//     and parked helper goroutines claim, up to GOMAXPROCS of them.
+//   - region (below) runs the Goto/BLIS loop nest over one chunk: blocks
+//     of n, k and m sized for L3, L1 and L2; an operand reused often is
+//     packed into contiguous panels (gemm_pack.go), one reused little is
+//     read in place, since the kernels take strides.
+//   - The micro-kernels (gemm_amd64.s, gemm_kernel_generic.go) keep an
+//     mr×nr tile of C in registers over a k-block.
+
 import "sync"
 
 // gemmKernel is a micro-kernel together with the cache blocking tuned for it.
@@ -20,6 +37,11 @@ type gemmKernel struct {
 	// transposeB, if not nil, packs a full panel of a transposed B faster
 	// than Go: dst[q*nr+j] = src[j*lds+q] for q < 8·kb8, j < nr.
 	transposeB func(dst, src []float32, lds, nr, kb8 int)
+
+	// copyRows, if not nil, packs short rows into a micro-panel faster
+	// than Go: dst[q*w+j] = src[q*lds+j] for q < rows, j < nw ≤ w, zero
+	// past nw, where w is mr or nr (a row-major B, a transposed A).
+	copyRows func(dst, src []float32, lds, rows, nw, w int)
 }
 
 // Products with fewer flops per worker than this (about 25 µs of one core)

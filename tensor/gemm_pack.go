@@ -31,6 +31,10 @@ func (p *gemmProblem) packA(dst []float32, i0, mb, p0, kb int) {
 	for r := 0; r < mb; r += mr {
 		mh := min(mr, mb-r)
 		d := dst[r*kb : (r+mr)*kb]
+		if p.kern.copyRows != nil {
+			p.kern.copyRows(d, p.a[p0*p.csA+i0+r:], p.csA, kb, mh, mr)
+			continue
+		}
 		for q := range kb {
 			src := p.a[(p0+q)*p.csA+i0+r:]
 			row := d[q*mr : q*mr+mr]
@@ -65,6 +69,10 @@ func (p *gemmProblem) packB(dst []float32, p0, kb, j0, nb int) {
 	for c := 0; c < nb; c += nr {
 		nw := min(nr, nb-c)
 		d := dst[c*kb : (c+nr)*kb]
+		if p.csB == 1 && p.kern.copyRows != nil {
+			p.kern.copyRows(d, p.b[p0*p.rsB+j0+c:], p.rsB, kb, nw, nr)
+			continue
+		}
 		if p.csB == 1 {
 			// Rows of B are contiguous: copy nw values per k-step.
 			b, rsB := p.b[p0*p.rsB+j0+c:], p.rsB

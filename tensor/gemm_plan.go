@@ -24,7 +24,8 @@ const (
 	costFMALanes  = 16  // float32 multiply-adds per cycle at the kernels' peak
 	costCall      = 70  // entering and leaving one micro-kernel call
 	costPackRows  = 0.4 // per element of a row-major A block packed by rows
-	costPackShort = 3   // per element when packing copies runs of mr or nr
+	costPackShort = 3   // per element when Go packs runs of mr or nr
+	costPackRuns  = 0.6 // per element when assembly packs runs of mr or nr
 	costPackT     = 0.7 // per element of a transposed B packed by assembly
 	costPackTGo   = 4.4 // per element of a transposed B packed in Go
 	costMergeT    = 6   // per element merged into a transposed C
@@ -95,15 +96,19 @@ func (p *gemmProblem) cost() float64 {
 	c := float64(mp) * float64(np) * float64(p.k) / costFMALanes
 	c += tiles * (costCall + float64(kr.mr*kr.nr)/8)
 	packA, packB := p.packing(p.m, p.n)
+	short := float64(costPackShort)
+	if kr.copyRows != nil {
+		short = costPackRuns
+	}
 	if packA {
-		per := float64(costPackShort)
+		per := short
 		if p.csA == 1 {
 			per = costPackRows
 		}
 		c += float64(p.m) * float64(p.k) * per * float64(gemmCeilDiv(p.n, kr.nc))
 	}
 	if packB {
-		per := float64(costPackShort)
+		per := short
 		switch {
 		case p.csB != 1 && kr.transposeB != nil:
 			per = costPackT
