@@ -2,6 +2,7 @@ package tensor
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 )
 
@@ -193,7 +194,10 @@ func (l *flatten) backward(_ *pass, _ *buffers, _, _, _, _, dy, dx []float32, n 
 
 // dropout zeroes each value with probability rate in training and scales
 // the survivors by 1/(1-rate) ("inverted dropout"), so evaluation is the
-// identity. The mask is one bit per value, drawn from the pass's RNG.
+// identity. The mask is one bit per value, drawn from the pass's RNG in
+// 16-bit pieces (four values per 64-bit draw): the rate is applied in
+// steps of 1/65536 and the scale matches the keep probability actually
+// used, so the expected output is exactly the input.
 type dropout struct {
 	lp   *layerPlan
 	rate float32
@@ -210,6 +214,14 @@ func (l *dropout) scratch(n int, train bool) (int, int, int) {
 }
 func (l *dropout) init([]float32, *rand.Rand) {}
 
+// threshold returns the 16-bit draw below which a value is dropped, and
+// the scale of the values kept.
+func (l *dropout) threshold() (uint64, float32) {
+	thr := uint64(math.Round(float64(l.rate) * 65536))
+	thr = min(thr, 65535) // rate < 1: keep something
+	return thr, float32(65536 / float64(65536-thr))
+}
+
 func (l *dropout) forward(p *pass, s *buffers, _, x, y []float32, n int) {
 	m := n * l.lp.inSize
 	x, y = x[:m], y[:m]
@@ -219,24 +231,20 @@ func (l *dropout) forward(p *pass, s *buffers, _, x, y []float32, n int) {
 		}
 		return
 	}
-	scale := 1 / (1 - l.rate)
-	thr := uint32(float64(l.rate) * (1 << 32))
+	thr, scale := l.threshold()
 	mask := s.u[:(m+63)/64]
-	clear(mask)
-	var r uint64
-	for i := range x {
-		if i&1 == 0 {
-			r = p.rng.Uint64()
-		} else {
-			r >>= 32
+	for w := range mask {
+		var bits uint64
+		for q := range 16 { // 16 draws of four 16-bit pieces: 64 bits
+			r := p.rng.Uint64()
+			bits |= uint64(b2i(r&0xffff >= thr)) << (4 * q)
+			bits |= uint64(b2i(r>>16&0xffff >= thr)) << (4*q + 1)
+			bits |= uint64(b2i(r>>32&0xffff >= thr)) << (4*q + 2)
+			bits |= uint64(b2i(r>>48 >= thr)) << (4*q + 3)
 		}
-		if uint32(r) >= thr {
-			mask[i>>6] |= 1 << (i & 63)
-			y[i] = x[i] * scale
-		} else {
-			y[i] = 0
-		}
+		mask[w] = bits
 	}
+	applyMask(y, x, mask, scale)
 }
 
 func (l *dropout) backward(p *pass, s *buffers, _, _, _, _, dy, dx []float32, n int) {
@@ -251,13 +259,16 @@ func (l *dropout) backward(p *pass, s *buffers, _, _, _, _, dy, dx []float32, n 
 		}
 		return
 	}
-	scale := 1 / (1 - l.rate)
-	mask := s.u
-	for i := range dy {
-		if mask[i>>6]&(1<<(i&63)) != 0 {
-			dx[i] = dy[i] * scale
-		} else {
-			dx[i] = 0
-		}
+	_, scale := l.threshold()
+	applyMask(dx, dy, s.u, scale)
+}
+
+// applyMask sets dst[i] = src[i]·scale where bit i of mask is set, else 0,
+// without a branch per value. dst and src may be the same slice.
+func applyMask(dst, src []float32, mask []uint64, scale float32) {
+	sc := [2]float32{0, scale}
+	src = src[:len(dst)]
+	for i := range dst {
+		dst[i] = src[i] * sc[mask[i>>6]>>(i&63)&1]
 	}
 }
