@@ -327,6 +327,10 @@ func TestEnrollmentErrors(t *testing.T) {
 	if err := run(agentConfig(t, filepath.Join(dir, "b"), csv, tok, c.addr())); !errors.Is(err, ErrTokenRejected) {
 		t.Fatalf("reused token: %v", err)
 	}
+	// The refused agent forgot its uncertified identity, and enrolls with a
+	// new token under a fresh one.
+	second := startAgent(t, agentConfig(t, filepath.Join(dir, "b"), csv, c.token(nil), c.addr()))
+	eventually(t, 20*time.Second, "second agent enrolled", func() bool { return second.ID() != "" && c.session(second.ID()) != nil })
 	if err := run(agentConfig(t, filepath.Join(dir, "c"), csv, "", c.addr())); !errors.Is(err, ErrNotEnrolled) {
 		t.Fatalf("no token: %v", err)
 	}

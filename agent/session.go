@@ -431,6 +431,9 @@ func (a *Agent) enroll(ctx context.Context) error {
 		var pe *protocol.Error
 		if errors.As(err, &pe) && (pe.Code == protocol.CodeInvalidToken || pe.Code == protocol.CodeUnauthorized || pe.Code == protocol.CodeBadRequest) {
 			a.log.Error("the cluster refused the enrollment; ask the operator for a new join token", "agent", id, "code", pe.Code, "reason", pe.Message)
+			if err := a.st.dropUncertifiedIdentity(); err != nil {
+				a.log.Warn("forgetting the unenrolled identity", "err", err)
+			}
 			return fmt.Errorf("%w: %s", ErrTokenRejected, pe.Message)
 		}
 		a.log.Info("enrollment attempt failed; retrying", "addr", addr, "err", err)

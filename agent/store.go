@@ -355,6 +355,22 @@ func (s *store) createIdentity(key ed25519.PrivateKey, id string) error {
 	})
 }
 
+// dropUncertifiedIdentity deletes a key and ID that never got a
+// certificate, so that the next enrollment starts with fresh ones (the
+// cluster may have registered the old ID without the agent learning it).
+func (s *store) dropUncertifiedIdentity() error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketIdentity)
+		if b.Get(keyCert) != nil {
+			return errors.New("agent.store: identity is certified")
+		}
+		if err := b.Delete(keyKey); err != nil {
+			return err
+		}
+		return b.Delete(keyID)
+	})
+}
+
 // saveEnrollment stores the first certificate, the CA and the cluster pin
 // in one transaction.
 func (s *store) saveEnrollment(pin [32]byte, cert, ca []byte) error {
