@@ -10,6 +10,12 @@ import "golang.org/x/sys/cpu"
 //go:noescape
 func sgemmAVX2(kc int, a *float32, rsa, csa int, b *float32, rsb int, c *float32, ldc int, alpha, beta float32)
 
+// sgemmAVX2x5 is the 5×16 AVX2+FMA micro-kernel of gemm_amd64.s, for m a
+// multiple of 5.
+//
+//go:noescape
+func sgemmAVX2x5(kc int, a *float32, rsa, csa int, b *float32, rsb int, c *float32, ldc int, alpha, beta float32)
+
 // sgemmAVX512 is the 12×32 AVX-512F micro-kernel of gemm_amd64.s.
 //
 //go:noescape
@@ -39,13 +45,22 @@ func copyRows(dst, src []float32, lds, rows, nw, nr int) {
 	if rows == 0 {
 		return
 	}
-	_ = dst[rows*nr-1]
-	_ = src[(rows-1)*lds+nw-1]
-	copyRowsAVX2(&dst[0], &src[0], lds, rows, nw, nr)
+	switch nr {
+	case 6, 12, 16, 32:
+		_ = dst[rows*nr-1]
+		_ = src[(rows-1)*lds+nw-1]
+		copyRowsAVX2(&dst[0], &src[0], lds, rows, nw, nr)
+	default:
+		gemmCopyRows(dst, src, lds, rows, nw, nr)
+	}
 }
 
 func microAVX2(kc int, a []float32, rsa, csa int, b []float32, rsb int, c []float32, ldc int, alpha, beta float32) {
 	sgemmAVX2(kc, &a[0], rsa, csa, &b[0], rsb, &c[0], ldc, alpha, beta)
+}
+
+func microAVX2x5(kc int, a []float32, rsa, csa int, b []float32, rsb int, c []float32, ldc int, alpha, beta float32) {
+	sgemmAVX2x5(kc, &a[0], rsa, csa, &b[0], rsb, &c[0], ldc, alpha, beta)
 }
 
 func microAVX512(kc int, a []float32, rsa, csa int, b []float32, rsb int, c []float32, ldc int, alpha, beta float32) {
@@ -63,6 +78,22 @@ var avx2Kernel = &gemmKernel{
 	micro:      microAVX2,
 	transposeB: transposePanel,
 	copyRows:   copyRows,
+	runCost:    costPackRuns,
+}
+
+// avx2x5Kernel is avx2Kernel with five rows, which tiles batches of 10 and
+// 50 exactly.
+var avx2x5Kernel = &gemmKernel{
+	name:       "avx2-5x16",
+	mr:         5,
+	nr:         16,
+	kc:         512,
+	mc:         120,
+	nc:         2048,
+	micro:      microAVX2x5,
+	transposeB: transposePanel,
+	copyRows:   copyRows,
+	runCost:    costPackRuns,
 }
 
 // avx512Kernel needs AVX-512F; 24 ZMM accumulators.
@@ -76,6 +107,7 @@ var avx512Kernel = &gemmKernel{
 	micro:      microAVX512,
 	transposeB: transposePanel,
 	copyRows:   copyRows,
+	runCost:    costPackRuns,
 }
 
 // archKernels lists the micro-kernels this CPU can run, best first; the
@@ -86,7 +118,7 @@ func archKernels() []*gemmKernel {
 		ks = append(ks, avx512Kernel)
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		ks = append(ks, avx2Kernel)
+		ks = append(ks, avx2Kernel, avx2x5Kernel)
 	}
 	return append(ks, genericKernel)
 }

@@ -144,6 +144,118 @@ avx2beta:
 	VZEROUPPER
 	RET
 
+// One k-step of the 5×16 AVX2 kernel: the 6×16 step without row 5, for
+// products whose m is a multiple of 5 (batches of 10 or 50).
+#define STEP_5x16 \
+	VMOVUPS      (DI), Y0; \
+	VMOVUPS      32(DI), Y1; \
+	ADDQ         R11, DI; \
+	VBROADCASTSS (SI), Y2; \
+	VFMADD231PS  Y0, Y2, Y4; \
+	VFMADD231PS  Y1, Y2, Y5; \
+	VBROADCASTSS (SI)(R8*1), Y3; \
+	VFMADD231PS  Y0, Y3, Y6; \
+	VFMADD231PS  Y1, Y3, Y7; \
+	VBROADCASTSS (SI)(R8*2), Y2; \
+	VFMADD231PS  Y0, Y2, Y8; \
+	VFMADD231PS  Y1, Y2, Y9; \
+	VBROADCASTSS (R9), Y3; \
+	VFMADD231PS  Y0, Y3, Y10; \
+	VFMADD231PS  Y1, Y3, Y11; \
+	VBROADCASTSS (R9)(R8*1), Y2; \
+	VFMADD231PS  Y0, Y2, Y12; \
+	VFMADD231PS  Y1, Y2, Y13; \
+	ADDQ         R10, SI; \
+	ADDQ         R10, R9
+
+// func sgemmAVX2x5(kc int, a *float32, rsa, csa int, b *float32, rsb int, c *float32, ldc int, alpha, beta float32)
+TEXT ·sgemmAVX2x5(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ rsa+16(FP), R8
+	SHLQ $2, R8
+	MOVQ csa+24(FP), R10
+	SHLQ $2, R10
+	MOVQ b+32(FP), DI
+	MOVQ rsb+40(FP), R11
+	SHLQ $2, R11
+	MOVQ c+48(FP), DX
+	MOVQ ldc+56(FP), R12
+	SHLQ $2, R12
+	LEAQ (SI)(R8*2), R9
+	ADDQ R8, R9
+
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	VXORPS Y12, Y12, Y12
+	VXORPS Y13, Y13, Y13
+
+	MOVQ  CX, BX
+	SHRQ  $2, BX
+	ANDQ  $3, CX
+	TESTQ BX, BX
+	JZ    x5tail
+
+x5loop4:
+	STEP_5x16
+	STEP_5x16
+	STEP_5x16
+	STEP_5x16
+	DECQ BX
+	JNZ  x5loop4
+
+x5tail:
+	TESTQ CX, CX
+	JZ    x5done
+
+x5loop1:
+	STEP_5x16
+	DECQ CX
+	JNZ  x5loop1
+
+x5done:
+	VBROADCASTSS alpha+64(FP), Y0
+	VMULPS       Y0, Y4, Y4
+	VMULPS       Y0, Y5, Y5
+	VMULPS       Y0, Y6, Y6
+	VMULPS       Y0, Y7, Y7
+	VMULPS       Y0, Y8, Y8
+	VMULPS       Y0, Y9, Y9
+	VMULPS       Y0, Y10, Y10
+	VMULPS       Y0, Y11, Y11
+	VMULPS       Y0, Y12, Y12
+	VMULPS       Y0, Y13, Y13
+
+	MOVSS   beta+68(FP), X1
+	VXORPS  X2, X2, X2
+	UCOMISS X2, X1
+	JNE     x5beta
+	JPS     x5beta
+
+	STORE_6x16(Y4, Y5)
+	STORE_6x16(Y6, Y7)
+	STORE_6x16(Y8, Y9)
+	STORE_6x16(Y10, Y11)
+	STORE_6x16(Y12, Y13)
+	VZEROUPPER
+	RET
+
+x5beta:
+	VBROADCASTSS beta+68(FP), Y1
+	STOREBETA_6x16(Y4, Y5)
+	STOREBETA_6x16(Y6, Y7)
+	STOREBETA_6x16(Y8, Y9)
+	STOREBETA_6x16(Y10, Y11)
+	STOREBETA_6x16(Y12, Y13)
+	VZEROUPPER
+	RET
+
 // One k-step of the 12×32 AVX-512 kernel: two 16-wide vectors of B, twelve
 // broadcasts of A, 24 FMAs into Z8..Z31 (row r in Z(8+2r), Z(9+2r)).
 #define BCAST_FMA(addr, t, lo, hi) \

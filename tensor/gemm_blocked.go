@@ -38,10 +38,12 @@ type gemmKernel struct {
 	// than Go: dst[q*nr+j] = src[j*lds+q] for q < 8·kb8, j < nr.
 	transposeB func(dst, src []float32, lds, nr, kb8 int)
 
-	// copyRows, if not nil, packs short rows into a micro-panel faster
-	// than Go: dst[q*w+j] = src[q*lds+j] for q < rows, j < nw ≤ w, zero
-	// past nw, where w is mr or nr (a row-major B, a transposed A).
+	// copyRows packs short rows into a micro-panel: dst[q*w+j] =
+	// src[q*lds+j] for q < rows, j < nw ≤ w, zero past nw, where w is mr
+	// or nr (a row-major B, a transposed A). runCost is its cost in cycles
+	// per element, for the plan.
 	copyRows func(dst, src []float32, lds, rows, nw, w int)
+	runCost  float64
 }
 
 // Products with fewer flops per worker than this (about 25 µs of one core)

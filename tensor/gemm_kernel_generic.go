@@ -4,13 +4,15 @@ package tensor
 // architectures without an assembly kernel, and a reference the tests run
 // on every machine.
 var genericKernel = &gemmKernel{
-	name:  "generic4x4",
-	mr:    4,
-	nr:    4,
-	kc:    256,
-	mc:    128,
-	nc:    1024,
-	micro: microGeneric4x4,
+	name:     "generic4x4",
+	mr:       4,
+	nr:       4,
+	kc:       256,
+	mc:       128,
+	nc:       1024,
+	micro:    microGeneric4x4,
+	copyRows: gemmCopyRows,
+	runCost:  costPackShort,
 }
 
 // microGeneric4x4 computes a 4×4 tile with its sixteen accumulators in

@@ -30,24 +30,7 @@ func (p *gemmProblem) packA(dst []float32, i0, mb, p0, kb int) {
 	}
 	for r := 0; r < mb; r += mr {
 		mh := min(mr, mb-r)
-		d := dst[r*kb : (r+mr)*kb]
-		if p.kern.copyRows != nil {
-			p.kern.copyRows(d, p.a[p0*p.csA+i0+r:], p.csA, kb, mh, mr)
-			continue
-		}
-		for q := range kb {
-			src := p.a[(p0+q)*p.csA+i0+r:]
-			row := d[q*mr : q*mr+mr]
-			switch {
-			case mh == 6 && mr == 6:
-				*(*[6]float32)(row) = [6]float32(src)
-			case mh == 12 && mr == 12:
-				*(*[12]float32)(row) = [12]float32(src)
-			default:
-				copy(row, src[:mh])
-				clear(row[mh:])
-			}
-		}
+		p.kern.copyRows(dst[r*kb:(r+mr)*kb], p.a[p0*p.csA+i0+r:], p.csA, kb, mh, mr)
 	}
 }
 
@@ -69,32 +52,9 @@ func (p *gemmProblem) packB(dst []float32, p0, kb, j0, nb int) {
 	for c := 0; c < nb; c += nr {
 		nw := min(nr, nb-c)
 		d := dst[c*kb : (c+nr)*kb]
-		if p.csB == 1 && p.kern.copyRows != nil {
-			p.kern.copyRows(d, p.b[p0*p.rsB+j0+c:], p.rsB, kb, nw, nr)
-			continue
-		}
 		if p.csB == 1 {
 			// Rows of B are contiguous: copy nw values per k-step.
-			b, rsB := p.b[p0*p.rsB+j0+c:], p.rsB
-			for q := range kb {
-				src := b[q*rsB:]
-				row := d[q*nr : q*nr+nr]
-				switch {
-				case nw == 16 && nr == 16:
-					*(*[16]float32)(row) = [16]float32(src)
-				case nw == 32 && nr == 32:
-					*(*[32]float32)(row) = [32]float32(src)
-				default:
-					// A short copy: a loop beats calling memmove.
-					src = src[:nw]
-					for j, v := range src {
-						row[j] = v
-					}
-					for j := nw; j < nr; j++ {
-						row[j] = 0
-					}
-				}
-			}
+			p.kern.copyRows(d, p.b[p0*p.rsB+j0+c:], p.rsB, kb, nw, nr)
 			continue
 		}
 		// B is stored transposed: each column of op(B) is a contiguous row.
@@ -114,6 +74,20 @@ func (p *gemmProblem) packB(dst []float32, p0, kb, j0, nb int) {
 			for q := range kb {
 				d[q*nr+j] = 0
 			}
+		}
+	}
+}
+
+// gemmCopyRows is the pure-Go copyRows of gemmKernel: dst[q*w+j] =
+// src[q*lds+j] for q < rows and j < nw, and zero for nw ≤ j < w.
+func gemmCopyRows(dst, src []float32, lds, rows, nw, w int) {
+	for q := range rows {
+		row := dst[q*w : q*w+w]
+		for j, v := range src[q*lds : q*lds+nw] {
+			row[j] = v
+		}
+		for j := nw; j < w; j++ {
+			row[j] = 0
 		}
 	}
 }

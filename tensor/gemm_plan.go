@@ -96,10 +96,7 @@ func (p *gemmProblem) cost() float64 {
 	c := float64(mp) * float64(np) * float64(p.k) / costFMALanes
 	c += tiles * (costCall + float64(kr.mr*kr.nr)/8)
 	packA, packB := p.packing(p.m, p.n)
-	short := float64(costPackShort)
-	if kr.copyRows != nil {
-		short = costPackRuns
-	}
+	short := kr.runCost
 	if packA {
 		per := short
 		if p.csA == 1 {

@@ -22,9 +22,9 @@ func TestGemmPlanOrientation(t *testing.T) {
 		m, n, k        int
 		wantSwapped    bool
 	}{
-		// dX = dY·Wᵀ at batch 10: transposing all of W into panels would
-		// cost more than the product, so Cᵀ = W·dYᵀ reads W in place.
-		{"dense-dX-batch10", false, true, 10, 200, 200, true},
+		// dX = dY·Wᵀ at batch 16: transposing all of W into panels would
+		// cost as much as the product, so Cᵀ = W·dYᵀ reads W in place.
+		{"dense-dX-batch16", false, true, 16, 300, 300, true},
 		{"square", false, false, 512, 512, 512, false},
 		{"square-transposed-B", false, true, 512, 512, 512, false},
 		{"conv-forward", false, false, 9800, 64, 800, false},
@@ -52,7 +52,7 @@ func TestGemmPlanOrientation(t *testing.T) {
 
 func TestGemmPlanForcedOrientation(t *testing.T) {
 	for _, o := range []gemmOrient{gemmNormal, gemmSwapped} {
-		p := newTestProblem(false, true, 10, 200, 200)
+		p := newTestProblem(false, true, 16, 300, 300)
 		p.plan(defaultKernels, o)
 		if swapped := p.csC != 1; swapped != (o == gemmSwapped) {
 			t.Fatalf("orient %d: swapped = %v", o, swapped)
