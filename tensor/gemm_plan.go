@@ -27,9 +27,14 @@ const (
 	costPackShort = 3   // per element when Go packs runs of mr or nr
 	costPackRuns  = 0.6 // per element when assembly packs runs of mr or nr
 	costPackT     = 0.7 // per element of a transposed B packed by assembly
+	costPackTMem  = 1.5 // the same when B is larger than L2 and comes from memory
 	costPackTGo   = 4.4 // per element of a transposed B packed in Go
 	costMergeT    = 6   // per element merged into a transposed C
 )
+
+// gemmL2Floats is the float32 capacity of a core's L2 cache (1 MiB on
+// Zen 4, 1-2 MiB on recent Intel cores).
+const gemmL2Floats = 1 << 18
 
 // plan picks the micro-kernel and the orientation with the lowest estimated
 // cost. Computing Cᵀ = op(B)ᵀ·op(A)ᵀ pays off mainly for A·Bᵀ with few rows
@@ -107,6 +112,8 @@ func (p *gemmProblem) cost() float64 {
 	if packB {
 		per := short
 		switch {
+		case p.csB != 1 && kr.transposeB != nil && p.n*p.k > gemmL2Floats:
+			per = costPackTMem
 		case p.csB != 1 && kr.transposeB != nil:
 			per = costPackT
 		case p.csB != 1:
