@@ -1,0 +1,6 @@
+// Package testcluster runs a real fedge cluster inside a test process:
+// coordinators on loopback QUIC with real Raft on bbolt in temporary
+// folders, and agents (package agent, unmodified) that enroll with join
+// tokens, train on shards of real MNIST and take part in SecAgg+ rounds over
+// real QUIC. It is a test harness, not API.
+package testcluster
