@@ -55,13 +55,14 @@ type Agent struct {
 	httpLn  net.Listener // nil when inference is disabled
 	httpSrv *http.Server
 
-	mu     sync.Mutex
-	ident  identityRecord
-	cert   *x509.Certificate // parsed ident.cert; nil before enrollment
-	roots  *x509.CertPool
-	round  *roundState
-	runCtx context.Context
-	ran    bool
+	mu       sync.Mutex
+	ident    identityRecord
+	cert     *x509.Certificate // parsed ident.cert; nil before enrollment
+	roots    *x509.CertPool
+	round    *roundState
+	runCtx   context.Context
+	ran      bool
+	stopping bool // Run is shutting down: start no background work
 
 	dlMu sync.Mutex
 	dl   *download // a model download that may resume
@@ -294,6 +295,9 @@ func (a *Agent) Run(ctx context.Context) error {
 // HTTP requests in flight, then closes the store.
 func (a *Agent) shutdown(httpDone <-chan struct{}) {
 	deadline := time.Now().Add(a.cfg.shutdownTimeout())
+	a.mu.Lock()
+	a.stopping = true // no new rounds or downloads from here on
+	a.mu.Unlock()
 	bgDone := make(chan struct{})
 	go func() {
 		a.bg.Wait()

@@ -162,9 +162,9 @@ func (a *Agent) startSync(ctx context.Context, c conn, ann *protocol.ModelAnnoun
 		return
 	}
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	recent := a.syncFailed.version == ann.Version && a.now().Sub(a.syncFailed.at) < syncRetry
-	a.mu.Unlock()
-	if recent || !a.syncing.CompareAndSwap(false, true) {
+	if recent || a.stopping || !a.syncing.CompareAndSwap(false, true) {
 		return
 	}
 	a.bg.Add(1)

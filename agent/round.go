@@ -139,7 +139,7 @@ func (a *Agent) onInvite(inv *protocol.RoundInvite) *protocol.RoundJoin {
 		return decline(fmt.Sprintf("busy with round %d", busy))
 	}
 	parent := a.runCtx
-	if parent == nil {
+	if parent == nil || a.stopping {
 		a.mu.Unlock()
 		return decline("agent is not running")
 	}

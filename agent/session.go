@@ -247,9 +247,12 @@ func (a *Agent) runSession(ctx context.Context, sess *protocol.Session) error {
 	failures := 0
 	for {
 		a.mu.Lock()
-		cert := a.cert
+		cert, busy := a.cert, a.round != nil
 		a.mu.Unlock()
-		if identity.NeedsRenewal(cert, a.now()) && time.Since(lastRenew) > renewRetry {
+		// A renewal ends the session, and with it a round in progress: wait
+		// for the round unless the certificate is about to expire.
+		urgent := a.now().After(cert.NotAfter.Add(-cert.NotAfter.Sub(cert.NotBefore) / 10))
+		if identity.NeedsRenewal(cert, a.now()) && time.Since(lastRenew) > renewRetry && (!busy || urgent) {
 			lastRenew = time.Now()
 			err := a.renew(sctx, sess)
 			if err == nil {
