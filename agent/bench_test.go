@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -217,4 +218,23 @@ func readRSS(b *testing.B, pid int) float64 {
 	}
 	b.Fatal("no VmRSS")
 	return 0
+}
+
+// BenchmarkPredictHandler2NN runs the /v1/predict handler in process on one
+// 2nn sample (JSON decode, predict, JSON encode) without the network: the
+// CPU cost behind each request of BenchmarkPredictLatency2NN.
+func BenchmarkPredictHandler2NN(b *testing.B) {
+	s := &inferenceServer{served: new(atomic.Pointer[servedModel]), m: newMetrics()}
+	serve(s, 1, bench2NN(b))
+	h := s.handler()
+	body := predictBody(input(1))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/predict", bytes.NewReader(body)))
+		if w.Code != http.StatusOK {
+			b.Fatal(w.Code)
+		}
+	}
 }
