@@ -63,6 +63,9 @@ type simAgent struct {
 	dropRound uint64
 	// poison makes the agent send a huge update (robust strategies test).
 	poison bool
+	// synthetic agents skip training and send a random small update for
+	// 600 examples (benchmarks of the coordinator's own cost).
+	synthetic bool
 
 	mu   sync.Mutex
 	sent map[uint64]sentUpdate // round → what it contributed
@@ -111,14 +114,23 @@ func (a *simAgent) trainRound(p *protocol.RoundPlan) {
 	if err != nil {
 		return
 	}
-	m := start.Clone()
-	st, err := tensor.Train(context.Background(), m, a.train, tensor.TrainConfig{Epochs: int(p.Epochs), BatchSize: int(p.BatchSize), LR: float32(p.LR), Seed: 1})
-	if err != nil {
-		return
-	}
-	delta := make([]float32, len(m.Params))
-	for i := range delta {
-		delta[i] = m.Params[i] - start.Params[i]
+	var st tensor.TrainStats
+	delta := make([]float32, len(start.Params))
+	if a.synthetic {
+		r := mrand.New(mrand.NewPCG(p.RoundID, uint64(len(a.id))))
+		for i := range delta {
+			delta[i] = float32(r.NormFloat64() * 0.01)
+		}
+		st = tensor.TrainStats{Loss: 1, Accuracy: 0.5}
+	} else {
+		m := start.Clone()
+		st, err = tensor.Train(context.Background(), m, a.train, tensor.TrainConfig{Epochs: int(p.Epochs), BatchSize: int(p.BatchSize), LR: float32(p.LR), Seed: 1})
+		if err != nil {
+			return
+		}
+		for i := range delta {
+			delta[i] = m.Params[i] - start.Params[i]
+		}
 	}
 	if a.poison {
 		for i := range delta {
@@ -137,7 +149,11 @@ func (a *simAgent) trainRound(p *protocol.RoundPlan) {
 	}
 	q := cfg.Quantizer
 	vec := protocol.AppendUpdateMetrics(delta, float64(q.Clip), st.Loss, st.Accuracy)
-	w := uint32(min(a.train.Len(), int(max(q.MaxWeight, 1))))
+	examples := 600
+	if a.train != nil {
+		examples = a.train.Len()
+	}
+	w := uint32(min(examples, int(max(q.MaxWeight, 1))))
 	if q.MaxWeight == 0 {
 		w = 1
 	}

@@ -23,6 +23,18 @@ type activeRound struct {
 	stageType protocol.MsgType
 
 	bytesIn, bytesOut atomic.Int64
+	// busy accumulates the coordinator's own work in the round (decoding,
+	// SecAgg+ server steps, aggregation), excluding time spent waiting for
+	// agents: the "coordinator time per round" of the round record.
+	busy atomic.Int64
+}
+
+// timed runs f and adds its duration to the round's busy time.
+func (r *activeRound) timed(f func() error) error {
+	t := time.Now()
+	err := f()
+	r.busy.Add(int64(time.Since(t)))
+	return err
 }
 
 // open starts a stage that accepts messages of type t from agents.
@@ -123,7 +135,7 @@ func (e *Engine) runSecAgg(ctx context.Context, r *activeRound, rec *RoundRecord
 	locked := func(f func() error) error {
 		smu.Lock()
 		defer smu.Unlock()
-		return f()
+		return r.timed(f)
 	}
 	// accept decodes an agent's stage message, binds its sender to the
 	// authenticated agent, and hands it to the server.
@@ -133,7 +145,7 @@ func (e *Engine) runSecAgg(ctx context.Context, r *activeRound, rec *RoundRecord
 	accept := func(newMsg func() (decoder, func() uint32), add func(decoder) error) func(string, protocol.Message) error {
 		return func(agent string, m protocol.Message) error {
 			msg, from := newMsg()
-			if err := msg.UnmarshalBinary(stagePayload(m)); err != nil {
+			if err := r.timed(func() error { return msg.UnmarshalBinary(stagePayload(m)) }); err != nil {
 				return err
 			}
 			if err := checkFrom(r.ids, agent, from()); err != nil {
@@ -162,7 +174,8 @@ func (e *Engine) runSecAgg(ctx context.Context, r *activeRound, rec *RoundRecord
 				if aid != id {
 					continue
 				}
-				if m, err := reply(id); err != nil {
+				var m protocol.Message
+				if err := r.timed(func() (err error) { m, err = reply(id); return }); err != nil {
 					replies[agent] = err
 				} else {
 					replies[agent] = m

@@ -147,10 +147,15 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 		return e.endRound(ctx, &rec, err)
 	}
 	next := model.Clone()
-	if err := strat.Apply(next.Params, d); err != nil {
-		return e.endRound(ctx, &rec, err)
-	}
-	blob, err := next.MarshalBinary()
+	var blob []byte
+	err = r.timed(func() error {
+		if err := strat.Apply(next.Params, d); err != nil {
+			return err
+		}
+		var err error
+		blob, err = next.MarshalBinary()
+		return err
+	})
 	if err != nil {
 		return e.endRound(ctx, &rec, err)
 	}
@@ -159,7 +164,7 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	rec.State = RoundCommitted
 	rec.Metrics = map[string]float64{
 		"train_loss": loss, "train_accuracy": acc, "survivors": float64(survivors), "weight": weight,
-		"seconds": rec.EndedAt.Sub(start).Seconds(),
+		"seconds": rec.EndedAt.Sub(start).Seconds(), "coordinator_seconds": time.Duration(r.busy.Load()).Seconds(),
 	}
 	v, err := e.rep.apply(ctx, cmdModelCommit, modelCommitCmd{
 		Model: ModelRecord{
@@ -293,8 +298,8 @@ func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRec
 		return nil, 0, 0, err
 	}
 	mean := make([]float32, dim)
-	w, err := q.DecodeMean(mean, res.Sum)
-	if err != nil {
+	var w uint32
+	if err := r.timed(func() (err error) { w, err = q.DecodeMean(mean, res.Sum); return }); err != nil {
 		return nil, 0, 0, err
 	}
 	return mean, float64(w), len(res.Survivors), nil
