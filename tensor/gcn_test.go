@@ -37,6 +37,10 @@ func coraLike(tb testing.TB) (g *tensor.Graph, train, test []int) {
 // wide margin.
 func TestGCNCoraLike(t *testing.T) {
 	g, train, test := coraLike(t)
+	epochs := 100
+	if testing.Short() {
+		epochs = 50
+	}
 	accuracy := func(g *tensor.Graph) float64 {
 		spec, _ := tensor.NamedSpec(tensor.SpecGCN)
 		m, err := tensor.NewModel(spec, 1)
@@ -44,7 +48,7 @@ func TestGCNCoraLike(t *testing.T) {
 			t.Fatal(err)
 		}
 		opt := tensor.NewAdam(tensor.AdamConfig{LR: 0.01, WeightDecay: 5e-4})
-		if _, err := tensor.TrainGraph(context.Background(), m, g, train, tensor.TrainConfig{Epochs: 100, Seed: 1, Optimizer: opt}); err != nil {
+		if _, err := tensor.TrainGraph(context.Background(), m, g, train, tensor.TrainConfig{Epochs: epochs, Seed: 1, Optimizer: opt}); err != nil {
 			t.Fatal(err)
 		}
 		met, err := tensor.EvaluateGraph(m, g, test)
