@@ -261,6 +261,20 @@ func (s Spec) ParamCount() (int, error) {
 	return n, err
 }
 
+// Shapes returns the output shape of one example after each layer, in
+// the Spec's [C, H, W] notation.
+func (s Spec) Shapes() ([][]int, error) {
+	plans, _, err := s.plan()
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]int, len(plans))
+	for i, p := range plans {
+		out[i] = append([]int(nil), p.out...)
+	}
+	return out, nil
+}
+
 // Features returns the number of values in one input example.
 func (s Spec) Features() int {
 	n, _ := product(s.Input)

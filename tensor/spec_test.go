@@ -113,6 +113,9 @@ func TestSpecShapes(t *testing.T) {
 			t.Errorf("layer %d output %v, want %v", i, p.out, want[i])
 		}
 	}
+	if shapes, err := spec.Shapes(); err != nil || !reflect.DeepEqual(shapes, want) {
+		t.Errorf("Shapes() = %v, %v", shapes, err)
+	}
 	// Strided convolution with padding: (9 + 2 - 3)/2 + 1 = 5.
 	s := Spec{Input: []int{2, 9, 7}, Layers: []LayerSpec{{Type: LayerConv2D, Filters: 3, Kernel: 3, Stride: 2, Padding: 1}, {Type: LayerFlatten}}}
 	plans, _, err = s.plan()
