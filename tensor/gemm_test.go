@@ -184,8 +184,8 @@ func TestGemmScalarsAndStrides(t *testing.T) {
 		{"n-spans-blocks", gemmCase{transA: true, m: 3, n: 2200, k: 3, alpha: 1, beta: 0, nanC: true}},
 		{"m-spans-blocks", gemmCase{transB: true, m: 300, n: 20, k: 17, padC: 3, alpha: 1, beta: 1}},
 		{"layer-2nn-bwd-weights", gemmCase{transA: true, m: 78, n: 20, k: 10, alpha: 1, beta: 1}},
-		{"packed-transposed-A", gemmCase{transA: true, m: 29, n: 600, k: 530, padA: 3, alpha: 1, beta: 0.5}},
-		{"packed-A-and-B", gemmCase{m: 530, n: 545, k: 70, padB: 2, alpha: -1, beta: 0, nanC: true}},
+		{"packed-transposed-A", gemmCase{transA: true, m: 7, n: 515, k: 515, padA: 3, alpha: 1, beta: 0.5}},
+		{"packed-A-and-B", gemmCase{m: 530, n: 545, k: 9, padB: 2, alpha: -1, beta: 0, nanC: true}},
 		{"packed-B-partial-panel", gemmCase{m: 530, n: 45, k: 20, alpha: 1, beta: 1}},
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
