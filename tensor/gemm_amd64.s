@@ -2,6 +2,17 @@
 
 #include "textflag.h"
 
+// CHECK_ALPHA_ONE jumps to skip when alpha (at alpha+64(FP)) is exactly 1,
+// so the accumulators need no scaling.
+#define CHECK_ALPHA_ONE(skip) \
+	MOVSS   alpha+64(FP), X0; \
+	MOVL    $0x3f800000, AX; \
+	MOVQ    AX, X3; \
+	UCOMISS X3, X0; \
+	JNE     3(PC); \
+	JPS     2(PC); \
+	JMP     skip
+
 // Micro-kernels for gemmKernel.micro (see gemm_blocked.go for the contract).
 // Arguments, in elements: A(i,p) = a[i*rsa + p*csa], B(p,j) = b[p*rsb + j],
 // C(i,j) = c[i*ldc + j]. Registers common to both kernels:
@@ -104,6 +115,7 @@ avx2loop1:
 	JNZ  avx2loop1
 
 avx2done:
+	CHECK_ALPHA_ONE(avx2store)
 	VBROADCASTSS alpha+64(FP), Y0
 	VMULPS       Y0, Y4, Y4
 	VMULPS       Y0, Y5, Y5
@@ -118,6 +130,7 @@ avx2done:
 	VMULPS       Y0, Y14, Y14
 	VMULPS       Y0, Y15, Y15
 
+avx2store:
 	MOVSS   beta+68(FP), X1
 	VXORPS  X2, X2, X2
 	UCOMISS X2, X1
@@ -220,6 +233,7 @@ x5loop1:
 	JNZ  x5loop1
 
 x5done:
+	CHECK_ALPHA_ONE(x5store)
 	VBROADCASTSS alpha+64(FP), Y0
 	VMULPS       Y0, Y4, Y4
 	VMULPS       Y0, Y5, Y5
@@ -232,6 +246,7 @@ x5done:
 	VMULPS       Y0, Y12, Y12
 	VMULPS       Y0, Y13, Y13
 
+x5store:
 	MOVSS   beta+68(FP), X1
 	VXORPS  X2, X2, X2
 	UCOMISS X2, X1
@@ -285,15 +300,11 @@ x5beta:
 	ADDQ    R10, R14
 
 #define STORE_12x32(lo, hi) \
-	VMULPS  Z0, lo, lo; \
-	VMULPS  Z0, hi, hi; \
 	VMOVUPS lo, (DX); \
 	VMOVUPS hi, 64(DX); \
 	ADDQ    R12, DX
 
 #define STOREBETA_12x32(lo, hi) \
-	VMULPS      Z0, lo, lo; \
-	VMULPS      Z0, hi, hi; \
 	VFMADD231PS (DX), Z1, lo; \
 	VFMADD231PS 64(DX), Z1, hi; \
 	VMOVUPS     lo, (DX); \
@@ -370,7 +381,34 @@ avx512loop1:
 	JNZ  avx512loop1
 
 avx512done:
+	CHECK_ALPHA_ONE(avx512store)
 	VBROADCASTSS alpha+64(FP), Z0
+	VMULPS       Z0, Z8, Z8
+	VMULPS       Z0, Z9, Z9
+	VMULPS       Z0, Z10, Z10
+	VMULPS       Z0, Z11, Z11
+	VMULPS       Z0, Z12, Z12
+	VMULPS       Z0, Z13, Z13
+	VMULPS       Z0, Z14, Z14
+	VMULPS       Z0, Z15, Z15
+	VMULPS       Z0, Z16, Z16
+	VMULPS       Z0, Z17, Z17
+	VMULPS       Z0, Z18, Z18
+	VMULPS       Z0, Z19, Z19
+	VMULPS       Z0, Z20, Z20
+	VMULPS       Z0, Z21, Z21
+	VMULPS       Z0, Z22, Z22
+	VMULPS       Z0, Z23, Z23
+	VMULPS       Z0, Z24, Z24
+	VMULPS       Z0, Z25, Z25
+	VMULPS       Z0, Z26, Z26
+	VMULPS       Z0, Z27, Z27
+	VMULPS       Z0, Z28, Z28
+	VMULPS       Z0, Z29, Z29
+	VMULPS       Z0, Z30, Z30
+	VMULPS       Z0, Z31, Z31
+
+avx512store:
 	MOVSS        beta+68(FP), X1
 	VXORPS       X2, X2, X2
 	UCOMISS      X2, X1
