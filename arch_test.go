@@ -81,7 +81,7 @@ var allowed = map[string][]string{
 	"agent":       {"agent", "protocol", "crypto", "tensor", "internal"},
 	"internal":    {"internal", "agent", "coordinator", "protocol", "crypto", "tensor"},
 	"cmd":         {"cmd", "agent", "coordinator", "protocol", "crypto", "tensor", "internal"},
-	"examples":    {"agent", "coordinator", "protocol", "crypto", "tensor", "internal"},
+	"examples":    {"examples", "agent", "coordinator", "protocol", "crypto", "tensor", "internal"},
 }
 
 func allows(from, to string) bool {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/fedge/fedge/crypto/identity"
 	"github.com/fedge/fedge/protocol"
@@ -110,7 +111,8 @@ func (c *AdminClient) Call(ctx context.Context, verb string, req, resp any) erro
 		body = b
 	}
 	addr := ""
-	for hop := 0; hop < 4; hop++ {
+	backoff := 100 * time.Millisecond
+	for hop := 0; hop < 12; hop++ {
 		s, err := c.session(ctx, addr)
 		if err != nil {
 			return err
@@ -119,7 +121,13 @@ func (c *AdminClient) Call(ctx context.Context, verb string, req, resp any) erro
 		var re *protocol.Redirect
 		if errors.As(err, &re) {
 			if re.Addr == "" {
-				return fmt.Errorf("%s: %w", verb, ErrNoLeader)
+				// An election is under way: wait for it (a few seconds at most).
+				if hop == 11 || !sleepCtx(ctx, backoff) {
+					return fmt.Errorf("%s: %w", verb, ErrNoLeader)
+				}
+				backoff = min(2*backoff, time.Second)
+				addr = ""
+				continue
 			}
 			addr = re.Addr
 			continue
@@ -137,6 +145,18 @@ func (c *AdminClient) Call(ctx context.Context, verb string, req, resp any) erro
 		return json.Unmarshal(ar.Body, resp)
 	}
 	return fmt.Errorf("%s: too many redirects", verb)
+}
+
+// sleepCtx sleeps for d unless ctx ends first; it reports whether it slept.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // ExportModel downloads a model version's file into w.

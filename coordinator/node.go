@@ -293,12 +293,31 @@ func (n *Node) leadership() {
 			}()
 		} else if !lead {
 			stopEngine()
+			n.dropAgents()
 		}
 		select {
 		case <-n.ctx.Done():
 			return
 		case lead = <-ch:
 		}
+	}
+}
+
+// dropAgents closes every agent session: a node that stops leading must
+// send its agents to the new leader, which runs the rounds. They reconnect
+// and are redirected.
+func (n *Node) dropAgents() {
+	n.agentsMu.Lock()
+	conns := make([]*agentConn, 0, len(n.agents))
+	for _, a := range n.agents {
+		conns = append(conns, a)
+	}
+	n.agentsMu.Unlock()
+	for _, a := range conns {
+		a.sess.Close()
+	}
+	if len(conns) > 0 {
+		n.log.Info("no longer leading: sent agents to the new leader", "agents", len(conns))
 	}
 }
 

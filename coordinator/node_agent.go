@@ -111,6 +111,11 @@ func (h agentHandler) ServeMessage(ctx context.Context, s *protocol.Session, m p
 	}
 	switch v := m.(type) {
 	case *protocol.Heartbeat:
+		if !n.rep.isLeader() {
+			// Rounds run on the leader: send the agent there.
+			go s.Close()
+			return nil, n.redirect()
+		}
 		n.agentsMu.Lock()
 		n.seen[id.ID] = time.Now()
 		n.agentsMu.Unlock()

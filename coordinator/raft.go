@@ -28,11 +28,13 @@ type RaftTimings struct {
 	Heartbeat, Election, LeaderLease, Commit time.Duration
 }
 
-// FastRaftTimings suit an in-process test cluster on loopback: faster
-// elections than the defaults, yet tolerant of a busy 2-core machine.
+// FastRaftTimings suit an in-process test cluster on loopback: the
+// defaults' timeouts (a busy 2-core machine running a whole fleet in one
+// process starves shorter leases into needless elections) with a short
+// commit timeout.
 var FastRaftTimings = RaftTimings{
-	Heartbeat: 400 * time.Millisecond, Election: 400 * time.Millisecond,
-	LeaderLease: 400 * time.Millisecond, Commit: 10 * time.Millisecond,
+	Heartbeat: time.Second, Election: time.Second,
+	LeaderLease: 800 * time.Millisecond, Commit: 10 * time.Millisecond,
 }
 
 // replica is the Raft half of a node: the log and stable stores in bbolt,
