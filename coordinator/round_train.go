@@ -268,9 +268,15 @@ func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRec
 	if spec.DP.Enabled {
 		q.MaxWeight = 0 // DP bounds each agent's contribution: an unweighted mean
 	}
+	k := spec.SecAgg.K
+	if k == 0 && spec.OverSelect > 0 {
+		// The job expects this fraction to drop out: pick a neighbour
+		// degree whose shares survive it (the default suits ~10%).
+		k = secagg.NeighboursForDropout(len(parts), spec.OverSelect, 1e-6)
+	}
 	cfg := &secagg.Config{
 		RoundID:      []byte(fmt.Sprintf("%s/round/%d", e.clusterName(), r.id)),
-		Participants: parts, Neighbours: spec.SecAgg.K, Threshold: spec.SecAgg.T,
+		Participants: parts, Neighbours: k, Threshold: spec.SecAgg.T,
 		Dim: q.EncodedLen(dim), Quantizer: &q,
 	}
 	if _, err := rand.Read(cfg.GraphSeed[:]); err != nil {
