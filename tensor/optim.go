@@ -74,9 +74,7 @@ func (o *SGD) Step(params, grads []float32) {
 	grads = grads[:len(params)]
 	if mom == 0 {
 		if !prox.active() {
-			for i, g := range grads {
-				params[i] -= lr * (g + wd*params[i])
-			}
+			sgdPlain(params, grads, lr, wd)
 			return
 		}
 		c, mu := prox.Center[:len(params)], prox.Mu
@@ -93,6 +91,10 @@ func (o *SGD) Step(params, grads []float32) {
 		panic(fmt.Sprintf("tensor.SGD.Step: %d parameters after %d", len(params), len(o.velocity)))
 	}
 	v := o.velocity
+	if !prox.active() && !o.cfg.Nesterov {
+		sgdMomentum(params, grads, v, lr, wd, mom)
+		return
+	}
 	var c []float32
 	mu := prox.Mu
 	if prox.active() {
@@ -111,6 +113,52 @@ func (o *SGD) Step(params, grads []float32) {
 		} else {
 			params[i] = w - lr*vi
 		}
+	}
+}
+
+// sgdPlain is w -= lr·(g + wd·w), unrolled by eight: Go does not
+// vectorize, and the unrolled loop runs about twice as fast, which matters
+// for small batches where the step is a large share of the work.
+func sgdPlain(p, g []float32, lr, wd float32) {
+	g = g[:len(p)]
+	i := 0
+	for ; i+8 <= len(p); i += 8 {
+		w, d := (*[8]float32)(p[i:]), (*[8]float32)(g[i:])
+		w[0] -= lr * (d[0] + wd*w[0])
+		w[1] -= lr * (d[1] + wd*w[1])
+		w[2] -= lr * (d[2] + wd*w[2])
+		w[3] -= lr * (d[3] + wd*w[3])
+		w[4] -= lr * (d[4] + wd*w[4])
+		w[5] -= lr * (d[5] + wd*w[5])
+		w[6] -= lr * (d[6] + wd*w[6])
+		w[7] -= lr * (d[7] + wd*w[7])
+	}
+	for ; i < len(p); i++ {
+		p[i] -= lr * (g[i] + wd*p[i])
+	}
+}
+
+// sgdMomentum is the heavy-ball step v = mom·v + g + wd·w, w -= lr·v,
+// unrolled by four.
+func sgdMomentum(p, g, v []float32, lr, wd, mom float32) {
+	g, v = g[:len(p)], v[:len(p)]
+	i := 0
+	for ; i+4 <= len(p); i += 4 {
+		w, d, u := (*[4]float32)(p[i:]), (*[4]float32)(g[i:]), (*[4]float32)(v[i:])
+		u0 := mom*u[0] + d[0] + wd*w[0]
+		u1 := mom*u[1] + d[1] + wd*w[1]
+		u2 := mom*u[2] + d[2] + wd*w[2]
+		u3 := mom*u[3] + d[3] + wd*w[3]
+		u[0], u[1], u[2], u[3] = u0, u1, u2, u3
+		w[0] -= lr * u0
+		w[1] -= lr * u1
+		w[2] -= lr * u2
+		w[3] -= lr * u3
+	}
+	for ; i < len(p); i++ {
+		u := mom*v[i] + g[i] + wd*p[i]
+		v[i] = u
+		p[i] -= lr * u
 	}
 }
 

@@ -119,3 +119,32 @@ func TestOptimizerPanicsOnLengthMismatch(t *testing.T) {
 		})
 	}
 }
+
+// The unrolled fast paths must match the general loop on lengths that do
+// and do not divide by the unrolling.
+func TestSGDFastPathsMatchGeneral(t *testing.T) {
+	for _, n := range []int{1, 7, 8, 13, 64, 1001} {
+		for _, cfg := range []SGDConfig{{LR: 0.1, WeightDecay: 0.01}, {LR: 0.1, Momentum: 0.9, WeightDecay: 0.01}} {
+			p1, p2 := make([]float32, n), make([]float32, n)
+			g := make([]float32, n)
+			for i := range n {
+				p1[i] = float32(i%5) - 2
+				g[i] = float32(i%3) - 1
+			}
+			copy(p2, p1)
+			fast := NewSGD(cfg)
+			// A proximal term with mu ≈ 0 forces the general loop.
+			slow := NewSGD(SGDConfig{LR: cfg.LR, Momentum: cfg.Momentum, WeightDecay: cfg.WeightDecay,
+				Proximal: Proximal{Mu: 1e-30, Center: make([]float32, n)}})
+			for range 3 {
+				fast.Step(p1, g)
+				slow.Step(p2, g)
+			}
+			for i := range n {
+				if math.Abs(float64(p1[i]-p2[i])) > 1e-6 {
+					t.Fatalf("n=%d %+v: p[%d] fast %v, general %v", n, cfg, i, p1[i], p2[i])
+				}
+			}
+		}
+	}
+}
