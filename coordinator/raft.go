@@ -105,7 +105,15 @@ func openReplica(id, dir string, stream raft.StreamLayer, fsm *FSM, t RaftTiming
 	if t.Commit > 0 {
 		conf.CommitTimeout = t.Commit
 	}
-	r, err := raft.NewRaft(conf, fsm, store, store, snaps, trans)
+	// The leader replicates recent entries from memory: reading them back
+	// from bbolt would decode each model blob again (msgpack copies a large
+	// byte slice in 256 KiB steps). A few entries bound the memory held.
+	logs, err := raft.NewLogCache(8, store)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("coordinator.openReplica: %w", err)
+	}
+	r, err := raft.NewRaft(conf, fsm, logs, store, snaps, trans)
 	if err != nil {
 		trans.Close()
 		store.Close()
