@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fedge/fedge/agent"
+	"github.com/fedge/fedge/coordinator"
+)
+
+// logBuffer collects the coordinators' log lines so they can be audited,
+// and optionally copies them to another writer.
+type logBuffer struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	copy io.Writer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.copy != nil {
+		_, _ = b.copy.Write(p)
+	}
+	return b.buf.Write(p)
+}
+
+// Lines returns the lines logged so far.
+func (b *logBuffer) Lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, l := range bytes.Split(b.buf.Bytes(), []byte("\n")) {
+		if len(l) > 0 {
+			out = append(out, string(l))
+		}
+	}
+	return out
+}
+
+// cluster is 3 coordinator nodes (real Raft over loopback QUIC, bbolt in
+// dir) and a fleet of in-process agents.
+type cluster struct {
+	dir      string
+	peers    []coordinator.Peer
+	nodes    []*coordinator.Node
+	admin    *coordinator.AdminClient
+	agents   []*fleetAgent
+	logs     *logBuffer
+	agentLog *slog.Logger
+}
+
+// fleetAgent is one running agent daemon.
+type fleetAgent struct {
+	a      *agent.Agent
+	canary bool
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// freeUDP reserves n loopback UDP addresses.
+func freeUDP(n int) ([]string, error) {
+	var out []string
+	for range n {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c.LocalAddr().String())
+		defer c.Close()
+	}
+	return out, nil
+}
+
+// startCluster initializes a cluster in dir (CA, node and admin
+// certificates), starts its 3 nodes and waits for a leader.
+func startCluster(ctx context.Context, dir string, logs *logBuffer, agentLog *slog.Logger) (*cluster, error) {
+	c := &cluster{dir: dir, logs: logs, agentLog: agentLog}
+	addrs, err := freeUDP(3)
+	if err != nil {
+		return nil, err
+	}
+	for i, a := range addrs {
+		c.peers = append(c.peers, coordinator.Peer{ID: fmt.Sprintf("c%d", i+1), Addr: a})
+	}
+	if err := coordinator.InitCluster(rand.Reader, "rollout-example", c.peers, dir, time.Now()); err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	for _, p := range c.peers {
+		n, err := coordinator.NewNode(coordinator.Config{
+			NodeID: p.ID, DataDir: filepath.Join(dir, p.ID), Listen: p.Addr, Peers: c.peers,
+			HeartbeatInterval: 300 * time.Millisecond, Raft: coordinator.FastRaftTimings,
+			Logger: log,
+			Engine: coordinator.EngineConfig{Idle: 100 * time.Millisecond, InviteTimeout: 5 * time.Second},
+		})
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		c.nodes = append(c.nodes, n)
+	}
+	if c.admin, err = coordinator.LoadAdminClient(filepath.Join(dir, "admin"), addrs); err != nil {
+		c.close()
+		return nil, err
+	}
+	var st coordinator.ClusterStatus
+	err = poll(ctx, 30*time.Second, func() bool {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		return c.admin.Call(cctx, coordinator.VerbClusterStatus, nil, &st) == nil && st.LeaderID != ""
+	})
+	if err != nil {
+		c.close()
+		return nil, fmt.Errorf("no leader: %w", err)
+	}
+	return c, nil
+}
+
+// addAgent enrolls an agent with a one-time token carrying its tier label
+// and starts it on shard i of MNIST.
+func (c *cluster) addAgent(ctx context.Context, ds agent.DatasetConfig, canary bool) error {
+	tier := "prod"
+	if canary {
+		tier = "canary"
+	}
+	var tok coordinator.TokenResponse
+	if err := c.admin.Call(ctx, coordinator.VerbTokensCreate, coordinator.TokenRequest{Labels: map[string]string{"tier": tier}, TTL: coordinator.Duration(time.Hour)}, &tok); err != nil {
+		return err
+	}
+	cfg := agent.DefaultConfig()
+	for _, p := range c.peers {
+		cfg.Coordinators = append(cfg.Coordinators, p.Addr)
+	}
+	cfg.JoinToken = tok.Token
+	cfg.DataDir = filepath.Join(c.dir, fmt.Sprintf("agent%02d", ds.Shard))
+	cfg.Dataset = ds
+	cfg.InferenceListen = "" // this example does not serve predictions
+	a, err := agent.New(cfg, c.agentLog.With("agent", ds.Shard))
+	if err != nil {
+		return err
+	}
+	actx, cancel := context.WithCancel(context.Background())
+	fa := &fleetAgent{a: a, canary: canary, cancel: cancel, done: make(chan error, 1)}
+	go func() { fa.done <- a.Run(actx) }()
+	c.agents = append(c.agents, fa)
+	return nil
+}
+
+// leader returns the leading node, or nil.
+func (c *cluster) leader() *coordinator.Node {
+	for _, n := range c.nodes {
+		if n.IsLeader() {
+			return n
+		}
+	}
+	return nil
+}
+
+// waitConnected waits until every agent has a session with the leader.
+func (c *cluster) waitConnected(ctx context.Context) error {
+	return poll(ctx, 90*time.Second, func() bool {
+		l := c.leader()
+		return l != nil && len(l.ConnectedAgents()) >= len(c.agents)
+	})
+}
+
+// close stops the agents, then the nodes.
+func (c *cluster) close() {
+	for _, a := range c.agents {
+		a.cancel()
+		select {
+		case <-a.done:
+		case <-time.After(30 * time.Second):
+		}
+		_ = a.a.Close()
+	}
+	c.agents = nil
+	if c.admin != nil {
+		c.admin.Close()
+	}
+	for _, n := range c.nodes {
+		_ = n.Close()
+	}
+	c.nodes = nil
+}
+
+// poll calls cond every 100 ms until it holds, ctx ends or timeout passes.
+func poll(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return errors.New("timed out")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil
+}
