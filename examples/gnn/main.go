@@ -149,7 +149,7 @@ func run(ctx context.Context, cfg *config, out io.Writer) error {
 		lFull, lOwn = lFull.Add(full), lOwn.Add(own)
 		worst, best = min(worst, own.Accuracy()), max(best, own.Accuracy())
 	}
-	row("local-only (each agent alone; own part only)", lFull, lOwn)
+	row(fmt.Sprintf("local-only (each of %d agents alone, pooled)", len(locals)), lFull, lOwn)
 	fmt.Fprintf(out, "local-only agents on their own held-out nodes range from %.2f%% to %.2f%%\n", 100*worst, 100*best)
 	fmt.Fprintf(out, "done in %.1fs\n", time.Since(start).Seconds())
 	return nil
