@@ -23,6 +23,11 @@ var ErrUnreachable = errors.New("coordinator: no coordinator reachable")
 // the given addresses in turn, follows redirects to the leader for writes,
 // and reuses one session.
 type AdminClient struct {
+	// Consistent makes reads linearizable: they are served by the leader
+	// after a Raft barrier, so they see every write acknowledged before.
+	// Off, any node answers from its replica (possibly a little behind).
+	Consistent bool
+
 	addrs []string
 	tls   *tls.Config
 
@@ -117,7 +122,11 @@ func (c *AdminClient) Call(ctx context.Context, verb string, req, resp any) erro
 		if err != nil {
 			return err
 		}
-		out, err := s.Request(ctx, &protocol.AdminRequest{Verb: verb, Body: body})
+		v := verb
+		if c.Consistent && !writeVerbs[verb] {
+			v = consistentPrefix + verb
+		}
+		out, err := s.Request(ctx, &protocol.AdminRequest{Verb: v, Body: body})
 		var re *protocol.Redirect
 		if errors.As(err, &re) {
 			if re.Addr == "" {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -73,8 +74,22 @@ var writeVerbs = map[string]bool{
 	VerbRolloutStart: true, VerbRolloutAction: true, VerbAdminCert: true,
 }
 
+// consistentPrefix on a read verb asks for a linearizable read.
+const consistentPrefix = "consistent:"
+
 // admin runs one admin verb.
 func (n *Node) admin(ctx context.Context, who, verb string, body []byte) (any, error) {
+	if rest, ok := strings.CutPrefix(verb, consistentPrefix); ok {
+		// Linearizable read: only the leader, after confirming it still
+		// leads and has applied everything committed before this call.
+		if !n.rep.isLeader() {
+			return nil, n.redirect()
+		}
+		if err := n.rep.barrier(ctx); err != nil {
+			return nil, n.redirect()
+		}
+		verb = rest
+	}
 	if writeVerbs[verb] && !n.rep.isLeader() {
 		return nil, n.redirect()
 	}

@@ -223,6 +223,13 @@ func TestNodeClusterAdminEnrollFailover(t *testing.T) {
 		c.nodes[li].FSM().Read(func(s *coordinator.State) { n = len(s.Tokens) })
 		return n == 2
 	})
+	// A linearizable read goes to the leader and sees the write above.
+	adm.Consistent = true
+	var toks []coordinator.AgentInfo
+	if err := adm.Call(ctx, coordinator.VerbAgentsList, nil, &toks); err != nil || len(toks) != 1 {
+		t.Fatalf("consistent read: %v %v", toks, err)
+	}
+	adm.Consistent = false
 	if err := adm.Call(ctx, "no.such.verb", nil, nil); err == nil {
 		t.Fatal("unknown verb accepted")
 	}

@@ -246,6 +246,7 @@ type adminFlags struct {
 	coordinators string
 	adminDir     string
 	json         bool
+	consistent   bool
 	timeout      time.Duration
 }
 
@@ -260,6 +261,7 @@ func newAdminFlags() *adminFlags {
 	a.fs.StringVar(&a.coordinators, "coordinators", os.Getenv(envCoordinators), "comma-separated host:port of coordinators (env "+envCoordinators+")")
 	a.fs.StringVar(&a.adminDir, "admin-dir", dir, "folder of the operator credential ca.pem, admin.pem, admin.key (env "+envAdminDir+")")
 	a.fs.BoolVar(&a.json, "json", false, "print the response as JSON, for scripts")
+	a.fs.BoolVar(&a.consistent, "consistent", false, "read through the leader after a Raft barrier (linearizable) instead of from any node's replica")
 	a.fs.DurationVar(&a.timeout, "timeout", 30*time.Second, "how long to wait for the cluster")
 	return a
 }
@@ -295,6 +297,7 @@ func (c *cli) client() (*coordinator.AdminClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (create one with `fedge init` or `fedge admin-cert`)", err)
 	}
+	cl.Consistent = c.admin.consistent
 	return cl, nil
 }
 
