@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fedge/fedge/crypto/dp"
 	"github.com/fedge/fedge/crypto/secagg"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
@@ -159,6 +160,10 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	if err != nil {
 		return e.endRound(ctx, &rec, err)
 	}
+	privacy, err := spendPrivacy(job, float64(len(selected))/float64(len(elig)))
+	if err != nil {
+		return e.endRound(ctx, &rec, err)
+	}
 	state := strat.State()
 	h := next.Hash()
 	rec.State = RoundCommitted
@@ -166,13 +171,16 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 		"train_loss": loss, "train_accuracy": acc, "survivors": float64(survivors), "weight": weight,
 		"seconds": rec.EndedAt.Sub(start).Seconds(), "coordinator_seconds": time.Duration(r.busy.Load()).Seconds(),
 	}
+	if privacy != nil {
+		rec.Metrics["epsilon"] = privacy.Epsilon
+	}
 	v, err := e.rep.apply(ctx, cmdModelCommit, modelCommitCmd{
 		Model: ModelRecord{
 			Parent: job.Model, Hash: hex.EncodeToString(h[:]), Job: job.ID, Round: rec.ID,
 			CreatedAt: rec.EndedAt, Metrics: map[string]float64{"train_loss": loss, "train_accuracy": acc},
 			StateSize: len(state),
 		},
-		Round: &rec,
+		Round: &rec, Privacy: privacy,
 	}, append(blob, state...))
 	if err != nil {
 		// The strategy advanced in memory but the model did not commit: drop
@@ -188,6 +196,36 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	e.log.Info("round committed", "job", job.ID, "round", rec.ID, "number", rec.Number, "model", v,
 		"participants", len(rec.Participants), "survivors", survivors, "train_loss", loss, "seconds", rec.EndedAt.Sub(start).Seconds())
 	return nil
+}
+
+// spendPrivacy charges one round of the subsampled Gaussian mechanism
+// (sampling rate q, the job's noise multiplier) to the job's RDP
+// accountant and returns the new account, or nil when DP is off.
+func spendPrivacy(job *JobRecord, q float64) (*PrivacyRecord, error) {
+	d := job.Spec.DP
+	if !d.Enabled || d.NoiseMultiplier <= 0 {
+		return nil, nil
+	}
+	acc, err := dp.NewAccountant(nil)
+	if err != nil {
+		return nil, err
+	}
+	rounds := 0
+	if job.Privacy != nil && len(job.Privacy.Accountant) > 0 {
+		if err := acc.UnmarshalBinary(job.Privacy.Accountant); err != nil {
+			return nil, fmt.Errorf("coordinator.spendPrivacy: %w", err)
+		}
+		rounds = job.Privacy.Rounds
+	}
+	if err := acc.Step(min(q, 1), d.NoiseMultiplier, 1); err != nil {
+		return nil, fmt.Errorf("coordinator.spendPrivacy: %w", err)
+	}
+	eps, _ := acc.Epsilon(d.Delta)
+	b, err := acc.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	return &PrivacyRecord{Accountant: b, Epsilon: eps, Delta: d.Delta, Rounds: rounds + 1}, nil
 }
 
 // updateClip is the bound used to scale the metric coordinates.

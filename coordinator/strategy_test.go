@@ -152,3 +152,29 @@ func TestJobSpecNormalize(t *testing.T) {
 		t.Fatalf("mu > 0 should default to fedprox, got %s", s.Strategy.Name)
 	}
 }
+
+func TestSpendPrivacyAccumulates(t *testing.T) {
+	job := &JobRecord{Spec: JobSpec{Model: "2nn", DP: DPSpec{Enabled: true, NoiseMultiplier: 1.1, Clip: 1}}}
+	if err := job.Spec.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	p1, err := spendPrivacy(job, 0.1)
+	if err != nil || p1 == nil || p1.Rounds != 1 || !(p1.Epsilon > 0) {
+		t.Fatalf("first round: %+v %v", p1, err)
+	}
+	job.Privacy = p1
+	p2, err := spendPrivacy(job, 0.1)
+	if err != nil || p2.Rounds != 2 || !(p2.Epsilon > p1.Epsilon) {
+		t.Fatalf("epsilon must grow with rounds: %v then %v (%v)", p1.Epsilon, p2.Epsilon, err)
+	}
+	// Without amplification (q = 1) a round costs more than with q = 0.1.
+	job.Privacy = nil
+	full, _ := spendPrivacy(job, 1)
+	if !(full.Epsilon > p1.Epsilon) {
+		t.Fatalf("q=1 epsilon %v not above q=0.1 epsilon %v", full.Epsilon, p1.Epsilon)
+	}
+	off := &JobRecord{Spec: JobSpec{Model: "2nn"}}
+	if p, err := spendPrivacy(off, 0.1); p != nil || err != nil {
+		t.Fatalf("DP off still charged: %+v %v", p, err)
+	}
+}

@@ -221,3 +221,25 @@ func TestAgentsVanishMidRound(t *testing.T) {
 		t.Fatalf("restarted agent (data dir %s) has no identity", id)
 	}
 }
+
+// TestDifferentialPrivacyJob runs a job with distributed Gaussian noise:
+// the agents clip and noise their updates before masking, the rounds
+// commit, and the job's privacy account grows with each round.
+func TestDifferentialPrivacyJob(t *testing.T) {
+	heavy(t)
+	c := testcluster.New(t, testcluster.Options{Agents: 5, Shards: 100})
+	spec := fedAvgJob(2)
+	spec.DP = coordinator.DPSpec{Enabled: true, Clip: 1, NoiseMultiplier: 0.5}
+	job := c.StartJob(spec)
+	rounds := c.WaitCommitted(job, 2, 120*time.Second)
+	if !(rounds[1].Metrics["epsilon"] > rounds[0].Metrics["epsilon"] && rounds[0].Metrics["epsilon"] > 0) {
+		t.Fatalf("epsilon per round: %v then %v", rounds[0].Metrics["epsilon"], rounds[1].Metrics["epsilon"])
+	}
+	var js coordinator.JobRecord
+	if err := c.Admin.Call(context.Background(), coordinator.VerbJobsStatus, coordinator.IDRequest{ID: job}, &js); err != nil {
+		t.Fatal(err)
+	}
+	if js.Privacy == nil || js.Privacy.Rounds != 2 || js.Privacy.Epsilon != rounds[1].Metrics["epsilon"] {
+		t.Fatalf("job privacy account %+v", js.Privacy)
+	}
+}
