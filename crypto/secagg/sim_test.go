@@ -24,6 +24,9 @@ type sim struct {
 	drop map[uint32]int
 	// observed sets
 	accepted []uint32 // masked inputs the server took
+	// wirePath sends masked inputs through AddMaskedInputWire (the
+	// coordinator's streaming path) instead of AddMaskedInput.
+	wirePath bool
 }
 
 // newSim builds a round of n clients with random distinct IDs.
@@ -162,7 +165,24 @@ func (s *sim) run() (*Result, stageErr) {
 		if err != nil {
 			tb.Fatalf("MaskedInput(%d): %v", id, err)
 		}
-		if err := srv.AddMaskedInput(wire(tb, m, &MaskedInput{})); err != nil {
+		if s.wirePath {
+			b, err := m.MarshalBinary()
+			if err != nil {
+				tb.Fatal(err)
+			}
+			if err := srv.AddMaskedInputWire(b, id^1); !errors.Is(err, ErrForged) {
+				tb.Fatalf("AddMaskedInputWire accepted a sender mismatch: %v", err)
+			}
+			if err := srv.AddMaskedInputWire(b[:len(b)-1], id); !errors.Is(err, ErrMalformed) {
+				tb.Fatalf("AddMaskedInputWire accepted a truncated input: %v", err)
+			}
+			if err := srv.AddMaskedInputWire(b, id); err != nil {
+				tb.Fatalf("AddMaskedInputWire(%d): %v", id, err)
+			}
+			if err := srv.AddMaskedInputWire(b, id); !errors.Is(err, ErrDuplicate) {
+				tb.Fatalf("AddMaskedInputWire took a duplicate: %v", err)
+			}
+		} else if err := srv.AddMaskedInput(wire(tb, m, &MaskedInput{})); err != nil {
 			tb.Fatalf("AddMaskedInput(%d): %v", id, err)
 		}
 		s.accepted = append(s.accepted, id)
