@@ -223,12 +223,11 @@ func (e *Engine) runSecAgg(ctx context.Context, r *activeRound, rec *RoundRecord
 	}
 	ids, masked, err := finish(share, len(ids), time.Now().Add(stageTime), srv.EndShareKeys,
 		func(ids []uint32) *stage {
-			return openStage("masked_input", protocol.TypeMaskedInput, ids, accept(
-				func() (decoder, func() uint32) {
-					m := new(secagg.MaskedInput)
-					return m, func() uint32 { return m.From }
-				},
-				func(d decoder) error { return srv.AddMaskedInput(d.(*secagg.MaskedInput)) }))
+			// Masked inputs are summed straight from the wire bytes: the
+			// stage streams them into the running sum and keeps none.
+			return openStage("masked_input", protocol.TypeMaskedInput, ids, func(agent string, m protocol.Message) error {
+				return locked(func() error { return srv.AddMaskedInputWire(stagePayload(m), r.ids[agent]) })
+			})
 		},
 		func(id uint32) (protocol.Message, error) {
 			sl, err := srv.ShareList(id)
