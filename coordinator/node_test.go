@@ -234,3 +234,74 @@ func TestNodeClusterAdminEnrollFailover(t *testing.T) {
 		t.Fatal("unknown verb accepted")
 	}
 }
+
+// TestClusterJoinAndRemove grows a 3-node cluster with a fourth voter that
+// starts empty and catches up, then removes a voter; writes keep working.
+func TestClusterJoinAndRemove(t *testing.T) {
+	if testing.Short() && raceEnabled {
+		t.Skip("4-node QUIC cluster under -race -short")
+	}
+	dir := t.TempDir()
+	addrs := freeUDPAddrs(t, 4)
+	var all []coordinator.Peer
+	for i, a := range addrs {
+		all = append(all, coordinator.Peer{ID: fmt.Sprintf("c%d", i+1), Addr: a})
+	}
+	if err := coordinator.InitCluster(rand.Reader, "grow", all, dir, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	start := func(p coordinator.Peer, peers []coordinator.Peer) *coordinator.Node {
+		n, err := coordinator.NewNode(coordinator.Config{NodeID: p.ID, DataDir: filepath.Join(dir, p.ID), Listen: p.Addr,
+			Peers: peers, Raft: coordinator.FastRaftTimings, Logger: testLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	for _, p := range all[:3] {
+		start(p, all[:3])
+	}
+	c4 := start(all[3], nil) // no peers: waits to be added
+	adm, err := coordinator.LoadAdminClient(filepath.Join(dir, "admin"), addrs[:3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var tok coordinator.TokenResponse
+	waitFor(t, "a leader that takes writes", func() bool {
+		return adm.Call(ctx, coordinator.VerbTokensCreate, coordinator.TokenRequest{}, &tok) == nil
+	})
+	if err := adm.Call(ctx, coordinator.VerbClusterJoin, coordinator.JoinRequest{ID: "c4", Addr: all[3].Addr}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new voter to catch up", func() bool {
+		n := 0
+		c4.FSM().Read(func(s *coordinator.State) { n = len(s.Tokens) })
+		return n == 1
+	})
+	if err := adm.Call(ctx, coordinator.VerbClusterRemove, coordinator.IDRequest{ID: "c3"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var st coordinator.ClusterStatus
+	waitFor(t, "membership c1, c2, c4", func() bool {
+		if adm.Call(ctx, coordinator.VerbClusterStatus, nil, &st) != nil || len(st.Servers) != 3 {
+			return false
+		}
+		ids := map[string]bool{}
+		for _, s := range st.Servers {
+			ids[s.ID] = true
+		}
+		return ids["c1"] && ids["c2"] && ids["c4"] && !ids["c3"]
+	})
+	if err := adm.Call(ctx, coordinator.VerbTokensCreate, coordinator.TokenRequest{}, &tok); err != nil {
+		t.Fatalf("write after removing a voter: %v", err)
+	}
+	waitFor(t, "the joined voter to hold the second write", func() bool {
+		n := 0
+		c4.FSM().Read(func(s *coordinator.State) { n = len(s.Tokens) })
+		return n == 2
+	})
+}
