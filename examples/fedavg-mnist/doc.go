@@ -19,7 +19,9 @@
 // 16 bits, weight = example count capped at 1024) or, with -secagg off, the
 // coordinator's plain weighted mean; -compress makes clients start each
 // round from the model as the download encoding (protocol/encoding) delivers
-// it. It prints a line per round (test accuracy, mean training loss,
+// it; -dropout makes selected clients vanish mid-protocol (SecAgg+ recovers
+// their masks, or the round fails as the coordinator's would) and
+// -overselect picks more clients to compensate. It prints a line per round (test accuracy, mean training loss,
 // survivors, bytes, seconds) and the round at which the target was reached,
 // and writes the curve as CSV and a PNG plot into -out (docs/fedavg by
 // default). -table runs IID and pathological non-IID with SecAgg off and on,

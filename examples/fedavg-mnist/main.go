@@ -18,24 +18,25 @@ import (
 
 // config is what the flags set.
 type config struct {
-	partition string
-	secure    bool
-	compress  string
-	topk      float64
-	target    float64
-	rounds    int
-	seed      uint64
-	lr        float64
-	out       string
-	table     bool
-	seeds     int
-	clients   int
-	fraction  float64
-	epochs    int
-	batch     int
-	dropout   float64
-	workers   int
-	dataDir   string
+	partition  string
+	secure     bool
+	compress   string
+	topk       float64
+	target     float64
+	rounds     int
+	seed       uint64
+	lr         float64
+	out        string
+	table      bool
+	seeds      int
+	clients    int
+	fraction   float64
+	epochs     int
+	batch      int
+	dropout    float64
+	overSelect float64
+	workers    int
+	dataDir    string
 }
 
 func main() {
@@ -56,6 +57,7 @@ func main() {
 	flag.IntVar(&cfg.epochs, "E", 1, "local epochs (E)")
 	flag.IntVar(&cfg.batch, "B", 10, "local minibatch size (B)")
 	flag.Float64Var(&cfg.dropout, "dropout", 0, "probability that a selected client vanishes after sharing its SecAgg keys")
+	flag.Float64Var(&cfg.overSelect, "overselect", 0, "select this fraction more clients per round, against dropouts (as the job spec's over_select)")
 	flag.IntVar(&cfg.workers, "workers", runtime.GOMAXPROCS(0), "goroutines training clients in parallel")
 	flag.StringVar(&cfg.dataDir, "data", "", "folder of the MNIST IDX files (default: the GoMNIST module's)")
 	flag.Parse()

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"time"
 
+	"github.com/fedge/fedge/crypto/secagg"
 	"github.com/fedge/fedge/examples/internal/fedsim"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/protocol/encoding"
@@ -64,6 +67,7 @@ type result struct {
 	run     run
 	lines   []roundLine
 	reached int // first round whose served accuracy reached the target; 0 if none
+	failed  int // rounds that failed (too few SecAgg+ survivors)
 	wall    time.Duration
 }
 
@@ -189,6 +193,12 @@ func simulate(ctx context.Context, cfg *config, e *env, r run, out io.Writer) (*
 	}
 	agg := &fedsim.Aggregator{Fleet: fleet, Secure: r.secure}
 	perRound := max(1, int(cfg.fraction*float64(len(clients))+0.5))
+	perRound = min(len(clients), int(math.Ceil(float64(perRound)*(1+cfg.overSelect)))) // as JobSpec.OverSelect
+	if r.secure && cfg.dropout > 0 {
+		// Size the neighbour graph for the dropout rate, as an operator
+		// who expects it would (SecAggSpec.K).
+		agg.Neighbours = secagg.NeighboursForDropout(perRound, cfg.dropout, 1e-3)
+	}
 	workers := make([]*tensor.Model, cfg.workers)
 	for i := range workers {
 		workers[i] = global.Clone()
@@ -235,12 +245,22 @@ func simulate(ctx context.Context, cfg *config, e *env, r run, out io.Writer) (*
 			ups[i].Drop = pick.Float64() < cfg.dropout
 		}
 		mean, st, err := agg.Aggregate(round, ups)
-		if err != nil {
+		var loss float64
+		switch {
+		case errors.Is(err, secagg.ErrTooFewSurvivors) || errors.Is(err, fedsim.ErrNoUpdates):
+			// Like the coordinator: the round fails, revealing nothing,
+			// and the model stays as it was.
+			fmt.Fprintf(out, "%s round %4d  failed: %v\n", r.name(), round, err)
+			st.Survivors = 0
+			res.failed++
+		case err != nil:
 			return res, fmt.Errorf("round %d: %w", round, err)
-		}
-		delta, loss, _ := protocol.SplitUpdateMetrics(mean, 1)
-		for j, d := range delta {
-			global.Params[j] += d // FedAvg: server learning rate 1
+		default:
+			var delta []float32
+			delta, loss, _ = protocol.SplitUpdateMetrics(mean, 1)
+			for j, d := range delta {
+				global.Params[j] += d // FedAvg: server learning rate 1
+			}
 		}
 		line := roundLine{Round: round, TrainLoss: loss, Survivors: st.Survivors, BytesUp: st.BytesUp,
 			BytesDown: st.BytesDown + int64(bc.receivers(perRound, len(clients))*blobSize)}
@@ -268,7 +288,7 @@ func simulate(ctx context.Context, cfg *config, e *env, r run, out io.Writer) (*
 	}
 	res.wall = time.Since(start)
 	if res.reached > 0 {
-		fmt.Fprintf(out, "%s: reached %.1f%% test accuracy at round %d (%.0fs)\n", r.name(), 100*cfg.target, res.reached, res.wall.Seconds())
+		fmt.Fprintf(out, "%s: reached %.1f%% test accuracy at round %d (%d failed rounds; %.0fs)\n", r.name(), 100*cfg.target, res.reached, res.failed, res.wall.Seconds())
 	} else {
 		acc, at := res.best()
 		fmt.Fprintf(out, "%s: did not reach %.1f%% in %d rounds; best %.2f%% at round %d (%.0fs)\n", r.name(), 100*cfg.target, cfg.rounds, 100*acc, at, res.wall.Seconds())
