@@ -107,10 +107,7 @@ func roundMin(spec *JobSpec) int {
 func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	spec := job.Spec
 	if job.Model == 0 {
-		if spec.InitModel != 0 {
-			_, err := e.rep.apply(ctx, cmdSetStable, stableCmd{Version: spec.InitModel}, nil)
-			return err
-		}
+		// A job started from init_model already names its model (startJob).
 		return e.initialModel(ctx, job)
 	}
 	model, mrec, err := e.loadModel(job.Model)
