@@ -78,22 +78,30 @@ func applyMasks(dst []uint32, terms []maskTerm) {
 }
 
 // applyMasksRange applies the terms to dst, which holds the words starting
-// at word offset off (a multiple of 4) of the full vector.
+// at word offset off (a multiple of 4) of the full vector. It walks dst in
+// L2-sized blocks, applying every term to a block before moving on; on CPUs
+// with VAES the fused kernel expands and adds the keystream in registers,
+// and the portable AES-CTR stream covers whatever it leaves.
 func applyMasksRange(dst []uint32, off int, terms []maskTerm) {
-	streams := make([]prgStream, len(terms))
-	for i := range terms {
-		streams[i] = newPRG(terms[i].seed, uint64(off/4))
-	}
-	buf := make([]byte, 4*prgChunkWords)
-	zero := make([]byte, 4*prgChunkWords)
+	var buf, zero []byte
 	for bs := 0; bs < len(dst); bs += prgBlockWords {
 		be := min(bs+prgBlockWords, len(dst))
-		for i, s := range streams {
-			for cs := bs; cs < be; cs += prgChunkWords {
+		for i := range terms {
+			t := &terms[i]
+			w := maskFused(dst[bs:be], &t.seed, uint64((off+bs)/4), t.neg)
+			if bs+w == be {
+				continue
+			}
+			if buf == nil {
+				buf = make([]byte, 4*prgChunkWords)
+				zero = make([]byte, 4*prgChunkWords)
+			}
+			s := newPRG(t.seed, uint64((off+bs+w)/4))
+			for cs := bs + w; cs < be; cs += prgChunkWords {
 				ce := min(cs+prgChunkWords, be)
 				ks := buf[:4*(ce-cs)]
 				s.XORKeyStream(ks, zero[:len(ks)])
-				if terms[i].neg {
+				if t.neg {
 					subKeystream(dst[cs:ce], ks)
 				} else {
 					addKeystream(dst[cs:ce], ks)
