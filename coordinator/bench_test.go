@@ -6,12 +6,12 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
-	"net"
 	"path/filepath"
 	"sort"
 	"testing"
 	"time"
 
+	"github.com/fedge/fedge/internal/testutil"
 	"github.com/fedge/fedge/tensor"
 )
 
@@ -95,7 +95,7 @@ func BenchmarkRoundCoordinator_N1000_2NN(b *testing.B) { benchRounds(b, 1000) }
 // QUIC on loopback, with bbolt stores and fsync, and reports the median.
 func BenchmarkCommitModelCNN_3Node(b *testing.B) {
 	dir := b.TempDir()
-	addrs := benchUDPAddrs(b, 3)
+	addrs := testutil.FreeUDPAddrs(b, 3)
 	var peers []Peer
 	for i, a := range addrs {
 		peers = append(peers, Peer{ID: fmt.Sprintf("c%d", i+1), Addr: a})
@@ -162,25 +162,4 @@ func BenchmarkCommitModelCNN_3Node(b *testing.B) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-}
-
-func benchUDPAddrs(b *testing.B, n int) []string {
-	b.Helper()
-	var out []string
-	for i := 0; i < n; i++ {
-		c, err := netListenPacket()
-		if err != nil {
-			b.Fatal(err)
-		}
-		out = append(out, c.LocalAddr().String())
-		c.Close()
-	}
-	return out
-}
-
-func netListenPacket() (interface {
-	LocalAddr() net.Addr
-	Close() error
-}, error) {
-	return net.ListenPacket("udp", "127.0.0.1:0")
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/fedge/fedge/coordinator"
 	"github.com/fedge/fedge/crypto/identity"
+	"github.com/fedge/fedge/internal/testutil"
 	"github.com/fedge/fedge/protocol"
 )
 
@@ -23,25 +23,6 @@ func testLogger() *slog.Logger {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// freeUDPAddrs reserves n loopback UDP ports.
-func freeUDPAddrs(t *testing.T, n int) []string {
-	t.Helper()
-	var out []string
-	var conns []net.PacketConn
-	for i := 0; i < n; i++ {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-		out = append(out, c.LocalAddr().String())
-	}
-	for _, c := range conns {
-		c.Close()
-	}
-	return out
 }
 
 type cluster struct {
@@ -54,7 +35,7 @@ type cluster struct {
 func newCluster(t *testing.T, n int) *cluster {
 	t.Helper()
 	c := &cluster{t: t, dir: t.TempDir()}
-	for i, a := range freeUDPAddrs(t, n) {
+	for i, a := range testutil.FreeUDPAddrs(t, n) {
 		c.peers = append(c.peers, coordinator.Peer{ID: fmt.Sprintf("c%d", i+1), Addr: a})
 	}
 	if err := coordinator.InitCluster(rand.Reader, "test-cluster", c.peers, c.dir, time.Now()); err != nil {
@@ -242,7 +223,7 @@ func TestClusterJoinAndRemove(t *testing.T) {
 		t.Skip("4-node QUIC cluster under -race -short")
 	}
 	dir := t.TempDir()
-	addrs := freeUDPAddrs(t, 4)
+	addrs := testutil.FreeUDPAddrs(t, 4)
 	var all []coordinator.Peer
 	for i, a := range addrs {
 		all = append(all, coordinator.Peer{ID: fmt.Sprintf("c%d", i+1), Addr: a})

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -66,24 +65,6 @@ func Logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
-func freeUDP(t testing.TB, n int) []string {
-	t.Helper()
-	var out []string
-	var conns []net.PacketConn
-	for i := 0; i < n; i++ {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-		out = append(out, c.LocalAddr().String())
-	}
-	for _, c := range conns {
-		c.Close()
-	}
-	return out
-}
-
 // New starts the coordinators, waits for a leader and the bootstrap, then
 // enrolls and starts the agents. Everything stops at the end of the test.
 func New(t testing.TB, o Options) *Cluster {
@@ -106,7 +87,7 @@ func New(t testing.TB, o Options) *Cluster {
 	}
 	c := &Cluster{T: t, Dir: t.TempDir(), MNIST: mnist, opts: o, log: Logger()}
 	var addrs []string
-	for i, a := range freeUDP(t, o.Nodes) {
+	for i, a := range testutil.FreeUDPAddrs(t, o.Nodes) {
 		c.Peers = append(c.Peers, coordinator.Peer{ID: fmt.Sprintf("c%d", i+1), Addr: a})
 		addrs = append(addrs, a)
 	}
