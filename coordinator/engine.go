@@ -68,6 +68,8 @@ type Engine struct {
 	round      *activeRound
 	strategies map[string]Strategy // per job, with the model version their state belongs to
 	stratVer   map[string]uint64
+
+	lastWait time.Time // when "waiting for agents" was last logged (run's goroutine only)
 }
 
 func newEngine(log *slog.Logger, cfg EngineConfig, fsm *FSM, rep replicator, links func() []AgentLink) *Engine {
@@ -103,7 +105,11 @@ func (e *Engine) run(ctx context.Context) {
 		did, err := e.step(ctx)
 		if err != nil && ctx.Err() == nil {
 			if errors.Is(err, ErrNotEnoughAgents) {
-				e.log.Debug("waiting for agents", "err", err)
+				// Say why nothing happens, once a minute, not every poll.
+				if time.Since(e.lastWait) > time.Minute {
+					e.log.Info("waiting for agents", "why", err.Error())
+					e.lastWait = time.Now()
+				}
 			} else {
 				e.log.Warn("round", "err", err)
 			}
