@@ -7,11 +7,14 @@ import (
 // ModelAnnounce describes a global model version that is ready to download.
 type ModelAnnounce struct {
 	Version uint64
-	// Hash is the SHA-256 of the encoded model blob.
+	// Hash names the model version: tensor.Model.Hash of its parameters
+	// (what the receiver checks after decoding), not a hash of the bytes on
+	// the wire.
 	Hash Hash
 	// Size is the encoded blob's size in bytes.
 	Size uint64
-	// Encoding names the model encoding (protocol/encoding).
+	// Encoding names the blob's format: "fedge-model/1" is a tensor model
+	// file; protocol/encoding names its codecs.
 	Encoding string
 	// BaseVersion is the version a delta encoding applies to (0 = full).
 	BaseVersion uint64
