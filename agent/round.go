@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fedge/fedge/protocol"
 )
@@ -250,7 +251,25 @@ func (a *Agent) runRound(st *roundState) {
 		a.log.Info("left round", "round", id, "stage", st.stage.Load(), "why", context.Cause(st.ctx), "took", took)
 	default:
 		a.log.Info("left round", "round", id, "stage", st.stage.Load(), "err", err, "took", took)
+		// Tell the coordinator, so the round does not wait out its deadline
+		// for this agent (best effort: it may already be gone).
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(st.ctx), 5*time.Second)
+		_, _ = rs.c.Request(wctx, &protocol.RoundJoin{RoundID: id, Accept: false, Reason: truncateReason(err.Error())})
+		cancel()
 	}
+}
+
+// truncateReason bounds a withdrawal reason, keeping it valid UTF-8.
+func truncateReason(s string) string {
+	const limit = 200
+	if len(s) <= limit {
+		return s
+	}
+	s = s[:limit]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 // request sends one stage message of the round, with the stage's deadline,

@@ -281,6 +281,15 @@ func (e *Engine) deliver(ctx context.Context, agentID string, m protocol.Message
 	e.mu.Lock()
 	r := e.round
 	e.mu.Unlock()
+	if j, ok := m.(*protocol.RoundJoin); ok && !j.Accept {
+		// An agent withdraws mid-round (its training failed): stop waiting
+		// for it; SecAgg+ treats it as a dropout.
+		if r != nil && r.id == j.RoundID {
+			r.withdraw(agentID)
+			e.log.Info("agent withdrew from the round", "round", j.RoundID, "agent", agentID, "reason", j.Reason)
+		}
+		return &protocol.Ack{}, nil
+	}
 	round, ok := roundOf(m)
 	if !ok {
 		return nil, fmt.Errorf("coordinator.deliver: %s is not a round message", m.Type())

@@ -66,6 +66,9 @@ type simAgent struct {
 	// synthetic agents skip training and send a random small update for
 	// 600 examples (benchmarks of the coordinator's own cost).
 	synthetic bool
+	// withdraw makes the agent's training "fail": it tells the engine it
+	// leaves the round instead of advertising keys.
+	withdraw bool
 
 	mu   sync.Mutex
 	sent map[uint64]sentUpdate // round → what it contributed
@@ -110,6 +113,10 @@ func (a *simAgent) model(version uint64) (*tensor.Model, error) {
 }
 
 func (a *simAgent) trainRound(p *protocol.RoundPlan) {
+	if a.withdraw {
+		_, _ = a.eng.deliver(context.Background(), a.id, &protocol.RoundJoin{RoundID: p.RoundID, Reason: "training diverged"})
+		return
+	}
 	start, err := a.model(p.ModelVersion)
 	if err != nil {
 		return
@@ -514,6 +521,30 @@ func TestEngineRolloutGate(t *testing.T) {
 		ev := ro.Decisions[0].Evidence
 		if ev == nil || ev.CandidateTotal == 0 || ev.CandidateAccuracy >= ev.BaselineAccuracy {
 			t.Fatalf("evidence %+v", ev)
+		}
+	})
+}
+
+// TestEngineWithdrawnAgentDoesNotStallRound: an agent whose training fails
+// withdraws; the round goes on with the others at once instead of waiting
+// out the training deadline.
+func TestEngineWithdrawnAgentDoesNotStallRound(t *testing.T) {
+	h := newEngineHarness(t, 5, 100)
+	h.agents[2].withdraw = true
+	startJob(t, h, JobSpec{
+		Model: "logreg", Rounds: 1, Fraction: 1, MinClients: 4,
+		SecAgg:   SecAggSpec{Enabled: true},
+		Deadline: Deadlines{Train: Duration(60 * time.Second), Stage: Duration(30 * time.Second)},
+	})
+	start := time.Now()
+	h.runUntil("job done", 50*time.Second, func(s *State) bool { return s.Jobs["job"].State == JobDone })
+	if took := time.Since(start); took > 20*time.Second {
+		t.Fatalf("round took %v: it waited for the withdrawn agent", took)
+	}
+	h.fsm.Read(func(s *State) {
+		r := s.Rounds[1]
+		if r.State != RoundCommitted || r.Metrics["survivors"] != 4 {
+			t.Fatalf("round %s with %v survivors", r.State, r.Metrics["survivors"])
 		}
 	})
 }

@@ -122,7 +122,7 @@ func (h agentHandler) ServeMessage(ctx context.Context, s *protocol.Session, m p
 		return n.announceFor(id.ID, v.ModelVersion), nil
 	case *protocol.EnrollRequest:
 		return n.renew(ctx, id, s.PeerCertificate(), v)
-	case *protocol.AdvertiseKeys, *protocol.ShareKeys, *protocol.MaskedInput, *protocol.ConsistencyCheck, *protocol.Unmask, *protocol.EvalResult:
+	case *protocol.AdvertiseKeys, *protocol.ShareKeys, *protocol.MaskedInput, *protocol.ConsistencyCheck, *protocol.Unmask, *protocol.EvalResult, *protocol.RoundJoin:
 		reply, err := n.eng.deliver(ctx, id.ID, m)
 		if err != nil {
 			return nil, toWireError(err)

@@ -51,6 +51,16 @@ func (r *activeRound) open(name string, t protocol.MsgType, agents []string, acc
 	return st
 }
 
+// withdraw removes an agent from the open stage's expected set.
+func (r *activeRound) withdraw(agent string) {
+	r.mu.Lock()
+	st := r.stage
+	r.mu.Unlock()
+	if st != nil {
+		st.withdraw(agent)
+	}
+}
+
 // close ends the round for any agent still blocked in a stage.
 func (r *activeRound) close(err error) {
 	r.mu.Lock()

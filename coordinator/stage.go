@@ -103,6 +103,22 @@ func (s *stage) submit(ctx context.Context, agent string, msg any) (any, error) 
 	return r, nil
 }
 
+// withdraw stops waiting for an agent that said it cannot take part any
+// more (its local work failed): the stage need not sit out its deadline.
+// It reports whether the agent was still expected.
+func (s *stage) withdraw(agent string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || !s.waiting[agent] {
+		return false
+	}
+	delete(s.waiting, agent)
+	if len(s.waiting) == 0 {
+		close(s.full)
+	}
+	return true
+}
+
 // wait blocks until every expected agent has arrived, the deadline passes
 // or ctx ends; then it closes the stage to latecomers and returns who
 // arrived (in arrival order) and who did not.
