@@ -92,13 +92,26 @@ func (c *AdminClient) session(ctx context.Context, addr string) (*protocol.Sessi
 		targets = []string{addr}
 	}
 	var errs []error
-	for _, a := range targets {
-		s, err := protocol.Dial(ctx, a, c.tls, protocol.ALPNAdmin, &protocol.Config{Hello: protocol.Hello{Software: "fedge-cli"}})
+	for i, a := range targets {
+		// Each address gets its share of the time left, so one dead
+		// coordinator (whose handshake never answers) cannot use up the
+		// whole deadline before the live ones are tried.
+		dctx, cancel := ctx, context.CancelFunc(func() {})
+		if d, ok := ctx.Deadline(); ok && len(targets) > 1 {
+			share := time.Until(d) / time.Duration(len(targets)-i)
+			dctx, cancel = context.WithTimeout(ctx, share)
+		}
+		s, err := protocol.Dial(dctx, a, c.tls, protocol.ALPNAdmin, &protocol.Config{Hello: protocol.Hello{Software: "fedge-cli"}})
+		cancel()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", a, err))
 			continue
 		}
 		c.sess, c.addr = s, a
+		// Try this one first next time.
+		if addr == "" && i > 0 {
+			c.addrs = append([]string{a}, append(append([]string(nil), c.addrs[:i]...), c.addrs[i+1:]...)...)
+		}
 		return s, nil
 	}
 	return nil, fmt.Errorf("%w: %w", ErrUnreachable, errors.Join(errs...))

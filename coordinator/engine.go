@@ -101,8 +101,14 @@ func (e *Engine) run(ctx context.Context) {
 	e.mu.Lock()
 	e.strategies, e.stratVer = map[string]Strategy{}, map[string]uint64{}
 	e.mu.Unlock()
+	fails := 0
 	for ctx.Err() == nil {
 		did, err := e.step(ctx)
+		if err != nil {
+			fails++
+		} else {
+			fails = 0
+		}
 		if err != nil && ctx.Err() == nil {
 			if errors.Is(err, ErrNotEnoughAgents) {
 				// Say why nothing happens, once a minute, not every poll.
@@ -115,9 +121,13 @@ func (e *Engine) run(ctx context.Context) {
 			}
 		}
 		if !did || err != nil {
+			// Back off after consecutive failures (agents busy or gone), so
+			// failed rounds do not flood the replicated log.
+			wait := e.cfg.Idle << min(fails, 6)
+			wait = min(wait, max(e.cfg.Idle, 5*time.Second))
 			select {
 			case <-ctx.Done():
-			case <-time.After(e.cfg.Idle):
+			case <-time.After(wait):
 			}
 		}
 	}

@@ -222,11 +222,7 @@ func (n *Node) Leader() (id, addr string) { return n.rep.leader() }
 // Close stops the node: the engine, the listener and Raft.
 func (n *Node) Close() error {
 	n.cancel()
-	n.agentsMu.Lock()
-	for _, a := range n.agents {
-		a.sess.Close()
-	}
-	n.agentsMu.Unlock()
+	n.dropAgents()
 	err := n.rep.close()
 	n.ln.Close()
 	n.wg.Wait()

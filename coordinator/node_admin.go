@@ -151,10 +151,11 @@ func (n *Node) admin(ctx context.Context, who, verb string, body []byte) (any, e
 			return nil, err
 		}
 		n.agentsMu.Lock()
-		if a, ok := n.agents[r.ID]; ok {
+		a, ok := n.agents[r.ID]
+		n.agentsMu.Unlock()
+		if ok {
 			a.sess.Close() // the revoked agent is cut off now, not at its next handshake
 		}
-		n.agentsMu.Unlock()
 		return nil, nil
 	case VerbAgentsLabel:
 		var r LabelRequest

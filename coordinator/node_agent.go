@@ -85,12 +85,16 @@ func (h agentHandler) Hello(ctx context.Context, s *protocol.Session, hello *pro
 	}
 	conn := &agentConn{id: id.ID, key: key, sess: s}
 	n.agentsMu.Lock()
-	if old, ok := n.agents[id.ID]; ok && old.sess != s {
-		old.sess.Close() // the agent reconnected: the newer session wins
-	}
+	old, had := n.agents[id.ID]
 	n.agents[id.ID] = conn
 	n.seen[id.ID] = time.Now()
 	n.agentsMu.Unlock()
+	if had && old.sess != s {
+		// The agent reconnected: the newer session wins. Closed outside
+		// agentsMu: closing waits for the old session's handlers, which
+		// may themselves need the lock.
+		old.sess.Close()
+	}
 	go func() {
 		<-s.Done()
 		n.agentsMu.Lock()
