@@ -14,6 +14,7 @@ import (
 
 	"github.com/fedge/fedge/crypto/identity"
 	"github.com/fedge/fedge/protocol"
+	"github.com/fedge/fedge/tensor"
 )
 
 // ErrUnreachable is returned when no coordinator answered.
@@ -179,6 +180,32 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// FetchModel downloads a model version into memory and decodes it: how an
+// operator or ML engineer evaluates a committed model on its own data.
+func (c *AdminClient) FetchModel(ctx context.Context, version uint64) (*tensor.Model, error) {
+	var f memWriter
+	if err := c.ExportModel(ctx, version, &f); err != nil {
+		return nil, fmt.Errorf("coordinator.FetchModel %d: %w", version, err)
+	}
+	m, err := tensor.UnmarshalModel(f.b)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator.FetchModel %d: %w", version, err)
+	}
+	return m, nil
+}
+
+// memWriter is an io.WriterAt over a growing byte slice (the blob transfer
+// checks sizes and hashes; tensor.UnmarshalModel bounds what it accepts).
+type memWriter struct{ b []byte }
+
+func (m *memWriter) WriteAt(p []byte, off int64) (int, error) {
+	if end := int(off) + len(p); end > len(m.b) {
+		m.b = append(m.b, make([]byte, end-len(m.b))...)
+	}
+	copy(m.b[off:], p)
+	return len(p), nil
 }
 
 // ExportModel downloads a model version's file into w.

@@ -11,25 +11,10 @@ import (
 	"github.com/fedge/fedge/tensor"
 )
 
-// memFile is an io.WriterAt into memory, for model exports.
-type memFile struct{ b []byte }
-
-func (m *memFile) WriteAt(p []byte, off int64) (int, error) {
-	if end := int(off) + len(p); end > len(m.b) {
-		m.b = append(m.b, make([]byte, end-len(m.b))...)
-	}
-	copy(m.b[off:], p)
-	return len(p), nil
-}
-
 // testAccuracy downloads a model version as an operator would and measures
 // it on the MNIST test set: the ML engineer's own check, outside the fleet.
 func testAccuracy(ctx context.Context, adm *coordinator.AdminClient, version uint64, test *tensor.Dataset) (float64, error) {
-	var f memFile
-	if err := adm.ExportModel(ctx, version, &f); err != nil {
-		return 0, fmt.Errorf("export model %d: %w", version, err)
-	}
-	m, err := tensor.UnmarshalModel(f.b)
+	m, err := adm.FetchModel(ctx, version)
 	if err != nil {
 		return 0, err
 	}

@@ -427,25 +427,10 @@ func poll(ctx context.Context, timeout time.Duration, cond func() bool) error {
 	return nil
 }
 
-// memFile is an io.WriterAt into memory.
-type memFile struct{ b []byte }
-
-func (m *memFile) WriteAt(p []byte, off int64) (int, error) {
-	if end := int(off) + len(p); end > len(m.b) {
-		m.b = append(m.b, make([]byte, end-len(m.b))...)
-	}
-	copy(m.b[off:], p)
-	return len(p), nil
-}
-
 // evaluate downloads a model version and measures its test accuracy: the
 // ML engineer's own held-out set, on the operator's machine.
 func evaluate(ctx context.Context, adm *coordinator.AdminClient, version uint64, test *tensor.Dataset) (float64, error) {
-	var f memFile
-	if err := adm.ExportModel(ctx, version, &f); err != nil {
-		return 0, fmt.Errorf("demo: export model %d: %w", version, err)
-	}
-	m, err := tensor.UnmarshalModel(f.b)
+	m, err := adm.FetchModel(ctx, version)
 	if err != nil {
 		return 0, err
 	}

@@ -20,23 +20,9 @@ func heavy(t *testing.T) {
 	}
 }
 
-type memFile struct{ b []byte }
-
-func (m *memFile) WriteAt(p []byte, off int64) (int, error) {
-	if end := int(off) + len(p); end > len(m.b) {
-		m.b = append(m.b, make([]byte, end-len(m.b))...)
-	}
-	copy(m.b[off:], p)
-	return len(p), nil
-}
-
 func testAccuracy(t *testing.T, c *testcluster.Cluster, version uint64) float64 {
 	t.Helper()
-	var f memFile
-	if err := c.Admin.ExportModel(context.Background(), version, &f); err != nil {
-		t.Fatal(err)
-	}
-	m, err := tensor.UnmarshalModel(f.b)
+	m, err := c.Admin.FetchModel(context.Background(), version)
 	if err != nil {
 		t.Fatal(err)
 	}
