@@ -77,6 +77,27 @@ func (c *AdminClient) Close() error {
 	return nil
 }
 
+// rotate closes the current session and moves its address to the back of
+// the list, so the next call asks another coordinator first.
+func (c *AdminClient) rotate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sess == nil {
+		return
+	}
+	c.sess.Close()
+	c.sess = nil
+	var rest []string
+	for _, a := range c.addrs {
+		if a != c.addr {
+			rest = append(rest, a)
+		}
+	}
+	if len(rest) < len(c.addrs) {
+		c.addrs = append(rest, c.addr)
+	}
+}
+
 // session returns a live session, dialing addr (or each address) if needed.
 func (c *AdminClient) session(ctx context.Context, addr string) (*protocol.Session, error) {
 	c.mu.Lock()
@@ -144,7 +165,10 @@ func (c *AdminClient) Call(ctx context.Context, verb string, req, resp any) erro
 		var re *protocol.Redirect
 		if errors.As(err, &re) {
 			if re.Addr == "" {
-				// An election is under way: wait for it (a few seconds at most).
+				// An election is under way, or this node was partitioned
+				// or removed and will never learn of a leader: ask the
+				// next coordinator after a pause (a few seconds at most).
+				c.rotate()
 				if hop == 11 || !sleepCtx(ctx, backoff) {
 					return fmt.Errorf("%s: %w", verb, ErrNoLeader)
 				}

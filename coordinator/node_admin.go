@@ -79,6 +79,11 @@ const consistentPrefix = "consistent:"
 
 // admin runs one admin verb.
 func (n *Node) admin(ctx context.Context, who, verb string, body []byte) (any, error) {
+	if n.rep.removed() {
+		// Its view of the cluster is frozen at the removal: send the
+		// caller to another coordinator.
+		return nil, n.redirect()
+	}
 	if rest, ok := strings.CutPrefix(verb, consistentPrefix); ok {
 		// Linearizable read: only the leader, after confirming it still
 		// leads and has applied everything committed before this call.

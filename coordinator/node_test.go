@@ -217,7 +217,7 @@ func TestNodeClusterAdminEnrollFailover(t *testing.T) {
 }
 
 // TestClusterJoinAndRemove grows a 3-node cluster with a fourth voter that
-// starts empty and catches up, then removes a voter; writes keep working.
+// starts empty and catches up, then removes the leader; writes keep working.
 func TestClusterJoinAndRemove(t *testing.T) {
 	if testing.Short() && raceEnabled {
 		t.Skip("4-node QUIC cluster under -race -short")
@@ -263,11 +263,17 @@ func TestClusterJoinAndRemove(t *testing.T) {
 		c4.FSM().Read(func(s *coordinator.State) { n = len(s.Tokens) })
 		return n == 1
 	})
-	if err := adm.Call(ctx, coordinator.VerbClusterRemove, coordinator.IDRequest{ID: "c3"}, nil); err != nil {
+	// Remove the leader itself (the hard case: the cluster must elect
+	// another and the admin client must stop asking the removed node).
+	var st coordinator.ClusterStatus
+	if err := adm.Call(ctx, coordinator.VerbClusterStatus, nil, &st); err != nil || st.LeaderID == "" || st.LeaderID == "c4" {
+		t.Fatalf("status before removal: %+v %v", st, err)
+	}
+	gone := st.LeaderID
+	if err := adm.Call(ctx, coordinator.VerbClusterRemove, coordinator.IDRequest{ID: gone}, nil); err != nil {
 		t.Fatal(err)
 	}
-	var st coordinator.ClusterStatus
-	waitFor(t, "membership c1, c2, c4", func() bool {
+	waitFor(t, "membership without the old leader", func() bool {
 		if adm.Call(ctx, coordinator.VerbClusterStatus, nil, &st) != nil || len(st.Servers) != 3 {
 			return false
 		}
@@ -275,7 +281,7 @@ func TestClusterJoinAndRemove(t *testing.T) {
 		for _, s := range st.Servers {
 			ids[s.ID] = true
 		}
-		return ids["c1"] && ids["c2"] && ids["c4"] && !ids["c3"]
+		return ids["c4"] && !ids[gone] && st.LeaderID != "" && st.LeaderID != gone
 	})
 	if err := adm.Call(ctx, coordinator.VerbTokensCreate, coordinator.TokenRequest{}, &tok); err != nil {
 		t.Fatalf("write after removing a voter: %v", err)

@@ -172,6 +172,25 @@ func (r *replica) leader() (id, addr string) {
 	return string(i), string(a)
 }
 
+// removed reports whether this replica was a member of a cluster that has
+// since removed it: its latest configuration has servers but not itself. A
+// removed node never hears of a leader again, so it must not answer
+// as though it were still part of the cluster. (A fresh node waiting to
+// be added has an empty configuration and is not removed.)
+func (r *replica) removed() bool {
+	f := r.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	servers := f.Configuration().Servers
+	for _, s := range servers {
+		if string(s.ID) == r.id {
+			return false
+		}
+	}
+	return len(servers) > 0
+}
+
 // barrier waits until every entry committed before the call is applied
 // here; on the leader that makes the next read linearizable.
 func (r *replica) barrier(ctx context.Context) error {
