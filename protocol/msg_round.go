@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"math"
 	"time"
 )
 
@@ -31,6 +32,7 @@ type RoundKind uint8
 const (
 	RoundTrain RoundKind = 0 // followed by a RoundPlan
 	RoundEval  RoundKind = 1 // followed by an EvalRequest (rollout canary)
+	RoundStats RoundKind = 2 // followed by a StatsRequest (version 2)
 )
 
 // RoundInvite is pushed by the coordinator to each selected agent; the
@@ -64,7 +66,7 @@ func (m *RoundInvite) decode(d *decoder) {
 	m.RoundID = d.uvarint("RoundID")
 	m.Job = d.str("Job")
 	m.Kind = RoundKind(d.u8("Kind"))
-	if m.Kind > RoundEval {
+	if m.Kind > RoundStats {
 		d.malformed("Kind", "unknown round kind")
 		return
 	}
@@ -270,6 +272,40 @@ func (m *EvalRequest) decode(d *decoder) {
 	m.ModelHash = d.hash("ModelHash")
 	m.BaselineVersion = d.uvarint("BaselineVersion")
 	m.BaselineHash = d.hash("BaselineHash")
+	m.SecAgg = d.bytes("SecAgg", d.lim.MaxFrame)
+}
+
+// StatsRequest asks an agent for the per-feature statistics of its
+// training data (count, sum and sum of squares of each feature), which go
+// through secure aggregation as exact fixed-point sums (EncodeFixed): the
+// coordinator learns only the federation's totals, from which it builds
+// the standardization every agent then trains and predicts with.
+type StatsRequest struct {
+	RoundID uint64
+	// Features is the number of input features the job's model takes; an
+	// agent whose data has another width declines.
+	Features uint32
+	// SecAgg is the secure-aggregation configuration (opaque).
+	SecAgg []byte
+}
+
+// Type implements Message.
+func (*StatsRequest) Type() MsgType { return TypeStatsRequest }
+
+func (m *StatsRequest) encode(e *encoder) {
+	e.uvarint(m.RoundID)
+	e.uvarint(uint64(m.Features))
+	e.bytes("SecAgg", m.SecAgg, e.lim.MaxFrame)
+}
+
+func (m *StatsRequest) decode(d *decoder) {
+	m.RoundID = d.uvarint("RoundID")
+	f := d.uvarint("Features")
+	if f > math.MaxUint32 {
+		d.malformed("Features", "exceeds 32 bits")
+		return
+	}
+	m.Features = uint32(f)
 	m.SecAgg = d.bytes("SecAgg", d.lim.MaxFrame)
 }
 

@@ -15,11 +15,13 @@ import (
 //	   Heartbeat, Cancel), enrollment, rounds and the five SecAgg+ stages
 //	   with their relays, masked update and eval uploads, model
 //	   announce/request, chunked blob transfer with resume, admin.
+//	2  statistics rounds: RoundKind RoundStats and StatsRequest (federated
+//	   preprocessing statistics summed under secure aggregation).
 const (
 	// MinVersion is the oldest capability version this build still speaks.
 	MinVersion uint32 = 1
 	// CurrentVersion is the newest capability version this build speaks.
-	CurrentVersion uint32 = 1
+	CurrentVersion uint32 = 2
 )
 
 // MsgType is the first byte of every frame. The list is append-only: a
@@ -32,7 +34,7 @@ type MsgType uint8
 const Optional MsgType = 0x80
 
 // The message catalogue. Append only; never renumber. Version 1 added every
-// type below.
+// type below unless the catalogue entry says otherwise.
 const (
 	TypeHello                 MsgType = 0x01
 	TypeHelloAck              MsgType = 0x02
@@ -66,6 +68,7 @@ const (
 	TypeBlobResume            MsgType = 0x1E
 	TypeAdminRequest          MsgType = 0x1F
 	TypeAdminResponse         MsgType = 0x20
+	TypeStatsRequest          MsgType = 0x21 // version 2
 
 	// TypeCancel tells the peer that the sender gave up waiting for one of
 	// its requests. It is optional: a peer that ignores it just finishes
@@ -118,6 +121,7 @@ var catalogue = map[MsgType]typeInfo{
 	TypeBlobResume:            {"BlobResume", 1, func() Message { return new(BlobResume) }},
 	TypeAdminRequest:          {"AdminRequest", 1, func() Message { return new(AdminRequest) }},
 	TypeAdminResponse:         {"AdminResponse", 1, func() Message { return new(AdminResponse) }},
+	TypeStatsRequest:          {"StatsRequest", 2, func() Message { return new(StatsRequest) }},
 	TypeCancel:                {"Cancel", 1, func() Message { return new(Cancel) }},
 }
 

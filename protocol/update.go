@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 )
 
 // The vector an agent contributes to a training round is its model delta
@@ -101,4 +102,76 @@ func DecodeEval(v []uint32) (candidate, baseline EvalSums, err error) {
 	candidate = EvalSums{Correct: v[0], Total: v[1], LossSum: float64(v[2]) / 1000}
 	baseline = EvalSums{Correct: v[3], Total: v[4], LossSum: float64(v[5]) / 1000}
 	return candidate, baseline, nil
+}
+
+// Exact sums of real values under secure aggregation. SecAgg sums in
+// Z_(2^32), too narrow for totals such as a feature's sum of squares over
+// a whole federation, and the Quantizer's clipping would bias them. So a
+// value x travels as the fixed-point integer X = round(x·2^FixedFrac), a
+// 128-bit two's-complement number split into FixedLimbs 16-bit digits, one
+// per ring coordinate. Each coordinate of the sum is then a sum of 16-bit
+// digits, which cannot wrap for up to FixedMaxSummands agents, and the
+// decoder carries the digits back into one 128-bit total: exact for any
+// total below 2^(127-FixedFrac) in magnitude, with a resolution of
+// 2^-FixedFrac per agent.
+const (
+	FixedFrac        = 32
+	FixedLimbs       = 8
+	FixedMaxSummands = 1 << 16
+	// FixedMaxValue bounds |x| (exclusive) for one agent's value, so that
+	// the total of FixedMaxSummands agents still fits.
+	FixedMaxValue float64 = 1 << (127 - FixedFrac - 16)
+)
+
+// FixedLen returns the ring dimension for n values: n·FixedLimbs.
+func FixedLen(n int) int { return n * FixedLimbs }
+
+// EncodeFixed lays out vals for an exact secure sum; it refuses a value
+// that is not finite or exceeds FixedMaxValue in magnitude.
+func EncodeFixed(vals []float64) ([]uint32, error) {
+	out := make([]uint32, FixedLen(len(vals)))
+	var x, mod big.Int
+	mod.Lsh(big.NewInt(1), 16*FixedLimbs)
+	mask := big.NewInt(0xFFFF)
+	for i, v := range vals {
+		if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) >= FixedMaxValue {
+			return nil, fmt.Errorf("protocol.EncodeFixed: value %d is %v: %w", i, v, ErrBadUpdate)
+		}
+		new(big.Float).SetFloat64(math.Round(math.Ldexp(v, FixedFrac))).Int(&x)
+		if x.Sign() < 0 {
+			x.Add(&x, &mod)
+		}
+		var d big.Int
+		for k := range FixedLimbs {
+			d.Rsh(&x, uint(16*k)).And(&d, mask)
+			out[i*FixedLimbs+k] = uint32(d.Uint64())
+		}
+	}
+	return out, nil
+}
+
+// DecodeFixed turns the secure sum of EncodeFixed vectors back into the
+// totals. The float64 results are rounded from the exact 128-bit totals.
+func DecodeFixed(sum []uint32) ([]float64, error) {
+	if len(sum)%FixedLimbs != 0 {
+		return nil, fmt.Errorf("protocol.DecodeFixed: %d coordinates: %w", len(sum), ErrBadUpdate)
+	}
+	out := make([]float64, len(sum)/FixedLimbs)
+	var mod, half big.Int
+	mod.Lsh(big.NewInt(1), 16*FixedLimbs)
+	half.Rsh(&mod, 1)
+	for i := range out {
+		var x, d big.Int
+		for k := FixedLimbs - 1; k >= 0; k-- {
+			x.Lsh(&x, 16)
+			x.Add(&x, d.SetUint64(uint64(sum[i*FixedLimbs+k])))
+		}
+		x.Mod(&x, &mod)
+		if x.Cmp(&half) >= 0 {
+			x.Sub(&x, &mod)
+		}
+		f, _ := new(big.Float).SetInt(&x).Float64()
+		out[i] = math.Ldexp(f, -FixedFrac)
+	}
+	return out, nil
 }
