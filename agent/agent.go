@@ -75,7 +75,8 @@ type Agent struct {
 	bg sync.WaitGroup // rounds and downloads
 
 	// observeUpdate, if set (tests), sees each training round's update
-	// vector before and after fixed-point encoding.
+	// vector before and after fixed-point encoding (and a statistics
+	// round's encoded vector, with vec nil).
 	observeUpdate func(vec []float32, x []uint32)
 }
 

@@ -37,7 +37,7 @@ type roundState struct {
 
 type roundStart struct {
 	c conn
-	m protocol.Message // *protocol.RoundPlan or *protocol.EvalRequest
+	m protocol.Message // *protocol.RoundPlan, *protocol.EvalRequest or *protocol.StatsRequest
 }
 
 // deadline returns the invite's deadline of stage s plus the grace, or the
@@ -82,6 +82,9 @@ func (a *Agent) serve(c conn, m protocol.Message) (protocol.Message, error) {
 	case *protocol.EvalRequest:
 		a.onStart(v.RoundID, roundStart{c, v})
 		return nil, nil
+	case *protocol.StatsRequest:
+		a.onStart(v.RoundID, roundStart{c, v})
+		return nil, nil
 	case *protocol.RoundAbort:
 		a.onAbort(v)
 		return nil, nil
@@ -110,7 +113,7 @@ func (a *Agent) onInvite(inv *protocol.RoundInvite) *protocol.RoundJoin {
 		return decline("outside the training window " + a.cfg.TrainingWindow)
 	}
 	switch inv.Kind {
-	case protocol.RoundTrain:
+	case protocol.RoundTrain, protocol.RoundStats:
 		if a.data.train.Len() == 0 {
 			return decline("no local training data")
 		}
@@ -162,8 +165,11 @@ func (a *Agent) onInvite(inv *protocol.RoundInvite) *protocol.RoundJoin {
 }
 
 func kindName(k protocol.RoundKind) string {
-	if k == protocol.RoundEval {
+	switch k {
+	case protocol.RoundEval:
 		return "eval"
+	case protocol.RoundStats:
+		return "stats"
 	}
 	return "train"
 }
@@ -241,6 +247,12 @@ func (a *Agent) runRound(st *roundState) {
 			break
 		}
 		err = a.evalRound(st.ctx, rs.c, st, m)
+	case *protocol.StatsRequest:
+		if st.invite.Kind != protocol.RoundStats {
+			err = errors.New("statistics request for another kind of round")
+			break
+		}
+		err = a.statsRound(st.ctx, rs.c, st, m)
 	}
 	took := time.Since(start).Round(time.Millisecond)
 	switch {

@@ -14,6 +14,7 @@ import (
 	"github.com/fedge/fedge/crypto/secagg"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
+	"github.com/fedge/fedge/tensor/data"
 )
 
 // trainMargin is the share of the time left before the training deadline
@@ -204,6 +205,33 @@ func (a *Agent) evalRound(ctx context.Context, c conn, st *roundState, req *prot
 	}
 	a.log.Debug("evaluated", "round", req.RoundID, "candidate", req.ModelVersion, "baseline", req.BaselineVersion, "examples", cand.Total)
 	return a.secureSum(ctx, c, st, cfg, pid, protocol.EncodeEval(cand, base))
+}
+
+// statsRound sends the per-feature count, sum and sum of squares of the
+// local training split under SecAgg+, as exact fixed-point values: the
+// coordinator learns only the federation's totals.
+func (a *Agent) statsRound(ctx context.Context, c conn, st *roundState, req *protocol.StatsRequest) error {
+	cfg, pid, err := a.roundConfig(req.SecAgg)
+	if err != nil {
+		return err
+	}
+	train := a.data.train
+	if int(req.Features) != train.Features() {
+		return fmt.Errorf("the job's model takes %d features, local data has %d", req.Features, train.Features())
+	}
+	if want := protocol.FixedLen(3 * train.Features()); cfg.Dim != want {
+		return fmt.Errorf("statistics secagg dimension %d, want %d", cfg.Dim, want)
+	}
+	st.stage.Store(uint32(protocol.StageTrain))
+	x, err := protocol.EncodeFixed(data.ComputeStats(train).Vector())
+	if err != nil {
+		return fmt.Errorf("local statistics: %w", err)
+	}
+	a.log.Debug("computed local statistics", "round", req.RoundID, "examples", train.Len(), "features", train.Features())
+	if a.observeUpdate != nil {
+		a.observeUpdate(nil, x)
+	}
+	return a.secureSum(ctx, c, st, cfg, pid, x)
 }
 
 // secureSum runs the agent's side of the five SecAgg+ stages on x. An
