@@ -23,10 +23,21 @@ func mnistLike(n int) *Dataset {
 
 // benchTrain runs b.N SGD steps of batch size batch (one epoch of a
 // one-batch dataset per step, so shuffling and gathering are included).
-func benchTrain(b *testing.B, name string, batch int) {
+// With std, the model starts with a standardize layer.
+func benchTrain(b *testing.B, name string, batch int, std bool) {
 	spec, err := NamedSpec(name)
 	if err != nil {
 		b.Fatal(err)
+	}
+	if std {
+		f := spec.Features()
+		shift, scale := make([]float32, f), make([]float32, f)
+		for j := range f {
+			shift[j], scale[j] = 0.13, 3.2
+		}
+		if spec, err = spec.Standardized(shift, scale); err != nil {
+			b.Fatal(err)
+		}
 	}
 	m, err := NewModel(spec, 1)
 	if err != nil {
@@ -58,9 +69,11 @@ func reportThroughput(b *testing.B, samples int, cpu0 time.Duration, cpuOK bool)
 	}
 }
 
-func BenchmarkTrain2NN_B10(b *testing.B) { benchTrain(b, Spec2NN, 10) }
-func BenchmarkTrain2NN_B64(b *testing.B) { benchTrain(b, Spec2NN, 64) }
-func BenchmarkTrainCNN_B50(b *testing.B) { benchTrain(b, SpecCNN, 50) }
+func BenchmarkTrain2NN_B10(b *testing.B)    { benchTrain(b, Spec2NN, 10, false) }
+func BenchmarkTrain2NN_B64(b *testing.B)    { benchTrain(b, Spec2NN, 64, false) }
+func BenchmarkTrain2NNStd_B10(b *testing.B) { benchTrain(b, Spec2NN, 10, true) }
+func BenchmarkTrain2NNStd_B64(b *testing.B) { benchTrain(b, Spec2NN, 64, true) }
+func BenchmarkTrainCNN_B50(b *testing.B)    { benchTrain(b, SpecCNN, 50, false) }
 
 func benchPredict(b *testing.B, name string, n int) {
 	spec, err := NamedSpec(name)

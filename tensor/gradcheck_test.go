@@ -78,6 +78,19 @@ func gradCases() []gradCase {
 		{name: "dropout", n: 4, spec: Spec{Input: []int{6}, Layers: []LayerSpec{
 			{Type: LayerDense, Units: 8}, {Type: LayerReLU}, {Type: LayerDropout, Rate: 0.4},
 			{Type: LayerDense, Units: 3}}}},
+		{name: "standardize-first", n: 3, spec: Spec{Input: []int{2, 3, 3}, Layers: []LayerSpec{
+			stdLayer(18, 1), {Type: LayerConv2D, Filters: 2, Kernel: 2}, {Type: LayerReLU},
+			{Type: LayerFlatten}, {Type: LayerDense, Units: 3}}}},
+		{name: "dense-standardize-relu", n: 4, spec: Spec{Input: []int{5}, Layers: []LayerSpec{
+			{Type: LayerDense, Units: 6}, stdLayer(6, 2), {Type: LayerReLU}, {Type: LayerDense, Units: 3}}}},
+		// The standardize layer changes signs, so it must not overwrite in
+		// place the output the ReLU two layers back reads in backward.
+		{name: "relu-flatten-standardize", n: 4, spec: Spec{Input: []int{5}, Layers: []LayerSpec{
+			{Type: LayerDense, Units: 6}, {Type: LayerReLU}, {Type: LayerFlatten}, stdLayer(6, 3),
+			{Type: LayerDense, Units: 3}}}},
+		{name: "conv-standardize", n: 2, spec: Spec{Input: []int{1, 4, 4}, Layers: []LayerSpec{
+			{Type: LayerConv2D, Filters: 3, Kernel: 3, Padding: 1}, stdLayer(48, 4), {Type: LayerReLU},
+			{Type: LayerFlatten}, {Type: LayerDense, Units: 3}}}},
 		{name: "gcn", n: 7, graph: true, spec: Spec{Input: []int{5}, Layers: []LayerSpec{
 			{Type: LayerDropout, Rate: 0.3},
 			{Type: LayerGCNConv, Units: 4}, {Type: LayerReLU}, {Type: LayerDropout, Rate: 0.3},
@@ -85,6 +98,18 @@ func gradCases() []gradCase {
 		{name: "gcn-dense", n: 6, graph: true, spec: Spec{Input: []int{4}, Layers: []LayerSpec{
 			{Type: LayerGCNConv, Units: 5}, {Type: LayerReLU}, {Type: LayerDense, Units: 3}}}},
 	}
+}
+
+// stdLayer returns a standardize layer over k values with shifts in
+// [-0.5, 0.5) and scales in [0.5, 2), drawn from seed.
+func stdLayer(k int, seed uint64) LayerSpec {
+	rng := rand.New(rand.NewPCG(seed, 77))
+	l := LayerSpec{Type: LayerStandardize, Shift: make([]float32, k), Scale: make([]float32, k)}
+	for j := range k {
+		l.Shift[j] = rng.Float32() - 0.5
+		l.Scale[j] = 0.5 + 1.5*rng.Float32()
+	}
+	return l
 }
 
 // randomCSR builds an n×n sparse matrix that is NOT symmetric, so the

@@ -61,6 +61,8 @@ func newLayer(p *layerPlan) layer {
 		return &dropout{lp: p, rate: float32(p.spec.Rate)}
 	case LayerGCNConv:
 		return &gcnConv{lp: p}
+	case LayerStandardize:
+		return newStandardize(p)
 	}
 	// plan() rejects unknown types, so this is a programming error.
 	panic(fmt.Sprintf("tensor: no layer for validated type %q", p.spec.Type))

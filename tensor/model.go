@@ -65,11 +65,12 @@ func NewModel(spec Spec, seed uint64) (*Model, error) {
 
 // newModel validates spec and allocates a zero model.
 func newModel(spec Spec) (*Model, error) {
+	spec = spec.clone() // the plans keep the spec's standardize constants
 	plans, n, err := spec.plan()
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Spec: spec.clone(), nparams: n, plans: plans, Params: make([]float32, n), Grads: make([]float32, n)}
+	m := &Model{Spec: spec, nparams: n, plans: plans, Params: make([]float32, n), Grads: make([]float32, n)}
 	m.layers = make([]layer, len(plans))
 	m.firstParam = len(plans)
 	for i := len(plans) - 1; i >= 0; i-- {
@@ -179,6 +180,7 @@ func (m *Model) newWorkspace(n int, train bool) *workspace {
 	}
 	params := false
 	owned := false        // acts[i] is a buffer of the workspace, not the caller's input
+	readBack := false     // some layer whose output is acts[i] reads it in backward
 	maxOut := m.Classes() // the loss gradient, even for a model without parameters
 	for i, l := range m.layers {
 		p := l.plan()
@@ -187,11 +189,14 @@ func (m *Model) newWorkspace(n int, train bool) *workspace {
 		// A layer that changes no value (a flatten, a dropout in
 		// evaluation) shares its input buffer, whoever owns it. Other
 		// elementwise layers work in place only over a buffer the workspace
-		// owns, and only when the previous layer's backward does not read
-		// the values overwritten.
+		// owns, and in training only when no backward reads the values
+		// overwritten: not the previous layer's, nor that of any layer
+		// before it that shares the buffer (a ReLU, then a flatten, then a
+		// standardize that changes signs).
 		noWrite := p.spec.Type == LayerFlatten || (p.spec.Type == LayerDropout && (!train || p.spec.Rate == 0))
-		ws.alias[i] = l.elementwise() && (noWrite || owned && (!train || !m.layers[i-1].needsOutput()))
+		ws.alias[i] = l.elementwise() && (noWrite || owned && (!train || !readBack))
 		owned = owned || !ws.alias[i]
+		readBack = ws.alias[i] && readBack || l.needsOutput()
 		if !ws.alias[i] {
 			ws.acts[i+1] = make([]float32, n*p.outSize)
 		}

@@ -236,6 +236,7 @@ func FuzzUnmarshalModel(f *testing.F) {
 	f.Add(good)
 	f.Add(craft(`{"input":[1,4,4],"layers":[{"type":"conv2d","filters":2,"kernel":3,"padding":1},{"type":"maxpool2d","kernel":2},{"type":"flatten"},{"type":"dense","units":2}]}`, 60, 60))
 	f.Add(craft(`{"input":[3],"layers":[{"type":"dropout","rate":0.5},{"type":"gcnconv","units":2}]}`, 8, 8))
+	f.Add(craft(`{"input":[2,2,1],"layers":[{"type":"standardize","shift":[0.5,-1,0,2],"scale":[1,0.25,3,1e-3]},{"type":"maxpool2d","kernel":1},{"type":"flatten"},{"type":"dense","units":2}]}`, 10, 10))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkDecode(t, b)
 		// Also with a correct checksum, so mutations reach the spec parser.

@@ -16,6 +16,9 @@ const (
 	LayerFlatten = "flatten"   // [C,H,W] → [C·H·W]
 	LayerDropout = "dropout"   // zeroes a Rate fraction in training, identity in evaluation
 	LayerGCNConv = "gcnconv"   // graph convolution Â·X·W + b with Units outputs
+	// LayerStandardize computes (x − Shift[j])·Scale[j] for each input value
+	// j, with no parameters: preprocessing carried inside the model.
+	LayerStandardize = "standardize"
 )
 
 // Limits Validate enforces so that a Spec read from untrusted bytes cannot
@@ -36,6 +39,11 @@ type LayerSpec struct {
 	Stride  int     `json:"stride,omitempty"`  // conv2d: default 1; maxpool2d: default Kernel
 	Padding int     `json:"padding,omitempty"` // conv2d: zeros added on each side
 	Rate    float64 `json:"rate,omitempty"`    // dropout: probability of zeroing, in [0, 1)
+	// Shift and Scale are the standardize layer's constants, one per input
+	// value in the Spec's layout ([C, H, W] order for a 3-D input): finite,
+	// Scale > 0. They are part of the architecture, not parameters.
+	Shift []float32 `json:"shift,omitempty"`
+	Scale []float32 `json:"scale,omitempty"`
 }
 
 // Spec is a model architecture: the shape of one input example and the
@@ -68,6 +76,7 @@ type layerPlan struct {
 	fanOut     int
 	he         bool // weights initialized for a following ReLU
 	paramLayer bool
+	chLast     bool // a 3-D input is stored channels-last (H, W, C) inside the model
 }
 
 // plan validates s and lays out its layers.
@@ -166,9 +175,14 @@ func (s Spec) plan() ([]layerPlan, int, error) {
 				return bad("%s: rate %v outside [0, 1)", where, ls.Rate)
 			}
 			p.out = shape
+		case LayerStandardize:
+			if err := checkStandardize(ls, size); err != nil {
+				return bad("%s: %v", where, err)
+			}
+			p.out = shape
 		default:
 			return bad("%s: unknown layer type %q (known: %s)", where, ls.Type,
-				strings.Join([]string{LayerDense, LayerReLU, LayerConv2D, LayerMaxPool, LayerFlatten, LayerDropout, LayerGCNConv}, ", "))
+				strings.Join([]string{LayerDense, LayerReLU, LayerConv2D, LayerMaxPool, LayerFlatten, LayerDropout, LayerGCNConv, LayerStandardize}, ", "))
 		}
 		out, ok := product(p.out)
 		if !ok {
@@ -185,6 +199,15 @@ func (s Spec) plan() ([]layerPlan, int, error) {
 	}
 	if len(shape) != 1 {
 		return bad("output shape %v is not a vector of class logits; add flatten and dense layers", shape)
+	}
+	// Convolution and pooling store every 3-D activation channels-last,
+	// the model's input included (for one channel the layouts coincide).
+	conv := false
+	for _, p := range plans {
+		conv = conv || p.spec.Type == LayerConv2D || p.spec.Type == LayerMaxPool
+	}
+	for i := range plans {
+		plans[i].chLast = conv && len(plans[i].in) == 3
 	}
 	// He initialization for weights whose output goes (through shape-only
 	// layers) into a ReLU, Glorot otherwise.
@@ -218,14 +241,38 @@ func checkFields(ls LayerSpec) error {
 		allowed = "kernel stride"
 	case LayerDropout:
 		allowed = "rate"
+	case LayerStandardize:
+		allowed = "shift scale"
 	}
 	set := map[string]bool{
 		"units": ls.Units != 0, "filters": ls.Filters != 0, "kernel": ls.Kernel != 0,
 		"stride": ls.Stride != 0, "padding": ls.Padding != 0, "rate": ls.Rate != 0,
+		"shift": len(ls.Shift) > 0, "scale": len(ls.Scale) > 0,
 	}
-	for _, f := range []string{"units", "filters", "kernel", "stride", "padding", "rate"} {
+	for _, f := range []string{"units", "filters", "kernel", "stride", "padding", "rate", "shift", "scale"} {
 		if set[f] && !strings.Contains(allowed, f) {
 			return fmt.Errorf("field %q does not apply to %s", f, ls.Type)
+		}
+	}
+	return nil
+}
+
+// checkStandardize checks a standardize layer's constants against its
+// input size. Scale must be positive: a standardization multiplies by
+// 1/σ, so zero (which would erase the feature) or a negative value is a
+// bug in whoever computed it; a feature of zero variance should get scale 1.
+func checkStandardize(ls LayerSpec, size int) error {
+	if len(ls.Shift) != size || len(ls.Scale) != size {
+		return fmt.Errorf("shift has %d values and scale %d; the input has %d", len(ls.Shift), len(ls.Scale), size)
+	}
+	for j, v := range ls.Shift {
+		if v != v || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("shift[%d] = %v is not finite", j, v)
+		}
+	}
+	for j, v := range ls.Scale {
+		if !(v > 0) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("scale[%d] = %v: need a finite value > 0 (1/σ; use 1 for a feature of zero variance)", j, v)
 		}
 	}
 	return nil
@@ -313,7 +360,44 @@ func (s Spec) String() string {
 
 // clone returns a deep copy of s.
 func (s Spec) clone() Spec {
-	return Spec{Name: s.Name, Input: append([]int(nil), s.Input...), Layers: append([]LayerSpec(nil), s.Layers...)}
+	c := Spec{Name: s.Name, Input: append([]int(nil), s.Input...), Layers: append([]LayerSpec(nil), s.Layers...)}
+	for i := range c.Layers {
+		l := &c.Layers[i]
+		if l.Shift != nil {
+			l.Shift = append([]float32{}, l.Shift...)
+		}
+		if l.Scale != nil {
+			l.Scale = append([]float32{}, l.Scale...)
+		}
+	}
+	return c
+}
+
+// Standardized returns a copy of s whose first layer standardizes the raw
+// input: y_j = (x_j − shift[j])·scale[j] for each input value j, in the
+// Spec's input layout ([C, H, W] order for images). It is how
+// preprocessing learned outside the model, such as per-feature means and
+// variances gathered by secure sum (shift = mean, scale = 1/σ), travels
+// inside it: training sees standardized values while the model still
+// takes and predicts from raw inputs. The layer has no parameters, so the
+// flat parameter vector, its length and layout are those of s.
+//
+// If s already begins with a standardize layer it is replaced, not
+// stacked. shift and scale are copied. The result is validated: lengths
+// other than s's input size, non-finite values or a scale <= 0 give an
+// error wrapping ErrInvalidSpec.
+func (s Spec) Standardized(shift, scale []float32) (Spec, error) {
+	c := s.clone()
+	std := LayerSpec{Type: LayerStandardize, Shift: append([]float32{}, shift...), Scale: append([]float32{}, scale...)}
+	if len(c.Layers) > 0 && c.Layers[0].Type == LayerStandardize {
+		c.Layers[0] = std
+	} else {
+		c.Layers = append([]LayerSpec{std}, c.Layers...)
+	}
+	if err := c.Validate(); err != nil {
+		return Spec{}, fmt.Errorf("tensor.Spec.Standardized: %w", err)
+	}
+	return c, nil
 }
 
 // Names accepted by NamedSpec.

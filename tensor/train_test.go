@@ -250,12 +250,24 @@ func TestTrainDiverges(t *testing.T) {
 }
 
 // TestTrainStepAllocs checks that a steady-state training step of the 2nn
-// (gather, forward, loss, backward, optimizer) allocates nothing.
+// (gather, forward, loss, backward, optimizer) allocates nothing, also
+// with a standardize layer in front.
 func TestTrainStepAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
 	spec, _ := NamedSpec(Spec2NN)
+	shift, scale := stdConsts(784, 1)
+	std, err := spec.Standardized(shift, scale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []Spec{spec, std} {
+		trainStepAllocs(t, s)
+	}
+}
+
+func trainStepAllocs(t *testing.T, spec Spec) {
 	m, _ := NewModel(spec, 1)
 	ds := blobs(64, 784, 10, 1, 1, 28, 28)
 	opt := NewSGD(SGDConfig{LR: 0.01, Momentum: 0.9})
@@ -273,7 +285,7 @@ func TestTrainStepAllocs(t *testing.T) {
 		}
 		step()
 		if a := testing.AllocsPerRun(20, step); a != 0 {
-			t.Errorf("B=%d: %v allocations per training step, want 0", batch, a)
+			t.Errorf("%d layers, B=%d: %v allocations per training step, want 0", len(spec.Layers), batch, a)
 		}
 	}
 }
