@@ -2,6 +2,7 @@ package tensor_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/fedge/fedge/tensor"
@@ -76,4 +77,30 @@ func ExampleModel_MarshalBinary() {
 	back, err := tensor.UnmarshalModel(b)
 	fmt.Println(err, back.Spec.Name, back.NumParams(), back.Hash() == m.Hash())
 	// Output: <nil> 2nn 199210 true
+}
+
+// Carry a feature standardization inside a model: per-feature means and
+// 1/σ (for example gathered by secure sum) become a parameter-free first
+// layer, so training sees standardized values and the model takes raw
+// inputs.
+func ExampleSpec_Standardized() {
+	base := tensor.Spec{Input: []int{2}, Layers: []tensor.LayerSpec{{Type: tensor.LayerDense, Units: 2}}}
+	// Feature 1 is a thousand times feature 0, offset by 500.
+	spec, err := base.Standardized([]float32{2, 2500}, []float32{1, 0.001})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	n0, _ := base.ParamCount()
+	n1, _ := spec.ParamCount()
+	fmt.Println(spec.Layers[0].Type, spec.Layers[0].Shift, spec.Layers[0].Scale, n0, n1)
+	// Standardizing again replaces the layer rather than stacking one.
+	again, _ := spec.Standardized([]float32{0, 0}, []float32{1, 1})
+	fmt.Println(len(again.Layers), again.Layers[0].Shift)
+	_, err = base.Standardized([]float32{2}, []float32{1})
+	fmt.Println(errors.Is(err, tensor.ErrInvalidSpec))
+	// Output:
+	// standardize [2 2500] [1 0.001] 6 6
+	// 2 [0 0]
+	// true
 }
