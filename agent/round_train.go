@@ -74,7 +74,13 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 		return fmt.Errorf("model %d takes %d features and %d classes, local data has %d and %d",
 			plan.ModelVersion, start.Features(), start.Classes(), train.Features(), train.Classes)
 	}
+	if plan.DP.Adaptive && !(plan.DP.BitScale > 0 && plan.DP.ClipNorm > 0 && cfg != nil) {
+		return fmt.Errorf("adaptive clipping needs secure aggregation, a clip norm and a positive bit scale (got %v, %v)", plan.DP.ClipNorm, plan.DP.BitScale)
+	}
 	dim := start.NumParams() + protocol.UpdateMetrics
+	if plan.DP.Adaptive {
+		dim++ // the clip bit
+	}
 	if cfg != nil && cfg.Dim != cfg.Quantizer.EncodedLen(dim) {
 		return fmt.Errorf("secagg dimension %d does not fit model %d (%d parameters)", cfg.Dim, plan.ModelVersion, start.NumParams())
 	}
@@ -106,14 +112,26 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 	for i := range delta {
 		delta[i] = trained.Params[i] - start.Params[i]
 	}
+	body := delta
 	if plan.DP.ClipNorm > 0 {
+		bit := dp.ClipBit(dp.L2Norm(delta), plan.DP.ClipNorm)
 		dp.ClipL2(delta, plan.DP.ClipNorm)
+		if plan.DP.Adaptive {
+			body = append(delta, float32(plan.DP.BitScale*bit))
+		}
 	}
 	clip := 1.0
 	if cfg != nil {
 		clip = float64(cfg.Quantizer.Clip)
 	}
-	vec := protocol.AppendUpdateMetrics(delta, clip, stats.Loss, stats.Accuracy)
+	loss, acc := stats.Loss, stats.Accuracy
+	if plan.DP.NoiseStdDev > 0 {
+		// The noise covers the clipped delta (and the clip bit) only: the
+		// training metrics would leave the host outside the privacy
+		// guarantee, so they are not sent.
+		loss, acc = 0, 0
+	}
+	vec := protocol.AppendUpdateMetrics(body, clip, loss, acc)
 	n := train.Len()
 	a.log.Debug("trained", "round", plan.RoundID, "examples", n, "loss", stats.Loss, "accuracy", stats.Accuracy, "took", stats.Duration)
 
@@ -144,7 +162,7 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 		if err != nil {
 			return err
 		}
-		if err := dp.AddNoiseFixedPoint(x[:len(delta)], plan.DP.NoiseStdDev*levels/float64(q.Clip), src); err != nil {
+		if err := dp.AddNoiseFixedPoint(x[:len(body)], plan.DP.NoiseStdDev*levels/float64(q.Clip), src); err != nil {
 			return fmt.Errorf("DP noise: %w", err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/fedge/fedge/crypto/dp"
 	"github.com/fedge/fedge/crypto/secagg"
 	"github.com/fedge/fedge/internal/testutil"
 	"github.com/fedge/fedge/protocol"
@@ -95,8 +96,22 @@ func (a *simAgent) Send(ctx context.Context, m protocol.Message) error {
 		go a.trainRound(v)
 	case *protocol.EvalRequest:
 		go a.evalRound(v)
+	case *protocol.StatsRequest:
+		go a.statsRound(v)
 	}
 	return nil
+}
+
+func (a *simAgent) statsRound(r *protocol.StatsRequest) {
+	x, err := protocol.EncodeFixed(data.ComputeStats(a.train).Vector())
+	if err != nil {
+		return
+	}
+	var cfg secagg.Config
+	if err := cfg.UnmarshalBinary(r.SecAgg); err != nil {
+		return
+	}
+	a.runSecAgg(r.RoundID, &cfg, x)
 }
 
 func (a *simAgent) model(version uint64) (*tensor.Model, error) {
@@ -155,7 +170,15 @@ func (a *simAgent) trainRound(p *protocol.RoundPlan) {
 		return
 	}
 	q := cfg.Quantizer
-	vec := protocol.AppendUpdateMetrics(delta, float64(q.Clip), st.Loss, st.Accuracy)
+	body := delta
+	if c := p.DP.ClipNorm; c > 0 {
+		bit := dp.ClipBit(dp.L2Norm(delta), c)
+		dp.ClipL2(delta, c)
+		if p.DP.Adaptive {
+			body = append(delta, float32(p.DP.BitScale*bit))
+		}
+	}
+	vec := protocol.AppendUpdateMetrics(body, float64(q.Clip), st.Loss, st.Accuracy)
 	examples := 600
 	if a.train != nil {
 		examples = a.train.Len()
@@ -168,6 +191,13 @@ func (a *simAgent) trainRound(p *protocol.RoundPlan) {
 	x := make([]uint32, q.EncodedLen(len(vec)))
 	if err := q.Encode(x, vec, w, mrand.New(mrand.NewPCG(1, 2))); err != nil {
 		return
+	}
+	if sd := p.DP.NoiseStdDev; sd > 0 {
+		levels := float64(uint32(1)<<(q.Bits-1) - 1)
+		src, err := dp.NewCryptoSource()
+		if err != nil || dp.AddNoiseFixedPoint(x[:len(body)], sd*levels/float64(q.Clip), src) != nil {
+			return
+		}
 	}
 	a.runSecAgg(p.RoundID, &cfg, x)
 }

@@ -44,8 +44,11 @@ type DataSchema struct {
 	Kind     string `json:"kind"` // "mnist", "csv", "graph"
 	Features int    `json:"features,omitempty"`
 	Classes  int    `json:"classes,omitempty"`
-	// Standardize asks agents to standardize features with statistics
-	// computed federatedly (summed under secure aggregation) first.
+	// Standardize runs a statistics round before the first model: the
+	// eligible agents' per-feature counts, sums and sums of squares are
+	// summed under secure aggregation, and the model gets a standardize
+	// layer built from them, so agents train, and serve predictions, on
+	// standardized features. Not with init_model, whose spec is fixed.
 	Standardize bool `json:"standardize,omitempty"`
 }
 
@@ -88,8 +91,15 @@ type DPSpec struct {
 	Clip            float64 `json:"clip,omitempty"`             // L2 clip of each update, default 1
 	NoiseMultiplier float64 `json:"noise_multiplier,omitempty"` // sigma; noise std of the sum = sigma·clip
 	Delta           float64 `json:"delta,omitempty"`            // default 1e-5
-	Adaptive        bool    `json:"adaptive,omitempty"`
-	TargetQuantile  float64 `json:"target_quantile,omitempty"`
+	// Adaptive moves the clip each round towards the TargetQuantile
+	// (default 0.5) of the agents' update norms, starting from Clip, by
+	// the private quantile method of Andrew et al. 2021; BitNoise is the
+	// noise σ_b on the count of unclipped updates (default: the expected
+	// agents per round / 20, at least noise_multiplier). Needs secure
+	// aggregation and a positive noise_multiplier.
+	Adaptive       bool    `json:"adaptive,omitempty"`
+	TargetQuantile float64 `json:"target_quantile,omitempty"`
+	BitNoise       float64 `json:"bit_noise,omitempty"`
 }
 
 // Deadlines bound each stage of a round.
@@ -142,6 +152,9 @@ func (j *JobSpec) Normalize() error {
 	}
 	if j.Model == "" && len(j.Spec) == 0 && j.InitModel == 0 {
 		return bad("set model (e.g. \"2nn\"), spec, or init_model")
+	}
+	if j.Data.Standardize && j.InitModel != 0 {
+		return bad("data.standardize builds a new model's first layer; it cannot apply to init_model %d", j.InitModel)
 	}
 	if j.Rounds == 0 {
 		j.Rounds = 10
@@ -203,6 +216,21 @@ func (j *JobSpec) Normalize() error {
 		}
 		if j.DP.NoiseMultiplier < 0 || j.DP.Clip < 0 || j.DP.Delta <= 0 || j.DP.Delta >= 1 {
 			return bad("dp values out of range")
+		}
+		if j.DP.Adaptive {
+			if j.DP.TargetQuantile == 0 {
+				j.DP.TargetQuantile = 0.5
+			}
+			switch {
+			case !j.SecAgg.Enabled:
+				return bad("dp.adaptive sends each agent's clip bit inside the secure sum: enable secagg")
+			case !(j.DP.NoiseMultiplier > 0):
+				return bad("dp.adaptive needs noise_multiplier > 0 (the clip bits must be noised)")
+			case !(j.DP.TargetQuantile > 0 && j.DP.TargetQuantile < 1):
+				return bad("dp.target_quantile %v outside (0,1)", j.DP.TargetQuantile)
+			case j.DP.BitNoise < 0 || (j.DP.BitNoise > 0 && 2*j.DP.BitNoise <= j.DP.NoiseMultiplier):
+				return bad("dp.bit_noise %v must exceed noise_multiplier/2 = %v", j.DP.BitNoise, j.DP.NoiseMultiplier/2)
+			}
 		}
 	}
 	if j.Deadline.Train == 0 {

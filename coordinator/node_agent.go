@@ -33,6 +33,9 @@ func (a *agentConn) Request(ctx context.Context, m protocol.Message) (protocol.M
 }
 func (a *agentConn) Send(ctx context.Context, m protocol.Message) error { return a.sess.Send(ctx, m) }
 
+// Version is the protocol version the agent's session runs.
+func (a *agentConn) Version() uint32 { return a.sess.Version() }
+
 // links lists the agents connected to this node.
 func (n *Node) links() []AgentLink {
 	n.agentsMu.Lock()

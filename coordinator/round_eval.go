@@ -102,30 +102,7 @@ func (e *Engine) evalRound(ctx context.Context, ro *RolloutRecord, links []Agent
 }
 
 func (e *Engine) collectEval(ctx context.Context, r *activeRound, rec *RoundRecord, ro *RolloutRecord, links []AgentLink) ([]uint32, int, error) {
-	var stageTime, trainTime time.Duration = 30 * time.Second, 60 * time.Second
-	trainBy, dl := deadlines(e.cfg.Now(), Deadlines{Download: Duration(trainTime), Train: Duration(trainTime), Stage: Duration(stageTime)})
-	joined := e.invite(ctx, links, &protocol.RoundInvite{RoundID: r.id, Kind: protocol.RoundEval, Deadlines: dl})
-	rec.Stages = append(rec.Stages, StageRecord{Name: "invite", Expected: len(links), Survivors: len(joined), Dropped: len(links) - len(joined)})
-	for _, l := range joined {
-		rec.Participants = append(rec.Participants, l.AgentID())
-	}
-	if len(joined) < EvalMinAgents {
-		return nil, 0, fmt.Errorf("%w: %d canaries joined, need %d", ErrNotEnoughAgents, len(joined), EvalMinAgents)
-	}
-	ids, parts := secaggIDs(joined)
-	r.ids = ids
-	cfg := &secagg.Config{
-		RoundID:      []byte(fmt.Sprintf("%s/round/%d", e.clusterName(), r.id)),
-		Participants: parts, Dim: protocol.EvalDim,
-	}
-	if _, err := rand.Read(cfg.GraphSeed[:]); err != nil {
-		return nil, 0, err
-	}
-	cfgBytes, err := cfg.MarshalBinary()
-	if err != nil {
-		return nil, 0, err
-	}
-	req := &protocol.EvalRequest{RoundID: r.id, ModelVersion: ro.Model, BaselineVersion: ro.Baseline, SecAgg: cfgBytes}
+	req := &protocol.EvalRequest{RoundID: r.id, ModelVersion: ro.Model, BaselineVersion: ro.Baseline}
 	e.fsm.Read(func(s *State) {
 		if m, ok := s.Models[ro.Model]; ok {
 			copy(req.ModelHash[:], mustHex(m.Hash))
@@ -134,8 +111,42 @@ func (e *Engine) collectEval(ctx context.Context, r *activeRound, rec *RoundReco
 			copy(req.BaselineHash[:], mustHex(m.Hash))
 		}
 	})
-	send := func() { e.broadcast(ctx, joined, func(AgentLink) protocol.Message { return req }) }
-	res, err := e.runSecAgg(ctx, r, rec, cfg, rec.Participants, send, trainBy.Add(stageTime), stageTime)
+	d := Deadlines{Download: Duration(time.Minute), Train: Duration(time.Minute), Stage: Duration(30 * time.Second)}
+	return e.secureSumRound(ctx, r, rec, links, protocol.RoundEval, "", EvalMinAgents, protocol.EvalDim, d,
+		func(cfg []byte) protocol.Message { req.SecAgg = cfg; return req })
+}
+
+// secureSumRound invites links to a round of the given kind, and runs
+// SecAgg+ over dim raw ring coordinates (no quantizer: the agents send
+// exact integers) once the start message built from the encoded
+// configuration has gone out. It returns the sum and the survivor count.
+func (e *Engine) secureSumRound(ctx context.Context, r *activeRound, rec *RoundRecord, links []AgentLink, kind protocol.RoundKind,
+	job string, minN, dim int, d Deadlines, start func(cfg []byte) protocol.Message) ([]uint32, int, error) {
+	trainBy, dl := deadlines(e.cfg.Now(), d)
+	joined := e.invite(ctx, links, &protocol.RoundInvite{RoundID: r.id, Job: job, Kind: kind, Deadlines: dl})
+	rec.Stages = append(rec.Stages, StageRecord{Name: "invite", Expected: len(links), Survivors: len(joined), Dropped: len(links) - len(joined)})
+	for _, l := range joined {
+		rec.Participants = append(rec.Participants, l.AgentID())
+	}
+	if len(joined) < minN {
+		return nil, 0, fmt.Errorf("%w: %d agents joined the %s round, need %d", ErrNotEnoughAgents, len(joined), rec.Kind, minN)
+	}
+	ids, parts := secaggIDs(joined)
+	r.ids = ids
+	cfg := &secagg.Config{
+		RoundID:      []byte(fmt.Sprintf("%s/round/%d", e.clusterName(), r.id)),
+		Participants: parts, Dim: dim,
+	}
+	if _, err := rand.Read(cfg.GraphSeed[:]); err != nil {
+		return nil, 0, err
+	}
+	cfgBytes, err := cfg.MarshalBinary()
+	if err != nil {
+		return nil, 0, err
+	}
+	msg := start(cfgBytes)
+	send := func() { e.broadcast(ctx, joined, func(AgentLink) protocol.Message { return msg }) }
+	res, err := e.runSecAgg(ctx, r, rec, cfg, rec.Participants, send, trainBy.Add(time.Duration(d.Stage)), time.Duration(d.Stage))
 	if err != nil {
 		return nil, 0, err
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 	"sync"
 	"time"
@@ -39,12 +38,17 @@ func (e *Engine) clearRound(r *activeRound, err error) {
 	r.close(err)
 }
 
-// initialModel builds and commits version 1 of a job's model (or adopts
-// its init_model).
+// initialModel builds and commits version 1 of a job's model, after a
+// statistics round when the job standardizes its features.
 func (e *Engine) initialModel(ctx context.Context, job *JobRecord) error {
 	spec, err := jobTensorSpec(&job.Spec)
 	if err != nil {
 		return err
+	}
+	if job.Spec.Data.Standardize {
+		if spec, err = e.standardizedSpec(ctx, job, spec); err != nil {
+			return err
+		}
 	}
 	m, err := tensor.NewModel(spec, job.Spec.Seed)
 	if err != nil {
@@ -132,7 +136,11 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	rec.ID = id.(uint64)
 	r := &activeRound{id: rec.ID}
 	e.setRound(r)
-	delta, weight, survivors, err := e.collectTrain(ctx, r, &rec, job, model, mrec, selected, minN)
+	priv, err := newRoundPrivacy(job, len(selected))
+	if err != nil {
+		return e.failJob(ctx, job, err)
+	}
+	delta, weight, survivors, err := e.collectTrain(ctx, r, &rec, job, model, mrec, selected, minN, priv)
 	e.clearRound(r, ErrRoundFinished)
 	rec.BytesIn, rec.BytesOut = r.bytesIn.Load(), r.bytesOut.Load()
 	rec.EndedAt = e.cfg.Now()
@@ -140,6 +148,9 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 		return e.endRound(ctx, &rec, err)
 	}
 	d, loss, acc := protocol.SplitUpdateMetrics(delta, updateClip(&spec))
+	if d, err = priv.observe(d, survivors); err != nil {
+		return e.endRound(ctx, &rec, err)
+	}
 	strat, err := e.strategyFor(job, mrec)
 	if err != nil {
 		return e.endRound(ctx, &rec, err)
@@ -158,6 +169,9 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 		return e.endRound(ctx, &rec, err)
 	}
 	privacy, err := spendPrivacy(job, float64(len(selected))/float64(len(elig)))
+	if err == nil {
+		err = priv.record(privacy)
+	}
 	if err != nil {
 		return e.endRound(ctx, &rec, err)
 	}
@@ -165,16 +179,28 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	h := next.Hash()
 	rec.State = RoundCommitted
 	rec.Metrics = map[string]float64{
-		"train_loss": loss, "train_accuracy": acc, "survivors": float64(survivors), "weight": weight,
+		"survivors": float64(survivors), "weight": weight,
 		"seconds": rec.EndedAt.Sub(start).Seconds(), "coordinator_seconds": time.Duration(r.busy.Load()).Seconds(),
+	}
+	modelMetrics := map[string]float64{}
+	if !priv.noised() {
+		// Under DP noise agents do not send their training metrics.
+		rec.Metrics["train_loss"], rec.Metrics["train_accuracy"] = loss, acc
+		modelMetrics["train_loss"], modelMetrics["train_accuracy"] = loss, acc
 	}
 	if privacy != nil {
 		rec.Metrics["epsilon"] = privacy.Epsilon
 	}
+	if priv != nil {
+		rec.Metrics["clip_norm"] = priv.clip
+		if priv.adaptive != nil {
+			rec.Metrics["next_clip_norm"] = priv.adaptive.Clip()
+		}
+	}
 	v, err := e.rep.apply(ctx, cmdModelCommit, modelCommitCmd{
 		Model: ModelRecord{
 			Parent: job.Model, Hash: hex.EncodeToString(h[:]), Job: job.ID, Round: rec.ID,
-			CreatedAt: rec.EndedAt, Metrics: map[string]float64{"train_loss": loss, "train_accuracy": acc},
+			CreatedAt: rec.EndedAt, Metrics: modelMetrics,
 			StateSize: len(state),
 		},
 		Round: &rec, Privacy: privacy,
@@ -273,7 +299,8 @@ func deadlines(start time.Time, d Deadlines) (trainBy time.Time, out []protocol.
 
 // collectTrain invites, plans and aggregates one training round, returning
 // the example-weighted mean of the agents' update vectors.
-func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRecord, job *JobRecord, model *tensor.Model, mrec *ModelRecord, selected []AgentLink, minN int) ([]float32, float64, int, error) {
+func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRecord, job *JobRecord, model *tensor.Model, mrec *ModelRecord,
+	selected []AgentLink, minN int, priv *roundPrivacy) ([]float32, float64, int, error) {
 	spec := job.Spec
 	trainBy, dl := deadlines(e.cfg.Now(), spec.Deadline)
 	joined := e.invite(ctx, selected, &protocol.RoundInvite{RoundID: r.id, Job: job.ID, Kind: protocol.RoundTrain, Deadlines: dl})
@@ -286,7 +313,7 @@ func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRec
 	}
 	ids, parts := secaggIDs(joined)
 	r.ids = ids
-	dim := model.NumParams() + protocol.UpdateMetrics
+	dim := model.NumParams() + priv.extra() + protocol.UpdateMetrics
 	plan := &protocol.RoundPlan{
 		RoundID: r.id, ModelVersion: job.Model, Epochs: uint32(spec.Plan.Epochs), BatchSize: uint32(spec.Plan.BatchSize),
 		LR: spec.Plan.LR, Mu: spec.Plan.Mu, Optimizer: "sgd", Momentum: spec.Plan.Momentum,
@@ -326,13 +353,8 @@ func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRec
 		return nil, 0, 0, err
 	}
 	plan.SecAgg = cfgBytes
-	if spec.DP.Enabled {
-		plan.DP = protocol.DPParams{
-			ClipNorm:       spec.DP.Clip,
-			NoiseStdDev:    spec.DP.NoiseMultiplier * spec.DP.Clip / math.Sqrt(float64(resolved.MinSurvivors)),
-			Adaptive:       spec.DP.Adaptive,
-			TargetQuantile: spec.DP.TargetQuantile,
-		}
+	if priv != nil {
+		plan.DP = priv.params(resolved.MinSurvivors)
 	}
 	res, err := e.runSecAgg(ctx, r, rec, cfg, rec.Participants, sendPlan, trainBy.Add(stageTime), stageTime)
 	if err != nil {

@@ -59,12 +59,17 @@ type PrivacyRecord struct {
 	Epsilon    float64 `json:"epsilon"`
 	Delta      float64 `json:"delta"`
 	Rounds     int     `json:"rounds"`
+	// ClipNorm is the L2 clip of the next round; Clip is the adaptive
+	// clipping state (dp.AdaptiveClip) when the job clips adaptively.
+	ClipNorm float64 `json:"clip_norm,omitempty"`
+	Clip     []byte  `json:"clip,omitempty"`
 }
 
 // Round kinds and outcomes.
 const (
 	RoundTrain = "train"
 	RoundEval  = "eval"
+	RoundStats = "stats" // federated preprocessing statistics of a job
 
 	RoundRunning   = "running"
 	RoundCommitted = "committed"

@@ -47,7 +47,7 @@ func sampleMessages() []Message {
 		&RoundJoin{RoundID: 7, Accept: false, Reason: "busy"},
 		&RoundPlan{RoundID: 7, ModelVersion: 17, ModelHash: testHash("m17"), Epochs: 5, BatchSize: 32, LR: 0.05, Mu: 0.01,
 			Optimizer: "sgd", Momentum: 0.9, WeightDecay: 1e-4, SecAgg: []byte("secagg-config"),
-			DP: DPParams{ClipNorm: 1.5, NoiseStdDev: 0.3, Adaptive: true, TargetQuantile: 0.5}},
+			DP: DPParams{ClipNorm: 1.5, NoiseStdDev: 0.3, Adaptive: true, BitScale: 0.5}},
 		&RoundAbort{RoundID: 7, Reason: "leader changed"},
 		&AdvertiseKeys{RoundID: 7, Payload: []byte("ak")},
 		&AdvertiseKeysRelay{RoundID: 7, Payload: []byte("akr")},

@@ -122,16 +122,20 @@ func (m *RoundJoin) decode(d *decoder) {
 // DPParams are the differential-privacy settings an agent applies to its
 // update before masking. A zero ClipNorm means DP is off for the round.
 type DPParams struct {
-	// ClipNorm is the L2 bound of one agent's update (the initial bound
+	// ClipNorm is the L2 bound of one agent's update (this round's bound
 	// when Adaptive).
 	ClipNorm float64
 	// NoiseStdDev is the standard deviation of the Gaussian noise THIS
 	// agent adds per coordinate, so that the sum carries the target noise.
 	NoiseStdDev float64
-	// Adaptive enables quantile-based clipping; TargetQuantile is the
-	// fraction of updates that should be unclipped.
-	Adaptive       bool
-	TargetQuantile float64
+	// Adaptive asks for adaptive clipping (Andrew et al. 2021): the agent
+	// inserts one coordinate after its clipped delta, BitScale·(b − ½) with
+	// b = [||delta|| ≤ ClipNorm] measured before clipping, and noises it
+	// like the delta; the coordinator moves ClipNorm towards the target
+	// quantile of the update norms from the noisy sum. (This f64 was named
+	// TargetQuantile before agents used it; the layout is unchanged.)
+	Adaptive bool
+	BitScale float64
 }
 
 // RoundPlan tells an agent that joined a training round how to train and
@@ -173,7 +177,7 @@ func (m *RoundPlan) encode(e *encoder) {
 	e.f64(m.DP.ClipNorm)
 	e.f64(m.DP.NoiseStdDev)
 	e.boolean(m.DP.Adaptive)
-	e.f64(m.DP.TargetQuantile)
+	e.f64(m.DP.BitScale)
 }
 
 func (m *RoundPlan) decode(d *decoder) {
@@ -191,7 +195,7 @@ func (m *RoundPlan) decode(d *decoder) {
 	m.DP.ClipNorm = d.f64("DP.ClipNorm")
 	m.DP.NoiseStdDev = d.f64("DP.NoiseStdDev")
 	m.DP.Adaptive = d.boolean("DP.Adaptive")
-	m.DP.TargetQuantile = d.f64("DP.TargetQuantile")
+	m.DP.BitScale = d.f64("DP.BitScale")
 }
 
 // RoundAbort tells agents to drop a round (e.g. the leader changed

@@ -287,7 +287,7 @@ func (c *Cluster) Rounds(job string) []coordinator.RoundRecord {
 }
 
 // WaitCommitted waits until job has n committed training rounds and
-// returns its rounds.
+// returns its training rounds (a statistics round, if any, is left out).
 func (c *Cluster) WaitCommitted(job string, n int, timeout time.Duration) []coordinator.RoundRecord {
 	c.T.Helper()
 	var rounds []coordinator.RoundRecord
@@ -299,6 +299,13 @@ func (c *Cluster) WaitCommitted(job string, n int, timeout time.Duration) []coor
 			c.log.Warn("testcluster: rounds.list", "err", err)
 			return false
 		}
+		train := rounds[:0]
+		for _, r := range rounds {
+			if r.Kind == coordinator.RoundTrain {
+				train = append(train, r)
+			}
+		}
+		rounds = train
 		k := 0
 		for _, r := range rounds {
 			if r.State == coordinator.RoundCommitted {

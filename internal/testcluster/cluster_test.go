@@ -215,16 +215,23 @@ func TestAgentsVanishMidRound(t *testing.T) {
 	}
 }
 
-// TestDifferentialPrivacyJob runs a job with distributed Gaussian noise:
-// the agents clip and noise their updates before masking, the rounds
-// commit, and the job's privacy account grows with each round.
+// TestDifferentialPrivacyJob runs a job with distributed Gaussian noise
+// and adaptive clipping: the agents clip and noise their updates (and
+// their clip bits) before masking, the rounds commit, the clip moves from
+// round to round, and the job's privacy account grows with each round.
 func TestDifferentialPrivacyJob(t *testing.T) {
 	heavy(t)
 	c := testcluster.New(t, testcluster.Options{Agents: 5, Shards: 100})
 	spec := fedAvgJob(2)
-	spec.DP = coordinator.DPSpec{Enabled: true, Clip: 1, NoiseMultiplier: 0.5}
+	spec.DP = coordinator.DPSpec{Enabled: true, Clip: 1e-3, NoiseMultiplier: 0.5, Adaptive: true}
 	job := c.StartJob(spec)
 	rounds := c.WaitCommitted(job, 2, 120*time.Second)
+	// Every 2nn update is far longer than 1e-3: the clip must grow, and
+	// the second round runs with the clip the first one published.
+	c0, c1 := rounds[0].Metrics["clip_norm"], rounds[1].Metrics["clip_norm"]
+	if !(c0 == 1e-3 && c1 > c0 && c1 == rounds[0].Metrics["next_clip_norm"]) {
+		t.Fatalf("clip per round: %v then %v (published %v)", c0, c1, rounds[0].Metrics["next_clip_norm"])
+	}
 	if !(rounds[1].Metrics["epsilon"] > rounds[0].Metrics["epsilon"] && rounds[0].Metrics["epsilon"] > 0) {
 		t.Fatalf("epsilon per round: %v then %v", rounds[0].Metrics["epsilon"], rounds[1].Metrics["epsilon"])
 	}
@@ -234,5 +241,50 @@ func TestDifferentialPrivacyJob(t *testing.T) {
 	}
 	if js.Privacy == nil || js.Privacy.Rounds != 2 || js.Privacy.Epsilon != rounds[1].Metrics["epsilon"] {
 		t.Fatalf("job privacy account %+v", js.Privacy)
+	}
+}
+
+// TestStandardizedJob runs a job that standardizes its features over the
+// real parts: the agents' per-feature statistics are summed under SecAgg+
+// over QUIC, the first model carries a standardize layer built from them,
+// and training goes on from it.
+func TestStandardizedJob(t *testing.T) {
+	heavy(t)
+	c := testcluster.New(t, testcluster.Options{Agents: 4, Shards: 100, Partition: "iid"})
+	spec := fedAvgJob(2)
+	spec.Data.Standardize = true
+	spec.Plan.LR = 0.02 // standardized inputs are larger than raw pixels
+	job := c.StartJob(spec)
+	rounds := c.WaitCommitted(job, 2, 120*time.Second)
+	var stats *coordinator.RoundRecord
+	for _, r := range c.Rounds(job) {
+		if r.Kind == coordinator.RoundStats {
+			stats = &r
+		}
+	}
+	if stats == nil || stats.State != coordinator.RoundCommitted || stats.Metrics["survivors"] != 4 || stats.Metrics["features"] != 784 {
+		t.Fatalf("statistics round %+v", stats)
+	}
+	// 4 agents × 600 examples (1/100 of the training set each), of which
+	// each keeps 10% held out for evaluation: 4 × 540 train.
+	if stats.Metrics["examples"] != 2160 {
+		t.Fatalf("statistics over %v examples, want 2160", stats.Metrics["examples"])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, err := c.Admin.FetchModel(ctx, rounds[0].ModelIn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := m.Spec.Layers[0]
+	if first.Type != tensor.LayerStandardize || len(first.Shift) != 784 {
+		t.Fatalf("first model begins with %q (%d shifts)", first.Type, len(first.Shift))
+	}
+	// MNIST's corner pixels are 0 everywhere; the centre is bright.
+	if first.Shift[0] != 0 || !(first.Shift[14*28+14] > 0.2) {
+		t.Fatalf("pixel means: corner %v centre %v", first.Shift[0], first.Shift[14*28+14])
+	}
+	if acc := testAccuracy(t, c, rounds[1].ModelOut); acc < 0.8 {
+		t.Fatalf("test accuracy after 2 standardized rounds: %.4f", acc)
 	}
 }
