@@ -30,7 +30,13 @@ var jobsStartSpec = cmdSpec{
 hold, the number of rounds and of clients per round, the local plan (epochs,
 batch size, learning rate), the server strategy, and the secure aggregation
 and differential privacy settings. Omitted fields take their documented
-defaults; unknown fields are an error. The file is checked before it is sent.`,
+defaults; unknown fields are an error. The file is checked before it is sent.
+
+"data": {"standardize": true} runs a statistics round first: the agents'
+per-feature sums are added under secure aggregation and the first model
+standardizes its inputs with them. "dp": {"enabled": true, "clip": 1,
+"noise_multiplier": 1, "adaptive": true} clips and noises every update and
+moves the clip towards the median update norm, privately.`,
 	example: `cat > job.json <<'EOF'
 {"name": "mnist", "model": "2nn", "data": {"kind": "mnist", "features": 784, "classes": 10},
  "rounds": 50, "fraction": 0.5, "min_clients": 5, "plan": {"epochs": 1, "batch_size": 10, "lr": 0.1},

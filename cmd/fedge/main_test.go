@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -294,5 +295,32 @@ func TestInitWritesClusterAndRefusesOverwrite(t *testing.T) {
 	}
 	if code, _, errs := runCLI(t, args...); code != exitFailed || !strings.Contains(errs, "refusing to overwrite") {
 		t.Fatalf("second init: exit %d, stderr %q", code, errs)
+	}
+}
+
+// TestREADMEJobFilesLoad checks that every JSON job file in the README
+// (and the heredoc of the quick start) is a valid job, as users copy them.
+func TestREADMEJobFilesLoad(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile("(?s)(?:```json\n|cat > job.json <<'EOF'\n)(.*?)(?:```|\nEOF)")
+	n := 0
+	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+		if !strings.Contains(m[1], `"name"`) {
+			continue
+		}
+		n++
+		f := filepath.Join(t.TempDir(), "job.json")
+		if err := os.WriteFile(f, []byte(m[1]), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadJobSpec(f); err != nil {
+			t.Errorf("README job %d: %v\n%s", n, err, m[1])
+		}
+	}
+	if n < 2 {
+		t.Fatalf("found %d job files in the README", n)
 	}
 }
