@@ -321,3 +321,27 @@ func loadTestPKI(dir string) (*testPKI, error) {
 	pool.AddCert(ca)
 	return &testPKI{ca: ca, key: ed25519.NewKeyFromSeed(seed), pool: pool}, nil
 }
+
+// BenchmarkFixedStats784 encodes and decodes the statistics vector of a
+// 784-feature dataset (count, sum, sum of squares per feature).
+func BenchmarkFixedStats784(b *testing.B) {
+	v := make([]float64, 3*784)
+	for i := range v {
+		v[i] = float64(i) * 1234.5678
+	}
+	b.Run("encode", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := EncodeFixed(v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	x, _ := EncodeFixed(v)
+	b.Run("decode", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := DecodeFixed(x); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

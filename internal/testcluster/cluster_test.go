@@ -265,6 +265,8 @@ func TestStandardizedJob(t *testing.T) {
 	if stats == nil || stats.State != coordinator.RoundCommitted || stats.Metrics["survivors"] != 4 || stats.Metrics["features"] != 784 {
 		t.Fatalf("statistics round %+v", stats)
 	}
+	t.Logf("statistics round: %d agents, %v examples, %.2f s, %d bytes in, %d out", len(stats.Participants),
+		stats.Metrics["examples"], stats.Metrics["seconds"], stats.BytesIn, stats.BytesOut)
 	// 4 agents × 600 examples (1/100 of the training set each), of which
 	// each keeps 10% held out for evaluation: 4 × 540 train.
 	if stats.Metrics["examples"] != 2160 {
