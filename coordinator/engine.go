@@ -10,6 +10,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,6 +71,9 @@ type Engine struct {
 	stratVer   map[string]uint64
 
 	lastWait time.Time // when "waiting for agents" was last logged (run's goroutine only)
+	// waits says, per "job/ID" or "rollout/ID", why the engine is not
+	// running its rounds (too few agents), for status answers.
+	waits map[string]string
 }
 
 func newEngine(log *slog.Logger, cfg EngineConfig, fsm *FSM, rep replicator, links func() []AgentLink) *Engine {
@@ -84,8 +88,28 @@ func newEngine(log *slog.Logger, cfg EngineConfig, fsm *FSM, rep replicator, lin
 	}
 	return &Engine{
 		log: log, cfg: cfg, fsm: fsm, rep: rep, links: links,
-		strategies: map[string]Strategy{}, stratVer: map[string]uint64{},
+		strategies: map[string]Strategy{}, stratVer: map[string]uint64{}, waits: map[string]string{},
 	}
+}
+
+// noteWait records (or clears) why key's rounds cannot run: a shortage of
+// agents is worth telling the operator who asks for the status.
+func (e *Engine) noteWait(key string, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if errors.Is(err, ErrNotEnoughAgents) {
+		e.waits[key] = strings.TrimPrefix(err.Error(), ErrNotEnoughAgents.Error()+": ")
+	} else {
+		delete(e.waits, key)
+	}
+}
+
+// waiting returns why the job or rollout key ("job/ID", "rollout/ID") is
+// waiting, or "" if it is not (or this node does not lead).
+func (e *Engine) waiting(key string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.waits[key]
 }
 
 // run drives rounds until ctx ends (when this node stops leading). It
@@ -100,7 +124,13 @@ func (e *Engine) run(ctx context.Context) {
 	// term on this node.
 	e.mu.Lock()
 	e.strategies, e.stratVer = map[string]Strategy{}, map[string]uint64{}
+	e.waits = map[string]string{}
 	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.waits = map[string]string{} // a follower knows of no waits
+		e.mu.Unlock()
+	}()
 	fails := 0
 	for ctx.Err() == nil {
 		did, err := e.step(ctx)
@@ -162,10 +192,14 @@ func (e *Engine) step(ctx context.Context) (bool, error) {
 		}
 	})
 	if rollout != nil {
-		return true, e.rolloutStep(ctx, rollout)
+		err := e.rolloutStep(ctx, rollout)
+		e.noteWait("rollout/"+rollout.ID, err)
+		return true, err
 	}
 	if job != nil {
-		return true, e.trainRound(ctx, job)
+		err := e.trainRound(ctx, job)
+		e.noteWait("job/"+job.ID, err)
+		return true, err
 	}
 	return false, nil
 }

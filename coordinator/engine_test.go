@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	mrand "math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -577,4 +578,29 @@ func TestEngineWithdrawnAgentDoesNotStallRound(t *testing.T) {
 			t.Fatalf("round %s with %v survivors", r.State, r.Metrics["survivors"])
 		}
 	})
+}
+
+// TestEngineSaysWhyAJobWaits: with too few eligible agents the engine
+// runs no round and can say why; once the job is gone the note goes too.
+func TestEngineSaysWhyAJobWaits(t *testing.T) {
+	h := newEngineHarness(t, 3, 50)
+	startJob(t, h, JobSpec{Model: "logreg", Rounds: 1, MinClients: 5})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { h.eng.run(ctx); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.eng.waiting("job/job") == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("no waiting note")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if w := h.eng.waiting("job/job"); !strings.Contains(w, "3 of 5") {
+		t.Fatalf("waiting note %q", w)
+	}
+	cancel()
+	<-done
+	if w := h.eng.waiting("job/job"); w != "" {
+		t.Fatalf("a stopped engine (no longer leading) still says %q", w)
+	}
 }

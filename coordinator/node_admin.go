@@ -198,6 +198,9 @@ func (n *Node) admin(ctx context.Context, who, verb string, body []byte) (any, e
 				out = &c
 			}
 		})
+		if out != nil && out.State == JobRunning {
+			out.Waiting = n.eng.waiting("job/" + out.ID)
+		}
 		if out == nil {
 			return nil, fmt.Errorf("%w: job %s", ErrNotFound, r.ID)
 		}
@@ -278,6 +281,11 @@ func (n *Node) admin(ctx context.Context, who, verb string, body []byte) (any, e
 				out = append(out, *s.Rollouts[id])
 			}
 		})
+		for i := range out {
+			if out[i].State == RolloutRunning {
+				out[i].Waiting = n.eng.waiting("rollout/" + out[i].ID)
+			}
+		}
 		sort.Slice(out, func(a, b int) bool { return out[a].CreatedAt.Before(out[b].CreatedAt) })
 		return out, nil
 	case VerbRolloutAction:

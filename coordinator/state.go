@@ -51,6 +51,10 @@ type JobRecord struct {
 	// Privacy is the job's differential-privacy account: the serialized
 	// accountant and the epsilon spent so far.
 	Privacy *PrivacyRecord `json:"privacy,omitempty"`
+	// Waiting says why no round runs (too few eligible agents connected).
+	// Only the leader knows; it fills this in when it answers a status
+	// request. It is never replicated.
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // PrivacyRecord is the privacy budget a job has spent.
@@ -178,6 +182,10 @@ type RolloutRecord struct {
 	CreatedAt time.Time  `json:"created_at"`
 	UpdatedAt time.Time  `json:"updated_at"`
 	Decisions []Decision `json:"decisions,omitempty"`
+	// Waiting says why no evaluation round runs (too few canaries
+	// connected). Only the leader knows; it fills this in when it answers
+	// a status request. It is never replicated.
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // State is the whole replicated state of a cluster. The FSM owns it; readers

@@ -153,6 +153,7 @@ func runJobsStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	id := pos[0]
 	if !*watch {
+		c.admin.consistent = true // the leader knows why a job waits
 		cl, err := c.client()
 		if err != nil {
 			return c.fail(err)
@@ -192,6 +193,12 @@ func printJob(w io.Writer, j coordinator.JobRecord, rounds []coordinator.RoundRe
 	state := j.State
 	if j.Error != "" {
 		state += ": " + j.Error
+	}
+	if j.Waiting != "" {
+		state += " (waiting: " + j.Waiting + ")"
+	}
+	if p := j.Privacy; p != nil && p.ClipNorm > 0 {
+		privacy += fmt.Sprintf("; next clip %.4g", p.ClipNorm)
 	}
 	if err := kv(w,
 		"ID", j.ID,

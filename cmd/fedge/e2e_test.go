@@ -154,6 +154,15 @@ func TestEndToEnd(t *testing.T) {
 	if jr.ID != id {
 		t.Errorf("jobs status -json: %+v", jr)
 	}
+	// With no agent connected the job waits, and its status says why.
+	waitDeadline := time.Now().Add(15 * time.Second)
+	for out = tc.ok(t, "jobs", "status", id); !strings.Contains(out, "waiting:"); out = tc.ok(t, "jobs", "status", id) {
+		if time.Now().After(waitDeadline) {
+			t.Fatalf("jobs status never says why the job waits:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	contains(t, "jobs status of a waiting job", out, "0 of 2 for job "+id)
 	contains(t, "jobs stop", tc.ok(t, "jobs", "stop", id), "Stopped job "+id)
 	out = tc.ok(t, "jobs", "status", "-watch", id)
 	contains(t, "jobs status -watch", out, "Watching job "+id, "Job "+id+" stopped after 0/3 rounds")
