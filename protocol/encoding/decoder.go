@@ -96,11 +96,19 @@ func (d *Decoder) decode(dst []float32, blob []byte, base []float32) ([]float32,
 		d.vals = resize(d.vals, h.Kept)
 		decodeValues(d.vals, raw[used:], h.Codec, h.BlockSize)
 		scatter(out, d.idx, d.vals)
+	} else if h.Codec == Float32XOR {
+		// ParseHeader tied RawLen to 4 bytes per element; a full blob XORs
+		// with nothing.
+		var b []float32
+		if h.Delta() {
+			b = base
+		}
+		decodeXORPlanes(out, raw, b)
 	} else {
 		// ParseHeader tied RawLen to the value bytes of a dense body.
 		decodeValues(out, raw, h.Codec, h.BlockSize)
 	}
-	if h.Delta() {
+	if h.Delta() && h.Codec != Float32XOR {
 		addInto(out, base, out)
 	}
 	d.fh.reset()

@@ -85,9 +85,10 @@ func (e *Encoder) AppendEncodeStats(dst []byte, params, base []float32, opts Opt
 // Choose encodes params (against base, when not nil) with every candidate
 // and appends to dst the smallest blob whose RelErr is at most maxRelErr.
 // Candidates that cannot encode the values (int8 with NaN or Inf) are
-// skipped. It returns ErrNoCandidate when none qualifies; a Float32 candidate
-// guarantees a choice for a full encoding (error 0; a float32 delta is exact
-// up to the rounding of base + (params − base)).
+// skipped. It returns ErrNoCandidate when none qualifies; a Float32XOR
+// candidate guarantees a choice (RelErr and DeltaRelErr are 0, full or
+// delta), and so does a Float32 candidate for a full encoding (a float32
+// delta is exact only up to the rounding of base + (params − base)).
 func Choose(params, base []float32, candidates []Options, maxRelErr float64) ([]byte, Choice, error) {
 	var e Encoder
 	return e.Choose(nil, params, base, candidates, maxRelErr)
@@ -127,17 +128,26 @@ func (e *Encoder) Choose(dst []byte, params, base []float32, candidates []Option
 	return append(dst, e.tmp[1-cur][:best.Stats.Size]...), best, nil
 }
 
+// checkLengths checks that params can be encoded against base (nil or of
+// the same length).
+func checkLengths(params, base []float32) error {
+	if len(params) > math.MaxInt32 {
+		return fmt.Errorf("%d elements: %w", len(params), ErrTooLarge)
+	}
+	if base != nil && len(base) != len(params) {
+		return fmt.Errorf("params %d, base %d: %w", len(params), len(base), ErrLength)
+	}
+	return nil
+}
+
 // prepare checks lengths and returns the vector to encode: params, or
 // params − base in e.delta.
 func (e *Encoder) prepare(params, base []float32) ([]float32, error) {
-	if len(params) > math.MaxInt32 {
-		return nil, fmt.Errorf("%d elements: %w", len(params), ErrTooLarge)
+	if err := checkLengths(params, base); err != nil {
+		return nil, err
 	}
 	if base == nil {
 		return params, nil
-	}
-	if len(base) != len(params) {
-		return nil, fmt.Errorf("params %d, base %d: %w", len(params), len(base), ErrLength)
 	}
 	e.delta = resize(e.delta, len(params))
 	d := e.delta
@@ -153,6 +163,13 @@ func (e *Encoder) appendEncode(dst []byte, params, base []float32, opts Options,
 	if err := opts.Validate(); err != nil {
 		return dst, err
 	}
+	if opts.Codec == Float32XOR {
+		// The XOR codec reads params and base; it needs no float delta.
+		if err := checkLengths(params, base); err != nil {
+			return dst, err
+		}
+		return e.encode(dst, params, params, base, &opts, st, st != nil)
+	}
 	x, err := e.prepare(params, base)
 	if err != nil {
 		return dst, err
@@ -162,9 +179,11 @@ func (e *Encoder) appendEncode(dst []byte, params, base []float32, opts Options,
 
 // encode appends the blob of x to dst. x is the vector itself for a full
 // encoding (base nil) or the delta for base. params is what the result
-// approximates; it is read only when st is not nil. When keep is set, e.last
-// holds on return the reconstruction of x the decoder will see (before
-// adding base).
+// approximates; it is read only when st is not nil, or by Float32XOR, which
+// encodes params itself against base and ignores x. When keep is set,
+// e.last holds on return the reconstruction of x the decoder will see
+// (before adding base); a Float32XOR delta leaves it nil, as its result is
+// params, not base plus a delta.
 func (e *Encoder) encode(dst []byte, x, params, base []float32, opts *Options, st *Stats, keep bool) ([]byte, error) {
 	n := len(x)
 	h := Header{
@@ -207,9 +226,12 @@ func (e *Encoder) encode(dst []byte, x, params, base []float32, opts *Options, s
 	e.sink = resultSink{x: x, params: params, base: base, st: st}
 	e.fh.reset()
 	var err error
-	if h.Sparse() {
+	switch {
+	case h.Codec == Float32XOR:
+		body = e.encodeXOR(body, params, base)
+	case h.Sparse():
 		body, err = e.encodeSparse(body, x, h.Codec, h.BlockSize, rng)
-	} else {
+	default:
 		body, err = e.encodeDense(body, x, h.Codec, h.BlockSize, rng, keep)
 	}
 	if err != nil {
@@ -296,6 +318,30 @@ func (e *Encoder) encodeDense(body []byte, x []float32, c Codec, bs int, rng *ra
 		e.feed(lo, xh)
 	}
 	return body, nil
+}
+
+// encodeXOR appends the XOR planes of params against base (nil for a full
+// encoding) and hashes params, chunk by chunk while a chunk is in cache. The
+// result is params exactly: the sink's errors stay zero.
+func (e *Encoder) encodeXOR(body []byte, params, base []float32) []byte {
+	n := len(params)
+	off := len(body)
+	body = grow(body, 4*n)
+	planes := body[off:]
+	for lo := 0; lo < n; lo += xorChunk {
+		hi := min(lo+xorChunk, n)
+		var b []float32
+		if base != nil {
+			b = base[lo:hi]
+		}
+		putXORPlanesAt(planes, n, lo, params[lo:hi], b)
+		e.fh.write(params[lo:hi])
+	}
+	e.last = nil
+	if base == nil {
+		e.last = params
+	}
+	return body
 }
 
 // encodeSparse appends the kept indices and values (e.idx, e.vals) and feeds

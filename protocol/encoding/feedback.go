@@ -42,6 +42,9 @@ func (f *ErrorFeedback) AppendEncode(dst []byte, e *Encoder, params, base []floa
 	if len(f.residual) != len(params) {
 		return dst, fmt.Errorf("encoding.ErrorFeedback: update of %d elements, residual of %d: %w", len(params), len(f.residual), ErrLength)
 	}
+	if opts.Codec == Float32XOR {
+		return f.appendLossless(dst, e, params, base, opts)
+	}
 	x, err := e.prepare(params, base)
 	if err != nil {
 		return dst, fmt.Errorf("encoding.ErrorFeedback: %w", err)
@@ -61,6 +64,55 @@ func (f *ErrorFeedback) AppendEncode(dst []byte, e *Encoder, params, base []floa
 	sent := e.last[:len(v)]
 	for i := range r {
 		r[i] = v[i] - sent[i]
+	}
+	return dst, nil
+}
+
+// appendLossless is AppendEncode for Float32XOR, which sends any vector bit
+// for bit. It sends y = params + residual, where an entry with a zero
+// residual is params's own bits (so -0, NaN payloads and the exact params
+// survive; adding zero in float32 would turn -0 into +0). With a zero
+// residual the blob therefore decodes to params exactly and the residual
+// stays zero. A full encoding carries all of update + residual, so the
+// residual becomes zero; a delta leaves in the entries that had a residual
+// only the float32 rounding of (params + r) − base against
+// (params − base) + r.
+func (f *ErrorFeedback) appendLossless(dst []byte, e *Encoder, params, base []float32, opts Options) ([]byte, error) {
+	if err := checkLengths(params, base); err != nil {
+		return dst, fmt.Errorf("encoding.ErrorFeedback: %w", err)
+	}
+	n := len(params)
+	y := params
+	r := f.residual[:n]
+	copied := false
+	for i, ri := range r {
+		if ri == 0 {
+			continue
+		}
+		// Copy on the first nonzero residual only: the usual case, a zero
+		// residual, encodes params as they are.
+		if !copied {
+			e.delta = resize(e.delta, n)
+			y = e.delta
+			copy(y, params)
+			copied = true
+		}
+		y[i] = params[i] + ri
+	}
+	dst, err := e.encode(dst, y, y, base, &opts, nil, false)
+	if err != nil {
+		return dst, fmt.Errorf("encoding.ErrorFeedback: %w", err)
+	}
+	if base == nil {
+		clear(r)
+		return dst, nil
+	}
+	base = base[:n]
+	params = params[:n]
+	for i, ri := range r {
+		if ri != 0 {
+			r[i] = (params[i] - base[i] + ri) - (y[i] - base[i])
+		}
 	}
 	return dst, nil
 }

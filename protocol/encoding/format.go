@@ -81,6 +81,11 @@ const (
 	// Int8 stores per-block symmetric int8 quantization with a float32 scale
 	// per block.
 	Int8 Codec = 2
+	// Float32XOR stores the float32 bit patterns of the vector, XORed with the
+	// base's bit patterns in a delta, as four byte planes (every element's
+	// byte 0, then every byte 1, 2 and 3 of its little-endian uint32). It is
+	// lossless, full or delta, and dense only.
+	Float32XOR Codec = 3
 )
 
 // String returns the codec name.
@@ -92,11 +97,19 @@ func (c Codec) String() string {
 		return "float16"
 	case Int8:
 		return "int8"
+	case Float32XOR:
+		return "float32-xor"
 	}
 	return fmt.Sprintf("codec(%d)", uint8(c))
 }
 
-func (c Codec) valid() bool { return c <= Int8 }
+func (c Codec) valid() bool { return c <= Float32XOR }
+
+// Lossless reports whether c reproduces every vector bit for bit, full or
+// delta. Float32 is lossless only as a full encoding: its delta is computed
+// and applied in float32 arithmetic, and base + (params − base) need not
+// equal params.
+func (c Codec) Lossless() bool { return c == Float32XOR }
 
 // Compressor is the general-purpose compressor applied to the body.
 type Compressor uint8
@@ -125,7 +138,8 @@ type Flags uint8
 
 // Header flags.
 const (
-	// FlagDelta marks a body holding params − base; BaseHash names the base.
+	// FlagDelta marks a body holding params − base (for Float32XOR: the bits
+	// of params XOR the bits of base); BaseHash names the base.
 	FlagDelta Flags = 1 << 0
 	// FlagSparse marks a top-k body: Kept indices then Kept values.
 	FlagSparse Flags = 1 << 1
@@ -235,6 +249,10 @@ func ParseHeader(blob []byte) (Header, error) {
 	} else if bs != 0 {
 		return h, fmt.Errorf("encoding.ParseHeader: block size %d for %v: %w", bs, h.Codec, ErrCorrupt)
 	}
+	if h.Sparse() && h.Codec == Float32XOR {
+		// Not defined: a future format may give it a meaning.
+		return h, fmt.Errorf("encoding.ParseHeader: sparse %v: %w", h.Codec, ErrUnsupported)
+	}
 	if kept > count || (!h.Sparse() && kept != count) {
 		return h, fmt.Errorf("encoding.ParseHeader: kept %d of %d: %w", kept, count, ErrCorrupt)
 	}
@@ -255,7 +273,7 @@ func ParseHeader(blob []byte) (Header, error) {
 // valuesLen is the byte length of k values in codec c (block size bs).
 func valuesLen(c Codec, k, bs uint64) uint64 {
 	switch c {
-	case Float32:
+	case Float32, Float32XOR:
 		return 4 * k
 	case Float16:
 		return 2 * k

@@ -12,11 +12,15 @@ import (
 	"github.com/fedge/fedge/tensor"
 )
 
-// allOptions is every codec, dense and top-k, with and without flate.
+// allOptions is every codec, dense and top-k (Float32XOR is dense only),
+// with and without flate.
 func allOptions() []Options {
 	var out []Options
-	for _, c := range []Codec{Float32, Float16, Int8} {
+	for _, c := range []Codec{Float32, Float16, Int8, Float32XOR} {
 		for _, k := range []float64{0, 0.05} {
+			if k > 0 && c == Float32XOR {
+				continue
+			}
 			for _, z := range []Compressor{NoCompression, Flate} {
 				out = append(out, Options{Codec: c, TopK: k, Compressor: z, BlockSize: 64})
 			}
@@ -55,6 +59,10 @@ func checkValues(t *testing.T, opts Options, x, got []float32) {
 			continue
 		}
 		switch opts.Codec {
+		case Float32XOR:
+			if math.Float32bits(got[i]) != math.Float32bits(v) {
+				t.Fatalf("%v: x[%d] bits %#x decoded %#x, want the same bits", opts, i, math.Float32bits(v), math.Float32bits(got[i]))
+			}
 		case Float32:
 			if got[i] != v {
 				t.Fatalf("%v: x[%d]=%g decoded %g, want exact", opts, i, v, got[i])
@@ -142,6 +150,14 @@ func TestRoundTripDelta(t *testing.T) {
 			got, err := d.Decode(nil, blob, base)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if opts.Codec == Float32XOR {
+				// Lossless: the result is params itself, not base + d̂.
+				checkValues(t, opts, params, got)
+				if HashParams(got) != st.ResultHash || st.RelErr != 0 || st.DeltaRelErr != 0 {
+					t.Fatalf("stats %+v for a lossless delta", st)
+				}
+				return
 			}
 			// Recover the decoded delta from the result: got = base + d̂.
 			dhat := make([]float32, len(got))
@@ -330,7 +346,9 @@ func TestEncodeErrors(t *testing.T) {
 		}
 	}
 	bad := []Options{
-		{Codec: 3},
+		{Codec: Float32XOR + 1},
+		{Codec: Float32XOR, TopK: 0.01},
+		{Codec: Float32XOR, TopK: 1},
 		{TopK: -0.1},
 		{TopK: 1.5},
 		{TopK: math.NaN()},
