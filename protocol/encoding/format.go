@@ -186,6 +186,14 @@ func (h *Header) Size() int {
 	return HeaderSize
 }
 
+// IsBlob reports whether b starts with the blob magic "FEDM", of any
+// version: a cheap sniff that tells a blob from other payloads sent on the
+// same channel (a tensor model file starts with "FEDGEMDL"). It validates
+// nothing else; Decode does.
+func IsBlob(b []byte) bool {
+	return len(b) >= len(magic) && [4]byte(b[:4]) == magic
+}
+
 // appendHeader appends h's encoding to dst.
 func appendHeader(dst []byte, h *Header) []byte {
 	dst = append(dst, magic[:]...)

@@ -26,8 +26,10 @@ const (
 	// ~150 MB/s), levels 7-9 gain under 0.5% more at up to 20x the time, and
 	// HuffmanOnly loses 5-10%. A model push is encoded once and sent to
 	// every agent of a round (the coordinator caches it), so bytes win over
-	// encoding time (see BenchmarkLosslessLevel).
-	LosslessFlateLevel = flate.DefaultCompression
+	// encoding time (see BenchmarkLosslessLevel). It is 6, the level
+	// flate.DefaultCompression stands for, spelled so that it is a valid
+	// Options.Level.
+	LosslessFlateLevel = 6
 )
 
 // Options selects how a vector is encoded. The zero value is a full, raw,
