@@ -42,7 +42,7 @@ func initParams(tb testing.TB, name string) []float32 {
 // training on MNIST (the version an agent holds, base) and after one
 // FedAvg-style local round on another client's 600 examples (next): E=1,
 // B=10, SGD lr 0.05. The difference is a real update.
-func realRound(t *testing.T, name string, mnist *tensor.Dataset) (base, next []float32) {
+func realRound(t testing.TB, name string, mnist *tensor.Dataset) (base, next []float32) {
 	t.Helper()
 	spec, err := tensor.NamedSpec(name)
 	if err != nil {
@@ -80,11 +80,50 @@ var benchModels = []struct {
 	n    int
 }{{"2nn", params2NN}, {"cnn", paramsCNN}}
 
-var benchCodecs = []Options{
-	{Codec: Float32},
-	{Codec: Float16},
-	{Codec: Int8},
-	{Codec: Int8, TopK: 0.01},
+// benchCase is one row of BenchmarkEncode and BenchmarkDecode: a full
+// encoding of the initial parameters, or a delta of those plus an
+// update-sized change (N(0, 1e-3)) against them.
+type benchCase struct {
+	opts  Options
+	delta bool
+}
+
+func (c benchCase) String() string {
+	if c.delta {
+		return "delta-" + c.opts.String()
+	}
+	return c.opts.String()
+}
+
+var benchCodecs = []benchCase{
+	{opts: Options{Codec: Float32}},
+	{opts: Options{Codec: Float16}},
+	{opts: Options{Codec: Int8}},
+	{opts: Options{Codec: Int8, TopK: 0.01}},
+	{opts: Options{Codec: Float32, Compressor: Flate}},
+	{opts: Options{Codec: Float32XOR}},
+	{opts: Options{Codec: Float32XOR}, delta: true},
+	{opts: LosslessDelta(), delta: true},
+}
+
+// benchVectors returns the initial parameters of the named model and a next
+// version: each parameter moved by N(0, 1e-3), about one SGD round.
+func benchVectors(tb testing.TB, name string) (base, next []float32) {
+	base = initParams(tb, name)
+	next = slices.Clone(base)
+	rng := rand.New(rand.NewPCG(3, 3))
+	for i := range next {
+		next[i] += float32(rng.NormFloat64() * 1e-3)
+	}
+	return base, next
+}
+
+// input returns what c encodes: params and, for a delta, the base.
+func (c benchCase) input(base, next []float32) (params, b []float32) {
+	if c.delta {
+		return next, base
+	}
+	return base, nil
 }
 
 func TestModelSizes(t *testing.T) {
@@ -116,17 +155,20 @@ func loop(b *testing.B, bytes int, f func()) {
 
 // BenchmarkEncode measures full Encoder.AppendEncode (codec, reconstruction,
 // SHA-256 of the result) in MB/s of float32 input.
+// It also reports the blob size ("bytes").
 func BenchmarkEncode(b *testing.B) {
 	for _, m := range benchModels {
-		x := initParams(b, m.name)
-		for _, opts := range benchCodecs {
-			b.Run(m.name+"/"+opts.String(), func(b *testing.B) {
+		base, next := benchVectors(b, m.name)
+		for _, c := range benchCodecs {
+			x, xb := c.input(base, next)
+			b.Run(m.name+"/"+c.String(), func(b *testing.B) {
 				var e Encoder
-				blob, err := e.AppendEncode(nil, x, nil, opts)
+				blob, err := e.AppendEncode(nil, x, xb, c.opts)
 				if err != nil {
 					b.Fatal(err)
 				}
-				loop(b, 4*len(x), func() { blob, _ = e.AppendEncode(blob[:0], x, nil, opts) })
+				loop(b, 4*len(x), func() { blob, _ = e.AppendEncode(blob[:0], x, xb, c.opts) })
+				b.ReportMetric(float64(len(blob)), "bytes")
 			})
 		}
 	}
@@ -136,20 +178,21 @@ func BenchmarkEncode(b *testing.B) {
 // float32 output.
 func BenchmarkDecode(b *testing.B) {
 	for _, m := range benchModels {
-		x := initParams(b, m.name)
-		for _, opts := range benchCodecs {
-			b.Run(m.name+"/"+opts.String(), func(b *testing.B) {
-				blob, err := Encode(x, nil, opts)
+		base, next := benchVectors(b, m.name)
+		for _, c := range benchCodecs {
+			x, xb := c.input(base, next)
+			b.Run(m.name+"/"+c.String(), func(b *testing.B) {
+				blob, err := Encode(x, xb, c.opts)
 				if err != nil {
 					b.Fatal(err)
 				}
 				var d Decoder
-				out, err := d.Decode(nil, blob, nil)
+				out, err := d.Decode(nil, blob, xb)
 				if err != nil {
 					b.Fatal(err)
 				}
 				loop(b, 4*len(x), func() {
-					if out, err = d.Decode(out, blob, nil); err != nil {
+					if out, err = d.Decode(out, blob, xb); err != nil {
 						b.Fatal(err)
 					}
 				})
@@ -180,6 +223,16 @@ func BenchmarkKernel(b *testing.B) {
 		b.Run(m.name+"/float16-decode", func(b *testing.B) {
 			buf := appendHalf(nil, x)
 			loop(b, 4*len(x), func() { decodeHalf(out, buf) })
+		})
+		b.Run(m.name+"/xor-split", func(b *testing.B) {
+			planes := make([]byte, 4*len(x))
+			loop(b, 4*len(x), func() { putXORPlanesAt(planes, len(x), 0, x, out) })
+		})
+		b.Run(m.name+"/xor-merge", func(b *testing.B) {
+			planes := make([]byte, 4*len(x))
+			putXORPlanesAt(planes, len(x), 0, x, out)
+			dst := make([]float32, len(x))
+			loop(b, 4*len(x), func() { decodeXORPlanes(dst, planes, out) })
 		})
 		b.Run(m.name+"/topk1pct-select", func(b *testing.B) {
 			hist := make([]uint32, histSize)
@@ -270,6 +323,8 @@ func TestWireSizes(t *testing.T) {
 			row{"delta int8", true, Options{Codec: Int8, Compressor: z}},
 			row{"delta top-k(1%) float32", true, Options{Codec: Float32, TopK: 0.01, Compressor: z}},
 			row{"delta top-k(1%) int8", true, Options{Codec: Int8, TopK: 0.01, Compressor: z}},
+			row{"float32-xor (lossless)", false, Options{Codec: Float32XOR, Compressor: z}},
+			row{"delta float32-xor (lossless)", true, Options{Codec: Float32XOR, Compressor: z}},
 		)
 	}
 	var sb strings.Builder
