@@ -587,3 +587,48 @@ func TestXORLevelsOrdered(t *testing.T) {
 		prev = len(b)
 	}
 }
+
+// floatsFromBytes reads little-endian float32 bit patterns from b (a
+// trailing partial element is dropped).
+func floatsFromBytes(b []byte) []float32 {
+	x := make([]float32, len(b)/4)
+	decodeFloat32Generic(x, b[:4*len(x)])
+	return x
+}
+
+// FuzzXORRoundTrip: any bit patterns, as params and as a base of the same
+// length, come back bit for bit, full and delta, raw and deflated.
+func FuzzXORRoundTrip(f *testing.F) {
+	var special []byte
+	for _, w := range specialBits {
+		special = append(special, byte(w), byte(w>>8), byte(w>>16), byte(w>>24))
+	}
+	f.Add(special, special[4:]) // bases shifted by one element
+	f.Add([]byte{}, []byte{})
+	f.Add([]byte{0, 0, 0, 0x80}, []byte{0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, p, b []byte) {
+		params := floatsFromBytes(p)
+		other := floatsFromBytes(b)
+		base := make([]float32, len(params))
+		for i := range base {
+			if len(other) > 0 {
+				base[i] = other[i%len(other)]
+			}
+		}
+		for _, bs := range [][]float32{nil, base} {
+			for _, opts := range []Options{{Codec: Float32XOR}, LosslessDelta()} {
+				blob, err := Encode(params, bs, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := Decode(blob, bs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !sameBits(got, params) {
+					t.Fatalf("%v delta=%v: decoded bits differ", opts, bs != nil)
+				}
+			}
+		}
+	})
+}
