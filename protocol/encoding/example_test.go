@@ -2,6 +2,7 @@ package encoding_test
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 
 	"github.com/fedge/fedge/protocol/encoding"
@@ -85,4 +86,38 @@ func ExampleErrorFeedback() {
 	// round 1 sent [4 0 0 0] residual [0 -1 0.5 3]
 	// round 2 sent [0 0 0 6] residual [4 -2 1 0]
 	// round 3 sent [8 0 0 0] residual [0 -3 1.5 3]
+}
+
+// A coordinator pushes a new model version to an agent that holds the
+// previous one: the lossless delta decodes to exactly the committed
+// parameters, so the agent's model has the version's name (its hash).
+func ExampleLosslessDelta() {
+	rng := rand.New(rand.NewPCG(5, 6))
+	old := make([]float32, 100000)
+	for i := range old {
+		old[i] = float32(rng.NormFloat64() * 0.05)
+	}
+	next := make([]float32, len(old))
+	for i := range next {
+		next[i] = old[i] + float32(rng.NormFloat64()*1e-4)
+	}
+	next[0] = float32(math.Copysign(0, -1)) // even -0 survives
+
+	blob, err := encoding.Encode(next, old, encoding.LosslessDelta())
+	if err != nil {
+		panic(err)
+	}
+	got, err := encoding.Decode(blob, old)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("encoding:", encoding.LosslessDelta())
+	fmt.Println("same version:", encoding.HashParams(got) == encoding.HashParams(next))
+	fmt.Println("-0 kept:", math.Signbit(float64(got[0])))
+	fmt.Println("under 2/3 of float32:", 3*len(blob) < 2*4*len(next))
+	// Output:
+	// encoding: float32-xor+flate
+	// same version: true
+	// -0 kept: true
+	// under 2/3 of float32: true
 }
