@@ -34,6 +34,8 @@ type metrics struct {
 	roundsCompleted atomic.Uint64
 	roundsFailed    atomic.Uint64
 	bytesSent       atomic.Uint64
+	modelBytes      atomic.Uint64 // model download bytes received (deltas as sent)
+	modelDeltas     atomic.Uint64 // downloads that came as a delta against a held model
 	modelSwaps      atomic.Uint64
 	connected       atomic.Bool
 	reconnects      atomic.Uint64
@@ -115,6 +117,8 @@ func (m *metrics) write(w io.Writer, model uint64) error {
 	counter("fedge_agent_rounds_completed_total", "Rounds whose every stage the agent finished.", m.roundsCompleted.Load())
 	counter("fedge_agent_rounds_failed_total", "Rounds the agent dropped out of (aborted, excluded, deadline, error, restart).", m.roundsFailed.Load())
 	counter("fedge_agent_round_bytes_sent_total", "Payload bytes the agent sent in round messages (masked vectors, keys, shares).", m.bytesSent.Load())
+	counter("fedge_agent_model_download_bytes_total", "Bytes of model downloads received (a lossless delta when the agent held an earlier version).", m.modelBytes.Load())
+	counter("fedge_agent_model_delta_downloads_total", "Model downloads that came as a lossless delta against a model the agent held.", m.modelDeltas.Load())
 	var conn uint64
 	if m.connected.Load() {
 		conn = 1

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/protocol"
+	"github.com/fedge/fedge/protocol/encoding"
 	"github.com/fedge/fedge/tensor"
 )
 
@@ -60,11 +61,63 @@ func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
 }
 
 // download is a model transfer that survives a lost session: the next
-// attempt for the same version resumes at the verified prefix.
+// attempt for the same version (against the same base) resumes at the
+// verified prefix.
 type download struct {
 	version uint64
+	base    *tensor.Model // the held model a delta is against, or nil
 	p       protocol.BlobProgress
 	buf     memFile
+}
+
+// deltaBase returns the newest model the agent holds below version — the
+// last training base or the served model — for the coordinator to send a
+// lossless delta against; nil if it holds none.
+func (a *Agent) deltaBase(version uint64) *tensor.Model {
+	var best *tensor.Model
+	var bestV uint64
+	consider := func(v uint64, blob []byte) {
+		if v == 0 || v >= version || v <= bestV || blob == nil {
+			return
+		}
+		if m, err := tensor.UnmarshalModel(blob); err == nil {
+			best, bestV = m, v
+		}
+	}
+	if v, blob, err := a.st.latestBase(version); err == nil {
+		consider(v, blob)
+	}
+	if rec, err := a.st.model(keyCurrent); err == nil && rec != nil {
+		consider(rec.version, rec.blob)
+	}
+	return best
+}
+
+// decodeDownload turns a downloaded blob into the model file bytes and
+// the model: the blob is the model file itself, or a lossless delta
+// (protocol/encoding) against base, which shares its spec.
+func decodeDownload(blob []byte, base *tensor.Model) ([]byte, *tensor.Model, error) {
+	if !encoding.IsBlob(blob) {
+		m, err := tensor.UnmarshalModel(blob)
+		return blob, m, err
+	}
+	if base == nil {
+		return nil, nil, errors.New("a delta download without a base")
+	}
+	params, err := encoding.Decode(blob, base.Params)
+	if err != nil {
+		return nil, nil, err
+	}
+	m := base.Clone()
+	if len(params) != len(m.Params) {
+		return nil, nil, fmt.Errorf("delta of %d parameters for a base of %d", len(params), len(m.Params))
+	}
+	copy(m.Params, params)
+	file, err := m.MarshalBinary()
+	if err != nil {
+		return nil, nil, err
+	}
+	return file, m, nil
 }
 
 // fetchModel downloads model version and checks it against want (the raw
@@ -75,16 +128,23 @@ func (a *Agent) fetchModel(ctx context.Context, c conn, version uint64, want pro
 	defer a.dlMu.Unlock()
 	d := a.dl
 	if d == nil || d.version != version {
-		d = &download{version: version, buf: memFile{limit: maxModelBytes}}
+		d = &download{version: version, base: a.deltaBase(version), buf: memFile{limit: maxModelBytes}}
 		a.dl = d
 	} else if d.p.Offset > 0 {
 		a.log.Debug("resuming model download", "version", version, "offset", d.p.Offset)
 	}
+	req := func() *protocol.ModelRequest {
+		r := &protocol.ModelRequest{Version: version, Offset: d.p.Offset}
+		if d.base != nil {
+			r.HaveBase = d.base.Hash()
+		}
+		return r
+	}
 	start := time.Now()
-	err := c.FetchBlob(ctx, &protocol.ModelRequest{Version: version, Offset: d.p.Offset}, &d.buf, &d.p)
+	err := c.FetchBlob(ctx, req(), &d.buf, &d.p)
 	if errors.Is(err, protocol.ErrBlobChanged) {
 		d.buf.b = d.buf.b[:0]
-		err = c.FetchBlob(ctx, &protocol.ModelRequest{Version: version, Offset: d.p.Offset}, &d.buf, &d.p)
+		err = c.FetchBlob(ctx, req(), &d.buf, &d.p)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("agent.fetchModel %d: %w", version, err)
@@ -93,15 +153,19 @@ func (a *Agent) fetchModel(ctx context.Context, c conn, version uint64, want pro
 	if uint64(len(d.buf.b)) < d.p.Info.Size {
 		return nil, nil, fmt.Errorf("agent.fetchModel %d: short download", version)
 	}
-	blob := d.buf.b[:d.p.Info.Size]
-	m, err := tensor.UnmarshalModel(blob)
+	got := d.buf.b[:d.p.Info.Size]
+	blob, m, err := decodeDownload(got, d.base)
 	if err != nil {
 		return nil, nil, fmt.Errorf("agent.fetchModel %d: %w", version, err)
+	}
+	a.m.modelBytes.Add(uint64(len(got)))
+	if encoding.IsBlob(got) {
+		a.m.modelDeltas.Add(1)
 	}
 	if h := m.Hash(); !want.IsZero() && h != want {
 		return nil, nil, fmt.Errorf("agent.fetchModel %d: %w: got %x, want %x", version, ErrModelHash, h[:8], want[:8])
 	}
-	a.log.Debug("model downloaded", "version", version, "bytes", len(blob), "took", time.Since(start).Round(time.Millisecond))
+	a.log.Debug("model downloaded", "version", version, "bytes", len(got), "delta", len(got) != len(blob), "took", time.Since(start).Round(time.Millisecond))
 	return blob, m, nil
 }
 

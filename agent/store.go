@@ -444,6 +444,24 @@ func (s *store) base(version uint64) ([]byte, error) {
 	return blob, err
 }
 
+// latestBase returns the newest cached training base below version, or
+// nil.
+func (s *store) latestBase(below uint64) (uint64, []byte, error) {
+	var v uint64
+	var blob []byte
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketBases).Cursor()
+		for k, b := c.Last(); k != nil; k, b = c.Prev() {
+			if len(k) == 8 && binary.BigEndian.Uint64(k) < below {
+				v, blob = binary.BigEndian.Uint64(k), bytes.Clone(b)
+				return nil
+			}
+		}
+		return nil
+	})
+	return v, blob, err
+}
+
 // putBase caches a training base model and keeps only the newest
 // keepBases versions.
 func (s *store) putBase(version uint64, blob []byte) error {

@@ -77,7 +77,9 @@ type Node struct {
 
 	agentsMu sync.Mutex
 	agents   map[string]*agentConn
-	seen     map[string]time.Time // last-seen times not yet replicated
+
+	downloads downloads            // encoded model deltas for agents
+	seen      map[string]time.Time // last-seen times not yet replicated
 }
 
 // NewNode starts a coordinator node: it opens the Raft state in DataDir,

@@ -184,17 +184,30 @@ func (h agentHandler) ServeBulk(ctx context.Context, s *protocol.Session, first 
 	if !ok {
 		return &protocol.Error{Code: protocol.CodeUnsupported, Message: "bulk " + first.Type().String()}
 	}
-	var blob []byte
+	var file, baseFile []byte
 	var hash string
 	h.n.fsm.Read(func(st *State) {
-		if m, ok := st.Models[req.Version]; ok {
-			blob, hash = m.Blob, m.Hash
+		m, ok := st.Models[req.Version]
+		if !ok {
+			return
+		}
+		file, hash = m.Blob, m.Hash
+		if req.HaveBase.IsZero() {
+			return
+		}
+		want := hex.EncodeToString(req.HaveBase[:])
+		for _, b := range st.Models {
+			if b.Hash == want && b.Blob != nil && b.Version != m.Version {
+				baseFile = b.Blob
+				break
+			}
 		}
 	})
-	if blob == nil {
+	if file == nil {
 		return &protocol.Error{Code: protocol.CodeNotFound, Message: fmt.Sprintf("model %d is not held", req.Version)}
 	}
-	info, err := protocol.NewBlobInfo("model/"+hash, bytes.NewReader(blob), int64(len(blob)), 0)
+	blob, id := h.n.downloads.blob(req.Version, hash, file, req.HaveBase, baseFile)
+	info, err := protocol.NewBlobInfo(id, bytes.NewReader(blob), int64(len(blob)), 0)
 	if err != nil {
 		return err
 	}

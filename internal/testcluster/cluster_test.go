@@ -3,6 +3,10 @@ package testcluster_test
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,6 +74,53 @@ func TestFederatedMNISTQuick(t *testing.T) {
 	t.Logf("5 rounds: test accuracy %.2f%%", 100*acc)
 	// Every node holds the same committed models.
 	assertSameModels(t, c)
+	// Each agent downloaded every round's start model; from the second
+	// on it held the previous one and got a lossless delta.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, err := c.Admin.FetchModel(ctx, last.ModelOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := m.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ag := range c.Fleet {
+		addr := ag.Daemon().InferenceAddr()
+		got := agentMetric(t, addr, "fedge_agent_model_download_bytes_total")
+		if deltas := agentMetric(t, addr, "fedge_agent_model_delta_downloads_total"); deltas < 4 {
+			t.Fatalf("agent %d: %v delta downloads in 5 rounds, want 4 (%.0f bytes)", ag.Index, deltas, got)
+		}
+		if ag.Index == 0 {
+			t.Logf("agent 0: %.0f download bytes for 5 rounds, %.2f of 5 full model files of %d bytes", got, got/float64(5*len(file)), len(file))
+		}
+	}
+}
+
+// agentMetric reads one sample of an agent's Prometheus metrics.
+func agentMetric(t *testing.T, addr, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("agent metrics have no %s", name)
+	return 0
 }
 
 // assertSameModels checks that every running node holds identical model

@@ -1,0 +1,96 @@
+package coordinator
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/fedge/fedge/protocol"
+	"github.com/fedge/fedge/protocol/encoding"
+	"github.com/fedge/fedge/tensor"
+)
+
+// deltaCacheSize is how many encoded deltas a node keeps: after a round
+// every agent asks for the same (new version, previous version) pair.
+const deltaCacheSize = 4
+
+// downloads builds what a node sends for a model download. An agent that
+// names a model it holds (ModelRequest.HaveBase) gets a lossless delta
+// against it (protocol/encoding's Float32XOR: the XOR of the float32 bit
+// patterns, in byte planes, deflated), so it ends with exactly the
+// committed parameters; otherwise, or when the delta would not be
+// smaller, it gets the model file.
+type downloads struct {
+	mu    sync.Mutex
+	cache []deltaEntry // most recent last
+}
+
+type deltaEntry struct {
+	version uint64
+	base    protocol.Hash
+	blob    []byte // nil: a delta was not worth it; send the model file
+}
+
+// blob returns the bytes to serve for version (whose model file is file)
+// to an agent that holds the model base (model file baseFile, nil if the
+// node does not hold it), and a name for the blob that changes with its
+// content (resumption checks it).
+func (d *downloads) blob(version uint64, hash string, file []byte, base protocol.Hash, baseFile []byte) ([]byte, string) {
+	full, fullID := file, "model/"+hash
+	if baseFile == nil {
+		return full, fullID
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, e := range d.cache {
+		if e.version == version && e.base == base {
+			if e.blob == nil {
+				return full, fullID
+			}
+			return e.blob, deltaID(hash, base)
+		}
+	}
+	// Encoding under the lock: the agents of a round ask at once, and one
+	// encoding serves them all.
+	delta := encodeDelta(file, baseFile)
+	if len(delta) >= len(file) {
+		delta = nil
+	}
+	d.cache = append(d.cache, deltaEntry{version: version, base: base, blob: delta})
+	if len(d.cache) > deltaCacheSize {
+		d.cache = d.cache[1:]
+	}
+	if delta == nil {
+		return full, fullID
+	}
+	return delta, deltaID(hash, base)
+}
+
+func deltaID(hash string, base protocol.Hash) string {
+	return fmt.Sprintf("model/%s/delta/%s", hash, hex.EncodeToString(base[:8]))
+}
+
+// encodeDelta returns the lossless delta of model file against base file,
+// or nil when they do not share a spec (or do not decode).
+func encodeDelta(file, baseFile []byte) []byte {
+	m, err := tensor.UnmarshalModel(file)
+	if err != nil {
+		return nil
+	}
+	b, err := tensor.UnmarshalModel(baseFile)
+	if err != nil || len(b.Params) != len(m.Params) {
+		return nil
+	}
+	ms, err1 := json.Marshal(m.Spec)
+	bs, err2 := json.Marshal(b.Spec)
+	if err1 != nil || err2 != nil || !bytes.Equal(ms, bs) {
+		return nil // the agent rebuilds the model on the base's spec
+	}
+	out, err := encoding.Encode(m.Params, b.Params, encoding.LosslessDelta())
+	if err != nil {
+		return nil
+	}
+	return out
+}
