@@ -45,6 +45,9 @@ type Listener struct {
 	sessions map[*Session]struct{}
 	dials    map[string]*dialEntry
 	closed   bool
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Listen binds addr ("host:port", port 0 picks one) and prepares to serve
@@ -317,13 +320,16 @@ func (l *Listener) accept(conn *quic.Conn, h Handler) (*Session, error) {
 }
 
 // Close stops accepting, closes every connection and the UDP socket, and
-// waits for the connection goroutines.
+// waits for the connection goroutines. Every call returns only once the
+// socket is closed: a second caller (Serve's context ending at the same
+// time) waits for the first, so the port can be bound again on return.
 func (l *Listener) Close() error {
+	l.closeOnce.Do(func() { l.closeErr = l.close() })
+	return l.closeErr
+}
+
+func (l *Listener) close() error {
 	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return nil
-	}
 	l.closed = true
 	sessions := make([]*Session, 0, len(l.sessions))
 	for s := range l.sessions {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -530,4 +531,48 @@ func TestPushFromHello(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("push from Hello never answered")
 	}
+}
+
+// TestListenRebindsAtOnce: a listener closed in this process frees its
+// port before Close returns, also when Serve's context ends at the same
+// moment (a coordinator stopping: the node's context, then Close), so a
+// node restarted in place binds it again; a live listener's port is
+// refused.
+func TestListenRebindsAtOnce(t *testing.T) {
+	pki := newTestPKI(t, "rebind")
+	l, err := Listen("127.0.0.1:0", pki.serverTLS(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if _, err := Listen(addr, pki.serverTLS(t), nil); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("second listener on a live port: %v", err)
+	}
+	for i := range 10 {
+		h := newAgentHandler()
+		h.MessageFunc = func(context.Context, *Session, Message) (Message, error) {
+			time.Sleep(50 * time.Millisecond) // a handler slow to notice the end
+			return &Ack{}, nil
+		}
+		if err := l.Handle(ALPNAgent, h); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		served := make(chan struct{})
+		go func() { _ = l.Serve(ctx); close(served) }()
+		// A session with a request in its handler: closing waits for it.
+		s := dialAgent(t, pki, l, "a", nil)
+		go func() { _, _ = s.Request(context.Background(), &Heartbeat{Seq: 1}) }()
+		time.Sleep(5 * time.Millisecond)
+		cancel()                          // Serve closes the listener on its own goroutine...
+		time.Sleep(time.Millisecond)      // (let it start)
+		if err := l.Close(); err != nil { // ...while this Close runs
+			t.Fatal(err)
+		}
+		if l, err = Listen(addr, pki.serverTLS(t), nil); err != nil {
+			t.Fatalf("rebind %d: %v", i, err)
+		}
+		<-served
+	}
+	l.Close()
 }
