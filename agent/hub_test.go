@@ -37,6 +37,7 @@ type hub struct {
 	result  *secagg.Result
 	err     error
 	plain   map[string][]byte // plain updates by agent
+	uploads map[string][]byte // masked inputs sent as bulk blobs, by agent
 	// dropAt makes an agent's message of this type fail, as if it had
 	// vanished at that stage.
 	dropAt map[string]protocol.MsgType
@@ -48,7 +49,7 @@ type hubReply struct {
 }
 
 func newHub(models map[uint64][]byte) *hub {
-	return &hub{models: models, plain: map[string][]byte{}, dropAt: map[string]protocol.MsgType{}}
+	return &hub{models: models, plain: map[string][]byte{}, uploads: map[string][]byte{}, dropAt: map[string]protocol.MsgType{}}
 }
 
 // start prepares a SecAgg+ round for the agents (participant IDs 1..n in
@@ -95,6 +96,10 @@ func (h *hub) deliver(ctx context.Context, agent string, m protocol.Message) (pr
 	if h.srv == nil || m.Type() != h.stage || !h.alive[agent] {
 		h.mu.Unlock()
 		return nil, &protocol.Error{Code: protocol.CodeRoundClosed, Message: "not expected at this stage"}
+	}
+	if mi, ok := m.(*protocol.MaskedInput); ok && len(mi.Payload) == 0 {
+		// The masked vector went ahead as a bulk upload.
+		m = &protocol.MaskedInput{RoundID: mi.RoundID, Payload: h.uploads[agent]}
 	}
 	if err := h.add(m); err != nil {
 		h.mu.Unlock()
@@ -268,6 +273,59 @@ func (tw *twin) Request(ctx context.Context, m protocol.Message) (protocol.Messa
 	}
 	_, out, err := protocol.DecodeMessage(rb, protocol.Limits{})
 	return out, err
+}
+
+// PushBlob receives a masked upload over a bulk stream on an in-memory
+// pipe, with the protocol's manifest, chunk hashing and resume, and keeps
+// the bytes among what the agent sent.
+func (tw *twin) PushBlob(ctx context.Context, header protocol.Message, src io.ReaderAt, info *protocol.BlobInfo) error {
+	if _, err := tw.record(header, 0); err != nil {
+		return err
+	}
+	up, ok := header.(*protocol.MaskedUpdate)
+	if !ok {
+		return &protocol.Error{Code: protocol.CodeUnsupported, Message: header.Type().String()}
+	}
+	c1, c2 := net.Pipe()
+	server, client := protocol.NewBulkStream(c1, protocol.Limits{}), protocol.NewBulkStream(c2, protocol.Limits{})
+	defer client.Abort()
+	got := make(chan []byte, 1)
+	go func() {
+		defer server.Close()
+		var p protocol.BlobProgress
+		p.Begin(up.Blob)
+		buf := &memFile{limit: int64(up.Blob.Size)}
+		if err := server.AcceptBlob(ctx, buf, &p); err != nil {
+			got <- nil
+			return
+		}
+		got <- buf.b
+	}()
+	m, err := client.Recv()
+	if err != nil {
+		return err
+	}
+	resume, ok := m.(*protocol.BlobResume)
+	if !ok {
+		return fmt.Errorf("twin: got %v, want BlobResume", m.Type())
+	}
+	if err := client.SendBlob(ctx, src, info, resume.Offset); err != nil {
+		return err
+	}
+	if _, err := client.Recv(); err != nil {
+		return err
+	}
+	b := <-got
+	if b == nil {
+		return errors.New("twin: upload failed")
+	}
+	tw.mu.Lock()
+	tw.sent = append(tw.sent, b)
+	tw.mu.Unlock()
+	tw.hub.mu.Lock()
+	tw.hub.uploads[tw.agent] = b
+	tw.hub.mu.Unlock()
+	return nil
 }
 
 // FetchBlob serves a model over a bulk stream on an in-memory pipe, with

@@ -32,6 +32,9 @@ type conn interface {
 	Request(ctx context.Context, m protocol.Message) (protocol.Message, error)
 	// FetchBlob downloads a blob into dst, resuming at p.Offset.
 	FetchBlob(ctx context.Context, req protocol.Message, dst io.WriterAt, p *protocol.BlobProgress) error
+	// PushBlob uploads a blob announced by header, from where the
+	// receiver's progress stands.
+	PushBlob(ctx context.Context, header protocol.Message, src io.ReaderAt, info *protocol.BlobInfo) error
 }
 
 var _ conn = (*protocol.Session)(nil)

@@ -288,8 +288,17 @@ func (a *Agent) secureSum(ctx context.Context, c conn, st *roundState, cfg *seca
 	if err != nil {
 		return err
 	}
+	var masked binaryMarshaler = mi
+	if b, err := mi.MarshalBinary(); err != nil {
+		return err
+	} else if len(b) > protocol.MaxInlinePayload {
+		if err := a.uploadMasked(ctx, c, st, b); err != nil {
+			return err
+		}
+		masked = uploaded{} // the stage message names the upload
+	}
 	var sv secagg.SurvivorList
-	if err := a.stage(ctx, c, st, protocol.StageMaskedInput, mi, func(p []byte) protocol.Message {
+	if err := a.stage(ctx, c, st, protocol.StageMaskedInput, masked, func(p []byte) protocol.Message {
 		return &protocol.MaskedInput{RoundID: id, Payload: p}
 	}, &sv); err != nil {
 		return err
@@ -311,6 +320,48 @@ func (a *Agent) secureSum(ctx context.Context, c conn, st *roundState, cfg *seca
 	return a.stage(ctx, c, st, protocol.StageUnmask, um, func(p []byte) protocol.Message {
 		return &protocol.Unmask{RoundID: id, Payload: p}
 	}, nil)
+}
+
+// uploaded is the empty payload of a MaskedInput whose masked vector went
+// ahead as a bulk blob.
+type uploaded struct{}
+
+func (uploaded) MarshalBinary() ([]byte, error) { return nil, nil }
+
+// uploadAttempts bounds the tries of a bulk masked upload; each retry
+// resumes after the chunks the coordinator verified.
+const uploadAttempts = 4
+
+// uploadMasked sends a masked input too large for a stage message as a
+// bulk blob (protocol.MaskedUpdate), before the masked-input deadline.
+func (a *Agent) uploadMasked(ctx context.Context, c conn, st *roundState, payload []byte) error {
+	id := st.invite.RoundID
+	st.stage.Store(uint32(protocol.StageMaskedInput))
+	info, err := protocol.NewBlobInfo(fmt.Sprintf("round/%d/masked-input", id), bytes.NewReader(payload), int64(len(payload)), 0)
+	if err != nil {
+		return err
+	}
+	uctx, cancel := context.WithDeadline(ctx, st.deadline(protocol.StageMaskedInput))
+	defer cancel()
+	hdr := &protocol.MaskedUpdate{RoundID: id, Elements: uint64(len(payload)), Blob: info}
+	for try := 1; ; try++ {
+		err = c.PushBlob(uctx, hdr, bytes.NewReader(payload), &info)
+		if err == nil || try == uploadAttempts || uctx.Err() != nil {
+			break
+		}
+		a.log.Info("masked upload interrupted; resuming", "round", id, "try", try, "err", err)
+		select {
+		case <-uctx.Done():
+		case <-time.After(time.Duration(try) * 200 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("masked upload: %w", err)
+	}
+	n := uint64(len(payload))
+	st.sent.Add(n)
+	a.m.bytesSent.Add(n)
+	return nil
 }
 
 type binaryMarshaler interface{ MarshalBinary() ([]byte, error) }

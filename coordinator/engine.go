@@ -344,6 +344,18 @@ func (e *Engine) deliver(ctx context.Context, agentID string, m protocol.Message
 	return r.deliver(ctx, agentID, m)
 }
 
+// acceptUpload receives an agent's masked input sent as a bulk blob for
+// the active round.
+func (e *Engine) acceptUpload(ctx context.Context, agentID string, m *protocol.MaskedUpdate, b *protocol.BulkStream) error {
+	e.mu.Lock()
+	r := e.round
+	e.mu.Unlock()
+	if r == nil || r.id != m.RoundID {
+		return &protocol.Error{Code: protocol.CodeRoundClosed, Message: fmt.Sprintf("round %d is not running", m.RoundID)}
+	}
+	return r.uploads.accept(ctx, agentID, m, b, func() bool { _, ok := r.ids[agentID]; return ok })
+}
+
 // roundOf extracts the round ID of a round message.
 func roundOf(m protocol.Message) (uint64, bool) {
 	switch v := m.(type) {

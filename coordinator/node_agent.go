@@ -180,6 +180,13 @@ func (n *Node) announceFor(agentID string, has uint64) protocol.Message {
 
 // ServeBulk serves model downloads from this node's replica.
 func (h agentHandler) ServeBulk(ctx context.Context, s *protocol.Session, first protocol.Message, b *protocol.BulkStream) error {
+	if up, ok := first.(*protocol.MaskedUpdate); ok {
+		id, err := identity.PeerIdentity(s.TLS())
+		if err != nil || id.Role != identity.RoleAgent {
+			return &protocol.Error{Code: protocol.CodeUnauthorized, Message: "an agent certificate is required"}
+		}
+		return h.n.eng.acceptUpload(ctx, id.ID, up, b)
+	}
 	req, ok := first.(*protocol.ModelRequest)
 	if !ok {
 		return &protocol.Error{Code: protocol.CodeUnsupported, Message: "bulk " + first.Type().String()}

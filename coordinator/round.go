@@ -27,6 +27,9 @@ type activeRound struct {
 	// SecAgg+ server steps, aggregation), excluding time spent waiting for
 	// agents: the "coordinator time per round" of the round record.
 	busy atomic.Int64
+
+	// uploads are masked inputs sent as bulk blobs (large models).
+	uploads uploads
 }
 
 // timed runs f and adds its duration to the round's busy time.
@@ -235,8 +238,18 @@ func (e *Engine) runSecAgg(ctx context.Context, r *activeRound, rec *RoundRecord
 		func(ids []uint32) *stage {
 			// Masked inputs are summed straight from the wire bytes: the
 			// stage streams them into the running sum and keeps none.
+			r.uploads.expect(maskedInputLimit(cfg.Dim))
 			return openStage("masked_input", protocol.TypeMaskedInput, ids, func(agent string, m protocol.Message) error {
-				return locked(func() error { return srv.AddMaskedInputWire(stagePayload(m), r.ids[agent]) })
+				payload := stagePayload(m)
+				if len(payload) == 0 {
+					// Sent ahead as a bulk blob (protocol.MaxInlinePayload).
+					var err error
+					if payload, err = r.uploads.take(agent); err != nil {
+						return err
+					}
+					r.bytesIn.Add(int64(len(payload)))
+				}
+				return locked(func() error { return srv.AddMaskedInputWire(payload, r.ids[agent]) })
 			})
 		},
 		func(id uint32) (protocol.Message, error) {
@@ -304,6 +317,10 @@ func (e *Engine) runSecAgg(ctx context.Context, r *activeRound, rec *RoundRecord
 	}
 	return res, nil
 }
+
+// maskedInputLimit bounds the wire size of a masked input of dim ring
+// elements: the vector and a header far smaller than the slack.
+func maskedInputLimit(dim int) uint64 { return 4*uint64(dim) + 64<<10 }
 
 // stagePayload is the SecAgg+ payload of an agent's stage message.
 func stagePayload(m protocol.Message) []byte {

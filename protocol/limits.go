@@ -19,6 +19,12 @@ const (
 	DefaultChunkSize = 1 << 20
 	// DefaultMaxBlob bounds one bulk transfer (8 GiB).
 	DefaultMaxBlob = 8 << 30
+	// MaxInlinePayload is the largest stage payload an agent sends inside
+	// its stage message. A larger masked input (models above ~1M
+	// parameters) goes first as a bulk blob, a MaskedUpdate upload
+	// (chunked, hashed, resumable), and the MaskedInput message that
+	// follows carries an empty payload that names it.
+	MaxInlinePayload = 4 << 20
 )
 
 // minChunkSize keeps manifests short: a blob of MaxBlob bytes must not need

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fedge/fedge/coordinator"
 	"github.com/fedge/fedge/internal/testcluster"
+	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
 	"github.com/fedge/fedge/tensor/data"
 )
@@ -339,5 +340,30 @@ func TestStandardizedJob(t *testing.T) {
 	}
 	if acc := testAccuracy(t, c, rounds[1].ModelOut); acc < 0.8 {
 		t.Fatalf("test accuracy after 2 standardized rounds: %.4f", acc)
+	}
+}
+
+// TestLargeModelRound trains a model whose masked inputs exceed a stage
+// message, and even a whole frame (protocol.DefaultMaxFrame): over QUIC, each agent uploads its
+// masked vector as a resumable bulk blob and the round commits the sum.
+func TestLargeModelRound(t *testing.T) {
+	heavy(t)
+	c := testcluster.New(t, testcluster.Options{Agents: 3, Shards: 100, Partition: "iid"})
+	spec := fedAvgJob(1)
+	spec.Model = ""
+	spec.Spec = []byte(`{"name": "wide", "input": [784], "layers": [{"type": "dense", "units": 5400}, {"type": "relu"}, {"type": "dense", "units": 10}]}`)
+	job := c.StartJob(spec)
+	rounds := c.WaitCommitted(job, 1, 120*time.Second)
+	r := rounds[0]
+	const params = 784*5400 + 5400 + 5400*10 + 10
+	if 4*params <= protocol.DefaultMaxFrame {
+		t.Fatalf("%d parameters fit in one frame", params)
+	}
+	if r.State != coordinator.RoundCommitted || r.Metrics["survivors"] != 3 || r.BytesIn < 3*4*params {
+		t.Fatalf("round %+v", r)
+	}
+	t.Logf("%d-parameter model: %d bytes in, %.2f s", params, r.BytesIn, r.Metrics["seconds"])
+	if acc := testAccuracy(t, c, r.ModelOut); acc < 0.5 {
+		t.Fatalf("accuracy %.3f after one round", acc)
 	}
 }
