@@ -66,6 +66,10 @@ type Agent struct {
 
 	dlMu sync.Mutex
 	dl   *download // a model download that may resume
+	// fetched is the last completed download: the training and serving
+	// paths often want the same new version at once, and the second
+	// waits on dlMu for the first rather than downloading it again.
+	fetched *fetchedModel
 
 	syncing    atomic.Bool // a served-model download is running
 	syncFailed struct {    // the last rollout that failed, guarded by mu

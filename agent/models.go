@@ -73,6 +73,13 @@ type download struct {
 	buf     memFile
 }
 
+// fetchedModel is a completed download kept for a concurrent second use.
+type fetchedModel struct {
+	version uint64
+	blob    []byte
+	model   *tensor.Model
+}
+
 // deltaBase returns the newest model the agent holds below version — the
 // last training base or the served model — for the coordinator to send a
 // lossless delta against; nil if it holds none.
@@ -129,6 +136,9 @@ func decodeDownload(blob []byte, base *tensor.Model) ([]byte, *tensor.Model, err
 func (a *Agent) fetchModel(ctx context.Context, c conn, version uint64, want protocol.Hash) ([]byte, *tensor.Model, error) {
 	a.dlMu.Lock()
 	defer a.dlMu.Unlock()
+	if f := a.fetched; f != nil && f.version == version && (want.IsZero() || f.model.Hash() == want) {
+		return f.blob, f.model.Clone(), nil
+	}
 	d := a.dl
 	if d == nil || d.version != version {
 		d = &download{version: version, base: a.deltaBase(version), buf: memFile{limit: maxModelBytes}}
@@ -168,6 +178,7 @@ func (a *Agent) fetchModel(ctx context.Context, c conn, version uint64, want pro
 	if h := m.Hash(); !want.IsZero() && h != want {
 		return nil, nil, fmt.Errorf("agent.fetchModel %d: %w: got %x, want %x", version, ErrModelHash, h[:8], want[:8])
 	}
+	a.fetched = &fetchedModel{version: version, blob: blob, model: m.Clone()}
 	a.log.Debug("model downloaded", "version", version, "bytes", len(got), "delta", len(got) != len(blob), "took", time.Since(start).Round(time.Millisecond))
 	return blob, m, nil
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	mrand "math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -342,6 +343,17 @@ func (e *Engine) deliver(ctx context.Context, agentID string, m protocol.Message
 		return nil, fmt.Errorf("%w: round %d", ErrRoundFinished, round)
 	}
 	return r.deliver(ctx, agentID, m)
+}
+
+// countDownload adds n bytes of a download of model version to the active
+// round's bytes out, if its agents need that version.
+func (e *Engine) countDownload(version uint64, n int64) {
+	e.mu.Lock()
+	r := e.round
+	e.mu.Unlock()
+	if r != nil && slices.Contains(r.models, version) {
+		r.bytesOut.Add(n)
+	}
 }
 
 // acceptUpload receives an agent's masked input sent as a bulk blob for

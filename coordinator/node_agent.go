@@ -221,7 +221,11 @@ func (h agentHandler) ServeBulk(ctx context.Context, s *protocol.Session, first 
 	if req.Offset > uint64(len(blob)) {
 		return &protocol.Error{Code: protocol.CodeBadRequest, Message: "offset past the end"}
 	}
-	return b.ServeBlob(ctx, bytes.NewReader(blob), &info, req.Offset)
+	if err := b.ServeBlob(ctx, bytes.NewReader(blob), &info, req.Offset); err != nil {
+		return err
+	}
+	h.n.eng.countDownload(req.Version, int64(len(blob))-int64(req.Offset))
+	return nil
 }
 
 // renew issues a fresh certificate to an agent that holds a valid one.

@@ -17,6 +17,9 @@ import (
 type activeRound struct {
 	id  uint64
 	ids map[string]uint32 // agent → SecAgg+ participant ID
+	// models are the versions the round's agents download; their
+	// downloads count in the round's bytes out.
+	models []uint64
 
 	mu        sync.Mutex
 	stage     *stage

@@ -71,7 +71,7 @@ func (e *Engine) evalRound(ctx context.Context, ro *RolloutRecord, links []Agent
 		return cand, base, 0, err
 	}
 	rec.ID = id.(uint64)
-	r := &activeRound{id: rec.ID}
+	r := &activeRound{id: rec.ID, models: []uint64{ro.Model, ro.Baseline}}
 	e.setRound(r)
 	sum, n, err := e.collectEval(ctx, r, &rec, ro, links)
 	e.clearRound(r, ErrRoundFinished)

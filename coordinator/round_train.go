@@ -134,7 +134,7 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 		return err
 	}
 	rec.ID = id.(uint64)
-	r := &activeRound{id: rec.ID}
+	r := &activeRound{id: rec.ID, models: []uint64{job.Model}}
 	e.setRound(r)
 	priv, err := newRoundPrivacy(job, len(selected))
 	if err != nil {

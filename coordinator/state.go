@@ -106,7 +106,7 @@ type RoundRecord struct {
 	Participants []string           `json:"participants,omitempty"`
 	Stages       []StageRecord      `json:"stages,omitempty"`
 	BytesIn      int64              `json:"bytes_in"`
-	BytesOut     int64              `json:"bytes_out"`
+	BytesOut     int64              `json:"bytes_out"` // stage replies and the round's model downloads served by this node
 	ModelIn      uint64             `json:"model_in"`
 	ModelOut     uint64             `json:"model_out,omitempty"`
 	Metrics      map[string]float64 `json:"metrics,omitempty"`
