@@ -74,6 +74,20 @@ type simAgent struct {
 
 	mu   sync.Mutex
 	sent map[uint64]sentUpdate // round → what it contributed
+
+	// cpu, if set, is a semaphore every simulated agent holds while it
+	// computes (benchmarks: the fleet gets one core, the coordinator the
+	// other, as if the agents ran on their own hosts).
+	cpu chan struct{}
+}
+
+// compute runs f holding the agents' CPU semaphore, if any.
+func (a *simAgent) compute(f func()) {
+	if a.cpu != nil {
+		a.cpu <- struct{}{}
+		defer func() { <-a.cpu }()
+	}
+	f()
 }
 
 type sentUpdate struct {
@@ -140,10 +154,12 @@ func (a *simAgent) trainRound(p *protocol.RoundPlan) {
 	var st tensor.TrainStats
 	delta := make([]float32, len(start.Params))
 	if a.synthetic {
-		r := mrand.New(mrand.NewPCG(p.RoundID, uint64(len(a.id))))
-		for i := range delta {
-			delta[i] = float32(r.NormFloat64() * 0.01)
-		}
+		a.compute(func() {
+			r := mrand.New(mrand.NewPCG(p.RoundID, uint64(len(a.id))))
+			for i := range delta {
+				delta[i] = float32(r.NormFloat64() * 0.01)
+			}
+		})
 		st = tensor.TrainStats{Loss: 1, Accuracy: 0.5}
 	} else {
 		m := start.Clone()
@@ -190,7 +206,9 @@ func (a *simAgent) trainRound(p *protocol.RoundPlan) {
 	}
 	a.record(p.RoundID, vec, w)
 	x := make([]uint32, q.EncodedLen(len(vec)))
-	if err := q.Encode(x, vec, w, mrand.New(mrand.NewPCG(1, 2))); err != nil {
+	var err2 error
+	a.compute(func() { err2 = q.Encode(x, vec, w, mrand.New(mrand.NewPCG(1, 2))) })
+	if err2 != nil {
 		return
 	}
 	if sd := p.DP.NoiseStdDev; sd > 0 {
@@ -242,7 +260,9 @@ func (a *simAgent) runSecAgg(round uint64, cfg *secagg.Config, x []uint32) {
 			me = p.ID
 		}
 	}
-	c, err := secagg.NewClient(cfg, me, a.key, rand.Reader)
+	var c *secagg.Client
+	var err error
+	a.compute(func() { c, err = secagg.NewClient(cfg, me, a.key, rand.Reader) })
 	if err != nil {
 		return
 	}
@@ -257,8 +277,8 @@ func (a *simAgent) runSecAgg(round uint64, cfg *secagg.Config, x []uint32) {
 		}
 		return r
 	}
-	adv, _ := c.AdvertiseKeys()
-	b, _ := adv.MarshalBinary()
+	var b []byte
+	a.compute(func() { adv, _ := c.AdvertiseKeys(); b, _ = adv.MarshalBinary() })
 	r1, ok := call(&protocol.AdvertiseKeys{RoundID: round, Payload: b}).(*protocol.AdvertiseKeysRelay)
 	if !ok {
 		return
@@ -267,11 +287,15 @@ func (a *simAgent) runSecAgg(round uint64, cfg *secagg.Config, x []uint32) {
 	if kl.UnmarshalBinary(r1.Payload) != nil {
 		return
 	}
-	sk, err := c.ShareKeys(&kl)
+	a.compute(func() {
+		var sk *secagg.ShareKeys
+		if sk, err = c.ShareKeys(&kl); err == nil {
+			b, _ = sk.MarshalBinary()
+		}
+	})
 	if err != nil {
 		return
 	}
-	b, _ = sk.MarshalBinary()
 	r2, ok := call(&protocol.ShareKeys{RoundID: round, Payload: b}).(*protocol.ShareKeysRelay)
 	if !ok {
 		return
@@ -280,11 +304,15 @@ func (a *simAgent) runSecAgg(round uint64, cfg *secagg.Config, x []uint32) {
 	if sl.UnmarshalBinary(r2.Payload) != nil {
 		return
 	}
-	mi, err := c.MaskedInput(&sl, x)
+	a.compute(func() {
+		var mi *secagg.MaskedInput
+		if mi, err = c.MaskedInput(&sl, x); err == nil {
+			b, _ = mi.MarshalBinary()
+		}
+	})
 	if err != nil {
 		return
 	}
-	b, _ = mi.MarshalBinary()
 	r3, ok := call(&protocol.MaskedInput{RoundID: round, Payload: b}).(*protocol.MaskedInputRelay)
 	if !ok {
 		return
@@ -293,11 +321,15 @@ func (a *simAgent) runSecAgg(round uint64, cfg *secagg.Config, x []uint32) {
 	if sv.UnmarshalBinary(r3.Payload) != nil {
 		return
 	}
-	cc, err := c.ConsistencyCheck(&sv)
+	a.compute(func() {
+		var cc *secagg.ConsistencyCheck
+		if cc, err = c.ConsistencyCheck(&sv); err == nil {
+			b, _ = cc.MarshalBinary()
+		}
+	})
 	if err != nil {
 		return
 	}
-	b, _ = cc.MarshalBinary()
 	r4, ok := call(&protocol.ConsistencyCheck{RoundID: round, Payload: b}).(*protocol.ConsistencyCheckRelay)
 	if !ok {
 		return
@@ -306,11 +338,15 @@ func (a *simAgent) runSecAgg(round uint64, cfg *secagg.Config, x []uint32) {
 	if sigs.UnmarshalBinary(r4.Payload) != nil {
 		return
 	}
-	um, err := c.Unmask(&sigs)
+	a.compute(func() {
+		var um *secagg.Unmask
+		if um, err = c.Unmask(&sigs); err == nil {
+			b, _ = um.MarshalBinary()
+		}
+	})
 	if err != nil {
 		return
 	}
-	b, _ = um.MarshalBinary()
 	call(&protocol.Unmask{RoundID: round, Payload: b})
 }
 
