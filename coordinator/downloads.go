@@ -12,6 +12,33 @@ import (
 	"github.com/fedge/fedge/tensor"
 )
 
+// pushOptions returns the encoding of a job's quantized pushes, and false
+// for lossless pushes (which the node encodes per agent base on demand).
+func pushOptions(push string) (encoding.Options, bool) {
+	switch push {
+	case "int8":
+		return encoding.Options{Codec: encoding.Int8, Compressor: encoding.Flate}, true
+	case "float16":
+		return encoding.Options{Codec: encoding.Float16, Compressor: encoding.Flate}, true
+	}
+	return encoding.Options{}, false
+}
+
+// quantizePush encodes next as a delta from parent with opts and makes
+// next exactly what the agents will decode; it returns the push blob.
+func quantizePush(next, parent []float32, opts encoding.Options) ([]byte, error) {
+	push, err := encoding.Encode(next, parent, opts)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: quantized push: %w", err)
+	}
+	got, err := encoding.Decode(push, parent)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: quantized push: %w", err)
+	}
+	copy(next, got)
+	return push, nil
+}
+
 // deltaCacheSize is how many encoded deltas a node keeps: after a round
 // every agent asks for the same (new version, previous version) pair.
 const deltaCacheSize = 4

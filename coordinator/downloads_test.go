@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/protocol/encoding"
@@ -73,4 +74,72 @@ func TestDownloadsDeltaIsLosslessAndCached(t *testing.T) {
 	if len(d.cache) > deltaCacheSize {
 		t.Fatalf("cache of %d entries", len(d.cache))
 	}
+}
+
+// TestEngineQuantizedPush runs a job that pushes int8 deltas: every
+// committed version is exactly its parent plus the decoded push, the push
+// is a fraction of the model file, and the job still learns.
+func TestEngineQuantizedPush(t *testing.T) {
+	run := func(push string) *engineHarness {
+		h := newEngineHarness(t, 5, 300)
+		startJob(t, h, JobSpec{
+			Model: "2nn", Rounds: 3, Fraction: 1, MinClients: 4, Seed: 5, Push: push,
+			Plan:     LocalPlan{Epochs: 1, BatchSize: 10, LR: 0.1},
+			SecAgg:   SecAggSpec{Enabled: true, Clip: 1, Bits: 16},
+			Deadline: Deadlines{Train: Duration(60 * time.Second), Stage: Duration(5 * time.Second)},
+		})
+		h.runUntil("job done", 120*time.Second, func(s *State) bool { return s.Jobs["job"].State == JobDone })
+		return h
+	}
+	lossless := run("lossless")
+	var lastLossless uint64
+	lossless.fsm.Read(func(s *State) { lastLossless = s.Jobs["job"].Model })
+	h := run("int8")
+	var pushed []*ModelRecord
+	h.fsm.Read(func(s *State) {
+		for _, v := range sortedKeys(s.Models) {
+			if m := s.Models[v]; m.Parent != 0 {
+				c := *m
+				pushed = append(pushed, &c)
+			}
+		}
+	})
+	if len(pushed) != 3 {
+		t.Fatalf("%d versions with a parent", len(pushed))
+	}
+	for _, m := range pushed {
+		parent, _, err := h.eng.loadModel(m.Parent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := encoding.Decode(m.Push, parent.Params)
+		if err != nil {
+			t.Fatalf("version %d: %v", m.Version, err)
+		}
+		model, _, _ := h.eng.loadModel(m.Version)
+		for i := range got {
+			if got[i] != model.Params[i] {
+				t.Fatalf("version %d, parameter %d: push gives %v, committed %v", m.Version, i, got[i], model.Params[i])
+			}
+		}
+		if ratio := float64(len(m.Push)) / float64(len(m.Blob)); ratio > 0.35 {
+			t.Fatalf("version %d: push of %d bytes for a %d-byte model (%.2f)", m.Version, len(m.Push), len(m.Blob), ratio)
+		} else {
+			t.Logf("version %d: int8 push %d bytes, %.2f of the model file", m.Version, len(m.Push), ratio)
+		}
+	}
+	// The same job with lossless pushes (the agents train with the same
+	// seeds): quantizing the global update costs next to nothing.
+	acc, ref := h.accuracy(pushed[2].Version), lossless.accuracy(lastLossless)
+	t.Logf("test accuracy after 3 rounds: int8 pushes %.4f, lossless %.4f", acc, ref)
+	if acc < ref-0.02 {
+		t.Fatalf("accuracy %.3f with int8 pushes, %.3f lossless", acc, ref)
+	}
+	lossless.fsm.Read(func(s *State) {
+		for _, m := range s.Models {
+			if m.Push != nil {
+				t.Fatalf("a lossless job stored a push for version %d", m.Version)
+			}
+		}
+	})
 }

@@ -308,16 +308,24 @@ func applyModelCommit(s *State, hdr, blob []byte) any {
 			return fmt.Errorf("%w: round %d is %s", ErrConflict, r.ID, r.State)
 		}
 	}
-	if c.Model.StateSize < 0 || c.Model.StateSize >= len(blob) {
-		return fmt.Errorf("%w: strategy state of %d bytes in a %d-byte payload", ErrBadEntry, c.Model.StateSize, len(blob))
+	// The payload is the model file, then the push delta (PushSize bytes),
+	// then the strategy state (StateSize bytes).
+	if c.Model.StateSize < 0 || c.Model.PushSize < 0 || c.Model.StateSize+c.Model.PushSize >= len(blob) {
+		return fmt.Errorf("%w: strategy state of %d and push of %d bytes in a %d-byte payload", ErrBadEntry, c.Model.StateSize, c.Model.PushSize, len(blob))
+	}
+	if c.Model.PushSize > 0 && c.Model.Parent == 0 {
+		return fmt.Errorf("%w: a push delta without a parent", ErrBadEntry)
 	}
 	m := c.Model
 	m.Version = s.NextModel
-	split := len(blob) - m.StateSize
+	split := len(blob) - m.StateSize - m.PushSize
 	m.Size = split
 	m.Blob = append([]byte(nil), blob[:split]...)
+	if m.PushSize > 0 {
+		m.Push = append([]byte(nil), blob[split:split+m.PushSize]...)
+	}
 	if m.StateSize > 0 {
-		m.StrategyState = append([]byte(nil), blob[split:]...)
+		m.StrategyState = append([]byte(nil), blob[split+m.PushSize:]...)
 	}
 	s.NextModel++
 	s.Models[m.Version] = &m

@@ -14,15 +14,17 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// Snapshot format, version 1:
+// Snapshot format, version 2:
 //
 //	"FEDGESNP" | version byte | uvarint len | JSON State (no blobs) |
 //	uvarint count | count × (uvarint model version | uvarint len | blob |
-//	uvarint len | strategy state) |
+//	uvarint len | strategy state | uvarint len | push delta) |
 //	SHA-256 of everything before it
+//
+// Version 1 had no push delta; it is still read.
 const (
 	snapshotMagic   = "FEDGESNP"
-	snapshotVersion = 1
+	snapshotVersion = 2 // 2 adds each model's push delta; 1 is still read
 	// maxSnapshotMeta bounds the JSON part of a snapshot.
 	maxSnapshotMeta = 1 << 30
 	// maxSnapshotBlob bounds one model blob in a snapshot.
@@ -44,7 +46,7 @@ func (s *State) clone() *State {
 		panic(fmt.Sprintf("coordinator: state does not unmarshal: %v", err))
 	}
 	for v, m := range s.Models {
-		c.Models[v].Blob, c.Models[v].StrategyState = m.Blob, m.StrategyState
+		c.Models[v].Blob, c.Models[v].StrategyState, c.Models[v].Push = m.Blob, m.StrategyState, m.Push
 	}
 	return c
 }
@@ -92,6 +94,8 @@ func writeSnapshot(w io.Writer, s *State) error {
 		bw.Write(m.Blob)
 		put(uint64(len(m.StrategyState)))
 		bw.Write(m.StrategyState)
+		put(uint64(len(m.Push)))
+		bw.Write(m.Push)
 	}
 	if err := bw.Flush(); err != nil {
 		return err
@@ -133,8 +137,9 @@ func readSnapshot(rd io.Reader) (*State, error) {
 	if string(head[:len(snapshotMagic)]) != snapshotMagic {
 		return nil, bad("not a fedge snapshot")
 	}
-	if head[len(snapshotMagic)] != snapshotVersion {
-		return nil, bad("version %d, want %d", head[len(snapshotMagic)], snapshotVersion)
+	version := head[len(snapshotMagic)]
+	if version < 1 || version > snapshotVersion {
+		return nil, bad("version %d, want 1 to %d", version, snapshotVersion)
 	}
 	n, err := binary.ReadUvarint(r)
 	if err != nil || n > maxSnapshotMeta {
@@ -175,6 +180,18 @@ func readSnapshot(rd io.Reader) (*State, error) {
 		if size > 0 {
 			if m.StrategyState, err = readN(r, size); err != nil {
 				return nil, bad("strategy state of model %d: %v", v, err)
+			}
+		}
+		if version < 2 {
+			continue
+		}
+		size, err = binary.ReadUvarint(r)
+		if err != nil || size != uint64(m.PushSize) {
+			return nil, bad("push size of model %d", v)
+		}
+		if size > 0 {
+			if m.Push, err = readN(r, size); err != nil {
+				return nil, bad("push of model %d: %v", v, err)
 			}
 		}
 	}

@@ -2,7 +2,11 @@ package coordinator
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"testing"
@@ -257,4 +261,92 @@ func discardLogger() *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// TestModelCommitWithPush: a commit's payload is the model file, the push
+// delta and the strategy state; all three survive a snapshot, and a
+// version-1 snapshot (no push deltas) still restores.
+func TestModelCommitWithPush(t *testing.T) {
+	h := newHarness(t)
+	populate(h)
+	file, push, state := bytes.Repeat([]byte{9}, 100), []byte("push!"), []byte("st8")
+	v := h.ok(cmdModelCommit, modelCommitCmd{
+		Model: ModelRecord{Hash: "h4", Job: "job1", Parent: 3, CreatedAt: t0, PushSize: len(push), StateSize: len(state)},
+	}, append(append(append([]byte(nil), file...), push...), state...)).(uint64)
+	check := func(f *FSM) {
+		t.Helper()
+		f.Read(func(s *State) {
+			m := s.Models[v]
+			if !bytes.Equal(m.Blob, file) || !bytes.Equal(m.Push, push) || !bytes.Equal(m.StrategyState, state) || m.Size != 100 {
+				t.Fatalf("model %d: blob %d bytes, push %q, state %q", v, len(m.Blob), m.Push, m.StrategyState)
+			}
+		})
+	}
+	check(h.f)
+	snap := snapshotBytes(t, h.f)
+	r := NewFSM(nil)
+	if err := r.Restore(nopCloser{bytes.NewReader(snap)}); err != nil {
+		t.Fatal(err)
+	}
+	check(r)
+	// A push without a parent, or sizes past the payload, are refused.
+	for _, c := range []ModelRecord{
+		{Hash: "x", PushSize: 3},
+		{Hash: "x", Parent: 3, PushSize: 60, StateSize: 50},
+	} {
+		if err, ok := h.apply(cmdModelCommit, modelCommitCmd{Model: c}, file).(error); !ok || !errors.Is(err, ErrBadEntry) {
+			t.Fatalf("%+v accepted: %v", c, err)
+		}
+	}
+
+	// Version 1: the same layout without the push fields.
+	old := newHarness(t)
+	populate(old)
+	var buf bytes.Buffer
+	if err := writeSnapshotV1(&buf, old.f.state.clone()); err != nil {
+		t.Fatal(err)
+	}
+	r1 := NewFSM(nil)
+	if err := r1.Restore(nopCloser{bytes.NewReader(buf.Bytes())}); err != nil {
+		t.Fatalf("version-1 snapshot: %v", err)
+	}
+	if got, want := snapshotBytes(t, r1), snapshotBytes(t, old.f); !bytes.Equal(got, want) {
+		t.Fatal("a version-1 snapshot restores to another state")
+	}
+}
+
+// writeSnapshotV1 writes the version-1 snapshot layout (before push
+// deltas), as session 1's coordinators did.
+func writeSnapshotV1(w io.Writer, s *State) error {
+	h := sha256.New()
+	mw := io.MultiWriter(w, h)
+	meta, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	var b []byte
+	b = append(b, snapshotMagic...)
+	b = append(b, 1)
+	b = binary.AppendUvarint(b, uint64(len(meta)))
+	b = append(b, meta...)
+	var versions []uint64
+	for _, v := range sortedKeys(s.Models) {
+		if s.Models[v].Blob != nil {
+			versions = append(versions, v)
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(versions)))
+	for _, v := range versions {
+		m := s.Models[v]
+		b = binary.AppendUvarint(b, v)
+		b = binary.AppendUvarint(b, uint64(len(m.Blob)))
+		b = append(b, m.Blob...)
+		b = binary.AppendUvarint(b, uint64(len(m.StrategyState)))
+		b = append(b, m.StrategyState...)
+	}
+	if _, err := mw.Write(b); err != nil {
+		return err
+	}
+	_, err = w.Write(h.Sum(nil))
+	return err
 }

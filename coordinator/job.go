@@ -37,6 +37,13 @@ type JobSpec struct {
 	SecAgg   SecAggSpec        `json:"secagg"`
 	DP       DPSpec            `json:"dp"`
 	Deadline Deadlines         `json:"deadlines"`
+	// Push is how each new version travels to agents that hold the one
+	// before: "lossless" (default; the XOR delta of the float32 bits,
+	// about half a model file for the 2nn) or "int8" / "float16" (a
+	// quantized delta, deflated: about a fifth / two fifths). With a
+	// quantized push the committed model is the parent plus the decoded
+	// delta, so every agent still holds exactly the committed version.
+	Push string `json:"push,omitempty"`
 }
 
 // DataSchema is what an agent's local data must look like.
@@ -232,6 +239,13 @@ func (j *JobSpec) Normalize() error {
 				return bad("dp.bit_noise %v must exceed noise_multiplier/2 = %v", j.DP.BitNoise, j.DP.NoiseMultiplier/2)
 			}
 		}
+	}
+	switch j.Push {
+	case "":
+		j.Push = "lossless"
+	case "lossless", "int8", "float16":
+	default:
+		return bad("push %q: want lossless, int8 or float16", j.Push)
 	}
 	if j.Deadline.Train == 0 {
 		j.Deadline.Train = Duration(120 * time.Second)

@@ -191,7 +191,7 @@ func (h agentHandler) ServeBulk(ctx context.Context, s *protocol.Session, first 
 	if !ok {
 		return &protocol.Error{Code: protocol.CodeUnsupported, Message: "bulk " + first.Type().String()}
 	}
-	var file, baseFile []byte
+	var file, baseFile, push []byte
 	var hash string
 	h.n.fsm.Read(func(st *State) {
 		m, ok := st.Models[req.Version]
@@ -203,6 +203,10 @@ func (h agentHandler) ServeBulk(ctx context.Context, s *protocol.Session, first 
 			return
 		}
 		want := hex.EncodeToString(req.HaveBase[:])
+		if p, ok := st.Models[m.Parent]; ok && m.Push != nil && p.Hash == want {
+			push = m.Push // the job's quantized push, for holders of the parent
+			return
+		}
 		for _, b := range st.Models {
 			if b.Hash == want && b.Blob != nil && b.Version != m.Version {
 				baseFile = b.Blob
@@ -213,7 +217,10 @@ func (h agentHandler) ServeBulk(ctx context.Context, s *protocol.Session, first 
 	if file == nil {
 		return &protocol.Error{Code: protocol.CodeNotFound, Message: fmt.Sprintf("model %d is not held", req.Version)}
 	}
-	blob, id := h.n.downloads.blob(req.Version, hash, file, req.HaveBase, baseFile)
+	blob, id := push, "model/"+hash+"/push"
+	if push == nil {
+		blob, id = h.n.downloads.blob(req.Version, hash, file, req.HaveBase, baseFile)
+	}
 	info, err := protocol.NewBlobInfo(id, bytes.NewReader(blob), int64(len(blob)), 0)
 	if err != nil {
 		return err

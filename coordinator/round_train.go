@@ -156,12 +156,17 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 		return e.endRound(ctx, &rec, err)
 	}
 	next := model.Clone()
-	var blob []byte
+	var blob, push []byte
 	err = r.timed(func() error {
 		if err := strat.Apply(next.Params, d); err != nil {
 			return err
 		}
 		var err error
+		if opts, lossy := pushOptions(spec.Push); lossy {
+			if push, err = quantizePush(next.Params, model.Params, opts); err != nil {
+				return err
+			}
+		}
 		blob, err = next.MarshalBinary()
 		return err
 	})
@@ -201,10 +206,10 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 		Model: ModelRecord{
 			Parent: job.Model, Hash: hex.EncodeToString(h[:]), Job: job.ID, Round: rec.ID,
 			CreatedAt: rec.EndedAt, Metrics: modelMetrics,
-			StateSize: len(state),
+			StateSize: len(state), PushSize: len(push),
 		},
 		Round: &rec, Privacy: privacy,
-	}, append(blob, state...))
+	}, append(append(blob, push...), state...))
 	if err != nil {
 		// The strategy advanced in memory but the model did not commit: drop
 		// the memory so the next round starts from the replicated state.

@@ -128,6 +128,13 @@ type ModelRecord struct {
 	// after this version, so a new leader continues the job exactly.
 	StrategyState []byte `json:"-"`
 	StateSize     int    `json:"state_size,omitempty"`
+	// Push is the compressed delta from the parent that agents holding the
+	// parent download (protocol/encoding, e.g. int8 + flate), when the job
+	// pushes lossily: the committed parameters are then exactly what
+	// decoding Push against the parent gives, so every agent holds the
+	// committed model bit for bit.
+	Push     []byte `json:"-"`
+	PushSize int    `json:"push_size,omitempty"`
 }
 
 // Rollout states.
@@ -277,7 +284,7 @@ func (s *State) applyRetention() {
 		if withBlob <= s.KeepModels || m.Pinned || keep[m.Version] {
 			continue
 		}
-		m.Blob, m.StrategyState = nil, nil
+		m.Blob, m.StrategyState, m.Push = nil, nil, nil
 	}
 }
 

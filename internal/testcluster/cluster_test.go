@@ -376,3 +376,41 @@ func TestLargeModelRound(t *testing.T) {
 		t.Fatalf("accuracy %.3f after one round", acc)
 	}
 }
+
+// TestQuantizedPushJob runs a job that pushes int8 deltas over QUIC: after
+// the first round each agent receives about a fifth of a model file, and
+// ends each round holding exactly the committed version (its downloads
+// are checked against the committed hash).
+func TestQuantizedPushJob(t *testing.T) {
+	heavy(t)
+	c := testcluster.New(t, testcluster.Options{Agents: 3, Shards: 100, Partition: "iid"})
+	spec := fedAvgJob(3)
+	spec.Push = "int8"
+	job := c.StartJob(spec)
+	rounds := c.WaitCommitted(job, 3, 120*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, err := c.Admin.FetchModel(ctx, rounds[2].ModelOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := m.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rounds[1:] {
+		perAgent := float64(r.BytesOut) / 3 / float64(len(file))
+		t.Logf("round %d: %.2f model files per agent", r.Number, perAgent)
+		if !(perAgent > 0.1 && perAgent < 0.3) {
+			t.Fatalf("round %d pushed %.2f model files per agent", r.Number, perAgent)
+		}
+	}
+	for _, ag := range c.Fleet {
+		if d := agentMetric(t, ag.Daemon().InferenceAddr(), "fedge_agent_model_delta_downloads_total"); d < 2 {
+			t.Fatalf("agent %d: %v delta downloads", ag.Index, d)
+		}
+	}
+	if acc := testAccuracy(t, c, rounds[2].ModelOut); acc < 0.8 {
+		t.Fatalf("test accuracy %.3f after 3 rounds", acc)
+	}
+}
