@@ -36,7 +36,10 @@ defaults; unknown fields are an error. The file is checked before it is sent.
 per-feature sums are added under secure aggregation and the first model
 standardizes its inputs with them. "dp": {"enabled": true, "clip": 1,
 "noise_multiplier": 1, "adaptive": true} clips and noises every update and
-moves the clip towards the median update norm, privately.`,
+moves the clip towards the median update norm, privately. "push": "int8"
+sends each new version to agents as a quantized delta (about a fifth of a
+model file; the committed model is the quantized one) instead of the
+default lossless delta (about half).`,
 	example: `cat > job.json <<'EOF'
 {"name": "mnist", "model": "2nn", "data": {"kind": "mnist", "features": 784, "classes": 10},
  "rounds": 50, "fraction": 0.5, "min_clients": 5, "plan": {"epochs": 1, "batch_size": 10, "lr": 0.1},
