@@ -313,13 +313,14 @@ func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
 		Strategy: coordinator.StrategySpec{Name: "fedavgm", Momentum: 0.5},
 		SecAgg:   coordinator.SecAggSpec{Enabled: true, Clip: 1, Bits: 16},
 		Deadline: coordinator.Deadlines{Train: coordinator.Duration(120 * time.Second), Stage: coordinator.Duration(30 * time.Second)},
+		Push:     "int8", // new versions travel as int8 deltas (about a fifth of a model file)
 	}
 	rep.Job = spec
 	var job coordinator.JobRecord
 	if err := adm.Call(ctx, coordinator.VerbJobsStart, spec, &job); err != nil {
 		return nil, err
 	}
-	say("job %s: 2nn, FedAvgM, SecAgg+ on, all %d agents per round, E=%d B=%d lr=%g", job.ID, o.Agents, spec.Plan.Epochs, spec.Plan.BatchSize, spec.Plan.LR)
+	say("job %s: 2nn, FedAvgM, SecAgg+ on, int8 pushes, all %d agents per round, E=%d B=%d lr=%g", job.ID, o.Agents, spec.Plan.Epochs, spec.Plan.BatchSize, spec.Plan.LR)
 	say("%5s %5s %5s %8s %10s %10s %7s %8s", "round", "parts", "drops", "train", "bytes in", "bytes out", "secs", "test acc")
 	seen := map[uint64]bool{}
 	best := RoundLine{}
