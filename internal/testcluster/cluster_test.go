@@ -77,16 +77,7 @@ func TestFederatedMNISTQuick(t *testing.T) {
 	assertSameModels(t, c)
 	// Each agent downloaded every round's start model; from the second
 	// on it held the previous one and got a lossless delta.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	m, err := c.Admin.FetchModel(ctx, last.ModelOut)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file, err := m.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
+	file := modelFile(t, c, last.ModelOut)
 	for _, ag := range c.Fleet {
 		addr := ag.Daemon().InferenceAddr()
 		got := agentMetric(t, addr, "fedge_agent_model_download_bytes_total")
@@ -106,6 +97,23 @@ func TestFederatedMNISTQuick(t *testing.T) {
 			t.Fatalf("round %d pushed %.2f model files per agent", r.Number, perAgent)
 		}
 	}
+}
+
+// modelFile returns the model file of a committed version, the unit in
+// which pushes are measured.
+func modelFile(t *testing.T, c *testcluster.Cluster, version uint64) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, err := c.Admin.FetchModel(ctx, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := m.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return file
 }
 
 // agentMetric reads one sample of an agent's Prometheus metrics.
@@ -353,8 +361,9 @@ func TestStandardizedJob(t *testing.T) {
 }
 
 // TestLargeModelRound trains a model whose masked inputs exceed a stage
-// message, and even a whole frame (protocol.DefaultMaxFrame): over QUIC, each agent uploads its
-// masked vector as a resumable bulk blob and the round commits the sum.
+// message, and even a whole frame (protocol.DefaultMaxFrame): over QUIC,
+// each agent uploads its masked vector as a resumable bulk blob and the
+// round commits the sum.
 func TestLargeModelRound(t *testing.T) {
 	heavy(t)
 	c := testcluster.New(t, testcluster.Options{Agents: 3, Shards: 100, Partition: "iid"})
@@ -388,16 +397,7 @@ func TestQuantizedPushJob(t *testing.T) {
 	spec.Push = "int8"
 	job := c.StartJob(spec)
 	rounds := c.WaitCommitted(job, 3, 120*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	m, err := c.Admin.FetchModel(ctx, rounds[2].ModelOut)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file, err := m.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
+	file := modelFile(t, c, rounds[2].ModelOut)
 	for _, r := range rounds[1:] {
 		perAgent := float64(r.BytesOut) / 3 / float64(len(file))
 		t.Logf("round %d: %.2f model files per agent", r.Number, perAgent)
