@@ -76,7 +76,7 @@ func TestDownloadsDeltaIsLosslessAndCached(t *testing.T) {
 	}
 }
 
-// TestEngineQuantizedPush runs a job that pushes int8 deltas: every
+// TestEngineQuantizedPush runs jobs that push int8 and float16 deltas: every
 // committed version is exactly its parent plus the decoded push, the push
 // is a fraction of the model file, and the job still learns.
 func TestEngineQuantizedPush(t *testing.T) {
@@ -94,7 +94,24 @@ func TestEngineQuantizedPush(t *testing.T) {
 	lossless := run("lossless")
 	var lastLossless uint64
 	lossless.fsm.Read(func(s *State) { lastLossless = s.Jobs["job"].Model })
-	h := run("int8")
+	lossless.fsm.Read(func(s *State) {
+		for _, m := range s.Models {
+			if m.Push != nil {
+				t.Fatalf("a lossless job stored a push for version %d", m.Version)
+			}
+		}
+	})
+	for _, tc := range []struct {
+		push     string
+		maxRatio float64
+	}{{"int8", 0.35}, {"float16", 0.6}} {
+		t.Run(tc.push, func(t *testing.T) { checkQuantizedPush(t, run(tc.push), lossless, lastLossless, tc.maxRatio) })
+	}
+}
+
+// checkQuantizedPush checks a finished job of h against the same job with
+// lossless pushes (ref, whose last version is refLast).
+func checkQuantizedPush(t *testing.T, h, ref *engineHarness, refLast uint64, maxRatio float64) {
 	var pushed []*ModelRecord
 	h.fsm.Read(func(s *State) {
 		for _, v := range sortedKeys(s.Models) {
@@ -122,24 +139,17 @@ func TestEngineQuantizedPush(t *testing.T) {
 				t.Fatalf("version %d, parameter %d: push gives %v, committed %v", m.Version, i, got[i], model.Params[i])
 			}
 		}
-		if ratio := float64(len(m.Push)) / float64(len(m.Blob)); ratio > 0.35 {
+		if ratio := float64(len(m.Push)) / float64(len(m.Blob)); ratio > maxRatio {
 			t.Fatalf("version %d: push of %d bytes for a %d-byte model (%.2f)", m.Version, len(m.Push), len(m.Blob), ratio)
 		} else {
-			t.Logf("version %d: int8 push %d bytes, %.2f of the model file", m.Version, len(m.Push), ratio)
+			t.Logf("version %d: push %d bytes, %.2f of the model file", m.Version, len(m.Push), ratio)
 		}
 	}
 	// The same job with lossless pushes (the agents train with the same
 	// seeds): quantizing the global update costs next to nothing.
-	acc, ref := h.accuracy(pushed[2].Version), lossless.accuracy(lastLossless)
-	t.Logf("test accuracy after 3 rounds: int8 pushes %.4f, lossless %.4f", acc, ref)
-	if acc < ref-0.02 {
-		t.Fatalf("accuracy %.3f with int8 pushes, %.3f lossless", acc, ref)
+	acc, want := h.accuracy(pushed[2].Version), ref.accuracy(refLast)
+	t.Logf("test accuracy after 3 rounds: %.4f, lossless %.4f", acc, want)
+	if acc < want-0.02 {
+		t.Fatalf("accuracy %.3f with quantized pushes, %.3f lossless", acc, want)
 	}
-	lossless.fsm.Read(func(s *State) {
-		for _, m := range s.Models {
-			if m.Push != nil {
-				t.Fatalf("a lossless job stored a push for version %d", m.Version)
-			}
-		}
-	})
 }

@@ -40,7 +40,7 @@ type JobSpec struct {
 	// Push is how each new version travels to agents that hold the one
 	// before: "lossless" (default; the XOR delta of the float32 bits,
 	// about half a model file for the 2nn) or "int8" / "float16" (a
-	// quantized delta, deflated: about a fifth / two fifths). With a
+	// quantized delta, deflated: about a fifth / a third). With a
 	// quantized push the committed model is the parent plus the decoded
 	// delta, so every agent still holds exactly the committed version.
 	Push string `json:"push,omitempty"`

@@ -207,6 +207,7 @@ func printJob(w io.Writer, j coordinator.JobRecord, rounds []coordinator.RoundRe
 		"ID", j.ID,
 		"State", state,
 		"Model", jobModel(j.Spec),
+		"Pushes", j.Spec.Push,
 		"Rounds", fmt.Sprintf("%d/%d", j.RoundsDone, j.Spec.Rounds),
 		"Latest model", version(j.Model),
 		"Clients", fmt.Sprintf("fraction %g, at least %d, over-select %g", j.Spec.Fraction, j.Spec.MinClients, j.Spec.OverSelect),
