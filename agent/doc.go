@@ -41,7 +41,10 @@
 // redirects to the leader. Over it the agent sends heartbeats; a
 // ModelAnnounce reply makes it download that version (resumably, checked
 // against the announced hash of tensor.Model.Hash) and swap it in atomically,
-// or take it from the store on a rollback. It renews its certificate over the
+// or take it from the store on a rollback. A download names the newest model
+// the agent holds (ModelRequest.HaveBase), so the coordinator can send a
+// delta against it (protocol/encoding: lossless, or the job's quantized
+// push); the agent rebuilds the model on that base's spec. It renews its certificate over the
 // session after two thirds of its lifetime. Inference keeps serving while the
 // agent is disconnected.
 //
@@ -49,13 +52,19 @@
 //
 // The coordinator pushes RoundInvite (answered with RoundJoin: the agent
 // declines when busy, outside Config.TrainingWindow or without the data),
-// then RoundPlan or EvalRequest, or RoundAbort. A training round trains a
+// then RoundPlan, EvalRequest or StatsRequest, or RoundAbort. A training round trains a
 // copy of the plan's model on the local training split (SGD or Adam, FedProx
 // term toward the start weights), clips the delta for DP when asked, appends
 // the training metrics (protocol.AppendUpdateMetrics), encodes it with the
 // round's quantizer, adds distributed discrete Gaussian noise when asked, and
-// runs the five SecAgg+ stages; an evaluation round evaluates the candidate
-// and baseline models on the held-out split and sums the counts the same way.
+// runs the five SecAgg+ stages (a masked input above
+// protocol.MaxInlinePayload goes ahead as a resumable bulk upload). With
+// adaptive clipping it inserts its noised clip bit after the delta, and under
+// DP noise it sends no training metrics. An evaluation round evaluates the
+// candidate and baseline models on the held-out split and sums the counts the
+// same way; a statistics round sums each feature's count, sum and sum of
+// squares of the training split as exact fixed-point values
+// (protocol.EncodeFixed), for a job that standardizes its inputs.
 // Only SecAgg+ messages leave the host — masked vectors, public keys,
 // encrypted shares, signatures — except in rounds configured without secure
 // aggregation (robust strategies), where the update is sent as is.
