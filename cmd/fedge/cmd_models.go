@@ -125,6 +125,7 @@ func runModelsShow(args []string, stdout, stderr io.Writer) int {
 			"Hash", m.Hash,
 			"Size", bytesString(int64(m.Size)),
 			"Strategy state", bytesString(int64(m.StateSize)),
+			"Push from parent", pushString(m),
 			"Pinned", yes(m.Pinned),
 			"Created", when(m.CreatedAt),
 			"Metrics", metricString(m.Metrics),
@@ -253,4 +254,13 @@ func runModelsPin(args []string, stdout, stderr io.Writer) int {
 		_, err := fmt.Fprintf(w, "%s %s.\n", what, version(v))
 		return err
 	})
+}
+
+// pushString describes how agents that hold the parent receive a version:
+// the stored quantized delta, or a lossless delta made on demand.
+func pushString(m coordinator.ModelRecord) string {
+	if m.PushSize > 0 {
+		return fmt.Sprintf("quantized delta, %s (%.0f%% of the model)", bytesString(int64(m.PushSize)), 100*float64(m.PushSize)/float64(max(m.Size, 1)))
+	}
+	return "lossless delta, made per download"
 }
