@@ -65,6 +65,14 @@ func LoadAdminClient(dir string, addrs []string) (*AdminClient, error) {
 	return NewAdminClient(addrs, tc, roots)
 }
 
+// Addr returns the coordinator the client's session is with ("" before
+// the first call).
+func (c *AdminClient) Addr() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.addr
+}
+
 // Close ends the session.
 func (c *AdminClient) Close() error {
 	c.mu.Lock()

@@ -79,6 +79,7 @@ type Node struct {
 	agents   map[string]*agentConn
 
 	downloads downloads            // encoded model deltas for agents
+	peers     peers                // session to the leader for forwarded writes
 	seen      map[string]time.Time // last-seen times not yet replicated
 }
 
@@ -149,6 +150,7 @@ func NewNode(cfg Config) (*Node, error) {
 		protocol.ALPNAgent:  agentHandler{n},
 		protocol.ALPNEnroll: enrollHandler{n},
 		protocol.ALPNAdmin:  adminHandler{n},
+		protocol.ALPNPeer:   peerHandler{n},
 	} {
 		if err := n.ln.Handle(alpn, h); err != nil {
 			return fail(err)
@@ -225,6 +227,7 @@ func (n *Node) Leader() (id, addr string) { return n.rep.leader() }
 func (n *Node) Close() error {
 	n.cancel()
 	n.dropAgents()
+	n.peers.close()
 	err := n.rep.close()
 	n.ln.Close()
 	n.wg.Wait()

@@ -19,8 +19,9 @@ import (
 )
 
 // adminHandler serves operators (fedge-admin/1). Reads are answered from
-// this node's replica; writes go to the leader (a follower answers with a
-// Redirect the client follows).
+// this node's replica; writes go to the leader: a follower forwards them
+// (forward.go), or, when it cannot reach the leader, answers with a
+// Redirect the client follows.
 type adminHandler struct{ n *Node }
 
 func (h adminHandler) Hello(ctx context.Context, s *protocol.Session, hello *protocol.Hello) (*protocol.HelloAck, error) {
@@ -44,7 +45,26 @@ func (h adminHandler) ServeMessage(ctx context.Context, s *protocol.Session, m p
 	if id, err := identity.PeerIdentity(s.TLS()); err == nil {
 		who = "operator:" + id.ID
 	}
-	out, err := h.n.admin(ctx, who, req.Verb, req.Body)
+	out, err := h.n.answerAdmin(ctx, who, req.Verb, req.Body)
+	var re *protocol.Redirect
+	if errors.As(err, &re) && writeVerbs[req.Verb] {
+		// A write reached a follower: forward it to the leader, so the
+		// operator's client need not reach the leader itself. If that
+		// fails, the redirect stands and the client follows it.
+		fwd, ferr := h.n.forward(ctx, who, req.Verb, req.Body)
+		if ferr == nil {
+			return fwd, nil
+		}
+		h.n.log.Debug("forwarding an admin write to the leader", "verb", req.Verb, "err", ferr)
+	}
+	return out, err
+}
+
+// answerAdmin runs an admin verb for who and shapes the answer for the
+// wire: the JSON response, or a typed error (a Redirect when this node
+// cannot take it).
+func (n *Node) answerAdmin(ctx context.Context, who, verb string, body []byte) (protocol.Message, error) {
+	out, err := n.admin(ctx, who, verb, body)
 	if err != nil {
 		var pe *protocol.Error
 		var re *protocol.Redirect
@@ -56,15 +76,15 @@ func (h adminHandler) ServeMessage(ctx context.Context, s *protocol.Session, m p
 		case errors.Is(err, ErrNotFound):
 			code = protocol.CodeNotFound
 		case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader):
-			return nil, h.n.redirect()
+			return nil, n.redirect()
 		}
 		return nil, &protocol.Error{Code: code, Message: err.Error()}
 	}
-	body, err := json.Marshal(out)
+	b, err := json.Marshal(out)
 	if err != nil {
 		return nil, err
 	}
-	return &protocol.AdminResponse{Body: body}, nil
+	return &protocol.AdminResponse{Body: b}, nil
 }
 
 // writeVerbs change state and run on the leader only.

@@ -173,10 +173,14 @@ func TestNodeClusterAdminEnrollFailover(t *testing.T) {
 	if _, err := enroll(tok.Token); !errors.As(err, &pe) || pe.Code != protocol.CodeInvalidToken {
 		t.Fatalf("second use of a token: %v", err)
 	}
+	// The enrollment went to the leader directly; the client may sit on a
+	// follower (writes are forwarded), so read linearizably.
 	var agents []coordinator.AgentInfo
+	adm.Consistent = true
 	if err := adm.Call(ctx, coordinator.VerbAgentsList, nil, &agents); err != nil || len(agents) != 1 || agents[0].Labels["region"] != "eu" {
 		t.Fatalf("agents %+v %v", agents, err)
 	}
+	adm.Consistent = false
 
 	// A job starts; kill the leader; the survivors elect a new one and keep
 	// the replicated state, and writes still work through the client.
@@ -291,4 +295,79 @@ func TestClusterJoinAndRemove(t *testing.T) {
 		c4.FSM().Read(func(s *coordinator.State) { n = len(s.Tokens) })
 		return n == 2
 	})
+}
+
+// TestFollowerForwardsWrites: an operator whose client reaches only a
+// follower still writes — the follower forwards to the leader over the
+// peer ALPN — and the record names the operator and the forwarding node.
+func TestFollowerForwardsWrites(t *testing.T) {
+	if testing.Short() && raceEnabled {
+		t.Skip("3-node QUIC cluster under -race -short")
+	}
+	c := newCluster(t, 3)
+	li, leader := c.leader()
+	fi := (li + 1) % 3
+	adm, err := coordinator.LoadAdminClient(filepath.Join(c.dir, "admin"), []string{c.peers[fi].Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	waitFor(t, "the follower to know the leader", func() bool {
+		var st coordinator.ClusterStatus
+		return adm.Call(ctx, coordinator.VerbClusterStatus, nil, &st) == nil && st.LeaderID == leader.ID() && st.Node == c.peers[fi].ID
+	})
+	var job coordinator.JobRecord
+	if err := adm.Call(ctx, coordinator.VerbJobsStart, coordinator.JobSpec{Name: "fwd", Model: "logreg", Rounds: 1}, &job); err != nil {
+		t.Fatal(err)
+	}
+	if got := adm.Addr(); got != c.peers[fi].Addr {
+		t.Fatalf("the client was sent to %s; the follower %s should have forwarded", got, c.peers[fi].Addr)
+	}
+	leader.FSM().Read(func(s *coordinator.State) {
+		if _, ok := s.Jobs[job.ID]; !ok {
+			t.Fatalf("job %s not on the leader", job.ID)
+		}
+	})
+	// A manual rollout decision records who made it, through which node.
+	// The cluster's first model is the stable one: a second job's first
+	// model is the candidate.
+	firstModel := func(id string) uint64 {
+		var v uint64
+		waitFor(t, "the first model of job "+id, func() bool {
+			leader.FSM().Read(func(s *coordinator.State) { v = s.Jobs[id].Model })
+			return v != 0
+		})
+		return v
+	}
+	firstModel(job.ID)
+	if err := adm.Call(ctx, coordinator.VerbJobsStop, coordinator.IDRequest{ID: job.ID}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var job2 coordinator.JobRecord
+	if err := adm.Call(ctx, coordinator.VerbJobsStart, coordinator.JobSpec{Name: "fwd2", Model: "logreg", Rounds: 1, Seed: 2}, &job2); err != nil {
+		t.Fatal(err)
+	}
+	v2 := firstModel(job2.ID)
+	var ro coordinator.RolloutRecord
+	if err := adm.Call(ctx, coordinator.VerbRolloutStart, coordinator.RolloutRequest{Model: v2,
+		Cohorts: []coordinator.Cohort{{Name: "all", Percent: 100}}, Gate: "accuracy>=baseline-0.5"}, &ro); err != nil {
+		t.Fatal(err)
+	}
+	if err := adm.Call(ctx, coordinator.VerbRolloutAction, coordinator.RolloutActionRequest{ID: ro.ID, Action: "pause", Reason: "test"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	leader.FSM().Read(func(s *coordinator.State) {
+		r := s.Rollouts[ro.ID]
+		if r == nil || len(r.Decisions) == 0 {
+			t.Fatalf("rollout %s: %+v", ro.ID, r)
+		}
+		if by, want := r.Decisions[len(r.Decisions)-1].By, "operator:admin via "+c.peers[fi].ID; by != want {
+			t.Fatalf("decision by %q, want %q", by, want)
+		}
+	})
+	if got := adm.Addr(); got != c.peers[fi].Addr {
+		t.Fatalf("the client was sent to %s", got)
+	}
 }

@@ -22,6 +22,10 @@ const (
 	// ALPNEnroll is the only ALPN a client without a certificate may use:
 	// it carries one EnrollRequest with a join token.
 	ALPNEnroll = "fedge-enroll/1"
+	// ALPNPeer carries sessions between coordinators (mutual TLS with a
+	// coordinator cert): a follower forwards operators' writes to the
+	// leader over it.
+	ALPNPeer = "fedge-peer/1"
 )
 
 // QUIC application error codes sent when a connection is closed.

@@ -23,6 +23,9 @@ const (
 	// ALPNEnroll carries enrollment: the client has no certificate yet and
 	// proves itself in band with a join token.
 	ALPNEnroll = "fedge-enroll/1"
+	// ALPNPeer carries requests between coordinators (forwarded writes);
+	// only coordinator certificates.
+	ALPNPeer = "fedge-peer/1"
 )
 
 // Protocol is the access rule of one ALPN protocol on a coordinator's
@@ -40,12 +43,13 @@ type Protocol struct {
 }
 
 // DefaultProtocols returns the access rules of the default ALPN names:
-// agents on ALPNAgent, coordinators on ALPNRaft, admins on ALPNAdmin and
-// certificate-less clients on ALPNEnroll.
+// agents on ALPNAgent, coordinators on ALPNRaft and ALPNPeer, admins on
+// ALPNAdmin and certificate-less clients on ALPNEnroll.
 func DefaultProtocols() []Protocol {
 	return []Protocol{
 		{Name: ALPNAgent, Roles: []Role{RoleAgent}},
 		{Name: ALPNRaft, Roles: []Role{RoleCoordinator}},
+		{Name: ALPNPeer, Roles: []Role{RoleCoordinator}},
 		{Name: ALPNAdmin, Roles: []Role{RoleAdmin}},
 		{Name: ALPNEnroll, Enroll: true},
 	}
