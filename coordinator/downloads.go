@@ -25,18 +25,33 @@ func pushOptions(push string) (encoding.Options, bool) {
 }
 
 // quantizePush encodes next as a delta from parent with opts and makes
-// next exactly what the agents will decode; it returns the push blob.
-func quantizePush(next, parent []float32, opts encoding.Options) ([]byte, error) {
-	push, err := encoding.Encode(next, parent, opts)
+// next exactly what the agents will decode; it returns the push blob and
+// the residual, what the quantization dropped (target − committed).
+//
+// residual, if not nil, is the previous push's residual: it is added to
+// the target first (error feedback), so an update too small for one
+// round's quantization step, next to a large one in its block, is
+// delayed rather than lost.
+func quantizePush(next, parent, residual []float32, opts encoding.Options) (push []byte, dropped []float32, err error) {
+	if residual != nil && len(residual) == len(next) {
+		for i, r := range residual {
+			next[i] += r
+		}
+	}
+	target := append([]float32(nil), next...)
+	push, err = encoding.Encode(next, parent, opts)
 	if err != nil {
-		return nil, fmt.Errorf("coordinator: quantized push: %w", err)
+		return nil, nil, fmt.Errorf("coordinator: quantized push: %w", err)
 	}
 	got, err := encoding.Decode(push, parent)
 	if err != nil {
-		return nil, fmt.Errorf("coordinator: quantized push: %w", err)
+		return nil, nil, fmt.Errorf("coordinator: quantized push: %w", err)
 	}
 	copy(next, got)
-	return push, nil
+	for i := range target {
+		target[i] -= next[i]
+	}
+	return push, target, nil
 }
 
 // deltaCacheSize is how many encoded deltas a node keeps: after a round

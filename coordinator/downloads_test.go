@@ -153,3 +153,41 @@ func checkQuantizedPush(t *testing.T, h, ref *engineHarness, refLast uint64, max
 		t.Fatalf("accuracy %.3f with quantized pushes, %.3f lossless", acc, want)
 	}
 }
+
+// TestQuantizePushErrorFeedback: a coordinate whose update stays below the
+// int8 step of its block (next to a large one) never moves without error
+// feedback; with it, it tracks the sum of its updates within one step.
+func TestQuantizePushErrorFeedback(t *testing.T) {
+	opts, _ := pushOptions("int8")
+	const rounds = 20
+	run := func(feedback bool) (committed []float32) {
+		committed = make([]float32, 256) // one int8 block
+		var residual []float32
+		for range rounds {
+			next := append([]float32(nil), committed...)
+			next[0] += 1     // sets the block's scale: step 1/127
+			next[1] += 0.001 // an eighth of a step
+			var err error
+			var dropped []float32
+			if _, dropped, err = quantizePush(next, committed, residual, opts); err != nil {
+				t.Fatal(err)
+			}
+			if feedback {
+				residual = dropped
+			}
+			committed = next
+		}
+		return committed
+	}
+	if got := run(false); got[1] != 0 {
+		t.Fatalf("without feedback the small coordinate moved to %v", got[1])
+	}
+	got := run(true)
+	step := float32(1.0 / 127)
+	if want := float32(rounds * 0.001); got[1] < want-step || got[1] > want+step {
+		t.Fatalf("with feedback the small coordinate is at %v, want %v ± %v", got[1], want, step)
+	}
+	if got[0] < rounds-1 || got[0] > rounds+1 {
+		t.Fatalf("the large coordinate is at %v, want about %d", got[0], rounds)
+	}
+}

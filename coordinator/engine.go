@@ -75,6 +75,27 @@ type Engine struct {
 	// waits says, per "job/ID" or "rollout/ID", why the engine is not
 	// running its rounds (too few agents), for status answers.
 	waits map[string]string
+	// residuals keep, per job with quantized pushes, what the last push
+	// dropped, for the next one (error feedback). Leader memory only: a
+	// new leader starts without it, which costs one round's rounding.
+	residuals map[string]pushResidual
+}
+
+// pushResidual is what quantizing the push of version dropped.
+type pushResidual struct {
+	version uint64
+	r       []float32
+}
+
+// pushResidual returns the residual left by the push of version parent of
+// job, or nil.
+func (e *Engine) pushResidual(job string, parent uint64) []float32 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if p, ok := e.residuals[job]; ok && p.version == parent {
+		return p.r
+	}
+	return nil
 }
 
 func newEngine(log *slog.Logger, cfg EngineConfig, fsm *FSM, rep replicator, links func() []AgentLink) *Engine {
@@ -90,6 +111,7 @@ func newEngine(log *slog.Logger, cfg EngineConfig, fsm *FSM, rep replicator, lin
 	return &Engine{
 		log: log, cfg: cfg, fsm: fsm, rep: rep, links: links,
 		strategies: map[string]Strategy{}, stratVer: map[string]uint64{}, waits: map[string]string{},
+		residuals: map[string]pushResidual{},
 	}
 }
 
@@ -126,6 +148,7 @@ func (e *Engine) run(ctx context.Context) {
 	e.mu.Lock()
 	e.strategies, e.stratVer = map[string]Strategy{}, map[string]uint64{}
 	e.waits = map[string]string{}
+	e.residuals = map[string]pushResidual{}
 	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()

@@ -157,13 +157,14 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	}
 	next := model.Clone()
 	var blob, push []byte
+	var dropped []float32
 	err = r.timed(func() error {
 		if err := strat.Apply(next.Params, d); err != nil {
 			return err
 		}
 		var err error
 		if opts, lossy := pushOptions(spec.Push); lossy {
-			if push, err = quantizePush(next.Params, model.Params, opts); err != nil {
+			if push, dropped, err = quantizePush(next.Params, model.Params, e.pushResidual(job.ID, job.Model), opts); err != nil {
 				return err
 			}
 		}
@@ -220,6 +221,9 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	}
 	e.mu.Lock()
 	e.stratVer[job.ID] = v.(uint64)
+	if dropped != nil {
+		e.residuals[job.ID] = pushResidual{version: v.(uint64), r: dropped}
+	}
 	e.mu.Unlock()
 	e.log.Info("round committed", "job", job.ID, "round", rec.ID, "number", rec.Number, "model", v,
 		"participants", len(rec.Participants), "survivors", survivors, "train_loss", loss, "seconds", rec.EndedAt.Sub(start).Seconds())
