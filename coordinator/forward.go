@@ -25,8 +25,8 @@ type peers struct {
 	sess *protocol.Session
 }
 
-// forward runs a write verb on the leader for who and returns the
-// leader's answer. It fails when no leader is known or reachable; the
+// forward runs a write verb (or a read only the leader can answer) on the
+// leader for who and returns the leader's answer. It fails when no leader is known or reachable; the
 // caller then redirects the client instead.
 func (n *Node) forward(ctx context.Context, who, verb string, body []byte) (protocol.Message, error) {
 	id, addr := n.rep.leader()
@@ -124,7 +124,7 @@ func (p *peers) close() {
 }
 
 // peerHandler serves other coordinators (fedge-peer/1): forwarded admin
-// writes, run for the operator the forwarding node names.
+// writes and leader reads, run for the operator the forwarding node names.
 type peerHandler struct{ n *Node }
 
 func (h peerHandler) Hello(ctx context.Context, s *protocol.Session, hello *protocol.Hello) (*protocol.HelloAck, error) {
@@ -137,8 +137,8 @@ func (h peerHandler) ServeMessage(ctx context.Context, s *protocol.Session, m pr
 		return nil, &protocol.Error{Code: protocol.CodeUnsupported, Message: m.Type().String()}
 	}
 	who, verb, ok := strings.Cut(req.Verb, forwardSep)
-	if !ok || !writeVerbs[verb] || !strings.HasPrefix(who, "operator") {
-		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: "a forwarded request names an operator and a write verb"}
+	if !ok || !(writeVerbs[verb] || leaderReads[verb]) || !strings.HasPrefix(who, "operator") {
+		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: "a forwarded request names an operator and a write verb or a leader read"}
 	}
 	via, err := identity.PeerIdentity(s.TLS())
 	if err != nil || via.Role != identity.RoleCoordinator {

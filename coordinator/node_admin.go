@@ -45,6 +45,13 @@ func (h adminHandler) ServeMessage(ctx context.Context, s *protocol.Session, m p
 	if id, err := identity.PeerIdentity(s.TLS()); err == nil {
 		who = "operator:" + id.ID
 	}
+	if leaderReads[req.Verb] && !h.n.rep.isLeader() {
+		// Only the leader knows which agents are connected and why rounds
+		// wait: ask it, and answer from this replica if it cannot be asked.
+		if fwd, err := h.n.forward(ctx, who, req.Verb, req.Body); err == nil {
+			return fwd, nil
+		}
+	}
 	out, err := h.n.answerAdmin(ctx, who, req.Verb, req.Body)
 	var re *protocol.Redirect
 	if errors.As(err, &re) && writeVerbs[req.Verb] {
@@ -92,6 +99,12 @@ var writeVerbs = map[string]bool{
 	VerbClusterJoin: true, VerbClusterRemove: true, VerbTokensCreate: true, VerbAgentsRevoke: true,
 	VerbAgentsLabel: true, VerbJobsStart: true, VerbJobsStop: true, VerbModelsPin: true,
 	VerbRolloutStart: true, VerbRolloutAction: true, VerbAdminCert: true,
+}
+
+// leaderReads are reads whose answer holds what only the leader knows
+// (connected agents, why rounds wait): a follower forwards them.
+var leaderReads = map[string]bool{
+	VerbAgentsList: true, VerbAgentsShow: true, VerbJobsStatus: true, VerbRolloutStatus: true,
 }
 
 // consistentPrefix on a read verb asks for a linearizable read.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -350,6 +351,11 @@ func TestFollowerForwardsWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	v2 := firstModel(job2.ID)
+	// Why the job waits is known to the leader only; the follower asks it.
+	waitFor(t, "the job's waiting reason through the follower", func() bool {
+		var js coordinator.JobRecord
+		return adm.Call(ctx, coordinator.VerbJobsStatus, coordinator.IDRequest{ID: job2.ID}, &js) == nil && strings.Contains(js.Waiting, "0 of")
+	})
 	var ro coordinator.RolloutRecord
 	if err := adm.Call(ctx, coordinator.VerbRolloutStart, coordinator.RolloutRequest{Model: v2,
 		Cohorts: []coordinator.Cohort{{Name: "all", Percent: 100}}, Gate: "accuracy>=baseline-0.5"}, &ro); err != nil {

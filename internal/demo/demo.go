@@ -284,21 +284,21 @@ func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
 			return nil, err
 		}
 	}
-	var agents []coordinator.AgentInfo
+	connected := 0
 	if err := poll(ctx, 120*time.Second, func() bool {
-		agents = nil
+		var agents []coordinator.AgentInfo
 		if adm.Call(ctx, coordinator.VerbAgentsList, nil, &agents) != nil {
 			return false
 		}
-		n := 0
+		connected = 0
 		for _, a := range agents {
 			if a.Connected {
-				n++
+				connected++
 			}
 		}
-		return n == o.Agents
+		return connected == o.Agents
 	}); err != nil {
-		return nil, fmt.Errorf("demo: only %d of %d agents connected (logs in %s): %w", len(agents), o.Agents, o.Dir, err)
+		return nil, fmt.Errorf("demo: only %d of %d agents connected (logs in %s): %w", connected, o.Agents, o.Dir, err)
 	}
 	say("%d agents enrolled and connected (%d canaries), each with a %s shard of MNIST", o.Agents, canaries, o.Partition)
 
