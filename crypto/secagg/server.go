@@ -23,6 +23,7 @@ const (
 
 var stageNames = [...]string{"AdvertiseKeys", "ShareKeys", "MaskedInput", "ConsistencyCheck", "Unmask", "Done", "Failed"}
 
+// String returns the stage name.
 func (s Stage) String() string {
 	if s >= 0 && int(s) < len(stageNames) {
 		return stageNames[s]

@@ -75,6 +75,7 @@ func (s *Server) AddUnmask(m *Unmask) error {
 	return nil
 }
 
+// String returns the share kind's name.
 func (k ShareKind) String() string {
 	switch k {
 	case SeedShare:

@@ -29,6 +29,7 @@ const (
 	MissingConstant
 )
 
+// String returns the policy name, as written in configurations.
 func (p MissingPolicy) String() string {
 	switch p {
 	case MissingReject:

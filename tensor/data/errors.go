@@ -39,6 +39,7 @@ type LineError struct {
 	Err    error  // wraps one of the sentinel errors
 }
 
+// Error names the input, line and column, then the cause.
 func (e *LineError) Error() string {
 	if e.Column != "" {
 		return fmt.Sprintf("%s line %d, column %q: %v", e.Input, e.Line, e.Column, e.Err)
@@ -46,6 +47,7 @@ func (e *LineError) Error() string {
 	return fmt.Sprintf("%s line %d: %v", e.Input, e.Line, e.Err)
 }
 
+// Unwrap returns the cause, for errors.Is and errors.As.
 func (e *LineError) Unwrap() error { return e.Err }
 
 // newRand returns the deterministic generator every seeded function uses.
