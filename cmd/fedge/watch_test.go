@@ -73,6 +73,8 @@ func (tc *testCluster) startAgent(t *testing.T, seed uint64) {
 		case code := <-done:
 			if code != 0 {
 				t.Errorf("agent exit %d:\n%s%s", code, out.String(), errb.String())
+			} else if t.Failed() {
+				t.Logf("agent %d log (warnings):\n%s", seed, errb.String())
 			}
 		case <-time.After(15 * time.Second):
 			t.Error("agent did not stop")
@@ -135,7 +137,11 @@ func TestWatchJobRounds(t *testing.T) {
 	var rounds []coordinator.RoundRecord
 	tc.okJSON(t, &rounds, "rounds", "list", "-job", rec.ID)
 	if len(rounds) != 3 {
-		t.Fatalf("rounds list -job: %d rounds", len(rounds))
+		var why strings.Builder
+		for _, r := range rounds {
+			fmt.Fprintf(&why, "\n  round %d (%s #%d): %s %s participants %v", r.ID, r.Kind, r.Number, r.State, r.Error, r.Participants)
+		}
+		t.Fatalf("rounds list -job: %d rounds:%s", len(rounds), why.String())
 	}
 	contains(t, "rounds list", tc.ok(t, "rounds", "list", "-limit", "1"), fmt.Sprint(rounds[2].ID), "committed")
 	contains(t, "rounds show", tc.ok(t, "rounds", "show", fmt.Sprint(rounds[0].ID)), "State:", "committed", "Stages:", "invite", "train_loss=")
