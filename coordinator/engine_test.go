@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	mrand "math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -75,6 +76,11 @@ type simAgent struct {
 	mu   sync.Mutex
 	sent map[uint64]sentUpdate // round → what it contributed
 
+	// decline makes the agent decline invites; aborted records the
+	// rounds the engine told it had ended (RoundAbort).
+	decline bool
+	aborted []uint64
+
 	// cpu, if set, is a semaphore every simulated agent holds while it
 	// computes (benchmarks: the fleet gets one core, the coordinator the
 	// other, as if the agents ran on their own hosts).
@@ -100,7 +106,7 @@ func (a *simAgent) SigningKey() ed25519.PublicKey { return a.key.Public().(ed255
 
 func (a *simAgent) Request(ctx context.Context, m protocol.Message) (protocol.Message, error) {
 	if inv, ok := m.(*protocol.RoundInvite); ok {
-		return &protocol.RoundJoin{RoundID: inv.RoundID, Accept: true}, nil
+		return &protocol.RoundJoin{RoundID: inv.RoundID, Accept: !a.decline}, nil
 	}
 	return nil, fmt.Errorf("sim: unexpected %s", m.Type())
 }
@@ -113,6 +119,10 @@ func (a *simAgent) Send(ctx context.Context, m protocol.Message) error {
 		go a.evalRound(v)
 	case *protocol.StatsRequest:
 		go a.statsRound(v)
+	case *protocol.RoundAbort:
+		a.mu.Lock()
+		a.aborted = append(a.aborted, v.RoundID)
+		a.mu.Unlock()
 	}
 	return nil
 }
@@ -638,5 +648,39 @@ func TestEngineSaysWhyAJobWaits(t *testing.T) {
 	<-done
 	if w := h.eng.waiting("job/job"); w != "" {
 		t.Fatalf("a stopped engine (no longer leading) still says %q", w)
+	}
+}
+
+// TestEngineFailedRoundFreesAgents: when too few agents join, the round
+// fails and the engine tells those that joined, so they take the next
+// invite instead of waiting out the round's deadlines.
+func TestEngineFailedRoundFreesAgents(t *testing.T) {
+	h := newEngineHarness(t, 3, 50)
+	h.agents[2].decline = true
+	startJob(t, h, JobSpec{Model: "logreg", Rounds: 1, Fraction: 1, MinClients: 3,
+		Deadline: Deadlines{Train: Duration(time.Minute), Stage: Duration(time.Minute)}})
+	h.runUntil("a failed round", 20*time.Second, func(s *State) bool {
+		for _, r := range s.Rounds {
+			if r.State == RoundFailed {
+				return true
+			}
+		}
+		return false
+	})
+	var failed uint64
+	h.fsm.Read(func(s *State) {
+		for id, r := range s.Rounds {
+			if r.State == RoundFailed {
+				failed = id
+			}
+		}
+	})
+	for i, a := range h.agents {
+		a.mu.Lock()
+		got := slices.Contains(a.aborted, failed)
+		a.mu.Unlock()
+		if want := i < 2; got != want {
+			t.Fatalf("agent %d: told of the end of round %d: %v, want %v", i, failed, got, want)
+		}
 	}
 }

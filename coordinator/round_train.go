@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -270,6 +271,7 @@ func updateClip(spec *JobSpec) float64 {
 
 // endRound records a round that ended without a model.
 func (e *Engine) endRound(ctx context.Context, rec *RoundRecord, cause error) error {
+	e.abortAgents(ctx, rec, cause)
 	rec.State, rec.Error = RoundFailed, cause.Error()
 	if errors.Is(cause, context.Canceled) {
 		rec.State = RoundAborted
@@ -283,6 +285,34 @@ func (e *Engine) endRound(ctx context.Context, rec *RoundRecord, cause error) er
 		e.log.Warn("recording failed round", "round", rec.ID, "err", err)
 	}
 	return fmt.Errorf("%w: round %d: %v", ErrRoundFailed, rec.ID, cause)
+}
+
+// abortAgents tells the agents that joined a failed round that it ended,
+// so they are free for the next invite at once rather than waiting for
+// the round's deadlines (which decline every invite meanwhile).
+func (e *Engine) abortAgents(ctx context.Context, rec *RoundRecord, cause error) {
+	if len(rec.Participants) == 0 {
+		return
+	}
+	joined := map[string]bool{}
+	for _, id := range rec.Participants {
+		joined[id] = true
+	}
+	var links []AgentLink
+	for _, l := range e.links() {
+		if joined[l.AgentID()] {
+			links = append(links, l)
+		}
+	}
+	reason := cause.Error()
+	if len(reason) > 200 {
+		reason = reason[:200]
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	e.broadcast(actx, links, func(AgentLink) protocol.Message {
+		return &protocol.RoundAbort{RoundID: rec.ID, Reason: strings.ToValidUTF8(reason, "")}
+	})
 }
 
 // failJob marks a job failed (its model is unusable).
