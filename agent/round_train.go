@@ -288,17 +288,20 @@ func (a *Agent) secureSum(ctx context.Context, c conn, st *roundState, cfg *seca
 	if err != nil {
 		return err
 	}
-	var masked binaryMarshaler = mi
-	if b, err := mi.MarshalBinary(); err != nil {
+	// Encoded once: it goes in the stage message, or ahead as a bulk
+	// upload, in which case the stage message is empty and names it.
+	masked, err := mi.MarshalBinary()
+	if err != nil {
 		return err
-	} else if len(b) > protocol.MaxInlinePayload {
-		if err := a.uploadMasked(ctx, c, st, b); err != nil {
+	}
+	if len(masked) > protocol.MaxInlinePayload {
+		if err := a.uploadMasked(ctx, c, st, masked); err != nil {
 			return err
 		}
-		masked = uploaded{} // the stage message names the upload
+		masked = nil
 	}
 	var sv secagg.SurvivorList
-	if err := a.stage(ctx, c, st, protocol.StageMaskedInput, masked, func(p []byte) protocol.Message {
+	if err := a.stage(ctx, c, st, protocol.StageMaskedInput, encoded(masked), func(p []byte) protocol.Message {
 		return &protocol.MaskedInput{RoundID: id, Payload: p}
 	}, &sv); err != nil {
 		return err
@@ -322,11 +325,10 @@ func (a *Agent) secureSum(ctx context.Context, c conn, st *roundState, cfg *seca
 	}, nil)
 }
 
-// uploaded is the empty payload of a MaskedInput whose masked vector went
-// ahead as a bulk blob.
-type uploaded struct{}
+// encoded is a stage payload already marshalled.
+type encoded []byte
 
-func (uploaded) MarshalBinary() ([]byte, error) { return nil, nil }
+func (e encoded) MarshalBinary() ([]byte, error) { return e, nil }
 
 // uploadAttempts bounds the tries of a bulk masked upload; each retry
 // resumes after the chunks the coordinator verified.
