@@ -156,7 +156,6 @@ func runJobsStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	id := pos[0]
 	if !*watch {
-		c.admin.consistent = true // the leader knows why a job waits
 		cl, err := c.client()
 		if err != nil {
 			return c.fail(err)

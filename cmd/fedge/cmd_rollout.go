@@ -122,7 +122,6 @@ func runRolloutStatus(args []string, stdout, stderr io.Writer) int {
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
-	c.admin.consistent = true // the leader knows why a rollout waits
 	return do(c, coordinator.VerbRolloutStatus, nil, func(w io.Writer, ros []coordinator.RolloutRecord) error {
 		if len(ros) == 0 {
 			_, err := fmt.Fprintln(w, "No rollouts. Start one with `fedge rollout start -model V -gate 'accuracy>=baseline-0.5'`.")
