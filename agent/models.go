@@ -84,23 +84,21 @@ type fetchedModel struct {
 // last training base or the served model — for the coordinator to send a
 // lossless delta against; nil if it holds none.
 func (a *Agent) deltaBase(version uint64) *tensor.Model {
-	var best *tensor.Model
-	var bestV uint64
-	consider := func(v uint64, blob []byte) {
-		if v == 0 || v >= version || v <= bestV || blob == nil {
-			return
-		}
-		if m, err := tensor.UnmarshalModel(blob); err == nil {
-			best, bestV = m, v
-		}
+	bestV, best, err := a.st.latestBase(version)
+	if err != nil {
+		bestV, best = 0, nil
 	}
-	if v, blob, err := a.st.latestBase(version); err == nil {
-		consider(v, blob)
+	if rec, err := a.st.model(keyCurrent); err == nil && rec != nil && rec.version < version && rec.version > bestV {
+		best = rec.blob
 	}
-	if rec, err := a.st.model(keyCurrent); err == nil && rec != nil {
-		consider(rec.version, rec.blob)
+	if best == nil {
+		return nil
 	}
-	return best
+	m, err := tensor.UnmarshalModel(best) // only the chosen one is decoded
+	if err != nil {
+		return nil
+	}
+	return m
 }
 
 // decodeDownload turns a downloaded blob into the model file bytes and
