@@ -294,12 +294,12 @@ func (tw *twin) PushBlob(ctx context.Context, header protocol.Message, src io.Re
 		defer server.Close()
 		var p protocol.BlobProgress
 		p.Begin(up.Blob)
-		buf := &memFile{limit: int64(up.Blob.Size)}
+		buf := &protocol.MemBlob{Limit: int64(up.Blob.Size)}
 		if err := server.AcceptBlob(ctx, buf, &p); err != nil {
 			got <- nil
 			return
 		}
-		got <- buf.b
+		got <- buf.Bytes()
 	}()
 	m, err := client.Recv()
 	if err != nil {

@@ -39,30 +39,6 @@ type conn interface {
 
 var _ conn = (*protocol.Session)(nil)
 
-// memFile is an io.WriterAt over a growing byte slice, bounded by limit.
-type memFile struct {
-	b     []byte
-	limit int64
-}
-
-func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
-	end := off + int64(len(p))
-	if off < 0 || end > f.limit {
-		return 0, fmt.Errorf("agent: model download exceeds %d bytes", f.limit)
-	}
-	if end > int64(len(f.b)) {
-		if end > int64(cap(f.b)) {
-			nb := make([]byte, end, max(end, 2*int64(cap(f.b))))
-			copy(nb, f.b)
-			f.b = nb
-		} else {
-			f.b = f.b[:end]
-		}
-	}
-	copy(f.b[off:], p)
-	return len(p), nil
-}
-
 // download is a model transfer that survives a lost session: the next
 // attempt for the same version (against the same base) resumes at the
 // verified prefix.
@@ -70,7 +46,7 @@ type download struct {
 	version uint64
 	base    *tensor.Model // the held model a delta is against, or nil
 	p       protocol.BlobProgress
-	buf     memFile
+	buf     protocol.MemBlob
 }
 
 // fetchedModel is a completed download kept for a concurrent second use.
@@ -139,7 +115,7 @@ func (a *Agent) fetchModel(ctx context.Context, c conn, version uint64, want pro
 	}
 	d := a.dl
 	if d == nil || d.version != version {
-		d = &download{version: version, base: a.deltaBase(version), buf: memFile{limit: maxModelBytes}}
+		d = &download{version: version, base: a.deltaBase(version), buf: protocol.MemBlob{Limit: maxModelBytes}}
 		a.dl = d
 	} else if d.p.Offset > 0 {
 		a.log.Debug("resuming model download", "version", version, "offset", d.p.Offset)
@@ -154,17 +130,17 @@ func (a *Agent) fetchModel(ctx context.Context, c conn, version uint64, want pro
 	start := time.Now()
 	err := c.FetchBlob(ctx, req(), &d.buf, &d.p)
 	if errors.Is(err, protocol.ErrBlobChanged) {
-		d.buf.b = d.buf.b[:0]
+		d.buf.Reset()
 		err = c.FetchBlob(ctx, req(), &d.buf, &d.p)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("agent.fetchModel %d: %w", version, err)
 	}
 	a.dl = nil
-	if uint64(len(d.buf.b)) < d.p.Info.Size {
+	if uint64(len(d.buf.Bytes())) < d.p.Info.Size {
 		return nil, nil, fmt.Errorf("agent.fetchModel %d: short download", version)
 	}
-	got := d.buf.b[:d.p.Info.Size]
+	got := d.buf.Bytes()[:d.p.Info.Size]
 	blob, m, err := decodeDownload(got, d.base)
 	if err != nil {
 		return nil, nil, fmt.Errorf("agent.fetchModel %d: %w", version, err)

@@ -217,27 +217,15 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // FetchModel downloads a model version into memory and decodes it: how an
 // operator or ML engineer evaluates a committed model on its own data.
 func (c *AdminClient) FetchModel(ctx context.Context, version uint64) (*tensor.Model, error) {
-	var f memWriter
+	var f protocol.MemBlob
 	if err := c.ExportModel(ctx, version, &f); err != nil {
 		return nil, fmt.Errorf("coordinator.FetchModel %d: %w", version, err)
 	}
-	m, err := tensor.UnmarshalModel(f.b)
+	m, err := tensor.UnmarshalModel(f.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("coordinator.FetchModel %d: %w", version, err)
 	}
 	return m, nil
-}
-
-// memWriter is an io.WriterAt over a growing byte slice (the blob transfer
-// checks sizes and hashes; tensor.UnmarshalModel bounds what it accepts).
-type memWriter struct{ b []byte }
-
-func (m *memWriter) WriteAt(p []byte, off int64) (int, error) {
-	if end := int(off) + len(p); end > len(m.b) {
-		m.b = append(m.b, make([]byte, end-len(m.b))...)
-	}
-	copy(m.b[off:], p)
-	return len(p), nil
 }
 
 // ExportModel downloads a model version's file into w.

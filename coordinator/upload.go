@@ -20,18 +20,9 @@ type uploads struct {
 
 type upload struct {
 	p    protocol.BlobProgress
-	buf  []byte
-	busy bool // a transfer is running (guarded by uploads.mu)
+	buf  protocol.MemBlob // bounded by the announced size
+	busy bool             // a transfer is running (guarded by uploads.mu)
 	done bool
-}
-
-// WriteAt implements io.WriterAt for the blob receiver, within the
-// announced size (checked before the transfer starts).
-func (u *upload) WriteAt(b []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(b)) > int64(len(u.buf)) {
-		return 0, fmt.Errorf("coordinator: upload chunk at %d past %d bytes", off, len(u.buf))
-	}
-	return copy(u.buf[off:], b), nil
 }
 
 // expect opens the round to uploads of masked inputs of at most limit
@@ -70,10 +61,10 @@ func (us *uploads) accept(ctx context.Context, agent string, m *protocol.MaskedU
 	}
 	u.busy = true
 	us.mu.Unlock()
-	if !u.p.Begin(m.Blob) || len(u.buf) != int(m.Blob.Size) {
-		u.buf = make([]byte, m.Blob.Size)
+	if !u.p.Begin(m.Blob) {
+		u.buf = protocol.MemBlob{Limit: int64(m.Blob.Size)}
 	}
-	err := b.AcceptBlob(ctx, u, &u.p)
+	err := b.AcceptBlob(ctx, &u.buf, &u.p)
 	us.mu.Lock()
 	u.busy, u.done = false, err == nil
 	us.mu.Unlock()
@@ -89,5 +80,5 @@ func (us *uploads) take(agent string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: masked input of agent %s announced as uploaded, but no complete upload arrived", protocol.ErrMalformed, agent)
 	}
 	delete(us.by, agent)
-	return u.buf, nil
+	return u.buf.Bytes(), nil
 }

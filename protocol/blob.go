@@ -440,3 +440,41 @@ func (s *Session) PushBlob(ctx context.Context, header Message, src io.ReaderAt,
 	}
 	return nil
 }
+
+// MemBlob is an io.WriterAt over a growing byte slice, bounded by Limit: a
+// blob received into memory (FetchBlob, AcceptBlob). The transfer checks
+// sizes and hashes; Limit bounds what a peer can make it allocate.
+type MemBlob struct {
+	// Limit is the largest size accepted; zero means DefaultMaxBlob.
+	Limit int64
+	b     []byte
+}
+
+// WriteAt implements io.WriterAt.
+func (m *MemBlob) WriteAt(p []byte, off int64) (int, error) {
+	limit := m.Limit
+	if limit <= 0 {
+		limit = DefaultMaxBlob
+	}
+	end := off + int64(len(p))
+	if off < 0 || end > limit {
+		return 0, fmt.Errorf("protocol.MemBlob: write at %d of %d bytes exceeds %d", off, len(p), limit)
+	}
+	if end > int64(len(m.b)) {
+		if end > int64(cap(m.b)) {
+			nb := make([]byte, end, max(end, 2*int64(cap(m.b))))
+			copy(nb, m.b)
+			m.b = nb
+		} else {
+			m.b = m.b[:end]
+		}
+	}
+	copy(m.b[off:], p)
+	return len(p), nil
+}
+
+// Bytes returns what was written (the slice is the buffer itself).
+func (m *MemBlob) Bytes() []byte { return m.b }
+
+// Reset empties the buffer, keeping its memory.
+func (m *MemBlob) Reset() { m.b = m.b[:0] }

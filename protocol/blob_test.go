@@ -436,3 +436,26 @@ func TestFuzzRecvBlobSeeds(t *testing.T) {
 		}
 	}
 }
+
+func TestMemBlob(t *testing.T) {
+	m := MemBlob{Limit: 10}
+	if _, err := m.WriteAt([]byte("world"), 5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.WriteAt([]byte("hello"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Bytes()) != "helloworld" {
+		t.Fatalf("%q", m.Bytes())
+	}
+	if _, err := m.WriteAt([]byte("!"), 10); err == nil {
+		t.Fatal("a write past the limit")
+	}
+	if _, err := m.WriteAt([]byte("x"), -1); err == nil {
+		t.Fatal("a write at a negative offset")
+	}
+	m.Reset()
+	if len(m.Bytes()) != 0 {
+		t.Fatal("reset kept bytes")
+	}
+}
