@@ -228,6 +228,20 @@ func (c *AdminClient) FetchModel(ctx context.Context, version uint64) (*tensor.M
 	return m, nil
 }
 
+// EvaluateModel downloads a model version and evaluates it on ds: the ML
+// engineer's own check on held-out data, outside the fleet.
+func (c *AdminClient) EvaluateModel(ctx context.Context, version uint64, ds *tensor.Dataset) (tensor.Metrics, error) {
+	m, err := c.FetchModel(ctx, version)
+	if err != nil {
+		return tensor.Metrics{}, err
+	}
+	met, err := tensor.Evaluate(m, ds)
+	if err != nil {
+		return tensor.Metrics{}, fmt.Errorf("coordinator.EvaluateModel %d: %w", version, err)
+	}
+	return met, nil
+}
+
 // ExportModel downloads a model version's file into w.
 func (c *AdminClient) ExportModel(ctx context.Context, version uint64, w io.WriterAt) error {
 	s, err := c.session(ctx, "")

@@ -11,20 +11,6 @@ import (
 	"github.com/fedge/fedge/tensor"
 )
 
-// testAccuracy downloads a model version as an operator would and measures
-// it on the MNIST test set: the ML engineer's own check, outside the fleet.
-func testAccuracy(ctx context.Context, adm *coordinator.AdminClient, version uint64, test *tensor.Dataset) (float64, error) {
-	m, err := adm.FetchModel(ctx, version)
-	if err != nil {
-		return 0, err
-	}
-	met, err := tensor.Evaluate(m, test)
-	if err != nil {
-		return 0, err
-	}
-	return met.Accuracy(), nil
-}
-
 // trainJob starts a job, prints its rounds as they commit and returns its
 // final model version once it is done.
 func trainJob(ctx context.Context, adm *coordinator.AdminClient, spec coordinator.JobSpec, test *tensor.Dataset, out io.Writer) (uint64, error) {
@@ -58,10 +44,11 @@ func trainJob(ctx context.Context, adm *coordinator.AdminClient, spec coordinato
 				fmt.Fprintf(out, "  round %d %s: %s\n", r.Number, r.State, r.Error)
 				continue
 			}
-			acc, err := testAccuracy(ctx, adm, r.ModelOut, test)
+			met, err := adm.EvaluateModel(ctx, r.ModelOut, test)
 			if err != nil {
 				return 0, err
 			}
+			acc := met.Accuracy()
 			fmt.Fprintf(out, "  round %d → model v%d: %d agents, %d in the secure sum, %.1f MB in, %.1fs, train loss %.3f, test accuracy %.2f%%\n",
 				r.Number, r.ModelOut, len(r.Participants), int(r.Metrics["survivors"]), float64(r.BytesIn)/1e6,
 				r.EndedAt.Sub(r.StartedAt).Seconds(), r.Metrics["train_loss"], 100*acc)

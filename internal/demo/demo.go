@@ -342,10 +342,11 @@ func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
 				say("round %d %s: %s", r.Number, r.State, r.Error)
 				continue
 			}
-			acc, err := evaluate(ctx, adm, r.ModelOut, test)
+			met, err := adm.EvaluateModel(ctx, r.ModelOut, test)
 			if err != nil {
 				return rep, err
 			}
+			acc := met.Accuracy()
 			line := RoundLine{Round: r.Number, ID: r.ID, Model: r.ModelOut, Participants: len(r.Participants), Survivors: int(r.Metrics["survivors"]),
 				BytesIn: r.BytesIn, BytesOut: r.BytesOut, Seconds: r.EndedAt.Sub(r.StartedAt).Seconds(), TrainLoss: r.Metrics["train_loss"], Accuracy: acc}
 			line.Dropouts = line.Participants - line.Survivors
@@ -426,20 +427,6 @@ func poll(ctx context.Context, timeout time.Duration, cond func() bool) error {
 		}
 	}
 	return nil
-}
-
-// evaluate downloads a model version and measures its test accuracy: the
-// ML engineer's own held-out set, on the operator's machine.
-func evaluate(ctx context.Context, adm *coordinator.AdminClient, version uint64, test *tensor.Dataset) (float64, error) {
-	m, err := adm.FetchModel(ctx, version)
-	if err != nil {
-		return 0, err
-	}
-	met, err := tensor.Evaluate(m, test)
-	if err != nil {
-		return 0, err
-	}
-	return met.Accuracy(), nil
 }
 
 func rollout(ctx context.Context, adm *coordinator.AdminClient, model uint64, say func(string, ...any)) (*coordinator.RolloutRecord, error) {

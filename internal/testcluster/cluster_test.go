@@ -7,11 +7,13 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/fedge/fedge/coordinator"
 	"github.com/fedge/fedge/internal/testcluster"
+	"github.com/fedge/fedge/internal/testutil"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
 	"github.com/fedge/fedge/tensor/data"
@@ -25,17 +27,23 @@ func heavy(t *testing.T) {
 	}
 }
 
+// mnistTest is the MNIST test set, read once for the package's tests.
+var mnistTest = sync.OnceValues(func() (*tensor.Dataset, error) {
+	dir, err := testutil.MNISTDir()
+	if err != nil {
+		return nil, err
+	}
+	_, test, err := data.LoadMNIST(dir)
+	return test, err
+})
+
 func testAccuracy(t *testing.T, c *testcluster.Cluster, version uint64) float64 {
 	t.Helper()
-	m, err := c.Admin.FetchModel(context.Background(), version)
+	test, err := mnistTest()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, test, err := data.LoadMNIST(c.MNIST)
-	if err != nil {
-		t.Fatal(err)
-	}
-	met, err := tensor.Evaluate(m, test)
+	met, err := c.Admin.EvaluateModel(context.Background(), version, test)
 	if err != nil {
 		t.Fatal(err)
 	}
