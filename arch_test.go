@@ -117,6 +117,11 @@ func TestImportDirections(t *testing.T) {
 			if (from == "coordinator" || from == "agent") && strings.HasPrefix(imp, module+"/internal/testcluster") {
 				t.Errorf("%s imports the test harness %s", p.ImportPath, imp)
 			}
+			// Test helpers serve tests and the test harness only; programs
+			// locate data through internal/mnist.
+			if imp == module+"/internal/testutil" && p.ImportPath != module+"/internal/testcluster" {
+				t.Errorf("%s imports the test helper package %s", p.ImportPath, imp)
+			}
 		}
 		// Tests may also use internal/testutil anywhere, and the harnesses in
 		// internal/ where the code under test sits above the leaves.

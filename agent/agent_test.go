@@ -42,9 +42,6 @@ func predictHTTP(t *testing.T, addr string) (int, PredictResponse) {
 }
 
 func TestAgentLifecycle(t *testing.T) {
-	if testing.Short() && os.Getenv("FEDGE_LONG") != "" {
-		t.Skip()
-	}
 	start, blob1 := smallModel(t, 1)
 	_, blob2 := smallModel(t, 2)
 	h := newHub(map[uint64][]byte{1: blob1, 2: blob2})

@@ -154,10 +154,7 @@ func BenchmarkPredictHTTPBatch2NN1000(b *testing.B) {
 // 2nn model, with no coordinator reachable, and reports its resident
 // memory once it has settled.
 func BenchmarkAgentIdleRSS(b *testing.B) {
-	mnist, err := testutil.MNISTDir()
-	if err != nil {
-		b.Skip(err)
-	}
+	mnist := testutil.MNISTDir(b)
 	dir := b.TempDir()
 	st, err := openStore(filepath.Join(dir, "state"), testLockWait)
 	if err != nil {

@@ -33,6 +33,7 @@ type metrics struct {
 	roundsJoined    atomic.Uint64
 	roundsCompleted atomic.Uint64
 	roundsFailed    atomic.Uint64
+	trainBatches    atomic.Uint64 // local training steps taken
 	bytesSent       atomic.Uint64
 	modelBytes      atomic.Uint64 // model download bytes received (deltas as sent)
 	modelDeltas     atomic.Uint64 // downloads that came as a delta against a held model
@@ -116,6 +117,7 @@ func (m *metrics) write(w io.Writer, model uint64) error {
 	counter("fedge_agent_rounds_joined_total", "Rounds the agent accepted to take part in.", m.roundsJoined.Load())
 	counter("fedge_agent_rounds_completed_total", "Rounds whose every stage the agent finished.", m.roundsCompleted.Load())
 	counter("fedge_agent_rounds_failed_total", "Rounds the agent dropped out of (aborted, excluded, deadline, error, restart).", m.roundsFailed.Load())
+	counter("fedge_agent_train_batches_total", "Local training steps (mini-batches) taken in rounds.", m.trainBatches.Load())
 	counter("fedge_agent_round_bytes_sent_total", "Payload bytes the agent sent in round messages (masked vectors, keys, shares).", m.bytesSent.Load())
 	counter("fedge_agent_model_download_bytes_total", "Bytes of model downloads received (a lossless delta when the agent held an earlier version).", m.modelBytes.Load())
 	counter("fedge_agent_model_delta_downloads_total", "Model downloads that came as a lossless delta against a model the agent held.", m.modelDeltas.Load())

@@ -375,7 +375,8 @@ func TestShutdownAbandonsTraining(t *testing.T) {
 	if _, err := a.serve(tw, &protocol.RoundPlan{RoundID: 40, ModelVersion: 1, ModelHash: start.Hash(), Epochs: 1 << 20, BatchSize: 1, LR: 0.01}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Stop once training is under way (a few steps taken).
+	eventually(t, 30*time.Second, "training under way", func() bool { return a.m.trainBatches.Load() >= 3 })
 	stopped := time.Now()
 	cancel()
 	waitIdle(t, a)

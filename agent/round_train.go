@@ -99,6 +99,7 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 	tctx, cancel := context.WithDeadline(ctx, trainBy)
 	stats, err := tensor.Train(tctx, trained, train, tensor.TrainConfig{
 		Epochs: int(plan.Epochs), BatchSize: int(plan.BatchSize), Seed: binary.LittleEndian.Uint64(seed[:]), Optimizer: opt,
+		Progress: func(tensor.TrainProgress) { a.m.trainBatches.Add(1) }, ProgressEvery: 1,
 	})
 	cancel()
 	switch {

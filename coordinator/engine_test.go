@@ -371,10 +371,7 @@ type engineHarness struct {
 
 func newEngineHarness(t *testing.T, n, perAgent int) *engineHarness {
 	t.Helper()
-	dir, err := testutil.MNISTDir()
-	if err != nil {
-		t.Skip(err)
-	}
+	dir := testutil.MNISTDir(t)
 	train, test, err := data.LoadMNIST(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -185,8 +185,9 @@ func TestListenerDialStreamReusesConnection(t *testing.T) {
 		t.Fatalf("dialed from %v, not the listener's port %v", clients[0].LocalAddr(), peer.Addr())
 	}
 	// Kill the connection from the server side; the next dial redials.
-	clients[0].(*StreamConn).conn.CloseWithError(0, "test")
-	time.Sleep(50 * time.Millisecond)
+	dead := clients[0].(*StreamConn).conn
+	dead.CloseWithError(0, "test")
+	<-dead.Context().Done()
 	accepted := acceptOne(t, ln)
 	c, err := peer.DialStream(ctx, l.Addr().String(), pki.clientTLS(t, "coord-b"), ALPNRaft)
 	if err != nil {

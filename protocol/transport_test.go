@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -515,7 +516,13 @@ func TestPushFromHello(t *testing.T) {
 			_, err := s.Request(context.Background(), &RoundInvite{RoundID: 1, Job: "j"})
 			pushed <- err
 		}()
-		time.Sleep(20 * time.Millisecond) // give the push a head start
+		// The push is under way; it cannot be answered before this
+		// handler returns the HelloAck.
+		select {
+		case err := <-pushed:
+			pushed <- fmt.Errorf("push answered before the HelloAck was sent (err %v)", err)
+		case <-time.After(20 * time.Millisecond):
+		}
 		return &HelloAck{}, nil
 	}}
 	l := startListener(t, pki, nil, map[string]Handler{ALPNAgent: h})
@@ -550,7 +557,9 @@ func TestListenRebindsAtOnce(t *testing.T) {
 	}
 	for i := range 10 {
 		h := newAgentHandler()
+		inHandler := make(chan struct{}, 1)
 		h.MessageFunc = func(context.Context, *Session, Message) (Message, error) {
+			inHandler <- struct{}{}
 			time.Sleep(50 * time.Millisecond) // a handler slow to notice the end
 			return &Ack{}, nil
 		}
@@ -563,9 +572,9 @@ func TestListenRebindsAtOnce(t *testing.T) {
 		// A session with a request in its handler: closing waits for it.
 		s := dialAgent(t, pki, l, "a", nil)
 		go func() { _, _ = s.Request(context.Background(), &Heartbeat{Seq: 1}) }()
-		time.Sleep(5 * time.Millisecond)
+		<-inHandler
 		cancel()                          // Serve closes the listener on its own goroutine...
-		time.Sleep(time.Millisecond)      // (let it start)
+		runtime.Gosched()                 // (let it start)
 		if err := l.Close(); err != nil { // ...while this Close runs
 			t.Fatal(err)
 		}

@@ -8,7 +8,7 @@ import (
 	"syscall"
 
 	"github.com/fedge/fedge/internal/demo"
-	"github.com/fedge/fedge/internal/testutil"
+	"github.com/fedge/fedge/internal/mnist"
 )
 
 var devSpec = cmdSpec{
@@ -39,7 +39,7 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if o.MNIST == "" {
-		dir, err := testutil.MNISTDir()
+		dir, err := mnist.Dir(context.Background())
 		if err != nil {
 			return c.fail(err)
 		}

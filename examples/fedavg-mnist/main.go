@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 
-	"github.com/fedge/fedge/internal/testutil"
+	"github.com/fedge/fedge/internal/mnist"
 	"github.com/fedge/fedge/tensor"
 	"github.com/fedge/fedge/tensor/data"
 )
@@ -79,7 +79,7 @@ func runMain(ctx context.Context, cfg *config, out io.Writer) error {
 	}
 	dir := cfg.dataDir
 	if dir == "" {
-		d, err := testutil.MNISTDir()
+		d, err := mnist.Dir(ctx)
 		if err != nil {
 			return err
 		}

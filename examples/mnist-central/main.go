@@ -10,7 +10,7 @@ import (
 	"os/signal"
 	"time"
 
-	"github.com/fedge/fedge/internal/testutil"
+	"github.com/fedge/fedge/internal/mnist"
 	"github.com/fedge/fedge/tensor"
 	"github.com/fedge/fedge/tensor/data"
 )
@@ -53,7 +53,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	start := time.Now()
 	dir := cfg.dataDir
 	if dir == "" {
-		d, err := testutil.MNISTDir()
+		d, err := mnist.Dir(ctx)
 		if err != nil {
 			return err
 		}

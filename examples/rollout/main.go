@@ -16,7 +16,7 @@ import (
 
 	"github.com/fedge/fedge/agent"
 	"github.com/fedge/fedge/coordinator"
-	"github.com/fedge/fedge/internal/testutil"
+	mnistdata "github.com/fedge/fedge/internal/mnist"
 	"github.com/fedge/fedge/tensor/data"
 )
 
@@ -56,7 +56,7 @@ func run(ctx context.Context, cfg *config, out io.Writer) error {
 	if cfg.canaries < coordinator.EvalMinAgents || cfg.agents < cfg.canaries || cfg.shards < cfg.agents {
 		return fmt.Errorf("need %d <= canaries <= agents <= shards", coordinator.EvalMinAgents)
 	}
-	mnist, err := testutil.MNISTDir()
+	mnist, err := mnistdata.Dir(ctx)
 	if err != nil {
 		return err
 	}

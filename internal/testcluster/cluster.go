@@ -81,10 +81,7 @@ func New(t testing.TB, o Options) *Cluster {
 	if o.Heartbeat == 0 {
 		o.Heartbeat = 300 * time.Millisecond
 	}
-	mnist, err := testutil.MNISTDir()
-	if err != nil {
-		t.Skip(err)
-	}
+	mnist := testutil.MNISTDir(t)
 	c := &Cluster{T: t, Dir: t.TempDir(), MNIST: mnist, opts: o, log: Logger()}
 	var addrs []string
 	for i, a := range testutil.FreeUDPAddrs(t, o.Nodes) {
@@ -99,6 +96,7 @@ func New(t testing.TB, o Options) *Cluster {
 	for i := range c.Peers {
 		c.StartNode(i)
 	}
+	var err error
 	c.Admin, err = coordinator.LoadAdminClient(filepath.Join(c.Dir, "admin"), addrs)
 	if err != nil {
 		t.Fatal(err)

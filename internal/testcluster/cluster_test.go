@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/internal/mnist"
 	"github.com/fedge/fedge/internal/testcluster"
-	"github.com/fedge/fedge/internal/testutil"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
 	"github.com/fedge/fedge/tensor/data"
@@ -29,7 +29,7 @@ func heavy(t *testing.T) {
 
 // mnistTest is the MNIST test set, read once for the package's tests.
 var mnistTest = sync.OnceValues(func() (*tensor.Dataset, error) {
-	dir, err := testutil.MNISTDir()
+	dir, err := mnist.Dir(context.Background())
 	if err != nil {
 		return nil, err
 	}

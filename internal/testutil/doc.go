@@ -1,3 +1,5 @@
-// Package testutil holds helpers shared by fedge's tests that are not API,
-// such as locating the MNIST files shipped by the GoMNIST module.
+// Package testutil holds helpers shared by fedge's tests that are not API:
+// the MNIST folder for tests, the rule for missing data or tools (fail
+// under CI, skip locally), free loopback ports. Production code never
+// imports it.
 package testutil

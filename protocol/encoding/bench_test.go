@@ -301,10 +301,7 @@ func TestWireSizes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains two models and prints the wire-size table; run without -short")
 	}
-	dir, err := testutil.MNISTDir()
-	if err != nil {
-		t.Skip(err)
-	}
+	dir := testutil.MNISTDir(t)
 	mnist, _, err := data.LoadMNIST(dir)
 	if err != nil {
 		t.Fatal(err)

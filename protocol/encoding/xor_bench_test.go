@@ -16,10 +16,7 @@ import (
 // decode reports MB/s of float32 output.
 // go test -run '^$' -bench BenchmarkLosslessLevel ./protocol/encoding
 func BenchmarkLosslessLevel(b *testing.B) {
-	dir, err := testutil.MNISTDir()
-	if err != nil {
-		b.Skip(err)
-	}
+	dir := testutil.MNISTDir(b)
 	mnist, _, err := data.LoadMNIST(dir)
 	if err != nil {
 		b.Fatal(err)

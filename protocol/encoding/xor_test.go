@@ -521,10 +521,7 @@ func TestLosslessDeltaSize(t *testing.T) {
 			return base, next
 		}},
 		{"mnist-2nn", 0.66, func(t *testing.T) ([]float32, []float32) {
-			dir, err := testutil.MNISTDir()
-			if err != nil {
-				t.Skip(err)
-			}
+			dir := testutil.MNISTDir(t)
 			mnist, _, err := data.LoadMNIST(dir)
 			if err != nil {
 				t.Fatal(err)

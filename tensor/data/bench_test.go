@@ -12,10 +12,7 @@ import (
 // BenchmarkLoadMNIST measures LoadMNIST on the real gzip-compressed files
 // (70,000 images); MB/s counts the decompressed IDX bytes.
 func BenchmarkLoadMNIST(b *testing.B) {
-	dir, err := testutil.MNISTDir()
-	if err != nil {
-		b.Skip(err)
-	}
+	dir := testutil.MNISTDir(b)
 	const idxBytes = (16 + 60000*784) + (8 + 60000) + (16 + 10000*784) + (8 + 10000)
 	b.SetBytes(idxBytes)
 	b.ReportAllocs()

@@ -149,10 +149,7 @@ func TestReadIDXNoAllocationBeyondInput(t *testing.T) {
 }
 
 func TestLoadMNIST(t *testing.T) {
-	dir, err := testutil.MNISTDir()
-	if err != nil {
-		t.Skip(err)
-	}
+	dir := testutil.MNISTDir(t)
 	start := time.Now()
 	train, test, err := LoadMNIST(dir)
 	elapsed := time.Since(start)

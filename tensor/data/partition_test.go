@@ -45,10 +45,7 @@ func labelsOf(n, classes int) []int32 {
 
 func mnistTrainLabels(t testing.TB) []int32 {
 	t.Helper()
-	dir, err := testutil.MNISTDir()
-	if err != nil {
-		t.Skip(err)
-	}
+	dir := testutil.MNISTDir(t)
 	f, err := os.Open(filepath.Join(dir, MNISTTrainLabels+".gz"))
 	if err != nil {
 		t.Fatal(err)
