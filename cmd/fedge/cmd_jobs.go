@@ -51,6 +51,7 @@ fedge jobs start -f job.json`,
 func runJobsStart(args []string, stdout, stderr io.Writer) int {
 	c := newCLI(stdout, stderr, jobsStartSpec, true)
 	file := c.fs.String("f", "", "job file (JSON)")
+	quiet := c.fs.Bool("q", false, "print only the job ID (for scripts: JOB=$(fedge jobs start -q -f job.json))")
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
@@ -62,6 +63,10 @@ func runJobsStart(args []string, stdout, stderr io.Writer) int {
 		return c.usageFail(err)
 	}
 	return do(c, coordinator.VerbJobsStart, spec, func(w io.Writer, j coordinator.JobRecord) error {
+		if *quiet {
+			_, err := fmt.Fprintln(w, j.ID)
+			return err
+		}
 		_, err := fmt.Fprintf(w, "Started job %s: model %s, %d rounds, strategy %s, secure aggregation %s.\nFollow it with: fedge jobs status -watch %s\n",
 			j.ID, jobModel(j.Spec), j.Spec.Rounds, j.Spec.Strategy.Name, onOff(j.Spec.SecAgg.Enabled), j.ID)
 		return err

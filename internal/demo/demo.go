@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/internal/mnist"
 	"github.com/fedge/fedge/tensor"
 	"github.com/fedge/fedge/tensor/data"
 )
@@ -40,7 +41,8 @@ type Options struct {
 	Agents int
 	Rounds int
 	Target float64
-	// Out is where accuracy.png and rounds.json go (default docs/demo).
+	// Out is where accuracy.png and rounds.json go (default demo-out,
+	// which git ignores; docs/demo holds the committed run).
 	Out string
 	// Partition of MNIST across agents: "pathological" (default; the
 	// FedAvg paper's 2 label-sorted shards per agent), "dirichlet" or "iid".
@@ -93,7 +95,7 @@ func (o *Options) defaults() error {
 		o.Target = 0.95
 	}
 	if o.Out == "" {
-		o.Out = filepath.Join("docs", "demo")
+		o.Out = "demo-out"
 	}
 	if o.Partition == "" {
 		o.Partition = "pathological"
@@ -101,13 +103,37 @@ func (o *Options) defaults() error {
 	if o.MNIST == "" {
 		return errors.New("demo: the MNIST folder is required")
 	}
+	if err := mnist.Check(o.MNIST); err != nil {
+		return fmt.Errorf("demo: -mnist: %w", err)
+	}
 	return nil
 }
 
-// fleet tracks the processes the demo started so it can stop every one.
+// fleet tracks the processes the demo started so it can stop every one,
+// and fails the demo (through died) as soon as one exits on its own.
 type fleet struct {
-	mu    sync.Mutex
-	procs []*exec.Cmd
+	mu       sync.Mutex
+	procs    []*exec.Cmd
+	stopping bool
+	// died is called once per process that exits before stop, with an
+	// error naming it and quoting the end of its log.
+	died func(error)
+}
+
+// tailLines is how much of a dead process's log the demo prints.
+const tailLines = 15
+
+// logTail returns the last n lines of the file at path.
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "    " + strings.Join(lines, "\n    ")
 }
 
 func (f *fleet) start(bin, logPath string, args ...string) error {
@@ -122,7 +148,17 @@ func (f *fleet) start(bin, logPath string, args ...string) error {
 		logf.Close()
 		return fmt.Errorf("starting %s %s: %w", bin, strings.Join(args, " "), err)
 	}
-	go func() { _ = cmd.Wait(); logf.Close() }()
+	go func() {
+		err := cmd.Wait()
+		logf.Close()
+		f.mu.Lock()
+		stopping := f.stopping
+		f.mu.Unlock()
+		if !stopping && f.died != nil {
+			f.died(fmt.Errorf("demo: `%s %s` exited (%v); the last lines of %s:\n%s",
+				filepath.Base(bin), strings.Join(args, " "), err, logPath, logTail(logPath, tailLines)))
+		}
+	}()
 	f.mu.Lock()
 	f.procs = append(f.procs, cmd)
 	f.mu.Unlock()
@@ -135,6 +171,7 @@ func (f *fleet) stop(grace time.Duration) {
 	f.mu.Lock()
 	procs := f.procs
 	f.procs = nil
+	f.stopping = true
 	f.mu.Unlock()
 	for _, p := range procs {
 		_ = p.Process.Signal(syscall.SIGTERM)
@@ -197,19 +234,31 @@ func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
 	rep = &Report{Started: start.UTC(), Agents: o.Agents}
 	say := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
 	if o.Dir == "" {
-		d, err := os.MkdirTemp("", "fedge-demo-")
-		if err != nil {
-			return nil, err
+		d, mkErr := os.MkdirTemp("", "fedge-demo-")
+		if mkErr != nil {
+			return nil, mkErr
 		}
 		o.Dir = d
-		if !o.Keep {
-			defer os.RemoveAll(d)
-		}
+		// A failed run keeps its folder: the logs say why.
+		defer func() {
+			if err == nil && !o.Keep {
+				os.RemoveAll(d)
+				return
+			}
+			say("kept the cluster's folder %s (each process logs to <node or agent>/log)", d)
+		}()
 	}
-	procs := &fleet{}
+	// Any process that dies on its own ends the demo at once, with its
+	// log's last lines as the error.
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	procs := &fleet{died: fail}
 	defer func() {
 		procs.stop(5 * time.Second)
 		say("stopped every process the demo started")
+		if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
+			err = cause
+		}
 	}()
 
 	// The cluster.
@@ -326,7 +375,7 @@ func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
 	best := RoundLine{}
 	for !rep.Reached {
 		if ctx.Err() != nil {
-			return rep, ctx.Err()
+			return rep, context.Cause(ctx)
 		}
 		var rounds []coordinator.RoundRecord
 		if err := adm.Call(ctx, coordinator.VerbRoundsList, coordinator.RoundsRequest{Job: job.ID}, &rounds); err != nil {
@@ -422,7 +471,7 @@ func poll(ctx context.Context, timeout time.Duration, cond func() bool) error {
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return context.Cause(ctx)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
