@@ -154,27 +154,62 @@ func DefaultConfig() Config {
 	}
 }
 
-// LoadConfig reads a JSON configuration file over DefaultConfig. Unknown
-// fields are an error (a misspelt key must not silently fall back to a
-// default), and so is trailing content. It validates the result.
+// LoadConfig reads a JSON configuration file over DefaultConfig. Lines
+// whose first non-blank characters are // are comments. Unknown fields are
+// an error (a misspelt key must not silently fall back to a default), and
+// so is trailing content. It validates the result.
 func LoadConfig(path string) (Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("agent.LoadConfig: %w", err)
 	}
-	cfg := DefaultConfig()
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return Config{}, fmt.Errorf("agent.LoadConfig: %s: %w: %v", path, ErrConfig, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Config{}, fmt.Errorf("agent.LoadConfig: %s: %w: trailing data after the JSON object", path, ErrConfig)
+	cfg, err := parseConfig(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("agent.LoadConfig: %s: %w", path, err)
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, fmt.Errorf("agent.LoadConfig: %s: %w", path, err)
 	}
 	return cfg, nil
+}
+
+// parseConfig decodes a configuration file's bytes over DefaultConfig
+// without validating it.
+func parseConfig(b []byte) (Config, error) {
+	cfg := DefaultConfig()
+	dec := json.NewDecoder(bytes.NewReader(blankLineComments(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return Config{}, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Config{}, fmt.Errorf("%w: trailing data after the JSON object", ErrConfig)
+	}
+	return cfg, nil
+}
+
+// blankLineComments returns b with every line that starts (after blanks)
+// with // turned into spaces, so JSON error offsets still point at the
+// file's own lines. A // inside a string is left alone: only whole lines
+// are comments.
+func blankLineComments(b []byte) []byte {
+	out := bytes.Clone(b)
+	for start := 0; start < len(out); {
+		end := bytes.IndexByte(out[start:], '\n')
+		if end < 0 {
+			end = len(out)
+		} else {
+			end += start
+		}
+		line := out[start:end]
+		if t := bytes.TrimLeft(line, " \t"); bytes.HasPrefix(t, []byte("//")) {
+			for i := range line {
+				line[i] = ' '
+			}
+		}
+		start = end + 1
+	}
+	return out
 }
 
 // Validate reports the first field that cannot work, wrapping ErrConfig.

@@ -157,3 +157,42 @@ func TestTrainingWindow(t *testing.T) {
 		}
 	}
 }
+
+func TestLineComments(t *testing.T) {
+	cfg, err := parseConfig([]byte("// a comment\n{\n  // another\n  \"data_dir\": \"/x//y\", \"coordinators\": [\"a:1\"]\n}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != "/x//y" {
+		t.Fatalf("data_dir %q: a // inside a string was taken for a comment", cfg.DataDir)
+	}
+	// A JSON error still names the file's own line.
+	_, err = parseConfig([]byte("// c\n// c\n{\"data_dir\": 3}\n"))
+	if err == nil || !errors.Is(err, ErrConfig) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestDeploySample: deploy/agent.json, the commented sample the README
+// installs, parses with no unknown field, and its data_dir is the folder
+// the systemd unit lets the agent write.
+func TestDeploySample(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "deploy", "agent.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseConfig(b)
+	if err != nil {
+		t.Fatalf("deploy/agent.json: %v", err)
+	}
+	unit, err := os.ReadFile(filepath.Join("..", "deploy", "fedge-agent.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(unit), "StateDirectory=fedge-agent\n") || cfg.DataDir != "/var/lib/fedge-agent" {
+		t.Fatalf("data_dir %q is not the unit's StateDirectory /var/lib/fedge-agent", cfg.DataDir)
+	}
+	if !strings.Contains(string(unit), "ExecStart=/usr/local/bin/fedge agent -config /etc/fedge/agent.json\n") {
+		t.Fatal("the unit does not start the agent with /etc/fedge/agent.json")
+	}
+}

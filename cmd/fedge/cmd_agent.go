@@ -20,7 +20,8 @@ enrolls with the cluster on its first start (with a join token from
 fedge tokens create), keeps its identity, certificate and models in its data
 dir, trains on its local dataset when a round invites it, and serves
 inference from the current model on a local HTTP port. Its configuration
-comes from -config (JSON; unknown fields are an error) and each flag given
+comes from -config (JSON; lines starting with // are comments; unknown
+fields are an error; deploy/agent.json is a commented sample) and each flag given
 overrides the file; every flag names the JSON field it overrides.`,
 	example: `fedge agent -config /etc/fedge/agent.json
 fedge agent -coordinators 127.0.0.1:7001 -join-token fedge1.... -data-dir ./a1 -dataset-kind mnist -dataset-path ./mnist -shards 20 -shard 0`,
