@@ -3,7 +3,6 @@ package demo
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,12 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/fedge/fedge/coordinator"
@@ -109,85 +104,6 @@ func (o *Options) defaults() error {
 	return nil
 }
 
-// fleet tracks the processes the demo started so it can stop every one,
-// and fails the demo (through died) as soon as one exits on its own.
-type fleet struct {
-	mu       sync.Mutex
-	procs    []*exec.Cmd
-	stopping bool
-	// died is called once per process that exits before stop, with an
-	// error naming it and quoting the end of its log.
-	died func(error)
-}
-
-// tailLines is how much of a dead process's log the demo prints.
-const tailLines = 15
-
-// logTail returns the last n lines of the file at path.
-func logTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", path, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "    " + strings.Join(lines, "\n    ")
-}
-
-func (f *fleet) start(bin, logPath string, args ...string) error {
-	logf, err := os.Create(logPath)
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("starting %s %s: %w", bin, strings.Join(args, " "), err)
-	}
-	go func() {
-		err := cmd.Wait()
-		logf.Close()
-		f.mu.Lock()
-		stopping := f.stopping
-		f.mu.Unlock()
-		if !stopping && f.died != nil {
-			f.died(fmt.Errorf("demo: `%s %s` exited (%v); the last lines of %s:\n%s",
-				filepath.Base(bin), strings.Join(args, " "), err, logPath, logTail(logPath, tailLines)))
-		}
-	}()
-	f.mu.Lock()
-	f.procs = append(f.procs, cmd)
-	f.mu.Unlock()
-	return nil
-}
-
-// stop sends SIGTERM to every process, waits up to grace, then SIGKILLs
-// whatever is left.
-func (f *fleet) stop(grace time.Duration) {
-	f.mu.Lock()
-	procs := f.procs
-	f.procs = nil
-	f.stopping = true
-	f.mu.Unlock()
-	for _, p := range procs {
-		_ = p.Process.Signal(syscall.SIGTERM)
-	}
-	deadline := time.Now().Add(grace)
-	for _, p := range procs {
-		for p.ProcessState == nil && time.Now().Before(deadline) {
-			if p.Process.Signal(syscall.Signal(0)) != nil {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
-	}
-}
-
 // freePorts reserves n loopback ports of the network ("udp" or "tcp").
 func freePorts(network string, n int) ([]string, error) {
 	var out []string
@@ -252,102 +168,35 @@ func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
 	// log's last lines as the error.
 	ctx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
-	procs := &fleet{died: fail}
+	c, err := StartCluster(ctx, ClusterOptions{Binary: o.Binary, Dir: o.Dir, Died: fail})
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil {
+			err = cause
+		}
+		return nil, err
+	}
 	defer func() {
-		procs.stop(5 * time.Second)
+		c.Close()
 		say("stopped every process the demo started")
 		if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 			err = cause
 		}
 	}()
-
-	// The cluster.
-	udp, err := freePorts("udp", 3)
+	adm := c.Admin
+	st, err := c.WaitLeader(ctx, time.Minute)
 	if err != nil {
 		return nil, err
-	}
-	var peers []coordinator.Peer
-	var addrs []string
-	for i, a := range udp {
-		peers = append(peers, coordinator.Peer{ID: fmt.Sprintf("c%d", i+1), Addr: a})
-		addrs = append(addrs, a)
-	}
-	if err := coordinator.InitCluster(rand.Reader, "demo", peers, o.Dir, time.Now()); err != nil {
-		return nil, err
-	}
-	for _, p := range peers {
-		cfgPath := filepath.Join(o.Dir, p.ID, "coordinator.json")
-		if err := writeJSON(cfgPath, coordinator.Config{NodeID: p.ID, DataDir: filepath.Join(o.Dir, p.ID), Listen: p.Addr, Peers: peers}); err != nil {
-			return nil, err
-		}
-		if err := procs.start(o.Binary, filepath.Join(o.Dir, p.ID, "log"), "coordinator", "-config", cfgPath); err != nil {
-			return nil, err
-		}
-	}
-	adm, err := coordinator.LoadAdminClient(filepath.Join(o.Dir, "admin"), addrs)
-	if err != nil {
-		return nil, err
-	}
-	defer adm.Close()
-	var st coordinator.ClusterStatus
-	if err := poll(ctx, 60*time.Second, func() bool {
-		c, cancel := context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
-		return adm.Call(c, coordinator.VerbClusterStatus, nil, &st) == nil && st.Cluster == "demo" && st.LeaderID != ""
-	}); err != nil {
-		return nil, fmt.Errorf("demo: the cluster did not come up (logs in %s): %w", o.Dir, err)
 	}
 	say("cluster %q up: 3 coordinators, leader %s (%s)", st.Cluster, st.LeaderID, st.LeaderAddr)
 
 	// The fleet: one process per agent, each with its own shard.
-	http, err := freePorts("tcp", o.Agents)
-	if err != nil {
+	canaries := max(3, o.Agents/5)
+	if err := c.AddAgents(ctx, AgentOptions{N: o.Agents, MNIST: o.MNIST, Partition: o.Partition, Canaries: canaries}); err != nil {
 		return nil, err
 	}
-	canaries := max(3, o.Agents/5)
-	for i := 0; i < o.Agents; i++ {
-		labels := map[string]string{"tier": "prod"}
-		if i < canaries {
-			labels["tier"] = "canary"
-		}
-		var tok coordinator.TokenResponse
-		if err := adm.Call(ctx, coordinator.VerbTokensCreate, coordinator.TokenRequest{Labels: labels, TTL: coordinator.Duration(time.Hour)}, &tok); err != nil {
-			return nil, err
-		}
-		dir := filepath.Join(o.Dir, fmt.Sprintf("agent%02d", i))
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, err
-		}
-		cfg := map[string]any{
-			"coordinators": addrs, "join_token": tok.Token, "data_dir": filepath.Join(dir, "data"),
-			"dataset": map[string]any{
-				"kind": "mnist", "path": o.MNIST, "partition": o.Partition, "shard": i, "shards": o.Agents,
-				"seed": 1, "alpha": 0.5, "held_out": 0.1,
-			},
-			"threads": 1, "inference_listen": http[i], "log_level": "info",
-		}
-		if err := writeJSON(filepath.Join(dir, "agent.json"), cfg); err != nil {
-			return nil, err
-		}
-		if err := procs.start(o.Binary, filepath.Join(dir, "log"), "agent", "-config", filepath.Join(dir, "agent.json")); err != nil {
-			return nil, err
-		}
-	}
-	connected := 0
-	if err := poll(ctx, 120*time.Second, func() bool {
-		var agents []coordinator.AgentInfo
-		if adm.Call(ctx, coordinator.VerbAgentsList, nil, &agents) != nil {
-			return false
-		}
-		connected = 0
-		for _, a := range agents {
-			if a.Connected {
-				connected++
-			}
-		}
-		return connected == o.Agents
-	}); err != nil {
-		return nil, fmt.Errorf("demo: only %d of %d agents connected (logs in %s): %w", connected, o.Agents, o.Dir, err)
+	var http []string
+	for _, a := range c.Agents {
+		http = append(http, a.HTTP)
 	}
 	say("%d agents enrolled and connected (%d canaries), each with a %s shard of MNIST", o.Agents, canaries, o.Partition)
 
