@@ -66,7 +66,7 @@ func wireCode(err error) protocol.ErrorCode {
 // the cluster, revokes it, and checks that the admin ALPN handshake then
 // refuses it over real QUIC, and that its open session is cut off too.
 func TestRevokedAdminRefusedAtHandshake(t *testing.T) {
-	nd, adm, dir := startOne(t, coordinator.InitOptions{}, nil)
+	nd, adm, _ := startOne(t, coordinator.InitOptions{}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -147,6 +147,8 @@ func TestRevokedAdminRefusedAtHandshake(t *testing.T) {
 	if s, err := dialBob(); err == nil {
 		s.Close()
 		t.Fatal("revoked admin certificate accepted at the handshake")
+	} else if !protocol.HandshakeRefused(err) {
+		t.Fatalf("revoked admin's handshake: %v, want a TLS refusal", err)
 	}
 	// The other operator is unaffected.
 	if err := adm.Call(ctx, coordinator.VerbClusterStatus, nil, &coordinator.ClusterStatus{}); err != nil {
@@ -166,7 +168,6 @@ func TestRevokedAdminRefusedAtHandshake(t *testing.T) {
 	if want := []string{"admin.create fedge init", "admin.create operator:admin", "admin.revoke operator:admin"}; strings.Join(trail, ",") != strings.Join(want, ",") {
 		t.Fatalf("audit %q, want %q", trail, want)
 	}
-	_ = dir
 }
 
 // TestTokensListRevokeAndTTL runs on a node whose seal key lives outside

@@ -58,7 +58,8 @@ func TestRunVerbs(t *testing.T) {
 var leafCommands = [][]string{
 	{"init"}, {"coordinator"}, {"agent"}, {"admin-cert"}, {"version"},
 	{"cluster", "status"}, {"cluster", "join"}, {"cluster", "remove"},
-	{"tokens", "create"},
+	{"tokens", "create"}, {"tokens", "list"}, {"tokens", "revoke"},
+	{"admins", "list"}, {"admins", "revoke"}, {"admins", "audit"},
 	{"agents", "list"}, {"agents", "show"}, {"agents", "revoke"}, {"agents", "label"},
 	{"jobs", "start"}, {"jobs", "list"}, {"jobs", "status"}, {"jobs", "stop"},
 	{"rounds", "list"}, {"rounds", "show"},
