@@ -66,7 +66,7 @@ func runAdminsRevoke(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	req := coordinator.AdminRevokeRequest{Serial: strings.ToLower(strings.TrimPrefix(*serial, "0x"))}
+	req := coordinator.AdminRevokeRequest{Serial: normalSerial(*serial)}
 	switch {
 	case len(pos) == 1 && *serial != "":
 		return c.usageFail(usagef("give a NAME or -serial, not both"))
@@ -114,4 +114,12 @@ func runAdminsAudit(args []string, stdout, stderr io.Writer) int {
 		}
 		return t.flush()
 	})
+}
+
+// normalSerial accepts a serial as admins list prints it or as
+// "openssl x509 -serial" does (serial=0A1B..., upper case, leading zeros).
+func normalSerial(s string) string {
+	s = strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(s), "serial="), "0x")
+	s = strings.TrimLeft(strings.ToLower(s), "0")
+	return s
 }
