@@ -146,7 +146,7 @@ func TestUsageErrors(t *testing.T) {
 		{"cluster join bad addr", []string{"cluster", "join", "c4", "nowhere"}, "not host:port"},
 		{"cluster remove extra", []string{"cluster", "remove", "c1", "c2"}, "unexpected argument"},
 		{"tokens bad labels", []string{"tokens", "create", "-labels", "region"}, "want key=value"},
-		{"tokens bad ttl", []string{"tokens", "create", "-ttl", "-1h"}, "-ttl must be positive"},
+		{"tokens bad ttl", []string{"tokens", "create", "-ttl", "-1h"}, "-ttl must not be negative"},
 		{"agents show no id", []string{"agents", "show"}, "missing argument"},
 		{"agents label no labels", []string{"agents", "label", "a1"}, "missing argument"},
 		{"agents label bad pair", []string{"agents", "label", "a1", "=x"}, "want key=value"},
