@@ -64,7 +64,7 @@ const (
 
 // KDFParams are the argon2id parameters that stretch a passphrase into a
 // seal key. Zero fields mean the defaults: 3 passes, 64 MiB, 2 lanes
-// (about a quarter of a second on a current server core).
+// (about 0.2 s to derive on one core of the build machine).
 type KDFParams struct {
 	Time      uint32 // passes; default 3
 	MemoryKiB uint32 // memory in KiB; default 65536 (64 MiB)
