@@ -2,6 +2,72 @@ package coordinator
 
 import "time"
 
+// Token states in TokenInfo.State.
+const (
+	TokenValid   = "valid"
+	TokenUsed    = "used"
+	TokenExpired = "expired"
+	TokenRevoked = "revoked"
+)
+
+// TokenInfo is a join token as tokens.list shows it: never the token or
+// its secret, only its ID and the first bytes of the stored hash.
+type TokenInfo struct {
+	ID         string            `json:"id"`
+	HashPrefix string            `json:"hash_prefix"` // first 4 bytes of the secret's SHA-256, hex
+	Labels     map[string]string `json:"labels,omitempty"`
+	State      string            `json:"state"` // valid, used, expired or revoked
+	CreatedAt  time.Time         `json:"created_at"`
+	CreatedBy  string            `json:"created_by,omitempty"`
+	Expires    time.Time         `json:"expires"`
+	Used       bool              `json:"used"`
+	UsedBy     string            `json:"used_by,omitempty"`
+	Revoked    bool              `json:"revoked"`
+	RevokedAt  time.Time         `json:"revoked_at,omitempty"`
+	RevokedBy  string            `json:"revoked_by,omitempty"`
+}
+
+// AdminInfo is an operator certificate as admins.list shows it.
+type AdminInfo struct {
+	Serial     string    `json:"serial"`
+	Name       string    `json:"name,omitempty"`
+	CreatedAt  time.Time `json:"created_at,omitempty"`
+	CreatedBy  string    `json:"created_by,omitempty"`
+	Expires    time.Time `json:"expires,omitempty"`
+	Unrecorded bool      `json:"unrecorded,omitempty"` // revoked by serial, never issued through the cluster
+	Revoked    bool      `json:"revoked"`
+	RevokedAt  time.Time `json:"revoked_at,omitempty"`
+	RevokedBy  string    `json:"revoked_by,omitempty"`
+}
+
+// AdminRevokeRequest revokes one certificate by Serial (recorded or not)
+// or every recorded certificate of Name; exactly one is set.
+type AdminRevokeRequest struct {
+	Name   string `json:"name,omitempty"`
+	Serial string `json:"serial,omitempty"`
+}
+
+// AdminRevokeResponse lists the serials revoked by the call (empty when
+// they all were already).
+type AdminRevokeResponse struct {
+	Revoked []string `json:"revoked"`
+}
+
+// AuditRequest filters audit.list.
+type AuditRequest struct {
+	Limit int `json:"limit,omitempty"` // the last Limit records; 0 means all kept
+}
+
+// AuditEntry is one credential action: who did what to which token or
+// admin certificate, and when.
+type AuditEntry struct {
+	At     time.Time `json:"at"`
+	By     string    `json:"by,omitempty"`
+	Action string    `json:"action"`
+	Target string    `json:"target"`
+	Detail string    `json:"detail,omitempty"`
+}
+
 // Admin verbs, carried in protocol.AdminRequest.Verb with a JSON body.
 const (
 	VerbClusterStatus = "cluster.status"
@@ -25,6 +91,11 @@ const (
 	VerbRolloutStatus = "rollout.status"
 	VerbRolloutAction = "rollout.action" // pause, resume, promote, rollback
 	VerbAdminCert     = "admin.cert"
+	VerbTokensList    = "tokens.list"
+	VerbTokensRevoke  = "tokens.revoke"
+	VerbAdminsList    = "admins.list"
+	VerbAdminsRevoke  = "admins.revoke"
+	VerbAuditList     = "audit.list"
 )
 
 // ClusterStatus answers cluster.status.
@@ -60,7 +131,8 @@ type VersionRequest struct {
 	Pinned  bool   `json:"pinned,omitempty"`
 }
 
-// TokenRequest asks for a join token.
+// TokenRequest asks for a join token. A TTL above the cluster's maximum
+// (max_token_ttl, 7 days by default) is refused.
 type TokenRequest struct {
 	TTL    Duration          `json:"ttl,omitempty"`
 	Labels map[string]string `json:"labels,omitempty"`

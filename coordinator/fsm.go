@@ -22,6 +22,7 @@ var (
 	ErrTokenExpired    = errors.New("coordinator: join token expired")
 	ErrConflict        = errors.New("coordinator: conflicting state")
 	ErrNotBootstrapped = errors.New("coordinator: cluster not bootstrapped")
+	ErrTokenRevoked    = errors.New("coordinator: join token revoked")
 )
 
 // cmdType is the first byte of every log entry. The list is append-only:
@@ -49,6 +50,8 @@ const (
 	cmdAbortRounds    cmdType = 17 // version 1: a new leader aborts rounds in flight
 	cmdAdminCert      cmdType = 18 // version 1: record an admin certificate
 	cmdTokenPrune     cmdType = 19 // version 1: forget expired or used tokens
+	cmdTokenRevoke    cmdType = 20 // version 1: revoke an unused join token
+	cmdAdminRevoke    cmdType = 21 // version 1: revoke admin certificates by serial or name
 	optionalCmd       cmdType = 0x80
 	maxEntryHeaderLen         = 1 << 20
 )
@@ -165,6 +168,10 @@ func (f *FSM) applyLocked(t cmdType, hdr, payload []byte) any {
 		return applyAdminCert(s, hdr)
 	case cmdTokenPrune:
 		return applyTokenPrune(s, hdr)
+	case cmdTokenRevoke:
+		return applyTokenRevoke(s, hdr)
+	case cmdAdminRevoke:
+		return applyAdminRevoke(s, hdr)
 	}
 	if t&optionalCmd != 0 {
 		f.log.Warn("ignoring optional log entry of unknown type", "type", byte(t))

@@ -10,6 +10,9 @@ type bootstrapCmd struct {
 	ClusterName string `json:"cluster_name"`
 	CA          []byte `json:"ca"`
 	KeepModels  int    `json:"keep_models,omitempty"`
+	// Admins are the operator credentials fedge init issued, recorded so
+	// they can be listed and revoked like those issued later.
+	Admins []AdminRecord `json:"admins,omitempty"`
 }
 
 func applyBootstrap(s *State, hdr []byte) any {
@@ -23,9 +26,19 @@ func applyBootstrap(s *State, hdr []byte) any {
 	if c.ClusterName == "" || len(c.CA) == 0 {
 		return fmt.Errorf("%w: bootstrap needs a name and a CA", ErrBadEntry)
 	}
+	for _, a := range c.Admins {
+		if !validSerial(a.Serial) || s.Admins[a.Serial] != nil {
+			return fmt.Errorf("%w: bootstrap admin serial %q", ErrBadEntry, a.Serial)
+		}
+	}
 	s.ClusterName, s.CA = c.ClusterName, c.CA
 	if c.KeepModels > 0 {
 		s.KeepModels = c.KeepModels
+	}
+	for _, a := range c.Admins {
+		rec := AdminRecord{Serial: a.Serial, Name: a.Name, CreatedAt: a.CreatedAt, CreatedBy: a.CreatedBy, Expires: a.Expires}
+		s.Admins[a.Serial] = &rec
+		s.audit(AuditRecord{At: a.CreatedAt, By: a.CreatedBy, Action: AuditAdminCreate, Target: a.Serial, Detail: "name " + a.Name})
 	}
 	return nil
 }
@@ -42,7 +55,9 @@ func applyTokenCreate(s *State, hdr []byte) any {
 		return fmt.Errorf("%w: token %s", ErrExists, t.ID)
 	}
 	t.Used, t.UsedBy = false, ""
+	t.Revoked, t.RevokedAt, t.RevokedBy = false, time.Time{}, ""
 	s.Tokens[t.ID] = &t
+	s.audit(AuditRecord{At: t.CreatedAt, By: t.CreatedBy, Action: AuditTokenCreate, Target: t.ID, Detail: "expires " + t.Expiry.UTC().Format(time.RFC3339)})
 	return nil
 }
 
@@ -62,6 +77,9 @@ func applyAgentEnroll(s *State, hdr []byte) any {
 	}
 	if tok.Used {
 		return ErrTokenUsed
+	}
+	if tok.Revoked {
+		return ErrTokenRevoked
 	}
 	if !c.Agent.EnrolledAt.Before(tok.Expiry) {
 		return ErrTokenExpired
@@ -497,23 +515,6 @@ func applyAbortRounds(s *State, hdr []byte) any {
 		}
 	}
 	return n
-}
-
-type adminCertCmd struct {
-	Serial string `json:"serial"`
-	Name   string `json:"name"`
-}
-
-func applyAdminCert(s *State, hdr []byte) any {
-	var c adminCertCmd
-	if err := decodeHdr(hdr, &c); err != nil {
-		return err
-	}
-	if c.Serial == "" || c.Name == "" {
-		return fmt.Errorf("%w: admin cert without serial or name", ErrBadEntry)
-	}
-	s.AdminSerials[c.Serial] = c.Name
-	return nil
 }
 
 type tokenPruneCmd struct {

@@ -204,6 +204,7 @@ func readSnapshot(rd io.Reader) (*State, error) {
 		return nil, bad("checksum mismatch")
 	}
 	fixNilMaps(s)
+	migrateAdmins(s)
 	return s, nil
 }
 
@@ -246,5 +247,8 @@ func fixNilMaps(s *State) {
 	}
 	if s.AdminSerials == nil {
 		s.AdminSerials = map[string]string{}
+	}
+	if s.Admins == nil {
+		s.Admins = map[string]*AdminRecord{}
 	}
 }

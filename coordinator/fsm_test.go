@@ -232,6 +232,10 @@ func FuzzFSMApply(f *testing.F) {
 		{cmdTokenCreate, TokenRecord{ID: "t", Record: []byte{1}, Expiry: t0}},
 		{cmdModelCommit, modelCommitCmd{Model: ModelRecord{Hash: "h"}}},
 		{cmdRolloutDecide, decideCmd{ID: "r"}},
+		{cmdTokenRevoke, tokenRevokeCmd{ID: "t"}},
+		{cmdAdminCert, adminCertCmd{Serial: "ab", Name: "n"}},
+		{cmdAdminRevoke, adminRevokeCmd{Name: "n"}},
+		{cmdAdminRevoke, adminRevokeCmd{Serial: "ab"}},
 	} {
 		b, _ := encodeEntry(c.t, c.hdr, []byte{1, 2})
 		f.Add(b)

@@ -41,6 +41,8 @@ type Config struct {
 	Transport *protocol.Config `json:"-"`
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger `json:"-"`
+	// SecurityConfig: where the seal key comes from, token TTL bound (pki.go).
+	SecurityConfig
 }
 
 // Validate checks the configuration.
@@ -101,7 +103,7 @@ func NewNode(cfg Config) (*Node, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("node", cfg.NodeID)
-	creds, err := loadCredentials(filepath.Join(cfg.DataDir, "tls"))
+	creds, err := loadCredentials(filepath.Join(cfg.DataDir, "tls"), cfg.SecurityConfig)
 	if err != nil {
 		return nil, err
 	}
@@ -340,11 +342,11 @@ func (n *Node) ensureBootstrapped(ctx context.Context) error {
 	if has {
 		return nil
 	}
-	ca, err := identity.OpenCA(n.creds.sealed, n.creds.sealKey)
+	ca, err := n.creds.openCA(n.creds.sealed)
 	if err != nil {
 		return fmt.Errorf("opening ca.sealed: %w", err)
 	}
-	_, err = n.rep.apply(ctx, cmdBootstrap, bootstrapCmd{ClusterName: ca.ClusterName(), CA: n.creds.sealed}, nil)
+	_, err = n.rep.apply(ctx, cmdBootstrap, bootstrapCmd{ClusterName: ca.ClusterName(), CA: n.creds.sealed, Admins: n.creds.admins}, nil)
 	if errors.Is(err, ErrExists) {
 		return nil
 	}
@@ -364,10 +366,7 @@ func (n *Node) openCA() (*identity.CA, error) {
 	if sealed == nil {
 		sealed = n.creds.sealed
 	}
-	if sealed == nil || n.creds.sealKey == nil {
-		return nil, errors.New("coordinator: this node cannot issue certificates (no sealed CA or seal key)")
-	}
-	ca, err := identity.OpenCA(sealed, n.creds.sealKey)
+	ca, err := n.creds.openCA(sealed)
 	if err != nil {
 		return nil, err
 	}

@@ -2,9 +2,7 @@ package coordinator
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,6 +42,11 @@ func (h adminHandler) ServeMessage(ctx context.Context, s *protocol.Session, m p
 	who := "operator"
 	if id, err := identity.PeerIdentity(s.TLS()); err == nil {
 		who = "operator:" + id.ID
+	}
+	if h.n.adminRevoked(s) {
+		// Revoked while its session was open: the handshake refuses it
+		// from now on, and so does every request on the old session.
+		return nil, &protocol.Error{Code: protocol.CodeRevoked, Message: "admin certificate revoked"}
 	}
 	if leaderReads[req.Verb] && !h.n.rep.isLeader() {
 		// Only the leader knows which agents are connected and why rounds
@@ -99,6 +102,7 @@ var writeVerbs = map[string]bool{
 	VerbClusterJoin: true, VerbClusterRemove: true, VerbTokensCreate: true, VerbAgentsRevoke: true,
 	VerbAgentsLabel: true, VerbJobsStart: true, VerbJobsStop: true, VerbModelsPin: true,
 	VerbRolloutStart: true, VerbRolloutAction: true, VerbAdminCert: true,
+	VerbTokensRevoke: true, VerbAdminsRevoke: true,
 }
 
 // leaderReads are reads whose answer holds what only the leader knows
@@ -167,7 +171,30 @@ func (n *Node) admin(ctx context.Context, who, verb string, body []byte) (any, e
 		if err := decode(&r); err != nil {
 			return nil, err
 		}
-		return n.createToken(ctx, r, now)
+		return n.createToken(ctx, who, r, now)
+	case VerbTokensList:
+		return n.tokenInfos(now), nil
+	case VerbTokensRevoke:
+		var r IDRequest
+		if err := decode(&r); err != nil {
+			return nil, err
+		}
+		_, err := n.rep.apply(ctx, cmdTokenRevoke, tokenRevokeCmd{ID: r.ID, At: now, By: who}, nil)
+		return nil, err
+	case VerbAdminsList:
+		return n.adminInfos(), nil
+	case VerbAdminsRevoke:
+		var r AdminRevokeRequest
+		if err := decode(&r); err != nil {
+			return nil, err
+		}
+		return n.revokeAdmin(ctx, who, r, now)
+	case VerbAuditList:
+		var r AuditRequest
+		if err := decode(&r); err != nil {
+			return nil, err
+		}
+		return n.auditEntries(r.Limit), nil
 	case VerbAgentsList:
 		return n.agentInfos(""), nil
 	case VerbAgentsShow:
@@ -332,7 +359,7 @@ func (n *Node) admin(ctx context.Context, who, verb string, body []byte) (any, e
 		if err := decode(&r); err != nil {
 			return nil, err
 		}
-		return n.issueAdmin(ctx, r, now)
+		return n.issueAdmin(ctx, who, r, now)
 	}
 	return nil, &protocol.Error{Code: protocol.CodeUnsupported, Message: "unknown verb " + verb}
 }
@@ -350,32 +377,6 @@ func (n *Node) clusterStatus() (*ClusterStatus, error) {
 	n.fsm.Read(func(s *State) { st.Cluster, st.Stable = s.ClusterName, s.Stable })
 	st.ConnectedAgents = len(n.ConnectedAgents())
 	return st, nil
-}
-
-func (n *Node) createToken(ctx context.Context, r TokenRequest, now time.Time) (*TokenResponse, error) {
-	if err := identity.ValidateLabels(r.Labels); err != nil {
-		return nil, err
-	}
-	ca, err := n.openCA()
-	if err != nil {
-		return nil, err
-	}
-	ttl := time.Duration(r.TTL)
-	if ttl == 0 {
-		ttl = identity.DefaultTokenTTL
-	}
-	tok, rec, err := identity.NewJoinToken(rand.Reader, ca, ttl, r.Labels, now)
-	if err != nil {
-		return nil, err
-	}
-	b, err := rec.MarshalBinary()
-	if err != nil {
-		return nil, err
-	}
-	if _, err := n.rep.apply(ctx, cmdTokenCreate, TokenRecord{ID: rec.ID, Record: b, Expiry: rec.Expires, Labels: r.Labels, CreatedAt: now}, nil); err != nil {
-		return nil, err
-	}
-	return &TokenResponse{Token: tok, ID: rec.ID, Expires: rec.Expires}, nil
 }
 
 func (n *Node) agentInfos(only string) []AgentInfo {
@@ -483,26 +484,4 @@ func (n *Node) rolloutAction(ctx context.Context, who string, r RolloutActionReq
 	d := Decision{At: now, Stage: ro.Stage, Action: r.Action, By: who, Reason: r.Reason}
 	_, err := n.rep.apply(ctx, cmdRolloutDecide, decideCmd{ID: ro.ID, Decision: d}, nil)
 	return err
-}
-
-func (n *Node) issueAdmin(ctx context.Context, r AdminCertRequest, now time.Time) (*AdminCertResponse, error) {
-	if len(r.PublicKey) != ed25519.PublicKeySize {
-		return nil, errors.New("admin.cert: public_key must be 32 bytes of Ed25519")
-	}
-	ca, err := n.openCA()
-	if err != nil {
-		return nil, err
-	}
-	der, err := ca.IssueAdmin(ed25519.PublicKey(r.PublicKey), r.Name, AdminCertTTL, now)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := n.rep.apply(ctx, cmdAdminCert, adminCertCmd{Serial: cert.SerialNumber.Text(16), Name: r.Name}, nil); err != nil {
-		return nil, err
-	}
-	return &AdminCertResponse{Cert: der, CACert: ca.Certificate().Raw}, nil
 }

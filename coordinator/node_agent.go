@@ -294,7 +294,7 @@ func (n *Node) enroll(ctx context.Context, req *protocol.EnrollRequest) (protoco
 	}
 	var rec []byte
 	n.fsm.Read(func(s *State) {
-		if t, ok := s.Tokens[tokID]; ok && !t.Used {
+		if t, ok := s.Tokens[tokID]; ok && !t.Used && !t.Revoked {
 			rec = t.Record
 		}
 	})
@@ -339,7 +339,7 @@ func (n *Node) enroll(ctx context.Context, req *protocol.EnrollRequest) (protoco
 		ID: agentID.ID, Labels: req.Labels, CertSerial: cert.SerialNumber.Text(16), EnrolledAt: now,
 	}}, nil)
 	switch {
-	case errors.Is(err, ErrTokenUsed), errors.Is(err, ErrTokenExpired), errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrTokenUsed), errors.Is(err, ErrTokenExpired), errors.Is(err, ErrTokenRevoked), errors.Is(err, ErrNotFound):
 		return nil, invalid
 	case errors.Is(err, ErrExists):
 		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: "agent ID already enrolled"}

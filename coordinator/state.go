@@ -26,8 +26,49 @@ type TokenRecord struct {
 	Expiry    time.Time         `json:"expiry"`
 	Labels    map[string]string `json:"labels,omitempty"`
 	CreatedAt time.Time         `json:"created_at"`
+	CreatedBy string            `json:"created_by,omitempty"` // "operator:<name>"
 	Used      bool              `json:"used,omitempty"`
 	UsedBy    string            `json:"used_by,omitempty"`
+	// A revoked token cannot enroll an agent; it is forgotten like the
+	// others once it expires.
+	Revoked   bool      `json:"revoked,omitempty"`
+	RevokedAt time.Time `json:"revoked_at,omitempty"`
+	RevokedBy string    `json:"revoked_by,omitempty"`
+}
+
+// AdminRecord is an operator certificate the cluster issued (or, with
+// Unrecorded, one it revoked by serial without having issued it through
+// Raft, such as the credential of a cluster initialised before admins
+// were recorded). A revoked record's serial is also in State.Revoked, which
+// the TLS handshake checks.
+type AdminRecord struct {
+	Serial     string    `json:"serial"` // certificate serial, lower-case hex
+	Name       string    `json:"name,omitempty"`
+	CreatedAt  time.Time `json:"created_at,omitempty"`
+	CreatedBy  string    `json:"created_by,omitempty"` // "operator:<name>" or "fedge init"
+	Expires    time.Time `json:"expires,omitempty"`
+	Unrecorded bool      `json:"unrecorded,omitempty"`
+	Revoked    bool      `json:"revoked,omitempty"`
+	RevokedAt  time.Time `json:"revoked_at,omitempty"`
+	RevokedBy  string    `json:"revoked_by,omitempty"`
+}
+
+// Audit actions.
+const (
+	AuditTokenCreate = "token.create"
+	AuditTokenRevoke = "token.revoke"
+	AuditAdminCreate = "admin.create"
+	AuditAdminRevoke = "admin.revoke"
+)
+
+// AuditRecord is one credential action, committed through Raft with the
+// action itself, so the trail and the state cannot disagree.
+type AuditRecord struct {
+	At     time.Time `json:"at"`
+	By     string    `json:"by,omitempty"` // "operator:<name>", "fedge init"
+	Action string    `json:"action"`       // one of the Audit* constants
+	Target string    `json:"target"`       // token ID or admin certificate serial
+	Detail string    `json:"detail,omitempty"`
 }
 
 // Job states.
@@ -198,22 +239,26 @@ type RolloutRecord struct {
 // State is the whole replicated state of a cluster. The FSM owns it; readers
 // get deep copies.
 type State struct {
-	ClusterName  string                    `json:"cluster_name"`
-	CA           []byte                    `json:"ca,omitempty"` // sealed CA (identity.CA.Seal)
-	Stable       uint64                    `json:"stable"`       // model version every agent outside a rollout serves
-	Agents       map[string]*AgentRecord   `json:"agents"`
-	Tokens       map[string]*TokenRecord   `json:"tokens"`
-	Revoked      map[string]time.Time      `json:"revoked"` // certificate serials (hex) → when
-	Jobs         map[string]*JobRecord     `json:"jobs"`
-	Rounds       map[uint64]*RoundRecord   `json:"rounds"`
-	Models       map[uint64]*ModelRecord   `json:"models"`
-	Rollouts     map[string]*RolloutRecord `json:"rollouts"`
-	NextRound    uint64                    `json:"next_round"`
-	NextModel    uint64                    `json:"next_model"`
-	KeepModels   int                       `json:"keep_models"` // retention: last N versions
-	KeepRounds   int                       `json:"keep_rounds"` // retention: last N round records
-	LastApplied  uint64                    `json:"last_applied"`
-	AdminSerials map[string]string         `json:"admin_serials,omitempty"` // admin cert serial → name
+	ClusterName string                    `json:"cluster_name"`
+	CA          []byte                    `json:"ca,omitempty"` // sealed CA (identity.CA.Seal)
+	Stable      uint64                    `json:"stable"`       // model version every agent outside a rollout serves
+	Agents      map[string]*AgentRecord   `json:"agents"`
+	Tokens      map[string]*TokenRecord   `json:"tokens"`
+	Revoked     map[string]time.Time      `json:"revoked"` // certificate serials (hex) → when
+	Jobs        map[string]*JobRecord     `json:"jobs"`
+	Rounds      map[uint64]*RoundRecord   `json:"rounds"`
+	Models      map[uint64]*ModelRecord   `json:"models"`
+	Rollouts    map[string]*RolloutRecord `json:"rollouts"`
+	NextRound   uint64                    `json:"next_round"`
+	NextModel   uint64                    `json:"next_model"`
+	KeepModels  int                       `json:"keep_models"` // retention: last N versions
+	KeepRounds  int                       `json:"keep_rounds"` // retention: last N round records
+	LastApplied uint64                    `json:"last_applied"`
+	// AdminSerials (admin cert serial → name) is how snapshots before
+	// admin records kept issued admins; readSnapshot moves it into Admins.
+	AdminSerials map[string]string       `json:"admin_serials,omitempty"`
+	Admins       map[string]*AdminRecord `json:"admins,omitempty"` // by certificate serial
+	Audit        []AuditRecord           `json:"audit,omitempty"`  // oldest first, the last KeepAudit or so
 }
 
 func newState() *State {
@@ -230,6 +275,7 @@ func newState() *State {
 		KeepModels:   DefaultKeepModels,
 		KeepRounds:   DefaultKeepRounds,
 		AdminSerials: map[string]string{},
+		Admins:       map[string]*AdminRecord{},
 	}
 }
 
@@ -237,7 +283,18 @@ func newState() *State {
 const (
 	DefaultKeepModels = 10
 	DefaultKeepRounds = 10000
+	// KeepAudit is how many audit records the state keeps (the oldest go
+	// first, in batches of a tenth).
+	KeepAudit = 10000
 )
+
+// audit appends one record, dropping the oldest past KeepAudit.
+func (s *State) audit(r AuditRecord) {
+	s.Audit = append(s.Audit, r)
+	if len(s.Audit) > KeepAudit+KeepAudit/10 {
+		s.Audit = append([]AuditRecord(nil), s.Audit[len(s.Audit)-KeepAudit:]...)
+	}
+}
 
 // sortedKeys returns a map's keys in order, for deterministic iteration.
 func sortedKeys[K string | uint64, V any](m map[K]V) []K {

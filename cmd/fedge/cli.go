@@ -187,6 +187,9 @@ func (c *cli) fail(err error) int {
 	}
 	code := exitCode(err)
 	fmt.Fprintf(c.stderr, "fedge %s: %v\n", c.spec.path, err)
+	if protocol.HandshakeRefused(err) && c.admin != nil {
+		fmt.Fprintf(c.stderr, "(the coordinator refused the operator credential in %s: revoked, expired, or of another cluster)\n", c.admin.adminDir)
+	}
 	if code == exitUnreachable && c.admin != nil {
 		fmt.Fprintf(c.stderr, "(no answer from %s within %s; check -coordinators and that the cluster is up)\n", c.admin.coordinators, c.admin.timeout)
 	}
@@ -194,7 +197,8 @@ func (c *cli) fail(err error) int {
 }
 
 // exitCode maps an error to the documented exit codes: a remote
-// not-found is 3; any other remote answer is 1; a transport failure or
+// not-found is 3; any other remote answer, a refused certificate included,
+// is 1; a transport failure or
 // timeout before the cluster answered, or a cluster without a leader, is 4.
 func exitCode(err error) int {
 	if err == nil {
@@ -225,6 +229,9 @@ func exitCode(err error) int {
 	var ce *callError
 	if !errors.As(err, &ce) {
 		return exitFailed
+	}
+	if protocol.HandshakeRefused(ce.err) {
+		return exitFailed // the cluster answered: it refused our certificate
 	}
 	var ne net.Error
 	if errors.As(ce.err, &ne) || errors.Is(ce.err, context.DeadlineExceeded) || errors.Is(ce.err, context.Canceled) {

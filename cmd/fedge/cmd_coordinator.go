@@ -13,8 +13,10 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/crypto/identity"
 )
 
 // coordinatorFile is the coordinator's configuration file: the JSON fields
@@ -32,10 +34,17 @@ var coordinatorSpec = cmdSpec{
 	help: `Run one coordinator node until SIGINT or SIGTERM, then stop it cleanly. The
 node serves agents, operators and its Raft peers on one UDP (QUIC) port. Its
 configuration comes from -config (a JSON file with the fields node_id,
-data_dir, listen, advertise, peers [{"id","addr"}], log_format, log_level;
-unknown fields are an error), and each flag given overrides the file. The data
-dir must hold the tls/ folder fedge init wrote for this node. A new node
-bootstraps the cluster from peers; a restarted one ignores them.`,
+data_dir, listen, advertise, peers [{"id","addr"}], log_format, log_level,
+max_token_ttl, seal_key_file, seal_passphrase_file; unknown fields are an
+error), and each flag given overrides the file. The data dir must hold the
+tls/ folder fedge init wrote for this node. A new node bootstraps the cluster
+from peers; a restarted one ignores them.
+
+The seal key that opens the CA comes from exactly one of: FEDGE_SEAL_KEY (hex),
+FEDGE_SEAL_PASSPHRASE, seal_key_file, seal_passphrase_file; with none, from
+tls/seal.key next to the CA (where fedge init writes it by default). A wrong
+key stops the node at start. Join tokens live at most max_token_ttl (default
+168h, 7 days); longer requests are refused.`,
 	example: `fedge coordinator -config ./cluster/c1/coordinator.json
 fedge coordinator -node-id c1 -data-dir ./cluster/c1 -listen 127.0.0.1:7001 -peers c1=127.0.0.1:7001`,
 }
@@ -57,6 +66,9 @@ func runCoordinatorContext(ctx context.Context, args []string, stdout, stderr io
 	c.fs.String("peers", "", "initial voters id=host:port,..., this node included (JSON peers)")
 	c.fs.String("log-format", "", "log format: text or json (JSON log_format)")
 	c.fs.String("log-level", "", "log level: debug, info, warn or error (JSON log_level)")
+	c.fs.String("seal-key-file", "", "file holding the seal key in hex, outside the data dir (JSON seal_key_file)")
+	c.fs.String("seal-passphrase-file", "", "file whose first line is the seal passphrase (JSON seal_passphrase_file)")
+	c.fs.Duration("max-token-ttl", 0, "longest join-token lifetime issued; 0 means 168h (JSON max_token_ttl)")
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
@@ -76,6 +88,16 @@ func runCoordinatorContext(ctx context.Context, args []string, stdout, stderr io
 	}
 	cfg := file.Config
 	cfg.Logger = logger
+	if v := os.Getenv(envSealKey); v != "" {
+		k, err := identity.ParseSealKey(v)
+		if err != nil {
+			return c.usageFail(fmt.Errorf("%s: %w", envSealKey, err))
+		}
+		cfg.SealKey = k
+	}
+	if v := os.Getenv(envSealPassphrase); v != "" {
+		cfg.SealPassphrase = []byte(v)
+	}
 	if err := cfg.Validate(); err != nil {
 		return c.usageFail(err)
 	}
@@ -129,11 +151,24 @@ func applyCoordinatorFlags(c *cli, f *coordinatorFile) error {
 		case "advertise":
 			f.Advertise = v
 		case "peers":
-			f.Peers, err = coordinator.ParsePeers(v)
+			var perr error
+			if f.Peers, perr = coordinator.ParsePeers(v); perr != nil {
+				err = perr
+			}
 		case "log-format":
 			f.LogFormat = v
 		case "log-level":
 			f.LogLevel = v
+		case "seal-key-file":
+			f.SealKeyFile = v
+		case "seal-passphrase-file":
+			f.SealPassphraseFile = v
+		case "max-token-ttl":
+			d, perr := time.ParseDuration(v)
+			if perr != nil || d < 0 {
+				err = fmt.Errorf("-max-token-ttl %q: want a positive duration such as 72h", v)
+			}
+			f.MaxTokenTTL = coordinator.Duration(d)
 		}
 	})
 	return err

@@ -58,7 +58,8 @@ func TestRunVerbs(t *testing.T) {
 var leafCommands = [][]string{
 	{"init"}, {"coordinator"}, {"agent"}, {"admin-cert"}, {"version"},
 	{"cluster", "status"}, {"cluster", "join"}, {"cluster", "remove"},
-	{"tokens", "create"},
+	{"tokens", "create"}, {"tokens", "list"}, {"tokens", "revoke"},
+	{"admins", "list"}, {"admins", "revoke"}, {"admins", "audit"},
 	{"agents", "list"}, {"agents", "show"}, {"agents", "revoke"}, {"agents", "label"},
 	{"jobs", "start"}, {"jobs", "list"}, {"jobs", "status"}, {"jobs", "stop"},
 	{"rounds", "list"}, {"rounds", "show"},
@@ -145,7 +146,7 @@ func TestUsageErrors(t *testing.T) {
 		{"cluster join bad addr", []string{"cluster", "join", "c4", "nowhere"}, "not host:port"},
 		{"cluster remove extra", []string{"cluster", "remove", "c1", "c2"}, "unexpected argument"},
 		{"tokens bad labels", []string{"tokens", "create", "-labels", "region"}, "want key=value"},
-		{"tokens bad ttl", []string{"tokens", "create", "-ttl", "-1h"}, "-ttl must be positive"},
+		{"tokens bad ttl", []string{"tokens", "create", "-ttl", "-1h"}, "-ttl must not be negative"},
 		{"agents show no id", []string{"agents", "show"}, "missing argument"},
 		{"agents label no labels", []string{"agents", "label", "a1"}, "missing argument"},
 		{"agents label bad pair", []string{"agents", "label", "a1", "=x"}, "want key=value"},

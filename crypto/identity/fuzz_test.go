@@ -38,6 +38,11 @@ func FuzzOpenCA(f *testing.F) {
 	}
 	f.Add(sealed)
 	f.Add(sealed[:40])
+	pass, err := ca.SealPassphrase([]byte("fuzz"), identity.KDFParams{Time: 1, MemoryKiB: 8, Threads: 1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(pass)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := identity.OpenCA(b, key)
 		if err != nil {
