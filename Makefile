@@ -6,7 +6,7 @@ PKGS      := ./...
 RACE_PKGS := ./protocol/... ./coordinator/... ./agent/... ./internal/... ./cmd/... ./examples/internal/...
 BENCHTIME ?= 1x
 
-.PHONY: all build test test-race vet fmt-check tidy-check bench demo fresh-check fuzz clean
+.PHONY: all build test test-race vet fmt-check tidy-check bench demo chaos fresh-check fuzz clean
 
 all: build test
 
@@ -15,6 +15,7 @@ build:
 
 vet:
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags chaos ./internal/chaos
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -48,6 +49,14 @@ bench:
 OUT ?= demo-out
 demo: build
 	bin/fedge dev -out $(OUT)
+
+# The fault suite (internal/chaos): kill -9, SIGSTOP, restarts and floods
+# against a cluster of real processes; minutes, so not part of `make test`.
+# CHAOS=regexp narrows it; each scenario's recovery time is appended to
+# chaos-results.jsonl.
+CHAOS ?= .
+chaos:
+	FEDGE_CHAOS_RESULTS=$(CURDIR)/chaos-results.jsonl $(GO) test -tags chaos -count=1 -p 1 -v -timeout 40m -run '$(CHAOS)' ./internal/chaos
 
 # Set-up from nothing: a fresh clone with empty module and build caches runs
 # `make test` and `make demo`.
