@@ -105,7 +105,11 @@ func (h agentHandler) Hello(ctx context.Context, s *protocol.Session, hello *pro
 			delete(n.agents, id.ID)
 		}
 		n.agentsMu.Unlock()
+		// Whatever round the agent ran on this session is lost with it
+		// (a newer session of the same agent starts afresh).
+		n.eng.agentGone(id.ID)
 	}()
+	n.eng.agentConnected()
 	n.log.Debug("agent connected", "agent", id.ID, "model", hello.ModelVersion)
 	return &protocol.HelloAck{NodeID: n.cfg.NodeID, HeartbeatInterval: n.cfg.HeartbeatInterval}, nil
 }
