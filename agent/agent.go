@@ -55,14 +55,17 @@ type Agent struct {
 	httpLn  net.Listener // nil when inference is disabled
 	httpSrv *http.Server
 
-	mu       sync.Mutex
-	ident    identityRecord
-	cert     *x509.Certificate // parsed ident.cert; nil before enrollment
-	roots    *x509.CertPool
-	round    *roundState
-	runCtx   context.Context
-	ran      bool
-	stopping bool // Run is shutting down: start no background work
+	mu    sync.Mutex
+	ident identityRecord
+	cert  *x509.Certificate // parsed ident.cert; nil before enrollment
+	roots *x509.CertPool
+	round *roundState
+	// abandoned is the round a restart interrupted, until the coordinator
+	// has been told (0 for none).
+	abandoned uint64
+	runCtx    context.Context
+	ran       bool
+	stopping  bool // Run is shutting down: start no background work
 
 	dlMu sync.Mutex
 	dl   *download // a model download that may resume
@@ -176,6 +179,7 @@ func (a *Agent) load() error {
 			return err
 		}
 		c.failed++
+		a.abandoned = p.roundID
 	}
 	a.m.roundsJoined.Store(c.joined)
 	a.m.roundsCompleted.Store(c.completed)
