@@ -55,14 +55,17 @@ type Agent struct {
 	httpLn  net.Listener // nil when inference is disabled
 	httpSrv *http.Server
 
-	mu       sync.Mutex
-	ident    identityRecord
-	cert     *x509.Certificate // parsed ident.cert; nil before enrollment
-	roots    *x509.CertPool
-	round    *roundState
-	runCtx   context.Context
-	ran      bool
-	stopping bool // Run is shutting down: start no background work
+	mu    sync.Mutex
+	ident identityRecord
+	cert  *x509.Certificate // parsed ident.cert; nil before enrollment
+	roots *x509.CertPool
+	round *roundState
+	// abandoned is the round a restart interrupted, until the coordinator
+	// has been told (0 for none).
+	abandoned uint64
+	runCtx    context.Context
+	ran       bool
+	stopping  bool // Run is shutting down: start no background work
 
 	dlMu sync.Mutex
 	dl   *download // a model download that may resume
@@ -70,6 +73,10 @@ type Agent struct {
 	// paths often want the same new version at once, and the second
 	// waits on dlMu for the first rather than downloading it again.
 	fetched *fetchedModel
+
+	// saveErr says why the last model save to the store failed (nil
+	// after a save that worked): /healthz reports it.
+	saveErr atomic.Pointer[string]
 
 	syncing    atomic.Bool // a served-model download is running
 	syncFailed struct {    // the last rollout that failed, guarded by mu
@@ -118,8 +125,16 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 			st.close()
 			return nil, fmt.Errorf("agent.New: inference server: %w", err)
 		}
-		srv := &inferenceServer{served: &a.served, m: a.m, health: a.health}
-		a.httpSrv = &http.Server{Handler: srv.handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
+		lim := cfg.InferenceLimits.withDefaults()
+		srv := &inferenceServer{served: &a.served, m: a.m, health: a.health, maxRequests: lim.MaxRequests}
+		a.httpSrv = &http.Server{
+			Handler:           srv.handler(),
+			ReadHeaderTimeout: time.Duration(lim.ReadHeaderTimeout),
+			ReadTimeout:       time.Duration(lim.ReadTimeout),
+			WriteTimeout:      time.Duration(lim.WriteTimeout),
+			IdleTimeout:       time.Duration(lim.IdleTimeout),
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		}
 	}
 	return a, nil
 }
@@ -176,6 +191,7 @@ func (a *Agent) load() error {
 			return err
 		}
 		c.failed++
+		a.abandoned = p.roundID
 	}
 	a.m.roundsJoined.Store(c.joined)
 	a.m.roundsCompleted.Store(c.completed)
@@ -249,7 +265,23 @@ func (a *Agent) health() healthResponse {
 	a.mu.Lock()
 	enrolled := a.cert != nil
 	a.mu.Unlock()
-	return healthResponse{Status: "ok", ModelVersion: a.ModelVersion(), Connected: a.m.connected.Load(), Enrolled: enrolled}
+	h := healthResponse{Status: "ok", ModelVersion: a.ModelVersion(), Connected: a.m.connected.Load(), Enrolled: enrolled}
+	if reason := a.saveErr.Load(); reason != nil {
+		h.Status, h.Reason = "degraded", *reason
+	}
+	return h
+}
+
+// noteSave records the outcome of saving model version to the store: a
+// failure (a full disk) keeps the agent on its old model, and /healthz
+// says so until a save works again.
+func (a *Agent) noteSave(version uint64, err error) {
+	if err == nil {
+		a.saveErr.Store(nil)
+		return
+	}
+	reason := fmt.Sprintf("saving model %d failed: %v", version, err)
+	a.saveErr.Store(&reason)
 }
 
 // Run serves inference and takes part in the fleet until ctx ends, then
@@ -353,8 +385,10 @@ func (a *Agent) Close() error {
 // swapModel makes rec the served model, in the store (keeping the old one
 // as previous) and then in the inference server.
 func (a *Agent) swapModel(rec *modelRecord, m *tensor.Model) error {
-	if err := a.st.promote(rec); err != nil {
-		return err
+	err := a.st.promote(rec)
+	a.noteSave(rec.version, err)
+	if err != nil {
+		return fmt.Errorf("agent.swapModel: saving model %d: %w", rec.version, err)
 	}
 	old := a.served.Swap(&servedModel{version: rec.version, hash: rec.hash, rolledOut: rec.rolledOut, model: m})
 	a.m.modelSwaps.Add(1)

@@ -39,6 +39,15 @@ const (
 	DefaultInferenceListen = "127.0.0.1:8080"
 	DefaultHeldOut         = 0.1
 	DefaultShutdownTimeout = 10 * time.Second
+	// DefaultSessionTimeout is how long the agent and its coordinator
+	// go without hearing from each other before they give the session up.
+	DefaultSessionTimeout = 5 * time.Second
+	// Defaults of the inference server's limits (InferenceLimits).
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultIdleTimeout       = 60 * time.Second
+	DefaultMaxRequests       = 64
 )
 
 // ErrConfig reports a configuration that cannot work; the message names the
@@ -84,6 +93,57 @@ type Config struct {
 	// the current round step and in-flight HTTP requests. JSON takes a Go
 	// duration string ("10s"). Zero means DefaultShutdownTimeout.
 	ShutdownTimeout Duration `json:"shutdown_timeout,omitempty"`
+	// SessionTimeout is how long the agent and its coordinator go without
+	// hearing from each other before they give the session up: the QUIC
+	// idle timeout (keep-alives go out every third of it, so a quiet but
+	// healthy session stays up), and the bound on a heartbeat's answer and
+	// on a dial. A killed or frozen coordinator is left, and a killed
+	// agent is seen gone by the coordinator, within about this time. JSON
+	// takes a Go duration string. Zero means DefaultSessionTimeout (5 s).
+	SessionTimeout Duration `json:"session_timeout,omitempty"`
+	// InferenceLimits bound the inference server's clients.
+	InferenceLimits InferenceLimits `json:"inference_limits"`
+}
+
+// InferenceLimits bound what clients of the inference server may hold: a
+// client that sends its request slowly, or keeps connections idle, or too
+// many requests at once, must not exhaust the agent. JSON durations are Go
+// duration strings ("5s"); zero fields mean the defaults.
+type InferenceLimits struct {
+	// ReadHeaderTimeout bounds reading a request's headers. Zero means
+	// DefaultReadHeaderTimeout (5 s).
+	ReadHeaderTimeout Duration `json:"read_header_timeout,omitempty"`
+	// ReadTimeout bounds reading a whole request, body included (a
+	// predict body is at most MaxPredictBody). Zero means
+	// DefaultReadTimeout (30 s).
+	ReadTimeout Duration `json:"read_timeout,omitempty"`
+	// WriteTimeout bounds writing a response. Zero means
+	// DefaultWriteTimeout (30 s).
+	WriteTimeout Duration `json:"write_timeout,omitempty"`
+	// IdleTimeout closes a keep-alive connection idle this long. Zero
+	// means DefaultIdleTimeout (60 s).
+	IdleTimeout Duration `json:"idle_timeout,omitempty"`
+	// MaxRequests caps the requests served at once; excess ones are
+	// answered 503 with Retry-After at once. Zero means
+	// DefaultMaxRequests (64).
+	MaxRequests int `json:"max_requests,omitempty"`
+}
+
+// withDefaults fills in the zero fields.
+func (l InferenceLimits) withDefaults() InferenceLimits {
+	def := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	def(&l.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	def(&l.ReadTimeout, DefaultReadTimeout)
+	def(&l.WriteTimeout, DefaultWriteTimeout)
+	def(&l.IdleTimeout, DefaultIdleTimeout)
+	if l.MaxRequests == 0 {
+		l.MaxRequests = DefaultMaxRequests
+	}
+	return l
 }
 
 // DatasetConfig names the local data. Paths may be relative to the working
@@ -259,6 +319,13 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout < 0 {
 		return bad("shutdown_timeout must not be negative")
 	}
+	if c.SessionTimeout < 0 {
+		return bad("session_timeout must not be negative")
+	}
+	l := c.InferenceLimits
+	if l.ReadHeaderTimeout < 0 || l.ReadTimeout < 0 || l.WriteTimeout < 0 || l.IdleTimeout < 0 || l.MaxRequests < 0 {
+		return bad("inference_limits: timeouts and max_requests must not be negative")
+	}
 	return c.Dataset.validate(bad)
 }
 
@@ -362,6 +429,13 @@ func (c *Config) shutdownTimeout() time.Duration {
 		return DefaultShutdownTimeout
 	}
 	return time.Duration(c.ShutdownTimeout)
+}
+
+func (c *Config) sessionTimeout() time.Duration {
+	if c.SessionTimeout == 0 {
+		return DefaultSessionTimeout
+	}
+	return time.Duration(c.SessionTimeout)
 }
 
 // window is a daily local-time interval [start, end) in minutes since

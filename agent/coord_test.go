@@ -42,6 +42,9 @@ type testCoord struct {
 	target   uint64 // model version agents should serve; 0 none
 
 	heartbeats, renewals, downloads, enrollments atomic.Int64
+	// declined are the rounds agents withdrew from (RoundJoin, Accept
+	// false), in order.
+	declined []uint64
 }
 
 func newTestCoord(t *testing.T, ca *identity.CA, h *hub) *testCoord {
@@ -145,8 +148,11 @@ func (c *testCoord) enroll(ctx context.Context, s *protocol.Session, m protocol.
 }
 
 func (c *testCoord) agentHello(ctx context.Context, s *protocol.Session, h *protocol.Hello) (*protocol.HelloAck, error) {
-	if c.redirectTo != "" {
-		return nil, &protocol.Redirect{Addr: c.redirectTo, NodeID: "leader"}
+	c.mu.Lock()
+	to := c.redirectTo
+	c.mu.Unlock()
+	if to != "" {
+		return nil, &protocol.Redirect{Addr: to, NodeID: "leader"}
 	}
 	who, err := identity.PeerIdentity(s.TLS())
 	if err != nil || who.ID != h.AgentID {
@@ -183,6 +189,14 @@ func (c *testCoord) agentMessage(ctx context.Context, s *protocol.Session, m pro
 			return nil, err
 		}
 		return &protocol.ModelAnnounce{Version: target, Hash: m.Hash(), Size: uint64(len(blob)), Encoding: "fedge-model/1"}, nil
+	case *protocol.RoundJoin:
+		if v.Accept {
+			return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: "unsolicited join"}
+		}
+		c.mu.Lock()
+		c.declined = append(c.declined, v.RoundID)
+		c.mu.Unlock()
+		return &protocol.Ack{}, nil
 	case *protocol.EnrollRequest:
 		der, err := c.ca.Renew(s.PeerCertificate(), v.CSR, &c.revoked, c.agentTTL, time.Now())
 		if err != nil {
@@ -212,6 +226,14 @@ func (c *testCoord) bulk(ctx context.Context, s *protocol.Session, first protoco
 		return err
 	}
 	return b.ServeBlob(ctx, bytes.NewReader(blob), &info, req.Offset)
+}
+
+// setRedirect makes the node a follower redirecting to addr ("": it
+// accepts sessions).
+func (c *testCoord) setRedirect(addr string) {
+	c.mu.Lock()
+	c.redirectTo = addr
+	c.mu.Unlock()
 }
 
 func (c *testCoord) setTarget(v uint64) {

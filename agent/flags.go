@@ -83,6 +83,11 @@ func Flags(fs *flag.FlagSet, cfg *Config) {
 		c.ShutdownTimeout = Duration(d)
 		return err
 	})
+	num("session-timeout", "session_timeout", "how long the agent and its coordinator go unheard before the session is given up (default 5s)", func(s string) error {
+		d, err := time.ParseDuration(s)
+		c.SessionTimeout = Duration(d)
+		return err
+	})
 }
 
 // flagValue is a flag.Value that remembers the text it was set from, so

@@ -46,6 +46,8 @@ type inferenceServer struct {
 	served *atomic.Pointer[servedModel]
 	m      *metrics
 	health func() healthResponse
+	// maxRequests caps the requests served at once (0: no cap).
+	maxRequests int
 	// Request buffers, reused so a single-sample request allocates little
 	// beyond its response.
 	bodies, inputs sync.Pool
@@ -83,8 +85,11 @@ type ModelInfo struct {
 	RolledOutAt time.Time   `json:"rolled_out_at"`
 }
 
+// healthResponse is the answer of /healthz: Status "ok" (HTTP 200), or
+// "degraded" (HTTP 503) with the Reason.
 type healthResponse struct {
 	Status       string `json:"status"`
+	Reason       string `json:"reason,omitempty"`
 	ModelVersion uint64 `json:"model_version"`
 	Connected    bool   `json:"connected"`
 	Enrolled     bool   `json:"enrolled"`
@@ -92,9 +97,52 @@ type healthResponse struct {
 
 type errorResponse struct {
 	Error string `json:"error"`
+	// Inputs are the rows of the batch the error is about, if it is
+	// about some of them.
+	Inputs []int `json:"inputs,omitempty"`
+}
+
+// nonFiniteRows returns the rows of the n × c probabilities that hold a
+// NaN or an infinity.
+func nonFiniteRows(p []float32, n, c int) []int {
+	var rows []int
+	for i := range n {
+		for _, v := range p[i*c : (i+1)*c] {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				rows = append(rows, i)
+				break
+			}
+		}
+	}
+	return rows
 }
 
 func (s *inferenceServer) handler() http.Handler {
+	mux := s.routes()
+	if s.maxRequests <= 0 {
+		return mux
+	}
+	slots := make(chan struct{}, s.maxRequests)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			mux.ServeHTTP(w, r)
+		default:
+			// Full: answer at once rather than queue (a queue is what a
+			// slow client would fill).
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("busy: %d requests in progress; retry later", s.maxRequests))
+			path := r.URL.Path
+			if h, pattern := mux.Handler(r); h == nil || pattern == "" {
+				path = "other" // bounded label values
+			}
+			s.m.request(path, http.StatusServiceUnavailable)
+		}
+	})
+}
+
+func (s *inferenceServer) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/predict", s.instrument("/v1/predict", http.MethodPost, s.predict))
 	mux.Handle("/v1/model", s.instrument("/v1/model", http.MethodGet, s.modelInfo))
@@ -200,6 +248,17 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := m.Classes()
+	if rows := nonFiniteRows(probs, n, c); len(rows) > 0 {
+		// Finite inputs so large that the model's float32 arithmetic
+		// overflowed: the client can fix them (scale the features), the
+		// server cannot.
+		writeJSON(w, http.StatusUnprocessableEntity, errorResponse{
+			Error: fmt.Sprintf("model %d's output is not finite for %d of %d inputs (features too large for float32 arithmetic; scale them): inputs %v",
+				cur.version, len(rows), n, rows[:min(len(rows), 10)]),
+			Inputs: rows,
+		})
+		return
+	}
 	resp := PredictResponse{ModelVersion: cur.version, Predictions: make([]Prediction, n)}
 	for i := range n {
 		p := probs[i*c : (i+1)*c]
@@ -270,7 +329,12 @@ func (s *inferenceServer) modelInfo(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *inferenceServer) healthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.health())
+	h := s.health()
+	code := http.StatusOK
+	if h.Status != "ok" {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, h)
 }
 
 func (s *inferenceServer) metrics(w http.ResponseWriter, r *http.Request) {

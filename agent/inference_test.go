@@ -321,3 +321,59 @@ func TestInferenceSwapUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d requests, %d swaps (v1 %d, v2 %d)", clients*perClient, swaps.Load(), seen[1].Load(), seen[2].Load())
 }
+
+// TestPredictHugeInputs sends finite inputs near the float32 limit: logits
+// that overflow to +Inf still give probabilities (200), and a row whose
+// output is NaN is a 422 naming that row, never a 500.
+func TestPredictHugeInputs(t *testing.T) {
+	s, srv := newTestInference(t)
+	m, _ := smallModel(t, 1)
+	for i := range m.Params {
+		m.Params[i] = 1e30 // every product with a huge input overflows
+	}
+	serve(s, 7, m)
+	huge := make([]float32, 12)
+	for i := range huge {
+		huge[i] = 1e38
+	}
+	code, body := post(t, srv.URL, predictBody(huge, input(0)[:12]))
+	if code != http.StatusOK {
+		t.Fatalf("overflowing logits: %d %s", code, body)
+	}
+	var pr PredictResponse
+	if err := json.Unmarshal(body, &pr); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pr.Predictions[0].Probabilities {
+		if p < 0.333 || p > 0.334 {
+			t.Fatalf("three +Inf logits: probabilities %v, want a third each", pr.Predictions[0].Probabilities)
+		}
+	}
+
+	// Two layers: the hidden units overflow to +Inf, and the output layer's
+	// weights of both signs make +Inf - Inf = NaN.
+	spec := tensor.Spec{Name: "deep", Input: []int{12}, Layers: []tensor.LayerSpec{{Type: tensor.LayerDense, Units: 2}, {Type: tensor.LayerDense, Units: 3}}}
+	deep, err := tensor.NewModel(spec, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1, b1 := deep.LayerParams(0)
+	for _, v := range [][]float32{w1, b1} {
+		for i := range v {
+			v[i] = 1e30
+		}
+	}
+	w2, _ := deep.LayerParams(1)
+	for i := range w2 {
+		w2[i] = 1e30 * float32(1-2*(i%2))
+	}
+	serve(s, 8, deep)
+	code, body = post(t, srv.URL, predictBody(input(0)[:12], huge))
+	var er errorResponse
+	if err := json.Unmarshal(body, &er); err != nil {
+		t.Fatal(err)
+	}
+	if code != http.StatusUnprocessableEntity || len(er.Inputs) != 1 || er.Inputs[0] != 1 || !strings.Contains(er.Error, "not finite") {
+		t.Fatalf("NaN output for input 1: %d %s", code, body)
+	}
+}

@@ -201,7 +201,9 @@ func (a *Agent) modelFor(ctx context.Context, c conn, version uint64, want proto
 	if err != nil {
 		return nil, err
 	}
-	if err := a.st.putBase(version, blob); err != nil {
+	err = a.st.putBase(version, blob)
+	a.noteSave(version, err)
+	if err != nil {
 		a.log.Warn("caching the training base model", "version", version, "err", err)
 	}
 	return m, nil

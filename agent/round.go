@@ -21,8 +21,15 @@ const (
 	defaultRoundTime = 10 * time.Minute
 )
 
-// errAborted is the cause of a round cancelled by RoundAbort.
-var errAborted = errors.New("agent: round aborted by the coordinator")
+// Causes of a round's end other than its work finishing.
+var (
+	// errAborted is the cause of a round cancelled by RoundAbort.
+	errAborted = errors.New("agent: round aborted by the coordinator")
+	// errSessionLost is the cause of a round whose session ended: the
+	// round's coordinator is gone (or has dropped the agent from the
+	// round), so the agent is free for the next leader's invites.
+	errSessionLost = errors.New("agent: the session that carried the round ended")
+)
 
 // roundState is the round the agent accepted; at most one at a time.
 type roundState struct {
@@ -75,7 +82,7 @@ func (h sessionHandler) ServeBulk(context.Context, *protocol.Session, protocol.M
 func (a *Agent) serve(c conn, m protocol.Message) (protocol.Message, error) {
 	switch v := m.(type) {
 	case *protocol.RoundInvite:
-		return a.onInvite(v), nil
+		return a.onInvite(c, v), nil
 	case *protocol.RoundPlan:
 		a.onStart(v.RoundID, roundStart{c, v})
 		return nil, nil
@@ -102,8 +109,8 @@ func (a *Agent) serve(c conn, m protocol.Message) (protocol.Message, error) {
 
 // onInvite accepts a round if the agent is free, inside its training
 // window and holds the data the round needs, and starts the goroutine that
-// waits for the plan.
-func (a *Agent) onInvite(inv *protocol.RoundInvite) *protocol.RoundJoin {
+// waits for the plan. The round ends if the session c it came on ends.
+func (a *Agent) onInvite(c conn, inv *protocol.RoundInvite) *protocol.RoundJoin {
 	decline := func(reason string) *protocol.RoundJoin {
 		a.log.Info("declined round", "round", inv.RoundID, "reason", reason)
 		return &protocol.RoundJoin{RoundID: inv.RoundID, Reason: reason}
@@ -159,6 +166,15 @@ func (a *Agent) onInvite(inv *protocol.RoundInvite) *protocol.RoundJoin {
 		a.log.Warn("recording round progress", "err", err)
 	}
 	a.m.roundsJoined.Add(1)
+	if s, ok := c.(interface{ Done() <-chan struct{} }); ok {
+		go func() {
+			select {
+			case <-s.Done():
+				st.cancel(errSessionLost)
+			case <-cctx.Done():
+			}
+		}()
+	}
 	go a.runRound(st)
 	a.log.Info("joined round", "round", inv.RoundID, "job", inv.Job, "kind", kindName(inv.Kind), "ends", end)
 	return &protocol.RoundJoin{RoundID: inv.RoundID, Accept: true}

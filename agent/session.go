@@ -24,7 +24,7 @@ const (
 	maxRedirects       = 4 // redirects followed in a row before backing off
 	authFailuresToStop = 3 // consecutive refusals of the certificate that end Run
 	defaultHeartbeat   = 5 * time.Second
-	heartbeatFailures  = 3 // failed heartbeats in a row that end a session
+	heartbeatFailures  = 2 // failed heartbeats in a row that end a session
 	renewRetry         = time.Minute
 	// stableSession is how long a session must last for the backoff to
 	// start over at its minimum.
@@ -131,34 +131,29 @@ func (a *Agent) connLoop(ctx context.Context) error {
 		a.log.Debug("already enrolled: the join token is not used", "agent", a.ID())
 	}
 	var bo backoff
-	ad := &addrs{list: a.cfg.Coordinators}
 	authFails := 0
+	var hint string // the leader a session or a redirect named last
 	for ctx.Err() == nil {
-		addr := ad.next()
-		sess, err := a.dialAgent(ctx, addr)
+		sess, addr, err := a.dialLeader(ctx, hint)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if ad.follow(err, addr) {
-				a.log.Debug("redirected to the leader", "from", addr, "to", ad.redirect)
-				continue
-			}
 			if isAuthRefusal(err) {
 				authFails++
-				a.log.Warn("coordinator refused the agent's certificate", "addr", addr, "refusals", authFails, "err", err)
+				a.log.Warn("coordinator refused the agent's certificate", "refusals", authFails, "err", err)
 				if authFails >= authFailuresToStop {
 					return a.refused(err)
 				}
 			} else {
-				a.log.Info("cannot reach coordinator", "addr", addr, "err", err)
+				a.log.Info("cannot reach the leader", "err", err)
 			}
 			if !sleep(ctx, bo.next()) {
 				return nil
 			}
 			continue
 		}
-		authFails, ad.redirected = 0, 0
+		authFails, hint = 0, addr
 		began := time.Now()
 		err = a.runSession(ctx, sess)
 		sess.Close()
@@ -169,19 +164,82 @@ func (a *Agent) connLoop(ctx context.Context) error {
 		if time.Since(began) > stableSession {
 			bo.reset()
 		}
+		var rd *protocol.Redirect
 		switch {
 		case errors.Is(err, errRenewed):
 			continue
-		case ad.follow(err, addr):
-			a.log.Info("coordinator lost leadership; following the redirect", "to", ad.redirect)
+		case errors.As(err, &rd) && rd.Addr != "" && rd.Addr != addr:
+			a.log.Info("coordinator lost leadership; following the redirect", "to", rd.Addr)
+			hint = rd.Addr
 			continue
 		}
 		a.log.Info("session with coordinator ended; reconnecting", "addr", addr, "err", err)
+		// The leader may have died: ask every coordinator at once for the
+		// new one, after a short wait (a jittered backoff keeps a fleet
+		// from reconnecting in lockstep).
 		if !sleep(ctx, bo.next()) {
 			return nil
 		}
 	}
 	return nil
+}
+
+// dialLeader dials every configured coordinator at once (and hint, the
+// last known leader), follows the redirects the followers answer with,
+// and returns the first session a leader accepted, closing any other. A
+// dead or frozen node costs nothing while another answers. The error,
+// when no leader accepted, holds every attempt's.
+func (a *Agent) dialLeader(ctx context.Context, hint string) (*protocol.Session, string, error) {
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		addr string
+		sess *protocol.Session
+		err  error
+	}
+	results := make(chan result)
+	tried := map[string]bool{}
+	pending := 0
+	dial := func(addr string) {
+		if addr == "" || tried[addr] || len(tried) >= len(a.cfg.Coordinators)+maxRedirects {
+			return
+		}
+		tried[addr] = true
+		pending++
+		go func() {
+			s, err := a.dialAgent(dctx, addr)
+			results <- result{addr, s, err}
+		}()
+	}
+	dial(hint)
+	for _, addr := range a.cfg.Coordinators {
+		dial(addr)
+	}
+	var win result
+	var errs []error
+	for pending > 0 {
+		r := <-results
+		pending--
+		switch {
+		case r.err == nil && win.sess == nil:
+			win = r
+			cancel() // the others are not needed
+		case r.err == nil:
+			r.sess.Close()
+		default:
+			var rd *protocol.Redirect
+			if win.sess == nil && errors.As(r.err, &rd) {
+				dial(rd.Addr)
+			}
+			if !errors.Is(r.err, context.Canceled) || ctx.Err() != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", r.addr, r.err))
+			}
+		}
+	}
+	if win.sess != nil {
+		return win.sess, win.addr, nil
+	}
+	return nil, "", fmt.Errorf("agent.dialLeader: %w", errors.Join(errs...))
 }
 
 // refused logs the one clear line an operator needs and returns the error
@@ -216,7 +274,15 @@ func (a *Agent) dialAgent(ctx context.Context, addr string) (*protocol.Session, 
 	if s := a.served.Load(); s != nil {
 		hello.ModelVersion, hello.ModelHash = s.version, s.hash
 	}
-	return protocol.Dial(ctx, addr, tlsConf, protocol.ALPNAgent, &protocol.Config{Hello: hello, Handler: sessionHandler{a}})
+	timeout := a.cfg.sessionTimeout()
+	return protocol.Dial(ctx, addr, tlsConf, protocol.ALPNAgent, &protocol.Config{
+		Hello: hello, Handler: sessionHandler{a},
+		// QUIC takes the smaller idle timeout of the two ends: the
+		// coordinator and the agent both notice within timeout that the
+		// other is gone (killed, frozen, unplugged). Keep-alives keep a
+		// quiet session alive meanwhile.
+		MaxIdleTimeout: timeout, KeepAlivePeriod: timeout / 3, HandshakeTimeout: timeout,
+	})
 }
 
 // runSession sends heartbeats, acts on model announcements and renews the
@@ -231,6 +297,7 @@ func (a *Agent) runSession(ctx context.Context, sess *protocol.Session) error {
 	a.m.connected.Store(true)
 	a.m.reconnects.Add(1)
 	a.log.Info("connected to coordinator", "node", ack.NodeID, "addr", sess.RemoteAddr(), "heartbeat", interval)
+	a.declineAbandoned(ctx, sess)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -299,13 +366,40 @@ func (a *Agent) runSession(ctx context.Context, sess *protocol.Session) error {
 	}
 }
 
+// heartbeat reports the agent's status; a coordinator that does not answer
+// within the session timeout counts as a failure.
 func (a *Agent) heartbeat(ctx context.Context, sess *protocol.Session, seq uint64, interval time.Duration) (protocol.Message, error) {
-	hctx, cancel := context.WithTimeout(ctx, max(2*interval, 5*time.Second))
+	hctx, cancel := context.WithTimeout(ctx, max(interval, a.cfg.sessionTimeout()))
 	defer cancel()
 	a.mu.Lock()
 	busy := a.round != nil
 	a.mu.Unlock()
 	return sess.Request(hctx, &protocol.Heartbeat{Seq: seq, Sent: a.now(), ModelVersion: a.ModelVersion(), Busy: busy})
+}
+
+// declineAbandoned tells the coordinator, once, that the agent abandons the
+// round a restart interrupted (its secrets died with the process), so the
+// round stops waiting for it. Best effort: the round may be over.
+func (a *Agent) declineAbandoned(ctx context.Context, sess *protocol.Session) {
+	a.mu.Lock()
+	id := a.abandoned
+	a.mu.Unlock()
+	if id == 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, a.cfg.sessionTimeout())
+	defer cancel()
+	_, err := sess.Request(rctx, &protocol.RoundJoin{RoundID: id, Reason: "the agent restarted mid-round; it abandons the round"})
+	var rd *protocol.Redirect
+	if errors.As(err, &rd) || (err != nil && sess.Err() != nil) {
+		return // not the leader, or the session ended: tell the next one
+	}
+	a.mu.Lock()
+	if a.abandoned == id {
+		a.abandoned = 0
+	}
+	a.mu.Unlock()
+	a.log.Info("told the coordinator the interrupted round is abandoned", "round", id, "err", err)
 }
 
 // renew asks for a new certificate for the same key over the session and

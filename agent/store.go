@@ -189,6 +189,12 @@ type identityRecord struct {
 // and a database that fails bbolt's consistency check are refused.
 // lockWait bounds the wait for another process's lock on the file.
 func openStore(dir string, lockWait time.Duration) (*store, error) {
+	return openStoreMax(dir, lockWait, 0)
+}
+
+// openStoreMax is openStore with the database file capped at maxSize
+// bytes (0: no cap); a write that needs more fails, as on a full disk.
+func openStoreMax(dir string, lockWait time.Duration, maxSize int) (*store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("agent.openStore: %w", err)
 	}
@@ -208,7 +214,7 @@ func openStore(dir string, lockWait time.Duration) (*store, error) {
 				ErrForeignDataDir, dir, strings.Join(names, ", "), storeFile)
 		}
 	}
-	db, err := openBolt(path, lockWait)
+	db, err := openBolt(path, lockWait, maxSize)
 	switch {
 	case errors.Is(err, bolterrors.ErrTimeout):
 		return nil, fmt.Errorf("agent.openStore: %w: %s is locked (is another agent running on it?)", ErrStoreLocked, path)
@@ -229,9 +235,9 @@ func openStore(dir string, lockWait time.Duration) (*store, error) {
 // openBolt opens the bbolt file, turning a panic on a damaged freelist or
 // meta page into ErrCorruptStore. (The descriptor of such a file may stay
 // open: the agent refuses to start then.)
-func openBolt(path string, lockWait time.Duration) (db *bolt.DB, err error) {
+func openBolt(path string, lockWait time.Duration, maxSize int) (db *bolt.DB, err error) {
 	defer recoverCorrupt(&err)
-	return bolt.Open(path, 0o600, &bolt.Options{Timeout: lockWait})
+	return bolt.Open(path, 0o600, &bolt.Options{Timeout: lockWait, MaxSize: maxSize})
 }
 
 // init checks the database and writes the header of a new one.

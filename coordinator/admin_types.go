@@ -154,8 +154,13 @@ type LabelRequest struct {
 // AgentInfo is an agent as the admin sees it.
 type AgentInfo struct {
 	AgentRecord
-	Connected bool   `json:"connected"`
-	Serving   uint64 `json:"serving_target"`
+	Connected bool `json:"connected"`
+	// Served is the model version the agent reported serving on its
+	// current session (0 when disconnected or serving none).
+	Served uint64 `json:"served,omitempty"`
+	// Serving is the version the agent should serve (the stable model or
+	// its rollout cohort's candidate).
+	Serving uint64 `json:"serving_target"`
 }
 
 // RoundsRequest filters rounds.list.

@@ -71,6 +71,10 @@ type Engine struct {
 	strategies map[string]Strategy // per job, with the model version their state belongs to
 	stratVer   map[string]uint64
 
+	// wake is poked when an agent connects, so a leader waiting for
+	// agents starts its round at once rather than after its back-off.
+	wake chan struct{}
+
 	lastWait time.Time // when "waiting for agents" was last logged (run's goroutine only)
 	// waits says, per "job/ID" or "rollout/ID", why the engine is not
 	// running its rounds (too few agents), for status answers.
@@ -111,7 +115,28 @@ func newEngine(log *slog.Logger, cfg EngineConfig, fsm *FSM, rep replicator, lin
 	return &Engine{
 		log: log, cfg: cfg, fsm: fsm, rep: rep, links: links,
 		strategies: map[string]Strategy{}, stratVer: map[string]uint64{}, waits: map[string]string{},
-		residuals: map[string]pushResidual{},
+		residuals: map[string]pushResidual{}, wake: make(chan struct{}, 1),
+	}
+}
+
+// agentConnected wakes a leader that waits for agents.
+func (e *Engine) agentConnected() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// agentGone drops an agent whose session ended from the running round: it
+// cannot send its next stage message (a restarted agent has lost the
+// round's secrets), so no stage waits for it. SecAgg+ counts it as a
+// dropout.
+func (e *Engine) agentGone(agentID string) {
+	e.mu.Lock()
+	r := e.round
+	e.mu.Unlock()
+	if r != nil && r.withdraw(agentID) {
+		e.log.Info("agent's session ended mid-round: dropped from the round", "round", r.id, "agent", agentID)
 	}
 }
 
@@ -179,9 +204,14 @@ func (e *Engine) run(ctx context.Context) {
 			// failed rounds do not flood the replicated log.
 			wait := e.cfg.Idle << min(fails, 6)
 			wait = min(wait, max(e.cfg.Idle, 5*time.Second))
+			var wake chan struct{} // nil blocks: only a shortage of agents ends early
+			if errors.Is(err, ErrNotEnoughAgents) {
+				wake = e.wake
+			}
 			select {
 			case <-ctx.Done():
 			case <-time.After(wait):
+			case <-wake:
 			}
 		}
 	}

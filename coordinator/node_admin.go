@@ -380,10 +380,7 @@ func (n *Node) clusterStatus() (*ClusterStatus, error) {
 }
 
 func (n *Node) agentInfos(only string) []AgentInfo {
-	connected := map[string]bool{}
-	for _, id := range n.ConnectedAgents() {
-		connected[id] = true
-	}
+	served := n.servedVersions()
 	var out []AgentInfo
 	n.fsm.Read(func(s *State) {
 		for _, id := range sortedKeys(s.Agents) {
@@ -391,7 +388,8 @@ func (n *Node) agentInfos(only string) []AgentInfo {
 				continue
 			}
 			a := *s.Agents[id]
-			out = append(out, AgentInfo{AgentRecord: a, Connected: connected[id], Serving: s.TargetVersion(id)})
+			v, connected := served[id]
+			out = append(out, AgentInfo{AgentRecord: a, Connected: connected, Served: v, Serving: s.TargetVersion(id)})
 		}
 	})
 	return out

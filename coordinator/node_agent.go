@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/fedge/fedge/crypto/identity"
@@ -24,6 +25,10 @@ type agentConn struct {
 	id   string
 	key  ed25519.PublicKey
 	sess *protocol.Session
+	// served is the model version the agent reports it serves (Hello,
+	// then each Heartbeat): what it answers predictions with, which may
+	// lag the version it should serve (a download or a save failed).
+	served atomic.Uint64
 }
 
 func (a *agentConn) AgentID() string               { return a.id }
@@ -43,6 +48,18 @@ func (n *Node) links() []AgentLink {
 	out := make([]AgentLink, 0, len(n.agents))
 	for _, a := range n.agents {
 		out = append(out, a)
+	}
+	return out
+}
+
+// servedVersions returns, per connected agent, the model version it
+// reports serving.
+func (n *Node) servedVersions() map[string]uint64 {
+	n.agentsMu.Lock()
+	defer n.agentsMu.Unlock()
+	out := make(map[string]uint64, len(n.agents))
+	for id, a := range n.agents {
+		out[id] = a.served.Load()
 	}
 	return out
 }
@@ -87,6 +104,7 @@ func (h agentHandler) Hello(ctx context.Context, s *protocol.Session, hello *pro
 		return nil, &protocol.Error{Code: protocol.CodeUnauthorized, Message: "agent key is not Ed25519"}
 	}
 	conn := &agentConn{id: id.ID, key: key, sess: s}
+	conn.served.Store(hello.ModelVersion)
 	n.agentsMu.Lock()
 	old, had := n.agents[id.ID]
 	n.agents[id.ID] = conn
@@ -105,7 +123,11 @@ func (h agentHandler) Hello(ctx context.Context, s *protocol.Session, hello *pro
 			delete(n.agents, id.ID)
 		}
 		n.agentsMu.Unlock()
+		// Whatever round the agent ran on this session is lost with it
+		// (a newer session of the same agent starts afresh).
+		n.eng.agentGone(id.ID)
 	}()
+	n.eng.agentConnected()
 	n.log.Debug("agent connected", "agent", id.ID, "model", hello.ModelVersion)
 	return &protocol.HelloAck{NodeID: n.cfg.NodeID, HeartbeatInterval: n.cfg.HeartbeatInterval}, nil
 }
@@ -125,6 +147,9 @@ func (h agentHandler) ServeMessage(ctx context.Context, s *protocol.Session, m p
 		}
 		n.agentsMu.Lock()
 		n.seen[id.ID] = time.Now()
+		if c, ok := n.agents[id.ID]; ok && c.sess == s {
+			c.served.Store(v.ModelVersion)
+		}
 		n.agentsMu.Unlock()
 		return n.announceFor(id.ID, v.ModelVersion), nil
 	case *protocol.EnrollRequest:

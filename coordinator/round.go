@@ -24,6 +24,9 @@ type activeRound struct {
 	mu        sync.Mutex
 	stage     *stage
 	stageType protocol.MsgType
+	// gone are agents that left the round (withdrew, or their session
+	// ended): no later stage waits for them.
+	gone map[string]bool
 
 	bytesIn, bytesOut atomic.Int64
 	// busy accumulates the coordinator's own work in the round (decoding,
@@ -53,18 +56,24 @@ func (r *activeRound) open(name string, t protocol.MsgType, agents []string, acc
 	})
 	r.mu.Lock()
 	r.stage, r.stageType = st, t
+	for a := range r.gone {
+		st.withdraw(a)
+	}
 	r.mu.Unlock()
 	return st
 }
 
-// withdraw removes an agent from the open stage's expected set.
-func (r *activeRound) withdraw(agent string) {
+// withdraw removes an agent from the round: from the open stage's
+// expected set and from every stage opened later. It reports whether the
+// open stage was still waiting for the agent.
+func (r *activeRound) withdraw(agent string) bool {
 	r.mu.Lock()
-	st := r.stage
-	r.mu.Unlock()
-	if st != nil {
-		st.withdraw(agent)
+	defer r.mu.Unlock()
+	if r.gone == nil {
+		r.gone = map[string]bool{}
 	}
+	r.gone[agent] = true
+	return r.stage != nil && r.stage.withdraw(agent)
 }
 
 // close ends the round for any agent still blocked in a stage.

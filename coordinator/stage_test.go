@@ -70,3 +70,23 @@ func TestStageFullReleasesEarly(t *testing.T) {
 	}
 	s.fail(ErrRoundFinished)
 }
+
+// TestRoundGoneAgentSkipsLaterStages: an agent whose session ended after
+// it spoke in one stage is not waited for in any later stage of the round.
+func TestRoundGoneAgentSkipsLaterStages(t *testing.T) {
+	r := &activeRound{id: 1}
+	st := r.open("advertise_keys", 0, []string{"a", "b"}, nil)
+	go func() { _, _ = st.submit(context.Background(), "a", nil) }()
+	r.withdraw("b") // b's session ends while a stage waits for it
+	arrived, missing := st.wait(context.Background(), time.Now().Add(time.Minute))
+	if len(arrived) != 1 || len(missing) != 0 {
+		t.Fatalf("stage 1: arrived %v, missing %v", arrived, missing)
+	}
+	st.release(map[string]any{"a": nil})
+	r.withdraw("a") // a's session ends between stages
+	next := r.open("share_keys", 0, []string{"a"}, nil)
+	start := time.Now()
+	if arrived, _ := next.wait(context.Background(), time.Now().Add(time.Minute)); len(arrived) != 0 || time.Since(start) > time.Second {
+		t.Fatalf("stage 2 waited %v for a gone agent (arrived %v)", time.Since(start), arrived)
+	}
+}

@@ -156,17 +156,44 @@ func softmaxXent(logits []float32, c int, y []int32, rows []int, n int, grad []f
 }
 
 // softmaxRows overwrites each of the n rows of c values in z with its
-// softmax.
+// softmax. It subtracts the row's largest value first, so no exponential
+// overflows; logits that overflowed to +Inf (huge inputs) share the
+// probability among themselves, and a row of -Inf is uniform. Only a row
+// holding NaN becomes all NaN: callers check for it.
 func softmaxRows(z []float32, n, c int) {
 	for i := range n {
 		row := z[i*c : (i+1)*c : (i+1)*c]
 		mx := row[0]
 		for _, v := range row {
-			mx = max(mx, v)
+			mx = max(mx, v) // NaN if any is NaN
+		}
+		switch {
+		case math.IsNaN(float64(mx)):
+			nan := float32(math.NaN())
+			for j := range row {
+				row[j] = nan
+			}
+			continue
+		case math.IsInf(float64(mx), 0):
+			// Every value is -Inf (uniform), or some are +Inf (they
+			// split the mass; the finite ones get none).
+			k := 0
+			for _, v := range row {
+				if v == mx {
+					k++
+				}
+			}
+			for j, v := range row {
+				row[j] = 0
+				if v == mx {
+					row[j] = 1 / float32(k)
+				}
+			}
+			continue
 		}
 		var sum float64
 		for j, v := range row {
-			e := math.Exp(float64(v - mx))
+			e := math.Exp(float64(v) - float64(mx))
 			row[j] = float32(e)
 			sum += e
 		}

@@ -283,3 +283,38 @@ func TestGraphErrors(t *testing.T) {
 		t.Errorf("PredictGraph on an MLP = %v, want ErrNeedsGraph", err)
 	}
 }
+
+// TestSoftmaxRowsOverflow feeds softmaxRows the logits of inputs near the
+// float32 limit: values that overflowed to ±Inf must still give
+// probabilities (finite, summing to 1), and only NaN stays NaN.
+func TestSoftmaxRowsOverflow(t *testing.T) {
+	inf := float32(math.Inf(1))
+	tests := []struct {
+		name string
+		row  []float32
+		want []float32 // nil: every value NaN
+	}{
+		{"huge finite", []float32{3e38, -3e38, 1e38}, []float32{1, 0, 0}},
+		{"one +Inf", []float32{inf, 1, -inf}, []float32{1, 0, 0}},
+		{"two +Inf", []float32{inf, 5, inf}, []float32{0.5, 0, 0.5}},
+		{"all -Inf", []float32{-inf, -inf}, []float32{0.5, 0.5}},
+		{"NaN", []float32{float32(math.NaN()), 1}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			z := append([]float32(nil), tt.row...)
+			softmaxRows(z, 1, len(z))
+			for j, v := range z {
+				if tt.want == nil {
+					if !math.IsNaN(float64(v)) {
+						t.Fatalf("softmax(%v) = %v, want NaN", tt.row, z)
+					}
+					continue
+				}
+				if !(math.Abs(float64(v-tt.want[j])) <= 1e-6) {
+					t.Fatalf("softmax(%v) = %v, want %v", tt.row, z, tt.want)
+				}
+			}
+		})
+	}
+}

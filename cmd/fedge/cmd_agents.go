@@ -22,7 +22,8 @@ func agentsCommands() []command {
 var agentsListSpec = cmdSpec{
 	path: "agents list",
 	help: `List the enrolled agents: whether each is connected to the answering
-coordinator, its labels, the model version it should serve, when it was last
+coordinator, its labels, the model version it serves (SERVES, as it reported on
+its session) and the one it should serve (TARGET), when it was last
 seen and whether it is revoked. The cluster never holds an agent's data or
 its individual metrics, so none are shown.`,
 	example: "fedge agents list -json | jq -r '.[] | select(.connected) | .id'",
@@ -39,9 +40,9 @@ func runAgentsList(args []string, stdout, stderr io.Writer) int {
 			return err
 		}
 		now := time.Now()
-		t := newTable(w, "ID", "CONNECTED", "LABELS", "SERVES", "LAST SEEN", "REVOKED")
+		t := newTable(w, "ID", "CONNECTED", "LABELS", "SERVES", "TARGET", "LAST SEEN", "REVOKED")
 		for _, a := range agents {
-			t.row(a.ID, yes(a.Connected), labelString(a.Labels), version(a.Serving), ago(now, a.LastSeen), yes(a.Revoked))
+			t.row(a.ID, yes(a.Connected), labelString(a.Labels), version(a.Served), version(a.Serving), ago(now, a.LastSeen), yes(a.Revoked))
 		}
 		return t.flush()
 	})
@@ -50,7 +51,7 @@ func runAgentsList(args []string, stdout, stderr io.Writer) int {
 var agentsShowSpec = cmdSpec{
 	path:    "agents show",
 	args:    "ID",
-	help:    `Show one enrolled agent: labels, certificate serial, enrollment and renewal times, last contact, connection and revocation state, and the model version it should serve.`,
+	help:    `Show one enrolled agent: labels, certificate serial, enrollment and renewal times, last contact, connection and revocation state, the model version it serves (as it reported on its session) and the one it should serve.`,
 	example: "fedge agents show agent-3f2a9c",
 }
 
@@ -69,7 +70,8 @@ func runAgentsShow(args []string, stdout, stderr io.Writer) int {
 			"ID", a.ID,
 			"Labels", labelString(a.Labels),
 			"Connected", yes(a.Connected),
-			"Serves", version(a.Serving),
+			"Serves", version(a.Served),
+			"Target", version(a.Serving),
 			"Certificate", a.CertSerial,
 			"Enrolled", when(a.EnrolledAt),
 			"Renewed", when(a.RenewedAt),

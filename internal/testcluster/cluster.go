@@ -31,6 +31,11 @@ type Options struct {
 	Canaries int
 	// Heartbeat is the agents' report interval (default 300 ms).
 	Heartbeat time.Duration
+	// Proxied puts a UDP proxy in front of every coordinator: peers and
+	// agents reach node i only through Proxies[i] (its advertised
+	// address), so a test can make the node vanish from the network
+	// without a close, as SIGKILL or SIGSTOP of its process would.
+	Proxied bool
 }
 
 // Cluster is a running test cluster.
@@ -42,6 +47,10 @@ type Cluster struct {
 	Admin *coordinator.AdminClient
 	Fleet []*Agent
 	MNIST string
+	// Proxies front the nodes when Options.Proxied is set.
+	Proxies []*testutil.UDPProxy
+
+	listen []string // the nodes' bound addresses (their Peers address unless proxied)
 
 	opts Options
 	log  *slog.Logger
@@ -87,6 +96,13 @@ func New(t testing.TB, o Options) *Cluster {
 	for i, a := range testutil.FreeUDPAddrs(t, o.Nodes) {
 		c.Peers = append(c.Peers, coordinator.Peer{ID: fmt.Sprintf("c%d", i+1), Addr: a})
 		addrs = append(addrs, a)
+	}
+	c.listen = addrs
+	if o.Proxied {
+		c.listen = testutil.FreeUDPAddrs(t, o.Nodes)
+		for i, a := range addrs {
+			c.Proxies = append(c.Proxies, testutil.NewUDPProxy(t, a, c.listen[i]))
+		}
 	}
 	if err := coordinator.InitCluster(rand.Reader, "testcluster", c.Peers, c.Dir, time.Now()); err != nil {
 		t.Fatal(err)
@@ -134,8 +150,11 @@ func (c *Cluster) Close() {
 func (c *Cluster) StartNode(i int) {
 	c.T.Helper()
 	p := c.Peers[i]
+	if len(c.Proxies) > 0 {
+		c.Proxies[i].Drop(false)
+	}
 	n, err := coordinator.NewNode(coordinator.Config{
-		NodeID: p.ID, DataDir: filepath.Join(c.Dir, p.ID), Listen: p.Addr, Peers: c.Peers,
+		NodeID: p.ID, DataDir: filepath.Join(c.Dir, p.ID), Listen: c.listen[i], Advertise: p.Addr, Peers: c.Peers,
 		HeartbeatInterval: c.opts.Heartbeat, Raft: coordinator.FastRaftTimings, Logger: c.log,
 		Engine: coordinator.EngineConfig{Idle: 100 * time.Millisecond, InviteTimeout: 5 * time.Second},
 	})
@@ -151,6 +170,18 @@ func (c *Cluster) StopNode(i int) {
 		c.Nodes[i].Close()
 		c.Nodes[i] = nil
 	}
+}
+
+// KillNode makes coordinator i vanish as if its process got SIGKILL: its
+// proxy drops every packet first, so no peer or agent hears it close.
+// The cluster must be Proxied.
+func (c *Cluster) KillNode(i int) {
+	c.T.Helper()
+	if len(c.Proxies) == 0 {
+		c.T.Fatal("testcluster: KillNode needs Options.Proxied")
+	}
+	c.Proxies[i].Drop(true)
+	c.StopNode(i)
 }
 
 // Leader waits for and returns the leading node and its index.
@@ -185,6 +216,16 @@ func (c *Cluster) WaitFor(what string, timeout time.Duration, cond func() bool) 
 // AddAgent enrolls agent i with a fresh token and starts it.
 func (c *Cluster) AddAgent(i int) *Agent {
 	c.T.Helper()
+	a := &Agent{Index: i, Config: c.AgentConfig(i)}
+	c.Fleet = append(c.Fleet, a)
+	a.Start(c.T, c.log)
+	return a
+}
+
+// AgentConfig returns the configuration of agent i with a fresh join
+// token: its MNIST shard, its own data dir, an inference port of its own.
+func (c *Cluster) AgentConfig(i int) agent.Config {
+	c.T.Helper()
 	labels := map[string]string{"tier": "prod"}
 	if i < c.opts.Canaries {
 		labels["tier"] = "canary"
@@ -202,10 +243,7 @@ func (c *Cluster) AddAgent(i int) *Agent {
 	cfg.Dataset = agent.DatasetConfig{Kind: agent.DatasetMNIST, Path: c.MNIST, Partition: c.opts.Partition, Shard: i, Shards: c.opts.Shards, Seed: 1, Alpha: 0.5, HeldOut: 0.1}
 	cfg.InferenceListen = "127.0.0.1:0"
 	cfg.Threads = 0
-	a := &Agent{Index: i, Config: cfg}
-	c.Fleet = append(c.Fleet, a)
-	a.Start(c.T, c.log)
-	return a
+	return cfg
 }
 
 // Start runs the agent daemon in a goroutine.
