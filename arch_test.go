@@ -155,3 +155,19 @@ func TestLayerRulesCatchViolations(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIPackageIsLight: a Go program that imports only coordinator/api
+// (examples/api-client) links neither Raft nor bbolt.
+func TestAPIPackageIsLight(t *testing.T) {
+	for _, pkg := range []string{module + "/coordinator/api", module + "/examples/api-client"} {
+		out, err := exec.Command("go", "list", "-deps", pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if strings.HasPrefix(dep, "github.com/hashicorp/raft") || strings.HasPrefix(dep, "go.etcd.io/bbolt") || dep == module+"/coordinator" {
+				t.Errorf("%s pulls in %s", pkg, dep)
+			}
+		}
+	}
+}

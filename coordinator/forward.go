@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/crypto/identity"
 	"github.com/fedge/fedge/protocol"
 )
@@ -137,7 +138,8 @@ func (h peerHandler) ServeMessage(ctx context.Context, s *protocol.Session, m pr
 		return nil, &protocol.Error{Code: protocol.CodeUnsupported, Message: m.Type().String()}
 	}
 	who, verb, ok := strings.Cut(req.Verb, forwardSep)
-	if !ok || !(writeVerbs[verb] || leaderReads[verb]) || !strings.HasPrefix(who, "operator") {
+	rt := adminRoutes[strings.TrimPrefix(verb, api.ConsistentPrefix)]
+	if !ok || !(rt.write || rt.leaderRead) || !strings.HasPrefix(who, "operator") {
 		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: "a forwarded request names an operator and a write verb or a leader read"}
 	}
 	via, err := identity.PeerIdentity(s.TLS())

@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -10,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/crypto/identity"
 	"github.com/fedge/fedge/protocol"
 )
@@ -24,7 +24,8 @@ import (
 // createToken issues a join token for who, refusing a TTL above the
 // configured maximum. No TTL means identity.DefaultTokenTTL (24 hours), or
 // the maximum if that is shorter.
-func (n *Node) createToken(ctx context.Context, who string, r TokenRequest, now time.Time) (*TokenResponse, error) {
+func (n *Node) apiTokensCreate(c adminCall, r api.TokenRequest) (*api.TokenResponse, error) {
+	ctx, who, now := c.ctx, c.who, c.now
 	if err := identity.ValidateLabels(r.Labels); err != nil {
 		return nil, err
 	}
@@ -53,16 +54,17 @@ func (n *Node) createToken(ctx context.Context, who string, r TokenRequest, now 
 	if _, err := n.rep.apply(ctx, cmdTokenCreate, TokenRecord{ID: rec.ID, Record: b, Expiry: rec.Expires, Labels: r.Labels, CreatedAt: now, CreatedBy: who}, nil); err != nil {
 		return nil, err
 	}
-	return &TokenResponse{Token: tok, ID: rec.ID, Expires: rec.Expires}, nil
+	return &api.TokenResponse{Token: tok, ID: rec.ID, Expires: rec.Expires}, nil
 }
 
-// tokenInfos lists the tokens the state holds, without their secrets.
-func (n *Node) tokenInfos(now time.Time) []TokenInfo {
-	out := []TokenInfo{}
+// apiTokensList lists the tokens the state holds, without their secrets.
+func (n *Node) apiTokensList(c adminCall, _ none) ([]api.Token, error) {
+	now := c.now
+	out := []api.Token{}
 	n.fsm.Read(func(s *State) {
 		for _, id := range sortedKeys(s.Tokens) {
 			t := s.Tokens[id]
-			info := TokenInfo{
+			info := api.Token{
 				ID: t.ID, Labels: t.Labels, CreatedAt: t.CreatedAt, CreatedBy: t.CreatedBy, Expires: t.Expiry,
 				Used: t.Used, UsedBy: t.UsedBy, Revoked: t.Revoked, RevokedAt: t.RevokedAt, RevokedBy: t.RevokedBy,
 			}
@@ -72,23 +74,24 @@ func (n *Node) tokenInfos(now time.Time) []TokenInfo {
 			}
 			switch {
 			case t.Revoked:
-				info.State = TokenRevoked
+				info.State = api.TokenRevoked
 			case t.Used:
-				info.State = TokenUsed
+				info.State = api.TokenUsed
 			case !now.Before(t.Expiry):
-				info.State = TokenExpired
+				info.State = api.TokenExpired
 			default:
-				info.State = TokenValid
+				info.State = api.TokenValid
 			}
 			out = append(out, info)
 		}
 	})
-	return out
+	return out, nil
 }
 
 // issueAdmin has the CA sign an operator certificate for r's key and
 // records it, with who asked for it.
-func (n *Node) issueAdmin(ctx context.Context, who string, r AdminCertRequest, now time.Time) (*AdminCertResponse, error) {
+func (n *Node) apiAdminCert(c adminCall, r api.AdminCertRequest) (*api.AdminCertResponse, error) {
+	ctx, who, now := c.ctx, c.who, c.now
 	if len(r.PublicKey) != ed25519.PublicKeySize {
 		return nil, errors.New("admin.cert: public_key must be 32 bytes of Ed25519")
 	}
@@ -104,30 +107,31 @@ func (n *Node) issueAdmin(ctx context.Context, who string, r AdminCertRequest, n
 	if err != nil {
 		return nil, err
 	}
-	c := adminCertCmd{Serial: cert.SerialNumber.Text(16), Name: r.Name, At: now, Expires: cert.NotAfter.UTC(), By: who}
-	if _, err := n.rep.apply(ctx, cmdAdminCert, c, nil); err != nil {
+	rec := adminCertCmd{Serial: cert.SerialNumber.Text(16), Name: r.Name, At: now, Expires: cert.NotAfter.UTC(), By: who}
+	if _, err := n.rep.apply(ctx, cmdAdminCert, rec, nil); err != nil {
 		return nil, err
 	}
-	return &AdminCertResponse{Cert: der, CACert: ca.Certificate().Raw}, nil
+	return &api.AdminCertResponse{Cert: der, CACert: ca.Certificate().Raw}, nil
 }
 
-// adminInfos lists the recorded operator certificates.
-func (n *Node) adminInfos() []AdminInfo {
-	out := []AdminInfo{}
+// apiAdminsList lists the recorded operator certificates.
+func (n *Node) apiAdminsList(adminCall, none) ([]api.Admin, error) {
+	out := []api.Admin{}
 	n.fsm.Read(func(s *State) {
 		for _, serial := range sortedKeys(s.Admins) {
 			a := s.Admins[serial]
-			out = append(out, AdminInfo{
+			out = append(out, api.Admin{
 				Serial: a.Serial, Name: a.Name, CreatedAt: a.CreatedAt, CreatedBy: a.CreatedBy, Expires: a.Expires,
 				Unrecorded: a.Unrecorded, Revoked: a.Revoked, RevokedAt: a.RevokedAt, RevokedBy: a.RevokedBy,
 			})
 		}
 	})
-	return out
+	return out, nil
 }
 
 // revokeAdmin revokes operator certificates by serial or name.
-func (n *Node) revokeAdmin(ctx context.Context, who string, r AdminRevokeRequest, now time.Time) (*AdminRevokeResponse, error) {
+func (n *Node) apiAdminsRevoke(c adminCall, r api.AdminRevokeRequest) (*api.AdminRevokeResponse, error) {
+	ctx, who, now := c.ctx, c.who, c.now
 	if (r.Name == "") == (r.Serial == "") {
 		return nil, errors.New("admins.revoke: give a name or a serial, not both")
 	}
@@ -139,22 +143,23 @@ func (n *Node) revokeAdmin(ctx context.Context, who string, r AdminRevokeRequest
 		return nil, err
 	}
 	serials, _ := res.([]string)
-	return &AdminRevokeResponse{Revoked: serials}, nil
+	return &api.AdminRevokeResponse{Revoked: serials}, nil
 }
 
-// auditEntries returns the last limit audit records (all with limit 0).
-func (n *Node) auditEntries(limit int) []AuditEntry {
-	out := []AuditEntry{}
+// apiAuditList returns the last r.Limit audit records (all with 0).
+func (n *Node) apiAuditList(_ adminCall, r api.AuditRequest) ([]api.AuditEntry, error) {
+	limit := r.Limit
+	out := []api.AuditEntry{}
 	n.fsm.Read(func(s *State) {
 		recs := s.Audit
 		if limit > 0 && len(recs) > limit {
 			recs = recs[len(recs)-limit:]
 		}
 		for _, a := range recs {
-			out = append(out, AuditEntry(a))
+			out = append(out, api.AuditEntry(a))
 		}
 	})
-	return out
+	return out, nil
 }
 
 // adminRevoked reports whether the operator certificate of session s has

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/crypto/identity"
 	"github.com/fedge/fedge/internal/testutil"
 	"github.com/fedge/fedge/protocol"
@@ -23,7 +24,7 @@ import (
 // startOne starts a one-node cluster initialised with opt and configured
 // with sec, and returns the node and an admin client once the cluster is
 // bootstrapped.
-func startOne(t *testing.T, opt coordinator.InitOptions, sec func(dir string, key []byte) coordinator.SecurityConfig) (*coordinator.Node, *coordinator.AdminClient, string) {
+func startOne(t *testing.T, opt coordinator.InitOptions, sec func(dir string, key []byte) coordinator.SecurityConfig) (*coordinator.Node, *api.Client, string) {
 	t.Helper()
 	dir := t.TempDir()
 	addr := testutil.FreeUDPAddrs(t, 1)[0]
@@ -41,7 +42,7 @@ func startOne(t *testing.T, opt coordinator.InitOptions, sec func(dir string, ke
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nd.Close() })
-	adm, err := coordinator.LoadAdminClient(filepath.Join(dir, "admin"), []string{addr})
+	adm, err := api.Load(filepath.Join(dir, "admin"), []string{addr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,8 +72,8 @@ func TestRevokedAdminRefusedAtHandshake(t *testing.T) {
 	defer cancel()
 
 	// fedge init's credential is recorded at bootstrap.
-	var admins []coordinator.AdminInfo
-	if err := adm.Call(ctx, coordinator.VerbAdminsList, nil, &admins); err != nil {
+	var admins []api.Admin
+	if err := adm.Call(ctx, api.VerbAdminsList, api.QueryOptions{}, nil, &admins); err != nil {
 		t.Fatal(err)
 	}
 	if len(admins) != 1 || admins[0].Name != "admin" || admins[0].CreatedBy != "fedge init" || admins[0].Revoked {
@@ -80,8 +81,8 @@ func TestRevokedAdminRefusedAtHandshake(t *testing.T) {
 	}
 
 	key, _ := identity.NewKey(rand.Reader)
-	var resp coordinator.AdminCertResponse
-	if err := adm.Call(ctx, coordinator.VerbAdminCert, coordinator.AdminCertRequest{Name: "bob", PublicKey: key.Public().(ed25519.PublicKey)}, &resp); err != nil {
+	var resp api.AdminCertResponse
+	if err := adm.Call(ctx, api.VerbAdminCert, api.QueryOptions{}, api.AdminCertRequest{Name: "bob", PublicKey: key.Public().(ed25519.PublicKey)}, &resp); err != nil {
 		t.Fatal(err)
 	}
 	caCert, err := x509.ParseCertificate(resp.CACert)
@@ -109,14 +110,14 @@ func TestRevokedAdminRefusedAtHandshake(t *testing.T) {
 	}
 	defer bob.Close()
 	status := func(s *protocol.Session) error {
-		_, err := s.Request(ctx, &protocol.AdminRequest{Verb: coordinator.VerbClusterStatus})
+		_, err := s.Request(ctx, &protocol.AdminRequest{Verb: api.VerbClusterStatus})
 		return err
 	}
 	if err := status(bob); err != nil {
 		t.Fatalf("bob before revocation: %v", err)
 	}
 
-	if err := adm.Call(ctx, coordinator.VerbAdminsList, nil, &admins); err != nil {
+	if err := adm.Call(ctx, api.VerbAdminsList, api.QueryOptions{}, nil, &admins); err != nil {
 		t.Fatal(err)
 	}
 	bobSerial := ""
@@ -131,8 +132,8 @@ func TestRevokedAdminRefusedAtHandshake(t *testing.T) {
 	if bobSerial == "" {
 		t.Fatalf("bob not recorded: %+v", admins)
 	}
-	var rr coordinator.AdminRevokeResponse
-	if err := adm.Call(ctx, coordinator.VerbAdminsRevoke, coordinator.AdminRevokeRequest{Name: "bob"}, &rr); err != nil {
+	var rr api.AdminRevokeResponse
+	if err := adm.Call(ctx, api.VerbAdminsRevoke, api.QueryOptions{}, api.AdminRevokeRequest{Name: "bob"}, &rr); err != nil {
 		t.Fatal(err)
 	}
 	if len(rr.Revoked) != 1 || rr.Revoked[0] != bobSerial {
@@ -151,14 +152,14 @@ func TestRevokedAdminRefusedAtHandshake(t *testing.T) {
 		t.Fatalf("revoked admin's handshake: %v, want a TLS refusal", err)
 	}
 	// The other operator is unaffected.
-	if err := adm.Call(ctx, coordinator.VerbClusterStatus, nil, &coordinator.ClusterStatus{}); err != nil {
+	if err := adm.Call(ctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &api.ClusterStatus{}); err != nil {
 		t.Fatalf("unrevoked admin after bob's revocation: %v", err)
 	}
-	if err := adm.Call(ctx, coordinator.VerbAdminsRevoke, coordinator.AdminRevokeRequest{Name: "nobody"}, nil); wireCode(err) != protocol.CodeNotFound {
+	if err := adm.Call(ctx, api.VerbAdminsRevoke, api.QueryOptions{}, api.AdminRevokeRequest{Name: "nobody"}, nil); wireCode(err) != protocol.CodeNotFound {
 		t.Fatalf("revoking an unknown admin: %v, want not found", err)
 	}
-	var audit []coordinator.AuditEntry
-	if err := adm.Call(ctx, coordinator.VerbAuditList, coordinator.AuditRequest{}, &audit); err != nil {
+	var audit []api.AuditEntry
+	if err := adm.Call(ctx, api.VerbAuditList, api.QueryOptions{}, api.AuditRequest{}, &audit); err != nil {
 		t.Fatal(err)
 	}
 	var trail []string
@@ -178,7 +179,7 @@ func TestTokensListRevokeAndTTL(t *testing.T) {
 		if err := os.WriteFile(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		return coordinator.SecurityConfig{SealKeyFile: path, MaxTokenTTL: coordinator.Duration(2 * time.Hour)}
+		return coordinator.SecurityConfig{SealKeyFile: path, MaxTokenTTL: api.Duration(2 * time.Hour)}
 	})
 	if _, err := os.Stat(filepath.Join(dir, "c1", "tls", coordinator.FileSealKey)); !os.IsNotExist(err) {
 		t.Fatalf("seal.key next to the CA: %v", err)
@@ -186,19 +187,19 @@ func TestTokensListRevokeAndTTL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	if err := adm.Call(ctx, coordinator.VerbTokensCreate, coordinator.TokenRequest{TTL: coordinator.Duration(3 * time.Hour)}, nil); wireCode(err) != protocol.CodeBadRequest || !strings.Contains(err.Error(), "at most 2h0m0s") {
+	if err := adm.Call(ctx, api.VerbTokensCreate, api.QueryOptions{}, api.TokenRequest{TTL: api.Duration(3 * time.Hour)}, nil); wireCode(err) != protocol.CodeBadRequest || !strings.Contains(err.Error(), "at most 2h0m0s") {
 		t.Fatalf("token TTL above the maximum: %v", err)
 	}
-	var tok, tok2 coordinator.TokenResponse
-	if err := adm.Call(ctx, coordinator.VerbTokensCreate, coordinator.TokenRequest{TTL: coordinator.Duration(2 * time.Hour), Labels: map[string]string{"region": "eu"}}, &tok); err != nil {
+	var tok, tok2 api.TokenResponse
+	if err := adm.Call(ctx, api.VerbTokensCreate, api.QueryOptions{}, api.TokenRequest{TTL: api.Duration(2 * time.Hour), Labels: map[string]string{"region": "eu"}}, &tok); err != nil {
 		t.Fatal(err)
 	}
-	if err := adm.Call(ctx, coordinator.VerbTokensCreate, coordinator.TokenRequest{}, &tok2); err != nil {
+	if err := adm.Call(ctx, api.VerbTokensCreate, api.QueryOptions{}, api.TokenRequest{}, &tok2); err != nil {
 		t.Fatal(err)
 	}
 
-	var list []coordinator.TokenInfo
-	if err := adm.Call(ctx, coordinator.VerbTokensList, nil, &list); err != nil {
+	var list []api.Token
+	if err := adm.Call(ctx, api.VerbTokensList, api.QueryOptions{}, nil, &list); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := json.Marshal(list)
@@ -210,12 +211,12 @@ func TestTokensListRevokeAndTTL(t *testing.T) {
 		t.Fatalf("tokens %+v", list)
 	}
 	for _, ti := range list {
-		if ti.State != coordinator.TokenValid || len(ti.HashPrefix) != 8 || ti.CreatedBy != "operator:admin" || ti.Expires.IsZero() {
+		if ti.State != api.TokenValid || len(ti.HashPrefix) != 8 || ti.CreatedBy != "operator:admin" || ti.Expires.IsZero() {
 			t.Errorf("token %+v", ti)
 		}
 	}
 
-	if err := adm.Call(ctx, coordinator.VerbTokensRevoke, coordinator.IDRequest{ID: tok.ID}, nil); err != nil {
+	if err := adm.Call(ctx, api.VerbTokensRevoke, api.QueryOptions{}, api.IDRequest{ID: tok.ID}, nil); err != nil {
 		t.Fatal(err)
 	}
 	enroll := func(token string) error {
@@ -244,13 +245,13 @@ func TestTokensListRevokeAndTTL(t *testing.T) {
 	if err := enroll(tok2.Token); err != nil {
 		t.Fatalf("enrolling with a live token: %v", err)
 	}
-	if err := adm.Call(ctx, coordinator.VerbTokensRevoke, coordinator.IDRequest{ID: tok2.ID}, nil); wireCode(err) != protocol.CodeBadRequest {
+	if err := adm.Call(ctx, api.VerbTokensRevoke, api.QueryOptions{}, api.IDRequest{ID: tok2.ID}, nil); wireCode(err) != protocol.CodeBadRequest {
 		t.Fatalf("revoking a used token: %v", err)
 	}
-	if err := adm.Call(ctx, coordinator.VerbTokensRevoke, coordinator.IDRequest{ID: "aaaaaaaa"}, nil); wireCode(err) != protocol.CodeNotFound {
+	if err := adm.Call(ctx, api.VerbTokensRevoke, api.QueryOptions{}, api.IDRequest{ID: "aaaaaaaa"}, nil); wireCode(err) != protocol.CodeNotFound {
 		t.Fatalf("revoking an unknown token: %v", err)
 	}
-	if err := adm.Call(ctx, coordinator.VerbTokensList, nil, &list); err != nil {
+	if err := adm.Call(ctx, api.VerbTokensList, api.QueryOptions{}, nil, &list); err != nil {
 		t.Fatal(err)
 	}
 	states := map[string]string{}
@@ -260,7 +261,7 @@ func TestTokensListRevokeAndTTL(t *testing.T) {
 			t.Errorf("revoked token %+v", ti)
 		}
 	}
-	if states[tok.ID] != coordinator.TokenRevoked || states[tok2.ID] != coordinator.TokenUsed {
+	if states[tok.ID] != api.TokenRevoked || states[tok2.ID] != api.TokenUsed {
 		t.Fatalf("token states %v", states)
 	}
 }
@@ -271,10 +272,10 @@ func TestDefaultMaxTokenTTL(t *testing.T) {
 	_, adm, _ := startOne(t, coordinator.InitOptions{}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := adm.Call(ctx, coordinator.VerbTokensCreate, coordinator.TokenRequest{TTL: coordinator.Duration(coordinator.DefaultMaxTokenTTL + time.Second)}, nil); wireCode(err) != protocol.CodeBadRequest {
+	if err := adm.Call(ctx, api.VerbTokensCreate, api.QueryOptions{}, api.TokenRequest{TTL: api.Duration(coordinator.DefaultMaxTokenTTL + time.Second)}, nil); wireCode(err) != protocol.CodeBadRequest {
 		t.Fatalf("token TTL above 7 days: %v", err)
 	}
-	if err := adm.Call(ctx, coordinator.VerbTokensCreate, coordinator.TokenRequest{TTL: coordinator.Duration(coordinator.DefaultMaxTokenTTL)}, nil); err != nil {
+	if err := adm.Call(ctx, api.VerbTokensCreate, api.QueryOptions{}, api.TokenRequest{TTL: api.Duration(coordinator.DefaultMaxTokenTTL)}, nil); err != nil {
 		t.Fatalf("token TTL of 7 days: %v", err)
 	}
 }

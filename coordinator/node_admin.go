@@ -2,16 +2,14 @@ package coordinator
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"reflect"
 	"strings"
 	"time"
 
-	"github.com/hashicorp/raft"
-
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/crypto/identity"
 	"github.com/fedge/fedge/protocol"
 )
@@ -48,7 +46,9 @@ func (h adminHandler) ServeMessage(ctx context.Context, s *protocol.Session, m p
 		// from now on, and so does every request on the old session.
 		return nil, &protocol.Error{Code: protocol.CodeRevoked, Message: "admin certificate revoked"}
 	}
-	if leaderReads[req.Verb] && !h.n.rep.isLeader() {
+	verb, _ := strings.CutPrefix(req.Verb, api.ConsistentPrefix)
+	rt, known := adminRoutes[verb]
+	if known && rt.leaderRead && !h.n.rep.isLeader() {
 		// Only the leader knows which agents are connected and why rounds
 		// wait: ask it, and answer from this replica if it cannot be asked.
 		if fwd, err := h.n.forward(ctx, who, req.Verb, req.Body); err == nil {
@@ -57,7 +57,7 @@ func (h adminHandler) ServeMessage(ctx context.Context, s *protocol.Session, m p
 	}
 	out, err := h.n.answerAdmin(ctx, who, req.Verb, req.Body)
 	var re *protocol.Redirect
-	if errors.As(err, &re) && writeVerbs[req.Verb] {
+	if errors.As(err, &re) && known && rt.write {
 		// A write reached a follower: forward it to the leader, so the
 		// operator's client need not reach the leader itself. If that
 		// fails, the redirect stands and the client follows it.
@@ -97,31 +97,105 @@ func (n *Node) answerAdmin(ctx context.Context, who, verb string, body []byte) (
 	return &protocol.AdminResponse{Body: b}, nil
 }
 
-// writeVerbs change state and run on the leader only.
-var writeVerbs = map[string]bool{
-	VerbClusterJoin: true, VerbClusterRemove: true, VerbTokensCreate: true, VerbAgentsRevoke: true,
-	VerbAgentsLabel: true, VerbJobsStart: true, VerbJobsStop: true, VerbModelsPin: true,
-	VerbRolloutStart: true, VerbRolloutAction: true, VerbAdminCert: true,
-	VerbTokensRevoke: true, VerbAdminsRevoke: true,
+// adminCall is what every admin handler gets besides its request: the
+// caller's context, who asked ("operator:<name>", or "operator:<name> via
+// cN" when a follower forwarded it) and when.
+type adminCall struct {
+	ctx context.Context
+	who string
+	now time.Time
 }
 
-// leaderReads are reads whose answer holds what only the leader knows
-// (connected agents, why rounds wait): a follower forwards them.
-var leaderReads = map[string]bool{
-	VerbAgentsList: true, VerbAgentsShow: true, VerbJobsStatus: true, VerbRolloutStatus: true,
+// adminRoute is one admin verb: its rules and its handler.
+type adminRoute struct {
+	// write: the call changes state, so only the leader runs it; a
+	// follower forwards it (or redirects the client).
+	write bool
+	// leaderRead: the answer holds what only the leader knows (agents'
+	// connections, why a job or rollout waits); a follower forwards it
+	// when it can.
+	leaderRead bool
+	// req and resp are the request and response types (for tests and
+	// documentation; the handler decodes and encodes them).
+	req, resp reflect.Type
+	run       func(n *Node, c adminCall, body []byte) (any, error)
 }
 
-// consistentPrefix on a read verb asks for a linearizable read.
-const consistentPrefix = "consistent:"
+// errBadRequest marks a request body that does not decode.
+var errBadRequest = errors.New("bad request")
 
-// admin runs one admin verb.
+// none is the request or response of a call that has none.
+type none = struct{}
+
+// route builds an adminRoute from a typed handler: the request body is
+// decoded strictly (an unknown field is an error) into Req.
+func route[Req, Resp any](write, leaderRead bool, fn func(n *Node, c adminCall, req Req) (Resp, error)) adminRoute {
+	return adminRoute{
+		write: write, leaderRead: leaderRead,
+		req: reflect.TypeFor[Req](), resp: reflect.TypeFor[Resp](),
+		run: func(n *Node, c adminCall, body []byte) (any, error) {
+			var req Req
+			if len(body) > 0 && string(body) != "null" {
+				if err := jsonUnmarshalStrict(body, &req); err != nil {
+					return nil, fmt.Errorf("%w: bad request body: %v", errBadRequest, err)
+				}
+			}
+			return fn(n, c, req)
+		},
+	}
+}
+
+// Whether a call writes, and whether only the leader can answer it.
+const (
+	read, write         = false, true
+	anyNode, leaderOnly = false, true
+)
+
+// adminRoutes is the admin API: every verb with its rules and handler
+// (node_admin_calls.go). Reads are answered from this node's replica
+// unless marked leaderOnly.
+var adminRoutes = map[string]adminRoute{
+	api.VerbClusterStatus: route(read, anyNode, (*Node).apiClusterStatus),
+	api.VerbClusterJoin:   route(write, anyNode, (*Node).apiClusterJoin),
+	api.VerbClusterRemove: route(write, anyNode, (*Node).apiClusterRemove),
+	api.VerbTokensCreate:  route(write, anyNode, (*Node).apiTokensCreate),
+	api.VerbTokensList:    route(read, anyNode, (*Node).apiTokensList),
+	api.VerbTokensRevoke:  route(write, anyNode, (*Node).apiTokensRevoke),
+	api.VerbAgentsList:    route(read, leaderOnly, (*Node).apiAgentsList),
+	api.VerbAgentsShow:    route(read, leaderOnly, (*Node).apiAgentsShow),
+	api.VerbAgentsRevoke:  route(write, anyNode, (*Node).apiAgentsRevoke),
+	api.VerbAgentsLabel:   route(write, anyNode, (*Node).apiAgentsLabel),
+	api.VerbJobsStart:     route(write, anyNode, (*Node).apiJobsStart),
+	api.VerbJobsList:      route(read, anyNode, (*Node).apiJobsList),
+	api.VerbJobsStatus:    route(read, leaderOnly, (*Node).apiJobsStatus),
+	api.VerbJobsStop:      route(write, anyNode, (*Node).apiJobsStop),
+	api.VerbRoundsList:    route(read, anyNode, (*Node).apiRoundsList),
+	api.VerbRoundsShow:    route(read, anyNode, (*Node).apiRoundsShow),
+	api.VerbModelsList:    route(read, anyNode, (*Node).apiModelsList),
+	api.VerbModelsShow:    route(read, anyNode, (*Node).apiModelsShow),
+	api.VerbModelsPin:     route(write, anyNode, (*Node).apiModelsPin),
+	api.VerbRolloutStart:  route(write, anyNode, (*Node).apiRolloutStart),
+	api.VerbRolloutStatus: route(read, leaderOnly, (*Node).apiRolloutStatus),
+	api.VerbRolloutAction: route(write, anyNode, (*Node).apiRolloutAction),
+	api.VerbAdminCert:     route(write, anyNode, (*Node).apiAdminCert),
+	api.VerbAdminsList:    route(read, anyNode, (*Node).apiAdminsList),
+	api.VerbAdminsRevoke:  route(write, anyNode, (*Node).apiAdminsRevoke),
+	api.VerbAuditList:     route(read, anyNode, (*Node).apiAuditList),
+}
+
+// admin runs one admin verb by the rules of its route.
 func (n *Node) admin(ctx context.Context, who, verb string, body []byte) (any, error) {
 	if n.rep.removed() {
 		// Its view of the cluster is frozen at the removal: send the
 		// caller to another coordinator.
 		return nil, n.redirect()
 	}
-	if rest, ok := strings.CutPrefix(verb, consistentPrefix); ok {
+	verb, consistent := strings.CutPrefix(verb, api.ConsistentPrefix)
+	rt, ok := adminRoutes[verb]
+	if !ok {
+		return nil, &protocol.Error{Code: protocol.CodeUnsupported, Message: "unknown verb " + verb}
+	}
+	if consistent && !rt.write {
 		// Linearizable read: only the leader, after confirming it still
 		// leads and has applied everything committed before this call.
 		if !n.rep.isLeader() {
@@ -130,356 +204,9 @@ func (n *Node) admin(ctx context.Context, who, verb string, body []byte) (any, e
 		if err := n.rep.barrier(ctx); err != nil {
 			return nil, n.redirect()
 		}
-		verb = rest
 	}
-	if writeVerbs[verb] && !n.rep.isLeader() {
+	if rt.write && !n.rep.isLeader() {
 		return nil, n.redirect()
 	}
-	decode := func(v any) error {
-		if len(body) == 0 {
-			return nil
-		}
-		if err := jsonUnmarshalStrict(body, v); err != nil {
-			return fmt.Errorf("%s: bad request body: %w", verb, err)
-		}
-		return nil
-	}
-	now := time.Now().UTC()
-	switch verb {
-	case VerbClusterStatus:
-		return n.clusterStatus()
-	case VerbClusterJoin:
-		var r JoinRequest
-		if err := decode(&r); err != nil {
-			return nil, err
-		}
-		if r.ID == "" || r.Addr == "" {
-			return nil, errors.New("cluster.join: id and addr are required")
-		}
-		return nil, n.rep.raft.AddVoter(raft.ServerID(r.ID), raft.ServerAddress(r.Addr), 0, 30*time.Second).Error()
-	case VerbClusterRemove:
-		var r IDRequest
-		if err := decode(&r); err != nil {
-			return nil, err
-		}
-		if r.ID == "" {
-			return nil, errors.New("cluster.remove: id is required")
-		}
-		return nil, n.rep.raft.RemoveServer(raft.ServerID(r.ID), 0, 30*time.Second).Error()
-	case VerbTokensCreate:
-		var r TokenRequest
-		if err := decode(&r); err != nil {
-			return nil, err
-		}
-		return n.createToken(ctx, who, r, now)
-	case VerbTokensList:
-		return n.tokenInfos(now), nil
-	case VerbTokensRevoke:
-		var r IDRequest
-		if err := decode(&r); err != nil {
-			return nil, err
-		}
-		_, err := n.rep.apply(ctx, cmdTokenRevoke, tokenRevokeCmd{ID: r.ID, At: now, By: who}, nil)
-		return nil, err
-	case VerbAdminsList:
-		return n.adminInfos(), nil
-	case VerbAdminsRevoke:
-		var r AdminRevokeRequest
-		if err := decode(&r); err != nil {
-			return nil, err
-		}
-		return n.revokeAdmin(ctx, who, r, now)
-	case VerbAuditList:
-		var r AuditRequest
-		if err := decode(&r); err != nil {
-			return nil, err
-		}
-		return n.auditEntries(r.Limit), nil
-	case VerbAgentsList:
-		return n.agentInfos(""), nil
-	case VerbAgentsShow:
-		var r IDRequest
-		if err := decode(&r); err != nil {
-			return nil, err
-		}
-		infos := n.agentInfos(r.ID)
-		if len(infos) == 0 {
-			return nil, fmt.Errorf("%w: agent %s", ErrNotFound, r.ID)
-		}
-		return infos[0], nil
-	case VerbAgentsRevoke:
-		var r IDRequest
-		if err := decode(&r); err != nil {
-			return nil, err
-		}
-		if _, err := n.rep.apply(ctx, cmdAgentRevoke, revokeCmd{ID: r.ID, At: now}, nil); err != nil {
-			return nil, err
-		}
-		n.agentsMu.Lock()
-		a, ok := n.agents[r.ID]
-		n.agentsMu.Unlock()
-		if ok {
-			a.sess.Close() // the revoked agent is cut off now, not at its next handshake
-		}
-		return nil, nil
-	case VerbAgentsLabel:
-		var r LabelRequest
-		if err := decode(&r); err != nil {
-			return nil, err
-		}
-		if err := identity.ValidateLabels(r.Labels); err != nil {
-			return nil, err
-		}
-		_, err := n.rep.apply(ctx, cmdAgentLabel, labelCmd{ID: r.ID, Labels: r.Labels}, nil)
-		return nil, err
-	case VerbJobsStart:
-		var spec JobSpec
-		if err := decode(&spec); err != nil {
-			return nil, err
-		}
-		return n.startJob(ctx, spec, now)
-	case VerbJobsList:
-		var out []JobRecord
-		n.fsm.Read(func(s *State) {
-			for _, id := range sortedKeys(s.Jobs) {
-				out = append(out, *s.Jobs[id])
-			}
-		})
-		return out, nil
-	case VerbJobsStatus:
-		var r IDRequest
-		if err := decode(&r); err != nil {
-			return nil, err
-		}
-		var out *JobRecord
-		n.fsm.Read(func(s *State) {
-			if j, ok := s.Jobs[r.ID]; ok {
-				c := *j
-				out = &c
-			}
-		})
-		if out != nil && out.State == JobRunning {
-			out.Waiting = n.eng.waiting("job/" + out.ID)
-		}
-		if out == nil {
-			return nil, fmt.Errorf("%w: job %s", ErrNotFound, r.ID)
-		}
-		return out, nil
-	case VerbJobsStop:
-		var r IDRequest
-		if err := decode(&r); err != nil {
-			return nil, err
-		}
-		_, err := n.rep.apply(ctx, cmdJobUpdate, jobUpdateCmd{ID: r.ID, State: JobStopped, At: now}, nil)
-		return nil, err
-	case VerbRoundsList:
-		var r RoundsRequest
-		if err := decode(&r); err != nil {
-			return nil, err
-		}
-		return n.rounds(r), nil
-	case VerbRoundsShow:
-		var r VersionRequest
-		if err := decode(&r); err != nil {
-			return nil, err
-		}
-		var out *RoundRecord
-		n.fsm.Read(func(s *State) {
-			if rr, ok := s.Rounds[r.Version]; ok {
-				c := *rr
-				out = &c
-			}
-		})
-		if out == nil {
-			return nil, fmt.Errorf("%w: round %d", ErrNotFound, r.Version)
-		}
-		return out, nil
-	case VerbModelsList:
-		var out []ModelRecord
-		n.fsm.Read(func(s *State) {
-			for _, v := range sortedKeys(s.Models) {
-				m := *s.Models[v]
-				m.Blob, m.StrategyState = nil, nil
-				out = append(out, m)
-			}
-		})
-		return out, nil
-	case VerbModelsShow:
-		var r VersionRequest
-		if err := decode(&r); err != nil {
-			return nil, err
-		}
-		var out *ModelRecord
-		n.fsm.Read(func(s *State) {
-			if m, ok := s.Models[r.Version]; ok {
-				c := *m
-				c.Blob, c.StrategyState = nil, nil
-				out = &c
-			}
-		})
-		if out == nil {
-			return nil, fmt.Errorf("%w: model %d", ErrNotFound, r.Version)
-		}
-		return out, nil
-	case VerbModelsPin:
-		var r VersionRequest
-		if err := decode(&r); err != nil {
-			return nil, err
-		}
-		_, err := n.rep.apply(ctx, cmdModelPin, pinCmd{Version: r.Version, Pinned: r.Pinned}, nil)
-		return nil, err
-	case VerbRolloutStart:
-		var r RolloutRequest
-		if err := decode(&r); err != nil {
-			return nil, err
-		}
-		return n.startRollout(ctx, r, now)
-	case VerbRolloutStatus:
-		var out []RolloutRecord
-		n.fsm.Read(func(s *State) {
-			for _, id := range sortedKeys(s.Rollouts) {
-				out = append(out, *s.Rollouts[id])
-			}
-		})
-		for i := range out {
-			if out[i].State == RolloutRunning {
-				out[i].Waiting = n.eng.waiting("rollout/" + out[i].ID)
-			}
-		}
-		sort.Slice(out, func(a, b int) bool { return out[a].CreatedAt.Before(out[b].CreatedAt) })
-		return out, nil
-	case VerbRolloutAction:
-		var r RolloutActionRequest
-		if err := decode(&r); err != nil {
-			return nil, err
-		}
-		return nil, n.rolloutAction(ctx, who, r, now)
-	case VerbAdminCert:
-		var r AdminCertRequest
-		if err := decode(&r); err != nil {
-			return nil, err
-		}
-		return n.issueAdmin(ctx, who, r, now)
-	}
-	return nil, &protocol.Error{Code: protocol.CodeUnsupported, Message: "unknown verb " + verb}
-}
-
-func (n *Node) clusterStatus() (*ClusterStatus, error) {
-	st := &ClusterStatus{Node: n.cfg.NodeID, Term: n.rep.raft.CurrentTerm(), LastIndex: n.rep.raft.LastIndex(), AppliedIndex: n.rep.raft.AppliedIndex()}
-	st.LeaderID, st.LeaderAddr = n.rep.leader()
-	f := n.rep.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return nil, err
-	}
-	for _, s := range f.Configuration().Servers {
-		st.Servers = append(st.Servers, ServerInfo{ID: string(s.ID), Addr: string(s.Address), Suffrage: s.Suffrage.String(), Leader: string(s.ID) == st.LeaderID})
-	}
-	n.fsm.Read(func(s *State) { st.Cluster, st.Stable = s.ClusterName, s.Stable })
-	st.ConnectedAgents = len(n.ConnectedAgents())
-	return st, nil
-}
-
-func (n *Node) agentInfos(only string) []AgentInfo {
-	served := n.servedVersions()
-	var out []AgentInfo
-	n.fsm.Read(func(s *State) {
-		for _, id := range sortedKeys(s.Agents) {
-			if only != "" && id != only {
-				continue
-			}
-			a := *s.Agents[id]
-			v, connected := served[id]
-			out = append(out, AgentInfo{AgentRecord: a, Connected: connected, Served: v, Serving: s.TargetVersion(id)})
-		}
-	})
-	return out
-}
-
-func (n *Node) startJob(ctx context.Context, spec JobSpec, now time.Time) (*JobRecord, error) {
-	if err := spec.Normalize(); err != nil {
-		return nil, err
-	}
-	if spec.InitModel == 0 {
-		if _, err := jobTensorSpec(&spec); err != nil {
-			return nil, err
-		}
-	}
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return nil, err
-	}
-	name := spec.Name
-	if name == "" {
-		name = "job"
-	}
-	rec := JobRecord{ID: fmt.Sprintf("%s-%x", name, b), Spec: spec, State: JobRunning, CreatedAt: now, UpdatedAt: now, Model: spec.InitModel}
-	if err := identity.ValidateID(rec.ID); err != nil {
-		return nil, fmt.Errorf("%w: job name %q: %v", ErrInvalidJob, name, err)
-	}
-	if _, err := n.rep.apply(ctx, cmdJobCreate, rec, nil); err != nil {
-		return nil, err
-	}
-	return &rec, nil
-}
-
-func (n *Node) rounds(r RoundsRequest) []RoundRecord {
-	var out []RoundRecord
-	n.fsm.Read(func(s *State) {
-		for _, id := range sortedKeys(s.Rounds) {
-			rr := s.Rounds[id]
-			if r.Job == "" || rr.Job == r.Job {
-				out = append(out, *rr)
-			}
-		}
-	})
-	if r.Limit > 0 && len(out) > r.Limit {
-		out = out[len(out)-r.Limit:]
-	}
-	return out
-}
-
-func (n *Node) startRollout(ctx context.Context, r RolloutRequest, now time.Time) (*RolloutRecord, error) {
-	if _, err := ParseGate(r.Gate); err != nil {
-		return nil, err
-	}
-	if len(r.Cohorts) == 0 {
-		return nil, errors.New("rollout.start: at least one cohort")
-	}
-	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return nil, err
-	}
-	rec := RolloutRecord{ID: fmt.Sprintf("ro-%d-%x", r.Model, b), Model: r.Model, Cohorts: r.Cohorts, Gate: r.Gate, CreatedAt: now}
-	if _, err := n.rep.apply(ctx, cmdRolloutCreate, rec, nil); err != nil {
-		return nil, err
-	}
-	var out RolloutRecord
-	n.fsm.Read(func(s *State) { out = *s.Rollouts[rec.ID] })
-	return &out, nil
-}
-
-func (n *Node) rolloutAction(ctx context.Context, who string, r RolloutActionRequest, now time.Time) error {
-	var ro *RolloutRecord
-	n.fsm.Read(func(s *State) {
-		if r.ID != "" {
-			if x, ok := s.Rollouts[r.ID]; ok {
-				c := *x
-				ro = &c
-			}
-		} else if x := s.activeRollout(); x != nil {
-			c := *x
-			ro = &c
-		}
-	})
-	if ro == nil {
-		return fmt.Errorf("%w: no such rollout (or none active)", ErrNotFound)
-	}
-	switch r.Action {
-	case "pause", "resume", "promote", "rollback":
-	default:
-		return fmt.Errorf("rollout: unknown action %q (pause, resume, promote, rollback)", r.Action)
-	}
-	d := Decision{At: now, Stage: ro.Stage, Action: r.Action, By: who, Reason: r.Reason}
-	_, err := n.rep.apply(ctx, cmdRolloutDecide, decideCmd{ID: ro.ID, Decision: d}, nil)
-	return err
+	return rt.run(n, adminCall{ctx: ctx, who: who, now: time.Now().UTC()}, body)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/crypto/identity"
 	"github.com/fedge/fedge/internal/testutil"
 	"github.com/fedge/fedge/protocol"
@@ -83,13 +84,13 @@ func (c *cluster) leader() (int, *coordinator.Node) {
 	return -1, nil
 }
 
-func (c *cluster) admin() *coordinator.AdminClient {
+func (c *cluster) admin() *api.Client {
 	c.t.Helper()
 	var addrs []string
 	for _, p := range c.peers {
 		addrs = append(addrs, p.Addr)
 	}
-	a, err := coordinator.LoadAdminClient(filepath.Join(c.dir, "admin"), addrs)
+	a, err := api.Load(filepath.Join(c.dir, "admin"), addrs)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -120,10 +121,10 @@ func TestNodeClusterAdminEnrollFailover(t *testing.T) {
 	defer cancel()
 
 	// The leader writes the cluster CA into the replicated state.
-	var st coordinator.ClusterStatus
+	var st api.ClusterStatus
 	var lastErr error
 	waitFor(t, "bootstrap", func() bool {
-		lastErr = adm.Call(ctx, coordinator.VerbClusterStatus, nil, &st)
+		lastErr = adm.Call(ctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &st)
 		if lastErr != nil {
 			t.Logf("cluster.status: %v", lastErr)
 		}
@@ -134,8 +135,8 @@ func TestNodeClusterAdminEnrollFailover(t *testing.T) {
 	}
 
 	// A token, then an enrollment with it over the real QUIC listener.
-	var tok coordinator.TokenResponse
-	if err := adm.Call(ctx, coordinator.VerbTokensCreate, coordinator.TokenRequest{Labels: map[string]string{"region": "eu"}}, &tok); err != nil {
+	var tok api.TokenResponse
+	if err := adm.Call(ctx, api.VerbTokensCreate, api.QueryOptions{}, api.TokenRequest{Labels: map[string]string{"region": "eu"}}, &tok); err != nil {
 		t.Fatal(err)
 	}
 	enroll := func(token string) (*protocol.EnrollResponse, error) {
@@ -176,17 +177,15 @@ func TestNodeClusterAdminEnrollFailover(t *testing.T) {
 	}
 	// The enrollment went to the leader directly; the client may sit on a
 	// follower (writes are forwarded), so read linearizably.
-	var agents []coordinator.AgentInfo
-	adm.Consistent = true
-	if err := adm.Call(ctx, coordinator.VerbAgentsList, nil, &agents); err != nil || len(agents) != 1 || agents[0].Labels["region"] != "eu" {
+	var agents []api.Agent
+	if err := adm.Call(ctx, api.VerbAgentsList, api.QueryOptions{Consistent: true}, nil, &agents); err != nil || len(agents) != 1 || agents[0].Labels["region"] != "eu" {
 		t.Fatalf("agents %+v %v", agents, err)
 	}
-	adm.Consistent = false
 
 	// A job starts; kill the leader; the survivors elect a new one and keep
 	// the replicated state, and writes still work through the client.
-	var job coordinator.JobRecord
-	if err := adm.Call(ctx, coordinator.VerbJobsStart, coordinator.JobSpec{Name: "mnist", Model: "logreg", Rounds: 3}, &job); err != nil {
+	var job api.Job
+	if err := adm.Call(ctx, api.VerbJobsStart, api.QueryOptions{}, api.JobSpec{Name: "mnist", Model: "logreg", Rounds: 3}, &job); err != nil {
 		t.Fatal(err)
 	}
 	li, _ := c.leader()
@@ -198,8 +197,8 @@ func TestNodeClusterAdminEnrollFailover(t *testing.T) {
 		nl.FSM().Read(func(s *coordinator.State) { _, found = s.Jobs[job.ID] })
 		return found
 	})
-	var tok2 coordinator.TokenResponse
-	if err := adm.Call(ctx, coordinator.VerbTokensCreate, coordinator.TokenRequest{}, &tok2); err != nil {
+	var tok2 api.TokenResponse
+	if err := adm.Call(ctx, api.VerbTokensCreate, api.QueryOptions{}, api.TokenRequest{}, &tok2); err != nil {
 		t.Fatalf("write after failover: %v", err)
 	}
 	// The dead node comes back from disk and catches up.
@@ -210,13 +209,11 @@ func TestNodeClusterAdminEnrollFailover(t *testing.T) {
 		return n == 2
 	})
 	// A linearizable read goes to the leader and sees the write above.
-	adm.Consistent = true
-	var toks []coordinator.AgentInfo
-	if err := adm.Call(ctx, coordinator.VerbAgentsList, nil, &toks); err != nil || len(toks) != 1 {
+	var toks []api.Agent
+	if err := adm.Call(ctx, api.VerbAgentsList, api.QueryOptions{Consistent: true}, nil, &toks); err != nil || len(toks) != 1 {
 		t.Fatalf("consistent read: %v %v", toks, err)
 	}
-	adm.Consistent = false
-	if err := adm.Call(ctx, "no.such.verb", nil, nil); err == nil {
+	if err := adm.Call(ctx, "no.such.verb", api.QueryOptions{}, nil, nil); err == nil {
 		t.Fatal("unknown verb accepted")
 	}
 }
@@ -249,18 +246,18 @@ func TestClusterJoinAndRemove(t *testing.T) {
 		start(p, all[:3])
 	}
 	c4 := start(all[3], nil) // no peers: waits to be added
-	adm, err := coordinator.LoadAdminClient(filepath.Join(dir, "admin"), addrs[:3])
+	adm, err := api.Load(filepath.Join(dir, "admin"), addrs[:3])
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer adm.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var tok coordinator.TokenResponse
+	var tok api.TokenResponse
 	waitFor(t, "a leader that takes writes", func() bool {
-		return adm.Call(ctx, coordinator.VerbTokensCreate, coordinator.TokenRequest{}, &tok) == nil
+		return adm.Call(ctx, api.VerbTokensCreate, api.QueryOptions{}, api.TokenRequest{}, &tok) == nil
 	})
-	if err := adm.Call(ctx, coordinator.VerbClusterJoin, coordinator.JoinRequest{ID: "c4", Addr: all[3].Addr}, nil); err != nil {
+	if err := adm.Call(ctx, api.VerbClusterJoin, api.QueryOptions{}, api.JoinRequest{ID: "c4", Addr: all[3].Addr}, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the new voter to catch up", func() bool {
@@ -270,16 +267,16 @@ func TestClusterJoinAndRemove(t *testing.T) {
 	})
 	// Remove the leader itself (the hard case: the cluster must elect
 	// another and the admin client must stop asking the removed node).
-	var st coordinator.ClusterStatus
-	if err := adm.Call(ctx, coordinator.VerbClusterStatus, nil, &st); err != nil || st.LeaderID == "" || st.LeaderID == "c4" {
+	var st api.ClusterStatus
+	if err := adm.Call(ctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &st); err != nil || st.LeaderID == "" || st.LeaderID == "c4" {
 		t.Fatalf("status before removal: %+v %v", st, err)
 	}
 	gone := st.LeaderID
-	if err := adm.Call(ctx, coordinator.VerbClusterRemove, coordinator.IDRequest{ID: gone}, nil); err != nil {
+	if err := adm.Call(ctx, api.VerbClusterRemove, api.QueryOptions{}, api.IDRequest{ID: gone}, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "membership without the old leader", func() bool {
-		if adm.Call(ctx, coordinator.VerbClusterStatus, nil, &st) != nil || len(st.Servers) != 3 {
+		if adm.Call(ctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &st) != nil || len(st.Servers) != 3 {
 			return false
 		}
 		ids := map[string]bool{}
@@ -288,7 +285,7 @@ func TestClusterJoinAndRemove(t *testing.T) {
 		}
 		return ids["c4"] && !ids[gone] && st.LeaderID != "" && st.LeaderID != gone
 	})
-	if err := adm.Call(ctx, coordinator.VerbTokensCreate, coordinator.TokenRequest{}, &tok); err != nil {
+	if err := adm.Call(ctx, api.VerbTokensCreate, api.QueryOptions{}, api.TokenRequest{}, &tok); err != nil {
 		t.Fatalf("write after removing a voter: %v", err)
 	}
 	waitFor(t, "the joined voter to hold the second write", func() bool {
@@ -308,7 +305,7 @@ func TestFollowerForwardsWrites(t *testing.T) {
 	c := newCluster(t, 3)
 	li, leader := c.leader()
 	fi := (li + 1) % 3
-	adm, err := coordinator.LoadAdminClient(filepath.Join(c.dir, "admin"), []string{c.peers[fi].Addr})
+	adm, err := api.Load(filepath.Join(c.dir, "admin"), []string{c.peers[fi].Addr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,11 +313,11 @@ func TestFollowerForwardsWrites(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	waitFor(t, "the follower to know the leader", func() bool {
-		var st coordinator.ClusterStatus
-		return adm.Call(ctx, coordinator.VerbClusterStatus, nil, &st) == nil && st.LeaderID == leader.ID() && st.Node == c.peers[fi].ID
+		var st api.ClusterStatus
+		return adm.Call(ctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &st) == nil && st.LeaderID == leader.ID() && st.Node == c.peers[fi].ID
 	})
-	var job coordinator.JobRecord
-	if err := adm.Call(ctx, coordinator.VerbJobsStart, coordinator.JobSpec{Name: "fwd", Model: "logreg", Rounds: 1}, &job); err != nil {
+	var job api.Job
+	if err := adm.Call(ctx, api.VerbJobsStart, api.QueryOptions{}, api.JobSpec{Name: "fwd", Model: "logreg", Rounds: 1}, &job); err != nil {
 		t.Fatal(err)
 	}
 	if got := adm.Addr(); got != c.peers[fi].Addr {
@@ -343,25 +340,25 @@ func TestFollowerForwardsWrites(t *testing.T) {
 		return v
 	}
 	firstModel(job.ID)
-	if err := adm.Call(ctx, coordinator.VerbJobsStop, coordinator.IDRequest{ID: job.ID}, nil); err != nil {
+	if err := adm.Call(ctx, api.VerbJobsStop, api.QueryOptions{}, api.IDRequest{ID: job.ID}, nil); err != nil {
 		t.Fatal(err)
 	}
-	var job2 coordinator.JobRecord
-	if err := adm.Call(ctx, coordinator.VerbJobsStart, coordinator.JobSpec{Name: "fwd2", Model: "logreg", Rounds: 1, Seed: 2}, &job2); err != nil {
+	var job2 api.Job
+	if err := adm.Call(ctx, api.VerbJobsStart, api.QueryOptions{}, api.JobSpec{Name: "fwd2", Model: "logreg", Rounds: 1, Seed: 2}, &job2); err != nil {
 		t.Fatal(err)
 	}
 	v2 := firstModel(job2.ID)
 	// Why the job waits is known to the leader only; the follower asks it.
 	waitFor(t, "the job's waiting reason through the follower", func() bool {
-		var js coordinator.JobRecord
-		return adm.Call(ctx, coordinator.VerbJobsStatus, coordinator.IDRequest{ID: job2.ID}, &js) == nil && strings.Contains(js.Waiting, "0 of")
+		var js api.Job
+		return adm.Call(ctx, api.VerbJobsStatus, api.QueryOptions{}, api.IDRequest{ID: job2.ID}, &js) == nil && strings.Contains(js.Waiting, "0 of")
 	})
-	var ro coordinator.RolloutRecord
-	if err := adm.Call(ctx, coordinator.VerbRolloutStart, coordinator.RolloutRequest{Model: v2,
-		Cohorts: []coordinator.Cohort{{Name: "all", Percent: 100}}, Gate: "accuracy>=baseline-0.5"}, &ro); err != nil {
+	var ro api.Rollout
+	if err := adm.Call(ctx, api.VerbRolloutStart, api.QueryOptions{}, api.RolloutRequest{Model: v2,
+		Cohorts: []api.Cohort{{Name: "all", Percent: 100}}, Gate: "accuracy>=baseline-0.5"}, &ro); err != nil {
 		t.Fatal(err)
 	}
-	if err := adm.Call(ctx, coordinator.VerbRolloutAction, coordinator.RolloutActionRequest{ID: ro.ID, Action: "pause", Reason: "test"}, nil); err != nil {
+	if err := adm.Call(ctx, api.VerbRolloutAction, api.QueryOptions{}, api.RolloutActionRequest{ID: ro.ID, Action: "pause", Reason: "test"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	leader.FSM().Read(func(s *coordinator.State) {

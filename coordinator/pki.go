@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/fedge/fedge/coordinator/api"
 	"io"
 	"net"
 	"os"
@@ -22,7 +23,7 @@ import (
 
 // Files of a coordinator's credentials, in <data dir>/tls.
 const (
-	FileCACert   = "ca.pem"      // the cluster CA certificate
+	FileCACert   = api.FileCA    // the cluster CA certificate
 	FileCASealed = "ca.sealed"   // the CA with its key sealed under the seal key
 	FileSealKey  = "seal.key"    // the 32-byte seal key, hex (unless fedge init kept it out)
 	FileAdmins   = "admins.json" // the operator credentials fedge init issued, recorded at bootstrap
@@ -373,62 +374,13 @@ func (c *credentials) loadSealSecret(dir string, sec SecurityConfig) error {
 	return nil
 }
 
-// LoadPEMCert reads the first certificate of a PEM file.
-func LoadPEMCert(path string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("%s: no PEM certificate", path)
-	}
-	return x509.ParseCertificate(blk.Bytes)
-}
-
-// LoadPEMKey reads an Ed25519 PKCS#8 private key.
-func LoadPEMKey(path string) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("%s: no PEM key", path)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	ek, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%s: not an Ed25519 key", path)
-	}
-	return ek, nil
-}
-
-// LoadKeyPair loads a certificate and key as a tls.Certificate whose chain
-// includes ca.
-func LoadKeyPair(certPath, keyPath string, ca *x509.Certificate) (tls.Certificate, *x509.Certificate, error) {
-	cert, err := LoadPEMCert(certPath)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	key, err := LoadPEMKey(keyPath)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	tc, err := identity.TLSCertificate(key, cert.Raw, ca)
-	return tc, cert, err
-}
-
 func loadCredentials(dir string, sec SecurityConfig) (*credentials, error) {
 	wrap := func(err error) error { return fmt.Errorf("coordinator: credentials in %s: %w", dir, err) }
-	caCert, err := LoadPEMCert(filepath.Join(dir, FileCACert))
+	caCert, err := identity.LoadPEMCert(filepath.Join(dir, FileCACert))
 	if err != nil {
 		return nil, wrap(err)
 	}
-	tc, leaf, err := LoadKeyPair(filepath.Join(dir, FileCert), filepath.Join(dir, FileKey), caCert)
+	tc, leaf, err := identity.LoadKeyPair(filepath.Join(dir, FileCert), filepath.Join(dir, FileKey), caCert)
 	if err != nil {
 		return nil, wrap(err)
 	}

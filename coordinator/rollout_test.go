@@ -1,61 +1,11 @@
 package coordinator
 
 import (
-	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/fedge/fedge/coordinator/api"
 )
-
-func TestParseGate(t *testing.T) {
-	tests := []struct {
-		expr string
-		want string
-		ok   bool
-	}{
-		{"accuracy>=baseline-0.5", "accuracy>=baseline-0.5", true},
-		{" accuracy >= baseline ", "accuracy>=baseline", true},
-		{"loss<=baseline+0.01", "loss<=baseline+0.01", true},
-		{"accuracy>95", "accuracy>95", true},
-		{"precision>=1", "", false},
-		{"accuracy=>1", "", false},
-		{"accuracy>=baselineX", "", false},
-		{"accuracy>=", "", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.expr, func(t *testing.T) {
-			g, err := ParseGate(tt.expr)
-			if (err == nil) != tt.ok {
-				t.Fatalf("err %v", err)
-			}
-			if err != nil {
-				if !errors.Is(err, ErrBadGate) {
-					t.Fatalf("not ErrBadGate: %v", err)
-				}
-				return
-			}
-			if g.String() != tt.want {
-				t.Fatalf("got %s want %s", g, tt.want)
-			}
-		})
-	}
-}
-
-func TestGatePass(t *testing.T) {
-	g, _ := ParseGate("accuracy>=baseline-0.5")
-	good := NewEvidence(5, EvalSums{Correct: 958, Total: 1000}, EvalSums{Correct: 960, Total: 1000})
-	bad := NewEvidence(5, EvalSums{Correct: 100, Total: 1000}, EvalSums{Correct: 960, Total: 1000})
-	if ok, _, _ := g.Pass(good); !ok {
-		t.Fatal("95.8 vs 96.0-0.5 should pass")
-	}
-	if ok, got, want := g.Pass(bad); ok || got != 10 || want != 95.5 {
-		t.Fatalf("bad candidate passed: %v %v %v", ok, got, want)
-	}
-	l, _ := ParseGate("loss<=baseline")
-	e := NewEvidence(3, EvalSums{Correct: 1, Total: 10, LossSum: 5}, EvalSums{Correct: 1, Total: 10, LossSum: 6})
-	if ok, _, _ := l.Pass(e); !ok {
-		t.Fatal("lower loss should pass")
-	}
-}
 
 func TestTargetVersionAndCohorts(t *testing.T) {
 	s := newState()
@@ -66,7 +16,7 @@ func TestTargetVersionAndCohorts(t *testing.T) {
 		id := fmt.Sprintf("ag-%04d", i)
 		s.Agents[id] = &AgentRecord{ID: id, Labels: map[string]string{"tier": map[bool]string{true: "canary", false: "prod"}[i%10 == 0]}}
 	}
-	cohorts, err := ParseCohorts("canary[tier=canary]=100%,half=50%,all=100%")
+	cohorts, err := api.ParseCohorts("canary[tier=canary]=100%,half=50%,all=100%")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,10 +55,10 @@ func TestTargetVersionAndCohorts(t *testing.T) {
 	if n := count(); n != 0 {
 		t.Fatalf("after rollback %d agents serve the candidate", n)
 	}
-	if _, err := ParseCohorts("canary=0%"); err == nil {
+	if _, err := api.ParseCohorts("canary=0%"); err == nil {
 		t.Fatal("0% cohort accepted")
 	}
-	if c, _ := ParseCohorts("5,50,100"); len(c) != 3 || c[1].Percent != 50 {
+	if c, _ := api.ParseCohorts("5,50,100"); len(c) != 3 || c[1].Percent != 50 {
 		t.Fatalf("plain percentages: %+v", c)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/crypto/dp"
 	"github.com/fedge/fedge/crypto/secagg"
 	"github.com/fedge/fedge/protocol"
@@ -414,7 +415,7 @@ func (e *Engine) collectPlain(ctx context.Context, r *activeRound, rec *RoundRec
 	sum := make([]float64, dim)
 	var total float64
 	var updates []Update
-	keep := robustOnly[spec.Strategy.Name]
+	keep := api.RobustStrategy(spec.Strategy.Name)
 	st, arrived := r.stageRun(ctx, rec, "update", protocol.TypeMaskedInput, joined, by, start, func(agent string, m protocol.Message) error {
 		v, w, err := protocol.DecodePlainUpdate(m.(*protocol.MaskedInput).Payload, dim)
 		if err != nil {

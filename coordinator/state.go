@@ -92,10 +92,6 @@ type JobRecord struct {
 	// Privacy is the job's differential-privacy account: the serialized
 	// accountant and the epsilon spent so far.
 	Privacy *PrivacyRecord `json:"privacy,omitempty"`
-	// Waiting says why no round runs (too few eligible agents connected).
-	// Only the leader knows; it fills this in when it answers a status
-	// request. It is never replicated.
-	Waiting string `json:"waiting,omitempty"`
 }
 
 // PrivacyRecord is the privacy budget a job has spent.
@@ -186,15 +182,6 @@ const (
 	RolloutRolledBack = "rolled_back"
 )
 
-// Cohort is one stage of a rollout: agents matching Selector, of which the
-// Percent whose ID hashes below the mark (deterministic, so a host does not
-// flap between cohorts).
-type Cohort struct {
-	Name     string            `json:"name"`
-	Selector map[string]string `json:"selector,omitempty"`
-	Percent  float64           `json:"percent"`
-}
-
 // Decision is one Raft-committed step of a rollout with its evidence.
 type Decision struct {
 	At       time.Time `json:"at"`
@@ -203,19 +190,6 @@ type Decision struct {
 	By       string    `json:"by"`     // "gate" or "operator:<name>"
 	Reason   string    `json:"reason,omitempty"`
 	Evidence *Evidence `json:"evidence,omitempty"`
-}
-
-// Evidence is what a gate decided on: securely aggregated sums only.
-type Evidence struct {
-	Agents            int     `json:"agents"`
-	CandidateCorrect  float64 `json:"candidate_correct"`
-	CandidateTotal    float64 `json:"candidate_total"`
-	CandidateLossSum  float64 `json:"candidate_loss_sum"`
-	BaselineCorrect   float64 `json:"baseline_correct"`
-	BaselineTotal     float64 `json:"baseline_total"`
-	BaselineLossSum   float64 `json:"baseline_loss_sum"`
-	CandidateAccuracy float64 `json:"candidate_accuracy"`
-	BaselineAccuracy  float64 `json:"baseline_accuracy"`
 }
 
 // RolloutRecord moves a candidate model through cohorts.
@@ -230,10 +204,6 @@ type RolloutRecord struct {
 	CreatedAt time.Time  `json:"created_at"`
 	UpdatedAt time.Time  `json:"updated_at"`
 	Decisions []Decision `json:"decisions,omitempty"`
-	// Waiting says why no evaluation round runs (too few canaries
-	// connected). Only the leader knows; it fills this in when it answers
-	// a status request. It is never replicated.
-	Waiting string `json:"waiting,omitempty"`
 }
 
 // State is the whole replicated state of a cluster. The FSM owns it; readers

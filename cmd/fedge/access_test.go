@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 )
 
 // TestCredentialVerbs drives tokens list/revoke, admins list/revoke/audit
@@ -22,25 +23,25 @@ func TestCredentialVerbs(t *testing.T) {
 	if code != exitFailed || !strings.Contains(errs, "at most 168h0m0s") {
 		t.Fatalf("tokens create -ttl 200h: exit %d, stderr %q", code, errs)
 	}
-	var tok coordinator.TokenResponse
+	var tok api.TokenResponse
 	tc.okJSON(t, &tok, "tokens", "create", "-labels", "region=eu")
 	secret := strings.Split(tok.Token, ".")[2]
 
 	out := tc.ok(t, "tokens", "list")
 	contains(t, "tokens list", out, "ID", "HASH", tok.ID, "valid", "region=eu", "operator:admin")
-	var list []coordinator.TokenInfo
+	var list []api.Token
 	tc.okJSON(t, &list, "tokens", "list")
 	raw := tc.ok(t, "tokens", "list", "-json")
 	if strings.Contains(out, secret) || strings.Contains(raw, secret) {
 		t.Fatal("tokens list shows the token's secret")
 	}
-	if len(list) != 1 || list[0].ID != tok.ID || list[0].State != coordinator.TokenValid {
+	if len(list) != 1 || list[0].ID != tok.ID || list[0].State != api.TokenValid {
 		t.Fatalf("tokens list -json: %+v", list)
 	}
 
 	contains(t, "tokens revoke", tc.ok(t, "tokens", "revoke", tok.ID), "Revoked join token "+tok.ID)
 	tc.okJSON(t, &list, "tokens", "list")
-	if list[0].State != coordinator.TokenRevoked || list[0].RevokedBy != "operator:admin" {
+	if list[0].State != api.TokenRevoked || list[0].RevokedBy != "operator:admin" {
 		t.Fatalf("after revoke: %+v", list)
 	}
 	if code, _, _ := tc.admin(t, "tokens", "revoke", "aaaaaaaa"); code != exitNotFound {
@@ -52,7 +53,7 @@ func TestCredentialVerbs(t *testing.T) {
 
 	// admins: fedge init's credential is recorded; a new one is issued,
 	// listed, revoked, and then refused.
-	var admins []coordinator.AdminInfo
+	var admins []api.Admin
 	tc.okJSON(t, &admins, "admins", "list")
 	if len(admins) != 1 || admins[0].Name != "admin" || admins[0].CreatedBy != "fedge init" {
 		t.Fatalf("admins list: %+v", admins)
@@ -75,7 +76,7 @@ func TestCredentialVerbs(t *testing.T) {
 	if code, _, _ := tc.admin(t, "admins", "revoke", "nobody"); code != exitNotFound {
 		t.Fatalf("admins revoke nobody: exit %d, want %d", code, exitNotFound)
 	}
-	var rr coordinator.AdminRevokeResponse
+	var rr api.AdminRevokeResponse
 	tc.okJSON(t, &rr, "admins", "revoke", "bob")
 	if len(rr.Revoked) != 1 {
 		t.Fatalf("admins revoke bob: %+v", rr)
@@ -84,7 +85,7 @@ func TestCredentialVerbs(t *testing.T) {
 	if code, _, errs := bob("cluster", "status"); code != exitFailed || !strings.Contains(errs, "refused the operator credential") {
 		t.Fatalf("revoked admin: exit %d, want %d with a refusal:\n%s", code, exitFailed, errs)
 	}
-	var audit []coordinator.AuditEntry
+	var audit []api.AuditEntry
 	tc.okJSON(t, &audit, "admins", "audit")
 	var actions []string
 	for _, a := range audit {

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/protocol"
 )
 
@@ -215,7 +215,7 @@ func exitCode(err error) int {
 		}
 		return exitFailed
 	}
-	if errors.Is(err, coordinator.ErrNoLeader) || errors.Is(err, coordinator.ErrNotLeader) {
+	if errors.Is(err, api.ErrNoLeader) {
 		return exitUnreachable
 	}
 	var re *protocol.Redirect
@@ -292,7 +292,7 @@ func (a *adminFlags) addrs() ([]string, error) {
 }
 
 // client builds the admin client from the global flags.
-func (c *cli) client() (*coordinator.AdminClient, error) {
+func (c *cli) client() (*api.Client, error) {
 	addrs, err := c.admin.addrs()
 	if err != nil {
 		return nil, err
@@ -300,38 +300,48 @@ func (c *cli) client() (*coordinator.AdminClient, error) {
 	if c.admin.adminDir == "" {
 		return nil, usagef("no admin credential folder: set -admin-dir or %s", envAdminDir)
 	}
-	cl, err := coordinator.LoadAdminClient(c.admin.adminDir, addrs)
+	cl, err := api.Load(c.admin.adminDir, addrs)
 	if err != nil {
 		return nil, fmt.Errorf("%w (create one with `fedge init` or `fedge admin-cert`)", err)
 	}
-	cl.Consistent = c.admin.consistent
 	return cl, nil
 }
 
-// call runs one admin verb with the -timeout deadline.
-func (c *cli) call(ctx context.Context, cl *coordinator.AdminClient, verb string, req, resp any) error {
+// query is the read options the flags ask for (-consistent).
+func (c *cli) query() api.QueryOptions {
+	return api.QueryOptions{Consistent: c.admin.consistent}
+}
+
+// call runs one admin call with the CLI's timeout; a failure is a
+// callError (exit code by its kind).
+func (c *cli) call(ctx context.Context, fn func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, c.admin.timeout)
 	defer cancel()
-	if err := cl.Call(ctx, verb, req, resp); err != nil {
+	if err := fn(ctx); err != nil {
 		return &callError{err}
 	}
 	return nil
 }
 
-// do is the whole life of a one-call admin verb: build the client, call
-// verb, close, and render the answer with human (JSON with -json).
-func do[T any](c *cli, verb string, req any, human func(w io.Writer, resp T) error) int {
+// do runs one admin call through the typed client and prints its answer.
+func do[T any](c *cli, fn func(ctx context.Context, cl *api.Client, q api.QueryOptions) (T, error), human func(w io.Writer, resp T) error) int {
 	cl, err := c.client()
 	if err != nil {
 		return c.fail(err)
 	}
 	defer cl.Close()
 	var resp T
-	if err := c.call(context.Background(), cl, verb, req, &resp); err != nil {
+	if err := c.call(context.Background(), func(ctx context.Context) (err error) {
+		resp, err = fn(ctx, cl, c.query())
+		return err
+	}); err != nil {
 		return c.fail(err)
 	}
 	return render(c, resp, human)
 }
+
+// noAnswer adapts a call that answers only with an error to do.
+func noAnswer(err error) (struct{}, error) { return struct{}{}, err }
 
 // render prints resp as JSON with -json, else with human.
 func render[T any](c *cli, resp T, human func(w io.Writer, resp T) error) int {

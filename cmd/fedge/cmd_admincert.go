@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 
 	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/crypto/identity"
 )
 
@@ -50,7 +51,7 @@ func runAdminCert(args []string, stdout, stderr io.Writer) int {
 	if err := identity.ValidateID(*name); err != nil {
 		return c.usageFail(usagef("-name: %v", err))
 	}
-	for _, f := range []string{coordinator.FileCACert, "admin.pem", "admin.key"} {
+	for _, f := range []string{api.FileCA, api.FileAdminCert, api.FileAdminKey} {
 		if _, err := os.Stat(filepath.Join(*out, f)); err == nil {
 			return c.fail(fmt.Errorf("%s already exists: refusing to overwrite a credential", filepath.Join(*out, f)))
 		}
@@ -65,8 +66,11 @@ func runAdminCert(args []string, stdout, stderr io.Writer) int {
 		return c.fail(err)
 	}
 	defer cl.Close()
-	var resp coordinator.AdminCertResponse
-	if err := c.call(context.Background(), cl, coordinator.VerbAdminCert, coordinator.AdminCertRequest{Name: *name, PublicKey: pub}, &resp); err != nil {
+	var resp api.AdminCertResponse
+	if err := c.call(context.Background(), func(ctx context.Context) (err error) {
+		resp, err = cl.Admins().Issue(ctx, api.AdminCertRequest{Name: *name, PublicKey: pub})
+		return err
+	}); err != nil {
 		return c.fail(err)
 	}
 	cert, err := checkAdminCert(resp, pub)
@@ -85,7 +89,7 @@ func runAdminCert(args []string, stdout, stderr io.Writer) int {
 		typ  string
 		der  []byte
 	}{
-		{coordinator.FileCACert, "CERTIFICATE", resp.CACert},
+		{api.FileCA, "CERTIFICATE", resp.CACert},
 		{"admin.pem", "CERTIFICATE", resp.Cert},
 		{"admin.key", "PRIVATE KEY", keyDER},
 	}
@@ -105,7 +109,7 @@ func runAdminCert(args []string, stdout, stderr io.Writer) int {
 
 // checkAdminCert verifies that the issued certificate is for our key and
 // chains to the CA the cluster returned.
-func checkAdminCert(resp coordinator.AdminCertResponse, pub ed25519.PublicKey) (*x509.Certificate, error) {
+func checkAdminCert(resp api.AdminCertResponse, pub ed25519.PublicKey) (*x509.Certificate, error) {
 	cert, err := x509.ParseCertificate(resp.Cert)
 	if err != nil {
 		return nil, fmt.Errorf("admin-cert: issued certificate: %w", err)

@@ -1,11 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
 
-	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 )
 
 func adminsCommands() []command {
@@ -30,7 +31,9 @@ func runAdminsList(args []string, stdout, stderr io.Writer) int {
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
-	return do(c, coordinator.VerbAdminsList, nil, func(w io.Writer, admins []coordinator.AdminInfo) error {
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) ([]api.Admin, error) {
+		return cl.Admins().List(ctx, q)
+	}, func(w io.Writer, admins []api.Admin) error {
 		if len(admins) == 0 {
 			_, err := fmt.Fprintln(w, "No recorded operator certificates (clusters created before admin records list only those issued since).")
 			return err
@@ -66,7 +69,7 @@ func runAdminsRevoke(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	req := coordinator.AdminRevokeRequest{Serial: normalSerial(*serial)}
+	req := api.AdminRevokeRequest{Serial: normalSerial(*serial)}
 	switch {
 	case len(pos) == 1 && *serial != "":
 		return c.usageFail(usagef("give a NAME or -serial, not both"))
@@ -75,7 +78,9 @@ func runAdminsRevoke(args []string, stdout, stderr io.Writer) int {
 	case *serial == "":
 		return c.usageFail(usagef("missing argument: want NAME or -serial HEX"))
 	}
-	return do(c, coordinator.VerbAdminsRevoke, req, func(w io.Writer, r coordinator.AdminRevokeResponse) error {
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (api.AdminRevokeResponse, error) {
+		return cl.Admins().Revoke(ctx, req)
+	}, func(w io.Writer, r api.AdminRevokeResponse) error {
 		if len(r.Revoked) == 0 {
 			_, err := fmt.Fprintln(w, "Nothing to revoke: already revoked.")
 			return err
@@ -103,7 +108,9 @@ func runAdminsAudit(args []string, stdout, stderr io.Writer) int {
 	if *limit < 0 {
 		return c.usageFail(usagef("-limit must not be negative"))
 	}
-	return do(c, coordinator.VerbAuditList, coordinator.AuditRequest{Limit: *limit}, func(w io.Writer, recs []coordinator.AuditEntry) error {
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) ([]api.AuditEntry, error) {
+		return cl.Admins().Audit(ctx, api.AuditRequest{Limit: *limit}, q)
+	}, func(w io.Writer, recs []api.AuditEntry) error {
 		if len(recs) == 0 {
 			_, err := fmt.Fprintln(w, "No audit records.")
 			return err

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 )
 
 func agentsCommands() []command {
@@ -34,7 +34,9 @@ func runAgentsList(args []string, stdout, stderr io.Writer) int {
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
-	return do(c, coordinator.VerbAgentsList, nil, func(w io.Writer, agents []coordinator.AgentInfo) error {
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) ([]api.Agent, error) {
+		return cl.Agents().List(ctx, q)
+	}, func(w io.Writer, agents []api.Agent) error {
 		if len(agents) == 0 {
 			_, err := fmt.Fprintln(w, "No agents enrolled. Create a join token with `fedge tokens create`.")
 			return err
@@ -61,7 +63,9 @@ func runAgentsShow(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	return do(c, coordinator.VerbAgentsShow, coordinator.IDRequest{ID: pos[0]}, func(w io.Writer, a coordinator.AgentInfo) error {
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (api.Agent, error) {
+		return cl.Agents().Show(ctx, pos[0], q)
+	}, func(w io.Writer, a api.Agent) error {
 		revoked := "-"
 		if a.Revoked {
 			revoked = "yes, at " + when(a.RevokedAt)
@@ -96,7 +100,9 @@ func runAgentsRevoke(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	return do(c, coordinator.VerbAgentsRevoke, coordinator.IDRequest{ID: pos[0]}, func(w io.Writer, _ struct{}) error {
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (struct{}, error) {
+		return noAnswer(cl.Agents().Revoke(ctx, pos[0]))
+	}, func(w io.Writer, _ struct{}) error {
 		_, err := fmt.Fprintf(w, "Revoked agent %s.\n", pos[0])
 		return err
 	})
@@ -144,8 +150,8 @@ func runAgentsLabel(args []string, stdout, stderr io.Writer) int {
 	ctx := context.Background()
 	labels := map[string]string{}
 	if !*replace {
-		var cur coordinator.AgentInfo
-		if err := c.call(ctx, cl, coordinator.VerbAgentsShow, coordinator.IDRequest{ID: id}, &cur); err != nil {
+		var cur api.Agent
+		if err := c.call(ctx, func(ctx context.Context) (err error) { cur, err = cl.Agents().Show(ctx, id, c.query()); return err }); err != nil {
 			return c.fail(err)
 		}
 		for k, v := range cur.Labels {
@@ -158,11 +164,11 @@ func runAgentsLabel(args []string, stdout, stderr io.Writer) int {
 	for _, k := range remove {
 		delete(labels, k)
 	}
-	req := coordinator.LabelRequest{ID: id, Labels: labels}
-	if err := c.call(ctx, cl, coordinator.VerbAgentsLabel, req, nil); err != nil {
+	req := api.LabelRequest{ID: id, Labels: labels}
+	if err := c.call(ctx, func(ctx context.Context) error { return cl.Agents().Label(ctx, req) }); err != nil {
 		return c.fail(err)
 	}
-	return render(c, req, func(w io.Writer, r coordinator.LabelRequest) error {
+	return render(c, req, func(w io.Writer, r api.LabelRequest) error {
 		_, err := fmt.Fprintf(w, "Agent %s labels: %s\n", r.ID, labelString(r.Labels))
 		return err
 	})

@@ -1,11 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
 
-	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 )
 
 func clusterCommands() []command {
@@ -30,7 +31,9 @@ func runClusterStatus(args []string, stdout, stderr io.Writer) int {
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
-	return do(c, coordinator.VerbClusterStatus, nil, func(w io.Writer, st coordinator.ClusterStatus) error {
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (api.ClusterStatus, error) {
+		return cl.Cluster().Status(ctx, q)
+	}, func(w io.Writer, st api.ClusterStatus) error {
 		leader := "none elected"
 		if st.LeaderID != "" {
 			leader = fmt.Sprintf("%s (%s)", st.LeaderID, st.LeaderAddr)
@@ -78,8 +81,10 @@ func runClusterJoin(args []string, stdout, stderr io.Writer) int {
 	if _, _, err := net.SplitHostPort(pos[1]); err != nil {
 		return c.usageFail(usagef("ADDR %q is not host:port", pos[1]))
 	}
-	req := coordinator.JoinRequest{ID: pos[0], Addr: pos[1]}
-	return do(c, coordinator.VerbClusterJoin, req, func(w io.Writer, _ struct{}) error {
+	req := api.JoinRequest{ID: pos[0], Addr: pos[1]}
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (struct{}, error) {
+		return noAnswer(cl.Cluster().Join(ctx, req))
+	}, func(w io.Writer, _ struct{}) error {
 		_, err := fmt.Fprintf(w, "Added %s (%s) as a voter.\n", req.ID, req.Addr)
 		return err
 	})
@@ -99,7 +104,9 @@ func runClusterRemove(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	return do(c, coordinator.VerbClusterRemove, coordinator.IDRequest{ID: pos[0]}, func(w io.Writer, _ struct{}) error {
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (struct{}, error) {
+		return noAnswer(cl.Cluster().Remove(ctx, pos[0]))
+	}, func(w io.Writer, _ struct{}) error {
 		_, err := fmt.Fprintf(w, "Removed %s from the cluster.\n", pos[0])
 		return err
 	})

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/crypto/identity"
 )
 
@@ -168,7 +169,7 @@ func applyCoordinatorFlags(c *cli, f *coordinatorFile) error {
 			if perr != nil || d < 0 {
 				err = fmt.Errorf("-max-token-ttl %q: want a positive duration such as 72h", v)
 			}
-			f.MaxTokenTTL = coordinator.Duration(d)
+			f.MaxTokenTTL = api.Duration(d)
 		}
 	})
 	return err

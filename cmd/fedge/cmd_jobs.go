@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 )
 
 func jobsCommands() []command {
@@ -62,7 +62,9 @@ func runJobsStart(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return c.usageFail(err)
 	}
-	return do(c, coordinator.VerbJobsStart, spec, func(w io.Writer, j coordinator.JobRecord) error {
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (api.Job, error) {
+		return cl.Jobs().Start(ctx, spec)
+	}, func(w io.Writer, j api.Job) error {
 		if *quiet {
 			_, err := fmt.Fprintln(w, j.ID)
 			return err
@@ -74,8 +76,8 @@ func runJobsStart(args []string, stdout, stderr io.Writer) int {
 }
 
 // loadJobSpec reads and checks a job file, rejecting unknown fields.
-func loadJobSpec(path string) (coordinator.JobSpec, error) {
-	var spec coordinator.JobSpec
+func loadJobSpec(path string) (api.JobSpec, error) {
+	var spec api.JobSpec
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return spec, err
@@ -94,7 +96,7 @@ func loadJobSpec(path string) (coordinator.JobSpec, error) {
 	return spec, nil
 }
 
-func jobModel(s coordinator.JobSpec) string {
+func jobModel(s api.JobSpec) string {
 	switch {
 	case s.Model != "":
 		return s.Model
@@ -122,7 +124,9 @@ func runJobsList(args []string, stdout, stderr io.Writer) int {
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
-	return do(c, coordinator.VerbJobsList, nil, func(w io.Writer, jobs []coordinator.JobRecord) error {
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) ([]api.Job, error) {
+		return cl.Jobs().List(ctx, q)
+	}, func(w io.Writer, jobs []api.Job) error {
 		if len(jobs) == 0 {
 			_, err := fmt.Fprintln(w, "No jobs. Start one with `fedge jobs start -f job.json`.")
 			return err
@@ -167,8 +171,8 @@ func runJobsStatus(args []string, stdout, stderr io.Writer) int {
 		}
 		defer cl.Close()
 		ctx := context.Background()
-		var j coordinator.JobRecord
-		if err := c.call(ctx, cl, coordinator.VerbJobsStatus, coordinator.IDRequest{ID: id}, &j); err != nil {
+		var j api.Job
+		if err := c.call(ctx, func(ctx context.Context) (err error) { j, err = cl.Jobs().Status(ctx, id, c.query()); return err }); err != nil {
 			return c.fail(err)
 		}
 		if c.admin.json {
@@ -177,8 +181,11 @@ func runJobsStatus(args []string, stdout, stderr io.Writer) int {
 			}
 			return exitOK
 		}
-		var rounds []coordinator.RoundRecord
-		if err := c.call(ctx, cl, coordinator.VerbRoundsList, coordinator.RoundsRequest{Job: id, Limit: 5}, &rounds); err != nil {
+		var rounds []api.Round
+		if err := c.call(ctx, func(ctx context.Context) (err error) {
+			rounds, err = cl.Rounds().List(ctx, api.RoundsRequest{Job: id, Limit: 5}, c.query())
+			return err
+		}); err != nil {
 			return c.fail(err)
 		}
 		if err := printJob(stdout, j, rounds); err != nil {
@@ -192,7 +199,7 @@ func runJobsStatus(args []string, stdout, stderr io.Writer) int {
 }
 
 // printJob writes a job's details and its recent rounds.
-func printJob(w io.Writer, j coordinator.JobRecord, rounds []coordinator.RoundRecord) error {
+func printJob(w io.Writer, j api.Job, rounds []api.Round) error {
 	privacy := "-"
 	if p := j.Privacy; p != nil {
 		privacy = fmt.Sprintf("epsilon %.3g at delta %.g after %d rounds", p.Epsilon, p.Delta, p.Rounds)
@@ -240,17 +247,20 @@ func watchJob(ctx context.Context, c *cli, id string, interval time.Duration) in
 	}
 	defer cl.Close()
 	printed := map[uint64]bool{}
-	var j coordinator.JobRecord
+	var j api.Job
 	first := true
 	for {
-		if err := c.call(ctx, cl, coordinator.VerbJobsStatus, coordinator.IDRequest{ID: id}, &j); err != nil {
+		if err := c.call(ctx, func(ctx context.Context) (err error) { j, err = cl.Jobs().Status(ctx, id, c.query()); return err }); err != nil {
 			if ctx.Err() != nil {
 				return exitOK
 			}
 			return c.fail(err)
 		}
-		var rounds []coordinator.RoundRecord
-		if err := c.call(ctx, cl, coordinator.VerbRoundsList, coordinator.RoundsRequest{Job: id}, &rounds); err != nil {
+		var rounds []api.Round
+		if err := c.call(ctx, func(ctx context.Context) (err error) {
+			rounds, err = cl.Rounds().List(ctx, api.RoundsRequest{Job: id}, c.query())
+			return err
+		}); err != nil {
 			if ctx.Err() != nil {
 				return exitOK
 			}
@@ -261,7 +271,7 @@ func watchJob(ctx context.Context, c *cli, id string, interval time.Duration) in
 			first = false
 		}
 		for _, r := range rounds {
-			if printed[r.ID] || r.State == coordinator.RoundRunning {
+			if printed[r.ID] || r.State == api.RoundRunning {
 				continue
 			}
 			printed[r.ID] = true
@@ -273,7 +283,7 @@ func watchJob(ctx context.Context, c *cli, id string, interval time.Duration) in
 			}
 			fmt.Fprintln(c.stdout, progressLine(r, j.Spec.Rounds))
 		}
-		if j.State != coordinator.JobRunning {
+		if j.State != api.JobRunning {
 			if c.admin.json {
 				if err := json.NewEncoder(c.stdout).Encode(j); err != nil {
 					return c.fail(err)
@@ -281,7 +291,7 @@ func watchJob(ctx context.Context, c *cli, id string, interval time.Duration) in
 			} else {
 				fmt.Fprintf(c.stdout, "Job %s %s after %d/%d rounds; latest model %s.\n", j.ID, j.State, j.RoundsDone, j.Spec.Rounds, version(j.Model))
 			}
-			if j.State == coordinator.JobFailed {
+			if j.State == api.JobFailed {
 				if j.Error != "" {
 					fmt.Fprintf(c.stderr, "fedge jobs status: job %s failed: %s\n", j.ID, j.Error)
 				}
@@ -298,12 +308,12 @@ func watchJob(ctx context.Context, c *cli, id string, interval time.Duration) in
 }
 
 // progressLine is one finished round of a watched job.
-func progressLine(r coordinator.RoundRecord, total int) string {
+func progressLine(r api.Round, total int) string {
 	head := fmt.Sprintf("round %d/%d", r.Number, total)
-	if r.Kind != coordinator.RoundTrain {
+	if r.Kind != api.RoundTrain {
 		head = fmt.Sprintf("%s round %d", r.Kind, r.ID)
 	}
-	if r.State != coordinator.RoundCommitted {
+	if r.State != api.RoundCommitted {
 		return fmt.Sprintf("%s  %s: %s", head, r.State, r.Error)
 	}
 	return fmt.Sprintf("%s  participants %d  survivors %d  train loss %.4f  %.2fs  model %s",
@@ -311,7 +321,7 @@ func progressLine(r coordinator.RoundRecord, total int) string {
 }
 
 // survivors is how many agents' inputs made it into the round's sum.
-func survivors(r coordinator.RoundRecord) int {
+func survivors(r api.Round) int {
 	if v, ok := r.Metrics["survivors"]; ok {
 		return int(v)
 	}
@@ -322,7 +332,7 @@ func survivors(r coordinator.RoundRecord) int {
 }
 
 // roundSeconds is how long the round took.
-func roundSeconds(r coordinator.RoundRecord) float64 {
+func roundSeconds(r api.Round) float64 {
 	if v, ok := r.Metrics["seconds"]; ok {
 		return v
 	}
@@ -345,7 +355,9 @@ func runJobsStop(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	return do(c, coordinator.VerbJobsStop, coordinator.IDRequest{ID: pos[0]}, func(w io.Writer, _ struct{}) error {
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (struct{}, error) {
+		return noAnswer(cl.Jobs().Stop(ctx, pos[0]))
+	}, func(w io.Writer, _ struct{}) error {
 		_, err := fmt.Fprintf(w, "Stopped job %s.\n", pos[0])
 		return err
 	})

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/tensor"
 )
 
@@ -52,8 +52,8 @@ func runModelsList(args []string, stdout, stderr io.Writer) int {
 	}
 	defer cl.Close()
 	ctx := context.Background()
-	var models []coordinator.ModelRecord
-	if err := c.call(ctx, cl, coordinator.VerbModelsList, nil, &models); err != nil {
+	var models []api.Model
+	if err := c.call(ctx, func(ctx context.Context) (err error) { models, err = cl.Models().List(ctx, c.query()); return err }); err != nil {
 		return c.fail(err)
 	}
 	if c.admin.json {
@@ -66,8 +66,8 @@ func runModelsList(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "No models committed yet.")
 		return exitOK
 	}
-	var st coordinator.ClusterStatus
-	if err := c.call(ctx, cl, coordinator.VerbClusterStatus, nil, &st); err != nil {
+	var st api.ClusterStatus
+	if err := c.call(ctx, func(ctx context.Context) (err error) { st, err = cl.Cluster().Status(ctx, c.query()); return err }); err != nil {
 		return c.fail(err)
 	}
 	t := newTable(stdout, "VERSION", "STABLE", "PARENT", "JOB", "ROUND", "SIZE", "PINNED", "CREATED", "METRICS")
@@ -116,7 +116,9 @@ func runModelsShow(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return c.usageFail(err)
 	}
-	return do(c, coordinator.VerbModelsShow, coordinator.VersionRequest{Version: v}, func(w io.Writer, m coordinator.ModelRecord) error {
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (api.Model, error) {
+		return cl.Models().Show(ctx, v, q)
+	}, func(w io.Writer, m api.Model) error {
 		return kv(w,
 			"Version", version(m.Version),
 			"Parent", version(m.Parent),
@@ -162,8 +164,8 @@ func runModelsExport(args []string, stdout, stderr io.Writer) int {
 	}
 	defer cl.Close()
 	ctx := context.Background()
-	var rec coordinator.ModelRecord
-	if err := c.call(ctx, cl, coordinator.VerbModelsShow, coordinator.VersionRequest{Version: v}, &rec); err != nil {
+	var rec api.Model
+	if err := c.call(ctx, func(ctx context.Context) (err error) { rec, err = cl.Models().Show(ctx, v, c.query()); return err }); err != nil {
 		return c.fail(err)
 	}
 	n, err := exportModel(ctx, c, cl, rec, *out)
@@ -187,7 +189,7 @@ type exportResult struct {
 
 // exportModel downloads rec's file next to path, checks its parameters
 // against rec.Hash and renames it into place. It returns the file size.
-func exportModel(ctx context.Context, c *cli, cl *coordinator.AdminClient, rec coordinator.ModelRecord, path string) (int64, error) {
+func exportModel(ctx context.Context, c *cli, cl *api.Client, rec api.Model, path string) (int64, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part*")
 	if err != nil {
 		return 0, err
@@ -245,8 +247,10 @@ func runModelsPin(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return c.usageFail(err)
 	}
-	req := coordinator.VersionRequest{Version: v, Pinned: !*unpin}
-	return do(c, coordinator.VerbModelsPin, req, func(w io.Writer, _ struct{}) error {
+	req := api.VersionRequest{Version: v, Pinned: !*unpin}
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (struct{}, error) {
+		return noAnswer(cl.Models().Pin(ctx, req.Version, req.Pinned))
+	}, func(w io.Writer, _ struct{}) error {
 		what := "Pinned"
 		if *unpin {
 			what = "Unpinned"
@@ -258,7 +262,7 @@ func runModelsPin(args []string, stdout, stderr io.Writer) int {
 
 // pushString describes how agents that hold the parent receive a version:
 // the stored quantized delta, or a lossless delta made on demand.
-func pushString(m coordinator.ModelRecord) string {
+func pushString(m api.Model) string {
 	if m.PushSize > 0 {
 		return fmt.Sprintf("quantized delta, %s (%.0f%% of the model)", bytesString(int64(m.PushSize)), 100*float64(m.PushSize)/float64(max(m.Size, 1)))
 	}

@@ -1,11 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
 
-	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 )
 
 func rolloutCommands() []command {
@@ -53,7 +54,7 @@ func runRolloutStart(args []string, stdout, stderr io.Writer) int {
 	if *gate == "" {
 		return c.usageFail(usagef("-gate is required, e.g. -gate 'accuracy>=baseline-0.5'"))
 	}
-	g, err := coordinator.ParseGate(*gate)
+	g, err := api.ParseGate(*gate)
 	if err != nil {
 		return c.usageFail(err)
 	}
@@ -61,8 +62,10 @@ func runRolloutStart(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return c.usageFail(err)
 	}
-	req := coordinator.RolloutRequest{Model: v, Cohorts: cohorts, Gate: g.String()}
-	return do(c, coordinator.VerbRolloutStart, req, func(w io.Writer, r coordinator.RolloutRecord) error {
+	req := api.RolloutRequest{Model: v, Cohorts: cohorts, Gate: g.String()}
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (api.Rollout, error) {
+		return cl.Rollouts().Start(ctx, req)
+	}, func(w io.Writer, r api.Rollout) error {
 		_, err := fmt.Fprintf(w, "Started rollout %s of %s over %s (baseline %s), gate %s.\nFollow it with: fedge rollout status\n",
 			r.ID, version(r.Model), cohortsString(r.Cohorts, -1), version(r.Baseline), r.Gate)
 		return err
@@ -70,12 +73,12 @@ func runRolloutStart(args []string, stdout, stderr io.Writer) int {
 }
 
 // rolloutCohorts builds the stages from -canary or -stages.
-func rolloutCohorts(canary, stages string) ([]coordinator.Cohort, error) {
+func rolloutCohorts(canary, stages string) ([]api.Cohort, error) {
 	if canary != "" && stages != "" {
 		return nil, usagef("give -canary or -stages, not both")
 	}
 	if stages != "" {
-		return coordinator.ParseCohorts(stages)
+		return api.ParseCohorts(stages)
 	}
 	if canary == "" {
 		canary = "5%"
@@ -85,7 +88,7 @@ func rolloutCohorts(canary, stages string) ([]coordinator.Cohort, error) {
 	if p == "100" {
 		spec = "all=100%"
 	}
-	cs, err := coordinator.ParseCohorts(spec)
+	cs, err := api.ParseCohorts(spec)
 	if err != nil {
 		return nil, usagef("-canary %q: want a percentage in (0,100]", canary)
 	}
@@ -93,7 +96,7 @@ func rolloutCohorts(canary, stages string) ([]coordinator.Cohort, error) {
 }
 
 // cohortsString writes the stages, marking the current one (if cur >= 0).
-func cohortsString(cs []coordinator.Cohort, cur int) string {
+func cohortsString(cs []api.Cohort, cur int) string {
 	parts := make([]string, len(cs))
 	for i, co := range cs {
 		s := fmt.Sprintf("%s=%g%%", co.Name, co.Percent)
@@ -122,7 +125,9 @@ func runRolloutStatus(args []string, stdout, stderr io.Writer) int {
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
-	return do(c, coordinator.VerbRolloutStatus, nil, func(w io.Writer, ros []coordinator.RolloutRecord) error {
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) ([]api.Rollout, error) {
+		return cl.Rollouts().Status(ctx, q)
+	}, func(w io.Writer, ros []api.Rollout) error {
 		if len(ros) == 0 {
 			_, err := fmt.Fprintln(w, "No rollouts. Start one with `fedge rollout start -model V -gate 'accuracy>=baseline-0.5'`.")
 			return err
@@ -167,7 +172,7 @@ func runRolloutStatus(args []string, stdout, stderr io.Writer) int {
 }
 
 // stageName is the rollout's current cohort as "name (i/n)".
-func stageName(r coordinator.RolloutRecord) string {
+func stageName(r api.Rollout) string {
 	if r.Stage < 0 || r.Stage >= len(r.Cohorts) {
 		return fmt.Sprintf("%d/%d", r.Stage+1, len(r.Cohorts))
 	}
@@ -195,8 +200,10 @@ func rolloutAction(action string) func(args []string, stdout, stderr io.Writer) 
 		if _, code, ok := c.parse(args, 0, 0); !ok {
 			return code
 		}
-		req := coordinator.RolloutActionRequest{ID: *id, Action: action, Reason: *reason}
-		return do(c, coordinator.VerbRolloutAction, req, func(w io.Writer, _ struct{}) error {
+		req := api.RolloutActionRequest{ID: *id, Action: action, Reason: *reason}
+		return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (struct{}, error) {
+			return noAnswer(cl.Rollouts().Act(ctx, req))
+		}, func(w io.Writer, _ struct{}) error {
 			which := "the active rollout"
 			if *id != "" {
 				which = "rollout " + *id

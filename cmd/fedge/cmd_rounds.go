@@ -1,11 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
 
-	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 )
 
 func roundsCommands() []command {
@@ -34,7 +35,9 @@ func runRoundsList(args []string, stdout, stderr io.Writer) int {
 	if *limit < 0 {
 		return c.usageFail(usagef("-limit must not be negative"))
 	}
-	return do(c, coordinator.VerbRoundsList, coordinator.RoundsRequest{Job: *job, Limit: *limit}, func(w io.Writer, rounds []coordinator.RoundRecord) error {
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) ([]api.Round, error) {
+		return cl.Rounds().List(ctx, api.RoundsRequest{Job: *job, Limit: *limit}, q)
+	}, func(w io.Writer, rounds []api.Round) error {
 		if len(rounds) == 0 {
 			_, err := fmt.Fprintln(w, "No rounds.")
 			return err
@@ -44,7 +47,7 @@ func runRoundsList(args []string, stdout, stderr io.Writer) int {
 }
 
 // roundsTable writes one line per round.
-func roundsTable(w io.Writer, rounds []coordinator.RoundRecord) error {
+func roundsTable(w io.Writer, rounds []api.Round) error {
 	t := newTable(w, "ID", "OWNER", "KIND", "N", "STATE", "PARTICIPANTS", "SURVIVORS", "MODEL", "BYTES IN/OUT", "SECONDS")
 	for _, r := range rounds {
 		owner := r.Job
@@ -81,7 +84,9 @@ func runRoundsShow(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return c.usageFail(usagef("round ID %q is not a number", pos[0]))
 	}
-	return do(c, coordinator.VerbRoundsShow, coordinator.VersionRequest{Version: id}, func(w io.Writer, r coordinator.RoundRecord) error {
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (api.Round, error) {
+		return cl.Rounds().Show(ctx, id, q)
+	}, func(w io.Writer, r api.Round) error {
 		owner := "job " + r.Job
 		if r.Rollout != "" {
 			owner = "rollout " + r.Rollout

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 )
 
 func tokensCommands() []command {
@@ -47,8 +47,10 @@ func runTokensCreate(args []string, stdout, stderr io.Writer) int {
 	if len(lm) == 0 {
 		lm = nil
 	}
-	req := coordinator.TokenRequest{TTL: coordinator.Duration(*ttl), Labels: lm}
-	return do(c, coordinator.VerbTokensCreate, req, func(w io.Writer, r coordinator.TokenResponse) error {
+	req := api.TokenRequest{TTL: api.Duration(*ttl), Labels: lm}
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (api.TokenResponse, error) {
+		return cl.Tokens().Create(ctx, req)
+	}, func(w io.Writer, r api.TokenResponse) error {
 		addrs, _ := c.admin.addrs()
 		fmt.Fprintln(w, "Join token (shown once; the cluster keeps only its hash):")
 		fmt.Fprintf(w, "\n  %s\n\n", r.Token)
@@ -80,7 +82,9 @@ func runTokensList(args []string, stdout, stderr io.Writer) int {
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
-	return do(c, coordinator.VerbTokensList, nil, func(w io.Writer, toks []coordinator.TokenInfo) error {
+	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) ([]api.Token, error) {
+		return cl.Tokens().List(ctx, q)
+	}, func(w io.Writer, toks []api.Token) error {
 		if len(toks) == 0 {
 			_, err := fmt.Fprintln(w, "No join tokens. Create one with `fedge tokens create`.")
 			return err
@@ -108,16 +112,16 @@ func runTokensRevoke(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	req := coordinator.IDRequest{ID: pos[0]}
+	req := api.IDRequest{ID: pos[0]}
 	cl, err := c.client()
 	if err != nil {
 		return c.fail(err)
 	}
 	defer cl.Close()
-	if err := c.call(context.Background(), cl, coordinator.VerbTokensRevoke, req, nil); err != nil {
+	if err := c.call(context.Background(), func(ctx context.Context) error { return cl.Tokens().Revoke(ctx, req.ID) }); err != nil {
 		return c.fail(err)
 	}
-	return render(c, req, func(w io.Writer, r coordinator.IDRequest) error {
+	return render(c, req, func(w io.Writer, r api.IDRequest) error {
 		_, err := fmt.Fprintf(w, "Revoked join token %s.\n", r.ID)
 		return err
 	})

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
+	"github.com/fedge/fedge/crypto/identity"
 )
 
 // freeUDPAddr reserves a loopback UDP port and releases it.
@@ -105,7 +107,7 @@ func TestEndToEnd(t *testing.T) {
 	// cluster status, table and JSON.
 	out := tc.ok(t, "cluster", "status")
 	contains(t, "cluster status", out, "Cluster:", "e2e", "Leader:", "c1 ("+tc.addr+")", "Stable model:", "ID", "SUFFRAGE")
-	var st coordinator.ClusterStatus
+	var st api.ClusterStatus
 	tc.okJSON(t, &st, "cluster", "status")
 	if st.LeaderID != "c1" || len(st.Servers) != 1 || !st.Servers[0].Leader || st.Term == 0 || st.AppliedIndex == 0 {
 		t.Errorf("cluster status -json: %+v", st)
@@ -119,7 +121,7 @@ func TestEndToEnd(t *testing.T) {
 	// tokens create prints the token once and the agent command line.
 	out = tc.ok(t, "tokens", "create", "-labels", "region=eu,tier=canary", "-ttl", "2h")
 	contains(t, "tokens create", out, "fedge1.", "Expires:", "region=eu,tier=canary", "fedge agent -coordinators "+tc.addr+" -join-token fedge1.")
-	var tok coordinator.TokenResponse
+	var tok api.TokenResponse
 	tc.okJSON(t, &tok, "tokens", "create", "-ttl", "1h")
 	if !strings.HasPrefix(tok.Token, "fedge1.") || time.Until(tok.Expires) < 55*time.Minute || time.Until(tok.Expires) > 65*time.Minute {
 		t.Errorf("tokens create -json: %+v", tok)
@@ -141,15 +143,15 @@ func TestEndToEnd(t *testing.T) {
 	}
 	out = tc.ok(t, "jobs", "start", "-f", job)
 	contains(t, "jobs start", out, "Started job e2e-", "model logreg", "3 rounds", "fedge jobs status -watch e2e-")
-	var jobs []coordinator.JobRecord
+	var jobs []api.Job
 	tc.okJSON(t, &jobs, "jobs", "list")
-	if len(jobs) != 1 || jobs[0].State != coordinator.JobRunning || jobs[0].Spec.Rounds != 3 || jobs[0].Spec.Model != "logreg" {
+	if len(jobs) != 1 || jobs[0].State != api.JobRunning || jobs[0].Spec.Rounds != 3 || jobs[0].Spec.Model != "logreg" {
 		t.Fatalf("jobs list -json: %+v", jobs)
 	}
 	id := jobs[0].ID
 	contains(t, "jobs list", tc.ok(t, "jobs", "list"), id, "running", "0/3", "logreg")
 	contains(t, "jobs status", tc.ok(t, "jobs", "status", id), "State:", "running", "Rounds:", "0/3", "Strategy:", "fedavg")
-	var jr coordinator.JobRecord
+	var jr api.Job
 	tc.okJSON(t, &jr, "jobs", "status", id)
 	if jr.ID != id {
 		t.Errorf("jobs status -json: %+v", jr)
@@ -171,7 +173,7 @@ func TestEndToEnd(t *testing.T) {
 	contains(t, "rounds list", tc.ok(t, "rounds", "list", "-job", id), "No rounds")
 
 	// models list: no training round committed anything.
-	var models []coordinator.ModelRecord
+	var models []api.Model
 	tc.okJSON(t, &models, "models", "list")
 	if len(models) != 0 {
 		contains(t, "models list", tc.ok(t, "models", "list"), "VERSION", "v1")
@@ -213,7 +215,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("%s: mode %v, want 0600", f, fi.Mode().Perm())
 		}
 	}
-	if _, err := coordinator.LoadPEMKey(filepath.Join(alice, "admin.key")); err != nil {
+	if _, err := identity.LoadPEMKey(filepath.Join(alice, "admin.key")); err != nil {
 		t.Errorf("admin.key is not a PKCS#8 Ed25519 key: %v", err)
 	}
 	code, out, errs := runCLI(t, "cluster", "status", "-coordinators", tc.addr, "-admin-dir", alice, "-timeout", "10s")
@@ -320,7 +322,7 @@ func TestCoordinatorCommandRunsAndStops(t *testing.T) {
 // join token and drives the agents verbs against it.
 func (tc *testCluster) agentLifecycle(t *testing.T) {
 	t.Helper()
-	var tok coordinator.TokenResponse
+	var tok api.TokenResponse
 	tc.okJSON(t, &tok, "tokens", "create", "-labels", "region=eu,tier=canary")
 	dir := t.TempDir()
 	var csv strings.Builder
@@ -361,7 +363,7 @@ func (tc *testCluster) agentLifecycle(t *testing.T) {
 		}
 	}()
 
-	var agents []coordinator.AgentInfo
+	var agents []api.Agent
 	deadline := time.Now().Add(10 * time.Second)
 	for len(agents) != 1 || !agents[0].Connected {
 		select {
@@ -385,13 +387,13 @@ func (tc *testCluster) agentLifecycle(t *testing.T) {
 
 	// label merges: set one, remove one, keep the rest.
 	contains(t, "agents label", tc.ok(t, "agents", "label", a.ID, "tier=gold", "zone=b", "region-"), "tier=gold,zone=b")
-	var got coordinator.AgentInfo
+	var got api.Agent
 	tc.okJSON(t, &got, "agents", "show", a.ID)
 	if labelString(got.Labels) != "tier=gold,zone=b" {
 		t.Errorf("labels after label: %v", got.Labels)
 	}
 	tc.ok(t, "agents", "label", "-replace", a.ID, "only=this")
-	got = coordinator.AgentInfo{} // Unmarshal merges into a non-nil map
+	got = api.Agent{} // Unmarshal merges into a non-nil map
 	tc.okJSON(t, &got, "agents", "show", a.ID)
 	if labelString(got.Labels) != "only=this" {
 		t.Errorf("labels after label -replace: %v", got.Labels)

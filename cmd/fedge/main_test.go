@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/protocol"
 )
 
@@ -194,7 +195,7 @@ func TestExitCode(t *testing.T) {
 		{"usage", usagef("x"), exitUsage},
 		{"not found", fmt.Errorf("jobs.status: %w", &protocol.Error{Code: protocol.CodeNotFound}), exitNotFound},
 		{"bad request", fmt.Errorf("jobs.start: %w", &protocol.Error{Code: protocol.CodeBadRequest}), exitFailed},
-		{"no leader", fmt.Errorf("jobs.start: %w", coordinator.ErrNoLeader), exitUnreachable},
+		{"no leader", fmt.Errorf("jobs.start: %w", api.ErrNoLeader), exitUnreachable},
 		{"deadline", &callError{fmt.Errorf("dial: %w", context.DeadlineExceeded)}, exitUnreachable},
 		{"socket", &callError{errors.Join(&net.OpError{Op: "dial", Err: errors.New("refused")})}, exitUnreachable},
 		{"remote failure in a call", &callError{&protocol.Error{Code: protocol.CodeInternal}}, exitFailed},

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 )
 
 // writeIDX writes n random 28x28 images whose label is the image's
@@ -53,7 +53,7 @@ func writeIDX(t *testing.T, dir string, n int, seed uint64) (images, labels stri
 // the test ends.
 func (tc *testCluster) startAgent(t *testing.T, seed uint64) {
 	t.Helper()
-	var tok coordinator.TokenResponse
+	var tok api.TokenResponse
 	tc.okJSON(t, &tok, "tokens", "create")
 	dir := t.TempDir()
 	images, labels := writeIDX(t, dir, 60, seed)
@@ -88,7 +88,7 @@ func TestWatchJobRounds(t *testing.T) {
 	tc.startAgent(t, 2)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		var agents []coordinator.AgentInfo
+		var agents []api.Agent
 		tc.okJSON(t, &agents, "agents", "list")
 		if len(agents) == 2 && agents[0].Connected && agents[1].Connected {
 			break
@@ -105,7 +105,7 @@ func TestWatchJobRounds(t *testing.T) {
 		"deadlines": {"train": "20s", "stage": "10s", "download": "10s"}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var rec coordinator.JobRecord
+	var rec api.Job
 	tc.okJSON(t, &rec, "jobs", "start", "-f", job)
 
 	type result struct {
@@ -136,13 +136,13 @@ func TestWatchJobRounds(t *testing.T) {
 
 	// The job's three committed rounds; a round that failed on the way (the
 	// engine retries) must have ended, and says why.
-	var all, rounds []coordinator.RoundRecord
+	var all, rounds []api.Round
 	tc.okJSON(t, &all, "rounds", "list", "-job", rec.ID)
 	for _, r := range all {
 		switch r.State {
-		case coordinator.RoundCommitted:
+		case api.RoundCommitted:
 			rounds = append(rounds, r)
-		case coordinator.RoundFailed, coordinator.RoundAborted:
+		case api.RoundFailed, api.RoundAborted:
 			t.Logf("round %d (#%d) %s: %s; participants %v", r.ID, r.Number, r.State, r.Error, r.Participants)
 			if r.Error == "" {
 				t.Errorf("round %d %s without a reason", r.ID, r.State)

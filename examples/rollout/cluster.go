@@ -15,6 +15,7 @@ import (
 
 	"github.com/fedge/fedge/agent"
 	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 )
 
 // logBuffer collects the coordinators' log lines so they can be audited,
@@ -53,7 +54,7 @@ type cluster struct {
 	dir      string
 	peers    []coordinator.Peer
 	nodes    []*coordinator.Node
-	admin    *coordinator.AdminClient
+	admin    *api.Client
 	agents   []*fleetAgent
 	logs     *logBuffer
 	agentLog *slog.Logger
@@ -109,15 +110,15 @@ func startCluster(ctx context.Context, dir string, logs *logBuffer, agentLog *sl
 		}
 		c.nodes = append(c.nodes, n)
 	}
-	if c.admin, err = coordinator.LoadAdminClient(filepath.Join(dir, "admin"), addrs); err != nil {
+	if c.admin, err = api.Load(filepath.Join(dir, "admin"), addrs); err != nil {
 		c.close()
 		return nil, err
 	}
-	var st coordinator.ClusterStatus
+	var st api.ClusterStatus
 	err = poll(ctx, 30*time.Second, func() bool {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		return c.admin.Call(cctx, coordinator.VerbClusterStatus, nil, &st) == nil && st.LeaderID != ""
+		return c.admin.Call(cctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &st) == nil && st.LeaderID != ""
 	})
 	if err != nil {
 		c.close()
@@ -133,8 +134,8 @@ func (c *cluster) addAgent(ctx context.Context, ds agent.DatasetConfig, canary b
 	if canary {
 		tier = "canary"
 	}
-	var tok coordinator.TokenResponse
-	if err := c.admin.Call(ctx, coordinator.VerbTokensCreate, coordinator.TokenRequest{Labels: map[string]string{"tier": tier}, TTL: coordinator.Duration(time.Hour)}, &tok); err != nil {
+	var tok api.TokenResponse
+	if err := c.admin.Call(ctx, api.VerbTokensCreate, api.QueryOptions{}, api.TokenRequest{Labels: map[string]string{"tier": tier}, TTL: api.Duration(time.Hour)}, &tok); err != nil {
 		return err
 	}
 	cfg := agent.DefaultConfig()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/fedge/fedge/agent"
 	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 	mnistdata "github.com/fedge/fedge/internal/mnist"
 	"github.com/fedge/fedge/tensor/data"
 )
@@ -104,13 +105,13 @@ func run(ctx context.Context, cfg *config, out io.Writer) error {
 	fmt.Fprintf(out, "%d agents enrolled with one-time tokens and connected; %d labelled tier=canary; each holds %d MNIST images (10%% held out)\n\n",
 		cfg.agents, cfg.canaries, len(parts[0]))
 
-	job := func(name string, init uint64, rounds int, serverLR float64) coordinator.JobSpec {
-		return coordinator.JobSpec{
+	job := func(name string, init uint64, rounds int, serverLR float64) api.JobSpec {
+		return api.JobSpec{
 			Name: name, Model: "2nn", InitModel: init, Seed: 1, Rounds: rounds, Fraction: 1, MinClients: 3,
-			Plan:     coordinator.LocalPlan{Epochs: 1, BatchSize: 10, LR: cfg.lr},
-			Strategy: coordinator.StrategySpec{Name: "fedavg", ServerLR: serverLR},
-			SecAgg:   coordinator.SecAggSpec{Enabled: true, Clip: 1, Bits: 16},
-			Deadline: coordinator.Deadlines{Train: coordinator.Duration(20 * time.Second), Stage: coordinator.Duration(10 * time.Second), Download: coordinator.Duration(10 * time.Second)},
+			Plan:     api.LocalPlan{Epochs: 1, BatchSize: 10, LR: cfg.lr},
+			Strategy: api.StrategySpec{Name: "fedavg", ServerLR: serverLR},
+			SecAgg:   api.SecAggSpec{Enabled: true, Clip: 1, Bits: 16},
+			Deadline: api.Deadlines{Train: api.Duration(20 * time.Second), Stage: api.Duration(10 * time.Second), Download: api.Duration(10 * time.Second)},
 		}
 	}
 	base, err := trainJob(ctx, c.admin, job("base", 0, cfg.rounds, 1), test, out)
@@ -162,12 +163,12 @@ func run(ctx context.Context, cfg *config, out io.Writer) error {
 	// What the coordinators hold.
 	fmt.Fprintln(out, "\nthe rolled-back rollout's record, as every coordinator holds it:")
 	printJSON(out, "  ", roBad)
-	var rounds []coordinator.RoundRecord
-	if err := c.admin.Call(ctx, coordinator.VerbRoundsList, coordinator.RoundsRequest{}, &rounds); err != nil {
+	var rounds []api.Round
+	if err := c.admin.Call(ctx, api.VerbRoundsList, api.QueryOptions{}, api.RoundsRequest{}, &rounds); err != nil {
 		return err
 	}
 	for _, r := range rounds {
-		if r.Rollout == roBad.ID && r.Kind == coordinator.RoundEval {
+		if r.Rollout == roBad.ID && r.Kind == api.RoundEval {
 			fmt.Fprintln(out, "its evaluation round's record (participants are listed; their figures are not):")
 			printJSON(out, "  ", r)
 		}
@@ -218,10 +219,10 @@ func run(ctx context.Context, cfg *config, out io.Writer) error {
 	violations += len(auditLogs(logs.Lines(), ids, out))
 
 	var failures []error
-	if roBad.State != coordinator.RolloutRolledBack {
+	if roBad.State != api.RolloutRolledBack {
 		failures = append(failures, fmt.Errorf("the garbage model v%d was %s, not rolled back", bad, roBad.State))
 	}
-	if roGood.State != coordinator.RolloutPromoted {
+	if roGood.State != api.RolloutPromoted {
 		failures = append(failures, fmt.Errorf("the improved model v%d was %s, not promoted", good, roGood.State))
 	}
 	if violations > 0 {
@@ -234,7 +235,7 @@ func run(ctx context.Context, cfg *config, out io.Writer) error {
 }
 
 // lastEvidence returns the evidence of a rollout's last gate decision.
-func lastEvidence(ro *coordinator.RolloutRecord) *coordinator.Evidence {
+func lastEvidence(ro *api.Rollout) *api.Evidence {
 	for i := len(ro.Decisions) - 1; i >= 0; i-- {
 		if ro.Decisions[i].Evidence != nil {
 			return ro.Decisions[i].Evidence

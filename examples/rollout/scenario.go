@@ -7,15 +7,15 @@ import (
 	"sort"
 	"time"
 
-	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/tensor"
 )
 
 // trainJob starts a job, prints its rounds as they commit and returns its
 // final model version once it is done.
-func trainJob(ctx context.Context, adm *coordinator.AdminClient, spec coordinator.JobSpec, test *tensor.Dataset, out io.Writer) (uint64, error) {
-	var job coordinator.JobRecord
-	if err := adm.Call(ctx, coordinator.VerbJobsStart, spec, &job); err != nil {
+func trainJob(ctx context.Context, adm *api.Client, spec api.JobSpec, test *tensor.Dataset, out io.Writer) (uint64, error) {
+	var job api.Job
+	if err := adm.Call(ctx, api.VerbJobsStart, api.QueryOptions{}, spec, &job); err != nil {
 		return 0, fmt.Errorf("jobs.start %s: %w", spec.Name, err)
 	}
 	from := "fresh weights"
@@ -30,17 +30,17 @@ func trainJob(ctx context.Context, adm *coordinator.AdminClient, spec coordinato
 		job.ID, spec.Model, from, spec.Rounds, spec.Plan.Epochs, spec.Plan.BatchSize, spec.Plan.LR, server)
 	seen := map[uint64]bool{}
 	for {
-		var rounds []coordinator.RoundRecord
-		if err := adm.Call(ctx, coordinator.VerbRoundsList, coordinator.RoundsRequest{Job: job.ID}, &rounds); err != nil {
+		var rounds []api.Round
+		if err := adm.Call(ctx, api.VerbRoundsList, api.QueryOptions{}, api.RoundsRequest{Job: job.ID}, &rounds); err != nil {
 			return 0, err
 		}
 		sort.Slice(rounds, func(a, b int) bool { return rounds[a].ID < rounds[b].ID })
 		for _, r := range rounds {
-			if seen[r.ID] || r.State == coordinator.RoundRunning {
+			if seen[r.ID] || r.State == api.RoundRunning {
 				continue
 			}
 			seen[r.ID] = true
-			if r.State != coordinator.RoundCommitted {
+			if r.State != api.RoundCommitted {
 				fmt.Fprintf(out, "  round %d %s: %s\n", r.Number, r.State, r.Error)
 				continue
 			}
@@ -53,15 +53,15 @@ func trainJob(ctx context.Context, adm *coordinator.AdminClient, spec coordinato
 				r.Number, r.ModelOut, len(r.Participants), int(r.Metrics["survivors"]), float64(r.BytesIn)/1e6,
 				r.EndedAt.Sub(r.StartedAt).Seconds(), r.Metrics["train_loss"], 100*acc)
 		}
-		if err := adm.Call(ctx, coordinator.VerbJobsStatus, coordinator.IDRequest{ID: job.ID}, &job); err != nil {
+		if err := adm.Call(ctx, api.VerbJobsStatus, api.QueryOptions{}, api.IDRequest{ID: job.ID}, &job); err != nil {
 			return 0, err
 		}
 		switch job.State {
-		case coordinator.JobDone:
+		case api.JobDone:
 			if len(seen) == len(rounds) {
 				return job.Model, nil
 			}
-		case coordinator.JobFailed, coordinator.JobStopped:
+		case api.JobFailed, api.JobStopped:
 			return 0, fmt.Errorf("job %s %s: %s", job.ID, job.State, job.Error)
 		}
 		select {
@@ -75,22 +75,22 @@ func trainJob(ctx context.Context, adm *coordinator.AdminClient, spec coordinato
 // rollOut starts a rollout of model through the canary cohort and then the
 // whole fleet, with the given gate, and waits for the gate to promote or
 // roll it back; no operator action is taken.
-func rollOut(ctx context.Context, adm *coordinator.AdminClient, model uint64, gate string, out io.Writer) (*coordinator.RolloutRecord, error) {
-	cohorts, err := coordinator.ParseCohorts("canary[tier=canary]=100%,all=100%")
+func rollOut(ctx context.Context, adm *api.Client, model uint64, gate string, out io.Writer) (*api.Rollout, error) {
+	cohorts, err := api.ParseCohorts("canary[tier=canary]=100%,all=100%")
 	if err != nil {
 		return nil, err
 	}
-	var ro coordinator.RolloutRecord
-	if err := adm.Call(ctx, coordinator.VerbRolloutStart, coordinator.RolloutRequest{Model: model, Cohorts: cohorts, Gate: gate}, &ro); err != nil {
+	var ro api.Rollout
+	if err := adm.Call(ctx, api.VerbRolloutStart, api.QueryOptions{}, api.RolloutRequest{Model: model, Cohorts: cohorts, Gate: gate}, &ro); err != nil {
 		return nil, fmt.Errorf("rollout.start: %w", err)
 	}
 	fmt.Fprintf(out, "rollout %s: candidate v%d, baseline v%d (the stable model); cohorts canary (tier=canary) then all; gate %q\n",
 		ro.ID, ro.Model, ro.Baseline, ro.Gate)
 	printed := 0
-	var final coordinator.RolloutRecord
+	var final api.Rollout
 	err = poll(ctx, 3*time.Minute, func() bool {
-		var all []coordinator.RolloutRecord
-		if adm.Call(ctx, coordinator.VerbRolloutStatus, nil, &all) != nil {
+		var all []api.Rollout
+		if adm.Call(ctx, api.VerbRolloutStatus, api.QueryOptions{}, nil, &all) != nil {
 			return false
 		}
 		for _, r := range all {
@@ -101,7 +101,7 @@ func rollOut(ctx context.Context, adm *coordinator.AdminClient, model uint64, ga
 		for ; printed < len(final.Decisions); printed++ {
 			printDecision(out, &final, final.Decisions[printed])
 		}
-		return final.State == coordinator.RolloutPromoted || final.State == coordinator.RolloutRolledBack
+		return final.State == api.RolloutPromoted || final.State == api.RolloutRolledBack
 	})
 	if err != nil {
 		return &final, fmt.Errorf("rollout %s did not finish (state %s): %w", ro.ID, final.State, err)
@@ -110,7 +110,7 @@ func rollOut(ctx context.Context, adm *coordinator.AdminClient, model uint64, ga
 	return &final, nil
 }
 
-func printDecision(out io.Writer, ro *coordinator.RolloutRecord, d coordinator.Decision) {
+func printDecision(out io.Writer, ro *api.Rollout, d api.Decision) {
 	cohort := "?"
 	if d.Stage < len(ro.Cohorts) {
 		cohort = ro.Cohorts[d.Stage].Name

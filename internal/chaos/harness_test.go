@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/internal/demo"
 	"github.com/fedge/fedge/internal/testutil"
 )
@@ -113,31 +114,31 @@ func newEnv(t *testing.T, agents int) *env {
 // user's job would see it.
 func (e *env) startJob(minClients int) {
 	e.t.Helper()
-	var job coordinator.JobRecord
-	spec := coordinator.JobSpec{Name: "chaos", Model: "2nn", Rounds: 10000, Fraction: 1, MinClients: minClients, Seed: 1,
-		Plan: coordinator.LocalPlan{Epochs: 1, BatchSize: 10, LR: 0.1}, SecAgg: coordinator.SecAggSpec{Enabled: true}}
-	if err := e.c.Admin.Call(e.ctx, coordinator.VerbJobsStart, spec, &job); err != nil {
+	var job api.Job
+	spec := api.JobSpec{Name: "chaos", Model: "2nn", Rounds: 10000, Fraction: 1, MinClients: minClients, Seed: 1,
+		Plan: api.LocalPlan{Epochs: 1, BatchSize: 10, LR: 0.1}, SecAgg: api.SecAggSpec{Enabled: true}}
+	if err := e.c.Admin.Call(e.ctx, api.VerbJobsStart, api.QueryOptions{}, spec, &job); err != nil {
 		e.t.Fatal(err)
 	}
 	e.job = job.ID
 }
 
 // rounds lists the job's training rounds (nil if the call failed).
-func (e *env) rounds() []coordinator.RoundRecord {
+func (e *env) rounds() []api.Round {
 	ctx, cancel := context.WithTimeout(e.ctx, 3*time.Second)
 	defer cancel()
-	var rs []coordinator.RoundRecord
-	if err := e.c.Admin.Call(ctx, coordinator.VerbRoundsList, coordinator.RoundsRequest{Job: e.job}, &rs); err != nil {
+	var rs []api.Round
+	if err := e.c.Admin.Call(ctx, api.VerbRoundsList, api.QueryOptions{}, api.RoundsRequest{Job: e.job}, &rs); err != nil {
 		return nil
 	}
 	sort.Slice(rs, func(i, j int) bool { return rs[i].ID < rs[j].ID })
 	return rs
 }
 
-func committed(rs []coordinator.RoundRecord) int {
+func committed(rs []api.Round) int {
 	n := 0
 	for _, r := range rs {
-		if r.State == coordinator.RoundCommitted {
+		if r.State == api.RoundCommitted {
 			n++
 		}
 	}
@@ -166,12 +167,12 @@ func (e *env) waitCommitted(n int, timeout time.Duration) time.Duration {
 
 // midRound waits for a running round whose agents have joined and returns
 // it.
-func (e *env) midRound(timeout time.Duration) coordinator.RoundRecord {
+func (e *env) midRound(timeout time.Duration) api.Round {
 	e.t.Helper()
-	var got coordinator.RoundRecord
+	var got api.Round
 	e.waitFor("a round in flight", timeout, func() bool {
 		for _, r := range e.rounds() {
-			if r.State == coordinator.RoundRunning && len(r.Participants) > 0 {
+			if r.State == api.RoundRunning && len(r.Participants) > 0 {
 				got = r
 				return true
 			}
@@ -182,16 +183,16 @@ func (e *env) midRound(timeout time.Duration) coordinator.RoundRecord {
 }
 
 // status asks one coordinator (only) for its view of the cluster.
-func (e *env) status(addr string) (coordinator.ClusterStatus, error) {
-	adm, err := coordinator.LoadAdminClient(filepath.Join(e.c.Dir, "admin"), []string{addr})
+func (e *env) status(addr string) (api.ClusterStatus, error) {
+	adm, err := api.Load(filepath.Join(e.c.Dir, "admin"), []string{addr})
 	if err != nil {
-		return coordinator.ClusterStatus{}, err
+		return api.ClusterStatus{}, err
 	}
 	defer adm.Close()
 	ctx, cancel := context.WithTimeout(e.ctx, 2*time.Second)
 	defer cancel()
-	var st coordinator.ClusterStatus
-	err = adm.Call(ctx, coordinator.VerbClusterStatus, nil, &st)
+	var st api.ClusterStatus
+	err = adm.Call(ctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &st)
 	return st, err
 }
 
@@ -211,13 +212,13 @@ func (e *env) leader() *demo.Proc {
 func (e *env) checkVersions() {
 	e.t.Helper()
 	rs := e.rounds()
-	var models []coordinator.ModelRecord
+	var models []api.Model
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 	defer cancel()
-	if err := e.c.Admin.Call(ctx, coordinator.VerbModelsList, nil, &models); err != nil {
+	if err := e.c.Admin.Call(ctx, api.VerbModelsList, api.QueryOptions{}, nil, &models); err != nil {
 		e.t.Fatal(err)
 	}
-	held := map[uint64]coordinator.ModelRecord{}
+	held := map[uint64]api.Model{}
 	for _, m := range models {
 		if _, dup := held[m.Version]; dup {
 			e.t.Errorf("version %d listed twice", m.Version)
@@ -226,7 +227,7 @@ func (e *env) checkVersions() {
 	}
 	outs := map[uint64]uint64{}
 	for _, r := range rs {
-		if r.State != coordinator.RoundCommitted {
+		if r.State != api.RoundCommitted {
 			continue
 		}
 		if prev, dup := outs[r.ModelOut]; dup {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/internal/demo"
 )
 
@@ -47,10 +48,10 @@ func TestTwoAgentsKill9MidRound(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var end coordinator.RoundRecord
+	var end api.Round
 	took := e.waitFor("the round to end", 5*time.Minute, func() bool {
 		for _, x := range e.rounds() {
-			if x.ID == r.ID && x.State != coordinator.RoundRunning {
+			if x.ID == r.ID && x.State != api.RoundRunning {
 				end = x
 				return true
 			}
@@ -58,7 +59,7 @@ func TestTwoAgentsKill9MidRound(t *testing.T) {
 		return false
 	})
 	record(t, result{Scenario: "two agents kill -9 mid-round", Measure: "kill to that round's end (" + end.State + ")", Seconds: took.Seconds(), Goal: "commits <= 10 s"})
-	if end.State != coordinator.RoundCommitted {
+	if end.State != api.RoundCommitted {
 		t.Errorf("round %d ended %s (%s), want committed with the survivors", r.ID, end.State, end.Error)
 	} else if s := end.Metrics["survivors"]; s != 4 {
 		t.Errorf("round %d committed with %v survivors, want 4", r.ID, s)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 )
 
 // Proc is one coordinator or agent process of a Cluster. A killed Proc can
@@ -166,7 +167,7 @@ type Cluster struct {
 	// Addrs are the coordinators' QUIC addresses, in Peers' order.
 	Addrs []string
 	// Admin is an operator client of the cluster.
-	Admin  *coordinator.AdminClient
+	Admin  *api.Client
 	Nodes  []*Proc
 	Agents []*Proc
 	procs  *fleet
@@ -216,7 +217,7 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 		}
 		c.Nodes = append(c.Nodes, proc)
 	}
-	if c.Admin, err = coordinator.LoadAdminClient(filepath.Join(o.Dir, "admin"), c.Addrs); err != nil {
+	if c.Admin, err = api.Load(filepath.Join(o.Dir, "admin"), c.Addrs); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -228,12 +229,12 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 }
 
 // WaitLeader polls the cluster's status until a leader is known.
-func (c *Cluster) WaitLeader(ctx context.Context, timeout time.Duration) (coordinator.ClusterStatus, error) {
-	var st coordinator.ClusterStatus
+func (c *Cluster) WaitLeader(ctx context.Context, timeout time.Duration) (api.ClusterStatus, error) {
+	var st api.ClusterStatus
 	err := poll(ctx, timeout, func() bool {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
-		return c.Admin.Call(cctx, coordinator.VerbClusterStatus, nil, &st) == nil && st.Cluster == c.Name && st.LeaderID != ""
+		return c.Admin.Call(cctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &st) == nil && st.Cluster == c.Name && st.LeaderID != ""
 	})
 	return st, err
 }
@@ -282,8 +283,8 @@ func (c *Cluster) AddAgents(ctx context.Context, o AgentOptions) error {
 		if i < o.Canaries {
 			labels["tier"] = "canary"
 		}
-		var tok coordinator.TokenResponse
-		if err := c.Admin.Call(ctx, coordinator.VerbTokensCreate, coordinator.TokenRequest{Labels: labels, TTL: coordinator.Duration(time.Hour)}, &tok); err != nil {
+		var tok api.TokenResponse
+		if err := c.Admin.Call(ctx, api.VerbTokensCreate, api.QueryOptions{}, api.TokenRequest{Labels: labels, TTL: api.Duration(time.Hour)}, &tok); err != nil {
 			return err
 		}
 		name := fmt.Sprintf("agent%02d", first+i)
@@ -322,8 +323,8 @@ func (c *Cluster) AddAgents(ctx context.Context, o AgentOptions) error {
 // Connected returns how many agents the cluster sees connected (0 when the
 // question fails).
 func (c *Cluster) Connected(ctx context.Context) int {
-	var agents []coordinator.AgentInfo
-	if c.Admin.Call(ctx, coordinator.VerbAgentsList, nil, &agents) != nil {
+	var agents []api.Agent
+	if c.Admin.Call(ctx, api.VerbAgentsList, api.QueryOptions{}, nil, &agents) != nil {
 		return 0
 	}
 	n := 0

@@ -14,7 +14,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/internal/mnist"
 	"github.com/fedge/fedge/tensor"
 	"github.com/fedge/fedge/tensor/data"
@@ -61,15 +61,15 @@ type RoundLine struct {
 
 // Report is the JSON log the demo writes.
 type Report struct {
-	Started  time.Time                  `json:"started"`
-	Seconds  float64                    `json:"seconds"`
-	Agents   int                        `json:"agents"`
-	Job      coordinator.JobSpec        `json:"job"`
-	Rounds   []RoundLine                `json:"rounds"`
-	Reached  bool                       `json:"reached_target"`
-	Rollout  *coordinator.RolloutRecord `json:"rollout,omitempty"`
-	Predict  json.RawMessage            `json:"prediction,omitempty"`
-	Warnings []string                   `json:"warnings,omitempty"`
+	Started  time.Time       `json:"started"`
+	Seconds  float64         `json:"seconds"`
+	Agents   int             `json:"agents"`
+	Job      api.JobSpec     `json:"job"`
+	Rounds   []RoundLine     `json:"rounds"`
+	Reached  bool            `json:"reached_target"`
+	Rollout  *api.Rollout    `json:"rollout,omitempty"`
+	Predict  json.RawMessage `json:"prediction,omitempty"`
+	Warnings []string        `json:"warnings,omitempty"`
 }
 
 func (o *Options) defaults() error {
@@ -205,17 +205,17 @@ func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
 	if err != nil {
 		return nil, err
 	}
-	spec := coordinator.JobSpec{
+	spec := api.JobSpec{
 		Name: "demo-2nn", Model: "2nn", Rounds: o.Rounds, Fraction: 1, MinClients: 3, Seed: 1,
-		Plan:     coordinator.LocalPlan{Epochs: 1, BatchSize: 50, LR: 0.1},
-		Strategy: coordinator.StrategySpec{Name: "fedavgm", Momentum: 0.5},
-		SecAgg:   coordinator.SecAggSpec{Enabled: true, Clip: 1, Bits: 16},
-		Deadline: coordinator.Deadlines{Train: coordinator.Duration(120 * time.Second), Stage: coordinator.Duration(30 * time.Second)},
+		Plan:     api.LocalPlan{Epochs: 1, BatchSize: 50, LR: 0.1},
+		Strategy: api.StrategySpec{Name: "fedavgm", Momentum: 0.5},
+		SecAgg:   api.SecAggSpec{Enabled: true, Clip: 1, Bits: 16},
+		Deadline: api.Deadlines{Train: api.Duration(120 * time.Second), Stage: api.Duration(30 * time.Second)},
 		Push:     "int8", // new versions travel as int8 deltas (about a fifth of a model file)
 	}
 	rep.Job = spec
-	var job coordinator.JobRecord
-	if err := adm.Call(ctx, coordinator.VerbJobsStart, spec, &job); err != nil {
+	var job api.Job
+	if err := adm.Call(ctx, api.VerbJobsStart, api.QueryOptions{}, spec, &job); err != nil {
 		return nil, err
 	}
 	say("job %s: 2nn, FedAvgM, SecAgg+ on, int8 pushes, all %d agents per round, E=%d B=%d lr=%g", job.ID, o.Agents, spec.Plan.Epochs, spec.Plan.BatchSize, spec.Plan.LR)
@@ -226,17 +226,17 @@ func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
 		if ctx.Err() != nil {
 			return rep, context.Cause(ctx)
 		}
-		var rounds []coordinator.RoundRecord
-		if err := adm.Call(ctx, coordinator.VerbRoundsList, coordinator.RoundsRequest{Job: job.ID}, &rounds); err != nil {
+		var rounds []api.Round
+		if err := adm.Call(ctx, api.VerbRoundsList, api.QueryOptions{}, api.RoundsRequest{Job: job.ID}, &rounds); err != nil {
 			return rep, err
 		}
 		sort.Slice(rounds, func(a, b int) bool { return rounds[a].ID < rounds[b].ID })
 		for _, r := range rounds {
-			if seen[r.ID] || r.State == coordinator.RoundRunning {
+			if seen[r.ID] || r.State == api.RoundRunning {
 				continue
 			}
 			seen[r.ID] = true
-			if r.State != coordinator.RoundCommitted {
+			if r.State != api.RoundCommitted {
 				say("round %d %s: %s", r.Number, r.State, r.Error)
 				continue
 			}
@@ -258,8 +258,8 @@ func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
 				break
 			}
 		}
-		var js coordinator.JobRecord
-		if err := adm.Call(ctx, coordinator.VerbJobsStatus, coordinator.IDRequest{ID: job.ID}, &js); err == nil && js.State != coordinator.JobRunning && !rep.Reached {
+		var js api.Job
+		if err := adm.Call(ctx, api.VerbJobsStatus, api.QueryOptions{}, api.IDRequest{ID: job.ID}, &js); err == nil && js.State != api.JobRunning && !rep.Reached {
 			if len(rounds) == len(seen) {
 				rep.Warnings = append(rep.Warnings, fmt.Sprintf("job ended (%s) before reaching %.0f%%", js.State, 100*o.Target))
 				break
@@ -269,7 +269,7 @@ func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
 			time.Sleep(300 * time.Millisecond)
 		}
 	}
-	_ = adm.Call(ctx, coordinator.VerbJobsStop, coordinator.IDRequest{ID: job.ID}, nil)
+	_ = adm.Call(ctx, api.VerbJobsStop, api.QueryOptions{}, api.IDRequest{ID: job.ID}, nil)
 	if rep.Reached {
 		say("reached %.2f%% test accuracy at round %d (model v%d) in %.0fs", 100*best.Accuracy, best.Round, best.Model, time.Since(start).Seconds())
 	} else {
@@ -285,7 +285,7 @@ func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
 			say("rollout: %v", err)
 		}
 		rep.Rollout = ro
-		if ro != nil && ro.State == coordinator.RolloutPromoted {
+		if ro != nil && ro.State == api.RolloutPromoted {
 			pred, err := predict(ctx, http, best.Model, test, say)
 			if err != nil {
 				rep.Warnings = append(rep.Warnings, "predict: "+err.Error())
@@ -327,20 +327,20 @@ func poll(ctx context.Context, timeout time.Duration, cond func() bool) error {
 	return nil
 }
 
-func rollout(ctx context.Context, adm *coordinator.AdminClient, model uint64, say func(string, ...any)) (*coordinator.RolloutRecord, error) {
-	cohorts, err := coordinator.ParseCohorts("canary[tier=canary]=100%,all=100%")
+func rollout(ctx context.Context, adm *api.Client, model uint64, say func(string, ...any)) (*api.Rollout, error) {
+	cohorts, err := api.ParseCohorts("canary[tier=canary]=100%,all=100%")
 	if err != nil {
 		return nil, err
 	}
-	var ro coordinator.RolloutRecord
-	if err := adm.Call(ctx, coordinator.VerbRolloutStart, coordinator.RolloutRequest{Model: model, Cohorts: cohorts, Gate: "accuracy>=baseline-0.5"}, &ro); err != nil {
+	var ro api.Rollout
+	if err := adm.Call(ctx, api.VerbRolloutStart, api.QueryOptions{}, api.RolloutRequest{Model: model, Cohorts: cohorts, Gate: "accuracy>=baseline-0.5"}, &ro); err != nil {
 		return nil, err
 	}
 	say("rollout %s of model v%d: canary (tier=canary) then all; gate accuracy>=baseline-0.5", ro.ID, model)
-	var final coordinator.RolloutRecord
+	var final api.Rollout
 	err = poll(ctx, 180*time.Second, func() bool {
-		var all []coordinator.RolloutRecord
-		if adm.Call(ctx, coordinator.VerbRolloutStatus, nil, &all) != nil {
+		var all []api.Rollout
+		if adm.Call(ctx, api.VerbRolloutStatus, api.QueryOptions{}, nil, &all) != nil {
 			return false
 		}
 		for _, r := range all {
@@ -348,7 +348,7 @@ func rollout(ctx context.Context, adm *coordinator.AdminClient, model uint64, sa
 				final = r
 			}
 		}
-		return final.State == coordinator.RolloutPromoted || final.State == coordinator.RolloutRolledBack
+		return final.State == api.RolloutPromoted || final.State == api.RolloutRolledBack
 	})
 	for _, d := range final.Decisions {
 		if d.Evidence != nil {

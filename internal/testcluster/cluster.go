@@ -14,6 +14,7 @@ import (
 
 	"github.com/fedge/fedge/agent"
 	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/internal/testutil"
 )
 
@@ -44,7 +45,7 @@ type Cluster struct {
 	Dir   string
 	Peers []coordinator.Peer
 	Nodes []*coordinator.Node
-	Admin *coordinator.AdminClient
+	Admin *api.Client
 	Fleet []*Agent
 	MNIST string
 	// Proxies front the nodes when Options.Proxied is set.
@@ -113,15 +114,15 @@ func New(t testing.TB, o Options) *Cluster {
 		c.StartNode(i)
 	}
 	var err error
-	c.Admin, err = coordinator.LoadAdminClient(filepath.Join(c.Dir, "admin"), addrs)
+	c.Admin, err = api.Load(filepath.Join(c.Dir, "admin"), addrs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.WaitFor("bootstrap", 30*time.Second, func() bool {
-		var st coordinator.ClusterStatus
+		var st api.ClusterStatus
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		return c.Admin.Call(ctx, coordinator.VerbClusterStatus, nil, &st) == nil && st.Cluster == "testcluster" && st.LeaderID != ""
+		return c.Admin.Call(ctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &st) == nil && st.Cluster == "testcluster" && st.LeaderID != ""
 	})
 	for i := 0; i < o.Agents; i++ {
 		c.AddAgent(i)
@@ -230,8 +231,8 @@ func (c *Cluster) AgentConfig(i int) agent.Config {
 	if i < c.opts.Canaries {
 		labels["tier"] = "canary"
 	}
-	var tok coordinator.TokenResponse
-	if err := c.Admin.Call(context.Background(), coordinator.VerbTokensCreate, coordinator.TokenRequest{Labels: labels}, &tok); err != nil {
+	var tok api.TokenResponse
+	if err := c.Admin.Call(context.Background(), api.VerbTokensCreate, api.QueryOptions{}, api.TokenRequest{Labels: labels}, &tok); err != nil {
 		c.T.Fatal(err)
 	}
 	cfg := agent.DefaultConfig()
@@ -303,20 +304,20 @@ func (c *Cluster) WaitConnected(n int) {
 }
 
 // StartJob starts a training job and returns its ID.
-func (c *Cluster) StartJob(spec coordinator.JobSpec) string {
+func (c *Cluster) StartJob(spec api.JobSpec) string {
 	c.T.Helper()
-	var job coordinator.JobRecord
-	if err := c.Admin.Call(context.Background(), coordinator.VerbJobsStart, spec, &job); err != nil {
+	var job api.Job
+	if err := c.Admin.Call(context.Background(), api.VerbJobsStart, api.QueryOptions{}, spec, &job); err != nil {
 		c.T.Fatal(err)
 	}
 	return job.ID
 }
 
 // Rounds lists a job's rounds as the leader knows them.
-func (c *Cluster) Rounds(job string) []coordinator.RoundRecord {
+func (c *Cluster) Rounds(job string) []api.Round {
 	c.T.Helper()
-	var rounds []coordinator.RoundRecord
-	if err := c.Admin.Call(context.Background(), coordinator.VerbRoundsList, coordinator.RoundsRequest{Job: job}, &rounds); err != nil {
+	var rounds []api.Round
+	if err := c.Admin.Call(context.Background(), api.VerbRoundsList, api.QueryOptions{}, api.RoundsRequest{Job: job}, &rounds); err != nil {
 		c.T.Fatal(err)
 	}
 	return rounds
@@ -324,27 +325,27 @@ func (c *Cluster) Rounds(job string) []coordinator.RoundRecord {
 
 // WaitCommitted waits until job has n committed training rounds and
 // returns its training rounds (a statistics round, if any, is left out).
-func (c *Cluster) WaitCommitted(job string, n int, timeout time.Duration) []coordinator.RoundRecord {
+func (c *Cluster) WaitCommitted(job string, n int, timeout time.Duration) []api.Round {
 	c.T.Helper()
-	var rounds []coordinator.RoundRecord
+	var rounds []api.Round
 	c.WaitFor(fmt.Sprintf("%d committed rounds of %s", n, job), timeout, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		rounds = nil
-		if err := c.Admin.Call(ctx, coordinator.VerbRoundsList, coordinator.RoundsRequest{Job: job}, &rounds); err != nil {
+		if err := c.Admin.Call(ctx, api.VerbRoundsList, api.QueryOptions{}, api.RoundsRequest{Job: job}, &rounds); err != nil {
 			c.log.Warn("testcluster: rounds.list", "err", err)
 			return false
 		}
 		train := rounds[:0]
 		for _, r := range rounds {
-			if r.Kind == coordinator.RoundTrain {
+			if r.Kind == api.RoundTrain {
 				train = append(train, r)
 			}
 		}
 		rounds = train
 		k := 0
 		for _, r := range rounds {
-			if r.State == coordinator.RoundCommitted {
+			if r.State == api.RoundCommitted {
 				k++
 			}
 		}

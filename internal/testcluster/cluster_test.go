@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/internal/mnist"
 	"github.com/fedge/fedge/internal/testcluster"
 	"github.com/fedge/fedge/protocol"
@@ -52,12 +53,12 @@ func testAccuracy(t *testing.T, c *testcluster.Cluster, version uint64) float64 
 
 // fedAvgJob is the FedAvg paper's client setup (E=1, B=10, 600 examples per
 // client) with secure aggregation on.
-func fedAvgJob(rounds int) coordinator.JobSpec {
-	return coordinator.JobSpec{
+func fedAvgJob(rounds int) api.JobSpec {
+	return api.JobSpec{
 		Name: "fedavg", Model: "2nn", Rounds: rounds, Fraction: 1, MinClients: 3, Seed: 1,
-		Plan:     coordinator.LocalPlan{Epochs: 1, BatchSize: 10, LR: 0.1},
-		SecAgg:   coordinator.SecAggSpec{Enabled: true},
-		Deadline: coordinator.Deadlines{Download: coordinator.Duration(5 * time.Second), Train: coordinator.Duration(15 * time.Second), Stage: coordinator.Duration(5 * time.Second)},
+		Plan:     api.LocalPlan{Epochs: 1, BatchSize: 10, LR: 0.1},
+		SecAgg:   api.SecAggSpec{Enabled: true},
+		Deadline: api.Deadlines{Download: api.Duration(5 * time.Second), Train: api.Duration(15 * time.Second), Stage: api.Duration(5 * time.Second)},
 	}
 }
 
@@ -72,7 +73,7 @@ func TestFederatedMNISTQuick(t *testing.T) {
 	rounds := c.WaitCommitted(job, 5, 180*time.Second)
 	last := rounds[len(rounds)-1]
 	for _, r := range rounds {
-		if r.State != coordinator.RoundCommitted || r.Metrics["survivors"] != 10 {
+		if r.State != api.RoundCommitted || r.Metrics["survivors"] != 10 {
 			t.Fatalf("round %d: %s %q survivors %v", r.Number, r.State, r.Error, r.Metrics["survivors"])
 		}
 	}
@@ -199,7 +200,7 @@ func TestLeaderKilledMidRound(t *testing.T) {
 		running := false
 		leader.FSM().Read(func(s *coordinator.State) {
 			for _, r := range s.Rounds {
-				running = running || r.State == coordinator.RoundRunning
+				running = running || r.State == api.RoundRunning
 			}
 		})
 		return running
@@ -209,7 +210,7 @@ func TestLeaderKilledMidRound(t *testing.T) {
 	leader.FSM().Read(func(s *coordinator.State) {
 		committedBefore = len(s.Models)
 		for id, r := range s.Rounds {
-			if r.State == coordinator.RoundRunning {
+			if r.State == api.RoundRunning {
 				inFlight = id
 			}
 		}
@@ -220,7 +221,7 @@ func TestLeaderKilledMidRound(t *testing.T) {
 	// (its agents' sessions closed first) or, after a crash, the new leader
 	// marks it aborted.
 	for _, r := range rounds {
-		if r.ID == inFlight && r.State != coordinator.RoundAborted && r.State != coordinator.RoundFailed {
+		if r.ID == inFlight && r.State != api.RoundAborted && r.State != api.RoundFailed {
 			t.Fatalf("round %d, in flight when the leader died, ended %s", r.ID, r.State)
 		}
 	}
@@ -265,7 +266,7 @@ func TestAgentsVanishMidRound(t *testing.T) {
 		running := false
 		leader.FSM().Read(func(s *coordinator.State) {
 			for _, r := range s.Rounds {
-				running = running || (r.State == coordinator.RoundRunning && r.Number == 2)
+				running = running || (r.State == api.RoundRunning && r.Number == 2)
 			}
 		})
 		return running
@@ -300,7 +301,7 @@ func TestDifferentialPrivacyJob(t *testing.T) {
 	heavy(t)
 	c := testcluster.New(t, testcluster.Options{Agents: 5, Shards: 100})
 	spec := fedAvgJob(2)
-	spec.DP = coordinator.DPSpec{Enabled: true, Clip: 1e-3, NoiseMultiplier: 0.5, Adaptive: true}
+	spec.DP = api.DPSpec{Enabled: true, Clip: 1e-3, NoiseMultiplier: 0.5, Adaptive: true}
 	job := c.StartJob(spec)
 	rounds := c.WaitCommitted(job, 2, 120*time.Second)
 	// Every 2nn update is far longer than 1e-3: the clip must grow, and
@@ -312,8 +313,8 @@ func TestDifferentialPrivacyJob(t *testing.T) {
 	if !(rounds[1].Metrics["epsilon"] > rounds[0].Metrics["epsilon"] && rounds[0].Metrics["epsilon"] > 0) {
 		t.Fatalf("epsilon per round: %v then %v", rounds[0].Metrics["epsilon"], rounds[1].Metrics["epsilon"])
 	}
-	var js coordinator.JobRecord
-	if err := c.Admin.Call(context.Background(), coordinator.VerbJobsStatus, coordinator.IDRequest{ID: job}, &js); err != nil {
+	var js api.Job
+	if err := c.Admin.Call(context.Background(), api.VerbJobsStatus, api.QueryOptions{}, api.IDRequest{ID: job}, &js); err != nil {
 		t.Fatal(err)
 	}
 	if js.Privacy == nil || js.Privacy.Rounds != 2 || js.Privacy.Epsilon != rounds[1].Metrics["epsilon"] {
@@ -333,13 +334,13 @@ func TestStandardizedJob(t *testing.T) {
 	spec.Plan.LR = 0.02 // standardized inputs are larger than raw pixels
 	job := c.StartJob(spec)
 	rounds := c.WaitCommitted(job, 2, 120*time.Second)
-	var stats *coordinator.RoundRecord
+	var stats *api.Round
 	for _, r := range c.Rounds(job) {
-		if r.Kind == coordinator.RoundStats {
+		if r.Kind == api.RoundStats {
 			stats = &r
 		}
 	}
-	if stats == nil || stats.State != coordinator.RoundCommitted || stats.Metrics["survivors"] != 4 || stats.Metrics["features"] != 784 {
+	if stats == nil || stats.State != api.RoundCommitted || stats.Metrics["survivors"] != 4 || stats.Metrics["features"] != 784 {
 		t.Fatalf("statistics round %+v", stats)
 	}
 	t.Logf("statistics round: %d agents, %v examples, %.2f s, %d bytes in, %d out", len(stats.Participants),
@@ -385,7 +386,7 @@ func TestLargeModelRound(t *testing.T) {
 	if 4*params <= protocol.DefaultMaxFrame {
 		t.Fatalf("%d parameters fit in one frame", params)
 	}
-	if r.State != coordinator.RoundCommitted || r.Metrics["survivors"] != 3 || r.BytesIn < 3*4*params {
+	if r.State != api.RoundCommitted || r.Metrics["survivors"] != 3 || r.BytesIn < 3*4*params {
 		t.Fatalf("round %+v", r)
 	}
 	t.Logf("%d-parameter model: %d bytes in, %.2f s", params, r.BytesIn, r.Metrics["seconds"])

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/internal/testcluster"
 )
 
@@ -15,12 +16,12 @@ import (
 // per agent so the race detector's slowdown stays within its deadlines.
 func TestClusterLeaderChange(t *testing.T) {
 	c := testcluster.New(t, testcluster.Options{Agents: 3, Shards: 200, Partition: "iid"})
-	deadline := coordinator.Duration(60 * time.Second)
-	job := c.StartJob(coordinator.JobSpec{
+	deadline := api.Duration(60 * time.Second)
+	job := c.StartJob(api.JobSpec{
 		Name: "race", Model: "logreg", Rounds: 3, Fraction: 1, MinClients: 3, Seed: 1,
-		Plan:     coordinator.LocalPlan{Epochs: 1, BatchSize: 20, LR: 0.1},
-		SecAgg:   coordinator.SecAggSpec{Enabled: true},
-		Deadline: coordinator.Deadlines{Download: deadline, Train: deadline, Stage: deadline},
+		Plan:     api.LocalPlan{Epochs: 1, BatchSize: 20, LR: 0.1},
+		SecAgg:   api.SecAggSpec{Enabled: true},
+		Deadline: api.Deadlines{Download: deadline, Train: deadline, Stage: deadline},
 	})
 	first := c.WaitCommitted(job, 1, 180*time.Second)
 	if s := first[0].Metrics["survivors"]; s != 3 {
@@ -36,7 +37,7 @@ func TestClusterLeaderChange(t *testing.T) {
 	// Every committed round made its own model version, none lost.
 	versions := map[uint64]bool{}
 	for _, r := range rounds {
-		if r.State == coordinator.RoundCommitted {
+		if r.State == api.RoundCommitted {
 			versions[r.ModelOut] = true
 		}
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fedge/fedge/agent"
 	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/internal/testcluster"
 )
 
@@ -114,7 +115,7 @@ func runningRound(leader *coordinator.Node) uint64 {
 	var id uint64
 	leader.FSM().Read(func(s *coordinator.State) {
 		for rid, r := range s.Rounds {
-			if r.State == coordinator.RoundRunning {
+			if r.State == api.RoundRunning {
 				id = rid
 			}
 		}
@@ -136,7 +137,7 @@ func TestAgentsKilledMidRound(t *testing.T) {
 	spec := fedAvgJob(4)
 	// Deadlines far beyond the recovery bound: only dropping the dead
 	// agents at once can commit the round in time.
-	spec.Deadline = coordinator.Deadlines{Download: coordinator.Duration(20 * time.Second), Train: coordinator.Duration(60 * time.Second), Stage: coordinator.Duration(30 * time.Second)}
+	spec.Deadline = api.Deadlines{Download: api.Duration(20 * time.Second), Train: api.Duration(60 * time.Second), Stage: api.Duration(30 * time.Second)}
 	job := c.StartJob(spec)
 	c.WaitCommitted(job, 1, 120*time.Second)
 	_, leader := c.Leader()
@@ -156,7 +157,7 @@ func TestAgentsKilledMidRound(t *testing.T) {
 	c.WaitFor(fmt.Sprintf("round %d to end", inFlight), 60*time.Second, func() bool {
 		ended := false
 		leader.FSM().Read(func(s *coordinator.State) {
-			if r, ok := s.Rounds[inFlight]; ok && r.State != coordinator.RoundRunning {
+			if r, ok := s.Rounds[inFlight]; ok && r.State != api.RoundRunning {
 				rec, ended = *r, true
 			}
 		})
@@ -164,7 +165,7 @@ func TestAgentsKilledMidRound(t *testing.T) {
 	})
 	took := rec.EndedAt.Sub(killed)
 	t.Logf("round %d %s %v after two agents were killed (survivors %v)", rec.ID, rec.State, took.Round(time.Millisecond), rec.Metrics["survivors"])
-	if rec.State != coordinator.RoundCommitted || rec.Metrics["survivors"] != 3 {
+	if rec.State != api.RoundCommitted || rec.Metrics["survivors"] != 3 {
 		t.Fatalf("round %d ended %s (%s) with %v survivors, want committed with 3", rec.ID, rec.State, rec.Error, rec.Metrics["survivors"])
 	}
 	if took > recoveryBound {
@@ -174,8 +175,8 @@ func TestAgentsKilledMidRound(t *testing.T) {
 	// The agents list: the killed agents are gone, the others serve (and
 	// say they serve) the models they hold.
 	c.WaitFor("the killed agents shown disconnected", 2*agent.DefaultSessionTimeout, func() bool {
-		var infos []coordinator.AgentInfo
-		if err := c.Admin.Call(context.Background(), coordinator.VerbAgentsList, nil, &infos); err != nil {
+		var infos []api.Agent
+		if err := c.Admin.Call(context.Background(), api.VerbAgentsList, api.QueryOptions{}, nil, &infos); err != nil {
 			return false
 		}
 		connected := 0
@@ -187,8 +188,8 @@ func TestAgentsKilledMidRound(t *testing.T) {
 		return connected == 3
 	})
 	c.WaitFor("agents list SERVES = the version each agent serves", 30*time.Second, func() bool {
-		var infos []coordinator.AgentInfo
-		if err := c.Admin.Call(context.Background(), coordinator.VerbAgentsList, nil, &infos); err != nil {
+		var infos []api.Agent
+		if err := c.Admin.Call(context.Background(), api.VerbAgentsList, api.QueryOptions{}, nil, &infos); err != nil {
 			return false
 		}
 		serves := map[string]uint64{}
@@ -227,7 +228,7 @@ func TestLeaderKilledRecovers(t *testing.T) {
 		k := 0
 		n.FSM().Read(func(s *coordinator.State) {
 			for _, r := range s.Rounds {
-				if r.State == coordinator.RoundCommitted {
+				if r.State == api.RoundCommitted {
 					k++
 				}
 			}
@@ -245,7 +246,7 @@ func TestLeaderKilledRecovers(t *testing.T) {
 				took = time.Since(killed)
 				n.FSM().Read(func(s *coordinator.State) {
 					for _, r := range s.Rounds {
-						if r.State == coordinator.RoundCommitted && r.ID > next.ID {
+						if r.State == api.RoundCommitted && r.ID > next.ID {
 							next = *r
 						}
 					}

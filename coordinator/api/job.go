@@ -1,4 +1,4 @@
-package coordinator
+package api
 
 import (
 	"encoding/json"
@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// ErrInvalidJob is returned for a job spec that cannot run.
+// ErrInvalidJob is returned (wrapped, with the reason) for a job spec that
+// cannot run.
 var ErrInvalidJob = errors.New("invalid job")
 
 // JobSpec is a training job as an ML engineer writes it (job.json). Zero
@@ -150,6 +151,11 @@ var strategies = map[string]bool{
 
 // robustOnly are strategies that need every update in the clear.
 var robustOnly = map[string]bool{"median": true, "trimmedmean": true, "krum": true}
+
+// RobustStrategy reports whether the strategy needs every update in the
+// clear (median, trimmed mean, Krum): such jobs cannot use secure
+// aggregation.
+func RobustStrategy(name string) bool { return robustOnly[name] }
 
 // Normalize fills in defaults and checks the spec, returning ErrInvalidJob
 // wrapped with the reason.

@@ -1,4 +1,4 @@
-package coordinator
+package api
 
 import (
 	"context"
@@ -17,18 +17,38 @@ import (
 	"github.com/fedge/fedge/tensor"
 )
 
-// ErrUnreachable is returned when no coordinator answered.
-var ErrUnreachable = errors.New("coordinator: no coordinator reachable")
+// Errors the Client returns (wrapped) besides the server's own
+// (*protocol.Error, whose Code says not found, bad request, revoked, …).
+var (
+	// ErrUnreachable: no coordinator answered.
+	ErrUnreachable = errors.New("no coordinator reachable")
+	// ErrNoLeader: the coordinators answered, but none knows a leader
+	// (an election is under way, or a quorum is down).
+	ErrNoLeader = errors.New("no leader")
+)
 
-// AdminClient talks to a coordinator cluster as an operator. It dials
-// the given addresses in turn, follows redirects to the leader for writes,
-// and reuses one session.
-type AdminClient struct {
-	// Consistent makes reads linearizable: they are served by the leader
-	// after a Raft barrier, so they see every write acknowledged before.
-	// Off, any node answers from its replica (possibly a little behind).
+// The files of an operator credential folder, as `fedge init` writes it.
+const (
+	FileCA        = "ca.pem"    // the cluster CA certificate
+	FileAdminCert = "admin.pem" // the operator's certificate
+	FileAdminKey  = "admin.key" // the operator's Ed25519 key
+)
+
+// QueryOptions qualify a read.
+type QueryOptions struct {
+	// Consistent makes the read linearizable: the leader answers after a
+	// Raft barrier, so it sees every write acknowledged before. Off, any
+	// coordinator answers from its replica (possibly a little behind),
+	// except for the reads only the leader can answer (agents' connection
+	// state, why a job or rollout waits), which followers forward.
 	Consistent bool
+}
 
+// Client talks to a coordinator cluster as an operator. It dials the
+// given addresses in turn (a node that answers "starting" is retried),
+// follows redirects to the leader (followers also forward writes
+// themselves), and reuses one session. It is safe for concurrent use.
+type Client struct {
 	addrs []string
 	tls   *tls.Config
 
@@ -37,44 +57,45 @@ type AdminClient struct {
 	addr string
 }
 
-// NewAdminClient returns a client using an admin certificate.
-func NewAdminClient(addrs []string, cert tls.Certificate, roots *x509.CertPool) (*AdminClient, error) {
+// New returns a client of the coordinators at addrs using an operator
+// certificate (cert) and the cluster's CA (roots).
+func New(addrs []string, cert tls.Certificate, roots *x509.CertPool) (*Client, error) {
 	if len(addrs) == 0 {
-		return nil, errors.New("coordinator.NewAdminClient: no coordinator addresses")
+		return nil, errors.New("api.New: no coordinator addresses")
 	}
 	conf, err := identity.AdminConfig(cert, roots, protocol.ALPNAdmin)
 	if err != nil {
-		return nil, fmt.Errorf("coordinator.NewAdminClient: %w", err)
+		return nil, fmt.Errorf("api.New: %w", err)
 	}
-	return &AdminClient{addrs: addrs, tls: conf}, nil
+	return &Client{addrs: append([]string(nil), addrs...), tls: conf}, nil
 }
 
-// LoadAdminClient reads an operator credential folder (ca.pem, admin.pem,
-// admin.key, as InitCluster writes it).
-func LoadAdminClient(dir string, addrs []string) (*AdminClient, error) {
-	ca, err := LoadPEMCert(filepath.Join(dir, FileCACert))
+// Load returns a client using an operator credential folder (ca.pem,
+// admin.pem, admin.key).
+func Load(dir string, addrs []string) (*Client, error) {
+	ca, err := identity.LoadPEMCert(filepath.Join(dir, FileCA))
 	if err != nil {
-		return nil, fmt.Errorf("coordinator.LoadAdminClient: %w", err)
+		return nil, fmt.Errorf("api.Load: %w", err)
 	}
-	tc, _, err := LoadKeyPair(filepath.Join(dir, "admin.pem"), filepath.Join(dir, "admin.key"), nil)
+	tc, _, err := identity.LoadKeyPair(filepath.Join(dir, FileAdminCert), filepath.Join(dir, FileAdminKey), nil)
 	if err != nil {
-		return nil, fmt.Errorf("coordinator.LoadAdminClient: %w", err)
+		return nil, fmt.Errorf("api.Load: %w", err)
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)
-	return NewAdminClient(addrs, tc, roots)
+	return New(addrs, tc, roots)
 }
 
 // Addr returns the coordinator the client's session is with ("" before
 // the first call).
-func (c *AdminClient) Addr() string {
+func (c *Client) Addr() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.addr
 }
 
 // Close ends the session.
-func (c *AdminClient) Close() error {
+func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.sess != nil {
@@ -87,7 +108,7 @@ func (c *AdminClient) Close() error {
 
 // rotate closes the current session and moves its address to the back of
 // the list, so the next call asks another coordinator first.
-func (c *AdminClient) rotate() {
+func (c *Client) rotate() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.sess == nil {
@@ -106,21 +127,23 @@ func (c *AdminClient) rotate() {
 	}
 }
 
-// session returns a live session, dialing addr (or each address) if needed.
-func (c *AdminClient) session(ctx context.Context, addr string) (*protocol.Session, error) {
+// session returns a live session, dialing addr (or each address in turn)
+// if needed. It dials without holding the lock, so a slow handshake does
+// not block other callers' use of a live session.
+func (c *Client) session(ctx context.Context, addr string) (*protocol.Session, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.sess != nil && c.sess.Err() == nil && (addr == "" || addr == c.addr) {
-		return c.sess, nil
-	}
-	if c.sess != nil {
-		c.sess.Close()
-		c.sess = nil
+		s := c.sess
+		c.mu.Unlock()
+		return s, nil
 	}
 	targets := c.addrs
 	if addr != "" {
 		targets = []string{addr}
 	}
+	targets = append([]string(nil), targets...)
+	c.mu.Unlock()
+
 	var errs []error
 	for i, a := range targets {
 		// Each address gets its share of the time left, so one dead
@@ -137,19 +160,32 @@ func (c *AdminClient) session(ctx context.Context, addr string) (*protocol.Sessi
 			errs = append(errs, fmt.Errorf("%s: %w", a, err))
 			continue
 		}
+		c.mu.Lock()
+		if c.sess != nil {
+			c.sess.Close()
+		}
 		c.sess, c.addr = s, a
 		// Try this one first next time.
-		if addr == "" && i > 0 {
-			c.addrs = append([]string{a}, append(append([]string(nil), c.addrs[:i]...), c.addrs[i+1:]...)...)
+		if addr == "" {
+			rest := []string{a}
+			for _, x := range c.addrs {
+				if x != a {
+					rest = append(rest, x)
+				}
+			}
+			c.addrs = rest
 		}
+		c.mu.Unlock()
 		return s, nil
 	}
 	return nil, fmt.Errorf("%w: %w", ErrUnreachable, errors.Join(errs...))
 }
 
-// Call runs an admin verb: req is encoded as JSON, the answer decoded into
-// resp (if not nil). Redirects to the leader are followed.
-func (c *AdminClient) Call(ctx context.Context, verb string, req, resp any) error {
+// Call runs an admin verb by name: req is encoded as JSON, the answer
+// decoded into resp (if not nil). Redirects to the leader are followed.
+// The typed methods (Jobs().Start, …) are built on it; a write verb is
+// never sent with the consistency prefix.
+func (c *Client) Call(ctx context.Context, verb string, q QueryOptions, req, resp any) error {
 	var body []byte
 	if req != nil {
 		b, err := json.Marshal(req)
@@ -166,8 +202,8 @@ func (c *AdminClient) Call(ctx context.Context, verb string, req, resp any) erro
 			return err
 		}
 		v := verb
-		if c.Consistent && !writeVerbs[verb] {
-			v = consistentPrefix + verb
+		if q.Consistent {
+			v = ConsistentPrefix + verb
 		}
 		out, err := s.Request(ctx, &protocol.AdminRequest{Verb: v, Body: body})
 		var re *protocol.Redirect
@@ -216,34 +252,34 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 
 // FetchModel downloads a model version into memory and decodes it: how an
 // operator or ML engineer evaluates a committed model on its own data.
-func (c *AdminClient) FetchModel(ctx context.Context, version uint64) (*tensor.Model, error) {
+func (c *Client) FetchModel(ctx context.Context, version uint64) (*tensor.Model, error) {
 	var f protocol.MemBlob
 	if err := c.ExportModel(ctx, version, &f); err != nil {
-		return nil, fmt.Errorf("coordinator.FetchModel %d: %w", version, err)
+		return nil, fmt.Errorf("api.FetchModel %d: %w", version, err)
 	}
 	m, err := tensor.UnmarshalModel(f.Bytes())
 	if err != nil {
-		return nil, fmt.Errorf("coordinator.FetchModel %d: %w", version, err)
+		return nil, fmt.Errorf("api.FetchModel %d: %w", version, err)
 	}
 	return m, nil
 }
 
 // EvaluateModel downloads a model version and evaluates it on ds: the ML
 // engineer's own check on held-out data, outside the fleet.
-func (c *AdminClient) EvaluateModel(ctx context.Context, version uint64, ds *tensor.Dataset) (tensor.Metrics, error) {
+func (c *Client) EvaluateModel(ctx context.Context, version uint64, ds *tensor.Dataset) (tensor.Metrics, error) {
 	m, err := c.FetchModel(ctx, version)
 	if err != nil {
 		return tensor.Metrics{}, err
 	}
 	met, err := tensor.Evaluate(m, ds)
 	if err != nil {
-		return tensor.Metrics{}, fmt.Errorf("coordinator.EvaluateModel %d: %w", version, err)
+		return tensor.Metrics{}, fmt.Errorf("api.EvaluateModel %d: %w", version, err)
 	}
 	return met, nil
 }
 
 // ExportModel downloads a model version's file into w.
-func (c *AdminClient) ExportModel(ctx context.Context, version uint64, w io.WriterAt) error {
+func (c *Client) ExportModel(ctx context.Context, version uint64, w io.WriterAt) error {
 	s, err := c.session(ctx, "")
 	if err != nil {
 		return err

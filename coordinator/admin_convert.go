@@ -1,0 +1,58 @@
+package coordinator
+
+import "github.com/fedge/fedge/coordinator/api"
+
+// The border between stored records and admin answers: the FSM's records
+// carry what is replicated (including blobs and secrets the API never
+// shows); the api types carry what an operator sees, plus what only the
+// answering node knows (connections, why something waits).
+
+func apiAgent(a *AgentRecord, connected bool, served, target uint64) api.Agent {
+	return api.Agent{
+		ID: a.ID, Labels: a.Labels, CertSerial: a.CertSerial, EnrolledAt: a.EnrolledAt, RenewedAt: a.RenewedAt,
+		LastSeen: a.LastSeen, Revoked: a.Revoked, RevokedAt: a.RevokedAt,
+		Connected: connected, Served: served, Serving: target,
+	}
+}
+
+func apiJob(j *JobRecord) api.Job {
+	out := api.Job{
+		ID: j.ID, Spec: j.Spec, State: j.State, Error: j.Error, CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt,
+		RoundsDone: j.RoundsDone, Model: j.Model,
+	}
+	if p := j.Privacy; p != nil {
+		out.Privacy = &api.Privacy{Epsilon: p.Epsilon, Delta: p.Delta, Rounds: p.Rounds, ClipNorm: p.ClipNorm}
+	}
+	return out
+}
+
+func apiRound(r *RoundRecord) api.Round {
+	out := api.Round{
+		ID: r.ID, Job: r.Job, Rollout: r.Rollout, Kind: r.Kind, Number: r.Number, State: r.State, Error: r.Error,
+		Leader: r.Leader, Term: r.Term, StartedAt: r.StartedAt, EndedAt: r.EndedAt,
+		Participants: append([]string(nil), r.Participants...),
+		BytesIn:      r.BytesIn, BytesOut: r.BytesOut, ModelIn: r.ModelIn, ModelOut: r.ModelOut, Metrics: r.Metrics,
+	}
+	for _, s := range r.Stages {
+		out.Stages = append(out.Stages, api.Stage(s))
+	}
+	return out
+}
+
+func apiModel(m *ModelRecord) api.Model {
+	return api.Model{
+		Version: m.Version, Parent: m.Parent, Hash: m.Hash, Job: m.Job, Round: m.Round, CreatedAt: m.CreatedAt,
+		Metrics: m.Metrics, Pinned: m.Pinned, Size: m.Size, StateSize: m.StateSize, PushSize: m.PushSize,
+	}
+}
+
+func apiRollout(r *RolloutRecord) api.Rollout {
+	out := api.Rollout{
+		ID: r.ID, Model: r.Model, Baseline: r.Baseline, Cohorts: r.Cohorts, Gate: r.Gate, Stage: r.Stage,
+		State: r.State, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+	for _, d := range r.Decisions {
+		out.Decisions = append(out.Decisions, api.Decision(d))
+	}
+	return out
+}

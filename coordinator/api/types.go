@@ -1,0 +1,322 @@
+package api
+
+import "time"
+
+// ClusterStatus answers Cluster().Status: the answering node's view.
+type ClusterStatus struct {
+	Cluster    string       `json:"cluster"`
+	Node       string       `json:"node"` // the coordinator that answered
+	LeaderID   string       `json:"leader_id"`
+	LeaderAddr string       `json:"leader_addr"`
+	Servers    []ServerInfo `json:"servers"`
+	Term       uint64       `json:"term"`
+	// LastIndex and AppliedIndex are the answering node's Raft log.
+	LastIndex    uint64 `json:"last_index"`
+	AppliedIndex uint64 `json:"applied_index"`
+	// ConnectedAgents counts the agents connected to the answering node.
+	ConnectedAgents int    `json:"connected_agents"`
+	Stable          uint64 `json:"stable_model"` // model version agents outside a rollout serve
+}
+
+// ServerInfo is one Raft server of the cluster.
+type ServerInfo struct {
+	ID       string `json:"id"`
+	Addr     string `json:"addr"`
+	Suffrage string `json:"suffrage"`
+	Leader   bool   `json:"leader"`
+}
+
+// JoinRequest adds a voter to the cluster.
+type JoinRequest struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"`
+}
+
+// IDRequest names one object (agent, job, token, node).
+type IDRequest struct {
+	ID string `json:"id"`
+}
+
+// VersionRequest names one model version (or round ID); Pinned is the
+// wanted pin state for Models().Pin.
+type VersionRequest struct {
+	Version uint64 `json:"version"`
+	Pinned  bool   `json:"pinned,omitempty"`
+}
+
+// Token states in Token.State.
+const (
+	TokenValid   = "valid"
+	TokenUsed    = "used"
+	TokenExpired = "expired"
+	TokenRevoked = "revoked"
+)
+
+// TokenRequest asks for a join token. A TTL above the cluster's maximum
+// (max_token_ttl, 7 days by default) is refused; zero means the default
+// (24 h, or the maximum if shorter).
+type TokenRequest struct {
+	TTL    Duration          `json:"ttl,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// TokenResponse carries a new join token: shown once, never stored.
+type TokenResponse struct {
+	Token   string    `json:"token"`
+	ID      string    `json:"id"`
+	Expires time.Time `json:"expires"`
+}
+
+// Token is a join token as Tokens().List shows it: never the token or its
+// secret, only its ID and the first bytes of the stored hash.
+type Token struct {
+	ID         string            `json:"id"`
+	HashPrefix string            `json:"hash_prefix"` // first 4 bytes of the secret's SHA-256, hex
+	Labels     map[string]string `json:"labels,omitempty"`
+	State      string            `json:"state"` // valid, used, expired or revoked
+	CreatedAt  time.Time         `json:"created_at"`
+	CreatedBy  string            `json:"created_by,omitempty"`
+	Expires    time.Time         `json:"expires"`
+	Used       bool              `json:"used"`
+	UsedBy     string            `json:"used_by,omitempty"`
+	Revoked    bool              `json:"revoked"`
+	RevokedAt  time.Time         `json:"revoked_at,omitempty"`
+	RevokedBy  string            `json:"revoked_by,omitempty"`
+}
+
+// Admin is an operator certificate as Admins().List shows it.
+type Admin struct {
+	Serial     string    `json:"serial"`
+	Name       string    `json:"name,omitempty"`
+	CreatedAt  time.Time `json:"created_at,omitempty"`
+	CreatedBy  string    `json:"created_by,omitempty"`
+	Expires    time.Time `json:"expires,omitempty"`
+	Unrecorded bool      `json:"unrecorded,omitempty"` // revoked by serial, never issued through the cluster
+	Revoked    bool      `json:"revoked"`
+	RevokedAt  time.Time `json:"revoked_at,omitempty"`
+	RevokedBy  string    `json:"revoked_by,omitempty"`
+}
+
+// AdminRevokeRequest revokes one certificate by Serial (recorded or not)
+// or every recorded certificate of Name; exactly one is set.
+type AdminRevokeRequest struct {
+	Name   string `json:"name,omitempty"`
+	Serial string `json:"serial,omitempty"`
+}
+
+// AdminRevokeResponse lists the serials revoked by the call (empty when
+// they all were already).
+type AdminRevokeResponse struct {
+	Revoked []string `json:"revoked"`
+}
+
+// AdminCertRequest asks the cluster CA for an operator certificate.
+type AdminCertRequest struct {
+	Name      string `json:"name"`
+	PublicKey []byte `json:"public_key"` // Ed25519, 32 bytes
+}
+
+// AdminCertResponse carries the issued certificate (DER) and the CA's.
+type AdminCertResponse struct {
+	Cert   []byte `json:"cert"`
+	CACert []byte `json:"ca_cert"`
+}
+
+// AuditRequest filters Audit().List.
+type AuditRequest struct {
+	Limit int `json:"limit,omitempty"` // the last Limit records; 0 means all kept
+}
+
+// AuditEntry is one credential action: who did what to which token or
+// admin certificate, and when.
+type AuditEntry struct {
+	At     time.Time `json:"at"`
+	By     string    `json:"by,omitempty"`
+	Action string    `json:"action"`
+	Target string    `json:"target"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// Agent is an enrolled agent as the operator sees it: identity, labels,
+// connection, and the model versions it should serve and serves. Nothing
+// it trained on, and no per-agent metric.
+type Agent struct {
+	ID         string            `json:"id"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	CertSerial string            `json:"cert_serial"`
+	EnrolledAt time.Time         `json:"enrolled_at"`
+	RenewedAt  time.Time         `json:"renewed_at,omitempty"`
+	LastSeen   time.Time         `json:"last_seen,omitempty"`
+	Revoked    bool              `json:"revoked,omitempty"`
+	RevokedAt  time.Time         `json:"revoked_at,omitempty"`
+	Connected  bool              `json:"connected"`
+	// Served is the model version the agent reported serving on its
+	// current session (0 when disconnected or serving none).
+	Served uint64 `json:"served,omitempty"`
+	// Serving is the version the cluster wants the agent to serve (the
+	// stable model, or a rollout's candidate in its cohort).
+	Serving uint64 `json:"serving_target"`
+}
+
+// LabelRequest replaces an agent's labels.
+type LabelRequest struct {
+	ID     string            `json:"id"`
+	Labels map[string]string `json:"labels"`
+}
+
+// Job states.
+const (
+	JobRunning = "running"
+	JobStopped = "stopped"
+	JobDone    = "done"
+	JobFailed  = "failed"
+)
+
+// Job is a training job and its progress.
+type Job struct {
+	ID         string    `json:"id"`
+	Spec       JobSpec   `json:"spec"`
+	State      string    `json:"state"`
+	Error      string    `json:"error,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	RoundsDone int       `json:"rounds_done"`
+	Model      uint64    `json:"model"` // latest model version the job committed (or started from)
+	// Privacy is the differential privacy the job has spent (DP jobs).
+	Privacy *Privacy `json:"privacy,omitempty"`
+	// Waiting says why no round runs (too few eligible agents connected);
+	// the leader knows it, so Jobs().Status asks the leader.
+	Waiting string `json:"waiting,omitempty"`
+}
+
+// Privacy is the privacy budget a job has spent.
+type Privacy struct {
+	Epsilon float64 `json:"epsilon"`
+	Delta   float64 `json:"delta"`
+	Rounds  int     `json:"rounds"`
+	// ClipNorm is the L2 clip of the job's next round.
+	ClipNorm float64 `json:"clip_norm,omitempty"`
+}
+
+// Round kinds and outcomes.
+const (
+	RoundTrain = "train"
+	RoundEval  = "eval"
+	RoundStats = "stats" // federated preprocessing statistics of a job
+
+	RoundRunning   = "running"
+	RoundCommitted = "committed"
+	RoundAborted   = "aborted"
+	RoundFailed    = "failed"
+)
+
+// RoundsRequest filters Rounds().List.
+type RoundsRequest struct {
+	Job   string `json:"job,omitempty"`
+	Limit int    `json:"limit,omitempty"`
+}
+
+// Stage is what happened in one stage of a round.
+type Stage struct {
+	Name      string        `json:"name"`
+	Expected  int           `json:"expected"`
+	Survivors int           `json:"survivors"`
+	Dropped   int           `json:"dropped"`
+	Duration  time.Duration `json:"duration"`
+}
+
+// Round is one training, evaluation or statistics round.
+type Round struct {
+	ID           uint64             `json:"id"`
+	Job          string             `json:"job,omitempty"`
+	Rollout      string             `json:"rollout,omitempty"`
+	Kind         string             `json:"kind"`
+	Number       int                `json:"number"` // 1-based round number within the job
+	State        string             `json:"state"`
+	Error        string             `json:"error,omitempty"`
+	Leader       string             `json:"leader"`
+	Term         uint64             `json:"term"`
+	StartedAt    time.Time          `json:"started_at"`
+	EndedAt      time.Time          `json:"ended_at,omitempty"`
+	Participants []string           `json:"participants,omitempty"`
+	Stages       []Stage            `json:"stages,omitempty"`
+	BytesIn      int64              `json:"bytes_in"`
+	BytesOut     int64              `json:"bytes_out"` // stage replies and the round's model downloads served
+	ModelIn      uint64             `json:"model_in"`
+	ModelOut     uint64             `json:"model_out,omitempty"`
+	Metrics      map[string]float64 `json:"metrics,omitempty"`
+}
+
+// Model is one committed model version in the registry.
+type Model struct {
+	Version   uint64             `json:"version"`
+	Parent    uint64             `json:"parent,omitempty"`
+	Hash      string             `json:"hash"` // hex SHA-256 of the parameters
+	Job       string             `json:"job,omitempty"`
+	Round     uint64             `json:"round,omitempty"`
+	CreatedAt time.Time          `json:"created_at"`
+	Metrics   map[string]float64 `json:"metrics,omitempty"`
+	Pinned    bool               `json:"pinned,omitempty"`
+	Size      int                `json:"size"`                 // model file bytes (0 once retention dropped it)
+	StateSize int                `json:"state_size,omitempty"` // server optimizer state bytes
+	PushSize  int                `json:"push_size,omitempty"`  // quantized delta agents holding the parent download
+}
+
+// Rollout states.
+const (
+	RolloutRunning    = "running"
+	RolloutPaused     = "paused"
+	RolloutPromoted   = "promoted"
+	RolloutRolledBack = "rolled_back"
+)
+
+// RolloutRequest starts a rollout of Model through Cohorts, gated by Gate
+// (ParseGate's syntax).
+type RolloutRequest struct {
+	Model   uint64   `json:"model"`
+	Cohorts []Cohort `json:"cohorts"`
+	Gate    string   `json:"gate"`
+}
+
+// Rollout actions for RolloutActionRequest.
+const (
+	ActionPause    = "pause"
+	ActionResume   = "resume"
+	ActionPromote  = "promote"
+	ActionRollback = "rollback"
+)
+
+// RolloutActionRequest is an operator's decision on a rollout.
+type RolloutActionRequest struct {
+	ID     string `json:"id,omitempty"` // default: the active rollout
+	Action string `json:"action"`       // pause, resume, promote, rollback
+	By     string `json:"by,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Decision is one Raft-committed step of a rollout with its evidence.
+type Decision struct {
+	At       time.Time `json:"at"`
+	Stage    int       `json:"stage"`
+	Action   string    `json:"action"` // "advance", "promote", "rollback", "pause", "resume"
+	By       string    `json:"by"`     // "gate" or "operator:<name>"
+	Reason   string    `json:"reason,omitempty"`
+	Evidence *Evidence `json:"evidence,omitempty"`
+}
+
+// Rollout moves a candidate model through cohorts.
+type Rollout struct {
+	ID        string     `json:"id"`
+	Model     uint64     `json:"model"`
+	Baseline  uint64     `json:"baseline"`
+	Cohorts   []Cohort   `json:"cohorts"`
+	Gate      string     `json:"gate"`
+	Stage     int        `json:"stage"` // index of the cohort currently serving the candidate
+	State     string     `json:"state"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+	Decisions []Decision `json:"decisions,omitempty"`
+	// Waiting says why no evaluation round runs (too few canaries
+	// connected); the leader knows it, so Rollouts().Status asks it.
+	Waiting string `json:"waiting,omitempty"`
+}
