@@ -228,12 +228,14 @@ func (f *FSM) notify(index uint64) {
 	}
 }
 
-// Snapshot captures the state for log compaction. The copy is deep for
-// metadata; model blobs are immutable once committed, so they are shared.
+// Snapshot captures the state for log compaction: the metadata encoded
+// under the read lock (one JSON encoding, the snapshot's own), the model
+// blobs shared (they are immutable once committed). Persist writes it out
+// without the lock.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return &fsmSnapshot{state: f.state.clone()}, nil
+	return snapshotOf(f.state)
 }
 
 // Restore replaces the state with a snapshot's.

@@ -34,73 +34,98 @@ const (
 // ErrBadSnapshot is returned for a snapshot that is corrupt or foreign.
 var ErrBadSnapshot = errors.New("coordinator: bad snapshot")
 
-// clone deep-copies the metadata; blobs are immutable and shared.
-func (s *State) clone() *State {
-	b, err := json.Marshal(s)
+// snapshotOf captures s for a snapshot: its metadata encoded at once (the
+// JSON the snapshot holds, so the state can change afterwards) and its
+// model blobs, which are immutable once committed and so are shared.
+func snapshotOf(s *State) (*fsmSnapshot, error) {
+	meta, err := json.Marshal(s)
 	if err != nil {
-		// State holds only JSON-safe types; this cannot fail.
-		panic(fmt.Sprintf("coordinator: state does not marshal: %v", err))
+		return nil, fmt.Errorf("coordinator: encoding the state: %w", err)
 	}
-	c := newState()
-	if err := json.Unmarshal(b, c); err != nil {
-		panic(fmt.Sprintf("coordinator: state does not unmarshal: %v", err))
+	snap := &fsmSnapshot{meta: meta}
+	for _, v := range sortedKeys(s.Models) {
+		if m := s.Models[v]; m.Blob != nil {
+			snap.models = append(snap.models, snapshotModel{version: v, blob: m.Blob, state: m.StrategyState, push: m.Push})
+		}
 	}
-	for v, m := range s.Models {
-		c.Models[v].Blob, c.Models[v].StrategyState, c.Models[v].Push = m.Blob, m.StrategyState, m.Push
+	return snap, nil
+}
+
+// clone deep-copies a state through its snapshot form (tests use it).
+func (s *State) clone() *State {
+	snap, err := snapshotOf(s)
+	if err != nil {
+		panic(err) // tests only; Snapshot returns the error
+	}
+	var buf bytes.Buffer
+	if err := snap.write(&buf); err != nil {
+		panic(err)
+	}
+	c, err := readSnapshot(&buf)
+	if err != nil {
+		panic(err)
 	}
 	return c
 }
 
-type fsmSnapshot struct{ state *State }
+// snapshotModel is one model version's bytes in a snapshot.
+type snapshotModel struct {
+	version           uint64
+	blob, state, push []byte
+}
+
+// fsmSnapshot is a point-in-time copy of the state, taken under the FSM's
+// read lock and written out later without it.
+type fsmSnapshot struct {
+	meta   []byte
+	models []snapshotModel
+}
 
 // Persist writes the snapshot to the sink.
 func (f *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := writeSnapshot(sink, f.state); err != nil {
+	if err := f.write(sink); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("coordinator.Persist: %w", err)
 	}
 	return sink.Close()
 }
 
-// Release is a no-op: the snapshot holds only a private copy.
+// Release is a no-op: the snapshot holds only its own copy.
 func (f *fsmSnapshot) Release() {}
 
 func writeSnapshot(w io.Writer, s *State) error {
-	h := sha256.New()
-	bw := bufio.NewWriterSize(io.MultiWriter(w, h), 1<<20)
-	meta, err := json.Marshal(s)
+	snap, err := snapshotOf(s)
 	if err != nil {
 		return err
 	}
+	return snap.write(w)
+}
+
+func (f *fsmSnapshot) write(w io.Writer) error {
+	h := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(w, h), 1<<20)
 	var tmp [binary.MaxVarintLen64]byte
 	put := func(v uint64) {
 		bw.Write(tmp[:binary.PutUvarint(tmp[:], v)])
 	}
 	bw.WriteString(snapshotMagic)
 	bw.WriteByte(snapshotVersion)
-	put(uint64(len(meta)))
-	bw.Write(meta)
-	var versions []uint64
-	for _, v := range sortedKeys(s.Models) {
-		if s.Models[v].Blob != nil {
-			versions = append(versions, v)
-		}
-	}
-	put(uint64(len(versions)))
-	for _, v := range versions {
-		m := s.Models[v]
-		put(v)
-		put(uint64(len(m.Blob)))
-		bw.Write(m.Blob)
-		put(uint64(len(m.StrategyState)))
-		bw.Write(m.StrategyState)
-		put(uint64(len(m.Push)))
-		bw.Write(m.Push)
+	put(uint64(len(f.meta)))
+	bw.Write(f.meta)
+	put(uint64(len(f.models)))
+	for _, m := range f.models {
+		put(m.version)
+		put(uint64(len(m.blob)))
+		bw.Write(m.blob)
+		put(uint64(len(m.state)))
+		bw.Write(m.state)
+		put(uint64(len(m.push)))
+		bw.Write(m.push)
 	}
 	if err := bw.Flush(); err != nil {
 		return err
 	}
-	_, err = w.Write(h.Sum(nil))
+	_, err := w.Write(h.Sum(nil))
 	return err
 }
 

@@ -180,7 +180,7 @@ func snapshotBytes(t *testing.T, f *FSM) []byte {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := writeSnapshot(&buf, snap.(*fsmSnapshot).state); err != nil {
+	if err := snap.(*fsmSnapshot).write(&buf); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -353,4 +353,33 @@ func writeSnapshotV1(w io.Writer, s *State) error {
 	}
 	_, err = w.Write(h.Sum(nil))
 	return err
+}
+
+// TestSnapshotIsPointInTime: what the state becomes after Snapshot
+// returns does not reach the persisted snapshot.
+func TestSnapshotIsPointInTime(t *testing.T) {
+	h := newHarness(t)
+	populate(h)
+	snap, err := h.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jobs int
+	h.f.mu.Lock()
+	name := h.f.state.ClusterName
+	jobs = len(h.f.state.Jobs)
+	h.f.state.ClusterName = "changed after the snapshot"
+	h.f.state.Jobs["late"] = &JobRecord{ID: "late"}
+	h.f.mu.Unlock()
+	var buf bytes.Buffer
+	if err := snap.(*fsmSnapshot).write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readSnapshot(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ClusterName != name || len(got.Jobs) != jobs {
+		t.Fatalf("snapshot saw later changes: name %q jobs %d (want %q, %d)", got.ClusterName, len(got.Jobs), name, jobs)
+	}
 }
