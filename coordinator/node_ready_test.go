@@ -3,6 +3,8 @@ package coordinator_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"os"
 	"path/filepath"
@@ -74,15 +76,26 @@ func TestNodeAnswersStartingUntilReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dialEnroll := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	adminCert, _, err := coordinator.LoadKeyPair(filepath.Join(dir, "admin", "admin.pem"), filepath.Join(dir, "admin", "admin.key"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(caCert)
+	adminTLS, err := identity.AdminConfig(adminCert, roots, protocol.ALPNAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(tc *tls.Config, alpn string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		s, err := protocol.Dial(ctx, addr, enrollTLS, protocol.ALPNEnroll, &protocol.Config{HandshakeTimeout: time.Second})
+		s, err := protocol.Dial(ctx, addr, tc, alpn, nil)
 		if err == nil {
 			s.Close()
 		}
 		return err
 	}
+	dialEnroll := func() error { return dial(enrollTLS, protocol.ALPNEnroll) }
 	var lastErr error
 	waitFor(t, "the starting node's listener", func() bool {
 		lastErr = dialEnroll()
@@ -91,14 +104,6 @@ func TestNodeAnswersStartingUntilReady(t *testing.T) {
 
 	// A burst of operators and enrolling agents: every one is told to
 	// retry, and the node lives through it.
-	adm := func() *coordinator.AdminClient {
-		a, err := coordinator.LoadAdminClient(filepath.Join(dir, "admin"), []string{addr})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { a.Close() })
-		return a
-	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 40)
 	for i := 0; i < 20; i++ {
@@ -109,9 +114,7 @@ func TestNodeAnswersStartingUntilReady(t *testing.T) {
 		}()
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-			defer cancel()
-			errs <- adm().Call(ctx, coordinator.VerbClusterStatus, nil, nil)
+			errs <- dial(adminTLS, protocol.ALPNAdmin)
 		}()
 	}
 	wg.Wait()
@@ -120,6 +123,22 @@ func TestNodeAnswersStartingUntilReady(t *testing.T) {
 		if !errors.Is(err, protocol.ErrStarting) {
 			t.Fatalf("a session to a starting node: %v, want ErrStarting", err)
 		}
+	}
+
+	adm := func() *coordinator.AdminClient {
+		a, err := coordinator.LoadAdminClient(filepath.Join(dir, "admin"), []string{addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close() })
+		return a
+	}
+	// The admin client keeps asking until its deadline while the node
+	// starts.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := adm().Call(ctx, coordinator.VerbClusterStatus, nil, nil); !errors.Is(err, protocol.ErrStarting) && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("cluster status from a starting node: %v", err)
 	}
 
 	// An operator's call made now waits for the node to be ready.
