@@ -32,8 +32,11 @@ var coordinatorSpec = cmdSpec{
 	help: `Run one coordinator node until SIGINT or SIGTERM, then stop it cleanly. The
 node serves agents, operators and its Raft peers on one UDP (QUIC) port. Its
 configuration comes from -config (a JSON file with the fields node_id,
-data_dir, listen, advertise, peers [{"id","addr"}], log_format, log_level;
-unknown fields are an error), and each flag given overrides the file. The data
+data_dir, listen, advertise, peers [{"id","addr"}], log_format, log_level,
+and admission {"max_unverified" (default 64), "max_unverified_per_source"
+(16), "enroll_max_frame" (8192)}: the bounds on clients without a
+certificate; unknown fields are an error), and each flag given overrides
+the file. The data
 dir must hold the tls/ folder fedge init wrote for this node. A new node
 bootstraps the cluster from peers; a restarted one ignores them.`,
 	example: `fedge coordinator -config ./cluster/c1/coordinator.json
