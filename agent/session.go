@@ -29,6 +29,10 @@ const (
 	// stableSession is how long a session must last for the backoff to
 	// start over at its minimum.
 	stableSession = 30 * time.Second
+	// startingRetry caps the wait after a coordinator answered that it is
+	// starting: it is ready within seconds, so the backoff must not grow
+	// to its maximum meanwhile.
+	startingRetry = time.Second
 )
 
 // errRenewed ends a session after a certificate renewal, so the next one
@@ -50,6 +54,18 @@ func (b *backoff) next() time.Duration {
 }
 
 func (b *backoff) reset() { b.d = 0 }
+
+// after returns the wait before retrying a failed attempt: the next
+// backoff, capped at startingRetry if the coordinator is starting
+// (protocol.ErrStarting).
+func (b *backoff) after(err error) time.Duration {
+	d := b.next()
+	if errors.Is(err, protocol.ErrStarting) {
+		b.d = min(b.d, startingRetry)
+		d = min(d, startingRetry)
+	}
+	return d
+}
 
 // sleep waits d or until ctx ends, and reports whether ctx is still alive.
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -139,16 +155,19 @@ func (a *Agent) connLoop(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if isAuthRefusal(err) {
+			switch {
+			case isAuthRefusal(err):
 				authFails++
 				a.log.Warn("coordinator refused the agent's certificate", "refusals", authFails, "err", err)
 				if authFails >= authFailuresToStop {
 					return a.refused(err)
 				}
-			} else {
+			case errors.Is(err, protocol.ErrStarting):
+				a.log.Info("coordinator is starting; retrying", "addr", addr)
+			default:
 				a.log.Info("cannot reach the leader", "err", err)
 			}
-			if !sleep(ctx, bo.next()) {
+			if !sleep(ctx, bo.after(err)) {
 				return nil
 			}
 			continue
@@ -534,7 +553,7 @@ func (a *Agent) enroll(ctx context.Context) error {
 			return fmt.Errorf("%w: %s", ErrTokenRejected, pe.Message)
 		}
 		a.log.Info("enrollment attempt failed; retrying", "addr", addr, "err", err)
-		if !sleep(ctx, bo.next()) {
+		if !sleep(ctx, bo.after(err)) {
 			break
 		}
 	}

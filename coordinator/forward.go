@@ -129,6 +129,9 @@ func (p *peers) close() {
 type peerHandler struct{ n *Node }
 
 func (h peerHandler) Hello(ctx context.Context, s *protocol.Session, hello *protocol.Hello) (*protocol.HelloAck, error) {
+	if err := h.n.checkReady(); err != nil {
+		return nil, err
+	}
 	return &protocol.HelloAck{NodeID: h.n.cfg.NodeID}, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fedge/fedge/crypto/identity"
@@ -39,6 +40,12 @@ type Config struct {
 	Engine EngineConfig `json:"-"`
 	// Transport tunes QUIC; nil means defaults.
 	Transport *protocol.Config `json:"-"`
+	// Admission bounds what clients without a certificate (enrolling
+	// agents, and every client until its handshake is done) may hold: in
+	// total, per source address, and the frame size on the enrollment
+	// ALPN. Zero fields mean protocol's defaults (64 connections, 16 per
+	// source, 8 KiB frames); non-zero fields override Transport's.
+	Admission protocol.Admission `json:"admission,omitempty"`
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger `json:"-"`
 	// SecurityConfig: where the seal key comes from, token TTL bound (pki.go).
@@ -73,6 +80,11 @@ type Node struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// ready is set once rep and eng exist: the listener serves (Raft
+	// needs it to open) before then, and handlers answer
+	// protocol.ErrStarting meanwhile.
+	ready atomic.Bool
 
 	caMu sync.Mutex
 	ca   *identity.CA // opened lazily from the replicated sealed CA
@@ -125,6 +137,15 @@ func NewNode(cfg Config) (*Node, error) {
 		tcfg = &c
 	}
 	tcfg.Logger = log
+	if a := cfg.Admission; a.MaxUnverified > 0 {
+		tcfg.Admission.MaxUnverified = a.MaxUnverified
+	}
+	if a := cfg.Admission; a.MaxUnverifiedPerSource > 0 {
+		tcfg.Admission.MaxUnverifiedPerSource = a.MaxUnverifiedPerSource
+	}
+	if a := cfg.Admission; a.EnrollMaxFrame > 0 {
+		tcfg.Admission.EnrollMaxFrame = a.EnrollMaxFrame
+	}
 	n.ln, err = protocol.Listen(cfg.Listen, serverTLS, tcfg)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator.NewNode: %w", err)
@@ -183,6 +204,7 @@ func NewNode(cfg Config) (*Node, error) {
 		}
 	}
 	n.eng = newEngine(log, cfg.Engine, n.fsm, n, n.links)
+	n.ready.Store(true)
 	n.wg.Add(2)
 	go n.leadership()
 	go n.flushSeen()
@@ -402,6 +424,15 @@ func (n *Node) flushSeen() {
 		}
 		cancel()
 	}
+}
+
+// checkReady refuses a session while the node starts: the listener serves
+// before the Raft replica and the engine exist.
+func (n *Node) checkReady() error {
+	if !n.ready.Load() {
+		return protocol.ErrStarting
+	}
+	return nil
 }
 
 // redirect is the answer of a follower to a request only the leader serves.

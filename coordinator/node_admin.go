@@ -21,6 +21,9 @@ import (
 type adminHandler struct{ n *Node }
 
 func (h adminHandler) Hello(ctx context.Context, s *protocol.Session, hello *protocol.Hello) (*protocol.HelloAck, error) {
+	if err := h.n.checkReady(); err != nil {
+		return nil, err
+	}
 	_, addr := h.n.rep.leader()
 	if h.n.rep.isLeader() {
 		addr = ""

@@ -76,6 +76,9 @@ type agentHandler struct{ n *Node }
 
 func (h agentHandler) Hello(ctx context.Context, s *protocol.Session, hello *protocol.Hello) (*protocol.HelloAck, error) {
 	n := h.n
+	if err := n.checkReady(); err != nil {
+		return nil, err
+	}
 	if !n.rep.isLeader() {
 		return nil, n.redirect()
 	}
@@ -288,6 +291,9 @@ func (n *Node) renew(ctx context.Context, id identity.Identity, current *x509.Ce
 type enrollHandler struct{ n *Node }
 
 func (h enrollHandler) Hello(ctx context.Context, s *protocol.Session, hello *protocol.Hello) (*protocol.HelloAck, error) {
+	if err := h.n.checkReady(); err != nil {
+		return nil, err
+	}
 	if !h.n.rep.isLeader() {
 		return nil, h.n.redirect()
 	}

@@ -458,11 +458,12 @@ func (m *MemBlob) WriteAt(p []byte, off int64) (int, error) {
 	}
 	end := off + int64(len(p))
 	if off < 0 || end > limit {
-		return 0, fmt.Errorf("protocol.MemBlob: write at %d of %d bytes exceeds %d", off, len(p), limit)
+		return 0, fmt.Errorf("protocol.MemBlob: %w: write at %d of %d bytes exceeds %d", ErrTooLarge, off, len(p), limit)
 	}
 	if end > int64(len(m.b)) {
 		if end > int64(cap(m.b)) {
-			nb := make([]byte, end, max(end, 2*int64(cap(m.b))))
+			// Grow geometrically, but never past the limit.
+			nb := make([]byte, end, min(max(end, 2*int64(cap(m.b))), limit))
 			copy(nb, m.b)
 			m.b = nb
 		} else {

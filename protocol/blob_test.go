@@ -459,3 +459,26 @@ func TestMemBlob(t *testing.T) {
 		t.Fatal("reset kept bytes")
 	}
 }
+
+// TestMemBlobGrowthStaysWithinLimit: growing the buffer geometrically must
+// not allocate past Limit (a 60 MiB blob under a 100 MiB limit once
+// reserved 120 MiB).
+func TestMemBlobGrowthStaysWithinLimit(t *testing.T) {
+	const limit = 100
+	m := MemBlob{Limit: limit}
+	for off := 0; off < limit; off += 30 {
+		n := min(30, limit-off)
+		if _, err := m.WriteAt(make([]byte, n), int64(off)); err != nil {
+			t.Fatal(err)
+		}
+		if c := cap(m.Bytes()); c > limit {
+			t.Fatalf("after %d bytes the buffer holds %d, over the limit %d", off+n, c, limit)
+		}
+	}
+	if len(m.Bytes()) != limit {
+		t.Fatalf("len %d", len(m.Bytes()))
+	}
+	if _, err := m.WriteAt([]byte{1}, limit); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("a write past the limit: %v, want ErrTooLarge", err)
+	}
+}

@@ -47,6 +47,11 @@ const (
 	DefaultWriteTimeout     = 30 * time.Second
 	DefaultMaxConcurrent    = 64
 	DefaultMaxBulkStreams   = 32
+	// Raw-stream (Raft) connections between coordinators use a short
+	// keep-alive and idle timeout: a peer that died without closing (kill
+	// -9, power loss) is noticed in seconds, not after a minute.
+	DefaultStreamKeepAlivePeriod = time.Second
+	DefaultStreamMaxIdleTimeout  = 5 * time.Second
 	// Flow-control windows. The stream window bounds what one bulk
 	// transfer has in flight, the connection window what all streams of a
 	// session have together; that is also what a receiver may end up
@@ -112,6 +117,15 @@ type Config struct {
 	// constants.
 	InitialStreamWindow, MaxStreamWindow uint64
 	InitialConnWindow, MaxConnWindow     uint64
+	// StreamKeepAlivePeriod and StreamMaxIdleTimeout replace
+	// KeepAlivePeriod and MaxIdleTimeout on the connections
+	// Listener.DialStream opens (QUIC uses the smaller idle timeout of the
+	// two ends, so both ends of a Raft connection notice a dead peer). If
+	// zero, DefaultStreamKeepAlivePeriod and DefaultStreamMaxIdleTimeout.
+	StreamKeepAlivePeriod, StreamMaxIdleTimeout time.Duration
+	// Admission bounds what clients without a verified certificate may
+	// hold on a Listener.
+	Admission Admission
 	// Handler serves the peer's messages and bulk streams. On a dialed
 	// session it serves server pushes; nil answers every request with
 	// CodeUnsupported. Listener.Handle takes its own handler.
@@ -170,6 +184,13 @@ func (c *Config) withDefaults() Config {
 	if r.MaxConnWindow == 0 {
 		r.MaxConnWindow = DefaultMaxConnWindow
 	}
+	if r.StreamKeepAlivePeriod <= 0 {
+		r.StreamKeepAlivePeriod = DefaultStreamKeepAlivePeriod
+	}
+	if r.StreamMaxIdleTimeout <= 0 {
+		r.StreamMaxIdleTimeout = DefaultStreamMaxIdleTimeout
+	}
+	r.Admission = r.Admission.withDefaults()
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -184,6 +205,9 @@ func (c *Config) Validate() error {
 	}
 	if r.KeepAlivePeriod > 0 && r.KeepAlivePeriod >= r.MaxIdleTimeout {
 		return fmt.Errorf("protocol.Config: KeepAlivePeriod %v must be shorter than MaxIdleTimeout %v", r.KeepAlivePeriod, r.MaxIdleTimeout)
+	}
+	if r.StreamKeepAlivePeriod >= r.StreamMaxIdleTimeout {
+		return fmt.Errorf("protocol.Config: StreamKeepAlivePeriod %v must be shorter than StreamMaxIdleTimeout %v", r.StreamKeepAlivePeriod, r.StreamMaxIdleTimeout)
 	}
 	if r.InitialStreamWindow > r.MaxStreamWindow || r.InitialConnWindow > r.MaxConnWindow {
 		return errors.New("protocol.Config: an initial flow-control window exceeds its maximum")
@@ -209,6 +233,13 @@ func (c *Config) quicConfig() *quic.Config {
 		MaxIncomingStreams:    c.MaxBulkStreams + 1,
 		MaxIncomingUniStreams: -1,
 	}
+}
+
+// streamConfig is c with the raw-stream keep-alive and idle timeout.
+func (c *Config) streamConfig() Config {
+	r := *c
+	r.KeepAlivePeriod, r.MaxIdleTimeout = c.StreamKeepAlivePeriod, c.StreamMaxIdleTimeout
+	return r
 }
 
 // negotiate picks the highest capability version both ranges contain.

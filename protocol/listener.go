@@ -25,8 +25,10 @@ type route struct {
 // negotiated ALPN to the handlers registered with Handle and the raw-stream
 // listeners of ListenStreams. The TLS handshake refuses an ALPN nobody
 // registered and, except on ALPNEnroll, a client without a certificate the
-// caller's tls.Config verifies. The same UDP socket dials out (Dial,
-// DialStream), so coordinators reach each other from their public port.
+// caller's tls.Config verifies. Connections without a verified
+// certificate are bounded by Config.Admission. The same UDP socket dials
+// out (Dial, DialStream), so coordinators reach each other from their
+// public port.
 type Listener struct {
 	udp  *net.UDPConn
 	tr   *quic.Transport
@@ -34,6 +36,7 @@ type Listener struct {
 	base *tls.Config
 	cfg  Config
 	log  *slog.Logger
+	adm  *admitter
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -76,8 +79,10 @@ func Listen(addr string, tlsConf *tls.Config, cfg *Config) (*Listener, error) {
 		return nil, fmt.Errorf("protocol.Listen: %w", err)
 	}
 	c := cfg.withDefaults()
+	adm := newAdmitter(c.Admission)
 	l := &Listener{
-		udp: udp, tr: &quic.Transport{Conn: udp}, base: tlsConf.Clone(), cfg: c, log: c.Logger,
+		udp: udp, base: tlsConf.Clone(), cfg: c, log: c.Logger, adm: adm,
+		tr:     &quic.Transport{Conn: udp, ConnContext: adm.connContext, VerifySourceAddress: adm.underPressure},
 		routes: make(map[string]route), conns: make(map[*quic.Conn]struct{}),
 		sessions: make(map[*Session]struct{}), dials: make(map[string]*dialEntry),
 	}
@@ -107,18 +112,12 @@ func requiresClientCert(c *tls.Config) bool {
 // configForClient picks the TLS configuration for one ClientHello: the
 // enrollment configuration (no client certificate) only when the client
 // offers ALPNEnroll and no other registered ALPN; otherwise the caller's
-// configuration with the certificate ALPNs.
+// configuration with the certificate ALPNs. A client that offers no
+// registered ALPN gets the caller's base configuration, whose ALPN list
+// it does not match: crypto/tls then refuses it with the
+// no_application_protocol alert (the caller's GetConfigForClient is not
+// asked, since its error would reach the client as an internal_error).
 func (l *Listener) configForClient(chi *tls.ClientHelloInfo) (*tls.Config, error) {
-	base := l.base
-	if base.GetConfigForClient != nil {
-		c, err := base.GetConfigForClient(chi)
-		if err != nil {
-			return nil, err
-		}
-		if c != nil {
-			base = c
-		}
-	}
 	l.mu.Lock()
 	_, enroll := l.routes[ALPNEnroll]
 	var protos []string
@@ -130,9 +129,20 @@ func (l *Listener) configForClient(chi *tls.ClientHelloInfo) (*tls.Config, error
 	l.mu.Unlock()
 	slices.Sort(protos)
 	offersOther := slices.ContainsFunc(chi.SupportedProtos, func(p string) bool { return slices.Contains(protos, p) })
+	offersEnroll := enroll && slices.Contains(chi.SupportedProtos, ALPNEnroll)
+	base := l.base
+	if base.GetConfigForClient != nil && (offersOther || offersEnroll) {
+		c, err := base.GetConfigForClient(chi)
+		if err != nil {
+			return nil, err
+		}
+		if c != nil {
+			base = c
+		}
+	}
 	c := base.Clone()
 	c.GetConfigForClient = nil
-	if enroll && !offersOther && slices.Contains(chi.SupportedProtos, ALPNEnroll) {
+	if offersEnroll && !offersOther {
 		c.NextProtos = []string{ALPNEnroll}
 		c.ClientAuth = tls.NoClientCert
 		c.VerifyPeerCertificate = nil
@@ -143,6 +153,11 @@ func (l *Listener) configForClient(chi *tls.ClientHelloInfo) (*tls.Config, error
 		return nil, ErrInsecureTLS
 	}
 	c.NextProtos = protos
+	if len(protos) == 0 {
+		// Nothing to negotiate: an empty list would let the handshake
+		// go on without ALPN; name one nobody offers instead.
+		c.NextProtos = []string{ALPNEnroll}
+	}
 	return c, nil
 }
 
@@ -228,6 +243,16 @@ func (l *Listener) serveConn(conn *quic.Conn) {
 		_ = conn.CloseWithError(CloseUnauthorized, "client certificate required")
 		return
 	}
+	cfg := l.cfg
+	if alpn == ALPNEnroll {
+		// A peer without a certificate: it keeps its admission place
+		// until it leaves, and its frames are small.
+		cfg.Limits.MaxFrame = min(cfg.Limits.MaxFrame, cfg.Admission.EnrollMaxFrame)
+	} else {
+		// The handshake verified its certificate (the configuration
+		// required one).
+		releaseVerified(conn)
+	}
 	if l.cfg.Authorize != nil {
 		if err := l.cfg.Authorize(alpn, cs); err != nil {
 			l.log.Info("connection refused", "peer", conn.RemoteAddr().String(), "alpn", alpn, "err", err)
@@ -236,10 +261,11 @@ func (l *Listener) serveConn(conn *quic.Conn) {
 		}
 	}
 	if r.streams != nil {
+		l.replaceDialed(alpn, conn)
 		r.streams.serveConn(conn)
 		return
 	}
-	s, err := l.accept(conn, r.handler)
+	s, err := l.accept(conn, r.handler, cfg)
 	if err != nil {
 		l.log.Debug("session refused", "peer", conn.RemoteAddr().String(), "alpn", alpn, "err", err)
 		return
@@ -259,22 +285,23 @@ func (l *Listener) serveConn(conn *quic.Conn) {
 	})
 }
 
-// accept runs the listener's side of the Hello exchange.
-func (l *Listener) accept(conn *quic.Conn, h Handler) (*Session, error) {
-	ctx, cancel := context.WithTimeout(conn.Context(), l.cfg.HandshakeTimeout)
+// accept runs the listener's side of the Hello exchange; cfg is the
+// listener's configuration with the limits of the connection's ALPN.
+func (l *Listener) accept(conn *quic.Conn, h Handler, cfg Config) (*Session, error) {
+	ctx, cancel := context.WithTimeout(conn.Context(), cfg.HandshakeTimeout)
 	defer cancel()
 	ctrl, err := conn.AcceptStream(ctx)
 	if err != nil {
 		_ = conn.CloseWithError(CloseProtocolError, "no control stream")
 		return nil, err
 	}
-	_ = ctrl.SetReadDeadline(time.Now().Add(l.cfg.HandshakeTimeout))
-	s := newSession(conn, ctrl, l.cfg, h)
+	_ = ctrl.SetReadDeadline(time.Now().Add(cfg.HandshakeTimeout))
+	s := newSession(conn, ctrl, cfg, h)
 	f, err := s.fr.ReadFrame()
 	var hello *Hello
 	if err == nil {
 		var m Message
-		m, err = Unmarshal(f.Type, f.Body, l.cfg.Limits)
+		m, err = Unmarshal(f.Type, f.Body, cfg.Limits)
 		hello, _ = m.(*Hello)
 		if err == nil && (hello == nil || f.Flags != FlagRequest) {
 			err = fmt.Errorf("%w: first frame is %v, want a Hello request", ErrMalformed, f.Type)
@@ -293,12 +320,12 @@ func (l *Listener) accept(conn *quic.Conn, h Handler) (*Session, error) {
 		// Let the refusal reach the dialer before the connection goes.
 		select {
 		case <-conn.Context().Done():
-		case <-time.After(l.cfg.HandshakeTimeout):
+		case <-time.After(cfg.HandshakeTimeout):
 		}
 		s.closeWith(CloseRefused, cause)
 		return nil, cause
 	}
-	v, err := negotiate(l.cfg.MinVersion, l.cfg.MaxVersion, hello.MinVersion, hello.Version)
+	v, err := negotiate(cfg.MinVersion, cfg.MaxVersion, hello.MinVersion, hello.Version)
 	if err != nil {
 		return refuse(&Error{Code: CodeVersionMismatch, Message: err.Error()}, err)
 	}

@@ -95,7 +95,13 @@ const (
 	CodeHashMismatch    ErrorCode = 11 // a chunk or blob failed its hash check
 	CodeInvalidToken    ErrorCode = 12 // join token unknown, used or expired
 	CodeRevoked         ErrorCode = 13 // the certificate was revoked
+	CodeStarting        ErrorCode = 14 // the node is starting and serves nothing yet; retry shortly
 )
+
+// ErrStarting is the refusal of a node that is not ready yet (its Raft
+// replica is still opening). Clients retry with a short backoff; test for
+// it with errors.Is(err, ErrStarting).
+var ErrStarting error = &Error{Code: CodeStarting, Message: "starting, retry"}
 
 var codeNames = [...]string{
 	CodeInternal: "internal", CodeBadRequest: "bad request", CodeUnauthorized: "unauthorized",
@@ -103,6 +109,7 @@ var codeNames = [...]string{
 	CodeVersionMismatch: "version mismatch", CodeTimeout: "timeout",
 	CodeRoundClosed: "round closed", CodeTooLarge: "too large", CodeUnsupported: "unsupported",
 	CodeHashMismatch: "hash mismatch", CodeInvalidToken: "invalid token", CodeRevoked: "revoked",
+	CodeStarting: "starting",
 }
 
 // String returns the code's name.

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -32,6 +33,9 @@ type StreamConn struct {
 	str   *quic.Stream
 	conn  *quic.Conn
 	owned bool
+	// heard, if set, records when a byte last arrived (unix ns) for the
+	// listener's cache of dialed connections (see replaceDialed).
+	heard *atomic.Int64
 
 	rmu, wmu sync.Mutex
 	closed   atomic.Bool
@@ -55,6 +59,9 @@ func (c *StreamConn) Read(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	n, err := c.str.Read(p)
+	if n > 0 && c.heard != nil {
+		c.heard.Store(time.Now().UnixNano())
+	}
 	if err != nil && c.closed.Load() {
 		err = net.ErrClosed
 	}
@@ -255,14 +262,28 @@ func DialStream(ctx context.Context, addr string, tlsConf *tls.Config, alpn stri
 
 // dialEntry caches one outgoing connection per (ALPN, address).
 type dialEntry struct {
+	alpn string
 	mu   sync.Mutex
 	conn *quic.Conn
+	// heard is when the peer last proved alive on conn (the handshake,
+	// then every byte read on its streams), unix ns.
+	heard atomic.Int64
 }
+
+// replaceQuiet is how long a dialed connection must have heard nothing
+// from its peer before a new incoming connection from that peer replaces
+// it. A live peer answers Raft's traffic many times a second; without
+// this, two live nodes dialing each other at once (an election) would
+// close each other's connections over and over.
+const replaceQuiet = time.Second
 
 // DialStream opens a raw stream to addr from the listener's UDP port,
 // reusing one QUIC connection per (alpn, addr) for every stream (the
 // tls.Config of the call that dialed it applies). It suits Raft, which
-// opens and closes streams often: only the first costs a handshake.
+// opens and closes streams often: only the first costs a handshake. The
+// connection uses Config.StreamKeepAlivePeriod and StreamMaxIdleTimeout,
+// and a connection the peer opens to this listener on the same ALPN
+// replaces it (see replaceDialed).
 func (l *Listener) DialStream(ctx context.Context, addr string, tlsConf *tls.Config, alpn string) (net.Conn, error) {
 	key := alpn + " " + addr
 	l.mu.Lock()
@@ -272,25 +293,28 @@ func (l *Listener) DialStream(ctx context.Context, addr string, tlsConf *tls.Con
 	}
 	e := l.dials[key]
 	if e == nil {
-		e = &dialEntry{}
+		e = &dialEntry{alpn: alpn}
 		l.dials[key] = e
 	}
 	l.mu.Unlock()
 
+	cfg := l.cfg.streamConfig()
 	for attempt := 0; ; attempt++ {
 		e.mu.Lock()
 		if e.conn == nil || e.conn.Context().Err() != nil {
-			conn, err := dialConn(ctx, addr, tlsConf, alpn, &l.cfg, l.tr)
+			conn, err := dialConn(ctx, addr, tlsConf, alpn, &cfg, l.tr)
 			if err != nil {
 				e.mu.Unlock()
 				return nil, fmt.Errorf("protocol.Listener.DialStream %s: %w", addr, err)
 			}
 			e.conn = conn
+			e.heard.Store(time.Now().UnixNano())
 		}
 		conn := e.conn
 		e.mu.Unlock()
 		sc, err := openStream(ctx, conn, false)
 		if err == nil {
+			sc.heard = &e.heard
 			return sc, nil
 		}
 		// A cached connection may have died since; redial once.
@@ -298,6 +322,50 @@ func (l *Listener) DialStream(ctx context.Context, addr string, tlsConf *tls.Con
 			return nil, fmt.Errorf("protocol.Listener.DialStream %s: %w", addr, err)
 		}
 	}
+}
+
+// replaceDialed closes the cached outgoing connections of alpn to the peer
+// that just opened in, a new incoming connection: the same peer is the same
+// UDP address or the same certificate key. A peer that opens a new
+// connection has restarted, or lost its own; a process killed without
+// closing its connections (kill -9) never answers on the old one, and
+// until its idle timeout passed everything sent there would be lost. The
+// next DialStream dials the peer anew. A connection that heard from its
+// peer within replaceQuiet is alive and stays.
+func (l *Listener) replaceDialed(alpn string, in *quic.Conn) {
+	l.mu.Lock()
+	entries := make([]*dialEntry, 0, len(l.dials))
+	for _, e := range l.dials {
+		if e.alpn == alpn {
+			entries = append(entries, e)
+		}
+	}
+	l.mu.Unlock()
+	for _, e := range entries {
+		e.mu.Lock()
+		old := e.conn
+		quiet := time.Since(time.Unix(0, e.heard.Load())) > replaceQuiet
+		if old != nil && old != in && quiet && samePeer(old, in) {
+			e.conn = nil
+		} else {
+			old = nil
+		}
+		e.mu.Unlock()
+		if old != nil {
+			l.log.Debug("a new connection from the peer replaces the one dialed to it", "peer", in.RemoteAddr().String(), "alpn", alpn)
+			_ = old.CloseWithError(CloseNormal, "replaced by a newer connection")
+		}
+	}
+}
+
+// samePeer reports whether two connections reach the same peer: the same
+// UDP address, or a leaf certificate with the same public key.
+func samePeer(a, b *quic.Conn) bool {
+	if a.RemoteAddr().String() == b.RemoteAddr().String() {
+		return true
+	}
+	pa, pb := a.ConnectionState().TLS.PeerCertificates, b.ConnectionState().TLS.PeerCertificates
+	return len(pa) > 0 && len(pb) > 0 && bytes.Equal(pa[0].RawSubjectPublicKeyInfo, pb[0].RawSubjectPublicKeyInfo)
 }
 
 // closeDials closes the cached outgoing connections.

@@ -36,10 +36,12 @@ var coordinatorSpec = cmdSpec{
 node serves agents, operators and its Raft peers on one UDP (QUIC) port. Its
 configuration comes from -config (a JSON file with the fields node_id,
 data_dir, listen, advertise, peers [{"id","addr"}], log_format, log_level,
-max_token_ttl, seal_key_file, seal_passphrase_file; unknown fields are an
-error), and each flag given overrides the file. The data dir must hold the
-tls/ folder fedge init wrote for this node. A new node bootstraps the cluster
-from peers; a restarted one ignores them.
+max_token_ttl, seal_key_file, seal_passphrase_file, and admission
+{"max_unverified" (default 64), "max_unverified_per_source" (16),
+"enroll_max_frame" (8192)}: the bounds on clients without a certificate;
+unknown fields are an error), and each flag given overrides the file. The
+data dir must hold the tls/ folder fedge init wrote for this node. A new
+node bootstraps the cluster from peers; a restarted one ignores them.
 
 The seal key that opens the CA comes from exactly one of: FEDGE_SEAL_KEY (hex),
 FEDGE_SEAL_PASSPHRASE, seal_key_file, seal_passphrase_file; with none, from

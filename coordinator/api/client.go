@@ -197,7 +197,7 @@ func (c *Client) Call(ctx context.Context, verb string, q QueryOptions, req, res
 	addr := ""
 	backoff := 100 * time.Millisecond
 	for hop := 0; hop < 12; hop++ {
-		s, err := c.session(ctx, addr)
+		s, err := c.dialReady(ctx, addr)
 		if err != nil {
 			return err
 		}
@@ -236,6 +236,28 @@ func (c *Client) Call(ctx context.Context, verb string, q QueryOptions, req, res
 		return json.Unmarshal(ar.Body, resp)
 	}
 	return fmt.Errorf("%s: too many redirects", verb)
+}
+
+// startingWait bounds how long a call waits for coordinators that answer
+// protocol.ErrStarting (a node opening its Raft state after a restart
+// takes a few seconds).
+const startingWait = 30 * time.Second
+
+// dialReady returns a session like session, retrying with backoff while
+// the coordinators it reaches are still starting.
+func (c *Client) dialReady(ctx context.Context, addr string) (*protocol.Session, error) {
+	backoff := 50 * time.Millisecond
+	give := time.Now().Add(startingWait)
+	for {
+		s, err := c.session(ctx, addr)
+		if err == nil || !errors.Is(err, protocol.ErrStarting) || time.Now().After(give) {
+			return s, err
+		}
+		if !sleepCtx(ctx, backoff) {
+			return nil, err
+		}
+		backoff = min(2*backoff, time.Second)
+	}
 }
 
 // sleepCtx sleeps for d unless ctx ends first; it reports whether it slept.
@@ -280,7 +302,7 @@ func (c *Client) EvaluateModel(ctx context.Context, version uint64, ds *tensor.D
 
 // ExportModel downloads a model version's file into w.
 func (c *Client) ExportModel(ctx context.Context, version uint64, w io.WriterAt) error {
-	s, err := c.session(ctx, "")
+	s, err := c.dialReady(ctx, "")
 	if err != nil {
 		return err
 	}
