@@ -60,8 +60,13 @@ type Config struct {
 	// DataDir holds the agent's state (agent.db): identity, certificate,
 	// models, round progress. It must be empty or hold an agent.db.
 	DataDir string `json:"data_dir"`
-	// Dataset is the local data the agent trains and evaluates on.
+	// Dataset is the local data the agent trains and evaluates on. It may
+	// be left out (no kind) when Trainer is set: the external trainer
+	// reads its own data.
 	Dataset DatasetConfig `json:"dataset"`
+	// Trainer is the external trainer for models fedge's engine does not
+	// run (docs/TRAINER.md), and where rolled-out external models go.
+	Trainer TrainerConfig `json:"trainer,omitempty"`
 	// Labels describe the host for round selection and rollout cohorts
 	// (e.g. region=eu, tier=canary); sent at enrollment.
 	Labels map[string]string `json:"labels,omitempty"`
@@ -258,6 +263,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		return bad("shutdown_timeout must not be negative")
+	}
+	if err := c.Trainer.validate(bad); err != nil {
+		return err
+	}
+	if c.Dataset.Kind == "" && c.Trainer.enabled() {
+		return nil // the external trainer reads its own data
 	}
 	return c.Dataset.validate(bad)
 }

@@ -76,7 +76,10 @@ func newModel(spec Spec) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Spec: spec, nparams: n, plans: plans, Params: make([]float32, n), Grads: make([]float32, n)}
+	m := &Model{Spec: spec, nparams: n, plans: plans, Params: make([]float32, n)}
+	if !spec.IsExternal() { // the engine never trains an external model
+		m.Grads = make([]float32, n)
+	}
 	m.layers = make([]layer, len(plans))
 	m.firstParam = len(plans)
 	for i := len(plans) - 1; i >= 0; i-- {
