@@ -72,4 +72,3 @@ func TestServeExternalHookFailure(t *testing.T) {
 		t.Fatalf("err %v, serving %d", err, a.ModelVersion())
 	}
 }
-
