@@ -83,7 +83,8 @@ type Agent struct {
 		version uint64
 		at      time.Time
 	}
-	bg sync.WaitGroup // rounds and downloads
+	bg          sync.WaitGroup // rounds and downloads
+	trainerFail trainerFailure // guarded by mu
 
 	// observeUpdate, if set (tests), sees each training round's update
 	// vector before and after fixed-point encoding (and a statistics

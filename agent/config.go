@@ -69,8 +69,13 @@ type Config struct {
 	// DataDir holds the agent's state (agent.db): identity, certificate,
 	// models, round progress. It must be empty or hold an agent.db.
 	DataDir string `json:"data_dir"`
-	// Dataset is the local data the agent trains and evaluates on.
+	// Dataset is the local data the agent trains and evaluates on. It may
+	// be left out (no kind) when Trainer is set: the external trainer
+	// reads its own data.
 	Dataset DatasetConfig `json:"dataset"`
+	// Trainer is the external trainer for models fedge's engine does not
+	// run (docs/TRAINER.md), and where rolled-out external models go.
+	Trainer TrainerConfig `json:"trainer,omitempty"`
 	// Labels describe the host for round selection and rollout cohorts
 	// (e.g. region=eu, tier=canary); sent at enrollment.
 	Labels map[string]string `json:"labels,omitempty"`
@@ -325,6 +330,12 @@ func (c *Config) Validate() error {
 	l := c.InferenceLimits
 	if l.ReadHeaderTimeout < 0 || l.ReadTimeout < 0 || l.WriteTimeout < 0 || l.IdleTimeout < 0 || l.MaxRequests < 0 {
 		return bad("inference_limits: timeouts and max_requests must not be negative")
+	}
+	if err := c.Trainer.validate(bad); err != nil {
+		return err
+	}
+	if c.Dataset.Kind == "" && c.Trainer.enabled() {
+		return nil // the external trainer reads its own data
 	}
 	return c.Dataset.validate(bad)
 }

@@ -23,6 +23,9 @@ type localData struct {
 // splits off the held-out part. The split depends only on the
 // configuration, so it is the same after every restart.
 func loadData(cfg *DatasetConfig) (*localData, error) {
+	if cfg.Kind == "" { // an external trainer's agent: no data of its own
+		return &localData{train: &tensor.Dataset{}, heldOut: &tensor.Dataset{}}, nil
+	}
 	ds, err := readDataset(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("agent.loadData: %w", err)

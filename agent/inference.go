@@ -83,6 +83,9 @@ type ModelInfo struct {
 	Classes     int         `json:"classes"`
 	Params      int         `json:"params"`
 	RolledOutAt time.Time   `json:"rolled_out_at"`
+	// External is set for a model the agent hands to the reload hook
+	// rather than serving (Spec.External lists its tensors).
+	External bool `json:"external,omitempty"`
 }
 
 // healthResponse is the answer of /healthz: Status "ok" (HTTP 200), or
@@ -202,6 +205,10 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m := cur.model
+	if m.Spec.IsExternal() {
+		writeError(w, http.StatusConflict, fmt.Sprintf("model %d is external: this model is served by your reload hook, not by /v1/predict", cur.version))
+		return
+	}
 	f := m.Features()
 	bufp := getBuf[byte](&s.bodies)
 	defer putBuf(&s.bodies, bufp)
@@ -324,7 +331,7 @@ func (s *inferenceServer) modelInfo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ModelInfo{
 		Version: cur.version, Hash: hex.EncodeToString(cur.hash[:]), Spec: cur.model.Spec,
 		Features: cur.model.Features(), Classes: cur.model.Classes(), Params: cur.model.NumParams(),
-		RolledOutAt: cur.rolledOut.UTC(),
+		RolledOutAt: cur.rolledOut.UTC(), External: cur.model.Spec.IsExternal(),
 	})
 }
 

@@ -246,6 +246,11 @@ func (a *Agent) syncModel(ctx context.Context, c conn, ann *protocol.ModelAnnoun
 			return err
 		}
 	}
+	if m.Spec.IsExternal() {
+		if err := a.publishExternal(ctx, ann.Version, m); err != nil {
+			return err
+		}
+	}
 	rec := &modelRecord{version: ann.Version, hash: m.Hash(), rolledOut: a.now(), blob: blob}
 	return a.swapModel(rec, m)
 }

@@ -121,11 +121,11 @@ func (a *Agent) onInvite(c conn, inv *protocol.RoundInvite) *protocol.RoundJoin 
 	}
 	switch inv.Kind {
 	case protocol.RoundTrain, protocol.RoundStats:
-		if a.data.train.Len() == 0 {
+		if a.data.train.Len() == 0 && !(inv.Kind == protocol.RoundTrain && a.cfg.Trainer.enabled()) {
 			return decline("no local training data")
 		}
 	case protocol.RoundEval:
-		if a.data.heldOut.Len() == 0 {
+		if a.data.heldOut.Len() == 0 && !a.cfg.Trainer.enabled() {
 			return decline("no local held-out data")
 		}
 	default:

@@ -69,6 +69,9 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 	if err != nil {
 		return err
 	}
+	if start.Spec.IsExternal() {
+		return a.trainExternalRound(ctx, c, st, plan, cfg, pid, start)
+	}
 	train := a.data.train
 	if start.Features() != train.Features() || start.Classes() < train.Classes {
 		return fmt.Errorf("model %d takes %d features and %d classes, local data has %d and %d",
@@ -109,6 +112,16 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 	default:
 		return fmt.Errorf("training: %w", err)
 	}
+	return a.submitUpdate(ctx, c, st, plan, cfg, pid, start, trained, train.Len(), stats)
+}
+
+// submitUpdate sends the update of a training round, whoever trained it
+// (the engine or an external trainer): the delta from start to trained,
+// clipped and with its clip bit under DP, with the training metrics, then
+// encoded, noised and masked, or in the clear without secure aggregation.
+// n is the example count the update is weighted by.
+func (a *Agent) submitUpdate(ctx context.Context, c conn, st *roundState, plan *protocol.RoundPlan, cfg *secagg.Config, pid uint32,
+	start, trained *tensor.Model, n int, stats tensor.TrainStats) error {
 	delta := make([]float32, start.NumParams())
 	for i := range delta {
 		delta[i] = trained.Params[i] - start.Params[i]
@@ -133,7 +146,6 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 		loss, acc = 0, 0
 	}
 	vec := protocol.AppendUpdateMetrics(body, clip, loss, acc)
-	n := train.Len()
 	a.log.Debug("trained", "round", plan.RoundID, "examples", n, "loss", stats.Loss, "accuracy", stats.Accuracy, "took", stats.Duration)
 
 	if cfg == nil {
@@ -207,6 +219,9 @@ func (a *Agent) evalRound(ctx context.Context, c conn, st *roundState, req *prot
 		m, err := a.modelFor(ctx, c, version, hash)
 		if err != nil {
 			return protocol.EvalSums{}, err
+		}
+		if m.Spec.IsExternal() {
+			return a.evaluateExternal(ctx, st, req.RoundID, version, m)
 		}
 		met, err := tensor.Evaluate(m, a.data.heldOut)
 		if err != nil {

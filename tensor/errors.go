@@ -25,6 +25,10 @@ var (
 	// ErrTooLarge reports a model file larger than the configured limit;
 	// it is detected before the memory is allocated.
 	ErrTooLarge = errors.New("tensor: model file exceeds size limit")
+	// ErrExternalModel reports an engine operation (NewModel, Train,
+	// Evaluate, Predict and their graph forms) on an external model, which
+	// only an external trainer runs (Spec.IsExternal).
+	ErrExternalModel = errors.New("tensor: external model: fedge's engine does not run it")
 	// ErrDiverged reports a training loss that became NaN or infinite.
 	ErrDiverged = errors.New("tensor: training diverged")
 )

@@ -50,7 +50,13 @@ const inferenceBudget = 1 << 21
 // NewModel builds a model of spec with weights drawn deterministically from
 // seed: He uniform for layers followed by a ReLU, Glorot uniform for the
 // others, biases zero. The same spec and seed give the same bits.
+//
+// An external spec gets ErrExternalModel: its weights come from outside
+// (NewExternalModel).
 func NewModel(spec Spec, seed uint64) (*Model, error) {
+	if spec.IsExternal() {
+		return nil, fmt.Errorf("tensor.NewModel: %q: initial weights of an external model come from a file (NewExternalModel): %w", spec.Name, ErrExternalModel)
+	}
 	m, err := newModel(spec)
 	if err != nil {
 		return nil, fmt.Errorf("tensor.NewModel: %w", err)
@@ -70,7 +76,10 @@ func newModel(spec Spec) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Spec: spec, nparams: n, plans: plans, Params: make([]float32, n), Grads: make([]float32, n)}
+	m := &Model{Spec: spec, nparams: n, plans: plans, Params: make([]float32, n)}
+	if !spec.IsExternal() { // the engine never trains an external model
+		m.Grads = make([]float32, n)
+	}
 	m.layers = make([]layer, len(plans))
 	m.firstParam = len(plans)
 	for i := len(plans) - 1; i >= 0; i-- {
@@ -100,7 +109,7 @@ func newModel(spec Spec) (*Model, error) {
 			pool.relu = true
 		}
 	}
-	m.predictCap = min(1024, max(1, inferenceBudget/per))
+	m.predictCap = min(1024, max(1, inferenceBudget/max(per, 1)))
 	return m, nil
 }
 
@@ -118,11 +127,23 @@ func (m *Model) Clone() *Model {
 // NumParams returns the length of the flat parameter vector.
 func (m *Model) NumParams() int { return len(m.Params) }
 
-// Features returns the number of input values of one example.
-func (m *Model) Features() int { return m.plans[0].inSize }
+// Features returns the number of input values of one example (0 for an
+// external model).
+func (m *Model) Features() int {
+	if len(m.plans) == 0 {
+		return 0
+	}
+	return m.plans[0].inSize
+}
 
-// Classes returns the number of outputs (class probabilities) per example.
-func (m *Model) Classes() int { return m.plans[len(m.plans)-1].outSize }
+// Classes returns the number of outputs (class probabilities) per example
+// (0 for an external model).
+func (m *Model) Classes() int {
+	if len(m.plans) == 0 {
+		return 0
+	}
+	return m.plans[len(m.plans)-1].outSize
+}
 
 // SetParams copies src into Params; src must have NumParams values.
 func (m *Model) SetParams(src []float32) error {

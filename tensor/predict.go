@@ -126,6 +126,9 @@ func (m *Model) chunked(n int, fn func(ws *workspace, ps *pass, e0, e1 int)) {
 
 // checkInputs validates a batch of plain examples for m.
 func (m *Model) checkInputs(x []float32, n int) error {
+	if m.Spec.IsExternal() {
+		return fmt.Errorf("model %q: %w", m.Spec.Name, ErrExternalModel)
+	}
 	if m.Spec.IsGraph() {
 		return ErrNeedsGraph
 	}
@@ -140,6 +143,9 @@ func (m *Model) checkInputs(x []float32, n int) error {
 
 // checkDataset validates ds for m: its width, its classes and its labels.
 func (m *Model) checkDataset(ds *Dataset) error {
+	if m.Spec.IsExternal() {
+		return fmt.Errorf("model %q: %w", m.Spec.Name, ErrExternalModel)
+	}
 	if ds == nil {
 		return fmt.Errorf("nil dataset: %w", ErrShape)
 	}

@@ -27,7 +27,10 @@ import (
 //
 // Version history:
 //
-//	1  initial format.
+//	1  initial format. The spec may carry an external layout
+//	   (Spec.External, added without a version change: engine specs encode
+//	   exactly as before, and a build without it rejects such a file as a
+//	   spec with an unknown field, ErrFormat).
 const (
 	ModelMagic         = "FEDGEMDL"
 	ModelFormatVersion = 1

@@ -237,6 +237,10 @@ func FuzzUnmarshalModel(f *testing.F) {
 	f.Add(craft(`{"input":[1,4,4],"layers":[{"type":"conv2d","filters":2,"kernel":3,"padding":1},{"type":"maxpool2d","kernel":2},{"type":"flatten"},{"type":"dense","units":2}]}`, 60, 60))
 	f.Add(craft(`{"input":[3],"layers":[{"type":"dropout","rate":0.5},{"type":"gcnconv","units":2}]}`, 8, 8))
 	f.Add(craft(`{"input":[2,2,1],"layers":[{"type":"standardize","shift":[0.5,-1,0,2],"scale":[1,0.25,3,1e-3]},{"type":"maxpool2d","kernel":1},{"type":"flatten"},{"type":"dense","units":2}]}`, 10, 10))
+	f.Add(craft(`{"name":"ext","external":[{"name":"w","shape":[2,3]},{"name":"b","shape":[3]},{"name":"s","shape":[]}]}`, 10, 10))
+	if ext, err := os.ReadFile(filepath.Join("testdata", "golden-external.fedgemdl")); err == nil {
+		f.Add(ext)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkDecode(t, b)
 		// Also with a correct checksum, so mutations reach the spec parser.
@@ -258,7 +262,7 @@ func checkDecode(t *testing.T, b []byte) {
 	if err != nil {
 		return
 	}
-	if !reflect.DeepEqual(m.Params, r.Params) {
+	if HashParams(m.Params) != HashParams(r.Params) { // bitwise: NaNs are valid parameters here
 		t.Fatal("decoders disagree")
 	}
 	again, err := m.MarshalBinary()
@@ -267,6 +271,12 @@ func checkDecode(t *testing.T, b []byte) {
 	}
 	if _, err := UnmarshalModel(again); err != nil {
 		t.Fatalf("re-encoding does not decode: %v", err)
+	}
+	if m.Spec.IsExternal() {
+		if _, err := m.Predict(nil, 0); !errors.Is(err, ErrExternalModel) {
+			t.Fatalf("Predict on an external model: %v, want ErrExternalModel", err)
+		}
+		return
 	}
 	if !m.Spec.IsGraph() && m.Features() <= 4096 {
 		if _, err := m.Predict(make([]float32, m.Features()), 1); err != nil {

@@ -56,10 +56,18 @@ type LayerSpec struct {
 // (H, W, C), so a flatten after them orders values by (h, w, c).
 //
 // A Spec is JSON-serializable and part of every model file.
+//
+// An external model (IsExternal) has neither Input nor Layers: External
+// lists its named tensors, and its flat parameter vector is their
+// concatenation in that order. fedge aggregates, encodes and stores it
+// like any other but trains it only through an external trainer.
 type Spec struct {
 	Name   string      `json:"name,omitempty"`
-	Input  []int       `json:"input"`
-	Layers []LayerSpec `json:"layers"`
+	Input  []int       `json:"input,omitempty"`
+	Layers []LayerSpec `json:"layers,omitempty"`
+	// External is the layout of a model the engine does not run (see
+	// ExternalSpec); empty for engine models.
+	External []ExternalTensor `json:"external,omitempty"`
 }
 
 // layerPlan is a validated layer: its spec, shapes and place in the flat
@@ -83,6 +91,10 @@ type layerPlan struct {
 func (s Spec) plan() ([]layerPlan, int, error) {
 	bad := func(format string, args ...any) ([]layerPlan, int, error) {
 		return nil, 0, fmt.Errorf("tensor.Spec.Validate: %s: %w", fmt.Sprintf(format, args...), ErrInvalidSpec)
+	}
+	if s.IsExternal() {
+		n, err := s.planExternal()
+		return nil, n, err
 	}
 	if len(s.Input) == 0 || len(s.Input) > 3 {
 		return bad("input shape %v must have 1 to 3 dimensions", s.Input)
@@ -322,17 +334,21 @@ func (s Spec) Shapes() ([][]int, error) {
 	return out, nil
 }
 
-// Features returns the number of values in one input example.
+// Features returns the number of values in one input example (0 for an
+// external model).
 func (s Spec) Features() int {
+	if s.IsExternal() {
+		return 0
+	}
 	n, _ := product(s.Input)
 	return n
 }
 
 // Classes returns the number of outputs (class logits) of the last layer,
-// or 0 if s is invalid.
+// or 0 if s is invalid or external.
 func (s Spec) Classes() int {
 	p, _, err := s.plan()
-	if err != nil {
+	if err != nil || len(p) == 0 {
 		return 0
 	}
 	return p[len(p)-1].outSize
@@ -360,7 +376,7 @@ func (s Spec) String() string {
 
 // clone returns a deep copy of s.
 func (s Spec) clone() Spec {
-	c := Spec{Name: s.Name, Input: append([]int(nil), s.Input...), Layers: append([]LayerSpec(nil), s.Layers...)}
+	c := Spec{Name: s.Name, Input: append([]int(nil), s.Input...), Layers: append([]LayerSpec(nil), s.Layers...), External: cloneLayout(s.External)}
 	for i := range c.Layers {
 		l := &c.Layers[i]
 		if l.Shift != nil {

@@ -93,6 +93,9 @@ func (m *Model) graphLogits(g *Graph, idx []int) ([]float32, error) {
 
 // checkGraph validates g and the node indices idx for m.
 func (m *Model) checkGraph(g *Graph, idx []int) error {
+	if m.Spec.IsExternal() {
+		return fmt.Errorf("model %q: %w", m.Spec.Name, ErrExternalModel)
+	}
 	if !m.Spec.IsGraph() {
 		return fmt.Errorf("model has no graph layers: %w", ErrNeedsGraph)
 	}
