@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fedge/fedge/coordinator"
 	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/internal/demo"
 	"github.com/fedge/fedge/internal/testutil"
