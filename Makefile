@@ -50,13 +50,17 @@ OUT ?= demo-out
 demo: build
 	bin/fedge dev -out $(OUT)
 
-# The fault suite (internal/chaos): kill -9, SIGSTOP, restarts and floods
-# against a cluster of real processes; minutes, so not part of `make test`.
+# The fault suite (internal/chaos): kill -9, SIGSTOP and restarts against a
+# cluster of real processes; minutes, so not part of `make test`. Then the
+# network probes over real node processes (an unauthenticated flood, a
+# follower's kill -9, connections racing a node's start), which `make test`
+# also runs.
 # CHAOS=regexp narrows it; each scenario's recovery time is appended to
 # chaos-results.jsonl.
 CHAOS ?= .
 chaos:
 	FEDGE_CHAOS_RESULTS=$(CURDIR)/chaos-results.jsonl $(GO) test -tags chaos -count=1 -p 1 -v -timeout 40m -run '$(CHAOS)' ./internal/chaos
+	$(GO) test -count=1 -v -run 'TestEnrollFloodMemory|TestFollowerRejoinsAfterKill9|TestNodeAnswersStartingUntilReady' ./coordinator
 
 # Set-up from nothing: a fresh clone with empty module and build caches runs
 # `make test` and `make demo`.
