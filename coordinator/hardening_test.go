@@ -379,3 +379,44 @@ func floodEnroll(ctx context.Context, tr *quic.Transport, addr net.Addr, tc *tls
 	}
 	return sent, nil, nil
 }
+
+// TestClientLeavesKilledNode: an operator's client whose session is with a
+// node that is then killed with SIGKILL (no close reaches the client) fails
+// that call at its deadline, and its next call reaches another node at
+// once, instead of waiting on the dead session until QUIC's idle timeout.
+func TestClientLeavesKilledNode(t *testing.T) {
+	c := newProcessCluster(t, 3, protocol.Admission{})
+	a := c.admin()
+	var st api.ClusterStatus
+	waitFor(t, "a leader", func() bool {
+		var err error
+		st, err = status(a)
+		return err == nil && st.LeaderID != ""
+	})
+	victim := -1
+	for i, p := range c.peers {
+		if p.ID == st.Node {
+			victim = i
+		}
+	}
+	if victim < 0 {
+		t.Fatalf("answering node %q is not a peer", st.Node)
+	}
+	c.procs[victim].kill()
+	_, _ = status(a) // on the dead session: fails at its 2 s deadline
+	began := time.Now()
+	var got api.ClusterStatus
+	var err error
+	for time.Since(began) < 10*time.Second {
+		if got, err = status(a); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("no answer from the live nodes within 10 s of the kill: %v", err)
+	}
+	if got.Node == st.Node {
+		t.Fatalf("answered by the killed node %s", got.Node)
+	}
+	t.Logf("next call answered by %s %v after the failed one", got.Node, time.Since(began).Round(time.Millisecond))
+}

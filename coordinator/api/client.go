@@ -106,6 +106,17 @@ func (c *Client) Close() error {
 	return nil
 }
 
+// drop closes s if it is still the client's session, moving its address
+// to the back of the list.
+func (c *Client) drop(s *protocol.Session) {
+	c.mu.Lock()
+	current := c.sess == s
+	c.mu.Unlock()
+	if current {
+		c.rotate()
+	}
+}
+
 // rotate closes the current session and moves its address to the back of
 // the list, so the next call asks another coordinator first.
 func (c *Client) rotate() {
@@ -224,6 +235,13 @@ func (c *Client) Call(ctx context.Context, verb string, q QueryOptions, req, res
 			continue
 		}
 		if err != nil {
+			var pe *protocol.Error
+			if !errors.As(err, &pe) {
+				// No answer (the node died, froze or the network broke):
+				// the session may never recover, so drop it; the next call
+				// dials again, another coordinator first.
+				c.drop(s)
+			}
 			return fmt.Errorf("%s: %w", verb, err)
 		}
 		ar, ok := out.(*protocol.AdminResponse)

@@ -108,14 +108,14 @@ func newEnv(t *testing.T, agents int) *env {
 	return e
 }
 
-// startJob starts a long SecAgg+ job of the 2nn (E=1, B=10, 600 examples
+// startJob starts a long SecAgg+ job of the 2nn (E=3, B=10, 600 examples
 // per agent) with the default deadlines, so recovery is measured as a
 // user's job would see it.
 func (e *env) startJob(minClients int) {
 	e.t.Helper()
 	var job api.Job
 	spec := api.JobSpec{Name: "chaos", Model: "2nn", Rounds: 10000, Fraction: 1, MinClients: minClients, Seed: 1,
-		Plan: api.LocalPlan{Epochs: 1, BatchSize: 10, LR: 0.1}, SecAgg: api.SecAggSpec{Enabled: true}}
+		Plan: api.LocalPlan{Epochs: 3, BatchSize: 10, LR: 0.05}, SecAgg: api.SecAggSpec{Enabled: true}}
 	if err := e.c.Admin.Call(e.ctx, api.VerbJobsStart, api.QueryOptions{}, spec, &job); err != nil {
 		e.t.Fatal(err)
 	}
@@ -164,20 +164,22 @@ func (e *env) waitCommitted(n int, timeout time.Duration) time.Duration {
 	return e.waitFor(fmt.Sprintf("%d committed rounds", n), timeout, func() bool { return committed(e.rounds()) >= n })
 }
 
-// midRound waits for a running round whose agents have joined and returns
-// it.
+// midRound waits for a running round, then lets its agents get into
+// their local training (the round record is replicated at its start and
+// end only, so joining is not visible from outside), and returns it.
 func (e *env) midRound(timeout time.Duration) api.Round {
 	e.t.Helper()
 	var got api.Round
 	e.waitFor("a round in flight", timeout, func() bool {
 		for _, r := range e.rounds() {
-			if r.State == api.RoundRunning && len(r.Participants) > 0 {
+			if r.State == api.RoundRunning {
 				got = r
 				return true
 			}
 		}
 		return false
 	})
+	time.Sleep(300 * time.Millisecond) // into the round: invites, joins, training
 	return got
 }
 
