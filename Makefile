@@ -11,7 +11,7 @@ BENCHTIME ?= 1x
 all: build test
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/fedge ./cmd/fedge
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto -o bin/fedge ./cmd/fedge
 
 vet:
 	$(GO) vet $(PKGS)

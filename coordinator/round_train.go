@@ -78,7 +78,8 @@ func jobTensorSpec(j *JobSpec) (tensor.Spec, error) {
 	}
 	s, err := tensor.NamedSpec(j.Model)
 	if err != nil {
-		return s, fmt.Errorf("%w: %v", ErrInvalidJob, err)
+		return s, fmt.Errorf("%w: model %q is not one fedge's engine runs (%s); give a full \"spec\", or an init_model imported with `fedge models import`",
+			ErrInvalidJob, j.Model, strings.Join(tensor.SpecNames(), ", "))
 	}
 	return s, nil
 }

@@ -424,6 +424,9 @@ const (
 	SpecGCN    = "gcn"    // 2-layer GCN sized for Cora: GCNSpec(1433, 16, 7)
 )
 
+// SpecNames lists the names NamedSpec knows.
+func SpecNames() []string { return []string{SpecLogReg, Spec2NN, SpecCNN, SpecGCN} }
+
 // NamedSpec returns one of the models named in the FedAvg paper, sized for
 // MNIST (input [1, 28, 28], 10 classes), or the Cora-sized GCN:
 //

@@ -179,6 +179,14 @@ func (c *cli) usageFail(err error) int {
 	return exitUsage
 }
 
+// inputFail reports bad input that is not a misuse of the command line (a
+// job or configuration file's content, a value the flags carry): one line
+// and a pointer to the help, exit code 2, without the whole usage.
+func (c *cli) inputFail(err error) int {
+	fmt.Fprintf(c.stderr, "fedge %s: %v\nRun `fedge %s -h` for the fields and an example.\n", c.spec.path, err, c.spec.path)
+	return exitUsage
+}
+
 // fail reports err and returns the exit code it maps to.
 func (c *cli) fail(err error) int {
 	var ue *usageError

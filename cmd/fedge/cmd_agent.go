@@ -47,7 +47,7 @@ func runAgentContext(ctx context.Context, args []string, stdout, stderr io.Write
 		// then applied again over it.
 		loaded, err := agent.LoadConfig(*path)
 		if err != nil {
-			return c.usageFail(err)
+			return c.inputFail(err)
 		}
 		cfg = loaded
 		var ferr error
@@ -63,16 +63,16 @@ func runAgentContext(ctx context.Context, args []string, stdout, stderr io.Write
 		}
 	}
 	if err := cfg.Validate(); err != nil {
-		return c.usageFail(err)
+		return c.inputFail(err)
 	}
 	logger, err := cfg.Logger(stderr)
 	if err != nil {
-		return c.usageFail(err)
+		return c.inputFail(err)
 	}
 	a, err := agent.New(cfg, logger)
 	if err != nil {
 		if errors.Is(err, agent.ErrConfig) {
-			return c.usageFail(err)
+			return c.inputFail(err)
 		}
 		return c.fail(err)
 	}

@@ -79,7 +79,7 @@ func runCoordinatorContext(ctx context.Context, args []string, stdout, stderr io
 	if *path != "" {
 		var err error
 		if file, err = loadCoordinatorFile(*path); err != nil {
-			return c.usageFail(err)
+			return c.inputFail(err)
 		}
 	}
 	if err := applyCoordinatorFlags(c, &file); err != nil {
@@ -87,14 +87,14 @@ func runCoordinatorContext(ctx context.Context, args []string, stdout, stderr io
 	}
 	logger, err := newLogger(stderr, file.LogFormat, file.LogLevel)
 	if err != nil {
-		return c.usageFail(err)
+		return c.inputFail(err)
 	}
 	cfg := file.Config
 	cfg.Logger = logger
 	if v := os.Getenv(envSealKey); v != "" {
 		k, err := identity.ParseSealKey(v)
 		if err != nil {
-			return c.usageFail(fmt.Errorf("%s: %w", envSealKey, err))
+			return c.inputFail(fmt.Errorf("%s: %w", envSealKey, err))
 		}
 		cfg.SealKey = k
 	}
@@ -102,7 +102,7 @@ func runCoordinatorContext(ctx context.Context, args []string, stdout, stderr io
 		cfg.SealPassphrase = []byte(v)
 	}
 	if err := cfg.Validate(); err != nil {
-		return c.usageFail(err)
+		return c.inputFail(err)
 	}
 	node, err := coordinator.NewNode(cfg)
 	if err != nil {

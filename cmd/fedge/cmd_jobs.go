@@ -60,7 +60,7 @@ func runJobsStart(args []string, stdout, stderr io.Writer) int {
 	}
 	spec, err := loadJobSpec(*file)
 	if err != nil {
-		return c.usageFail(err)
+		return c.inputFail(err)
 	}
 	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (api.Job, error) {
 		return cl.Jobs().Start(ctx, spec)
@@ -85,7 +85,7 @@ func loadJobSpec(path string) (api.JobSpec, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&spec); err != nil {
-		return spec, fmt.Errorf("%s: %w", path, err)
+		return spec, fmt.Errorf("%s: %w", path, unknownFieldHint[api.JobSpec](err))
 	}
 	if dec.More() {
 		return spec, fmt.Errorf("%s: trailing content after the JSON object", path)

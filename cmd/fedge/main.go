@@ -56,8 +56,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return c.run(args[1:], stdout, stderr)
 		}
 	}
-	fmt.Fprintf(stderr, "fedge: unknown command %q\n\n", args[0])
-	usage(stderr)
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	fmt.Fprintf(stderr, "fedge: unknown command %q%s\nRun `fedge -h` for the commands.\n", args[0], didYouMean(args[0], names))
 	return exitUsage
 }
 
@@ -86,7 +89,11 @@ func group(name, about string, subs []command) func(args []string, stdout, stder
 				return s.run(args[1:], stdout, stderr)
 			}
 		}
-		fmt.Fprintf(stderr, "fedge %s: unknown verb %q\n\n", name, args[0])
+		var names []string
+		for _, s := range subs {
+			names = append(names, s.name)
+		}
+		fmt.Fprintf(stderr, "fedge %s: unknown verb %q%s\n\n", name, args[0], didYouMean(args[0], names))
 		groupUsage(stderr)
 		return exitUsage
 	}
@@ -97,10 +104,59 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
-	v := "devel"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		v = bi.Main.Version
-	}
-	fmt.Fprintln(stdout, "fedge", v)
+	fmt.Fprintln(stdout, "fedge", buildVersion())
 	return exitOK
+}
+
+// didYouMean is " (did you mean X?)" for the nearest name, or "".
+func didYouMean(s string, names []string) string {
+	if c := closest(s, names); c != "" {
+		return " (did you mean " + c + "?)"
+	}
+	return ""
+}
+
+// buildVersion describes this binary from its build information: the
+// module version when built from a tagged module, else the VCS revision
+// and time the go command recorded (make build records them), with
+// "+dirty" for uncommitted changes; "devel" when neither is known.
+func buildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	v := bi.Main.Version
+	if v == "(devel)" {
+		v = ""
+	}
+	var rev, at, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	switch {
+	case v != "" && rev == "":
+		return v + " " + bi.GoVersion
+	case rev != "":
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		out := "devel " + rev + dirty
+		if v != "" {
+			out = v + " (" + rev + dirty + ")"
+		}
+		if at != "" {
+			out += " " + at
+		}
+		return out + " " + bi.GoVersion
+	}
+	return "devel " + bi.GoVersion
 }
