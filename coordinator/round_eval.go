@@ -8,13 +8,14 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/crypto/secagg"
 	"github.com/fedge/fedge/protocol"
 )
 
 // EvalMinAgents is the least number of canary agents an evaluation round
 // needs: below it, secure aggregation would not hide single hosts.
-const EvalMinAgents = secagg.MinParticipants
+const EvalMinAgents = api.EvalMinAgents
 
 // rolloutStep runs one evaluation round for the rollout's current cohort
 // and lets the gate decide: advance (or promote at the last cohort) when

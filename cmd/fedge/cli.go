@@ -43,6 +43,15 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
 
+// inputError is input the command cannot act on that is not a misuse of
+// its flags (a job file's content, a request the cluster's state makes
+// pointless): reported in one line with a pointer to -h, exit code 2.
+type inputError struct{ msg string }
+
+func (e *inputError) Error() string { return e.msg }
+
+func inputf(format string, a ...any) error { return &inputError{fmt.Sprintf(format, a...)} }
+
 // cmdSpec describes one leaf command for its help text.
 type cmdSpec struct {
 	path    string // "jobs status"
@@ -193,6 +202,10 @@ func (c *cli) fail(err error) int {
 	if errors.As(err, &ue) {
 		return c.usageFail(err)
 	}
+	var ie *inputError
+	if errors.As(err, &ie) {
+		return c.inputFail(ie)
+	}
 	code := exitCode(err)
 	fmt.Fprintf(c.stderr, "fedge %s: %v\n", c.spec.path, err)
 	if protocol.HandshakeRefused(err) && c.admin != nil {
@@ -213,7 +226,8 @@ func exitCode(err error) int {
 		return exitOK
 	}
 	var ue *usageError
-	if errors.As(err, &ue) {
+	var ie *inputError
+	if errors.As(err, &ue) || errors.As(err, &ie) {
 		return exitUsage
 	}
 	var pe *protocol.Error

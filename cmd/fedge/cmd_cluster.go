@@ -31,9 +31,28 @@ func runClusterStatus(args []string, stdout, stderr io.Writer) int {
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
+	fleet := -1 // agents connected to the cluster (its leader), if known
 	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (api.ClusterStatus, error) {
-		return cl.Cluster().Status(ctx, q)
+		st, err := cl.Cluster().Status(ctx, q)
+		if err != nil {
+			return st, err
+		}
+		// Agents hold their sessions with the leader: ask it (a follower
+		// forwards the question) rather than count the answering node's.
+		if agents, err := cl.Agents().List(ctx, q); err == nil {
+			fleet = 0
+			for _, a := range agents {
+				if a.Connected {
+					fleet++
+				}
+			}
+		}
+		return st, nil
 	}, func(w io.Writer, st api.ClusterStatus) error {
+		connected := fmt.Sprintf("%d (on %s)", st.ConnectedAgents, st.Node)
+		if fleet >= 0 && st.LeaderID != "" {
+			connected = fmt.Sprintf("%d (to the leader %s)", fleet, st.LeaderID)
+		}
 		leader := "none elected"
 		if st.LeaderID != "" {
 			leader = fmt.Sprintf("%s (%s)", st.LeaderID, st.LeaderAddr)
@@ -45,7 +64,7 @@ func runClusterStatus(args []string, stdout, stderr io.Writer) int {
 			"Term", st.Term,
 			"Last index", st.LastIndex,
 			"Applied index", st.AppliedIndex,
-			"Connected agents", fmt.Sprintf("%d (on %s)", st.ConnectedAgents, st.Node),
+			"Connected agents", connected,
 			"Stable model", version(st.Stable),
 		); err != nil {
 			return err

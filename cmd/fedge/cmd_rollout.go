@@ -26,11 +26,16 @@ var rolloutStartSpec = cmdSpec{
 cohort (the canary) evaluates the candidate and the current stable model on
 its local held-out data; the cluster sees only securely aggregated sums, and
 the gate compares the two to advance to the next cohort or roll back, with no
-operator action. -canary P gives the stages canary=P then all=100%; -stages
-lists them explicitly (name=percent, a selector in brackets:
+operator action. The stages are a canary, then all=100%: when agents
+labelled tier=canary exist, the canary is those agents (-canary P takes P%
+of them; default all of them), else P% of the fleet (default 5%). -stages
+lists them explicitly instead (name=percent, a selector in brackets:
 "canary[tier=canary]=100%,all=100%"). Assignment is by agent ID, so a host
-does not flap between cohorts. The gate is METRIC OP (baseline[+-N] | N) with
-metric accuracy (percent) or loss.`,
+does not flap between cohorts. A canary needs at least 3 connected agents
+(secure aggregation must hide each host's accuracy among others): a canary
+smaller than that is refused at once with the flag that fixes it, unless
+-force. The gate is METRIC OP (baseline[+-N] | N) with metric accuracy
+(percent) or loss. Stages are shown by name and position ("canary (1/2)").`,
 	example: `fedge rollout start -model v7 -canary 5% -gate 'accuracy>=baseline-0.5'
 fedge rollout start -model 7 -stages 'canary=5%,half=50%,all=100%' -gate 'loss<=baseline+0.02'`,
 }
@@ -41,6 +46,7 @@ func runRolloutStart(args []string, stdout, stderr io.Writer) int {
 	canary := c.fs.String("canary", "", "canary percentage; stages become canary=P,all=100% (default 5%)")
 	stages := c.fs.String("stages", "", "explicit stages: name=P%,... (instead of -canary)")
 	gate := c.fs.String("gate", "", "promotion gate, e.g. 'accuracy>=baseline-0.5'")
+	force := c.fs.Bool("force", false, "start even if the canary holds fewer agents than an evaluation needs")
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
@@ -58,13 +64,22 @@ func runRolloutStart(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return c.usageFail(err)
 	}
-	cohorts, err := rolloutCohorts(*canary, *stages)
-	if err != nil {
+	if _, err := rolloutCohorts(*canary, *stages, nil); err != nil {
 		return c.usageFail(err)
 	}
-	req := api.RolloutRequest{Model: v, Cohorts: cohorts, Gate: g.String()}
 	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (api.Rollout, error) {
-		return cl.Rollouts().Start(ctx, req)
+		agents, err := cl.Agents().List(ctx, q)
+		if err != nil {
+			return api.Rollout{}, err
+		}
+		cohorts, err := rolloutCohorts(*canary, *stages, agents)
+		if err != nil {
+			return api.Rollout{}, err
+		}
+		if err := canaryLargeEnough(cohorts, agents, *canary); err != nil && !*force {
+			return api.Rollout{}, err
+		}
+		return cl.Rollouts().Start(ctx, api.RolloutRequest{Model: v, Cohorts: cohorts, Gate: g.String()})
 	}, func(w io.Writer, r api.Rollout) error {
 		_, err := fmt.Fprintf(w, "Started rollout %s of %s over %s (baseline %s), gate %s.\nFollow it with: fedge rollout status\n",
 			r.ID, version(r.Model), cohortsString(r.Cohorts, -1), version(r.Baseline), r.Gate)
@@ -72,27 +87,78 @@ func runRolloutStart(args []string, stdout, stderr io.Writer) int {
 	})
 }
 
-// rolloutCohorts builds the stages from -canary or -stages.
-func rolloutCohorts(canary, stages string) ([]api.Cohort, error) {
+// canaryLabel is the label that marks canary hosts by default.
+const canaryLabel, canaryValue = "tier", "canary"
+
+// rolloutCohorts builds the stages from -canary or -stages: always a
+// canary stage before all=100%. When some agents are labelled tier=canary
+// the canary is those agents (-canary P: P% of them), else P% of the
+// fleet (default 5%).
+func rolloutCohorts(canary, stages string, agents []api.Agent) ([]api.Cohort, error) {
 	if canary != "" && stages != "" {
 		return nil, usagef("give -canary or -stages, not both")
 	}
 	if stages != "" {
 		return api.ParseCohorts(stages)
 	}
+	labelled := 0
+	for _, a := range agents {
+		if a.Labels[canaryLabel] == canaryValue && !a.Revoked {
+			labelled++
+		}
+	}
+	name := "canary"
+	if labelled > 0 {
+		name = "canary[" + canaryLabel + "=" + canaryValue + "]"
+	}
 	if canary == "" {
 		canary = "5%"
+		if labelled > 0 {
+			canary = "100%"
+		}
 	}
 	p := strings.TrimSuffix(strings.TrimSpace(canary), "%")
-	spec := "canary=" + p + "%,all=100%"
-	if p == "100" {
-		spec = "all=100%"
-	}
-	cs, err := api.ParseCohorts(spec)
+	cs, err := api.ParseCohorts(name + "=" + p + "%,all=100%")
 	if err != nil {
 		return nil, usagef("-canary %q: want a percentage in (0,100]", canary)
 	}
 	return cs, nil
+}
+
+// canaryLargeEnough refuses a first stage that would hold fewer connected
+// agents than an evaluation round needs (api.EvalMinAgents): it would wait
+// forever. The count is the expectation over the agents' hash buckets.
+func canaryLargeEnough(cs []api.Cohort, agents []api.Agent, canaryFlag string) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	first := cs[0]
+	matching := 0
+	for _, a := range agents {
+		if a.Connected && !a.Revoked && selects(first.Selector, a.Labels) {
+			matching++
+		}
+	}
+	expected := float64(matching) * first.Percent / 100
+	if expected >= api.EvalMinAgents {
+		return nil
+	}
+	hint := fmt.Sprintf("-canary %.0f%%", min(100, 100*float64(api.EvalMinAgents)/float64(max(matching, 1))+0.5))
+	if matching < api.EvalMinAgents {
+		hint = fmt.Sprintf("label at least %d connected hosts %s=%s (fedge agents label ID %s=%s), or start with -force and promote by hand", api.EvalMinAgents, canaryLabel, canaryValue, canaryLabel, canaryValue)
+	}
+	return inputf("the first stage %q would hold about %.1f of the %d connected agents it selects, and a canary needs at least %d (secure aggregation must hide each host's accuracy); use %s",
+		first.Name, expected, matching, api.EvalMinAgents, hint)
+}
+
+// selects reports whether an agent's labels match a cohort's selector.
+func selects(sel, labels map[string]string) bool {
+	for k, v := range sel {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // cohortsString writes the stages, marking the current one (if cur >= 0).
@@ -165,19 +231,14 @@ func runRolloutStatus(args []string, stdout, stderr io.Writer) int {
 				cand = fmt.Sprintf("%.2f%%", e.CandidateAccuracy)
 				base = fmt.Sprintf("%.2f%%", e.BaselineAccuracy)
 			}
-			dt.row(when(d.At), d.Stage+1, d.Action, d.By, agents, cand, base, dash(d.Reason))
+			dt.row(when(d.At), r.StageName(d.Stage), d.Action, d.By, agents, cand, base, dash(d.Reason))
 		}
 		return dt.flush()
 	})
 }
 
 // stageName is the rollout's current cohort as "name (i/n)".
-func stageName(r api.Rollout) string {
-	if r.Stage < 0 || r.Stage >= len(r.Cohorts) {
-		return fmt.Sprintf("%d/%d", r.Stage+1, len(r.Cohorts))
-	}
-	return fmt.Sprintf("%s (%d/%d)", r.Cohorts[r.Stage].Name, r.Stage+1, len(r.Cohorts))
-}
+func stageName(r api.Rollout) string { return r.StageName(r.Stage) }
 
 var rolloutActionHelp = map[string]string{
 	"pause":    "Pause a rollout: it stays at its current stage and the gate takes no decision until it is resumed.",

@@ -238,24 +238,51 @@ func TestParseInterspersed(t *testing.T) {
 }
 
 func TestRolloutCohorts(t *testing.T) {
+	fleet := func(n, canaries int) []api.Agent {
+		var out []api.Agent
+		for i := 0; i < n; i++ {
+			a := api.Agent{ID: fmt.Sprintf("a%d", i), Connected: true, Labels: map[string]string{"tier": "prod"}}
+			if i < canaries {
+				a.Labels["tier"] = "canary"
+			}
+			out = append(out, a)
+		}
+		return out
+	}
 	tests := []struct {
 		canary, stages string
+		agents         []api.Agent
 		want           string
+		refused        bool // the canary would be too small
 	}{
-		{"", "", "canary=5% -> all=100%"},
-		{"10%", "", "canary=10% -> all=100%"},
-		{"2.5", "", "canary=2.5% -> all=100%"},
-		{"100%", "", "all=100%"},
-		{"", "a=1%,b=50%,c=100%", "a=1% -> b=50% -> c=100%"},
-		{"", "canary[tier=canary]=100%,all=100%", "canary[tier=canary]=100% -> all=100%"},
+		{"", "", fleet(100, 0), "canary=5% -> all=100%", false},
+		{"10%", "", fleet(100, 0), "canary=10% -> all=100%", false},
+		{"2.5", "", fleet(200, 0), "canary=2.5% -> all=100%", false},
+		// A 100% canary is still a canary stage before all.
+		{"100%", "", fleet(5, 0), "canary=100% -> all=100%", false},
+		{"", "a=5%,b=50%,c=100%", fleet(100, 0), "a=5% -> b=50% -> c=100%", false},
+		{"", "canary[tier=canary]=100%,all=100%", fleet(10, 4), "canary[tier=canary]=100% -> all=100%", false},
+		// Labelled canaries are the canary cohort by default.
+		{"", "", fleet(10, 4), "canary[tier=canary]=100% -> all=100%", false},
+		{"50%", "", fleet(20, 8), "canary[tier=canary]=50% -> all=100%", false},
+		// The default 5% of a small fleet would wait forever: refused.
+		{"", "", fleet(10, 0), "canary=5% -> all=100%", true},
+		{"", "", fleet(10, 2), "canary[tier=canary]=100% -> all=100%", true},
 	}
 	for _, tt := range tests {
-		cs, err := rolloutCohorts(tt.canary, tt.stages)
+		cs, err := rolloutCohorts(tt.canary, tt.stages, tt.agents)
 		if err != nil {
 			t.Fatalf("%q %q: %v", tt.canary, tt.stages, err)
 		}
 		if got := cohortsString(cs, -1); got != tt.want {
 			t.Errorf("%q %q: got %q, want %q", tt.canary, tt.stages, got, tt.want)
+		}
+		err = canaryLargeEnough(cs, tt.agents, tt.canary)
+		if (err != nil) != tt.refused {
+			t.Errorf("%q %q over %d agents: refused %v, want %v", tt.canary, tt.stages, len(tt.agents), err, tt.refused)
+		}
+		if err != nil && !strings.Contains(err.Error(), "at least 3") {
+			t.Errorf("refusal does not say what a canary needs: %v", err)
 		}
 	}
 }

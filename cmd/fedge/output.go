@@ -90,6 +90,11 @@ func metricString(m map[string]float64) string {
 	sort.Strings(keys)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
+		if strings.HasSuffix(k, "accuracy") {
+			// Accuracy reads as a percentage everywhere in the CLI.
+			parts[i] = fmt.Sprintf("%s=%.2f%%", k, 100*m[k])
+			continue
+		}
 		parts[i] = fmt.Sprintf("%s=%.4g", k, m[k])
 	}
 	return strings.Join(parts, " ")

@@ -170,8 +170,14 @@ func TestWatchJobRounds(t *testing.T) {
 	contains(t, "models list", tc.ok(t, "models", "list"), latest, "yes")
 	contains(t, "models pin -unpin", tc.ok(t, "models", "pin", "-unpin", latest), "Unpinned "+latest)
 
-	// A rollout: start, then operator decisions recorded with their author.
-	out := tc.ok(t, "rollout", "start", "-model", latest, "-canary", "50%", "-gate", "accuracy>=baseline-0.5")
+	// A rollout whose canary is too small for the gate is refused, saying
+	// what would fix it; with -force it starts and waits for the operator.
+	code, _, errs := tc.admin(t, "rollout", "start", "-model", latest, "-canary", "50%", "-gate", "accuracy>=baseline-0.5")
+	if code != exitUsage || !strings.Contains(errs, "a canary needs at least 3") {
+		t.Fatalf("a canary of half of 3 agents: exit %d: %s", code, errs)
+	}
+	// Then operator decisions recorded with their author.
+	out := tc.ok(t, "rollout", "start", "-model", latest, "-canary", "50%", "-force", "-gate", "accuracy>=baseline-0.5")
 	contains(t, "rollout start", out, "canary=50% -> all=100%", "accuracy>=baseline-0.5")
 	tc.ok(t, "rollout", "pause", "-reason", "checking")
 	tc.ok(t, "rollout", "rollback")

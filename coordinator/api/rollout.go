@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/fedge/fedge/crypto/secagg"
 )
 
 // ErrBadGate is returned for a gate expression that does not parse.
@@ -180,3 +182,8 @@ func NewEvidence(agents int, cand, base EvalSums) Evidence {
 type EvalSums struct {
 	Correct, Total, LossSum float64
 }
+
+// EvalMinAgents is the least number of connected agents a rollout stage
+// must hold for the gate to evaluate it: secure aggregation must hide each
+// host's accuracy among others.
+const EvalMinAgents = secagg.MinParticipants

@@ -1,6 +1,9 @@
 package api
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // ClusterStatus answers Cluster().Status: the answering node's view.
 type ClusterStatus struct {
@@ -319,4 +322,14 @@ type Rollout struct {
 	// Waiting says why no evaluation round runs (too few canaries
 	// connected); the leader knows it, so Rollouts().Status asks it.
 	Waiting string `json:"waiting,omitempty"`
+}
+
+// StageName names stage i of the rollout (an index from 0, as Stage and
+// Decision.Stage hold it) the one way fedge shows stages to people: the
+// cohort's name and its position, "canary (1/2)".
+func (r Rollout) StageName(i int) string {
+	if i < 0 || i >= len(r.Cohorts) {
+		return fmt.Sprintf("stage %d/%d", i+1, len(r.Cohorts))
+	}
+	return fmt.Sprintf("%s (%d/%d)", r.Cohorts[i].Name, i+1, len(r.Cohorts))
 }

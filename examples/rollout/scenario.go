@@ -111,11 +111,7 @@ func rollOut(ctx context.Context, adm *api.Client, model uint64, gate string, ou
 }
 
 func printDecision(out io.Writer, ro *api.Rollout, d api.Decision) {
-	cohort := "?"
-	if d.Stage < len(ro.Cohorts) {
-		cohort = ro.Cohorts[d.Stage].Name
-	}
-	fmt.Fprintf(out, "  decision at stage %d (%s): %s by %s\n", d.Stage, cohort, d.Action, d.By)
+	fmt.Fprintf(out, "  decision at %s: %s by %s\n", ro.StageName(d.Stage), d.Action, d.By)
 	if e := d.Evidence; e != nil {
 		fmt.Fprintf(out, "    evidence (secure sums over %d agents' held-out data): candidate %.0f/%.0f correct = %.2f%%, baseline %.0f/%.0f = %.2f%%; mean loss %.3f vs %.3f\n",
 			e.Agents, e.CandidateCorrect, e.CandidateTotal, e.CandidateAccuracy, e.BaselineCorrect, e.BaselineTotal, e.BaselineAccuracy,

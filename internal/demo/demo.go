@@ -352,10 +352,10 @@ func rollout(ctx context.Context, adm *api.Client, model uint64, say func(string
 	})
 	for _, d := range final.Decisions {
 		if d.Evidence != nil {
-			say("  stage %d: %s by %s — candidate %.2f%% vs baseline %.2f%% on %d canary agents' held-out data (%.0f examples, secure sums only)",
-				d.Stage, d.Action, d.By, d.Evidence.CandidateAccuracy, d.Evidence.BaselineAccuracy, d.Evidence.Agents, d.Evidence.CandidateTotal)
+			say("  %s: %s by %s — candidate %.2f%% vs baseline %.2f%% on %d canary agents' held-out data (%.0f examples, secure sums only)",
+				final.StageName(d.Stage), d.Action, d.By, d.Evidence.CandidateAccuracy, d.Evidence.BaselineAccuracy, d.Evidence.Agents, d.Evidence.CandidateTotal)
 		} else {
-			say("  stage %d: %s by %s %s", d.Stage, d.Action, d.By, d.Reason)
+			say("  %s: %s by %s %s", final.StageName(d.Stage), d.Action, d.By, d.Reason)
 		}
 	}
 	if err != nil {
