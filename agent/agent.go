@@ -127,7 +127,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 			return nil, fmt.Errorf("agent.New: inference server: %w", err)
 		}
 		lim := cfg.InferenceLimits.withDefaults()
-		srv := &inferenceServer{served: &a.served, m: a.m, health: a.health, maxRequests: lim.MaxRequests}
+		srv := &inferenceServer{served: &a.served, m: a.m, health: a.health, maxRequests: lim.MaxRequests, classNames: cfg.Dataset.Classes}
 		a.httpSrv = &http.Server{
 			Handler:           srv.handler(),
 			ReadHeaderTimeout: time.Duration(lim.ReadHeaderTimeout),

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	_ "embed"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -41,6 +42,12 @@ func newServedModel(rec *modelRecord) (*servedModel, error) {
 	return &servedModel{version: rec.version, hash: rec.hash, rolledOut: rec.rolledOut, model: m}, nil
 }
 
+// openAPIDoc is the inference API's OpenAPI 3 document, served at
+// /v1/openapi.json.
+//
+//go:embed openapi.json
+var openAPIDoc []byte
+
 // inferenceServer serves local predictions from the current model.
 type inferenceServer struct {
 	served *atomic.Pointer[servedModel]
@@ -48,6 +55,9 @@ type inferenceServer struct {
 	health func() healthResponse
 	// maxRequests caps the requests served at once (0: no cap).
 	maxRequests int
+	// classNames name the classes when the local data did (a CSV dataset
+	// with classes in the configuration); answers then carry labels.
+	classNames []string
 	// Request buffers, reused so a single-sample request allocates little
 	// beyond its response.
 	bodies, inputs sync.Pool
@@ -68,9 +78,11 @@ type PredictResponse struct {
 	Predictions  []Prediction `json:"predictions"`
 }
 
-// Prediction is one input's result.
+// Prediction is one input's result: the most probable class, its name
+// when the agent's data names its classes, and every class's probability.
 type Prediction struct {
 	Class         int       `json:"class"`
+	Label         string    `json:"label,omitempty"`
 	Probabilities []float32 `json:"probabilities"`
 }
 
@@ -81,6 +93,7 @@ type ModelInfo struct {
 	Spec        tensor.Spec `json:"spec"`
 	Features    int         `json:"features"`
 	Classes     int         `json:"classes"`
+	ClassNames  []string    `json:"class_names,omitempty"`
 	Params      int         `json:"params"`
 	RolledOutAt time.Time   `json:"rolled_out_at"`
 	// External is set for a model the agent hands to the reload hook
@@ -151,6 +164,10 @@ func (s *inferenceServer) routes() *http.ServeMux {
 	mux.Handle("/v1/model", s.instrument("/v1/model", http.MethodGet, s.modelInfo))
 	mux.Handle("/healthz", s.instrument("/healthz", http.MethodGet, s.healthz))
 	mux.Handle("/metrics", s.instrument("/metrics", http.MethodGet, s.metrics))
+	mux.Handle("/v1/openapi.json", s.instrument("/v1/openapi.json", http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPIDoc)
+	}))
 	return mux
 }
 
@@ -269,7 +286,11 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 	resp := PredictResponse{ModelVersion: cur.version, Predictions: make([]Prediction, n)}
 	for i := range n {
 		p := probs[i*c : (i+1)*c]
-		resp.Predictions[i] = Prediction{Class: argmax(p), Probabilities: p}
+		k := argmax(p)
+		resp.Predictions[i] = Prediction{Class: k, Probabilities: p}
+		if len(s.classNames) == c {
+			resp.Predictions[i].Label = s.classNames[k]
+		}
 	}
 	s.m.samples.Add(uint64(n))
 	writeJSON(w, http.StatusOK, resp)
@@ -328,11 +349,15 @@ func (s *inferenceServer) modelInfo(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "no model yet")
 		return
 	}
-	writeJSON(w, http.StatusOK, ModelInfo{
+	info := ModelInfo{
 		Version: cur.version, Hash: hex.EncodeToString(cur.hash[:]), Spec: cur.model.Spec,
 		Features: cur.model.Features(), Classes: cur.model.Classes(), Params: cur.model.NumParams(),
 		RolledOutAt: cur.rolledOut.UTC(), External: cur.model.Spec.IsExternal(),
-	})
+	}
+	if len(s.classNames) == info.Classes {
+		info.ClassNames = s.classNames
+	}
+	writeJSON(w, http.StatusOK, info)
 }
 
 func (s *inferenceServer) healthz(w http.ResponseWriter, r *http.Request) {

@@ -377,3 +377,76 @@ func TestPredictHugeInputs(t *testing.T) {
 		t.Fatalf("NaN output for input 1: %d %s", code, body)
 	}
 }
+
+// TestOpenAPIDocument: /v1/openapi.json is a valid OpenAPI 3 document
+// that describes every path the server routes.
+func TestOpenAPIDocument(t *testing.T) {
+	_, srv := newTestInference(t)
+	resp, err := http.Get(srv.URL + "/v1/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		OpenAPI string                     `json:"openapi"`
+		Paths   map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %v", resp.StatusCode, err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("openapi %q", doc.OpenAPI)
+	}
+	for _, p := range []string{"/v1/predict", "/v1/model", "/healthz", "/metrics", "/v1/openapi.json"} {
+		if _, ok := doc.Paths[p]; !ok {
+			t.Errorf("the document lacks %s", p)
+		}
+		// And the server routes it (not the mux's 404).
+		r, err := http.Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode == http.StatusNotFound {
+			t.Errorf("%s is documented but not routed", p)
+		}
+	}
+	if len(doc.Paths) != 5 {
+		t.Errorf("%d documented paths, the server routes 5", len(doc.Paths))
+	}
+}
+
+// TestPredictLabels: when the agent's data names its classes, answers
+// carry the name of each predicted class, and /v1/model lists them.
+func TestPredictLabels(t *testing.T) {
+	s, srv := newTestInference(t)
+	m, _ := testModel(t, 3)
+	names := make([]string, m.Classes())
+	for i := range names {
+		names[i] = fmt.Sprintf("class-%c", 'a'+i)
+	}
+	s.classNames = names
+	serve(s, 2, m)
+	code, body := post(t, srv.URL, predictBody(input(1), input(2)))
+	if code != http.StatusOK {
+		t.Fatalf("status %d: %s", code, body)
+	}
+	var pr PredictResponse
+	if err := json.Unmarshal(body, &pr); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range pr.Predictions {
+		if p.Label != names[p.Class] {
+			t.Errorf("prediction %d: class %d label %q, want %q", i, p.Class, p.Label, names[p.Class])
+		}
+	}
+	resp, err := http.Get(srv.URL + "/v1/model")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var info ModelInfo
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil || len(info.ClassNames) != len(names) {
+		t.Fatalf("model info class names %v (%v)", info.ClassNames, err)
+	}
+}
