@@ -123,7 +123,7 @@ func TestEnrollFloodCutOff(t *testing.T) {
 	anon := pki.clientTLS(t, "")
 	ctx := testCtx(t)
 
-	var refused, cut atomic.Int32
+	var refused, cut, late atomic.Int32
 	var maxSent atomic.Int64
 	var wg sync.WaitGroup
 	for i := 0; i < conns; i++ {
@@ -134,6 +134,11 @@ func TestEnrollFloodCutOff(t *testing.T) {
 			switch {
 			case isRefused(err):
 				refused.Add(1)
+			case errors.Is(err, context.DeadlineExceeded):
+				// Its handshake did not finish in time on a loaded
+				// machine (the race detector, 200 at once): it sent
+				// nothing past it either.
+				late.Add(1)
 			case err != nil:
 				t.Error(err)
 			default:
@@ -144,7 +149,7 @@ func TestEnrollFloodCutOff(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	t.Logf("%d connections: %d refused at once, %d cut off; at most %d bytes sent on one", conns, refused.Load(), cut.Load(), maxSent.Load())
+	t.Logf("%d connections: %d refused at once, %d cut off, %d not through the handshake in time; at most %d bytes sent on one", conns, refused.Load(), cut.Load(), late.Load(), maxSent.Load())
 	if cut.Load() == 0 {
 		t.Fatal("no connection got through the handshake")
 	}
