@@ -148,3 +148,14 @@ func TestExportEngineModelAsSafetensors(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintJobAgentErrors: jobs status names each agent with its reason.
+func TestPrintJobAgentErrors(t *testing.T) {
+	var b bytes.Buffer
+	j := api.Job{ID: "ext-1", State: api.JobRunning, Spec: api.JobSpec{InitModel: 1, Rounds: 3},
+		AgentErrors: []api.AgentError{{Agent: "ag-x", Reason: "trainer exited 1: ValueError: bad", Round: 4}}}
+	if err := printJob(&b, j, nil); err != nil {
+		t.Fatal(err)
+	}
+	contains(t, "jobs status", b.String(), "agent ag-x: trainer exited 1: ValueError: bad (round 4,")
+}
