@@ -84,6 +84,12 @@ func uploadImport(ctx context.Context, s *protocol.Session, body, file []byte, i
 	stop := context.AfterFunc(ctx, b.Abort)
 	defer stop()
 	if err := b.Send(info); err != nil {
+		// The node may have answered the request alone (a follower's
+		// Redirect, a refusal) and closed the stream: that answer is the
+		// error to report.
+		if _, aerr := recvAnswer(b); aerr != nil && isAnswer(aerr) {
+			return aerr
+		}
 		return err
 	}
 	m, err := recvAnswer(b)
@@ -95,6 +101,9 @@ func uploadImport(ctx context.Context, s *protocol.Session, body, file []byte, i
 		return fmt.Errorf("%w: got %v, want BlobResume", protocol.ErrMalformed, m.Type())
 	}
 	if err := b.SendBlob(ctx, bytes.NewReader(file), info, resume.Offset); err != nil {
+		if _, aerr := recvAnswer(b); aerr != nil && isAnswer(aerr) {
+			return aerr
+		}
 		return err
 	}
 	if m, err = recvAnswer(b); err != nil {
@@ -121,4 +130,12 @@ func recvAnswer(b *protocol.BulkStream) (protocol.Message, error) {
 		return nil, e
 	}
 	return m, nil
+}
+
+// isAnswer reports whether err is the node's own answer (an Error or a
+// Redirect it sent) rather than a transport failure.
+func isAnswer(err error) bool {
+	var pe *protocol.Error
+	var re *protocol.Redirect
+	return errors.As(err, &pe) || errors.As(err, &re)
 }
