@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -14,13 +13,7 @@ import (
 // skips locally.
 func numpyPython(t testing.TB) string {
 	t.Helper()
-	for _, p := range []string{"python3", "/usr/bin/python3"} {
-		if exec.Command(p, "-c", "import numpy").Run() == nil {
-			return p
-		}
-	}
-	testutil.Missing(t, "no python3 with numpy (apt-get install -y python3-numpy)")
-	return ""
+	return testutil.PythonWith(t, "numpy")
 }
 
 // TestNumpyTrainerRound runs examples/trainer-numpy for a training round

@@ -15,6 +15,14 @@ func apiAgent(a *AgentRecord, connected bool, served, target uint64) api.Agent {
 	}
 }
 
+// withIssue adds the leader's memory of the agent's last error to a.
+func withIssue(a api.Agent, is agentIssue, ok bool) api.Agent {
+	if ok {
+		a.LastError, a.LastErrorAt, a.LastErrorRound = is.reason, is.at, is.round
+	}
+	return a
+}
+
 func apiJob(j *JobRecord) api.Job {
 	out := api.Job{
 		ID: j.ID, Spec: j.Spec, State: j.State, Error: j.Error, CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt,
@@ -43,6 +51,7 @@ func apiModel(m *ModelRecord) api.Model {
 	return api.Model{
 		Version: m.Version, Parent: m.Parent, Hash: m.Hash, Job: m.Job, Round: m.Round, CreatedAt: m.CreatedAt,
 		Metrics: m.Metrics, Pinned: m.Pinned, Size: m.Size, StateSize: m.StateSize, PushSize: m.PushSize,
+		Name: m.Name, External: m.External, ImportedBy: m.ImportedBy,
 	}
 }
 

@@ -83,6 +83,9 @@ type Engine struct {
 	// dropped, for the next one (error feedback). Leader memory only: a
 	// new leader starts without it, which costs one round's rounding.
 	residuals map[string]pushResidual
+	// issues keep each agent's last reason for declining or leaving a
+	// round (agent_issues.go). Leader memory only.
+	issues map[string]agentIssue
 }
 
 // pushResidual is what quantizing the push of version dropped.
@@ -115,7 +118,7 @@ func newEngine(log *slog.Logger, cfg EngineConfig, fsm *FSM, rep replicator, lin
 	return &Engine{
 		log: log, cfg: cfg, fsm: fsm, rep: rep, links: links,
 		strategies: map[string]Strategy{}, stratVer: map[string]uint64{}, waits: map[string]string{},
-		residuals: map[string]pushResidual{}, wake: make(chan struct{}, 1),
+		residuals: map[string]pushResidual{}, issues: map[string]agentIssue{}, wake: make(chan struct{}, 1),
 	}
 }
 
@@ -174,6 +177,7 @@ func (e *Engine) run(ctx context.Context) {
 	e.strategies, e.stratVer = map[string]Strategy{}, map[string]uint64{}
 	e.waits = map[string]string{}
 	e.residuals = map[string]pushResidual{}
+	e.issues = map[string]agentIssue{}
 	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()
@@ -297,7 +301,8 @@ func selectCount(spec *JobSpec, eligible int) int {
 }
 
 // invite asks each link to join round id and returns those that accepted.
-func (e *Engine) invite(ctx context.Context, links []AgentLink, inv *protocol.RoundInvite) []AgentLink {
+// A decline's reason is recorded for owner (the job, or "rollout/ID").
+func (e *Engine) invite(ctx context.Context, owner string, links []AgentLink, inv *protocol.RoundInvite) []AgentLink {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.InviteTimeout)
 	defer cancel()
 	var mu sync.Mutex
@@ -318,6 +323,7 @@ func (e *Engine) invite(ctx context.Context, links []AgentLink, inv *protocol.Ro
 				mu.Unlock()
 			} else if ok {
 				e.log.Debug("agent declined", "agent", l.AgentID(), "reason", j.Reason)
+				e.noteIssue(l.AgentID(), owner, inv.RoundID, j.Reason)
 			}
 		}(l)
 	}
@@ -385,6 +391,7 @@ func (e *Engine) deliver(ctx context.Context, agentID string, m protocol.Message
 		if r != nil && r.id == j.RoundID {
 			r.withdraw(agentID)
 			e.log.Info("agent withdrew from the round", "round", j.RoundID, "agent", agentID, "reason", j.Reason)
+			e.noteIssue(agentID, r.owner, r.id, j.Reason)
 		}
 		return &protocol.Ack{}, nil
 	}

@@ -52,6 +52,7 @@ const (
 	cmdTokenPrune     cmdType = 19 // version 1: forget expired or used tokens
 	cmdTokenRevoke    cmdType = 20 // version 1: revoke an unused join token
 	cmdAdminRevoke    cmdType = 21 // version 1: revoke admin certificates by serial or name
+	cmdModelImport    cmdType = 22 // version 2: an operator's model version (blob), without parent, job or round
 	optionalCmd       cmdType = 0x80
 	maxEntryHeaderLen         = 1 << 20
 )
@@ -172,6 +173,8 @@ func (f *FSM) applyLocked(t cmdType, hdr, payload []byte) any {
 		return applyTokenRevoke(s, hdr)
 	case cmdAdminRevoke:
 		return applyAdminRevoke(s, hdr)
+	case cmdModelImport:
+		return applyModelImport(s, hdr, payload)
 	}
 	if t&optionalCmd != 0 {
 		f.log.Warn("ignoring optional log entry of unknown type", "type", byte(t))

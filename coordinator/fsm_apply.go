@@ -368,6 +368,35 @@ func applyModelCommit(s *State, hdr, blob []byte) any {
 	return m.Version
 }
 
+type modelImportCmd struct {
+	Model ModelRecord `json:"model"`
+}
+
+// applyModelImport adds a model version an operator imported (assigning
+// its number, returned): the payload is the model file alone. It does not
+// change the stable version: an imported version reaches agents through a
+// job that starts from it or a rollout.
+func applyModelImport(s *State, hdr, blob []byte) any {
+	var c modelImportCmd
+	if err := decodeHdr(hdr, &c); err != nil {
+		return err
+	}
+	m := c.Model
+	switch {
+	case len(blob) == 0 || m.Hash == "":
+		return fmt.Errorf("%w: imported model without blob or hash", ErrBadEntry)
+	case m.Parent != 0 || m.Job != "" || m.Round != 0 || m.StateSize != 0 || m.PushSize != 0:
+		return fmt.Errorf("%w: an imported model has no parent, job, round, strategy state or push", ErrBadEntry)
+	}
+	m.Version = s.NextModel
+	m.Size = len(blob)
+	m.Blob = append([]byte(nil), blob...)
+	s.NextModel++
+	s.Models[m.Version] = &m
+	s.applyRetention()
+	return m.Version
+}
+
 type pinCmd struct {
 	Version uint64 `json:"version"`
 	Pinned  bool   `json:"pinned"`

@@ -48,9 +48,18 @@ type Config struct {
 	Admission protocol.Admission `json:"admission,omitempty"`
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger `json:"-"`
+	// MaxImportBytes bounds the model file an operator may import
+	// (Models().Import): the leader holds one import at a time in memory,
+	// and the version travels through the Raft log as one entry, like
+	// every committed version. If zero, DefaultMaxImportBytes.
+	MaxImportBytes int64 `json:"max_import_bytes,omitempty"`
 	// SecurityConfig: where the seal key comes from, token TTL bound (pki.go).
 	SecurityConfig
 }
+
+// DefaultMaxImportBytes is the default of Config.MaxImportBytes: 256 MiB,
+// a model of 64M float32 parameters.
+const DefaultMaxImportBytes = 256 << 20
 
 // Validate checks the configuration.
 func (c *Config) Validate() error {
@@ -61,6 +70,8 @@ func (c *Config) Validate() error {
 		return errors.New("coordinator.Config: data_dir is required")
 	case c.Listen == "":
 		return errors.New("coordinator.Config: listen is required")
+	case c.MaxImportBytes < 0:
+		return errors.New("coordinator.Config: max_import_bytes must not be negative")
 	}
 	return identity.ValidateID(c.NodeID)
 }
@@ -92,6 +103,7 @@ type Node struct {
 	agentsMu sync.Mutex
 	agents   map[string]*agentConn
 
+	imports   chan struct{}        // one model import at a time (node_import.go)
 	downloads downloads            // encoded model deltas for agents
 	peers     peers                // session to the leader for forwarded writes
 	seen      map[string]time.Time // last-seen times not yet replicated
@@ -110,6 +122,9 @@ func NewNode(cfg Config) (*Node, error) {
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = 5 * time.Second
 	}
+	if cfg.MaxImportBytes == 0 {
+		cfg.MaxImportBytes = DefaultMaxImportBytes
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -122,7 +137,7 @@ func NewNode(cfg Config) (*Node, error) {
 	if creds.nodeID != cfg.NodeID {
 		return nil, fmt.Errorf("coordinator.NewNode: certificate is for node %q, config says %q", creds.nodeID, cfg.NodeID)
 	}
-	n := &Node{cfg: cfg, log: log, creds: creds, fsm: NewFSM(log), agents: map[string]*agentConn{}, seen: map[string]time.Time{}}
+	n := &Node{cfg: cfg, log: log, creds: creds, fsm: NewFSM(log), agents: map[string]*agentConn{}, seen: map[string]time.Time{}, imports: make(chan struct{}, 1)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 
 	serverTLS, err := identity.ServerConfig(identity.ServerOptions{

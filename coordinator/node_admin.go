@@ -31,8 +31,46 @@ func (h adminHandler) Hello(ctx context.Context, s *protocol.Session, hello *pro
 	return &protocol.HelloAck{NodeID: h.n.cfg.NodeID, LeaderHint: addr}, nil
 }
 
+// ServeBulk serves model downloads (as for agents) and the admin calls
+// whose request carries a file (adminRoute.bulk): the client opens the
+// stream with the AdminRequest, the blob follows, and the answer is an
+// AdminResponse on the same stream. Only the leader takes them; a
+// follower redirects the client.
 func (h adminHandler) ServeBulk(ctx context.Context, s *protocol.Session, first protocol.Message, b *protocol.BulkStream) error {
-	return agentHandler(h).ServeBulk(ctx, s, first, b)
+	req, ok := first.(*protocol.AdminRequest)
+	if !ok {
+		return agentHandler(h).ServeBulk(ctx, s, first, b)
+	}
+	if err := h.n.checkReady(); err != nil {
+		return err
+	}
+	if h.n.adminRevoked(s) {
+		return &protocol.Error{Code: protocol.CodeRevoked, Message: "admin certificate revoked"}
+	}
+	rt, known := adminRoutes[req.Verb]
+	if !known || rt.bulk == nil {
+		return &protocol.Error{Code: protocol.CodeUnsupported, Message: "verb " + req.Verb + " takes no bulk stream"}
+	}
+	if h.n.rep.removed() || (rt.write && !h.n.rep.isLeader()) {
+		return h.n.redirect()
+	}
+	out, err := rt.bulk(h.n, adminCall{ctx: ctx, who: operatorName(s), now: time.Now().UTC()}, req.Body, b)
+	if err != nil {
+		return h.n.adminError(err)
+	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	return b.Send(&protocol.AdminResponse{Body: body})
+}
+
+// operatorName is who an admin session acts as: "operator:<name>".
+func operatorName(s *protocol.Session) string {
+	if id, err := identity.PeerIdentity(s.TLS()); err == nil {
+		return "operator:" + id.ID
+	}
+	return "operator"
 }
 
 func (h adminHandler) ServeMessage(ctx context.Context, s *protocol.Session, m protocol.Message) (protocol.Message, error) {
@@ -40,10 +78,7 @@ func (h adminHandler) ServeMessage(ctx context.Context, s *protocol.Session, m p
 	if !ok {
 		return nil, &protocol.Error{Code: protocol.CodeUnsupported, Message: m.Type().String()}
 	}
-	who := "operator"
-	if id, err := identity.PeerIdentity(s.TLS()); err == nil {
-		who = "operator:" + id.ID
-	}
+	who := operatorName(s)
 	if h.n.adminRevoked(s) {
 		// Revoked while its session was open: the handshake refuses it
 		// from now on, and so does every request on the old session.
@@ -79,25 +114,34 @@ func (h adminHandler) ServeMessage(ctx context.Context, s *protocol.Session, m p
 func (n *Node) answerAdmin(ctx context.Context, who, verb string, body []byte) (protocol.Message, error) {
 	out, err := n.admin(ctx, who, verb, body)
 	if err != nil {
-		var pe *protocol.Error
-		var re *protocol.Redirect
-		if errors.As(err, &pe) || errors.As(err, &re) {
-			return nil, err
-		}
-		code := protocol.CodeBadRequest
-		switch {
-		case errors.Is(err, ErrNotFound):
-			code = protocol.CodeNotFound
-		case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader):
-			return nil, n.redirect()
-		}
-		return nil, &protocol.Error{Code: code, Message: err.Error()}
+		return nil, n.adminError(err)
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
 		return nil, err
 	}
 	return &protocol.AdminResponse{Body: b}, nil
+}
+
+// adminError shapes a handler's error for the wire: a typed error as
+// is, a Redirect when this node cannot take the call, else an Error whose
+// code says not found, too large or bad request.
+func (n *Node) adminError(err error) error {
+	var pe *protocol.Error
+	var re *protocol.Redirect
+	if errors.As(err, &pe) || errors.As(err, &re) {
+		return err
+	}
+	code := protocol.CodeBadRequest
+	switch {
+	case errors.Is(err, ErrNotFound):
+		code = protocol.CodeNotFound
+	case errors.Is(err, protocol.ErrTooLarge):
+		code = protocol.CodeTooLarge
+	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader):
+		return n.redirect()
+	}
+	return &protocol.Error{Code: code, Message: err.Error()}
 }
 
 // adminCall is what every admin handler gets besides its request: the
@@ -122,6 +166,10 @@ type adminRoute struct {
 	// documentation; the handler decodes and encodes them).
 	req, resp reflect.Type
 	run       func(n *Node, c adminCall, body []byte) (any, error)
+	// bulk, set instead of run, serves a call whose request carries a
+	// file: it runs on the bulk stream the client opened with the
+	// AdminRequest (ServeBulk), and reads the file from b.
+	bulk func(n *Node, c adminCall, body []byte, b *protocol.BulkStream) (any, error)
 }
 
 // errBadRequest marks a request body that does not decode.
@@ -144,6 +192,23 @@ func route[Req, Resp any](write, leaderRead bool, fn func(n *Node, c adminCall, 
 				}
 			}
 			return fn(n, c, req)
+		},
+	}
+}
+
+// bulkRoute builds an adminRoute for a call whose request carries a file
+// on a bulk stream (ServeBulk); its JSON request is decoded like route's.
+func bulkRoute[Req, Resp any](write bool, fn func(n *Node, c adminCall, req Req, b *protocol.BulkStream) (Resp, error)) adminRoute {
+	return adminRoute{
+		write: write, req: reflect.TypeFor[Req](), resp: reflect.TypeFor[Resp](),
+		bulk: func(n *Node, c adminCall, body []byte, b *protocol.BulkStream) (any, error) {
+			var req Req
+			if len(body) > 0 && string(body) != "null" {
+				if err := jsonUnmarshalStrict(body, &req); err != nil {
+					return nil, fmt.Errorf("%w: bad request body: %v", errBadRequest, err)
+				}
+			}
+			return fn(n, c, req, b)
 		},
 	}
 }
@@ -177,6 +242,7 @@ var adminRoutes = map[string]adminRoute{
 	api.VerbModelsList:    route(read, anyNode, (*Node).apiModelsList),
 	api.VerbModelsShow:    route(read, anyNode, (*Node).apiModelsShow),
 	api.VerbModelsPin:     route(write, anyNode, (*Node).apiModelsPin),
+	api.VerbModelsImport:  bulkRoute(write, (*Node).apiModelsImport),
 	api.VerbRolloutStart:  route(write, anyNode, (*Node).apiRolloutStart),
 	api.VerbRolloutStatus: route(read, leaderOnly, (*Node).apiRolloutStatus),
 	api.VerbRolloutAction: route(write, anyNode, (*Node).apiRolloutAction),
@@ -197,6 +263,9 @@ func (n *Node) admin(ctx context.Context, who, verb string, body []byte) (any, e
 	rt, ok := adminRoutes[verb]
 	if !ok {
 		return nil, &protocol.Error{Code: protocol.CodeUnsupported, Message: "unknown verb " + verb}
+	}
+	if rt.bulk != nil {
+		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: "verb " + verb + " carries a file: send it on a bulk stream (api.Client does)"}
 	}
 	if consistent && !rt.write {
 		// Linearizable read: only the leader, after confirming it still

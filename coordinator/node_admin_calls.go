@@ -65,6 +65,10 @@ func (n *Node) agentList(only string) []api.Agent {
 			out = append(out, apiAgent(s.Agents[id], connected, v, s.TargetVersion(id)))
 		}
 	})
+	for i := range out {
+		is, ok := n.eng.lastIssue(out[i].ID)
+		out[i] = withIssue(out[i], is, ok)
+	}
 	return out
 }
 
@@ -104,8 +108,12 @@ func (n *Node) apiJobsStart(c adminCall, spec api.JobSpec) (*api.Job, error) {
 		return nil, err
 	}
 	if spec.InitModel == 0 {
-		if _, err := jobTensorSpec(&spec); err != nil {
+		ts, err := jobTensorSpec(&spec)
+		if err != nil {
 			return nil, err
+		}
+		if ts.IsExternal() {
+			return nil, errExternalInit(ts)
 		}
 	}
 	var b [6]byte
@@ -151,6 +159,7 @@ func (n *Node) apiJobsStatus(_ adminCall, r api.IDRequest) (*api.Job, error) {
 	if out.State == JobRunning {
 		out.Waiting = n.eng.waiting("job/" + out.ID)
 	}
+	out.AgentErrors = n.eng.jobIssues(out.ID)
 	return out, nil
 }
 

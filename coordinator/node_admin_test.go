@@ -21,7 +21,9 @@ func TestAdminRoutes(t *testing.T) {
 		api.VerbClusterStatus, api.VerbTokensList, api.VerbJobsList, api.VerbRoundsList, api.VerbRoundsShow,
 		api.VerbModelsList, api.VerbModelsShow, api.VerbAdminsList, api.VerbAuditList,
 	}
-	check := func(verbs []string, write, leaderRead bool) {
+	// Calls whose request carries a file run on a bulk stream.
+	bulkWrites := []string{api.VerbModelsImport}
+	check := func(verbs []string, write, leaderRead, bulk bool) {
 		for _, v := range verbs {
 			rt, ok := adminRoutes[v]
 			if !ok {
@@ -31,15 +33,16 @@ func TestAdminRoutes(t *testing.T) {
 			if rt.write != write || rt.leaderRead != leaderRead {
 				t.Errorf("%s: write %v leaderRead %v, want %v %v", v, rt.write, rt.leaderRead, write, leaderRead)
 			}
-			if rt.req == nil || rt.resp == nil || rt.run == nil {
-				t.Errorf("%s: route without types or handler", v)
+			if rt.req == nil || rt.resp == nil || (rt.run == nil) != bulk || (rt.bulk == nil) == bulk {
+				t.Errorf("%s: route without types or handler (bulk %v)", v, bulk)
 			}
 		}
 	}
-	check(writes, true, false)
-	check(leaderReads, false, true)
-	check(reads, false, false)
-	if n := len(writes) + len(leaderReads) + len(reads); n != len(adminRoutes) {
+	check(writes, true, false, false)
+	check(leaderReads, false, true, false)
+	check(reads, false, false, false)
+	check(bulkWrites, true, false, true)
+	if n := len(writes) + len(leaderReads) + len(reads) + len(bulkWrites); n != len(adminRoutes) {
 		t.Errorf("%d routes, %d verbs listed here", len(adminRoutes), n)
 	}
 	// The table carries the call's types: jobs.start takes a JobSpec and

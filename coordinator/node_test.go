@@ -32,11 +32,19 @@ type cluster struct {
 	dir   string
 	peers []coordinator.Peer
 	nodes []*coordinator.Node
+	// tune, if set, adjusts each node's configuration before it starts.
+	tune func(*coordinator.Config)
 }
 
 func newCluster(t *testing.T, n int) *cluster {
+	return newTunedCluster(t, n, nil)
+}
+
+// newTunedCluster is newCluster with each node's configuration adjusted
+// by tune.
+func newTunedCluster(t *testing.T, n int, tune func(*coordinator.Config)) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dir: t.TempDir()}
+	c := &cluster{t: t, dir: t.TempDir(), tune: tune}
 	for i, a := range testutil.FreeUDPAddrs(t, n) {
 		c.peers = append(c.peers, coordinator.Peer{ID: fmt.Sprintf("c%d", i+1), Addr: a})
 	}
@@ -59,10 +67,14 @@ func newCluster(t *testing.T, n int) *cluster {
 
 func (c *cluster) start(i int) {
 	c.t.Helper()
-	nd, err := coordinator.NewNode(coordinator.Config{
+	cfg := coordinator.Config{
 		NodeID: c.peers[i].ID, DataDir: filepath.Join(c.dir, c.peers[i].ID), Listen: c.peers[i].Addr,
 		Peers: c.peers, Raft: coordinator.FastRaftTimings, Logger: testLogger(),
-	})
+	}
+	if c.tune != nil {
+		c.tune(&cfg)
+	}
+	nd, err := coordinator.NewNode(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}

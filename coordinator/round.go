@@ -15,8 +15,10 @@ import (
 // SecAgg+ server (or the plain aggregator when secure aggregation is off)
 // and the byte counters of the round record.
 type activeRound struct {
-	id  uint64
-	ids map[string]uint32 // agent → SecAgg+ participant ID
+	id uint64
+	// owner is the job the round trains for, or "rollout/ID".
+	owner string
+	ids   map[string]uint32 // agent → SecAgg+ participant ID
 	// models are the versions the round's agents download; their
 	// downloads count in the round's bytes out.
 	models []uint64

@@ -72,7 +72,7 @@ func (e *Engine) evalRound(ctx context.Context, ro *RolloutRecord, links []Agent
 		return cand, base, 0, err
 	}
 	rec.ID = id.(uint64)
-	r := &activeRound{id: rec.ID, models: []uint64{ro.Model, ro.Baseline}}
+	r := &activeRound{id: rec.ID, owner: "rollout/" + ro.ID, models: []uint64{ro.Model, ro.Baseline}}
 	e.setRound(r)
 	sum, n, err := e.collectEval(ctx, r, &rec, ro, links)
 	e.clearRound(r, ErrRoundFinished)
@@ -124,7 +124,7 @@ func (e *Engine) collectEval(ctx context.Context, r *activeRound, rec *RoundReco
 func (e *Engine) secureSumRound(ctx context.Context, r *activeRound, rec *RoundRecord, links []AgentLink, kind protocol.RoundKind,
 	job string, minN, dim int, d Deadlines, start func(cfg []byte) protocol.Message) ([]uint32, int, error) {
 	trainBy, dl := deadlines(e.cfg.Now(), d)
-	joined := e.invite(ctx, links, &protocol.RoundInvite{RoundID: r.id, Job: job, Kind: kind, Deadlines: dl})
+	joined := e.invite(ctx, r.owner, links, &protocol.RoundInvite{RoundID: r.id, Job: job, Kind: kind, Deadlines: dl})
 	rec.Stages = append(rec.Stages, StageRecord{Name: "invite", Expected: len(links), Survivors: len(joined), Dropped: len(links) - len(joined)})
 	for _, l := range joined {
 		rec.Participants = append(rec.Participants, l.AgentID())

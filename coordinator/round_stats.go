@@ -67,7 +67,7 @@ func (e *Engine) statsRound(ctx context.Context, job *JobRecord, features int) (
 		return nil, err
 	}
 	rec.ID = id.(uint64)
-	r := &activeRound{id: rec.ID}
+	r := &activeRound{id: rec.ID, owner: job.ID}
 	e.setRound(r)
 	sum, n, err := e.secureSumRound(ctx, r, &rec, links, protocol.RoundStats, job.ID, minN, protocol.FixedLen(3*features), spec.Deadline,
 		func(cfg []byte) protocol.Message {

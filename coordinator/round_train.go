@@ -47,6 +47,11 @@ func (e *Engine) initialModel(ctx context.Context, job *JobRecord) error {
 	if err != nil {
 		return err
 	}
+	if spec.IsExternal() {
+		// The job was admitted by an older node (apiJobsStart refuses it):
+		// it can never start, so it fails rather than retrying.
+		return e.failJob(ctx, job, errExternalInit(spec))
+	}
 	if job.Spec.Data.Standardize {
 		if spec, err = e.standardizedSpec(ctx, job, spec); err != nil {
 			return err
@@ -62,9 +67,16 @@ func (e *Engine) initialModel(ctx context.Context, job *JobRecord) error {
 	}
 	h := m.Hash()
 	_, err = e.rep.apply(ctx, cmdModelCommit, modelCommitCmd{
-		Model: ModelRecord{Hash: hex.EncodeToString(h[:]), Job: job.ID, CreatedAt: e.cfg.Now()},
+		Model: ModelRecord{Hash: hex.EncodeToString(h[:]), Job: job.ID, CreatedAt: e.cfg.Now(), Name: spec.Name},
 	}, blob)
 	return err
+}
+
+// errExternalInit is why a job cannot start an external model from its
+// spec alone: fedge does not know how to initialize its weights.
+func errExternalInit(s tensor.Spec) error {
+	return fmt.Errorf("%w: model %q is external (named tensors fedge does not run): fedge cannot initialize its weights; "+
+		"import them (fedge models import -f init.safetensors) and start the job with \"init_model\" (or \"init_weights\" in the job file)", ErrInvalidJob, s.Name)
 }
 
 // jobTensorSpec resolves the model architecture a job names.
@@ -137,7 +149,7 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 		return err
 	}
 	rec.ID = id.(uint64)
-	r := &activeRound{id: rec.ID, models: []uint64{job.Model}}
+	r := &activeRound{id: rec.ID, owner: job.ID, models: []uint64{job.Model}}
 	e.setRound(r)
 	priv, err := newRoundPrivacy(job, len(selected))
 	if err != nil {
@@ -209,7 +221,7 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	v, err := e.rep.apply(ctx, cmdModelCommit, modelCommitCmd{
 		Model: ModelRecord{
 			Parent: job.Model, Hash: hex.EncodeToString(h[:]), Job: job.ID, Round: rec.ID,
-			CreatedAt: rec.EndedAt, Metrics: modelMetrics,
+			CreatedAt: rec.EndedAt, Metrics: modelMetrics, Name: next.Spec.Name, External: next.Spec.IsExternal(),
 			StateSize: len(state), PushSize: len(push),
 		},
 		Round: &rec, Privacy: privacy,
@@ -222,6 +234,7 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 		e.mu.Unlock()
 		return err
 	}
+	e.resolveIssues(job.ID, rec.ID, rec.Participants)
 	e.mu.Lock()
 	e.stratVer[job.ID] = v.(uint64)
 	if dropped != nil {
@@ -344,7 +357,7 @@ func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRec
 	selected []AgentLink, minN int, priv *roundPrivacy) ([]float32, float64, int, error) {
 	spec := job.Spec
 	trainBy, dl := deadlines(e.cfg.Now(), spec.Deadline)
-	joined := e.invite(ctx, selected, &protocol.RoundInvite{RoundID: r.id, Job: job.ID, Kind: protocol.RoundTrain, Deadlines: dl})
+	joined := e.invite(ctx, r.owner, selected, &protocol.RoundInvite{RoundID: r.id, Job: job.ID, Kind: protocol.RoundTrain, Deadlines: dl})
 	rec.Stages = append(rec.Stages, StageRecord{Name: "invite", Expected: len(selected), Survivors: len(joined), Dropped: len(selected) - len(joined)})
 	for _, l := range joined {
 		rec.Participants = append(rec.Participants, l.AgentID())

@@ -172,6 +172,12 @@ type ModelRecord struct {
 	// committed model bit for bit.
 	Push     []byte `json:"-"`
 	PushSize int    `json:"push_size,omitempty"`
+	// Name and External describe the model (its spec's name; whether it
+	// is an external model). ImportedBy is set on a version an operator
+	// imported (cmdModelImport): it has no parent, job or round.
+	Name       string `json:"name,omitempty"`
+	External   bool   `json:"external,omitempty"`
+	ImportedBy string `json:"imported_by,omitempty"`
 }
 
 // Rollout states.

@@ -53,7 +53,7 @@ func runAgentsList(args []string, stdout, stderr io.Writer) int {
 var agentsShowSpec = cmdSpec{
 	path:    "agents show",
 	args:    "ID",
-	help:    `Show one enrolled agent: labels, certificate serial, enrollment and renewal times, last contact, connection and revocation state, the model version it serves (as it reported on its session) and the one it should serve.`,
+	help:    `Show one enrolled agent: labels, certificate serial, enrollment and renewal times, last contact, connection and revocation state, the model version it serves (as it reported on its session) and the one it should serve, and the last reason it gave for declining or leaving a round (an external trainer's failure reads "trainer exited 1: <its last stderr line>"; the leader remembers it since it took office).`,
 	example: "fedge agents show agent-3f2a9c",
 }
 
@@ -70,10 +70,15 @@ func runAgentsShow(args []string, stdout, stderr io.Writer) int {
 		if a.Revoked {
 			revoked = "yes, at " + when(a.RevokedAt)
 		}
+		lastErr := "-"
+		if a.LastError != "" {
+			lastErr = fmt.Sprintf("%s (round %d, %s)", a.LastError, a.LastErrorRound, when(a.LastErrorAt))
+		}
 		return kv(w,
 			"ID", a.ID,
 			"Labels", labelString(a.Labels),
 			"Connected", yes(a.Connected),
+			"Last error", lastErr,
 			"Serves", version(a.Served),
 			"Target", version(a.Serving),
 			"Certificate", a.CertSerial,

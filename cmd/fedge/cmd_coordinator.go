@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -36,7 +37,8 @@ var coordinatorSpec = cmdSpec{
 node serves agents, operators and its Raft peers on one UDP (QUIC) port. Its
 configuration comes from -config (a JSON file with the fields node_id,
 data_dir, listen, advertise, peers [{"id","addr"}], log_format, log_level,
-max_token_ttl, seal_key_file, seal_passphrase_file, and admission
+max_token_ttl, seal_key_file, seal_passphrase_file, max_import_bytes (the
+largest model file fedge models import accepts; default 256 MiB), and admission
 {"max_unverified" (default 64), "max_unverified_per_source" (16),
 "enroll_max_frame" (8192)}: the bounds on clients without a certificate;
 unknown fields are an error), and each flag given overrides the file. The
@@ -72,6 +74,7 @@ func runCoordinatorContext(ctx context.Context, args []string, stdout, stderr io
 	c.fs.String("seal-key-file", "", "file holding the seal key in hex, outside the data dir (JSON seal_key_file)")
 	c.fs.String("seal-passphrase-file", "", "file whose first line is the seal passphrase (JSON seal_passphrase_file)")
 	c.fs.Duration("max-token-ttl", 0, "longest join-token lifetime issued; 0 means 168h (JSON max_token_ttl)")
+	c.fs.Int64("max-import-bytes", 0, "largest model file an operator may import; 0 means 256 MiB (JSON max_import_bytes)")
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
@@ -172,6 +175,12 @@ func applyCoordinatorFlags(c *cli, f *coordinatorFile) error {
 				err = fmt.Errorf("-max-token-ttl %q: want a positive duration such as 72h", v)
 			}
 			f.MaxTokenTTL = api.Duration(d)
+		case "max-import-bytes":
+			n, perr := strconv.ParseInt(v, 10, 64)
+			if perr != nil || n < 0 {
+				err = fmt.Errorf("-max-import-bytes %q: want a number of bytes >= 0", v)
+			}
+			f.MaxImportBytes = n
 		}
 	})
 	return err

@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/fedge/fedge/coordinator/api"
+	"github.com/fedge/fedge/tensor"
 )
 
 func jobsCommands() []command {
@@ -39,7 +42,13 @@ standardizes its inputs with them. "dp": {"enabled": true, "clip": 1,
 moves the clip towards the median update norm, privately. "push": "int8"
 sends each new version to agents as a quantized delta (about a fifth of a
 model file; the committed model is the quantized one) instead of the
-default lossless delta (about half).`,
+default lossless delta (about half).
+
+A model fedge does not run (PyTorch, numpy, …; agents train it with their
+external trainer, docs/TRAINER.md) starts from imported weights:
+"init_model": VERSION names a version fedge models import made, or
+"init_weights": "init.safetensors" (relative to the job file) imports the
+file first and starts the job from it.`,
 	example: `cat > job.json <<'EOF'
 {"name": "mnist", "model": "2nn", "data": {"kind": "mnist", "features": 784, "classes": 10},
  "rounds": 50, "fraction": 0.5, "min_clients": 5, "plan": {"epochs": 1, "batch_size": 10, "lr": 0.1},
@@ -58,11 +67,24 @@ func runJobsStart(args []string, stdout, stderr io.Writer) int {
 	if *file == "" {
 		return c.usageFail(usagef("-f job.json is required"))
 	}
-	spec, err := loadJobSpec(*file)
+	spec, weights, err := loadJobFile(*file)
 	if err != nil {
 		return c.inputFail(err)
 	}
+	var init *tensor.Model
+	if weights != "" {
+		if init, err = readModelFile(weights, spec.Name); err != nil {
+			return c.usageFail(fmt.Errorf("init_weights: %w", err))
+		}
+	}
 	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (api.Job, error) {
+		if init != nil {
+			v, err := cl.Models().Import(ctx, "", init)
+			if err != nil {
+				return api.Job{}, fmt.Errorf("importing init_weights %s: %w", weights, err)
+			}
+			spec.InitModel = v.Version
+		}
 		return cl.Jobs().Start(ctx, spec)
 	}, func(w io.Writer, j api.Job) error {
 		if *quiet {
@@ -75,25 +97,50 @@ func runJobsStart(args []string, stdout, stderr io.Writer) int {
 	})
 }
 
-// loadJobSpec reads and checks a job file, rejecting unknown fields.
-func loadJobSpec(path string) (api.JobSpec, error) {
-	var spec api.JobSpec
+// jobFile is a job file: a JobSpec plus what only the CLI handles.
+type jobFile struct {
+	api.JobSpec
+	// InitWeights names a model file (safetensors or a fedge model file,
+	// relative to the job file) that jobs start imports, then starts the
+	// job from (init_model).
+	InitWeights string `json:"init_weights,omitempty"`
+}
+
+// loadJobFile reads and checks a job file, rejecting unknown fields; it
+// returns the spec and the path of its init_weights file, if any.
+func loadJobFile(path string) (api.JobSpec, string, error) {
+	var f jobFile
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return spec, err
+		return f.JobSpec, "", err
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&spec); err != nil {
-		return spec, fmt.Errorf("%s: %w", path, unknownFieldHint[api.JobSpec](err))
+	if err := dec.Decode(&f); err != nil {
+		return f.JobSpec, "", fmt.Errorf("%s: %w", path, unknownFieldHint[jobFile](err))
 	}
 	if dec.More() {
-		return spec, fmt.Errorf("%s: trailing content after the JSON object", path)
+		return f.JobSpec, "", fmt.Errorf("%s: trailing content after the JSON object", path)
 	}
-	if err := spec.Normalize(); err != nil {
-		return spec, fmt.Errorf("%s: %w", path, err)
+	spec, weights := f.JobSpec, f.InitWeights
+	if weights != "" {
+		if spec.InitModel != 0 {
+			return spec, "", fmt.Errorf("%s: init_weights and init_model both name the initial model: keep one", path)
+		}
+		if !filepath.IsAbs(weights) {
+			weights = filepath.Join(filepath.Dir(path), weights)
+		}
+		// Checked as if init_model were set: the import assigns it.
+		spec.InitModel = math.MaxUint64
 	}
-	return spec, nil
+	err = spec.Normalize()
+	if weights != "" {
+		spec.InitModel = 0
+	}
+	if err != nil {
+		return spec, "", fmt.Errorf("%s: %w", path, err)
+	}
+	return spec, weights, nil
 }
 
 func jobModel(s api.JobSpec) string {
@@ -231,11 +278,22 @@ func printJob(w io.Writer, j api.Job, rounds []api.Round) error {
 	); err != nil {
 		return err
 	}
+	if len(j.AgentErrors) > 0 {
+		fmt.Fprintln(w, "\nAgent errors (declined or left a round, not cleared by a later round):")
+		for _, e := range j.AgentErrors {
+			fmt.Fprintf(w, "  %s\n", agentErrorLine(e))
+		}
+	}
 	if len(rounds) == 0 {
 		return nil
 	}
 	fmt.Fprintln(w, "\nRecent rounds:")
 	return roundsTable(w, rounds)
+}
+
+// agentErrorLine is one agent's reason for leaving a round of a job.
+func agentErrorLine(e api.AgentError) string {
+	return fmt.Sprintf("agent %s: %s (round %d, %s)", e.Agent, e.Reason, e.Round, when(e.At))
 }
 
 // watchJob polls the job's rounds every interval and prints each finished
@@ -247,6 +305,7 @@ func watchJob(ctx context.Context, c *cli, id string, interval time.Duration) in
 	}
 	defer cl.Close()
 	printed := map[uint64]bool{}
+	told := map[api.AgentError]bool{} // agent errors already printed
 	var j api.Job
 	first := true
 	for {
@@ -269,6 +328,13 @@ func watchJob(ctx context.Context, c *cli, id string, interval time.Duration) in
 		if first && !c.admin.json {
 			fmt.Fprintf(c.stdout, "Watching job %s (%s, %d rounds); Ctrl-C stops watching.\n", j.ID, jobModel(j.Spec), j.Spec.Rounds)
 			first = false
+		}
+		for _, e := range j.AgentErrors {
+			if told[e] || c.admin.json {
+				continue // -json: the errors are in the final job record
+			}
+			told[e] = true
+			fmt.Fprintln(c.stdout, agentErrorLine(e))
 		}
 		for _, r := range rounds {
 			if printed[r.ID] || r.State == api.RoundRunning {

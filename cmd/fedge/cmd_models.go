@@ -20,6 +20,7 @@ func modelsCommands() []command {
 		{"show", "show one model version", runModelsShow},
 		{"export", "download a model version's file", runModelsExport},
 		{"pin", "keep a model version from being pruned", runModelsPin},
+		{"import", "import initial weights (safetensors or a fedge model file) as a new version", runModelsImport},
 	}
 }
 
@@ -119,8 +120,16 @@ func runModelsShow(args []string, stdout, stderr io.Writer) int {
 	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (api.Model, error) {
 		return cl.Models().Show(ctx, v, q)
 	}, func(w io.Writer, m api.Model) error {
+		name := dash(m.Name)
+		if m.External {
+			name += " (external: trained by the agents' external trainers)"
+		}
+		if m.ImportedBy != "" {
+			name += ", imported by " + m.ImportedBy
+		}
 		return kv(w,
 			"Version", version(m.Version),
+			"Model", name,
 			"Parent", version(m.Parent),
 			"Job", dash(m.Job),
 			"Round", dash(roundID(m.Round)),
@@ -138,21 +147,29 @@ func runModelsShow(args []string, stdout, stderr io.Writer) int {
 var modelsExportSpec = cmdSpec{
 	path: "models export",
 	args: "VERSION",
-	help: `Download a model version's file (fedge's versioned, checksummed tensor
-model format) into -o. The parameters are checked against the hash the
+	help: `Download a model version into -o: with -format fedge (the default) its file
+in fedge's versioned, checksummed tensor model format; with -format
+safetensors its weights as a safetensors file (an external model keeps its
+tensor names and shapes, so PyTorch's load_state_dict takes it; an engine
+model's layers become 1-D tensors layers.I.weight and layers.I.bias, with
+its spec in the metadata). The parameters are checked against the hash the
 cluster committed before the file is put in place.`,
-	example: "fedge models export v3 -o model-v3.fedge",
+	example: "fedge models export v3 -o model-v3.fedgemdl\nfedge models export -format safetensors v3 -o model-v3.safetensors",
 }
 
 func runModelsExport(args []string, stdout, stderr io.Writer) int {
 	c := newCLI(stdout, stderr, modelsExportSpec, true)
 	out := c.fs.String("o", "", "file to write")
+	format := c.fs.String("format", formatFedge, "file format: fedge or safetensors")
 	pos, code, ok := c.parse(args, 1, 1)
 	if !ok {
 		return code
 	}
 	if *out == "" {
 		return c.usageFail(usagef("-o FILE is required"))
+	}
+	if *format != formatFedge && *format != formatSafetensors {
+		return c.usageFail(usagef("-format %q: want fedge or safetensors", *format))
 	}
 	v, err := parseVersion(pos[0])
 	if err != nil {
@@ -168,11 +185,11 @@ func runModelsExport(args []string, stdout, stderr io.Writer) int {
 	if err := c.call(ctx, func(ctx context.Context) (err error) { rec, err = cl.Models().Show(ctx, v, c.query()); return err }); err != nil {
 		return c.fail(err)
 	}
-	n, err := exportModel(ctx, c, cl, rec, *out)
+	n, err := exportModel(ctx, c, cl, rec, *out, *format)
 	if err != nil {
 		return c.fail(err)
 	}
-	res := exportResult{Version: v, File: *out, Bytes: n, Hash: rec.Hash}
+	res := exportResult{Version: v, File: *out, Format: *format, Bytes: n, Hash: rec.Hash}
 	return render(c, res, func(w io.Writer, r exportResult) error {
 		_, err := fmt.Fprintf(w, "Exported %s to %s (%s, parameters hash %s verified).\n", version(r.Version), r.File, bytesString(r.Bytes), r.Hash)
 		return err
@@ -183,13 +200,16 @@ func runModelsExport(args []string, stdout, stderr io.Writer) int {
 type exportResult struct {
 	Version uint64 `json:"version"`
 	File    string `json:"file"`
+	Format  string `json:"format"`
 	Bytes   int64  `json:"bytes"`
 	Hash    string `json:"hash"`
 }
 
 // exportModel downloads rec's file next to path, checks its parameters
-// against rec.Hash and renames it into place. It returns the file size.
-func exportModel(ctx context.Context, c *cli, cl *api.Client, rec api.Model, path string) (int64, error) {
+// against rec.Hash and puts it in place in format (formatFedge: the file
+// itself, renamed; formatSafetensors: its weights). It returns the size
+// of the file written.
+func exportModel(ctx context.Context, c *cli, cl *api.Client, rec api.Model, path, format string) (int64, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part*")
 	if err != nil {
 		return 0, err
@@ -215,6 +235,16 @@ func exportModel(ctx context.Context, c *cli, cl *api.Client, rec api.Model, pat
 	}
 	if h := m.Hash(); hex.EncodeToString(h[:]) != rec.Hash {
 		return 0, fmt.Errorf("downloaded model %s: parameters hash %x, cluster committed %s", version(rec.Version), h, rec.Hash)
+	}
+	if format == formatSafetensors {
+		if err := writeSafetensors(path, m, rec); err != nil {
+			return 0, err
+		}
+		st, err := os.Stat(path)
+		if err != nil {
+			return 0, err
+		}
+		return st.Size(), nil
 	}
 	if err := tmp.Sync(); err != nil {
 		return 0, err

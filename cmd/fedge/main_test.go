@@ -345,7 +345,7 @@ func TestREADMEJobFilesLoad(t *testing.T) {
 		if err := os.WriteFile(f, []byte(m[1]), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := loadJobSpec(f); err != nil {
+		if _, _, err := loadJobFile(f); err != nil {
 			t.Errorf("README job %d: %v\n%s", n, err, m[1])
 		}
 	}

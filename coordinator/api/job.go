@@ -56,7 +56,8 @@ type DataSchema struct {
 	// eligible agents' per-feature counts, sums and sums of squares are
 	// summed under secure aggregation, and the model gets a standardize
 	// layer built from them, so agents train, and serve predictions, on
-	// standardized features. Not with init_model, whose spec is fixed.
+	// standardized features. Not with init_model, whose spec is fixed,
+	// nor with an external model, whose trainer prepares its own inputs.
 	Standardize bool `json:"standardize,omitempty"`
 }
 
@@ -167,7 +168,8 @@ func (j *JobSpec) Normalize() error {
 		return bad("set model (e.g. \"2nn\"), spec, or init_model")
 	}
 	if j.Data.Standardize && j.InitModel != 0 {
-		return bad("data.standardize builds a new model's first layer; it cannot apply to init_model %d", j.InitModel)
+		return bad("data.standardize builds a new model's first layer; it cannot apply to init_model %d "+
+			"(an imported or external model standardizes its inputs in its own trainer)", j.InitModel)
 	}
 	if j.Rounds == 0 {
 		j.Rounds = 10

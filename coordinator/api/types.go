@@ -159,6 +159,22 @@ type Agent struct {
 	// Serving is the version the cluster wants the agent to serve (the
 	// stable model, or a rollout's candidate in its cohort).
 	Serving uint64 `json:"serving_target"`
+	// LastError is the last reason the agent gave for declining or
+	// leaving a round ("trainer exited 1: <its last stderr line>"), with
+	// when and in which round; the leader keeps it in memory since it
+	// last took office, so Agents().Show asks the leader.
+	LastError      string    `json:"last_error,omitempty"`
+	LastErrorAt    time.Time `json:"last_error_at,omitempty"`
+	LastErrorRound uint64    `json:"last_error_round,omitempty"`
+}
+
+// AgentError is why one agent declined or left a round: the reason it
+// sent (an external trainer's failure reads "trainer exited 1: …").
+type AgentError struct {
+	Agent  string    `json:"agent"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+	Round  uint64    `json:"round"`
 }
 
 // LabelRequest replaces an agent's labels.
@@ -190,6 +206,11 @@ type Job struct {
 	// Waiting says why no round runs (too few eligible agents connected);
 	// the leader knows it, so Jobs().Status asks the leader.
 	Waiting string `json:"waiting,omitempty"`
+	// AgentErrors are, per agent, the reasons agents gave for declining
+	// or leaving the job's rounds that a later committed round with them
+	// has not cleared (a failing external trainer, missing data). Only
+	// Jobs().Status fills them; the leader keeps them in memory.
+	AgentErrors []AgentError `json:"agent_errors,omitempty"`
 }
 
 // Privacy is the privacy budget a job has spent.
@@ -263,6 +284,14 @@ type Model struct {
 	Size      int                `json:"size"`                 // model file bytes (0 once retention dropped it)
 	StateSize int                `json:"state_size,omitempty"` // server optimizer state bytes
 	PushSize  int                `json:"push_size,omitempty"`  // quantized delta agents holding the parent download
+	// Name is the model's name (its spec's); External is set for a model
+	// fedge's engine does not run: named tensors trained by an external
+	// trainer (docs/TRAINER.md).
+	Name     string `json:"name,omitempty"`
+	External bool   `json:"external,omitempty"`
+	// ImportedBy is the operator who imported the version (Models().Import);
+	// an imported version has no parent, job or round.
+	ImportedBy string `json:"imported_by,omitempty"`
 }
 
 // Rollout states.
@@ -332,4 +361,11 @@ func (r Rollout) StageName(i int) string {
 		return fmt.Sprintf("stage %d/%d", i+1, len(r.Cohorts))
 	}
 	return fmt.Sprintf("%s (%d/%d)", r.Cohorts[i].Name, i+1, len(r.Cohorts))
+}
+
+// ImportRequest opens Models().Import: the model file (fedge's tensor
+// model format) follows on the same bulk stream.
+type ImportRequest struct {
+	// Name, if set, renames the model (its spec's name) in the registry.
+	Name string `json:"name,omitempty"`
 }

@@ -23,6 +23,9 @@ const (
 	VerbModelsList    = "models.list"
 	VerbModelsShow    = "models.show"
 	VerbModelsPin     = "models.pin"
+	// VerbModelsImport carries a model file: the client sends it on a bulk
+	// stream opened with the AdminRequest (Models().Import).
+	VerbModelsImport  = "models.import"
 	VerbRolloutStart  = "rollout.start"
 	VerbRolloutStatus = "rollout.status"
 	VerbRolloutAction = "rollout.action"

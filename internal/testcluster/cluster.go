@@ -32,6 +32,11 @@ type Options struct {
 	Canaries int
 	// Heartbeat is the agents' report interval (default 300 ms).
 	Heartbeat time.Duration
+	// Trainer, if set, makes agent i an external-trainer agent: it gets
+	// Trainer(i) (command, environment naming its own data) instead of
+	// an MNIST shard, and trains external models only. The cluster then
+	// needs no MNIST files.
+	Trainer func(i int) agent.TrainerConfig
 	// Proxied puts a UDP proxy in front of every coordinator: peers and
 	// agents reach node i only through Proxies[i] (its advertised
 	// address), so a test can make the node vanish from the network
@@ -91,7 +96,10 @@ func New(t testing.TB, o Options) *Cluster {
 	if o.Heartbeat == 0 {
 		o.Heartbeat = 300 * time.Millisecond
 	}
-	mnist := testutil.MNISTDir(t)
+	mnist := ""
+	if o.Trainer == nil {
+		mnist = testutil.MNISTDir(t)
+	}
 	c := &Cluster{T: t, Dir: t.TempDir(), MNIST: mnist, opts: o, log: Logger()}
 	var addrs []string
 	for i, a := range testutil.FreeUDPAddrs(t, o.Nodes) {
@@ -224,7 +232,8 @@ func (c *Cluster) AddAgent(i int) *Agent {
 }
 
 // AgentConfig returns the configuration of agent i with a fresh join
-// token: its MNIST shard, its own data dir, an inference port of its own.
+// token: its MNIST shard (or its external trainer), its own data dir, an
+// inference port of its own.
 func (c *Cluster) AgentConfig(i int) agent.Config {
 	c.T.Helper()
 	labels := map[string]string{"tier": "prod"}
@@ -242,6 +251,10 @@ func (c *Cluster) AgentConfig(i int) agent.Config {
 	cfg.JoinToken = tok.Token
 	cfg.DataDir = filepath.Join(c.Dir, fmt.Sprintf("agent%02d", i))
 	cfg.Dataset = agent.DatasetConfig{Kind: agent.DatasetMNIST, Path: c.MNIST, Partition: c.opts.Partition, Shard: i, Shards: c.opts.Shards, Seed: 1, Alpha: 0.5, HeldOut: 0.1}
+	if c.opts.Trainer != nil {
+		cfg.Dataset = agent.DatasetConfig{} // the trainer reads its own data
+		cfg.Trainer = c.opts.Trainer(i)
+	}
 	cfg.InferenceListen = "127.0.0.1:0"
 	cfg.Threads = 0
 	return cfg
