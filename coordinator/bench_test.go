@@ -109,7 +109,7 @@ func BenchmarkCommitModelCNN_3Node(b *testing.B) {
 	}
 	nodes := make([]*Node, 3)
 	for i, p := range peers {
-		n, err := NewNode(Config{NodeID: p.ID, DataDir: filepath.Join(dir, p.ID), Listen: p.Addr, Peers: peers, Raft: FastRaftTimings})
+		n, err := NewNode(Config{NodeID: p.ID, DataDir: filepath.Join(dir, p.ID), Listen: p.Addr, Peers: peers, Raft: LoopbackRaftTimings})
 		if err != nil {
 			b.Fatal(err)
 		}

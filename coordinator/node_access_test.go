@@ -33,7 +33,7 @@ func startOne(t *testing.T, opt coordinator.InitOptions, sec func(dir string, ke
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := coordinator.Config{NodeID: "c1", DataDir: filepath.Join(dir, "c1"), Listen: addr, Peers: peers, Raft: coordinator.FastRaftTimings, Logger: testLogger()}
+	cfg := coordinator.Config{NodeID: "c1", DataDir: filepath.Join(dir, "c1"), Listen: addr, Peers: peers, Raft: coordinator.LoopbackRaftTimings, Logger: testLogger()}
 	if sec != nil {
 		cfg.SecurityConfig = sec(dir, key)
 	}

@@ -61,7 +61,7 @@ func (c *cluster) start(i int) {
 	c.t.Helper()
 	nd, err := coordinator.NewNode(coordinator.Config{
 		NodeID: c.peers[i].ID, DataDir: filepath.Join(c.dir, c.peers[i].ID), Listen: c.peers[i].Addr,
-		Peers: c.peers, Raft: coordinator.FastRaftTimings, Logger: testLogger(),
+		Peers: c.peers, Raft: coordinator.LoopbackRaftTimings, Logger: testLogger(),
 	})
 	if err != nil {
 		c.t.Fatal(err)
@@ -235,7 +235,7 @@ func TestClusterJoinAndRemove(t *testing.T) {
 	}
 	start := func(p coordinator.Peer, peers []coordinator.Peer) *coordinator.Node {
 		n, err := coordinator.NewNode(coordinator.Config{NodeID: p.ID, DataDir: filepath.Join(dir, p.ID), Listen: p.Addr,
-			Peers: peers, Raft: coordinator.FastRaftTimings, Logger: testLogger()})
+			Peers: peers, Raft: coordinator.LoopbackRaftTimings, Logger: testLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -53,7 +53,7 @@ func TestReplicaClusterCommitsFailsOverAndRestarts(t *testing.T) {
 	}
 	reps := make([]*replica, 3)
 	for i := range reps {
-		r, err := openReplica(fmt.Sprintf("n%d", i), dirs[i], layers[i], NewFSM(nil), FastRaftTimings, discardLogger())
+		r, err := openReplica(fmt.Sprintf("n%d", i), dirs[i], layers[i], NewFSM(nil), LoopbackRaftTimings, discardLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +109,7 @@ func TestReplicaClusterCommitsFailsOverAndRestarts(t *testing.T) {
 	}
 	for i := range reps {
 		layers[i] = newTCPLayer(t, voters[fmt.Sprintf("n%d", i)])
-		r, err := openReplica(fmt.Sprintf("n%d", i), dirs[i], layers[i], NewFSM(nil), FastRaftTimings, discardLogger())
+		r, err := openReplica(fmt.Sprintf("n%d", i), dirs[i], layers[i], NewFSM(nil), LoopbackRaftTimings, discardLogger())
 		if err != nil {
 			t.Fatal(err)
 		}

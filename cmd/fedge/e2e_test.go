@@ -44,7 +44,7 @@ func startCluster(t *testing.T) *testCluster {
 		t.Fatal(err)
 	}
 	n, err := coordinator.NewNode(coordinator.Config{
-		NodeID: "c1", DataDir: filepath.Join(tc.dir, "c1"), Listen: tc.addr, Peers: peers, Raft: coordinator.FastRaftTimings,
+		NodeID: "c1", DataDir: filepath.Join(tc.dir, "c1"), Listen: tc.addr, Peers: peers, Raft: coordinator.LoopbackRaftTimings,
 	})
 	if err != nil {
 		t.Fatal(err)

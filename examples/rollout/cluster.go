@@ -100,7 +100,7 @@ func startCluster(ctx context.Context, dir string, logs *logBuffer, agentLog *sl
 	for _, p := range c.peers {
 		n, err := coordinator.NewNode(coordinator.Config{
 			NodeID: p.ID, DataDir: filepath.Join(dir, p.ID), Listen: p.Addr, Peers: c.peers,
-			HeartbeatInterval: 300 * time.Millisecond, Raft: coordinator.FastRaftTimings,
+			HeartbeatInterval: 300 * time.Millisecond, Raft: coordinator.LoopbackRaftTimings,
 			Logger: log,
 			Engine: coordinator.EngineConfig{Idle: 100 * time.Millisecond, InviteTimeout: 5 * time.Second},
 		})

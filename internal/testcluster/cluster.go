@@ -156,7 +156,7 @@ func (c *Cluster) StartNode(i int) {
 	}
 	n, err := coordinator.NewNode(coordinator.Config{
 		NodeID: p.ID, DataDir: filepath.Join(c.Dir, p.ID), Listen: c.listen[i], Advertise: p.Addr, Peers: c.Peers,
-		HeartbeatInterval: c.opts.Heartbeat, Raft: coordinator.FastRaftTimings, Logger: c.log,
+		HeartbeatInterval: c.opts.Heartbeat, Raft: coordinator.LoopbackRaftTimings, Logger: c.log,
 		Engine: coordinator.EngineConfig{Idle: 100 * time.Millisecond, InviteTimeout: 5 * time.Second},
 	})
 	if err != nil {
