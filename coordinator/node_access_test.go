@@ -47,7 +47,7 @@ func startOne(t *testing.T, opt coordinator.InitOptions, sec func(dir string, ke
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { adm.Close() })
-	waitFor(t, "bootstrap", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "bootstrap", func() bool {
 		var ok bool
 		nd.FSM().Read(func(s *coordinator.State) { ok = len(s.CA) > 0 })
 		return ok && nd.IsLeader()

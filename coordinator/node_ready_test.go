@@ -98,7 +98,7 @@ func TestNodeAnswersStartingUntilReady(t *testing.T) {
 	}
 	dialEnroll := func() error { return dial(enrollTLS, protocol.ALPNEnroll) }
 	var lastErr error
-	waitFor(t, "the starting node's listener", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the starting node's listener", func() bool {
 		lastErr = dialEnroll()
 		return errors.Is(lastErr, protocol.ErrStarting)
 	})
