@@ -12,9 +12,10 @@ import (
 var ErrTimeout = errors.New("wait: timed out")
 
 // The pause between two calls of the condition starts at firstPause and
-// doubles up to maxPause: a condition that holds soon is seen soon, and one
-// that takes seconds (an election, a training round) is not asked about
-// more than ten times a second.
+// doubles up to maxPause, or a twentieth of the timeout if that is less: a
+// condition that holds soon is seen soon, one that takes seconds (an
+// election, a training round) is not asked about more than ten times a
+// second, and a short window is still looked at often.
 const (
 	firstPause = 10 * time.Millisecond
 	maxPause   = 100 * time.Millisecond
@@ -26,7 +27,7 @@ const (
 // goroutine, and never after Until returns.
 func Until(ctx context.Context, timeout time.Duration, cond func() bool) error {
 	deadline := time.Now().Add(timeout)
-	pause := firstPause
+	pause, most := firstPause, min(maxPause, max(timeout/20, firstPause))
 	t := time.NewTimer(pause)
 	defer t.Stop()
 	for !cond() {
@@ -39,7 +40,7 @@ func Until(ctx context.Context, timeout time.Duration, cond func() bool) error {
 			return context.Cause(ctx)
 		case <-t.C:
 		}
-		pause = min(2*pause, maxPause)
+		pause = min(2*pause, most)
 	}
 	return nil
 }

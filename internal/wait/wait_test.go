@@ -39,3 +39,12 @@ func TestUntilStopsWithItsContext(t *testing.T) {
 		t.Fatalf("cond called %d times, want 2 (not after the context ended)", calls)
 	}
 }
+
+// TestUntilLooksOftenAtAShortWindow: a 400 ms wait asks at least ten times.
+func TestUntilLooksOftenAtAShortWindow(t *testing.T) {
+	calls := 0
+	_ = Until(context.Background(), 400*time.Millisecond, func() bool { calls++; return false })
+	if calls < 10 {
+		t.Fatalf("cond called %d times in 400ms, want at least 10", calls)
+	}
+}
