@@ -20,6 +20,7 @@ import (
 
 	"github.com/fedge/fedge/crypto/identity"
 	"github.com/fedge/fedge/crypto/secagg"
+	"github.com/fedge/fedge/internal/testutil"
 	"github.com/fedge/fedge/protocol"
 )
 
@@ -63,7 +64,7 @@ func TestAgentLifecycle(t *testing.T) {
 		})
 		agents = append(agents, r)
 	}
-	eventually(t, 20*time.Second, "agents enrolled and connected", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "agents enrolled and connected", func() bool {
 		for _, a := range agents {
 			if a.ID() == "" || c.session(a.ID()) == nil {
 				return false
@@ -85,7 +86,7 @@ func TestAgentLifecycle(t *testing.T) {
 
 	// Rollout: every agent downloads and serves version 1.
 	c.setTarget(1)
-	eventually(t, 20*time.Second, "model 1 served", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "model 1 served", func() bool {
 		for _, a := range agents {
 			if a.ModelVersion() != 1 {
 				return false
@@ -124,7 +125,7 @@ func TestAgentLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 30*time.Second, "round result", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "round result", func() bool {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		return h.result != nil || h.err != nil
@@ -143,13 +144,13 @@ func TestAgentLifecycle(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	eventually(t, 10*time.Second, "round bookkeeping", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "round bookkeeping", func() bool {
 		return agents[2].m.roundsCompleted.Load() == 1
 	})
 
 	// Rollout of version 2, then a rollback to 1 served from the store.
 	c.setTarget(2)
-	eventually(t, 20*time.Second, "model 2 served", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "model 2 served", func() bool {
 		for _, a := range agents {
 			if a.ModelVersion() != 2 {
 				return false
@@ -159,7 +160,7 @@ func TestAgentLifecycle(t *testing.T) {
 	})
 	downloads := c.downloads.Load()
 	c.setTarget(1)
-	eventually(t, 20*time.Second, "rollback to model 1", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "rollback to model 1", func() bool {
 		for _, a := range agents {
 			if a.ModelVersion() != 1 {
 				return false
@@ -201,14 +202,14 @@ func TestAgentLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := startAgent(t, cfg)
-	eventually(t, 20*time.Second, "restarted agent reconnects", func() bool { return c.session(id) != nil })
+	testutil.WaitFor(t, 20*time.Second, "restarted agent reconnects", func() bool { return c.session(id) != nil })
 	if c.enrollments.Load() != 3 {
 		t.Fatal("restart enrolled again")
 	}
 
 	// Disconnected: inference keeps serving.
 	c.ln.Close()
-	eventually(t, 20*time.Second, "agent notices the coordinator is gone", func() bool { return !r.m.connected.Load() })
+	testutil.WaitFor(t, 20*time.Second, "agent notices the coordinator is gone", func() bool { return !r.m.connected.Load() })
 	if code, pr := predictHTTP(t, r.InferenceAddr()); code != http.StatusOK || pr.ModelVersion != 1 {
 		t.Fatalf("predict while disconnected: %d %+v", code, pr)
 	}
@@ -237,13 +238,13 @@ func TestAgentRenewsCertificate(t *testing.T) {
 	c.agentTTL = 151500 * time.Millisecond
 	dir := t.TempDir()
 	r := startAgent(t, agentConfig(t, filepath.Join(dir, "a"), writeSynthCSV(t, dir, 20, 1), c.token(nil), c.addr()))
-	eventually(t, 20*time.Second, "enrolled", func() bool { return r.ID() != "" && c.session(r.ID()) != nil })
+	testutil.WaitFor(t, 20*time.Second, "enrolled", func() bool { return r.ID() != "" && c.session(r.ID()) != nil })
 	first, _, _ := r.st.identity()
 	if n := c.renewals.Load(); n != 0 {
 		t.Fatalf("renewed %d times before the certificate was due", n)
 	}
-	eventually(t, 20*time.Second, "renewal", func() bool { return c.renewals.Load() >= 1 })
-	eventually(t, 20*time.Second, "renewed certificate stored and used", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "renewal", func() bool { return c.renewals.Load() >= 1 })
+	testutil.WaitFor(t, 20*time.Second, "renewed certificate stored and used", func() bool {
 		cur, _, _ := r.st.identity()
 		s := c.session(r.ID())
 		return !bytes.Equal(cur.cert, first.cert) && s != nil && bytes.Equal(s.PeerCertificate().Raw, cur.cert)
@@ -263,7 +264,7 @@ func TestAgentStopsWhenRevoked(t *testing.T) {
 	c := newTestCoord(t, nil, h)
 	dir := t.TempDir()
 	r := startAgent(t, agentConfig(t, filepath.Join(dir, "a"), writeSynthCSV(t, dir, 20, 1), c.token(nil), c.addr()))
-	eventually(t, 20*time.Second, "connected", func() bool { return r.ID() != "" && c.session(r.ID()) != nil })
+	testutil.WaitFor(t, 20*time.Second, "connected", func() bool { return r.ID() != "" && c.session(r.ID()) != nil })
 	if err := c.revoked.RevokeIdentity(identity.Identity{Role: identity.RoleAgent, ID: r.ID()}); err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +298,7 @@ func TestAgentFollowsRedirects(t *testing.T) {
 	follower.redirectTo = leader.addr()
 	dir := t.TempDir()
 	r := startAgent(t, agentConfig(t, filepath.Join(dir, "a"), writeSynthCSV(t, dir, 20, 1), leader.token(nil), follower.addr()))
-	eventually(t, 20*time.Second, "session with the leader", func() bool { return r.ID() != "" && leader.session(r.ID()) != nil })
+	testutil.WaitFor(t, 20*time.Second, "session with the leader", func() bool { return r.ID() != "" && leader.session(r.ID()) != nil })
 	if follower.enrollments.Load() != 0 || leader.enrollments.Load() != 1 {
 		t.Fatal("enrollment did not follow the redirect")
 	}
@@ -310,7 +311,7 @@ func TestEnrollmentErrors(t *testing.T) {
 	csv := writeSynthCSV(t, dir, 20, 1)
 	tok := c.token(nil)
 	first := startAgent(t, agentConfig(t, filepath.Join(dir, "a"), csv, tok, c.addr()))
-	eventually(t, 20*time.Second, "first agent enrolled", func() bool { return first.ID() != "" && c.session(first.ID()) != nil })
+	testutil.WaitFor(t, 20*time.Second, "first agent enrolled", func() bool { return first.ID() != "" && c.session(first.ID()) != nil })
 
 	run := func(cfg Config) error {
 		a, err := New(cfg, testLogger())
@@ -327,7 +328,7 @@ func TestEnrollmentErrors(t *testing.T) {
 	// The refused agent forgot its uncertified identity, and enrolls with a
 	// new token under a fresh one.
 	second := startAgent(t, agentConfig(t, filepath.Join(dir, "b"), csv, c.token(nil), c.addr()))
-	eventually(t, 20*time.Second, "second agent enrolled", func() bool { return second.ID() != "" && c.session(second.ID()) != nil })
+	testutil.WaitFor(t, 20*time.Second, "second agent enrolled", func() bool { return second.ID() != "" && c.session(second.ID()) != nil })
 	if err := run(agentConfig(t, filepath.Join(dir, "c"), csv, "", c.addr())); !errors.Is(err, ErrNotEnrolled) {
 		t.Fatalf("no token: %v", err)
 	}
@@ -413,7 +414,7 @@ func TestAgentSurvivesKill(t *testing.T) {
 	}
 	cmd, addr := startChild(t, path)
 	var id string
-	eventually(t, 20*time.Second, "child serves model 1", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "child serves model 1", func() bool {
 		code, pr := predictHTTP(t, addr)
 		return code == http.StatusOK && pr.ModelVersion == 1
 	})
@@ -433,7 +434,7 @@ func TestAgentSurvivesKill(t *testing.T) {
 	if code, pr := predictHTTP(t, addr); code != http.StatusOK || pr.ModelVersion != 1 {
 		t.Fatalf("restarted child: %d %+v", code, pr)
 	}
-	eventually(t, 20*time.Second, "restarted child reconnects", func() bool { return c.session(id) != nil })
+	testutil.WaitFor(t, 20*time.Second, "restarted child reconnects", func() bool { return c.session(id) != nil })
 	if n := c.enrollments.Load(); n != 1 {
 		t.Fatalf("%d enrollments: the restart enrolled again", n)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/crypto/identity"
+	"github.com/fedge/fedge/internal/logging"
 )
 
 // Dataset kinds a DatasetConfig may name.
@@ -313,13 +314,13 @@ func (c *Config) Validate() error {
 			return bad("inference_listen: %q is not host:port", c.InferenceListen)
 		}
 	}
-	if _, err := parseLevel(c.LogLevel); err != nil {
-		return bad("log_level: %v", err)
-	}
-	switch c.LogFormat {
-	case "", "text", "json":
-	default:
-		return bad("log_format: %q is not text or json", c.LogFormat)
+	if _, err := logging.New(io.Discard, c.LogFormat, c.LogLevel); err != nil {
+		switch {
+		case errors.Is(err, logging.ErrLevel):
+			return bad("log_level: %v", err)
+		default:
+			return bad("log_format: %v", err)
+		}
 	}
 	if c.ShutdownTimeout < 0 {
 		return bad("shutdown_timeout must not be negative")
@@ -410,29 +411,11 @@ func (d *DatasetConfig) validate(bad func(string, ...any) error) error {
 
 // Logger returns a logger writing to w in LogFormat at LogLevel.
 func (c *Config) Logger(w io.Writer) (*slog.Logger, error) {
-	lvl, err := parseLevel(c.LogLevel)
+	log, err := logging.New(w, c.LogFormat, c.LogLevel)
 	if err != nil {
 		return nil, fmt.Errorf("agent.Config.Logger: %w: %v", ErrConfig, err)
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	if c.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return slog.New(slog.NewTextHandler(w, opts)), nil
-}
-
-func parseLevel(s string) (slog.Level, error) {
-	switch strings.ToLower(s) {
-	case "", "info":
-		return slog.LevelInfo, nil
-	case "debug":
-		return slog.LevelDebug, nil
-	case "warn", "warning":
-		return slog.LevelWarn, nil
-	case "error":
-		return slog.LevelError, nil
-	}
-	return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+	return log, nil
 }
 
 func (c *Config) shutdownTimeout() time.Duration {

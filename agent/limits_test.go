@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedge/fedge/internal/testutil"
 	"github.com/fedge/fedge/tensor"
 )
 
@@ -28,7 +29,7 @@ func TestInferenceLimits(t *testing.T) {
 	ra := enrolledAgent(t, c, t.TempDir(), func(cfg *Config) {
 		cfg.InferenceLimits = InferenceLimits{ReadTimeout: Duration(time.Second), MaxRequests: 2}
 	})
-	eventually(t, 10*time.Second, "the agent serves model 1", func() bool { return ra.ModelVersion() == 1 })
+	testutil.WaitFor(t, 10*time.Second, "the agent serves model 1", func() bool { return ra.ModelVersion() == 1 })
 	addr := ra.InferenceAddr()
 	slow := func() (net.Conn, chan struct{}) {
 		conn, err := net.Dial("tcp", addr)
@@ -58,7 +59,7 @@ func TestInferenceLimits(t *testing.T) {
 		defer close(stop)
 	}
 	var refused *http.Response
-	eventually(t, 900*time.Millisecond, "503 while the slots are held", func() bool {
+	testutil.WaitFor(t, 900*time.Millisecond, "503 while the slots are held", func() bool {
 		resp, err := http.Get("http://" + addr + "/healthz")
 		if err != nil {
 			return false
@@ -141,7 +142,7 @@ func TestHealthzReportsFailedSave(t *testing.T) {
 	}
 	c.setTarget(1)
 	var h healthResponse
-	eventually(t, 20*time.Second, "healthz 503 after the failed save", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "healthz 503 after the failed save", func() bool {
 		var code int
 		code, h = health()
 		return code == http.StatusServiceUnavailable

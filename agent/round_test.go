@@ -11,6 +11,7 @@ import (
 
 	"github.com/fedge/fedge/crypto/dp"
 	"github.com/fedge/fedge/crypto/secagg"
+	"github.com/fedge/fedge/internal/testutil"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
 )
@@ -376,7 +377,7 @@ func TestShutdownAbandonsTraining(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Stop once training is under way (a few steps taken).
-	eventually(t, 30*time.Second, "training under way", func() bool { return a.m.trainBatches.Load() >= 3 })
+	testutil.WaitFor(t, 30*time.Second, "training under way", func() bool { return a.m.trainBatches.Load() >= 3 })
 	stopped := time.Now()
 	cancel()
 	waitIdle(t, a)

@@ -18,7 +18,7 @@ func enrolledAgent(t *testing.T, c *testCoord, dir string, edit func(*Config)) *
 		edit(&cfg)
 	}
 	ra := startAgent(t, cfg)
-	eventually(t, 20*time.Second, "agent connected", func() bool { return ra.ID() != "" && c.session(ra.ID()) != nil })
+	testutil.WaitFor(t, 20*time.Second, "agent connected", func() bool { return ra.ID() != "" && c.session(ra.ID()) != nil })
 	return ra
 }
 
@@ -43,7 +43,7 @@ func TestRestartDeclinesInterruptedRound(t *testing.T) {
 	}
 	st.close()
 	startAgent(t, cfg)
-	eventually(t, 10*time.Second, "the restarted agent declines round 42", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the restarted agent declines round 42", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		return len(c.declined) == 1 && c.declined[0] == 42
@@ -71,7 +71,7 @@ func TestRoundEndsWithItsSession(t *testing.T) {
 		t.Fatal("the agent joined no round")
 	}
 	c.kick(ra.ID())
-	eventually(t, 2*time.Second, "the agent to leave the round", func() bool { return !busy() })
+	testutil.WaitFor(t, 2*time.Second, "the agent to leave the round", func() bool { return !busy() })
 }
 
 // TestCoordinatorFrozenIsLeft: a coordinator that stops answering (frozen
@@ -95,10 +95,10 @@ func TestCoordinatorFrozenIsLeft(t *testing.T) {
 	cfg.SessionTimeout = Duration(timeout)
 	leader.setRedirect(relay.Addr())
 	ra = startAgent(t, cfg)
-	eventually(t, 10*time.Second, "session through the relay", func() bool { return c.session(ra.ID()) != nil })
+	testutil.WaitFor(t, 10*time.Second, "session through the relay", func() bool { return c.session(ra.ID()) != nil })
 	frozen := time.Now()
 	relay.Drop(true)
 	leader.setRedirect("")
-	eventually(t, 3*timeout, "session moved to the other coordinator", func() bool { return leader.session(ra.ID()) != nil })
+	testutil.WaitFor(t, 3*timeout, "session moved to the other coordinator", func() bool { return leader.session(ra.ID()) != nil })
 	t.Logf("left the frozen coordinator after %v", time.Since(frozen).Round(time.Millisecond))
 }

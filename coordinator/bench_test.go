@@ -109,7 +109,7 @@ func BenchmarkCommitModelCNN_3Node(b *testing.B) {
 	}
 	nodes := make([]*Node, 3)
 	for i, p := range peers {
-		n, err := NewNode(Config{NodeID: p.ID, DataDir: filepath.Join(dir, p.ID), Listen: p.Addr, Peers: peers, Raft: FastRaftTimings})
+		n, err := NewNode(Config{NodeID: p.ID, DataDir: filepath.Join(dir, p.ID), Listen: p.Addr, Peers: peers, Raft: LoopbackRaftTimings})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -117,14 +117,14 @@ func BenchmarkCommitModelCNN_3Node(b *testing.B) {
 		defer n.Close()
 	}
 	var leader *Node
-	for leader == nil {
+	testutil.WaitFor(b, 30*time.Second, "a leader", func() bool {
 		for _, n := range nodes {
 			if n.IsLeader() {
 				leader = n
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return leader != nil
+	})
 	spec, _ := tensor.NamedSpec("cnn")
 	m, err := tensor.NewModel(spec, 1)
 	if err != nil {
@@ -149,21 +149,14 @@ func BenchmarkCommitModelCNN_3Node(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)*9/10].Microseconds())/1000, "ms-p90")
 	// The followers hold the same bytes.
 	for _, n := range nodes {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		testutil.WaitFor(b, 10*time.Second, "node "+n.ID()+" to hold the last model", func() bool {
 			var got []byte
 			n.FSM().Read(func(s *State) {
 				if mr, ok := s.Models[uint64(b.N)]; ok {
 					got = mr.Blob
 				}
 			})
-			if bytes.Equal(got, blob) {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("node %s lacks the last model", n.ID())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return bytes.Equal(got, blob)
+		})
 	}
 }

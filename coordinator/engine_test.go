@@ -416,18 +416,11 @@ func (h *engineHarness) runUntil(what string, timeout time.Duration, cond func(s
 	done := make(chan struct{})
 	go func() { h.eng.run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	deadline := time.Now().Add(timeout)
-	for {
+	testutil.WaitFor(h.t, timeout, what, func() bool {
 		ok := false
 		h.fsm.Read(func(s *State) { ok = cond(s) })
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ok
+	})
 }
 
 func (h *engineHarness) accuracy(version uint64) float64 {
@@ -631,13 +624,7 @@ func TestEngineSaysWhyAJobWaits(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { h.eng.run(ctx); close(done) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for h.eng.waiting("job/job") == "" {
-		if time.Now().After(deadline) {
-			t.Fatal("no waiting note")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 10*time.Second, "a waiting note", func() bool { return h.eng.waiting("job/job") != "" })
 	if w := h.eng.waiting("job/job"); !strings.Contains(w, "3 of 5") {
 		t.Fatalf("waiting note %q", w)
 	}

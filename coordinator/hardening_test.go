@@ -19,6 +19,7 @@ import (
 	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/crypto/identity"
 	"github.com/fedge/fedge/internal/testutil"
+	"github.com/fedge/fedge/internal/wait"
 	"github.com/fedge/fedge/protocol"
 )
 
@@ -109,7 +110,7 @@ func TestFollowerRejoinsAfterKill9(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var st api.ClusterStatus
-	waitFor(t, "a leader with the cluster CA", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "a leader with the cluster CA", func() bool {
 		var err error
 		st, err = status(c.admin())
 		return err == nil && st.LeaderID != "" && st.Cluster == "test-cluster"
@@ -128,7 +129,7 @@ func TestFollowerRejoinsAfterKill9(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the follower to apply the writes", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the follower to apply the writes", func() bool {
 		ls, err1 := status(lead)
 		fs, err2 := c.freshStatus(follower)
 		return err1 == nil && err2 == nil && fs.AppliedIndex >= ls.AppliedIndex
@@ -154,16 +155,12 @@ func TestFollowerRejoinsAfterKill9(t *testing.T) {
 		limit = 10 * time.Second // the race detector slows every process down
 	}
 	var fs api.ClusterStatus
-	for {
+	if wait.Until(context.Background(), limit-time.Since(began), func() bool {
 		fs, err = c.freshStatus(follower)
-		if err == nil && fs.AppliedIndex >= target && fs.LeaderID == st.LeaderID && len(fs.Servers) == 3 {
-			break
-		}
-		if time.Since(began) > limit {
-			t.Fatalf("the restarted follower is not caught up %v after its restart: applied %d of %d, leader %q, %d servers (err %v)",
-				limit, fs.AppliedIndex, target, fs.LeaderID, len(fs.Servers), err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil && fs.AppliedIndex >= target && fs.LeaderID == st.LeaderID && len(fs.Servers) == 3
+	}) != nil {
+		t.Fatalf("the restarted follower is not caught up %v after its restart: applied %d of %d, leader %q, %d servers (err %v)",
+			limit, fs.AppliedIndex, target, fs.LeaderID, len(fs.Servers), err)
 	}
 	took := time.Since(began)
 	if took > limit {
@@ -174,7 +171,7 @@ func TestFollowerRejoinsAfterKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	ls, _ = status(lead)
-	waitFor(t, "the follower to apply a write made after its return", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the follower to apply a write made after its return", func() bool {
 		fs, err := c.freshStatus(follower)
 		return err == nil && fs.AppliedIndex >= ls.AppliedIndex
 	})
@@ -193,7 +190,7 @@ func TestEnrollFloodMemory(t *testing.T) {
 	c := newProcessCluster(t, 1, protocol.Admission{})
 	node := c.procs[0]
 	adm := c.admin()
-	waitFor(t, "the node to lead", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the node to lead", func() bool {
 		st, err := status(adm)
 		return err == nil && st.LeaderID == "c1" && st.Cluster == "test-cluster"
 	})
@@ -388,7 +385,7 @@ func TestClientLeavesKilledNode(t *testing.T) {
 	c := newProcessCluster(t, 3, protocol.Admission{})
 	a := c.admin()
 	var st api.ClusterStatus
-	waitFor(t, "a leader", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "a leader", func() bool {
 		var err error
 		st, err = status(a)
 		return err == nil && st.LeaderID != ""

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"net"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -226,25 +228,28 @@ func NewNode(cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// isPortZero reports whether addr is a host:port whose port asks the
+// kernel for one ("0", "00", …).
 func isPortZero(addr string) bool {
-	return len(addr) >= 2 && addr[len(addr)-2:] == ":0"
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	p, err := strconv.Atoi(port)
+	return err == nil && p == 0
 }
 
-// advertiseFor fills a zero port of adv from the bound address.
+// advertiseFor fills a zero port of adv with the port of the bound address.
 func advertiseFor(adv, bound string) string {
-	if isPortZero(adv) {
-		return adv[:len(adv)-1] + bound[lastColon(bound)+1:]
+	if !isPortZero(adv) {
+		return adv
 	}
-	return adv
-}
-
-func lastColon(s string) int {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == ':' {
-			return i
-		}
+	host, _, _ := net.SplitHostPort(adv)
+	_, port, err := net.SplitHostPort(bound)
+	if err != nil {
+		return adv
 	}
-	return -1
+	return net.JoinHostPort(host, port)
 }
 
 // Addr is the address agents, operators and peers dial.

@@ -33,7 +33,7 @@ func startOne(t *testing.T, opt coordinator.InitOptions, sec func(dir string, ke
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := coordinator.Config{NodeID: "c1", DataDir: filepath.Join(dir, "c1"), Listen: addr, Peers: peers, Raft: coordinator.FastRaftTimings, Logger: testLogger()}
+	cfg := coordinator.Config{NodeID: "c1", DataDir: filepath.Join(dir, "c1"), Listen: addr, Peers: peers, Raft: coordinator.LoopbackRaftTimings, Logger: testLogger()}
 	if sec != nil {
 		cfg.SecurityConfig = sec(dir, key)
 	}
@@ -47,7 +47,7 @@ func startOne(t *testing.T, opt coordinator.InitOptions, sec func(dir string, ke
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { adm.Close() })
-	waitFor(t, "bootstrap", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "bootstrap", func() bool {
 		var ok bool
 		nd.FSM().Read(func(s *coordinator.State) { ok = len(s.CA) > 0 })
 		return ok && nd.IsLeader()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fedge/fedge/coordinator"
 	"github.com/fedge/fedge/coordinator/api"
+	"github.com/fedge/fedge/internal/testutil"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
 )
@@ -90,7 +91,7 @@ func TestModelsImport(t *testing.T) {
 	}
 	// Every replica holds it (it went through the Raft log).
 	for _, nd := range c.nodes {
-		waitFor(t, "the import on every node", func() bool {
+		testutil.WaitFor(t, 15*time.Second, "the import on every node", func() bool {
 			var hash string
 			nd.FSM().Read(func(s *coordinator.State) {
 				if r, ok := s.Models[got.Version]; ok && r.Blob != nil {

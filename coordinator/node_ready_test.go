@@ -51,7 +51,7 @@ func TestNodeAnswersStartingUntilReady(t *testing.T) {
 	go func() {
 		n, err := coordinator.NewNode(coordinator.Config{
 			NodeID: "c1", DataDir: filepath.Join(dir, "c1"), Listen: addr, Peers: peers,
-			Raft: coordinator.FastRaftTimings, Logger: testLogger(),
+			Raft: coordinator.LoopbackRaftTimings, Logger: testLogger(),
 			// Room for the burst below: all of it comes from one address.
 			Admission: protocol.Admission{MaxUnverified: 100, MaxUnverifiedPerSource: 100},
 		})
@@ -98,7 +98,7 @@ func TestNodeAnswersStartingUntilReady(t *testing.T) {
 	}
 	dialEnroll := func() error { return dial(enrollTLS, protocol.ALPNEnroll) }
 	var lastErr error
-	waitFor(t, "the starting node's listener", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the starting node's listener", func() bool {
 		lastErr = dialEnroll()
 		return errors.Is(lastErr, protocol.ErrStarting)
 	})

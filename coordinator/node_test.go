@@ -69,7 +69,7 @@ func (c *cluster) start(i int) {
 	c.t.Helper()
 	cfg := coordinator.Config{
 		NodeID: c.peers[i].ID, DataDir: filepath.Join(c.dir, c.peers[i].ID), Listen: c.peers[i].Addr,
-		Peers: c.peers, Raft: coordinator.FastRaftTimings, Logger: testLogger(),
+		Peers: c.peers, Raft: coordinator.LoopbackRaftTimings, Logger: testLogger(),
 	}
 	if c.tune != nil {
 		c.tune(&cfg)
@@ -83,17 +83,17 @@ func (c *cluster) start(i int) {
 
 func (c *cluster) leader() (int, *coordinator.Node) {
 	c.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
+	idx := -1
+	testutil.WaitFor(c.t, 15*time.Second, "a leader", func() bool {
 		for i, nd := range c.nodes {
 			if nd != nil && nd.IsLeader() {
-				return i, nd
+				idx = i
+				return true
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	c.t.Fatal("no leader")
-	return -1, nil
+		return false
+	})
+	return idx, c.nodes[idx]
 }
 
 func (c *cluster) admin() *api.Client {
@@ -110,18 +110,6 @@ func (c *cluster) admin() *api.Client {
 	return a
 }
 
-// waitFor polls cond until it holds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 func TestNodeClusterAdminEnrollFailover(t *testing.T) {
 	if testing.Short() && raceEnabled {
 		t.Skip("3-node QUIC cluster under -race -short")
@@ -135,7 +123,7 @@ func TestNodeClusterAdminEnrollFailover(t *testing.T) {
 	// The leader writes the cluster CA into the replicated state.
 	var st api.ClusterStatus
 	var lastErr error
-	waitFor(t, "bootstrap", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "bootstrap", func() bool {
 		lastErr = adm.Call(ctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &st)
 		if lastErr != nil {
 			t.Logf("cluster.status: %v", lastErr)
@@ -204,7 +192,7 @@ func TestNodeClusterAdminEnrollFailover(t *testing.T) {
 	c.nodes[li].Close()
 	c.nodes[li] = nil
 	_, nl := c.leader()
-	waitFor(t, "job on new leader", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "job on new leader", func() bool {
 		found := false
 		nl.FSM().Read(func(s *coordinator.State) { _, found = s.Jobs[job.ID] })
 		return found
@@ -215,7 +203,7 @@ func TestNodeClusterAdminEnrollFailover(t *testing.T) {
 	}
 	// The dead node comes back from disk and catches up.
 	c.start(li)
-	waitFor(t, "restarted node catches up", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "restarted node catches up", func() bool {
 		n := 0
 		c.nodes[li].FSM().Read(func(s *coordinator.State) { n = len(s.Tokens) })
 		return n == 2
@@ -247,7 +235,7 @@ func TestClusterJoinAndRemove(t *testing.T) {
 	}
 	start := func(p coordinator.Peer, peers []coordinator.Peer) *coordinator.Node {
 		n, err := coordinator.NewNode(coordinator.Config{NodeID: p.ID, DataDir: filepath.Join(dir, p.ID), Listen: p.Addr,
-			Peers: peers, Raft: coordinator.FastRaftTimings, Logger: testLogger()})
+			Peers: peers, Raft: coordinator.LoopbackRaftTimings, Logger: testLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -266,13 +254,13 @@ func TestClusterJoinAndRemove(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var tok api.TokenResponse
-	waitFor(t, "a leader that takes writes", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "a leader that takes writes", func() bool {
 		return adm.Call(ctx, api.VerbTokensCreate, api.QueryOptions{}, api.TokenRequest{}, &tok) == nil
 	})
 	if err := adm.Call(ctx, api.VerbClusterJoin, api.QueryOptions{}, api.JoinRequest{ID: "c4", Addr: all[3].Addr}, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the new voter to catch up", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the new voter to catch up", func() bool {
 		n := 0
 		c4.FSM().Read(func(s *coordinator.State) { n = len(s.Tokens) })
 		return n == 1
@@ -287,7 +275,7 @@ func TestClusterJoinAndRemove(t *testing.T) {
 	if err := adm.Call(ctx, api.VerbClusterRemove, api.QueryOptions{}, api.IDRequest{ID: gone}, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "membership without the old leader", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "membership without the old leader", func() bool {
 		if adm.Call(ctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &st) != nil || len(st.Servers) != 3 {
 			return false
 		}
@@ -300,7 +288,7 @@ func TestClusterJoinAndRemove(t *testing.T) {
 	if err := adm.Call(ctx, api.VerbTokensCreate, api.QueryOptions{}, api.TokenRequest{}, &tok); err != nil {
 		t.Fatalf("write after removing a voter: %v", err)
 	}
-	waitFor(t, "the joined voter to hold the second write", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the joined voter to hold the second write", func() bool {
 		n := 0
 		c4.FSM().Read(func(s *coordinator.State) { n = len(s.Tokens) })
 		return n == 2
@@ -324,7 +312,7 @@ func TestFollowerForwardsWrites(t *testing.T) {
 	defer adm.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	waitFor(t, "the follower to know the leader", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the follower to know the leader", func() bool {
 		var st api.ClusterStatus
 		return adm.Call(ctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &st) == nil && st.LeaderID == leader.ID() && st.Node == c.peers[fi].ID
 	})
@@ -345,7 +333,7 @@ func TestFollowerForwardsWrites(t *testing.T) {
 	// model is the candidate.
 	firstModel := func(id string) uint64 {
 		var v uint64
-		waitFor(t, "the first model of job "+id, func() bool {
+		testutil.WaitFor(t, 15*time.Second, "the first model of job "+id, func() bool {
 			leader.FSM().Read(func(s *coordinator.State) { v = s.Jobs[id].Model })
 			return v != 0
 		})
@@ -361,7 +349,7 @@ func TestFollowerForwardsWrites(t *testing.T) {
 	}
 	v2 := firstModel(job2.ID)
 	// Why the job waits is known to the leader only; the follower asks it.
-	waitFor(t, "the job's waiting reason through the follower", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the job's waiting reason through the follower", func() bool {
 		var js api.Job
 		return adm.Call(ctx, api.VerbJobsStatus, api.QueryOptions{}, api.IDRequest{ID: job2.ID}, &js) == nil && strings.Contains(js.Waiting, "0 of")
 	})

@@ -35,7 +35,7 @@ func runNodeProcess(spec string) int {
 		fmt.Fprintln(os.Stderr, "node process:", err)
 		return 2
 	}
-	cfg.Raft = coordinator.FastRaftTimings
+	cfg.Raft = coordinator.LoopbackRaftTimings
 	cfg.Logger = testLogger()
 	n, err := coordinator.NewNode(cfg)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/fedge/fedge/internal/testutil"
 )
 
 // tcpLayer is a plain-TCP raft.StreamLayer for unit tests of the replica;
@@ -30,17 +32,17 @@ func newTCPLayer(t *testing.T, addr string) tcpLayer {
 
 func waitLeader(t *testing.T, reps []*replica) *replica {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	var leader *replica
+	testutil.WaitFor(t, 10*time.Second, "a leader", func() bool {
 		for _, r := range reps {
 			if r != nil && r.isLeader() {
-				return r
+				leader = r
+				return true
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("no leader elected")
-	return nil
+		return false
+	})
+	return leader
 }
 
 func TestReplicaClusterCommitsFailsOverAndRestarts(t *testing.T) {
@@ -53,7 +55,7 @@ func TestReplicaClusterCommitsFailsOverAndRestarts(t *testing.T) {
 	}
 	reps := make([]*replica, 3)
 	for i := range reps {
-		r, err := openReplica(fmt.Sprintf("n%d", i), dirs[i], layers[i], NewFSM(nil), FastRaftTimings, discardLogger())
+		r, err := openReplica(fmt.Sprintf("n%d", i), dirs[i], layers[i], NewFSM(nil), LoopbackRaftTimings, discardLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +111,7 @@ func TestReplicaClusterCommitsFailsOverAndRestarts(t *testing.T) {
 	}
 	for i := range reps {
 		layers[i] = newTCPLayer(t, voters[fmt.Sprintf("n%d", i)])
-		r, err := openReplica(fmt.Sprintf("n%d", i), dirs[i], layers[i], NewFSM(nil), FastRaftTimings, discardLogger())
+		r, err := openReplica(fmt.Sprintf("n%d", i), dirs[i], layers[i], NewFSM(nil), LoopbackRaftTimings, discardLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,21 +125,12 @@ func TestReplicaClusterCommitsFailsOverAndRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, r := range reps {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			var n int
+		testutil.WaitFor(t, 5*time.Second, fmt.Sprintf("node %d to hold both models after its restart", i), func() bool {
 			var ok bool
 			r.fsm.Read(func(s *State) {
-				n = len(s.Models)
-				ok = n == 2 && len(s.Models[1].Blob) == len(blob) && s.Models[2].Parent == 1
+				ok = len(s.Models) == 2 && len(s.Models[1].Blob) == len(blob) && s.Models[2].Parent == 1
 			})
-			if ok {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %d has %d models after restart", i, n)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return ok
+		})
 	}
 }

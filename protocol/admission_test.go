@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/fedge/fedge/internal/testutil"
 )
 
 // sourceTransport returns a QUIC transport bound to ip (a loopback
@@ -60,7 +62,7 @@ func TestAdmissionBoundsUnverifiedConnections(t *testing.T) {
 
 	// A verified agent does not keep a place once its handshake is done.
 	dialAgent(t, pki, l, "agent-1", nil)
-	waitUntil(t, "the agent's place to be given back", func() bool { n, _ := l.adm.counts(netip.Addr{}); return n == 0 })
+	testutil.WaitFor(t, 10*time.Second, "the agent's place to be given back", func() bool { n, _ := l.adm.counts(netip.Addr{}); return n == 0 })
 
 	hold := func(ip string, n int) []*quic.Conn {
 		tr := sourceTransport(t, ip)
@@ -97,7 +99,7 @@ func TestAdmissionBoundsUnverifiedConnections(t *testing.T) {
 	for _, c := range append(first, second...) {
 		_ = c.CloseWithError(0, "")
 	}
-	waitUntil(t, "the places to be given back", func() bool { n, _ := l.adm.counts(netip.Addr{}); return n == 0 })
+	testutil.WaitFor(t, 10*time.Second, "the places to be given back", func() bool { n, _ := l.adm.counts(netip.Addr{}); return n == 0 })
 	if s, err := Dial(ctx, l.Addr().String(), anon, ALPNEnroll, nil); err != nil {
 		t.Fatalf("enrollment after the flood: %v", err)
 	} else {
@@ -161,7 +163,7 @@ func TestEnrollFloodCutOff(t *testing.T) {
 	if n := hellos.Load(); n != 0 {
 		t.Fatalf("the handler saw %d Hellos", n)
 	}
-	waitUntil(t, "the places to be given back", func() bool { n, _ := l.adm.counts(netip.Addr{}); return n == 0 })
+	testutil.WaitFor(t, 10*time.Second, "the places to be given back", func() bool { n, _ := l.adm.counts(netip.Addr{}); return n == 0 })
 }
 
 // floodOne dials ALPNEnroll, announces a Hello request of frame bytes and
@@ -204,18 +206,6 @@ func appendUvarint(b []byte, v uint64) []byte {
 		v >>= 7
 	}
 	return append(b, byte(v))
-}
-
-// waitUntil polls cond until it holds, for at most 10 s.
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // noApplicationProtocol is the QUIC error code of TLS alert 120.

@@ -288,8 +288,13 @@ func decodeFloats(dst []float32, b []byte) {
 func (m *Model) Hash() [32]byte { return HashParams(m.Params) }
 
 // HashParams returns the SHA-256 of params encoded as little-endian
-// float32, without materializing the encoding.
+// float32, without materializing the encoding: on little-endian machines it
+// hashes params' memory as it is, without allocating. It names model
+// versions (protocol/encoding.HashParams is this function).
 func HashParams(params []float32) [32]byte {
+	if b, ok := leBytes(params); ok {
+		return sha256.Sum256(b)
+	}
 	h := sha256.New()
 	var chunk [4096]byte
 	for p := params; len(p) > 0; {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/fedge/fedge/coordinator"
 	"github.com/fedge/fedge/coordinator/api"
+	"github.com/fedge/fedge/internal/testutil"
+	"github.com/fedge/fedge/internal/wait"
 )
 
 // TestCredentialVerbs drives tokens list/revoke, admins list/revoke/audit
@@ -101,7 +103,7 @@ func TestCredentialVerbs(t *testing.T) {
 // folders on request, and the coordinator starts with it from the
 // environment or a file, and refuses a wrong one with a clear error.
 func TestInitSealKeyOptions(t *testing.T) {
-	peers := "c1=" + freeUDPAddr(t)
+	peers := "c1=" + testutil.FreeUDPAddrs(t, 1)[0]
 	dir := t.TempDir()
 	keyPath := filepath.Join(t.TempDir(), "secure", "seal.key")
 	if code, _, errs := runCLI(t, "init", "-cluster", "k", "-peers", peers, "-out", filepath.Join(dir, "a"), "-seal-key-out", filepath.Join(dir, "a", "c1", "seal.key")); code != exitUsage {
@@ -144,20 +146,23 @@ func TestInitSealKeyOptions(t *testing.T) {
 		var o, e syncBuffer
 		done := make(chan int, 1)
 		go func() { done <- runCoordinatorContext(ctx, append([]string{"-config", cfg}, extra...), &o, &e) }()
-		for {
+		code, exited := -1, false
+		if wait.Until(ctx, time.Minute, func() bool {
 			select {
-			case code := <-done:
-				return code, o.String() + e.String()
-			case <-ctx.Done():
-				return -1, o.String() + e.String()
+			case code = <-done:
+				exited = true
+				return true
 			default:
 			}
-			if strings.Contains(o.String(), "listening on") {
-				cancel()
-				return <-done, o.String() + e.String()
-			}
-			time.Sleep(20 * time.Millisecond)
+			return strings.Contains(o.String(), "listening on")
+		}) != nil {
+			return -1, o.String() + e.String() // ctx ended first
 		}
+		if !exited {
+			cancel()
+			code = <-done
+		}
+		return code, o.String() + e.String()
 	}
 	wrong := strings.Repeat("ab", 32)
 	t.Setenv(envSealKey, wrong)

@@ -12,13 +12,13 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/fedge/fedge/coordinator"
 	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/crypto/identity"
+	"github.com/fedge/fedge/internal/logging"
 )
 
 // coordinatorFile is the coordinator's configuration file: the JSON fields
@@ -191,25 +191,9 @@ var errBadLogConfig = errors.New("bad log configuration")
 
 // newLogger builds a slog logger writing to w.
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	switch strings.ToLower(level) {
-	case "", "info":
-		lv = slog.LevelInfo
-	case "debug":
-		lv = slog.LevelDebug
-	case "warn", "warning":
-		lv = slog.LevelWarn
-	case "error":
-		lv = slog.LevelError
-	default:
-		return nil, fmt.Errorf("%w: log level %q (debug, info, warn, error)", errBadLogConfig, level)
+	log, err := logging.New(w, format, level)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadLogConfig, err)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "", "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("%w: log format %q (text, json)", errBadLogConfig, format)
+	return log, nil
 }

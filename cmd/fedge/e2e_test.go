@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,18 +16,9 @@ import (
 	"github.com/fedge/fedge/coordinator"
 	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/crypto/identity"
+	"github.com/fedge/fedge/internal/testutil"
+	"github.com/fedge/fedge/internal/wait"
 )
-
-// freeUDPAddr reserves a loopback UDP port and releases it.
-func freeUDPAddr(t *testing.T) string {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
-}
 
 // testCluster is a one-node cluster in the test's temp dir.
 type testCluster struct {
@@ -38,31 +28,24 @@ type testCluster struct {
 
 func startCluster(t *testing.T) *testCluster {
 	t.Helper()
-	tc := &testCluster{dir: t.TempDir(), addr: freeUDPAddr(t)}
+	tc := &testCluster{dir: t.TempDir(), addr: testutil.FreeUDPAddrs(t, 1)[0]}
 	peers := []coordinator.Peer{{ID: "c1", Addr: tc.addr}}
 	if err := coordinator.InitCluster(rand.Reader, "e2e", peers, tc.dir, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	n, err := coordinator.NewNode(coordinator.Config{
-		NodeID: "c1", DataDir: filepath.Join(tc.dir, "c1"), Listen: tc.addr, Peers: peers, Raft: coordinator.FastRaftTimings,
+		NodeID: "c1", DataDir: filepath.Join(tc.dir, "c1"), Listen: tc.addr, Peers: peers, Raft: coordinator.LoopbackRaftTimings,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tc.node = n
 	t.Cleanup(func() { n.Close() })
-	deadline := time.Now().Add(10 * time.Second)
-	ready := func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the cluster to be ready", func() bool {
 		var ok bool
 		n.FSM().Read(func(s *coordinator.State) { ok = s.ClusterName != "" && len(s.CA) > 0 })
 		return ok && n.IsLeader()
-	}
-	for !ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("cluster not ready after 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	})
 	return tc
 }
 
@@ -157,12 +140,11 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("jobs status -json: %+v", jr)
 	}
 	// With no agent connected the job waits, and its status says why.
-	waitDeadline := time.Now().Add(15 * time.Second)
-	for out = tc.ok(t, "jobs", "status", id); !strings.Contains(out, "waiting:"); out = tc.ok(t, "jobs", "status", id) {
-		if time.Now().After(waitDeadline) {
-			t.Fatalf("jobs status never says why the job waits:\n%s", out)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if wait.Until(context.Background(), 15*time.Second, func() bool {
+		out = tc.ok(t, "jobs", "status", id)
+		return strings.Contains(out, "waiting:")
+	}) != nil {
+		t.Fatalf("jobs status never says why the job waits:\n%s", out)
 	}
 	contains(t, "jobs status of a waiting job", out, "0 of 2 for job "+id)
 	contains(t, "jobs stop", tc.ok(t, "jobs", "stop", id), "Stopped job "+id)
@@ -241,7 +223,7 @@ func TestUnreachableCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	code, out, errs := runCLI(t, "cluster", "status", "-coordinators", freeUDPAddr(t), "-admin-dir", filepath.Join(dir, "admin"), "-timeout", "300ms")
+	code, out, errs := runCLI(t, "cluster", "status", "-coordinators", testutil.FreeUDPAddrs(t, 1)[0], "-admin-dir", filepath.Join(dir, "admin"), "-timeout", "300ms")
 	if code != exitUnreachable {
 		t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, exitUnreachable, out, errs)
 	}
@@ -278,7 +260,7 @@ func (s *syncBuffer) String() string {
 
 func TestCoordinatorCommandRunsAndStops(t *testing.T) {
 	dir := t.TempDir()
-	addr := freeUDPAddr(t)
+	addr := testutil.FreeUDPAddrs(t, 1)[0]
 	if code, _, errs := runCLI(t, "init", "-cluster", "cmd", "-peers", "c1="+addr, "-out", dir); code != 0 {
 		t.Fatalf("init: exit %d: %s", code, errs)
 	}
@@ -289,17 +271,21 @@ func TestCoordinatorCommandRunsAndStops(t *testing.T) {
 	go func() {
 		done <- runCoordinatorContext(ctx, []string{"-config", filepath.Join(dir, "c1", coordinatorConfigFile), "-log-format", "json", "-log-level", "info"}, &out, &errb)
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(out.String(), "listening on "+addr) {
+	code, exited := 0, false
+	err := wait.Until(ctx, 10*time.Second, func() bool {
 		select {
-		case code := <-done:
-			t.Fatalf("coordinator exited %d early:\n%s%s", code, out.String(), errb.String())
+		case code = <-done:
+			exited = true
+			return true
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("coordinator did not start:\n%s%s", out.String(), errb.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+		return strings.Contains(out.String(), "listening on "+addr)
+	})
+	if exited {
+		t.Fatalf("coordinator exited %d early:\n%s%s", code, out.String(), errb.String())
+	}
+	if err != nil {
+		t.Fatalf("coordinator did not start:\n%s%s", out.String(), errb.String())
 	}
 	cancel()
 	select {
@@ -364,18 +350,22 @@ func (tc *testCluster) agentLifecycle(t *testing.T) {
 	}()
 
 	var agents []api.Agent
-	deadline := time.Now().Add(10 * time.Second)
-	for len(agents) != 1 || !agents[0].Connected {
+	code, exited := 0, false
+	err := wait.Until(ctx, 10*time.Second, func() bool {
 		select {
-		case code := <-done:
-			t.Fatalf("agent exited %d:\n%s%s", code, out.String(), errb.String())
+		case code = <-done:
+			exited = true
+			return true
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agent did not enroll and connect: %+v\n%s%s", agents, out.String(), errb.String())
-		}
-		time.Sleep(50 * time.Millisecond)
 		tc.okJSON(t, &agents, "agents", "list")
+		return len(agents) == 1 && agents[0].Connected
+	})
+	if exited {
+		t.Fatalf("agent exited %d:\n%s%s", code, out.String(), errb.String())
+	}
+	if err != nil {
+		t.Fatalf("agent did not enroll and connect: %+v\n%s%s", agents, out.String(), errb.String())
 	}
 	a := agents[0]
 	if a.Labels["region"] != "eu" || a.Labels["tier"] != "canary" {

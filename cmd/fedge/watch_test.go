@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/coordinator/api"
+	"github.com/fedge/fedge/internal/wait"
 )
 
 // writeIDX writes n random 28x28 images whose label is the image's
@@ -86,17 +87,12 @@ func TestWatchJobRounds(t *testing.T) {
 	tc := startCluster(t)
 	tc.startAgent(t, 1)
 	tc.startAgent(t, 2)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		var agents []api.Agent
+	var agents []api.Agent
+	if wait.Until(context.Background(), 15*time.Second, func() bool {
 		tc.okJSON(t, &agents, "agents", "list")
-		if len(agents) == 2 && agents[0].Connected && agents[1].Connected {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agents did not connect: %+v", agents)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return len(agents) == 2 && agents[0].Connected && agents[1].Connected
+	}) != nil {
+		t.Fatalf("agents did not connect: %+v", agents)
 	}
 
 	job := filepath.Join(t.TempDir(), "job.json")

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sync"
 	"time"
@@ -16,6 +14,8 @@ import (
 	"github.com/fedge/fedge/agent"
 	"github.com/fedge/fedge/coordinator"
 	"github.com/fedge/fedge/coordinator/api"
+	"github.com/fedge/fedge/internal/netutil"
+	"github.com/fedge/fedge/internal/wait"
 )
 
 // logBuffer collects the coordinators' log lines so they can be audited,
@@ -68,25 +68,11 @@ type fleetAgent struct {
 	done   chan error
 }
 
-// freeUDP reserves n loopback UDP addresses.
-func freeUDP(n int) ([]string, error) {
-	var out []string
-	for range n {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c.LocalAddr().String())
-		defer c.Close()
-	}
-	return out, nil
-}
-
 // startCluster initializes a cluster in dir (CA, node and admin
 // certificates), starts its 3 nodes and waits for a leader.
 func startCluster(ctx context.Context, dir string, logs *logBuffer, agentLog *slog.Logger) (*cluster, error) {
 	c := &cluster{dir: dir, logs: logs, agentLog: agentLog}
-	addrs, err := freeUDP(3)
+	addrs, err := netutil.FreeLoopbackAddrs("udp", 3)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +86,7 @@ func startCluster(ctx context.Context, dir string, logs *logBuffer, agentLog *sl
 	for _, p := range c.peers {
 		n, err := coordinator.NewNode(coordinator.Config{
 			NodeID: p.ID, DataDir: filepath.Join(dir, p.ID), Listen: p.Addr, Peers: c.peers,
-			HeartbeatInterval: 300 * time.Millisecond, Raft: coordinator.FastRaftTimings,
+			HeartbeatInterval: 300 * time.Millisecond, Raft: coordinator.LoopbackRaftTimings,
 			Logger: log,
 			Engine: coordinator.EngineConfig{Idle: 100 * time.Millisecond, InviteTimeout: 5 * time.Second},
 		})
@@ -115,7 +101,7 @@ func startCluster(ctx context.Context, dir string, logs *logBuffer, agentLog *sl
 		return nil, err
 	}
 	var st api.ClusterStatus
-	err = poll(ctx, 30*time.Second, func() bool {
+	err = wait.Until(ctx, 30*time.Second, func() bool {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		return c.admin.Call(cctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &st) == nil && st.LeaderID != ""
@@ -169,7 +155,7 @@ func (c *cluster) leader() *coordinator.Node {
 
 // waitConnected waits until every agent has a session with the leader.
 func (c *cluster) waitConnected(ctx context.Context) error {
-	return poll(ctx, 90*time.Second, func() bool {
+	return wait.Until(ctx, 90*time.Second, func() bool {
 		l := c.leader()
 		return l != nil && len(l.ConnectedAgents()) >= len(c.agents)
 	})
@@ -193,20 +179,4 @@ func (c *cluster) close() {
 		_ = n.Close()
 	}
 	c.nodes = nil
-}
-
-// poll calls cond every 100 ms until it holds, ctx ends or timeout passes.
-func poll(ctx context.Context, timeout time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return errors.New("timed out")
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/coordinator/api"
+	"github.com/fedge/fedge/internal/wait"
 	"github.com/fedge/fedge/tensor"
 )
 
@@ -88,7 +89,7 @@ func rollOut(ctx context.Context, adm *api.Client, model uint64, gate string, ou
 		ro.ID, ro.Model, ro.Baseline, ro.Gate)
 	printed := 0
 	var final api.Rollout
-	err = poll(ctx, 3*time.Minute, func() bool {
+	err = wait.Until(ctx, 3*time.Minute, func() bool {
 		var all []api.Rollout
 		if adm.Call(ctx, api.VerbRolloutStatus, api.QueryOptions{}, nil, &all) != nil {
 			return false
@@ -124,7 +125,7 @@ func printDecision(out io.Writer, ro *api.Rollout, d api.Decision) {
 
 // waitServing waits until every agent serves version and prints the fleet.
 func waitServing(ctx context.Context, c *cluster, version uint64, out io.Writer) error {
-	err := poll(ctx, 60*time.Second, func() bool {
+	err := wait.Until(ctx, 60*time.Second, func() bool {
 		for _, a := range c.agents {
 			if a.a.ModelVersion() != version {
 				return false

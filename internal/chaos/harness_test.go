@@ -144,24 +144,10 @@ func committed(rs []api.Round) int {
 	return n
 }
 
-// waitFor polls cond every 50 ms until it holds, failing the test after
-// timeout; it returns how long it took.
-func (e *env) waitFor(what string, timeout time.Duration, cond func() bool) time.Duration {
-	e.t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			e.t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // waitCommitted waits until the job has at least n committed rounds.
 func (e *env) waitCommitted(n int, timeout time.Duration) time.Duration {
 	e.t.Helper()
-	return e.waitFor(fmt.Sprintf("%d committed rounds", n), timeout, func() bool { return committed(e.rounds()) >= n })
+	return testutil.WaitFor(e.t, timeout, fmt.Sprintf("%d committed rounds", n), func() bool { return committed(e.rounds()) >= n })
 }
 
 // midRound waits for a running round, then lets its agents get into
@@ -170,7 +156,7 @@ func (e *env) waitCommitted(n int, timeout time.Duration) time.Duration {
 func (e *env) midRound(timeout time.Duration) api.Round {
 	e.t.Helper()
 	var got api.Round
-	e.waitFor("a round in flight", timeout, func() bool {
+	testutil.WaitFor(e.t, timeout, "a round in flight", func() bool {
 		for _, r := range e.rounds() {
 			if r.State == api.RoundRunning {
 				got = r

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/internal/demo"
+	"github.com/fedge/fedge/internal/testutil"
 )
 
 // TestLeaderKill9MidRound: kill -9 the leader while a round runs; the next
@@ -48,7 +49,7 @@ func TestTwoAgentsKill9MidRound(t *testing.T) {
 		}
 	}
 	var end api.Round
-	took := e.waitFor("the round to end", 5*time.Minute, func() bool {
+	took := testutil.WaitFor(e.t, 5*time.Minute, "the round to end", func() bool {
 		for _, x := range e.rounds() {
 			if x.ID == r.ID && x.State != api.RoundRunning {
 				end = x
@@ -106,7 +107,7 @@ func TestFollowerKill9Restart(t *testing.T) {
 			leaderAddr = e.c.Addrs[i]
 		}
 	}
-	took := e.waitFor("the follower to catch up", 2*time.Minute, func() bool {
+	took := testutil.WaitFor(e.t, 2*time.Minute, "the follower to catch up", func() bool {
 		ls, err := e.status(leaderAddr)
 		if err != nil {
 			return false

@@ -15,6 +15,8 @@ import (
 
 	"github.com/fedge/fedge/coordinator"
 	"github.com/fedge/fedge/coordinator/api"
+	"github.com/fedge/fedge/internal/netutil"
+	"github.com/fedge/fedge/internal/wait"
 )
 
 // Proc is one coordinator or agent process of a Cluster. A killed Proc can
@@ -192,7 +194,7 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 	if o.Nodes == 0 {
 		o.Nodes = 3
 	}
-	udp, err := freePorts("udp", o.Nodes)
+	udp, err := netutil.FreeLoopbackAddrs("udp", o.Nodes)
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +233,7 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 // WaitLeader polls the cluster's status until a leader is known.
 func (c *Cluster) WaitLeader(ctx context.Context, timeout time.Duration) (api.ClusterStatus, error) {
 	var st api.ClusterStatus
-	err := poll(ctx, timeout, func() bool {
+	err := wait.Until(ctx, timeout, func() bool {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
 		return c.Admin.Call(cctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &st) == nil && st.Cluster == c.Name && st.LeaderID != ""
@@ -273,7 +275,7 @@ func (c *Cluster) AddAgents(ctx context.Context, o AgentOptions) error {
 	if o.Connect == 0 {
 		o.Connect = 2 * time.Minute
 	}
-	http, err := freePorts("tcp", o.N)
+	http, err := netutil.FreeLoopbackAddrs("tcp", o.N)
 	if err != nil {
 		return err
 	}
@@ -311,7 +313,7 @@ func (c *Cluster) AddAgents(ctx context.Context, o AgentOptions) error {
 		c.Agents = append(c.Agents, p)
 	}
 	connected := 0
-	if err := poll(ctx, o.Connect, func() bool {
+	if err := wait.Until(ctx, o.Connect, func() bool {
 		connected = c.Connected(ctx)
 		return connected >= len(c.Agents)
 	}); err != nil {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/internal/mnist"
+	"github.com/fedge/fedge/internal/wait"
 	"github.com/fedge/fedge/tensor"
 	"github.com/fedge/fedge/tensor/data"
 )
@@ -102,35 +102,6 @@ func (o *Options) defaults() error {
 		return fmt.Errorf("demo: -mnist: %w", err)
 	}
 	return nil
-}
-
-// freePorts reserves n loopback ports of the network ("udp" or "tcp").
-func freePorts(network string, n int) ([]string, error) {
-	var out []string
-	var closers []io.Closer
-	defer func() {
-		for _, c := range closers {
-			c.Close()
-		}
-	}()
-	for i := 0; i < n; i++ {
-		if network == "udp" {
-			c, err := net.ListenPacket("udp", "127.0.0.1:0")
-			if err != nil {
-				return nil, err
-			}
-			closers = append(closers, c)
-			out = append(out, c.LocalAddr().String())
-		} else {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				return nil, err
-			}
-			closers = append(closers, l)
-			out = append(out, l.Addr().String())
-		}
-	}
-	return out, nil
 }
 
 func writeJSON(path string, v any) error {
@@ -311,22 +282,6 @@ func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
 	return rep, nil
 }
 
-// poll calls cond every 200 ms until it holds or timeout passes.
-func poll(ctx context.Context, timeout time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return context.DeadlineExceeded
-		}
-		select {
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
 func rollout(ctx context.Context, adm *api.Client, model uint64, say func(string, ...any)) (*api.Rollout, error) {
 	cohorts, err := api.ParseCohorts("canary[tier=canary]=100%,all=100%")
 	if err != nil {
@@ -338,7 +293,7 @@ func rollout(ctx context.Context, adm *api.Client, model uint64, say func(string
 	}
 	say("rollout %s of model v%d: canary (tier=canary) then all; gate accuracy>=baseline-0.5", ro.ID, model)
 	var final api.Rollout
-	err = poll(ctx, 180*time.Second, func() bool {
+	err = wait.Until(ctx, 180*time.Second, func() bool {
 		var all []api.Rollout
 		if adm.Call(ctx, api.VerbRolloutStatus, api.QueryOptions{}, nil, &all) != nil {
 			return false
@@ -372,7 +327,7 @@ func predict(ctx context.Context, addrs []string, model uint64, test *tensor.Dat
 	var info struct {
 		Version uint64 `json:"version"`
 	}
-	if err := poll(ctx, 60*time.Second, func() bool {
+	if err := wait.Until(ctx, 60*time.Second, func() bool {
 		resp, err := http.Get("http://" + addr + "/v1/model")
 		if err != nil {
 			return false

@@ -126,7 +126,7 @@ func New(t testing.TB, o Options) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.WaitFor("bootstrap", 30*time.Second, func() bool {
+	testutil.WaitFor(c.T, 30*time.Second, "bootstrap", func() bool {
 		var st api.ClusterStatus
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -164,7 +164,7 @@ func (c *Cluster) StartNode(i int) {
 	}
 	n, err := coordinator.NewNode(coordinator.Config{
 		NodeID: p.ID, DataDir: filepath.Join(c.Dir, p.ID), Listen: c.listen[i], Advertise: p.Addr, Peers: c.Peers,
-		HeartbeatInterval: c.opts.Heartbeat, Raft: coordinator.FastRaftTimings, Logger: c.log,
+		HeartbeatInterval: c.opts.Heartbeat, Raft: coordinator.LoopbackRaftTimings, Logger: c.log,
 		Engine: coordinator.EngineConfig{Idle: 100 * time.Millisecond, InviteTimeout: 5 * time.Second},
 	})
 	if err != nil {
@@ -198,7 +198,7 @@ func (c *Cluster) Leader() (int, *coordinator.Node) {
 	c.T.Helper()
 	var idx int
 	var leader *coordinator.Node
-	c.WaitFor("a leader", 30*time.Second, func() bool {
+	testutil.WaitFor(c.T, 30*time.Second, "a leader", func() bool {
 		for i, n := range c.Nodes {
 			if n != nil && n.IsLeader() {
 				idx, leader = i, n
@@ -208,18 +208,6 @@ func (c *Cluster) Leader() (int, *coordinator.Node) {
 		return false
 	})
 	return idx, leader
-}
-
-// WaitFor polls cond every 50 ms until it holds.
-func (c *Cluster) WaitFor(what string, timeout time.Duration, cond func() bool) {
-	c.T.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			c.T.Fatalf("testcluster: timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // AddAgent enrolls agent i with a fresh token and starts it.
@@ -310,7 +298,7 @@ func (a *Agent) Daemon() *agent.Agent {
 // WaitConnected waits until n agents have a session with the leader.
 func (c *Cluster) WaitConnected(n int) {
 	c.T.Helper()
-	c.WaitFor(fmt.Sprintf("%d connected agents", n), 60*time.Second, func() bool {
+	testutil.WaitFor(c.T, 60*time.Second, fmt.Sprintf("%d connected agents", n), func() bool {
 		_, l := c.Leader()
 		return len(l.ConnectedAgents()) >= n
 	})
@@ -341,7 +329,7 @@ func (c *Cluster) Rounds(job string) []api.Round {
 func (c *Cluster) WaitCommitted(job string, n int, timeout time.Duration) []api.Round {
 	c.T.Helper()
 	var rounds []api.Round
-	c.WaitFor(fmt.Sprintf("%d committed rounds of %s", n, job), timeout, func() bool {
+	testutil.WaitFor(c.T, timeout, fmt.Sprintf("%d committed rounds of %s", n, job), func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		rounds = nil

@@ -15,6 +15,7 @@ import (
 	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/internal/mnist"
 	"github.com/fedge/fedge/internal/testcluster"
+	"github.com/fedge/fedge/internal/testutil"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
 	"github.com/fedge/fedge/tensor/data"
@@ -162,7 +163,7 @@ func assertSameModels(t *testing.T, c *testcluster.Cluster) {
 			want[v] = m.Blob
 		}
 	})
-	c.WaitFor("followers to hold the leader's models", 30*time.Second, func() bool {
+	testutil.WaitFor(c.T, 30*time.Second, "followers to hold the leader's models", func() bool {
 		for _, n := range c.Nodes {
 			if n == nil {
 				continue
@@ -196,7 +197,7 @@ func TestLeaderKilledMidRound(t *testing.T) {
 	job := c.StartJob(fedAvgJob(4))
 	c.WaitCommitted(job, 1, 120*time.Second)
 	li, leader := c.Leader()
-	c.WaitFor("a round in flight", 60*time.Second, func() bool {
+	testutil.WaitFor(c.T, 60*time.Second, "a round in flight", func() bool {
 		running := false
 		leader.FSM().Read(func(s *coordinator.State) {
 			for _, r := range s.Rounds {
@@ -244,7 +245,7 @@ func TestLeaderKilledMidRound(t *testing.T) {
 		c.StartNode(i)
 	}
 	_, rl := c.Leader()
-	c.WaitFor("state restored", 30*time.Second, func() bool {
+	testutil.WaitFor(c.T, 30*time.Second, "state restored", func() bool {
 		ok := false
 		rl.FSM().Read(func(s *coordinator.State) { ok = len(s.Models) == models && len(s.Rounds) == roundsN })
 		return ok
@@ -262,7 +263,7 @@ func TestAgentsVanishMidRound(t *testing.T) {
 	job := c.StartJob(fedAvgJob(3))
 	c.WaitCommitted(job, 1, 120*time.Second)
 	_, leader := c.Leader()
-	c.WaitFor("round 2 in flight", 60*time.Second, func() bool {
+	testutil.WaitFor(c.T, 60*time.Second, "round 2 in flight", func() bool {
 		running := false
 		leader.FSM().Read(func(s *coordinator.State) {
 			for _, r := range s.Rounds {

@@ -20,6 +20,7 @@ import (
 	"github.com/fedge/fedge/coordinator"
 	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/internal/testcluster"
+	"github.com/fedge/fedge/internal/testutil"
 )
 
 // recoveryBound is how soon after a crash (an agent's or the leader's) a
@@ -143,7 +144,7 @@ func TestAgentsKilledMidRound(t *testing.T) {
 	_, leader := c.Leader()
 	joined := []int{procs[0].roundsJoined(), procs[1].roundsJoined()}
 	var inFlight uint64
-	c.WaitFor("both agent processes in a new round", 60*time.Second, func() bool {
+	testutil.WaitFor(c.T, 60*time.Second, "both agent processes in a new round", func() bool {
 		inFlight = runningRound(leader)
 		return inFlight != 0 && procs[0].roundsJoined() > joined[0] && procs[1].roundsJoined() > joined[1]
 	})
@@ -154,7 +155,7 @@ func TestAgentsKilledMidRound(t *testing.T) {
 		}
 	}
 	var rec coordinator.RoundRecord
-	c.WaitFor(fmt.Sprintf("round %d to end", inFlight), 60*time.Second, func() bool {
+	testutil.WaitFor(c.T, 60*time.Second, fmt.Sprintf("round %d to end", inFlight), func() bool {
 		ended := false
 		leader.FSM().Read(func(s *coordinator.State) {
 			if r, ok := s.Rounds[inFlight]; ok && r.State != api.RoundRunning {
@@ -174,7 +175,7 @@ func TestAgentsKilledMidRound(t *testing.T) {
 
 	// The agents list: the killed agents are gone, the others serve (and
 	// say they serve) the models they hold.
-	c.WaitFor("the killed agents shown disconnected", 2*agent.DefaultSessionTimeout, func() bool {
+	testutil.WaitFor(c.T, 2*agent.DefaultSessionTimeout, "the killed agents shown disconnected", func() bool {
 		var infos []api.Agent
 		if err := c.Admin.Call(context.Background(), api.VerbAgentsList, api.QueryOptions{}, nil, &infos); err != nil {
 			return false
@@ -187,7 +188,7 @@ func TestAgentsKilledMidRound(t *testing.T) {
 		}
 		return connected == 3
 	})
-	c.WaitFor("agents list SERVES = the version each agent serves", 30*time.Second, func() bool {
+	testutil.WaitFor(c.T, 30*time.Second, "agents list SERVES = the version each agent serves", func() bool {
 		var infos []api.Agent
 		if err := c.Admin.Call(context.Background(), api.VerbAgentsList, api.QueryOptions{}, nil, &infos); err != nil {
 			return false
@@ -220,7 +221,7 @@ func TestLeaderKilledRecovers(t *testing.T) {
 	c.WaitCommitted(job, 1, 120*time.Second)
 	li, leader := c.Leader()
 	var inFlight uint64
-	c.WaitFor("a round in flight", 60*time.Second, func() bool {
+	testutil.WaitFor(c.T, 60*time.Second, "a round in flight", func() bool {
 		inFlight = runningRound(leader)
 		return inFlight != 0
 	})
@@ -240,7 +241,7 @@ func TestLeaderKilledRecovers(t *testing.T) {
 	c.KillNode(li)
 	var took time.Duration
 	var next coordinator.RoundRecord
-	c.WaitFor("a round committed by the new leader", 60*time.Second, func() bool {
+	testutil.WaitFor(c.T, 60*time.Second, "a round committed by the new leader", func() bool {
 		for _, n := range c.Nodes {
 			if n != nil && n.IsLeader() && committed(n) > before {
 				took = time.Since(killed)

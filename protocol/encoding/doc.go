@@ -42,9 +42,8 @@
 // Choose lets a sender pick the smallest encoding whose relative L2
 // reconstruction error stays within what the operator allowed.
 //
-// HashParams is the same function as tensor.HashParams (SHA-256 of the
-// little-endian float32 bytes), so a model version's name is the same
-// everywhere.
+// HashParams is tensor.HashParams (SHA-256 of the little-endian float32
+// bytes), so a model version's name is the same everywhere.
 //
 // Blob format history:
 //

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"hash"
 	"math"
+
+	"github.com/fedge/fedge/tensor"
 )
 
 // appendFloat32 appends x as little-endian float32 to dst.
@@ -56,15 +58,8 @@ func decodeFloat32Generic(dst []float32, src []byte) {
 
 // HashParams returns the SHA-256 hash of p's little-endian float32 bytes: the
 // name of a model version, and what a blob's ResultHash and BaseHash hold.
-func HashParams(p []float32) [HashSize]byte {
-	if b, ok := leBytes(p); ok {
-		return sha256.Sum256(b)
-	}
-	var h floatHasher
-	h.reset()
-	h.write(p)
-	return h.sum()
-}
+// It is tensor.HashParams, the model registry's name for a version.
+func HashParams(p []float32) [HashSize]byte { return tensor.HashParams(p) }
 
 // floatHasher hashes float32 slices as little-endian bytes, in pieces,
 // without allocating once created.

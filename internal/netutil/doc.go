@@ -1,0 +1,6 @@
+// Package netutil holds fedge's one free-port helper: FreeLoopbackAddrs
+// reserves loopback addresses for coordinators and agents started on one
+// machine. The demo (`fedge dev`), the fault suite, the examples and,
+// through internal/testutil.FreeUDPAddrs, the tests all take their
+// addresses from it.
+package netutil
