@@ -98,12 +98,13 @@ func TestFederatedMNISTQuick(t *testing.T) {
 			t.Logf("agent 0: %.0f download bytes for 5 rounds, %.2f of 5 full model files of %d bytes", got, got/float64(5*len(file)), len(file))
 		}
 	}
-	// The rounds count what they pushed: ten full files in the first,
-	// ten deltas after it.
+	// The rounds count what they pushed: full files in the first (up to
+	// ten: an agent that fetched the job's first model for serving before
+	// the round asked for it is not counted again), ten deltas after it.
 	for i, r := range rounds {
 		perAgent := float64(r.BytesOut) / 10 / float64(len(file))
 		t.Logf("round %d: %d bytes out, %.2f model files per agent", r.Number, r.BytesOut, perAgent)
-		if (i == 0 && !(perAgent > 1 && perAgent < 1.1)) || (i > 0 && !(perAgent > 0.3 && perAgent < 0.8)) {
+		if (i == 0 && !(perAgent > 0.5 && perAgent < 1.1)) || (i > 0 && !(perAgent > 0.3 && perAgent < 0.8)) {
 			t.Fatalf("round %d pushed %.2f model files per agent", r.Number, perAgent)
 		}
 	}
