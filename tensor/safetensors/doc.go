@@ -4,6 +4,12 @@
 // and from fedge's representation of a model: one flat []float32 and an
 // ordered layout of named tensors (tensor.ExternalTensor).
 //
+// Engine models (the layers fedge runs) travel as the state_dict PyTorch
+// would hold for the same architecture: WriteEngineModel and
+// ReadEngineModel name and lay out the tensors as tensor/statedict says
+// ("1.weight" [200, 784] for the 2nn's first Linear, and so on) and keep
+// the Spec in the metadata under MetaSpec.
+//
 // Only the F32 dtype is accepted, on read and on write: fedge aggregates,
 // masks and clips float32 vectors, and a silent conversion from F16, BF16
 // or F64 would change the weights a trainer sees. Files holding any other
