@@ -1,5 +1,6 @@
 // Package testutil holds helpers shared by fedge's tests that are not API:
 // the MNIST folder for tests, the rule for missing data or tools (fail
-// under CI, skip locally), free loopback ports. Production code never
+// under CI, skip locally), free loopback ports, scraping a Prometheus
+// /metrics endpoint. Production code never
 // imports it.
 package testutil
