@@ -127,7 +127,13 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 			return nil, fmt.Errorf("agent.New: inference server: %w", err)
 		}
 		lim := cfg.InferenceLimits.withDefaults()
-		srv := &inferenceServer{served: &a.served, m: a.m, health: a.health, maxRequests: lim.MaxRequests, classNames: cfg.Dataset.Classes}
+		reg, err := newAgentRegistry(cfg.Metrics, a.m, &a.served)
+		if err != nil {
+			st.close()
+			a.httpLn.Close()
+			return nil, fmt.Errorf("agent.New: metrics: %w", err)
+		}
+		srv := &inferenceServer{served: &a.served, m: a.m, reg: reg, health: a.health, maxRequests: lim.MaxRequests, classNames: cfg.Dataset.Classes}
 		a.httpSrv = &http.Server{
 			Handler:           srv.handler(),
 			ReadHeaderTimeout: time.Duration(lim.ReadHeaderTimeout),

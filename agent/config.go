@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fedge/fedge/crypto/identity"
 	"github.com/fedge/fedge/internal/logging"
 )
@@ -109,6 +111,10 @@ type Config struct {
 	SessionTimeout Duration `json:"session_timeout,omitempty"`
 	// InferenceLimits bound the inference server's clients.
 	InferenceLimits InferenceLimits `json:"inference_limits"`
+	// Metrics is the Prometheus registry the agent's series join, served
+	// at /metrics on the inference port. Nil means a registry of the
+	// agent's own, with the Go, process and fedge_build_info series.
+	Metrics *prometheus.Registry `json:"-"`
 }
 
 // InferenceLimits bound what clients of the inference server may hold: a

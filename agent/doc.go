@@ -73,7 +73,7 @@
 //
 // The HTTP server (Config.InferenceListen, loopback by default) serves
 // POST /v1/predict ({"inputs": [[...], ...]} to class probabilities and
-// argmax), GET /v1/model, GET /healthz and GET /metrics (Prometheus text
-// format). Bad input gets 400 with a message, a body over MaxPredictBody 413,
+// argmax), GET /v1/model, GET /healthz and GET /metrics (the agent's
+// Prometheus registry, Config.Metrics). Bad input gets 400 with a message, a body over MaxPredictBody 413,
 // and a request before any model 503.
 package agent

@@ -14,6 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fedge/fedge/internal/telemetry"
 	"github.com/fedge/fedge/tensor"
 )
 
@@ -52,6 +55,9 @@ var openAPIDoc []byte
 type inferenceServer struct {
 	served *atomic.Pointer[servedModel]
 	m      *metrics
+	// reg is the agent's registry /metrics serves; nil (tests) means a
+	// registry of m and served alone.
+	reg    *prometheus.Registry
 	health func() healthResponse
 	// maxRequests caps the requests served at once (0: no cap).
 	maxRequests int
@@ -163,7 +169,12 @@ func (s *inferenceServer) routes() *http.ServeMux {
 	mux.Handle("/v1/predict", s.instrument("/v1/predict", http.MethodPost, s.predict))
 	mux.Handle("/v1/model", s.instrument("/v1/model", http.MethodGet, s.modelInfo))
 	mux.Handle("/healthz", s.instrument("/healthz", http.MethodGet, s.healthz))
-	mux.Handle("/metrics", s.instrument("/metrics", http.MethodGet, s.metrics))
+	reg := s.reg
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(s.m, servedCollector{s.served})
+	}
+	mux.Handle("/metrics", s.instrument("/metrics", http.MethodGet, telemetry.Handler(reg, nil).ServeHTTP))
 	mux.Handle("/v1/openapi.json", s.instrument("/v1/openapi.json", http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openAPIDoc)
@@ -367,13 +378,4 @@ func (s *inferenceServer) healthz(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusServiceUnavailable
 	}
 	writeJSON(w, code, h)
-}
-
-func (s *inferenceServer) metrics(w http.ResponseWriter, r *http.Request) {
-	var v uint64
-	if cur := s.served.Load(); cur != nil {
-		v = cur.version
-	}
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	_ = s.m.write(w, v)
 }

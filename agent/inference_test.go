@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/fedge/fedge/tensor"
 )
 
@@ -160,11 +163,11 @@ func TestInferenceCodes(t *testing.T) {
 		t.Fatalf("metrics content type %q", ct)
 	}
 	for _, want := range []string{
-		`fedge_agent_http_requests_total{path="/v1/predict",code="200"} 1`,
-		`fedge_agent_http_requests_total{path="/v1/predict",code="400"} 8`,
-		`fedge_agent_http_requests_total{path="/v1/predict",code="413"} 1`,
-		`fedge_agent_http_requests_total{path="/v1/predict",code="503"} 1`,
-		`fedge_agent_http_requests_total{path="/v1/predict",code="405"} 1`,
+		`fedge_agent_http_requests_total{code="200",path="/v1/predict"} 1`,
+		`fedge_agent_http_requests_total{code="400",path="/v1/predict"} 8`,
+		`fedge_agent_http_requests_total{code="413",path="/v1/predict"} 1`,
+		`fedge_agent_http_requests_total{code="503",path="/v1/predict"} 1`,
+		`fedge_agent_http_requests_total{code="405",path="/v1/predict"} 1`,
 		`fedge_agent_predict_duration_seconds_count 12`,
 		`fedge_agent_predict_duration_seconds_bucket{le="+Inf"} 12`,
 		"fedge_agent_model_version 4",
@@ -180,37 +183,24 @@ func TestInferenceCodes(t *testing.T) {
 	checkPromText(t, string(mt))
 }
 
-// checkPromText checks the exposition format: every sample line is
-// "name{labels} value" under a TYPE line of its family, and histogram
-// buckets are cumulative.
+// checkPromText checks the exposition with the Prometheus text parser:
+// every family parses, and histogram buckets are cumulative.
 func checkPromText(t *testing.T, text string) {
 	t.Helper()
-	typed := map[string]bool{}
-	var lastBucket int64 = -1
-	for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
-		if strings.HasPrefix(line, "# TYPE ") {
-			typed[strings.Fields(line)[2]] = true
-			continue
-		}
-		if strings.HasPrefix(line, "# HELP ") {
-			continue
-		}
-		name, value, ok := strings.Cut(line, " ")
-		if !ok {
-			t.Fatalf("bad line %q", line)
-		}
-		family, _, _ := strings.Cut(name, "{")
-		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(family, "_bucket"), "_sum"), "_count")
-		if !typed[family] && !typed[base] {
-			t.Fatalf("sample %q has no TYPE line", line)
-		}
-		if strings.HasSuffix(family, "_bucket") {
-			var v int64
-			fmt.Sscan(value, &v)
-			if v < lastBucket {
-				t.Fatalf("buckets not cumulative at %q", line)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("metrics do not parse: %v", err)
+	}
+	for name, f := range fams {
+		for _, m := range f.GetMetric() {
+			last := uint64(0)
+			for _, b := range m.GetHistogram().GetBucket() {
+				if b.GetCumulativeCount() < last {
+					t.Fatalf("%s: buckets not cumulative at le=%v", name, b.GetUpperBound())
+				}
+				last = b.GetCumulativeCount()
 			}
-			lastBucket = v
 		}
 	}
 }

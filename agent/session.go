@@ -313,8 +313,7 @@ func (a *Agent) runSession(ctx context.Context, sess *protocol.Session) error {
 	if interval <= 0 {
 		interval = defaultHeartbeat
 	}
-	a.m.connected.Store(true)
-	a.m.reconnects.Add(1)
+	a.m.sessionOpened()
 	a.log.Info("connected to coordinator", "node", ack.NodeID, "addr", sess.RemoteAddr(), "heartbeat", interval)
 	a.declineAbandoned(ctx, sess)
 	sctx, cancel := context.WithCancel(ctx)

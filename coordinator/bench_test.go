@@ -41,7 +41,7 @@ func benchRounds(b *testing.B, n int) {
 		links = append(links, a)
 		fsm.state.Agents[a.id] = &AgentRecord{ID: a.id}
 	}
-	eng := newEngine(discardLogger(), EngineConfig{Idle: 10 * time.Millisecond, InviteTimeout: time.Minute}, fsm, rep, func() []AgentLink { return links })
+	eng := newEngine(discardLogger(), EngineConfig{Idle: 10 * time.Millisecond, InviteTimeout: time.Minute}, fsm, rep, func() []AgentLink { return links }, nil)
 	for _, a := range agents {
 		a.eng = eng
 	}

@@ -78,6 +78,11 @@
 // command, and agents learn their target version from State.TargetVersion
 // when they connect or hear an announcement.
 //
+// Metrics (metrics.go, metrics_http.go): with Config.MetricsListen set, a
+// node serves Prometheus metrics (Raft, rounds, agents, enrollments,
+// rollouts), /healthz and /readyz over HTTP; the engine records rounds
+// through a nil-safe engineMetrics.
+//
 // The PKI (pki.go) creates a cluster (InitCluster: the CA, node and admin
 // certificates, the sealed CA key), loads a node's credentials and opens
 // the CA so the leader can sign agents' certificates at enrollment and

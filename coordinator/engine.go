@@ -65,6 +65,7 @@ type Engine struct {
 	fsm   *FSM
 	rep   replicator
 	links func() []AgentLink
+	met   *engineMetrics // nil records nothing
 
 	mu         sync.Mutex
 	round      *activeRound
@@ -105,7 +106,7 @@ func (e *Engine) pushResidual(job string, parent uint64) []float32 {
 	return nil
 }
 
-func newEngine(log *slog.Logger, cfg EngineConfig, fsm *FSM, rep replicator, links func() []AgentLink) *Engine {
+func newEngine(log *slog.Logger, cfg EngineConfig, fsm *FSM, rep replicator, links func() []AgentLink, met *engineMetrics) *Engine {
 	if cfg.Idle == 0 {
 		cfg.Idle = 500 * time.Millisecond
 	}
@@ -116,7 +117,7 @@ func newEngine(log *slog.Logger, cfg EngineConfig, fsm *FSM, rep replicator, lin
 		cfg.Now = time.Now
 	}
 	return &Engine{
-		log: log, cfg: cfg, fsm: fsm, rep: rep, links: links,
+		log: log, cfg: cfg, fsm: fsm, rep: rep, links: links, met: met,
 		strategies: map[string]Strategy{}, stratVer: map[string]uint64{}, waits: map[string]string{},
 		residuals: map[string]pushResidual{}, issues: map[string]agentIssue{}, wake: make(chan struct{}, 1),
 	}

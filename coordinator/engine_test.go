@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/fedge/fedge/crypto/dp"
 	"github.com/fedge/fedge/crypto/secagg"
@@ -394,7 +395,7 @@ func newEngineHarness(t *testing.T, n, perAgent int) *engineHarness {
 		links = append(links, a)
 		h.fsm.state.Agents[a.id] = &AgentRecord{ID: a.id, Labels: map[string]string{"tier": "canary"}}
 	}
-	h.eng = newEngine(discardLogger(), EngineConfig{Idle: 20 * time.Millisecond}, h.fsm, h.rep, func() []AgentLink { return links })
+	h.eng = newEngine(discardLogger(), EngineConfig{Idle: 20 * time.Millisecond}, h.fsm, h.rep, func() []AgentLink { return links }, newEngineMetrics())
 	for _, a := range h.agents {
 		a.eng = h.eng
 	}
@@ -511,6 +512,30 @@ func TestEngineSecAggRoundsExactAndDropout(t *testing.T) {
 	if last < 0.75 || last < first+0.3 {
 		t.Fatalf("accuracy %.3f -> %.3f: federated training did not learn", first, last)
 	}
+	// The engine's series saw the same rounds.
+	m := h.eng.met
+	var in, out int64
+	for _, r := range rounds {
+		in, out = in+r.BytesIn, out+r.BytesOut
+	}
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"rounds committed", promtest.ToFloat64(m.rounds.WithLabelValues(RoundTrain, RoundCommitted)), 3},
+		{"masked_input dropouts", promtest.ToFloat64(m.dropouts.WithLabelValues(RoundTrain, "masked_input")), 1},
+		{"participants", promtest.ToFloat64(m.participants.WithLabelValues(RoundTrain)), 6},
+		{"bytes in", promtest.ToFloat64(m.bytesIn.WithLabelValues(RoundTrain)), float64(in)},
+		{"bytes out", promtest.ToFloat64(m.bytesOut.WithLabelValues(RoundTrain)), float64(out)},
+		{"stage histograms", float64(promtest.CollectAndCount(m.stageDuration)), 6},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	if in == 0 || out == 0 {
+		t.Errorf("rounds recorded %d bytes in, %d out", in, out)
+	}
 }
 
 func TestEngineTooFewSurvivorsFailsRound(t *testing.T) {
@@ -535,6 +560,12 @@ func TestEngineTooFewSurvivorsFailsRound(t *testing.T) {
 			t.Fatal("failed round has no error")
 		}
 	})
+	if got := promtest.ToFloat64(h.eng.met.rounds.WithLabelValues(RoundTrain, RoundFailed)); got < 1 {
+		t.Fatalf("fedge_coordinator_rounds_total{kind=train,state=failed} = %v after a failed round", got)
+	}
+	if got := promtest.ToFloat64(h.eng.met.dropouts.WithLabelValues(RoundTrain, "masked_input")); got < 2 {
+		t.Fatalf("masked_input dropouts %v, want >= 2", got)
+	}
 }
 
 func TestEngineRobustMedianResistsPoison(t *testing.T) {

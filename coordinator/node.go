@@ -7,13 +7,17 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fedge/fedge/crypto/identity"
+	"github.com/fedge/fedge/internal/telemetry"
 	"github.com/fedge/fedge/protocol"
 )
 
@@ -48,6 +52,16 @@ type Config struct {
 	// ALPN. Zero fields mean protocol's defaults (64 connections, 16 per
 	// source, 8 KiB frames); non-zero fields override Transport's.
 	Admission protocol.Admission `json:"admission,omitempty"`
+	// MetricsListen is the TCP host:port of the node's HTTP server of
+	// /metrics (Prometheus), /healthz (alive) and /readyz (a voter of a
+	// cluster with a known leader; 503 with the reason otherwise). Empty
+	// (the default) serves none of them. Port 0 picks a free port
+	// (MetricsAddr).
+	MetricsListen string `json:"metrics_listen,omitempty"`
+	// Metrics is the Prometheus registry the node's series join. Nil
+	// means a registry of the node's own, with the Go, process and
+	// fedge_build_info series (telemetry.NewRegistry).
+	Metrics *prometheus.Registry `json:"-"`
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger `json:"-"`
 	// MaxImportBytes bounds the model file an operator may import
@@ -87,8 +101,13 @@ type Node struct {
 	creds *credentials
 	ln    *protocol.Listener
 	rep   *replica
-	fsm   *FSM
-	eng   *Engine
+	reg   *prometheus.Registry
+	met   *nodeMetrics
+
+	metricsLn  net.Listener // nil when Config.MetricsListen is empty
+	metricsSrv *http.Server
+	fsm        *FSM
+	eng        *Engine
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -141,6 +160,13 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: log, creds: creds, fsm: NewFSM(log), agents: map[string]*agentConn{}, seen: map[string]time.Time{}, imports: make(chan struct{}, 1)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.reg = cfg.Metrics
+	if n.reg == nil {
+		n.reg = telemetry.NewRegistry()
+	}
+	if n.met, err = newNodeMetrics(n.reg, n); err != nil {
+		return nil, fmt.Errorf("coordinator.NewNode: metrics: %w", err)
+	}
 
 	serverTLS, err := identity.ServerConfig(identity.ServerOptions{
 		Certificate: &creds.cert, ClientCAs: creds.roots, Revoker: identity.RevokerFunc(n.revoked),
@@ -169,11 +195,19 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	fail := func(err error) (*Node, error) {
 		n.cancel()
+		if n.metricsSrv != nil {
+			n.metricsSrv.Close()
+		}
 		if n.rep != nil {
 			n.rep.close()
 		}
 		n.ln.Close()
 		return nil, err
+	}
+	if cfg.MetricsListen != "" {
+		if err := n.startMetrics(cfg.MetricsListen); err != nil {
+			return fail(err)
+		}
 	}
 	if cfg.Listen != cfg.Advertise || isPortZero(cfg.Listen) {
 		n.cfg.Advertise = advertiseFor(cfg.Advertise, n.ln.Addr().String())
@@ -207,6 +241,7 @@ func NewNode(cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(err)
 	}
+	n.rep.applied = func(d time.Duration) { n.met.raftApply.Observe(d.Seconds()) }
 	if !n.rep.hasState() && len(cfg.Peers) > 0 {
 		voters := map[string]string{}
 		for _, p := range cfg.Peers {
@@ -220,7 +255,7 @@ func NewNode(cfg Config) (*Node, error) {
 			return fail(err)
 		}
 	}
-	n.eng = newEngine(log, cfg.Engine, n.fsm, n, n.links)
+	n.eng = newEngine(log, cfg.Engine, n.fsm, n, n.links, n.met.engine)
 	n.ready.Store(true)
 	n.wg.Add(2)
 	go n.leadership()
@@ -270,6 +305,9 @@ func (n *Node) Leader() (id, addr string) { return n.rep.leader() }
 // Close stops the node: the engine, the listener and Raft.
 func (n *Node) Close() error {
 	n.cancel()
+	if n.metricsSrv != nil {
+		n.metricsSrv.Close()
+	}
 	n.dropAgents()
 	n.peers.close()
 	err := n.rep.close()

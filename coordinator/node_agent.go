@@ -305,7 +305,11 @@ func (h enrollHandler) ServeMessage(ctx context.Context, s *protocol.Session, m 
 	if !ok {
 		return nil, &protocol.Error{Code: protocol.CodeUnsupported, Message: m.Type().String()}
 	}
-	return h.n.enroll(ctx, req)
+	resp, err := h.n.enroll(ctx, req)
+	if rd := (*protocol.Redirect)(nil); !errors.As(err, &rd) {
+		h.n.met.enrolled(err == nil)
+	}
+	return resp, err
 }
 
 func (h enrollHandler) ServeBulk(ctx context.Context, s *protocol.Session, first protocol.Message, b *protocol.BulkStream) error {

@@ -49,6 +49,8 @@ type replica struct {
 	store     *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
 	id        string
+	// applied, if set, sees how long each apply took.
+	applied func(time.Duration)
 }
 
 // slogSink hands hclog's records (raft's) to slog with their own level,
@@ -181,8 +183,13 @@ func (r *replica) apply(ctx context.Context, t cmdType, hdr any, payload []byte)
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
 	}
+	began := time.Now()
 	f := r.raft.Apply(b, timeout)
-	if err := f.Error(); err != nil {
+	err = f.Error()
+	if r.applied != nil {
+		r.applied(time.Since(began))
+	}
+	if err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
 		}

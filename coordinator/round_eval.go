@@ -57,6 +57,7 @@ func (e *Engine) decide(ctx context.Context, ro *RolloutRecord, d Decision) erro
 	d.Stage, d.At = ro.Stage, e.cfg.Now()
 	_, err := e.rep.apply(ctx, cmdRolloutDecide, decideCmd{ID: ro.ID, Decision: d}, nil)
 	if err == nil {
+		e.met.decided(d.Action)
 		e.log.Info("rollout decision", "rollout", ro.ID, "stage", ro.Stage, "action", d.Action, "by", d.By, "reason", d.Reason)
 	}
 	return err
@@ -95,10 +96,12 @@ func (e *Engine) evalRound(ctx context.Context, ro *RolloutRecord, links []Agent
 	rec.Metrics = map[string]float64{
 		"candidate_accuracy": ev.CandidateAccuracy, "baseline_accuracy": ev.BaselineAccuracy,
 		"examples": cand.Total, "survivors": float64(n), "seconds": rec.EndedAt.Sub(start).Seconds(),
+		"coordinator_seconds": time.Duration(r.busy.Load()).Seconds(),
 	}
 	if _, err := e.rep.apply(ctx, cmdRoundEnd, rec, nil); err != nil {
 		return cand, base, 0, err
 	}
+	e.met.roundEnded(&rec)
 	return cand, base, n, nil
 }
 
@@ -124,8 +127,9 @@ func (e *Engine) collectEval(ctx context.Context, r *activeRound, rec *RoundReco
 func (e *Engine) secureSumRound(ctx context.Context, r *activeRound, rec *RoundRecord, links []AgentLink, kind protocol.RoundKind,
 	job string, minN, dim int, d Deadlines, start func(cfg []byte) protocol.Message) ([]uint32, int, error) {
 	trainBy, dl := deadlines(e.cfg.Now(), d)
+	invited := time.Now()
 	joined := e.invite(ctx, r.owner, links, &protocol.RoundInvite{RoundID: r.id, Job: job, Kind: kind, Deadlines: dl})
-	rec.Stages = append(rec.Stages, StageRecord{Name: "invite", Expected: len(links), Survivors: len(joined), Dropped: len(links) - len(joined)})
+	rec.Stages = append(rec.Stages, StageRecord{Name: "invite", Expected: len(links), Survivors: len(joined), Dropped: len(links) - len(joined), Duration: time.Since(invited)})
 	for _, l := range joined {
 		rec.Participants = append(rec.Participants, l.AgentID())
 	}

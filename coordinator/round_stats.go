@@ -106,6 +106,7 @@ func (e *Engine) statsRound(ctx context.Context, job *JobRecord, features int) (
 	if _, err := e.rep.apply(ctx, cmdRoundEnd, rec, nil); err != nil {
 		return nil, err
 	}
+	e.met.roundEnded(&rec)
 	e.log.Info("statistics round committed", "job", job.ID, "round", rec.ID, "survivors", n, "examples", examples, "features", features)
 	return stats, nil
 }

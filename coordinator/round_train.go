@@ -235,6 +235,7 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 		return err
 	}
 	e.resolveIssues(job.ID, rec.ID, rec.Participants)
+	e.met.roundEnded(&rec)
 	e.mu.Lock()
 	e.stratVer[job.ID] = v.(uint64)
 	if dropped != nil {
@@ -299,6 +300,7 @@ func (e *Engine) endRound(ctx context.Context, rec *RoundRecord, cause error) er
 	if _, err := e.rep.apply(context.WithoutCancel(ctx), cmdRoundEnd, rec, nil); err != nil {
 		e.log.Warn("recording failed round", "round", rec.ID, "err", err)
 	}
+	e.met.roundEnded(rec)
 	return fmt.Errorf("%w: round %d: %v", ErrRoundFailed, rec.ID, cause)
 }
 
@@ -357,8 +359,9 @@ func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRec
 	selected []AgentLink, minN int, priv *roundPrivacy) ([]float32, float64, int, error) {
 	spec := job.Spec
 	trainBy, dl := deadlines(e.cfg.Now(), spec.Deadline)
+	invited := time.Now()
 	joined := e.invite(ctx, r.owner, selected, &protocol.RoundInvite{RoundID: r.id, Job: job.ID, Kind: protocol.RoundTrain, Deadlines: dl})
-	rec.Stages = append(rec.Stages, StageRecord{Name: "invite", Expected: len(selected), Survivors: len(joined), Dropped: len(selected) - len(joined)})
+	rec.Stages = append(rec.Stages, StageRecord{Name: "invite", Expected: len(selected), Survivors: len(joined), Dropped: len(selected) - len(joined), Duration: time.Since(invited)})
 	for _, l := range joined {
 		rec.Participants = append(rec.Participants, l.AgentID())
 	}

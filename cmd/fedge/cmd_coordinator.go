@@ -38,12 +38,18 @@ node serves agents, operators and its Raft peers on one UDP (QUIC) port. Its
 configuration comes from -config (a JSON file with the fields node_id,
 data_dir, listen, advertise, peers [{"id","addr"}], log_format, log_level,
 max_token_ttl, seal_key_file, seal_passphrase_file, max_import_bytes (the
-largest model file fedge models import accepts; default 256 MiB), and admission
+largest model file fedge models import accepts; default 256 MiB),
+metrics_listen, and admission
 {"max_unverified" (default 64), "max_unverified_per_source" (16),
 "enroll_max_frame" (8192)}: the bounds on clients without a certificate;
 unknown fields are an error), and each flag given overrides the file. The
 data dir must hold the tls/ folder fedge init wrote for this node. A new
 node bootstraps the cluster from peers; a restarted one ignores them.
+
+With -metrics-listen host:port (off by default) the node serves over HTTP
+/metrics (Prometheus), /healthz (200 while the process runs) and /readyz
+(200 once the node is a voter of a cluster with a known leader, else 503
+and the reason). Keep it on a loopback or management address.
 
 The seal key that opens the CA comes from exactly one of: FEDGE_SEAL_KEY (hex),
 FEDGE_SEAL_PASSPHRASE, seal_key_file, seal_passphrase_file; with none, from
@@ -73,6 +79,7 @@ func runCoordinatorContext(ctx context.Context, args []string, stdout, stderr io
 	c.fs.String("log-level", "", "log level: debug, info, warn or error (JSON log_level)")
 	c.fs.String("seal-key-file", "", "file holding the seal key in hex, outside the data dir (JSON seal_key_file)")
 	c.fs.String("seal-passphrase-file", "", "file whose first line is the seal passphrase (JSON seal_passphrase_file)")
+	c.fs.String("metrics-listen", "", "TCP host:port serving /metrics, /healthz and /readyz over HTTP; empty: off (JSON metrics_listen)")
 	c.fs.Duration("max-token-ttl", 0, "longest join-token lifetime issued; 0 means 168h (JSON max_token_ttl)")
 	c.fs.Int64("max-import-bytes", 0, "largest model file an operator may import; 0 means 256 MiB (JSON max_import_bytes)")
 	if _, code, ok := c.parse(args, 0, 0); !ok {
@@ -113,6 +120,9 @@ func runCoordinatorContext(ctx context.Context, args []string, stdout, stderr io
 	}
 	logger.Info("coordinator running", "node", node.ID(), "addr", node.Addr())
 	fmt.Fprintf(stdout, "coordinator %s listening on %s (stop with Ctrl-C)\n", node.ID(), node.Addr())
+	if a := node.MetricsAddr(); a != "" {
+		fmt.Fprintf(stdout, "metrics, health and readiness on http://%s/metrics, /healthz, /readyz\n", a)
+	}
 	<-ctx.Done()
 	logger.Info("stopping coordinator", "node", node.ID())
 	if err := node.Close(); err != nil {
@@ -165,6 +175,8 @@ func applyCoordinatorFlags(c *cli, f *coordinatorFile) error {
 			f.LogFormat = v
 		case "log-level":
 			f.LogLevel = v
+		case "metrics-listen":
+			f.MetricsListen = v
 		case "seal-key-file":
 			f.SealKeyFile = v
 		case "seal-passphrase-file":

@@ -42,6 +42,9 @@ type Options struct {
 	// address), so a test can make the node vanish from the network
 	// without a close, as SIGKILL or SIGSTOP of its process would.
 	Proxied bool
+	// Metrics serves each coordinator's /metrics, /healthz and /readyz on
+	// a free loopback TCP port (Node.MetricsAddr).
+	Metrics bool
 }
 
 // Cluster is a running test cluster.
@@ -162,10 +165,15 @@ func (c *Cluster) StartNode(i int) {
 	if len(c.Proxies) > 0 {
 		c.Proxies[i].Drop(false)
 	}
+	metrics := ""
+	if c.opts.Metrics {
+		metrics = "127.0.0.1:0"
+	}
 	n, err := coordinator.NewNode(coordinator.Config{
 		NodeID: p.ID, DataDir: filepath.Join(c.Dir, p.ID), Listen: c.listen[i], Advertise: p.Addr, Peers: c.Peers,
 		HeartbeatInterval: c.opts.Heartbeat, Raft: coordinator.LoopbackRaftTimings, Logger: c.log,
-		Engine: coordinator.EngineConfig{Idle: 100 * time.Millisecond, InviteTimeout: 5 * time.Second},
+		Engine:        coordinator.EngineConfig{Idle: 100 * time.Millisecond, InviteTimeout: 5 * time.Second},
+		MetricsListen: metrics,
 	})
 	if err != nil {
 		c.T.Fatal(err)
