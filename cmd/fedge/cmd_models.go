@@ -150,17 +150,20 @@ var modelsExportSpec = cmdSpec{
 	help: `Download a model version into -o: with -format fedge (the default) its file
 in fedge's versioned, checksummed tensor model format; with -format
 safetensors its weights as a safetensors file (an external model keeps its
-tensor names and shapes, so PyTorch's load_state_dict takes it; an engine
-model's layers become 1-D tensors layers.I.weight and layers.I.bias, with
-its spec in the metadata). The parameters are checked against the hash the
-cluster committed before the file is put in place.`,
-	example: "fedge models export v3 -o model-v3.fedgemdl\nfedge models export -format safetensors v3 -o model-v3.safetensors",
+tensor names and shapes; an engine model's weights carry the names and
+layouts of the PyTorch state_dict of the same architecture, "1.weight"
+[out, in] and so on, as docs/FORMATS.md lists, so load_state_dict takes
+them, with the spec in the metadata); with -format onnx an engine model as
+a standard ONNX graph (opset 13, input "input", output "probabilities"
+after a Softmax) that any ONNX runtime executes. The parameters are checked
+against the hash the cluster committed before the file is put in place.`,
+	example: "fedge models export v3 -o model-v3.fedgemdl\nfedge models export -format safetensors v3 -o model-v3.safetensors\nfedge models export -format onnx v3 -o model-v3.onnx",
 }
 
 func runModelsExport(args []string, stdout, stderr io.Writer) int {
 	c := newCLI(stdout, stderr, modelsExportSpec, true)
 	out := c.fs.String("o", "", "file to write")
-	format := c.fs.String("format", formatFedge, "file format: fedge or safetensors")
+	format := c.fs.String("format", formatFedge, "file format: fedge, safetensors or onnx")
 	pos, code, ok := c.parse(args, 1, 1)
 	if !ok {
 		return code
@@ -168,8 +171,8 @@ func runModelsExport(args []string, stdout, stderr io.Writer) int {
 	if *out == "" {
 		return c.usageFail(usagef("-o FILE is required"))
 	}
-	if *format != formatFedge && *format != formatSafetensors {
-		return c.usageFail(usagef("-format %q: want fedge or safetensors", *format))
+	if *format != formatFedge && *format != formatSafetensors && *format != formatONNX {
+		return c.usageFail(usagef("-format %q: want fedge, safetensors or onnx", *format))
 	}
 	v, err := parseVersion(pos[0])
 	if err != nil {
@@ -236,8 +239,12 @@ func exportModel(ctx context.Context, c *cli, cl *api.Client, rec api.Model, pat
 	if h := m.Hash(); hex.EncodeToString(h[:]) != rec.Hash {
 		return 0, fmt.Errorf("downloaded model %s: parameters hash %x, cluster committed %s", version(rec.Version), h, rec.Hash)
 	}
-	if format == formatSafetensors {
-		if err := writeSafetensors(path, m, rec); err != nil {
+	if format == formatSafetensors || format == formatONNX {
+		write := func() error { return writeSafetensors(path, m, rec) }
+		if format == formatONNX {
+			write = func() error { return writeONNX(path, m) }
+		}
+		if err := write(); err != nil {
 			return 0, err
 		}
 		st, err := os.Stat(path)

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/tensor"
+	"github.com/fedge/fedge/tensor/onnx"
 	"github.com/fedge/fedge/tensor/safetensors"
 )
 
@@ -67,8 +67,11 @@ func runModelsImport(args []string, stdout, stderr io.Writer) int {
 }
 
 // readModelFile reads a model to import: a fedge model file (by its
-// magic) or a safetensors file, which becomes an external model named
-// name (default: the file's base name without extension).
+// magic), an ONNX graph (.onnx: the engine's operators only; tensor/onnx),
+// or a safetensors file. A safetensors file that carries an engine spec
+// (as models export writes one) becomes that engine model with its
+// PyTorch-named weights; any other becomes an external model named name
+// (default: the file's base name without extension).
 func readModelFile(path, name string) (*tensor.Model, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -88,12 +91,40 @@ func readModelFile(path, name string) (*tensor.Model, error) {
 		}
 		return m, nil
 	}
+	if strings.EqualFold(filepath.Ext(path), ".onnx") {
+		m, err := onnx.Import(br, maxModelFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if name != "" {
+			m.Spec.Name = name
+		}
+		return m, nil
+	}
+	hdr, err := safetensors.ReadHeader(br, maxModelFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: neither a fedge model file, an ONNX file (.onnx) nor a safetensors file: %w", path, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	br.Reset(f)
+	if _, engine := hdr.Metadata[safetensors.MetaSpec]; engine {
+		m, err := safetensors.ReadEngineModel(br, maxModelFile, tensor.Spec{})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if name != "" {
+			m.Spec.Name = name
+		}
+		return m, nil
+	}
 	if name == "" {
 		name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 	}
 	m, err := safetensors.ReadModel(br, maxModelFile, name)
 	if err != nil {
-		return nil, fmt.Errorf("%s: neither a fedge model file nor a usable safetensors file: %w", path, err)
+		return nil, fmt.Errorf("%s: not a usable safetensors file: %w", path, err)
 	}
 	return m, nil
 }
@@ -102,46 +133,62 @@ func readModelFile(path, name string) (*tensor.Model, error) {
 const (
 	formatFedge       = "fedge"
 	formatSafetensors = "safetensors"
+	formatONNX        = "onnx"
 )
 
 // writeSafetensors writes m as a safetensors file at path (atomically),
 // with the version's identity in the metadata. An external model keeps
-// its tensors; an engine model's parameters are written per layer as
-// 1-D tensors "layers.I.weight" and "layers.I.bias" in the engine's own
-// order, with its spec (JSON) under "fedge_spec".
+// its tensors; an engine model's weights carry the names and layouts a
+// PyTorch state_dict has for the same architecture (tensor/statedict,
+// docs/FORMATS.md), with its spec under safetensors.MetaSpec so that
+// models import reads it back as the same engine model.
 func writeSafetensors(path string, m *tensor.Model, rec api.Model) error {
 	meta := map[string]string{"fedge_version": fmt.Sprint(rec.Version), "fedge_hash": rec.Hash, "fedge_model": m.Spec.Name}
-	layout := m.Spec.External
-	if !m.Spec.IsExternal() {
-		var err error
-		if layout, err = engineLayout(m); err != nil {
-			return err
-		}
-		spec, err := json.Marshal(m.Spec)
-		if err != nil {
-			return err
-		}
-		meta["fedge_spec"] = string(spec)
+	if m.Spec.IsExternal() {
+		return safetensors.WriteFile(path, m.Spec.External, m.Params, meta)
 	}
-	return safetensors.WriteFile(path, layout, m.Params, meta)
+	return writeAtomic(path, func(w io.Writer) error {
+		_, err := safetensors.WriteEngineModel(w, m, meta)
+		return err
+	})
 }
 
-// engineLayout names an engine model's parameter views, in Params order.
-func engineLayout(m *tensor.Model) ([]tensor.ExternalTensor, error) {
-	var out []tensor.ExternalTensor
-	total := 0
-	for i := range m.Spec.Layers {
-		w, b := m.LayerParams(i)
-		if len(w) > 0 {
-			out = append(out, tensor.ExternalTensor{Name: fmt.Sprintf("layers.%d.weight", i), Shape: []int{len(w)}})
-		}
-		if len(b) > 0 {
-			out = append(out, tensor.ExternalTensor{Name: fmt.Sprintf("layers.%d.bias", i), Shape: []int{len(b)}})
-		}
-		total += len(w) + len(b)
+// writeONNX writes an engine model as a standard ONNX graph (tensor/onnx:
+// opset 13, input "input", output "probabilities").
+func writeONNX(path string, m *tensor.Model) error {
+	b, err := onnx.Export(m)
+	if err != nil {
+		return err
 	}
-	if total != m.NumParams() {
-		return nil, fmt.Errorf("model %q: layers hold %d of %d parameters", m.Spec.Name, total, m.NumParams())
+	return writeAtomic(path, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
+}
+
+// writeAtomic writes path through a temporary file in its folder and a
+// rename, so a reader never sees half a file.
+func writeAtomic(path string, write func(io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part*")
+	if err != nil {
+		return err
 	}
-	return out, nil
+	defer os.Remove(tmp.Name())
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	if err := write(bw); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -179,4 +180,51 @@ func TestWatchJobRounds(t *testing.T) {
 	tc.ok(t, "rollout", "rollback")
 	out = tc.ok(t, "rollout", "status")
 	contains(t, "rollout status", out, "rolled_back", "pause", "operator:admin", "checking", "rollback")
+}
+
+// TestImportedTorchONNXTrains: an MLP exported by PyTorch to ONNX
+// (tensor/onnx/testdata/torch_mlp.onnx, made by make_torch.py) imports
+// with `fedge models import` as an engine model and trains federatedly
+// from there: a job with init_model runs its rounds on two agents and
+// commits versions descended from the import.
+func TestImportedTorchONNXTrains(t *testing.T) {
+	tc := startCluster(t)
+	tc.startAgent(t, 3)
+	tc.startAgent(t, 4)
+	var agents []api.Agent
+	if wait.Until(context.Background(), 15*time.Second, func() bool {
+		tc.okJSON(t, &agents, "agents", "list")
+		return len(agents) == 2 && agents[0].Connected && agents[1].Connected
+	}) != nil {
+		t.Fatalf("agents did not connect: %+v", agents)
+	}
+	onnxFile := filepath.Join("..", "..", "tensor", "onnx", "testdata", "torch_mlp.onnx")
+	v := strings.TrimSpace(tc.ok(t, "models", "import", "-q", "-f", onnxFile, "-name", "torch-mlp"))
+	job := filepath.Join(t.TempDir(), "job.json")
+	if err := os.WriteFile(job, []byte(`{"name": "torch", "init_model": `+v+`, "rounds": 2, "fraction": 1, "min_clients": 2,
+		"plan": {"epochs": 1, "batch_size": 10, "lr": 0.05}, "deadlines": {"train": "20s", "stage": "10s", "download": "10s"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimSpace(tc.ok(t, "jobs", "start", "-q", "-f", job))
+	out := tc.ok(t, "jobs", "status", "-watch", "-interval", "200ms", id)
+	contains(t, "watch", out, "done after 2/2 rounds")
+	var models []api.Model
+	tc.okJSON(t, &models, "models", "list")
+	parents := map[uint64]uint64{}
+	for _, m := range models {
+		parents[m.Version] = m.Parent
+	}
+	imported, _ := strconv.ParseUint(v, 10, 64)
+	descended := 0
+	for _, m := range models {
+		for p := m.Parent; p != 0; p = parents[p] {
+			if p == imported {
+				descended++
+				break
+			}
+		}
+	}
+	if descended != 2 {
+		t.Fatalf("%d versions descend from the imported v%d, want 2: %+v", descended, imported, models)
+	}
 }
