@@ -150,10 +150,10 @@ func TestFollowerRejoinsAfterKill9(t *testing.T) {
 
 	began := time.Now()
 	c.start(follower, protocol.Admission{})
-	limit := 5 * time.Second
-	if raceEnabled {
-		limit = 10 * time.Second // the race detector slows every process down
-	}
+	// The goal is 5 s (make chaos measures it); the test allows 20 s, so a
+	// loaded machine or the race detector does not fail it, and still fails
+	// the 60 s it took before the fix.
+	limit := 20 * time.Second
 	var fs api.ClusterStatus
 	if wait.Until(context.Background(), limit-time.Since(began), func() bool {
 		fs, err = c.freshStatus(follower)

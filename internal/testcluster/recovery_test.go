@@ -23,9 +23,12 @@ import (
 	"github.com/fedge/fedge/internal/testutil"
 )
 
-// recoveryBound is how soon after a crash (an agent's or the leader's) a
-// round must commit.
-const recoveryBound = 10 * time.Second
+// recoveryBound is what these tests require of a recovery: well above the
+// goal of 10 s, which `make chaos` measures (docs/BENCHMARKS.md), so a
+// loaded CI machine does not fail them, and well below what the faults cost
+// before their fixes (49 s for the leader, 210 s for the agents), so they
+// still fail without them.
+const recoveryBound = 30 * time.Second
 
 const childConfigEnv = "FEDGE_TESTCLUSTER_AGENT_CONFIG"
 
