@@ -40,7 +40,7 @@ test: fmt-check vet tidy-check
 # trainer through the agent for a round, and a SecAgg+ job of 3 agents over
 # QUIC whose test accuracy must rise. They need a python3 that imports torch:
 # Debian's python3-torch is installed for /usr/bin/python3 if it cannot (as
-# root, or through sudo). About 2 minutes on 2 cores.
+# root, or through sudo). About 70 s on 2 cores.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 test-torch:
 	@/usr/bin/python3 -c 'import torch, numpy' 2>/dev/null || { \

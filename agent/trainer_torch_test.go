@@ -130,3 +130,37 @@ func TestTorchTrainerRound(t *testing.T) {
 		t.Errorf("run folders left behind: %d", len(ents))
 	}
 }
+
+// BenchmarkTorchEpoch runs examples/trainer-torch for one epoch of a
+// 600-image shard (FedAvg's 100 clients; one torch thread) through the
+// agent's hand-off, then the trivial copy trainer through the same
+// hand-off on the same model, and reports the hand-off as a share of the
+// trainer's run: epoch-s is the trainer's whole run (Python and torch
+// start, data, one epoch), train-s the epoch alone.
+func BenchmarkTorchEpoch(b *testing.B) {
+	py, dir := torchTrainer(b)
+	mnist := testutil.MNISTDir(b)
+	m := torchInit(b, py, dir)
+	a := handoffAgent(b, []string{py, filepath.Join(dir, "train.py")},
+		map[string]string{"MNIST_DIR": mnist, "SHARD": "0", "SHARDS": "100", "TORCH_THREADS": "1"})
+	cp := handoffAgent(b, copyTrainer, nil)
+	var epoch, train, hand time.Duration
+	const copies = 20
+	for b.Loop() {
+		t := handoff(b, a, m, 1)
+		if t.res.Examples != 600 {
+			b.Fatalf("trained on %d examples, want the shard's 600", t.res.Examples)
+		}
+		epoch += t.write + t.process + t.read
+		train += time.Duration(t.res.Metrics["train_s"] * float64(time.Second))
+		for range copies {
+			c := handoff(b, cp, m, 1)
+			hand += c.write + c.process + c.read
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(epoch.Seconds()/n, "epoch-s")
+	b.ReportMetric(train.Seconds()/n, "train-s")
+	b.ReportMetric(float64(hand.Microseconds())/1e3/n/copies, "handoff-ms")
+	b.ReportMetric(100*float64(hand)/copies/float64(epoch), "handoff-%")
+}
