@@ -6,7 +6,7 @@ PKGS      := ./...
 RACE_PKGS := ./protocol/... ./coordinator/... ./agent/... ./internal/... ./cmd/... ./examples/internal/...
 BENCHTIME ?= 1x
 
-.PHONY: all build test test-race vet fmt-check tidy-check bench demo chaos fresh-check fuzz clean
+.PHONY: all build test test-torch test-race vet fmt-check tidy-check bench demo chaos fresh-check fuzz clean
 
 all: build test
 
@@ -16,6 +16,7 @@ build:
 vet:
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags chaos ./internal/chaos
+	$(GO) vet -tags torch ./agent ./internal/testcluster
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -34,6 +35,18 @@ test: fmt-check vet tidy-check
 	$(GO) test -short -count=1 $$($(GO) list ./... | grep -v /internal/testcluster)
 	$(GO) test -short -count=1 -p 1 ./internal/testcluster
 	$(GO) test -short -count=1 -race $(RACE_PKGS)
+
+# The PyTorch example's tests (examples/trainer-torch, build tag torch): its
+# trainer through the agent for a round, and a SecAgg+ job of 3 agents over
+# QUIC whose test accuracy must rise. They need a python3 that imports torch:
+# Debian's python3-torch is installed for /usr/bin/python3 if it cannot (as
+# root, or through sudo). About 70 s on 2 cores.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+test-torch:
+	@/usr/bin/python3 -c 'import torch, numpy' 2>/dev/null || { \
+	  echo "installing python3-torch (Debian) for /usr/bin/python3"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-torch python3-numpy; }
+	$(GO) test -tags torch -count=1 -p 1 -timeout 10m -run 'Torch' ./agent ./internal/testcluster
 
 # Benchmarks (see docs/BENCHMARKS.md for the recorded figures and machines).
 # Pass BENCH=regexp and BENCHTIME=5x to narrow or lengthen a run.

@@ -194,3 +194,27 @@ func testdataDir(t testing.TB) string {
 	}
 	return d
 }
+
+// TestFirstNonFinite: the bit test finds NaN and both infinities and
+// nothing else, down to the largest float32 and the subnormals.
+func TestFirstNonFinite(t *testing.T) {
+	nan := float32(math.NaN())
+	tests := []struct {
+		name string
+		p    []float32
+		want int
+	}{
+		{"finite", []float32{0, float32(math.Copysign(0, -1)), math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32, 1e-40}, -1},
+		{"NaN", []float32{1, 2, nan}, 2},
+		{"+Inf", []float32{float32(math.Inf(1)), nan}, 0},
+		{"-Inf", []float32{1, float32(math.Inf(-1))}, 1},
+		{"empty", nil, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := firstNonFinite(tt.p); got != tt.want {
+				t.Errorf("firstNonFinite(%v) = %d, want %d", tt.p, got, tt.want)
+			}
+		})
+	}
+}
