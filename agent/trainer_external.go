@@ -350,7 +350,9 @@ func readTrainedWeights(path string, start *tensor.Model) (*tensor.Model, error)
 	if fi.Size() > limit {
 		return nil, trainerErr("trainer's weights file is %d bytes; the model needs at most %d", fi.Size(), limit)
 	}
-	trained := start.Clone()
+	// ReadInto fills every value of the layout (it refuses a file that
+	// does not), so the start weights need not be copied first.
+	trained := start.Blank()
 	if _, err := safetensors.ReadInto(bufio.NewReaderSize(f, 1<<20), limit, layout, trained.Params); err != nil {
 		return nil, trainerErr("trainer's weights: %v", strings.TrimPrefix(err.Error(), "safetensors.ReadInto: "))
 	}

@@ -304,6 +304,9 @@ func (n *Node) Leader() (id, addr string) { return n.rep.leader() }
 
 // Close stops the node: the engine, the listener and Raft.
 func (n *Node) Close() error {
+	if n.rep != nil {
+		n.rep.stopping()
+	}
 	n.cancel()
 	if n.metricsSrv != nil {
 		n.metricsSrv.Close()

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -51,18 +52,33 @@ type replica struct {
 	id        string
 	// applied, if set, sees how long each apply took.
 	applied func(time.Duration)
+	// log is raft's log sink; stopping quiets it.
+	log *slogSink
 }
 
-// slogSink hands hclog's records (raft's) to slog with their own level,
-// message and attributes, and the hclog logger's name as "logger".
-type slogSink struct{ log *slog.Logger }
+// stopping tells raft's log that the node is shutting down: the transport
+// errors of its own shutdown (streams and listeners it closes) are then
+// expected, and logged at debug instead of error.
+func (r *replica) stopping() { r.log.stopping.Store(true) }
 
-var _ hclog.SinkAdapter = slogSink{}
+// slogSink hands hclog's records (raft's) to slog with their own level,
+// message and attributes, and the hclog logger's name as "logger". Once
+// stopping is set, errors are logged at debug: a node shutting down closes
+// the streams raft is reading, and says so once itself.
+type slogSink struct {
+	log      *slog.Logger
+	stopping atomic.Bool
+}
+
+var _ hclog.SinkAdapter = (*slogSink)(nil)
 
 // Accept implements hclog.SinkAdapter.
-func (s slogSink) Accept(name string, level hclog.Level, msg string, args ...any) {
+func (s *slogSink) Accept(name string, level hclog.Level, msg string, args ...any) {
 	ctx := context.Background()
 	l := slogLevel(level)
+	if l >= slog.LevelWarn && s.stopping.Load() {
+		l = slog.LevelDebug
+	}
 	if !s.log.Enabled(ctx, l) {
 		return
 	}
@@ -94,12 +110,13 @@ func slogLevel(l hclog.Level) slog.Level {
 // newHCLogger returns an hclog.Logger for raft whose records go to log
 // through slogSink; hclog's own output is discarded, so no line is
 // formatted twice.
-func newHCLogger(log *slog.Logger, name string) hclog.Logger {
+func newHCLogger(log *slog.Logger, name string) (hclog.Logger, *slogSink) {
 	hl := hclog.NewInterceptLogger(&hclog.LoggerOptions{
 		Name: name, Level: hclog.Off, Output: io.Discard,
 	})
-	hl.RegisterSink(slogSink{log})
-	return hl
+	sink := &slogSink{log: log}
+	hl.RegisterSink(sink)
+	return hl, sink
 }
 
 // openReplica opens (or creates) the Raft state in dir and starts Raft on
@@ -108,7 +125,7 @@ func openReplica(id, dir string, stream raft.StreamLayer, fsm *FSM, t RaftTiming
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("coordinator.openReplica: %w", err)
 	}
-	hl := newHCLogger(log, "raft")
+	hl, sink := newHCLogger(log, "raft")
 	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
 	if err != nil {
 		return nil, fmt.Errorf("coordinator.openReplica: bolt store: %w", err)
@@ -152,7 +169,7 @@ func openReplica(id, dir string, stream raft.StreamLayer, fsm *FSM, t RaftTiming
 		store.Close()
 		return nil, fmt.Errorf("coordinator.openReplica: %w", err)
 	}
-	return &replica{raft: r, fsm: fsm, store: store, transport: trans, id: id}, nil
+	return &replica{raft: r, fsm: fsm, store: store, transport: trans, id: id, log: sink}, nil
 }
 
 // hasState reports whether the replica has ever been part of a cluster.

@@ -30,7 +30,7 @@ func (h recordHandler) WithGroup(string) slog.Handler      { return h }
 // pairs as attributes, also through a named sub-logger.
 func TestRaftLogsKeepTheirLevel(t *testing.T) {
 	var recs []slog.Record
-	hl := newHCLogger(slog.New(recordHandler{new(sync.Mutex), &recs}), "raft")
+	hl, sink := newHCLogger(slog.New(recordHandler{new(sync.Mutex), &recs}), "raft")
 	hl.Info("peer said [ERROR] in its log", "peer", "c2")
 	hl.Named("net").Error("failed to contact", "id", "c3", "err", errors.New("refused"))
 	hl.Warn("heartbeat timeout reached")
@@ -59,5 +59,12 @@ func TestRaftLogsKeepTheirLevel(t *testing.T) {
 		if k, v, ok := strings.Cut(w.attr, "="); ok && attrs[k] != v {
 			t.Errorf("record %d: attribute %s=%q, want %q (attrs %v)", i, k, attrs[k], v, attrs)
 		}
+	}
+	// A node shutting down closes the streams raft reads: its errors then
+	// are expected and go to debug, so a clean stop logs no ERROR.
+	sink.stopping.Store(true)
+	hl.Error("failed to decode incoming command", "error", "stream listener closed")
+	if last := recs[len(recs)-1]; last.Level != slog.LevelDebug || last.Message != "failed to decode incoming command" {
+		t.Errorf("while stopping: %v %q, want debug", last.Level, last.Message)
 	}
 }

@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"context"
+	"errors"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -65,7 +66,19 @@ func (c *StreamConn) Read(p []byte) (int, error) {
 	if err != nil && c.closed.Load() {
 		err = net.ErrClosed
 	}
+	if err != nil && peerClosedCleanly(err) {
+		// The peer closed its connection in order (it stopped): for the
+		// reader that is the end of the stream, as a TCP FIN would be.
+		err = io.EOF
+	}
 	return n, err
+}
+
+// peerClosedCleanly reports whether err is the peer closing the QUIC
+// connection with an orderly code (CloseNormal or CloseShutdown).
+func peerClosedCleanly(err error) bool {
+	var ae *quic.ApplicationError
+	return errors.As(err, &ae) && ae.Remote && (ae.ErrorCode == CloseNormal || ae.ErrorCode == CloseShutdown)
 }
 
 // Write implements net.Conn.

@@ -226,3 +226,38 @@ func TestStreamListenerClose(t *testing.T) {
 		t.Fatal("dial to a closed stream listener succeeded")
 	}
 }
+
+// TestPeerShutdownReadsAsEOF: when the peer's stream listener shuts down
+// (a node stopping in order), a reader on its streams sees io.EOF, as over
+// TCP, not an error (Raft logs every non-EOF read error as an ERROR).
+func TestPeerShutdownReadsAsEOF(t *testing.T) {
+	pki := newTestPKI(t, "ca")
+	peer, ln, _ := raftListener(t, pki)
+	dialer, _, _ := raftListener(t, pki)
+	accepted := acceptOne(t, ln)
+	c, err := dialer.DialStream(testCtx(t), peer.Addr().String(), pki.clientTLS(t, "coord-a"), ALPNRaft)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	srv := <-accepted
+	if srv == nil {
+		t.Fatal("no stream accepted")
+	}
+	if err := ln.Close(); err != nil { // the peer stops: CloseShutdown
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.ReadFull(c, make([]byte, 1))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != io.EOF && err != io.ErrUnexpectedEOF {
+			t.Fatalf("read after the peer's shutdown: %v, want EOF", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("read did not return after the peer's shutdown")
+	}
+}

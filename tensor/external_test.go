@@ -159,3 +159,30 @@ func TestExternalModelRefusesEngine(t *testing.T) {
 		t.Errorf("NewExternalModel of an engine spec: %v", err)
 	}
 }
+
+func TestBlank(t *testing.T) {
+	spec, err := ExternalSpec("ext", []ExternalTensor{{Name: "w", Shape: []int{3, 4}}, {Name: "b", Shape: []int{3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := make([]float32, 15)
+	for i := range params {
+		params[i] = float32(i + 1)
+	}
+	m, err := NewExternalModel(spec, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := m.Blank()
+	if b.NumParams() != m.NumParams() || b.Spec.Name != "ext" || len(b.Spec.External) != 2 {
+		t.Fatalf("blank of %d params: %d, spec %+v", m.NumParams(), b.NumParams(), b.Spec)
+	}
+	for i, v := range b.Params {
+		if v != 0 {
+			t.Fatalf("param %d = %v, want 0", i, v)
+		}
+	}
+	if &b.Params[0] == &m.Params[0] {
+		t.Fatal("blank shares the original's parameters")
+	}
+}

@@ -124,6 +124,17 @@ func (m *Model) Clone() *Model {
 	return c
 }
 
+// Blank returns a model of m's architecture with every parameter zero:
+// Clone without the copy, for a caller about to overwrite them all (an
+// external trainer's weights read back).
+func (m *Model) Blank() *Model {
+	c, err := newModel(m.Spec)
+	if err != nil { // m was built from a validated spec
+		panic(fmt.Sprintf("tensor.Model.Blank: %v", err))
+	}
+	return c
+}
+
 // NumParams returns the length of the flat parameter vector.
 func (m *Model) NumParams() int { return len(m.Params) }
 
