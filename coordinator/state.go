@@ -92,6 +92,32 @@ type JobRecord struct {
 	// Privacy is the job's differential-privacy account: the serialized
 	// accountant and the epsilon spent so far.
 	Privacy *PrivacyRecord `json:"privacy,omitempty"`
+	// EvalTried is the RoundsDone after which the job's last federated
+	// evaluation started (jobs with eval_every): each due evaluation
+	// runs once. Eval is the last one that committed.
+	EvalTried int            `json:"eval_tried,omitempty"`
+	Eval      *JobEvalRecord `json:"eval,omitempty"`
+}
+
+// JobEvalRecord is a committed federated evaluation of a job's model: the
+// securely aggregated held-out sums, as the eval round's metrics hold them.
+type JobEvalRecord struct {
+	AfterRound int       `json:"after_round"`
+	Round      uint64    `json:"round"`
+	Model      uint64    `json:"model"`
+	Accuracy   float64   `json:"accuracy"`
+	Loss       float64   `json:"loss"`
+	Examples   int       `json:"examples"`
+	Agents     int       `json:"agents"`
+	At         time.Time `json:"at"`
+}
+
+// evalDue reports whether the job owes a federated evaluation of its
+// newest model: eval_every is set, the last committed training round is a
+// multiple of it, and no evaluation has started since.
+func (j *JobRecord) evalDue() bool {
+	n := j.Spec.EvalEvery
+	return n > 0 && j.RoundsDone > 0 && j.RoundsDone%n == 0 && j.EvalTried < j.RoundsDone
 }
 
 // PrivacyRecord is the privacy budget a job has spent.
