@@ -252,7 +252,11 @@ func applyRoundStart(s *State, hdr []byte) any {
 			if !j.evalDue() {
 				return fmt.Errorf("%w: job %s owes no evaluation after round %d", ErrConflict, j.ID, j.RoundsDone)
 			}
-			j.EvalTried, r.Number = j.RoundsDone, j.RoundsDone
+			if j.EvalTried != j.RoundsDone {
+				j.EvalTried, j.EvalAttempts = j.RoundsDone, 0
+			}
+			j.EvalAttempts++
+			r.Number = j.RoundsDone
 		}
 	}
 	r.ID = s.NextRound
@@ -300,7 +304,7 @@ func endRound(s *State, r *RoundRecord) error {
 	case final.Kind == RoundEval && final.State == RoundCommitted:
 		m := final.Metrics
 		j.Eval = &JobEvalRecord{
-			AfterRound: final.Number, Round: final.ID, Model: final.ModelIn, At: final.EndedAt,
+			AfterRound: final.Number, Round: final.ID, Model: old.ModelIn, At: final.EndedAt,
 			Accuracy: m["eval_accuracy"], Loss: m["eval_loss"], Examples: int(m["eval_examples"]), Agents: int(m["survivors"]),
 		}
 		j.UpdatedAt = final.EndedAt
@@ -566,7 +570,7 @@ func applyAbortRounds(s *State, hdr []byte) any {
 			r.State, r.Error, r.EndedAt = RoundAborted, c.Reason, c.At
 			n++
 			if j, ok := s.Jobs[r.Job]; ok {
-				finishJob(j) // an aborted final evaluation is not retried
+				finishJob(j) // the last attempt of a final evaluation was aborted
 			}
 		}
 	}

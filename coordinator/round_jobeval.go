@@ -14,8 +14,9 @@ import (
 // evaluates the job's newest model on its held-out split and the sums
 // (correct, total, loss) go through SecAgg+, whether or not the job's
 // updates do, so the coordinator learns the federation's held-out
-// accuracy and nothing per agent. The round is tried once (the FSM marks
-// the evaluation started); a failed one is recorded and training goes on.
+// accuracy and nothing per agent. A failed round is recorded and retried,
+// up to maxEvalAttempts rounds (the FSM counts them); then training goes
+// on without that evaluation.
 func (e *Engine) jobEvalRound(ctx context.Context, job *JobRecord) error {
 	spec := job.Spec
 	minN := max(spec.MinClients, EvalMinAgents)

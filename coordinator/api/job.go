@@ -51,9 +51,9 @@ type JobSpec struct {
 	// under SecAgg+, whether or not the job's updates do: the coordinator
 	// learns only the summed correct, total and loss of the eligible
 	// agents, so they need at least EvalMinAgents of them (min_clients
-	// then defaults to EvalMinAgents and may not be lower). Each due
-	// evaluation is tried once: a failed one is recorded as a failed eval
-	// round and training goes on.
+	// then defaults to EvalMinAgents and may not be lower). A due
+	// evaluation that fails is retried, up to 3 rounds; then training
+	// goes on without it.
 	EvalEvery int `json:"eval_every,omitempty"`
 }
 
