@@ -42,7 +42,9 @@ standardizes its inputs with them. "dp": {"enabled": true, "clip": 1,
 moves the clip towards the median update norm, privately. "push": "int8"
 sends each new version to agents as a quantized delta (about a fifth of a
 model file; the committed model is the quantized one) instead of the
-default lossless delta (about half).
+default lossless delta (about half). "eval_every": N evaluates the newest
+model on the agents' held-out splits after every N-th round, summed under
+secure aggregation (at least 3 agents); jobs status shows the accuracy.
 
 A model fedge does not run (PyTorch, numpy, …; agents train it with their
 external trainer, docs/TRAINER.md) starts from imported weights:
