@@ -31,6 +31,10 @@ func apiJob(j *JobRecord) api.Job {
 	if p := j.Privacy; p != nil {
 		out.Privacy = &api.Privacy{Epsilon: p.Epsilon, Delta: p.Delta, Rounds: p.Rounds, ClipNorm: p.ClipNorm}
 	}
+	if ev := j.Eval; ev != nil {
+		e := api.JobEval(*ev)
+		out.Eval = &e
+	}
 	return out
 }
 

@@ -223,8 +223,9 @@ func (e *Engine) run(ctx context.Context) {
 }
 
 // step runs one unit of work: a rollout's evaluation round if a rollout is
-// running, else a training round of the oldest running job. It reports
-// whether there was work.
+// running, else the oldest running job's next round: the federated
+// evaluation it owes (eval_every), or training. It reports whether there
+// was work.
 func (e *Engine) step(ctx context.Context) (bool, error) {
 	var rollout *RolloutRecord
 	var job *JobRecord
@@ -256,7 +257,12 @@ func (e *Engine) step(ctx context.Context) (bool, error) {
 		return true, err
 	}
 	if job != nil {
-		err := e.trainRound(ctx, job)
+		var err error
+		if job.evalDue() {
+			err = e.jobEvalRound(ctx, job)
+		} else {
+			err = e.trainRound(ctx, job)
+		}
 		e.noteWait("job/"+job.ID, err)
 		return true, err
 	}

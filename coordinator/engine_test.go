@@ -74,8 +74,9 @@ type simAgent struct {
 	// leaves the round instead of advertising keys.
 	withdraw bool
 
-	mu   sync.Mutex
-	sent map[uint64]sentUpdate // round → what it contributed
+	mu        sync.Mutex
+	sent      map[uint64]sentUpdate // round → what it contributed
+	evaluated []tensor.Metrics      // each evaluation it ran, in order
 
 	// decline makes the agent decline invites; aborted records the
 	// rounds the engine told it had ended (RoundAbort).
@@ -233,16 +234,31 @@ func (a *simAgent) trainRound(p *protocol.RoundPlan) {
 }
 
 func (a *simAgent) evalRound(r *protocol.EvalRequest) {
-	cand, err1 := a.model(r.ModelVersion)
-	base, err2 := a.model(r.BaselineVersion)
+	// Like the agent, a version 0 (a job's evaluation has no baseline)
+	// sums to zeros.
+	sums := func(version uint64) (protocol.EvalSums, error) {
+		if version == 0 {
+			return protocol.EvalSums{}, nil
+		}
+		m, err := a.model(version)
+		if err != nil {
+			return protocol.EvalSums{}, err
+		}
+		met, err := tensor.Evaluate(m, a.heldout)
+		if err != nil {
+			return protocol.EvalSums{}, err
+		}
+		a.mu.Lock()
+		a.evaluated = append(a.evaluated, met)
+		a.mu.Unlock()
+		return protocol.EvalSums{Correct: uint32(met.Correct), Total: uint32(met.Total), LossSum: met.LossSum}, nil
+	}
+	cand, err1 := sums(r.ModelVersion)
+	base, err2 := sums(r.BaselineVersion)
 	if err1 != nil || err2 != nil {
 		return
 	}
-	mc, _ := tensor.Evaluate(cand, a.heldout)
-	mb, _ := tensor.Evaluate(base, a.heldout)
-	x := protocol.EncodeEval(
-		protocol.EvalSums{Correct: uint32(mc.Correct), Total: uint32(mc.Total), LossSum: mc.LossSum},
-		protocol.EvalSums{Correct: uint32(mb.Correct), Total: uint32(mb.Total), LossSum: mb.LossSum})
+	x := protocol.EncodeEval(cand, base)
 	var cfg secagg.Config
 	if err := cfg.UnmarshalBinary(r.SecAgg); err != nil {
 		return
@@ -696,6 +712,80 @@ func TestEngineFailedRoundFreesAgents(t *testing.T) {
 		a.mu.Unlock()
 		if want := i < 2; got != want {
 			t.Fatalf("agent %d: told of the end of round %d: %v, want %v", i, failed, got, want)
+		}
+	}
+}
+
+// TestEngineJobEvalEvery: a job with eval_every 2 runs a federated
+// evaluation of its newest model after training rounds 2 and 4 (the last:
+// the job is done only after it), and each records the exact sums of the
+// agents' held-out results under SecAgg+ and the job's latest evaluation.
+func TestEngineJobEvalEvery(t *testing.T) {
+	h := newEngineHarness(t, 4, 300)
+	startJob(t, h, JobSpec{
+		Model: "logreg", Rounds: 4, Fraction: 1, EvalEvery: 2, Seed: 3,
+		Plan:     LocalPlan{Epochs: 1, BatchSize: 10, LR: 0.1},
+		Deadline: Deadlines{Train: Duration(30 * time.Second), Stage: Duration(3 * time.Second)},
+	})
+	h.runUntil("job done", 120*time.Second, func(s *State) bool { return s.Jobs["job"].State == JobDone })
+
+	var rounds []RoundRecord
+	var job JobRecord
+	h.fsm.Read(func(s *State) {
+		for _, id := range sortedKeys(s.Rounds) {
+			if r := s.Rounds[id]; r.State == RoundCommitted {
+				rounds = append(rounds, *r)
+			}
+		}
+		job = *s.Jobs["job"]
+	})
+	var kinds []string
+	for _, r := range rounds {
+		kinds = append(kinds, fmt.Sprintf("%s%d", r.Kind, r.Number))
+	}
+	if got, want := strings.Join(kinds, " "), "train1 train2 eval2 train3 train4 eval4"; got != want {
+		t.Fatalf("committed rounds %q, want %q", got, want)
+	}
+	heldOut := 0
+	for _, a := range h.agents {
+		heldOut += a.heldout.Len()
+	}
+	for i, r := range []RoundRecord{rounds[2], rounds[5]} {
+		train := rounds[3*i+1]
+		if r.Job != "job" || r.ModelIn != train.ModelOut || r.ModelIn == 0 {
+			t.Errorf("eval round %d: job %q, model %d; want job's model %d of round %d", r.ID, r.Job, r.ModelIn, train.ModelOut, train.ID)
+		}
+		// The secure sum is exact: what the agents' held-out splits give.
+		m, _, err := h.eng.loadModel(r.ModelIn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		correct, loss := 0, 0.0
+		for _, a := range h.agents {
+			met, err := tensor.Evaluate(m, a.heldout)
+			if err != nil {
+				t.Fatal(err)
+			}
+			correct += met.Correct
+			loss += met.LossSum
+		}
+		mt := r.Metrics
+		if mt["eval_examples"] != float64(heldOut) || mt["eval_correct"] != float64(correct) || mt["survivors"] != 4 {
+			t.Errorf("eval round %d metrics %v: want %d examples, %d correct, 4 agents", r.ID, mt, heldOut, correct)
+		}
+		if acc := mt["eval_accuracy"]; acc != float64(correct)/float64(heldOut) || acc < 0.5 {
+			t.Errorf("eval round %d: held-out accuracy %v (%d/%d correct); a trained logreg gets above 0.5", r.ID, acc, correct, heldOut)
+		}
+		if got, want := mt["eval_loss"], loss/float64(heldOut); math.Abs(got-want) > 1e-3 {
+			t.Errorf("eval round %d: held-out loss %v, want %v", r.ID, got, want)
+		}
+	}
+	if ev := job.Eval; ev == nil || ev.AfterRound != 4 || ev.Round != rounds[5].ID || ev.Accuracy != rounds[5].Metrics["eval_accuracy"] || ev.Examples != heldOut || ev.Agents != 4 {
+		t.Errorf("job's latest evaluation %+v, want round %d's", ev, rounds[5].ID)
+	}
+	for _, a := range h.agents {
+		if n := len(a.evaluated); n != 2 {
+			t.Errorf("agent %s evaluated %d times, want 2", a.id, n)
 		}
 	}
 }

@@ -248,6 +248,16 @@ func applyRoundStart(s *State, hdr []byte) any {
 		if j.State != JobRunning {
 			return fmt.Errorf("%w: job %s is %s", ErrConflict, j.ID, j.State)
 		}
+		if r.Kind == RoundEval {
+			if !j.evalDue() {
+				return fmt.Errorf("%w: job %s owes no evaluation after round %d", ErrConflict, j.ID, j.RoundsDone)
+			}
+			if j.EvalTried != j.RoundsDone {
+				j.EvalTried, j.EvalAttempts = j.RoundsDone, 0
+			}
+			j.EvalAttempts++
+			r.Number = j.RoundsDone
+		}
 	}
 	r.ID = s.NextRound
 	s.NextRound++
@@ -283,14 +293,32 @@ func endRound(s *State, r *RoundRecord) error {
 	final.Job, final.Kind, final.Number, final.StartedAt = old.Job, old.Kind, old.Number, old.StartedAt
 	final.Rollout = old.Rollout
 	s.Rounds[r.ID] = &final
-	if j, ok := s.Jobs[final.Job]; ok && final.Kind == RoundTrain && final.State == RoundCommitted {
+	j, ok := s.Jobs[final.Job]
+	if !ok {
+		return nil
+	}
+	switch {
+	case final.Kind == RoundTrain && final.State == RoundCommitted:
 		j.RoundsDone++
 		j.UpdatedAt = final.EndedAt
-		if j.RoundsDone >= j.Spec.Rounds && j.State == JobRunning {
-			j.State = JobDone
+	case final.Kind == RoundEval && final.State == RoundCommitted:
+		m := final.Metrics
+		j.Eval = &JobEvalRecord{
+			AfterRound: final.Number, Round: final.ID, Model: old.ModelIn, At: final.EndedAt,
+			Accuracy: m["eval_accuracy"], Loss: m["eval_loss"], Examples: int(m["eval_examples"]), Agents: int(m["survivors"]),
 		}
+		j.UpdatedAt = final.EndedAt
 	}
+	finishJob(j)
 	return nil
+}
+
+// finishJob marks a running job done once it has run all its rounds and
+// owes no evaluation.
+func finishJob(j *JobRecord) {
+	if j.State == JobRunning && j.RoundsDone >= j.Spec.Rounds && !j.evalDue() {
+		j.State = JobDone
+	}
 }
 
 type modelCommitCmd struct {
@@ -541,6 +569,9 @@ func applyAbortRounds(s *State, hdr []byte) any {
 		if r.State == RoundRunning && r.Term < c.Term {
 			r.State, r.Error, r.EndedAt = RoundAborted, c.Reason, c.At
 			n++
+			if j, ok := s.Jobs[r.Job]; ok {
+				finishJob(j) // the last attempt of a final evaluation was aborted
+			}
 		}
 	}
 	return n

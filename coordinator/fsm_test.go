@@ -383,3 +383,61 @@ func TestSnapshotIsPointInTime(t *testing.T) {
 		t.Fatalf("snapshot saw later changes: name %q jobs %d (want %q, %d)", got.ClusterName, len(got.Jobs), name, jobs)
 	}
 }
+
+// TestJobEvalAttempts: a job whose last round is due for evaluation stays
+// running through failed evaluation rounds, is done after the third (or
+// after one that commits, or after an aborted third), and refuses a
+// fourth; an evaluation of a job owing none is refused.
+func TestJobEvalAttempts(t *testing.T) {
+	for _, last := range []string{RoundFailed, RoundCommitted, RoundAborted} {
+		t.Run(last, func(t *testing.T) {
+			h := newHarness(t)
+			h.ok(cmdBootstrap, bootstrapCmd{ClusterName: "c1", CA: []byte("ca")}, nil)
+			spec := JobSpec{Model: "2nn", Rounds: 2, EvalEvery: 2}
+			if err := spec.Normalize(); err != nil {
+				t.Fatal(err)
+			}
+			h.ok(cmdJobCreate, JobRecord{ID: "j", Spec: spec, CreatedAt: t0}, nil)
+			state := func() (j JobRecord) { h.f.Read(func(s *State) { j = *s.Jobs["j"] }); return j }
+			for i := 1; i <= 2; i++ {
+				if err, ok := h.apply(cmdRoundStart, RoundRecord{Job: "j", Kind: RoundEval, Term: 1}, nil).(error); !ok || !errors.Is(err, ErrConflict) {
+					t.Fatalf("eval before round %d: %v, want a conflict", i, err)
+				}
+				id := h.ok(cmdRoundStart, RoundRecord{Job: "j", Kind: RoundTrain, Number: i, Term: 1}, nil).(uint64)
+				h.ok(cmdRoundEnd, RoundRecord{ID: id, State: RoundCommitted, ModelOut: uint64(i)}, nil)
+			}
+			for a := 1; a <= maxEvalAttempts; a++ {
+				if j := state(); j.State != JobRunning {
+					t.Fatalf("attempt %d: job %s, want running until its evaluation", a, j.State)
+				}
+				id := h.ok(cmdRoundStart, RoundRecord{Job: "j", Kind: RoundEval, Term: 1, ModelIn: 2}, nil).(uint64)
+				end := RoundRecord{ID: id, State: RoundFailed, Error: "too few"}
+				if a == maxEvalAttempts {
+					end.State = last
+				}
+				switch end.State {
+				case RoundCommitted:
+					end.Metrics = map[string]float64{"eval_accuracy": 0.9, "eval_loss": 0.3, "eval_examples": 30, "survivors": 3}
+					h.ok(cmdRoundEnd, end, nil)
+				case RoundAborted:
+					h.ok(cmdAbortRounds, abortCmd{Term: 2, At: t0, Reason: "leader changed"}, nil)
+				default:
+					h.ok(cmdRoundEnd, end, nil)
+				}
+			}
+			j := state()
+			if j.State != JobDone || j.EvalAttempts != maxEvalAttempts {
+				t.Fatalf("after %d attempts: job %s, %d attempts; want done", maxEvalAttempts, j.State, j.EvalAttempts)
+			}
+			if got := j.Eval != nil; got != (last == RoundCommitted) {
+				t.Fatalf("job's evaluation %+v after a %s last attempt", j.Eval, last)
+			}
+			if j.Eval != nil && (j.Eval.AfterRound != 2 || j.Eval.Accuracy != 0.9 || j.Eval.Examples != 30 || j.Eval.Agents != 3 || j.Eval.Model != 2) {
+				t.Fatalf("job's evaluation %+v", j.Eval)
+			}
+			if _, ok := h.apply(cmdRoundStart, RoundRecord{Job: "j", Kind: RoundEval, Term: 2}, nil).(error); !ok {
+				t.Fatal("a fourth evaluation round started")
+			}
+		})
+	}
+}

@@ -92,6 +92,44 @@ type JobRecord struct {
 	// Privacy is the job's differential-privacy account: the serialized
 	// accountant and the epsilon spent so far.
 	Privacy *PrivacyRecord `json:"privacy,omitempty"`
+	// EvalTried is the RoundsDone after which the job's last federated
+	// evaluation started, EvalAttempts how many started then (jobs with
+	// eval_every): a due evaluation is tried up to maxEvalAttempts times.
+	// Eval is the last one that committed.
+	EvalTried    int            `json:"eval_tried,omitempty"`
+	EvalAttempts int            `json:"eval_attempts,omitempty"`
+	Eval         *JobEvalRecord `json:"eval,omitempty"`
+}
+
+// maxEvalAttempts bounds the evaluation rounds started for one due
+// evaluation: agents still busy with the training round just committed
+// may decline the first, but a job whose agents cannot evaluate at all
+// must go on training.
+const maxEvalAttempts = 3
+
+// JobEvalRecord is a committed federated evaluation of a job's model: the
+// securely aggregated held-out sums, as the eval round's metrics hold them.
+type JobEvalRecord struct {
+	AfterRound int       `json:"after_round"`
+	Round      uint64    `json:"round"`
+	Model      uint64    `json:"model"`
+	Accuracy   float64   `json:"accuracy"`
+	Loss       float64   `json:"loss"`
+	Examples   int       `json:"examples"`
+	Agents     int       `json:"agents"`
+	At         time.Time `json:"at"`
+}
+
+// evalDue reports whether the job owes a federated evaluation of its
+// newest model: eval_every is set, the last committed training round is a
+// multiple of it, no evaluation since has committed, and fewer than
+// maxEvalAttempts have started.
+func (j *JobRecord) evalDue() bool {
+	n := j.Spec.EvalEvery
+	if n <= 0 || j.RoundsDone == 0 || j.RoundsDone%n != 0 || (j.Eval != nil && j.Eval.AfterRound >= j.RoundsDone) {
+		return false
+	}
+	return j.EvalTried < j.RoundsDone || j.EvalAttempts < maxEvalAttempts
 }
 
 // PrivacyRecord is the privacy budget a job has spent.

@@ -39,6 +39,7 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 	c.fs.IntVar(&o.Rounds, "rounds", 100, "most training rounds before giving up")
 	c.fs.Float64Var(&o.Target, "target", 0.95, "test accuracy to reach")
 	c.fs.StringVar(&o.Partition, "partition", "pathological", "how MNIST is split across agents: pathological, dirichlet or iid")
+	c.fs.IntVar(&o.EvalEvery, "eval-every", 0, "federated evaluation on the agents' held-out splits every N rounds, plotted beside test accuracy (0: off)")
 	c.fs.StringVar(&o.MNIST, "mnist", "", "folder of the MNIST IDX files (default: the GoMNIST module's, or $FEDGE_MNIST_DIR)")
 	c.fs.StringVar(&o.Out, "out", "demo-out", "folder for accuracy.png and rounds.json (docs/demo holds the committed run: -out docs/demo refreshes it)")
 	c.fs.StringVar(&o.Dir, "dir", "", "folder for the cluster's files (default: a temporary folder)")

@@ -42,7 +42,9 @@ standardizes its inputs with them. "dp": {"enabled": true, "clip": 1,
 moves the clip towards the median update norm, privately. "push": "int8"
 sends each new version to agents as a quantized delta (about a fifth of a
 model file; the committed model is the quantized one) instead of the
-default lossless delta (about half).
+default lossless delta (about half). "eval_every": N evaluates the newest
+model on the agents' held-out splits after every N-th round, summed under
+secure aggregation (at least 3 agents); jobs status shows the accuracy.
 
 A model fedge does not run (PyTorch, numpy, …; agents train it with their
 external trainer, docs/TRAINER.md) starts from imported weights:
@@ -191,9 +193,10 @@ var jobsStatusSpec = cmdSpec{
 	path: "jobs status",
 	args: "ID",
 	help: `Show a job's progress: state, rounds done, latest model, privacy spent and
-its last rounds. With -watch, print one line per committed round (round
-number/total, participants, survivors, train loss, seconds) until the job
-finishes; Ctrl-C stops watching, not the job. With -json and -watch, each
+its last rounds, and the last held-out accuracy of a job with eval_every.
+With -watch, print one line per committed round (round number/total,
+participants, survivors, train loss, seconds) and per federated evaluation
+(held-out accuracy, examples, agents) until the job finishes; Ctrl-C stops watching, not the job. With -json and -watch, each
 round is one JSON line and the final job record ends the stream. Watching
 exits 1 if the job failed.`,
 	example: "fedge jobs status -watch mnist-1a2b3c4d5e6f",
@@ -261,6 +264,14 @@ func printJob(w io.Writer, j api.Job, rounds []api.Round) error {
 	if p := j.Privacy; p != nil && p.ClipNorm > 0 {
 		privacy += fmt.Sprintf("; next clip %.4g", p.ClipNorm)
 	}
+	heldOut := "-"
+	if n := j.Spec.EvalEvery; n > 0 {
+		heldOut = fmt.Sprintf("every %d rounds; none yet", n)
+		if e := j.Eval; e != nil {
+			heldOut = fmt.Sprintf("every %d rounds; after round %d: accuracy %s, loss %.4f over %s examples on %d agents (model %s)",
+				n, e.AfterRound, percent(e.Accuracy), e.Loss, thousands(e.Examples), e.Agents, version(e.Model))
+		}
+	}
 	if err := kv(w,
 		"ID", j.ID,
 		"State", state,
@@ -273,6 +284,7 @@ func printJob(w io.Writer, j api.Job, rounds []api.Round) error {
 		"Strategy", j.Spec.Strategy.Name,
 		"Secure aggregation", onOff(j.Spec.SecAgg.Enabled),
 		"Privacy", privacy,
+		"Held-out evaluation", heldOut,
 		"Created", when(j.CreatedAt),
 		"Updated", when(j.UpdatedAt),
 	); err != nil {
@@ -355,7 +367,11 @@ func watchJob(ctx context.Context, c *cli, id string, interval time.Duration) in
 					return c.fail(err)
 				}
 			} else {
-				fmt.Fprintf(c.stdout, "Job %s %s after %d/%d rounds; latest model %s.\n", j.ID, j.State, j.RoundsDone, j.Spec.Rounds, version(j.Model))
+				held := ""
+				if e := j.Eval; e != nil {
+					held = fmt.Sprintf("; held-out accuracy %s after round %d", percent(e.Accuracy), e.AfterRound)
+				}
+				fmt.Fprintf(c.stdout, "Job %s %s after %d/%d rounds; latest model %s%s.\n", j.ID, j.State, j.RoundsDone, j.Spec.Rounds, version(j.Model), held)
 			}
 			if j.State == api.JobFailed {
 				if j.Error != "" {
@@ -376,6 +392,14 @@ func watchJob(ctx context.Context, c *cli, id string, interval time.Duration) in
 // progressLine is one finished round of a watched job.
 func progressLine(r api.Round, total int) string {
 	head := fmt.Sprintf("round %d/%d", r.Number, total)
+	if r.Kind == api.RoundEval && r.Job != "" {
+		head = fmt.Sprintf("eval after round %d", r.Number)
+		if r.State != api.RoundCommitted {
+			return fmt.Sprintf("%s %s: %s", head, r.State, r.Error)
+		}
+		return fmt.Sprintf("%s: held-out accuracy %s over %s examples on %d agents, loss %.4f",
+			head, percent(r.Metrics["eval_accuracy"]), thousands(int(r.Metrics["eval_examples"])), survivors(r), r.Metrics["eval_loss"])
+	}
 	if r.Kind != api.RoundTrain {
 		head = fmt.Sprintf("%s round %d", r.Kind, r.ID)
 	}

@@ -149,6 +149,23 @@ func bytesString(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
+// percent writes a fraction in [0,1] as a percentage ("91.2%").
+func percent(f float64) string {
+	return fmt.Sprintf("%.1f%%", 100*f)
+}
+
+// thousands writes n with commas between groups of three digits.
+func thousands(n int) string {
+	s := fmt.Sprint(n)
+	if n < 0 {
+		return "-" + thousands(-n)
+	}
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
 // yes writes a boolean as "yes" or "-".
 func yes(b bool) string {
 	if b {

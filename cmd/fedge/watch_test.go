@@ -228,3 +228,67 @@ func TestImportedTorchONNXTrains(t *testing.T) {
 		t.Fatalf("%d versions descend from the imported v%d, want 2: %+v", descended, imported, models)
 	}
 }
+
+// TestWatchJobHeldOutAccuracy: a job with eval_every 2 on three agents;
+// `jobs status -watch` prints the securely aggregated held-out accuracy
+// after rounds 2 and 4, each right after its training round, and `jobs
+// status` shows the last one.
+func TestWatchJobHeldOutAccuracy(t *testing.T) {
+	tc := startCluster(t)
+	for seed := uint64(5); seed < 8; seed++ {
+		tc.startAgent(t, seed)
+	}
+	var agents []api.Agent
+	if wait.Until(context.Background(), 15*time.Second, func() bool {
+		tc.okJSON(t, &agents, "agents", "list")
+		return len(agents) == 3 && agents[0].Connected && agents[1].Connected && agents[2].Connected
+	}) != nil {
+		t.Fatalf("agents did not connect: %+v", agents)
+	}
+	job := filepath.Join(t.TempDir(), "job.json")
+	if err := os.WriteFile(job, []byte(`{"name": "eval", "model": "logreg", "data": {"kind": "mnist", "features": 784, "classes": 10},
+		"rounds": 4, "eval_every": 2, "fraction": 1, "plan": {"epochs": 1, "batch_size": 10, "lr": 0.05},
+		"deadlines": {"train": "20s", "stage": "10s", "download": "10s"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimSpace(tc.ok(t, "jobs", "start", "-q", "-f", job))
+	out := tc.ok(t, "jobs", "status", "-watch", "-interval", "200ms", id)
+
+	// 60 images per agent, 10% held out: 18 examples on 3 agents. An
+	// evaluation may fail while an agent still finishes the training
+	// round (the engine retries it); the committed one follows its
+	// training round.
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		switch {
+		case strings.HasPrefix(l, "eval ") && strings.Contains(l, " failed: "):
+			t.Logf("retried: %s", l)
+		case strings.HasPrefix(l, "round ") || strings.HasPrefix(l, "eval "):
+			lines = append(lines, l)
+		}
+	}
+	var evals []string
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "eval ") {
+			continue
+		}
+		evals = append(evals, l)
+		if i == 0 || !strings.HasPrefix(lines[i-1], fmt.Sprintf("round %d/4 ", 2*len(evals))) {
+			t.Errorf("%q does not follow training round %d/4:\n%s", l, 2*len(evals), out)
+		}
+	}
+	if len(evals) != 2 {
+		t.Fatalf("watch printed %d evaluation lines, want 2 (after rounds 2 and 4):\n%s", len(evals), out)
+	}
+	for i, l := range evals {
+		contains(t, "watch", l, fmt.Sprintf("eval after round %d: held-out accuracy ", 2*(i+1)), "% over 18 examples on 3 agents, loss ")
+	}
+	contains(t, "watch", out, "done after 4/4 rounds", "; held-out accuracy ")
+
+	var j api.Job
+	tc.okJSON(t, &j, "jobs", "status", id)
+	if e := j.Eval; e == nil || e.AfterRound != 4 || e.Examples != 18 || e.Agents != 3 || !(e.Accuracy >= 0 && e.Accuracy <= 1) {
+		t.Fatalf("job's last evaluation %+v", j.Eval)
+	}
+	contains(t, "jobs status", tc.ok(t, "jobs", "status", id), "Held-out evaluation", "every 2 rounds; after round 4: accuracy ", "over 18 examples on 3 agents")
+}

@@ -45,6 +45,16 @@ type JobSpec struct {
 	// quantized push the committed model is the parent plus the decoded
 	// delta, so every agent still holds exactly the committed version.
 	Push string `json:"push,omitempty"`
+	// EvalEvery, if positive, runs a federated evaluation of the job's
+	// newest model on the agents' held-out splits after every EvalEvery-th
+	// committed training round (0: never). Evaluation rounds always run
+	// under SecAgg+, whether or not the job's updates do: the coordinator
+	// learns only the summed correct, total and loss of the eligible
+	// agents, so they need at least EvalMinAgents of them (min_clients
+	// then defaults to EvalMinAgents and may not be lower). A due
+	// evaluation that fails is retried, up to 3 rounds; then training
+	// goes on without it.
+	EvalEvery int `json:"eval_every,omitempty"`
 }
 
 // DataSchema is what an agent's local data must look like.
@@ -180,11 +190,20 @@ func (j *JobSpec) Normalize() error {
 	if j.Fraction < 0 || j.Fraction > 1 {
 		return bad("fraction %v outside [0,1]", j.Fraction)
 	}
+	if j.EvalEvery < 0 || j.EvalEvery > j.Rounds {
+		return bad("eval_every %d outside [0, rounds = %d]", j.EvalEvery, j.Rounds)
+	}
 	if j.MinClients == 0 {
 		j.MinClients = 2
+		if j.EvalEvery > 0 {
+			j.MinClients = EvalMinAgents
+		}
 	}
 	if j.MinClients < 1 {
 		return bad("min_clients %d < 1", j.MinClients)
+	}
+	if j.EvalEvery > 0 && j.MinClients < EvalMinAgents {
+		return bad("eval_every sums held-out results under secure aggregation, which needs min_clients >= %d (got %d)", EvalMinAgents, j.MinClients)
 	}
 	if j.OverSelect < 0 || j.OverSelect > 1 {
 		return bad("over_select %v outside [0,1]", j.OverSelect)

@@ -211,6 +211,25 @@ type Job struct {
 	// has not cleared (a failing external trainer, missing data). Only
 	// Jobs().Status fills them; the leader keeps them in memory.
 	AgentErrors []AgentError `json:"agent_errors,omitempty"`
+	// Eval is the job's last committed federated evaluation (jobs with
+	// eval_every), nil before the first.
+	Eval *JobEval `json:"eval,omitempty"`
+}
+
+// JobEval is a federated evaluation of a job's model on the agents'
+// held-out splits: securely aggregated sums, nothing per agent.
+type JobEval struct {
+	// AfterRound is the training round (1-based) the evaluated model
+	// came out of; Round is the evaluation round's ID.
+	AfterRound int    `json:"after_round"`
+	Round      uint64 `json:"round"`
+	Model      uint64 `json:"model"`
+	// Accuracy is correct/examples in [0,1]; Loss the mean loss per example.
+	Accuracy float64   `json:"accuracy"`
+	Loss     float64   `json:"loss"`
+	Examples int       `json:"examples"`
+	Agents   int       `json:"agents"` // agents whose sums made it into the total
+	At       time.Time `json:"at"`
 }
 
 // Privacy is the privacy budget a job has spent.

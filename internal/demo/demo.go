@@ -42,6 +42,10 @@ type Options struct {
 	// Partition of MNIST across agents: "pathological" (default; the
 	// FedAvg paper's 2 label-sorted shards per agent), "dirichlet" or "iid".
 	Partition string
+	// EvalEvery, if positive, makes the job ask for a federated evaluation
+	// on the agents' held-out splits every EvalEvery rounds (eval_every);
+	// the plot then shows that held-out accuracy beside the test accuracy.
+	EvalEvery int
 }
 
 // RoundLine is one training round as the demo reports it.
@@ -59,6 +63,18 @@ type RoundLine struct {
 	Accuracy     float64 `json:"test_accuracy"`
 }
 
+// EvalLine is one federated evaluation of the job's model on the agents'
+// held-out splits (securely aggregated).
+type EvalLine struct {
+	AfterRound int     `json:"after_round"`
+	ID         uint64  `json:"id"`
+	Model      uint64  `json:"model"`
+	Agents     int     `json:"agents"`
+	Examples   int     `json:"examples"`
+	Loss       float64 `json:"held_out_loss"`
+	Accuracy   float64 `json:"held_out_accuracy"`
+}
+
 // Report is the JSON log the demo writes.
 type Report struct {
 	Started  time.Time       `json:"started"`
@@ -66,6 +82,7 @@ type Report struct {
 	Agents   int             `json:"agents"`
 	Job      api.JobSpec     `json:"job"`
 	Rounds   []RoundLine     `json:"rounds"`
+	Evals    []EvalLine      `json:"evals,omitempty"`
 	Reached  bool            `json:"reached_target"`
 	Rollout  *api.Rollout    `json:"rollout,omitempty"`
 	Predict  json.RawMessage `json:"prediction,omitempty"`
@@ -178,11 +195,12 @@ func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
 	}
 	spec := api.JobSpec{
 		Name: "demo-2nn", Model: "2nn", Rounds: o.Rounds, Fraction: 1, MinClients: 3, Seed: 1,
-		Plan:     api.LocalPlan{Epochs: 1, BatchSize: 50, LR: 0.1},
-		Strategy: api.StrategySpec{Name: "fedavgm", Momentum: 0.5},
-		SecAgg:   api.SecAggSpec{Enabled: true, Clip: 1, Bits: 16},
-		Deadline: api.Deadlines{Train: api.Duration(120 * time.Second), Stage: api.Duration(30 * time.Second)},
-		Push:     "int8", // new versions travel as int8 deltas (about a fifth of a model file)
+		Plan:      api.LocalPlan{Epochs: 1, BatchSize: 50, LR: 0.1},
+		Strategy:  api.StrategySpec{Name: "fedavgm", Momentum: 0.5},
+		SecAgg:    api.SecAggSpec{Enabled: true, Clip: 1, Bits: 16},
+		Deadline:  api.Deadlines{Train: api.Duration(120 * time.Second), Stage: api.Duration(30 * time.Second)},
+		Push:      "int8", // new versions travel as int8 deltas (about a fifth of a model file)
+		EvalEvery: o.EvalEvery,
 	}
 	rep.Job = spec
 	var job api.Job
@@ -207,6 +225,17 @@ func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
 				continue
 			}
 			seen[r.ID] = true
+			if r.Kind == api.RoundEval {
+				if r.State != api.RoundCommitted {
+					say("eval after round %d %s: %s", r.Number, r.State, r.Error)
+					continue
+				}
+				ev := EvalLine{AfterRound: r.Number, ID: r.ID, Model: r.ModelIn, Agents: int(r.Metrics["survivors"]),
+					Examples: int(r.Metrics["eval_examples"]), Loss: r.Metrics["eval_loss"], Accuracy: r.Metrics["eval_accuracy"]}
+				rep.Evals = append(rep.Evals, ev)
+				say("eval after round %d: held-out accuracy %.2f%% over %d examples on %d agents", ev.AfterRound, 100*ev.Accuracy, ev.Examples, ev.Agents)
+				continue
+			}
 			if r.State != api.RoundCommitted {
 				say("round %d %s: %s", r.Number, r.State, r.Error)
 				continue
@@ -272,7 +301,7 @@ func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
 	if err := writeJSON(filepath.Join(o.Out, "rounds.json"), rep); err != nil {
 		return rep, err
 	}
-	if err := writePlot(filepath.Join(o.Out, "accuracy.png"), rep.Rounds, o.Target); err != nil {
+	if err := writePlot(filepath.Join(o.Out, "accuracy.png"), rep.Rounds, rep.Evals, o.Target); err != nil {
 		return rep, err
 	}
 	say("wrote %s and %s (%.0fs in all)", filepath.Join(o.Out, "accuracy.png"), filepath.Join(o.Out, "rounds.json"), rep.Seconds)

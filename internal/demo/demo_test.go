@@ -13,7 +13,7 @@ import (
 func TestWritePlot(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "acc.png")
 	rounds := []RoundLine{{Round: 1, Accuracy: 0.5}, {Round: 2, Accuracy: 0.8}, {Round: 3, Accuracy: 0.96}}
-	if err := writePlot(path, rounds, 0.95); err != nil {
+	if err := writePlot(path, rounds, nil, 0.95); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(path)
@@ -22,6 +22,18 @@ func TestWritePlot(t *testing.T) {
 	}
 	if !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) || len(b) < 2000 {
 		t.Fatalf("not a plausible PNG: %d bytes", len(b))
+	}
+	// With federated evaluations the plot draws a second series.
+	withEval := filepath.Join(t.TempDir(), "eval.png")
+	if err := writePlot(withEval, rounds, []EvalLine{{AfterRound: 2, Accuracy: 0.7}, {AfterRound: 3, Accuracy: 0.9}}, 0.95); err != nil {
+		t.Fatal(err)
+	}
+	b2, err := os.ReadFile(withEval)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b2, []byte("\x89PNG\r\n\x1a\n")) || bytes.Equal(b, b2) {
+		t.Fatalf("the plot with held-out accuracy is not a PNG or draws nothing more (%d vs %d bytes)", len(b2), len(b))
 	}
 }
 
