@@ -230,7 +230,7 @@ type AgentStatus struct {
 	Classes  uint32
 	// TrainExamples and HeldOutExamples are the sizes of the local
 	// training and held-out splits, rounded by the agent to two
-	// significant digits (see agent.RoundCount).
+	// significant digits.
 	TrainExamples   uint64
 	HeldOutExamples uint64
 	// Trainer is "engine" or "external" (an external trainer is
