@@ -45,6 +45,12 @@ type JobSpec struct {
 	// quantized push the committed model is the parent plus the decoded
 	// delta, so every agent still holds exactly the committed version.
 	Push string `json:"push,omitempty"`
+	// Force starts the job even when none of the connected agents reports
+	// data its model can train on (jobs start checks the model's input
+	// features and classes, and Data.Kind if given, against each agent's
+	// reported schema and otherwise refuses, naming the mismatch). It
+	// plays no part after the start and is not stored with the job.
+	Force bool `json:"force,omitempty"`
 }
 
 // DataSchema is what an agent's local data must look like.
