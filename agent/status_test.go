@@ -2,11 +2,13 @@ package agent
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fedge/fedge/internal/testutil"
 	"github.com/fedge/fedge/protocol"
 )
 
@@ -62,5 +64,32 @@ func TestEventsFromLog(t *testing.T) {
 	}
 	if (*events)(nil).list() != nil || (*events)(nil).kicks() != nil {
 		t.Error("nil events not empty")
+	}
+}
+
+// TestStatusFromVersion3: the agent sends its status report with its
+// heartbeats to a coordinator that speaks version 3, and none to an older
+// one (whose decoder would reject the trailer).
+func TestStatusFromVersion3(t *testing.T) {
+	for _, v := range []uint32{2, 3} {
+		t.Run(fmt.Sprintf("version %d", v), func(t *testing.T) {
+			c := newTestCoordVersion(t, nil, newHub(nil), v)
+			ra := enrolledAgent(t, c, t.TempDir(), nil)
+			if got := c.session(ra.ID()).Version(); got != v {
+				t.Fatalf("session runs version %d, want %d", got, v)
+			}
+			testutil.WaitFor(t, 10*time.Second, "3 heartbeats", func() bool { return c.heartbeats.Load() >= 3 })
+			st := c.status.Load()
+			if v < 3 {
+				if st != nil {
+					t.Fatalf("a version %d coordinator got a status report %+v", v, st)
+				}
+				return
+			}
+			if st == nil || st.DataKind != "csv" || st.Features != 12 || st.Classes != 3 || st.Trainer != "engine" ||
+				st.TrainExamples != 32 || st.HeldOutExamples != 8 {
+				t.Fatalf("status report %+v", st)
+			}
+		})
 	}
 }
