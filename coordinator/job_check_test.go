@@ -1,9 +1,13 @@
 package coordinator
 
 import (
+	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
 
 	"github.com/fedge/fedge/coordinator/api"
+	"github.com/fedge/fedge/protocol"
 )
 
 func TestDataWantFits(t *testing.T) {
@@ -51,5 +55,25 @@ func TestDescribeHeld(t *testing.T) {
 		if got := describeHeld(tt.held, tt.n); got != tt.want {
 			t.Errorf("describeHeld(%v) = %q, want %q", tt.held, got, tt.want)
 		}
+	}
+}
+
+// TestKeepReportClips: a report's strings are kept at most maxReportText
+// bytes, valid UTF-8, whatever a foreign agent sends.
+func TestKeepReportClips(t *testing.T) {
+	long := strings.Repeat("é", maxReportText)
+	c := &agentConn{id: "a"}
+	at := time.Unix(1_760_000_000, 0)
+	c.keepReport(&protocol.AgentStatus{DataKind: long, TrainerFailure: long, Features: 4,
+		Events: []protocol.StatusEvent{{Level: "warn", Message: long}}}, at)
+	r := c.report.Load()
+	st := r.status
+	for _, s := range []string{st.DataKind, st.TrainerFailure, st.Events[0].Message} {
+		if len(s) > maxReportText || !utf8.ValidString(s) || !strings.HasPrefix(long, s) {
+			t.Errorf("kept %d bytes (valid UTF-8 %v)", len(s), utf8.ValidString(s))
+		}
+	}
+	if st.Features != 4 || st.Events[0].Level != "warn" || !r.at.Equal(at) {
+		t.Errorf("kept report %+v at %v", st, r.at)
 	}
 }
