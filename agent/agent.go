@@ -85,6 +85,9 @@ type Agent struct {
 	}
 	bg          sync.WaitGroup // rounds and downloads
 	trainerFail trainerFailure // guarded by mu
+	// events holds the last warnings and errors logged, for the status
+	// report (status.go).
+	events *events
 
 	// observeUpdate, if set (tests), sees each training round's update
 	// vector before and after fixed-point encoding (and a statistics
@@ -104,7 +107,9 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	win, _ := parseWindow(cfg.TrainingWindow)
-	a := &Agent{cfg: cfg, log: logger, win: win, m: newMetrics(), software: software(), now: time.Now, grace: deadlineGrace}
+	ev := newEvents()
+	a := &Agent{cfg: cfg, log: slog.New(&eventHandler{next: logger.Handler(), ev: ev}), events: ev,
+		win: win, m: newMetrics(), software: software(), now: time.Now, grace: deadlineGrace}
 	st, err := openStore(cfg.DataDir, storeLockWait)
 	if err != nil {
 		return nil, fmt.Errorf("agent.New: %w", err)

@@ -42,12 +42,21 @@ type testCoord struct {
 	target   uint64 // model version agents should serve; 0 none
 
 	heartbeats, renewals, downloads, enrollments atomic.Int64
+	// status is the last status report a heartbeat carried.
+	status atomic.Pointer[protocol.AgentStatus]
 	// declined are the rounds agents withdrew from (RoundJoin, Accept
 	// false), in order.
 	declined []uint64
 }
 
 func newTestCoord(t *testing.T, ca *identity.CA, h *hub) *testCoord {
+	t.Helper()
+	return newTestCoordVersion(t, ca, h, 0)
+}
+
+// newTestCoordVersion is newTestCoord speaking protocol versions up to
+// maxVersion (0: the current one), as an older coordinator does.
+func newTestCoordVersion(t *testing.T, ca *identity.CA, h *hub, maxVersion uint32) *testCoord {
 	t.Helper()
 	if ca == nil {
 		var err error
@@ -69,7 +78,7 @@ func newTestCoord(t *testing.T, ca *identity.CA, h *hub) *testCoord {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.ln, err = protocol.Listen("127.0.0.1:0", serverTLS, &protocol.Config{HandshakeTimeout: 3 * time.Second})
+	c.ln, err = protocol.Listen("127.0.0.1:0", serverTLS, &protocol.Config{HandshakeTimeout: 3 * time.Second, MaxVersion: maxVersion})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,6 +184,9 @@ func (c *testCoord) agentMessage(ctx context.Context, s *protocol.Session, m pro
 	switch v := m.(type) {
 	case *protocol.Heartbeat:
 		c.heartbeats.Add(1)
+		if v.Status != nil {
+			c.status.Store(v.Status)
+		}
 		c.mu.Lock()
 		target := c.target
 		c.mu.Unlock()

@@ -278,7 +278,7 @@ func (a *Agent) runRound(st *roundState) {
 	case context.Cause(st.ctx) != nil && st.ctx.Err() != nil:
 		a.log.Info("left round", "round", id, "stage", st.stage.Load(), "why", context.Cause(st.ctx), "took", took)
 	default:
-		a.log.Info("left round", "round", id, "stage", st.stage.Load(), "err", err, "took", took)
+		a.log.Warn("left round", "round", id, "stage", st.stage.Load(), "err", err, "took", took)
 		// Tell the coordinator, so the round does not wait out its deadline
 		// for this agent (best effort: it may already be gone).
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(st.ctx), 5*time.Second)

@@ -380,6 +380,7 @@ func (a *Agent) runSession(ctx context.Context, sess *protocol.Session) error {
 			}
 			return ctx.Err()
 		case <-tick.C:
+		case <-a.events.kicks(): // report a new warning or error now
 		}
 	}
 }
@@ -392,7 +393,11 @@ func (a *Agent) heartbeat(ctx context.Context, sess *protocol.Session, seq uint6
 	a.mu.Lock()
 	busy := a.round != nil
 	a.mu.Unlock()
-	return sess.Request(hctx, &protocol.Heartbeat{Seq: seq, Sent: a.now(), ModelVersion: a.ModelVersion(), Busy: busy})
+	hb := &protocol.Heartbeat{Seq: seq, Sent: a.now(), ModelVersion: a.ModelVersion(), Busy: busy}
+	if sess.Version() >= 3 { // older coordinators reject the status trailer
+		hb.Status = a.status()
+	}
+	return sess.Request(hctx, hb)
 }
 
 // declineAbandoned tells the coordinator, once, that the agent abandons the

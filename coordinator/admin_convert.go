@@ -1,6 +1,11 @@
 package coordinator
 
-import "github.com/fedge/fedge/coordinator/api"
+import (
+	"time"
+
+	"github.com/fedge/fedge/coordinator/api"
+	"github.com/fedge/fedge/protocol"
+)
 
 // The border between stored records and admin answers: the FSM's records
 // carry what is replicated (including blobs and secrets the API never
@@ -13,6 +18,22 @@ func apiAgent(a *AgentRecord, connected bool, served, target uint64) api.Agent {
 		LastSeen: a.LastSeen, Revoked: a.Revoked, RevokedAt: a.RevokedAt,
 		Connected: connected, Served: served, Serving: target,
 	}
+}
+
+// apiAgentStatus converts an agent's report received at.
+func apiAgentStatus(st *protocol.AgentStatus, at time.Time) *api.AgentStatus {
+	if st == nil {
+		return nil
+	}
+	out := &api.AgentStatus{
+		ReportedAt: at, DataKind: st.DataKind, Features: int(st.Features), Classes: int(st.Classes),
+		TrainExamples: st.TrainExamples, HeldOutExamples: st.HeldOutExamples,
+		Trainer: st.Trainer, TrainerFailure: st.TrainerFailure, TrainerFailureAt: st.TrainerFailureAt,
+	}
+	for _, e := range st.Events {
+		out.Events = append(out.Events, api.AgentEvent{At: e.At, Level: e.Level, Message: e.Message})
+	}
+	return out
 }
 
 // withIssue adds the leader's memory of the agent's last error to a.

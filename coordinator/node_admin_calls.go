@@ -55,6 +55,7 @@ func (n *Node) apiTokensRevoke(c adminCall, r api.IDRequest) (*none, error) {
 // node knows of their sessions.
 func (n *Node) agentList(only string) []api.Agent {
 	served := n.servedVersions()
+	reports := n.agentReports()
 	var out []api.Agent
 	n.fsm.Read(func(s *State) {
 		for _, id := range sortedKeys(s.Agents) {
@@ -68,6 +69,9 @@ func (n *Node) agentList(only string) []api.Agent {
 	for i := range out {
 		is, ok := n.eng.lastIssue(out[i].ID)
 		out[i] = withIssue(out[i], is, ok)
+		if r, ok := reports[out[i].ID]; ok {
+			out[i].Status = apiAgentStatus(r.status, r.at)
+		}
 	}
 	return out
 }
@@ -116,6 +120,12 @@ func (n *Node) apiJobsStart(c adminCall, spec api.JobSpec) (*api.Job, error) {
 			return nil, errExternalInit(ts)
 		}
 	}
+	if !spec.Force {
+		if err := n.checkJobFits(&spec); err != nil {
+			return nil, err
+		}
+	}
+	spec.Force = false
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err

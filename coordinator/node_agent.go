@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -29,6 +30,40 @@ type agentConn struct {
 	// then each Heartbeat): what it answers predictions with, which may
 	// lag the version it should serve (a download or a save failed).
 	served atomic.Uint64
+	// report is the agent's latest status report (Heartbeat.Status, on
+	// version 3 sessions), nil before the first.
+	report atomic.Pointer[agentReport]
+}
+
+// agentReport is an agent's status report and when it arrived.
+type agentReport struct {
+	status *protocol.AgentStatus
+	at     time.Time
+}
+
+// maxReportText bounds each string of a kept status report in bytes: an
+// agent sends at most 200, a foreign one up to the protocol's bound.
+const maxReportText = 512
+
+// keepReport stores st, with its strings bounded, as c's latest report.
+func (c *agentConn) keepReport(st *protocol.AgentStatus, at time.Time) {
+	cp := *st
+	cp.DataKind = clipText(cp.DataKind)
+	cp.Trainer = clipText(cp.Trainer)
+	cp.TrainerFailure = clipText(cp.TrainerFailure)
+	cp.Events = make([]protocol.StatusEvent, len(st.Events))
+	for i, e := range st.Events {
+		cp.Events[i] = protocol.StatusEvent{At: e.At, Level: clipText(e.Level), Message: clipText(e.Message)}
+	}
+	c.report.Store(&agentReport{status: &cp, at: at})
+}
+
+// clipText cuts s to maxReportText bytes, keeping it valid UTF-8.
+func clipText(s string) string {
+	if len(s) <= maxReportText {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxReportText], "")
 }
 
 func (a *agentConn) AgentID() string               { return a.id }
@@ -60,6 +95,20 @@ func (n *Node) servedVersions() map[string]uint64 {
 	out := make(map[string]uint64, len(n.agents))
 	for id, a := range n.agents {
 		out[id] = a.served.Load()
+	}
+	return out
+}
+
+// agentReports returns, per connected agent that sent one, its latest
+// status report.
+func (n *Node) agentReports() map[string]*agentReport {
+	n.agentsMu.Lock()
+	defer n.agentsMu.Unlock()
+	out := make(map[string]*agentReport, len(n.agents))
+	for id, a := range n.agents {
+		if r := a.report.Load(); r != nil {
+			out[id] = r
+		}
 	}
 	return out
 }
@@ -152,6 +201,9 @@ func (h agentHandler) ServeMessage(ctx context.Context, s *protocol.Session, m p
 		n.seen[id.ID] = time.Now()
 		if c, ok := n.agents[id.ID]; ok && c.sess == s {
 			c.served.Store(v.ModelVersion)
+			if v.Status != nil {
+				c.keepReport(v.Status, time.Now().UTC())
+			}
 		}
 		n.agentsMu.Unlock()
 		return n.announceFor(id.ID, v.ModelVersion), nil

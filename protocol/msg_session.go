@@ -205,6 +205,51 @@ type Heartbeat struct {
 	ModelVersion uint64
 	// Busy is true while the agent trains or evaluates.
 	Busy bool
+	// Status is the agent's report (version 3): a trailer after the
+	// version 1 fields, written only when non-nil. A peer before version
+	// 3 rejects trailing bytes, so senders set it only on sessions whose
+	// negotiated version is at least 3; a heartbeat without it decodes
+	// with Status nil.
+	Status *AgentStatus
+}
+
+// MaxStatusEvents bounds AgentStatus.Events.
+const MaxStatusEvents = 8
+
+// AgentStatus is what an agent tells operators about itself: the shape of
+// its local data, its trainer's health and its recent problems. It holds
+// no data values and no metric of a model on the agent's data (those go
+// only through secure aggregation).
+type AgentStatus struct {
+	// DataKind is the configured dataset kind ("mnist", "csv", "graph";
+	// empty for an agent whose external trainer reads its own data).
+	DataKind string
+	// Features and Classes are the width of one input example and the
+	// number of classes of the local data (0 when the agent has none).
+	Features uint32
+	Classes  uint32
+	// TrainExamples and HeldOutExamples are the sizes of the local
+	// training and held-out splits, rounded by the agent to two
+	// significant digits.
+	TrainExamples   uint64
+	HeldOutExamples uint64
+	// Trainer is "engine" or "external" (an external trainer is
+	// configured); TrainerFailure is that trainer's last failure since
+	// start, at TrainerFailureAt ("" if none).
+	Trainer          string
+	TrainerFailure   string
+	TrainerFailureAt time.Time
+	// Events are the agent's last warnings and errors, oldest first, at
+	// most MaxStatusEvents.
+	Events []StatusEvent
+}
+
+// StatusEvent is one warning or error an agent reports.
+type StatusEvent struct {
+	At time.Time
+	// Level is "warn" or "error".
+	Level   string
+	Message string
 }
 
 // Type implements Message.
@@ -215,6 +260,9 @@ func (m *Heartbeat) encode(e *encoder) {
 	e.time(m.Sent)
 	e.uvarint(m.ModelVersion)
 	e.boolean(m.Busy)
+	if m.Status != nil {
+		m.Status.encode(e)
+	}
 }
 
 func (m *Heartbeat) decode(d *decoder) {
@@ -222,6 +270,60 @@ func (m *Heartbeat) decode(d *decoder) {
 	m.Sent = d.time("Sent")
 	m.ModelVersion = d.uvarint("ModelVersion")
 	m.Busy = d.boolean("Busy")
+	if d.err == nil && len(d.b) > 0 {
+		m.Status = new(AgentStatus)
+		m.Status.decode(d)
+	}
+}
+
+func (s *AgentStatus) encode(e *encoder) {
+	e.str("DataKind", s.DataKind)
+	e.uvarint(uint64(s.Features))
+	e.uvarint(uint64(s.Classes))
+	e.uvarint(s.TrainExamples)
+	e.uvarint(s.HeldOutExamples)
+	e.str("Trainer", s.Trainer)
+	e.str("TrainerFailure", s.TrainerFailure)
+	e.time(s.TrainerFailureAt)
+	if len(s.Events) > MaxStatusEvents {
+		e.fail(fmt.Errorf("%w: Events has %d entries, limit %d", ErrTooLarge, len(s.Events), MaxStatusEvents))
+		return
+	}
+	if !e.listLen("Events", len(s.Events)) {
+		return
+	}
+	for _, ev := range s.Events {
+		e.time(ev.At)
+		e.str("Event level", ev.Level)
+		e.str("Event message", ev.Message)
+	}
+}
+
+func (s *AgentStatus) decode(d *decoder) {
+	s.DataKind = d.str("DataKind")
+	s.Features = d.u32("Features")
+	s.Classes = d.u32("Classes")
+	s.TrainExamples = d.uvarint("TrainExamples")
+	s.HeldOutExamples = d.uvarint("HeldOutExamples")
+	s.Trainer = d.str("Trainer")
+	s.TrainerFailure = d.str("TrainerFailure")
+	s.TrainerFailureAt = d.time("TrainerFailureAt")
+	n := d.listLen("Events", 3)
+	if d.err != nil {
+		return
+	}
+	if n > MaxStatusEvents {
+		d.fail(fmt.Errorf("%w: Events claims %d entries, limit %d", ErrTooLarge, n, MaxStatusEvents))
+		return
+	}
+	if n > 0 {
+		s.Events = make([]StatusEvent, n)
+	}
+	for i := 0; i < n && d.err == nil; i++ {
+		s.Events[i].At = d.time("Event at")
+		s.Events[i].Level = d.str("Event level")
+		s.Events[i].Message = d.str("Event message")
+	}
 }
 
 // Cancel withdraws one of the sender's outstanding requests (optional type).

@@ -17,11 +17,14 @@ import (
 //	   announce/request, chunked blob transfer with resume, admin.
 //	2  statistics rounds: RoundKind RoundStats and StatsRequest (federated
 //	   preprocessing statistics summed under secure aggregation).
+//	3  agent status: a Heartbeat may end with an AgentStatus trailer (data
+//	   schema, rounded split sizes, trainer health, recent warnings and
+//	   errors), sent only on sessions at version 3 or later.
 const (
 	// MinVersion is the oldest capability version this build still speaks.
 	MinVersion uint32 = 1
 	// CurrentVersion is the newest capability version this build speaks.
-	CurrentVersion uint32 = 2
+	CurrentVersion uint32 = 3
 )
 
 // MsgType is the first byte of every frame. The list is append-only: a

@@ -370,7 +370,10 @@ func (d *decoder) labels(field string) map[string]string {
 }
 
 // finish reports trailing bytes: a message's layout is fixed, so anything
-// left over is a malformed frame.
+// left over is a malformed frame. A field added to an existing message in
+// a later version goes in a trailer that its decode reads only when bytes
+// remain (Heartbeat.Status, version 3); since an older peer's finish
+// rejects it, senders write it only on sessions at that version.
 func (d *decoder) finish() error {
 	if d.err == nil && len(d.b) != 0 {
 		d.fail(fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b)))

@@ -74,20 +74,60 @@ func runAgentsShow(args []string, stdout, stderr io.Writer) int {
 		if a.LastError != "" {
 			lastErr = fmt.Sprintf("%s (round %d, %s)", a.LastError, a.LastErrorRound, when(a.LastErrorAt))
 		}
-		return kv(w,
+		pairs := []any{
 			"ID", a.ID,
 			"Labels", labelString(a.Labels),
 			"Connected", yes(a.Connected),
 			"Last error", lastErr,
 			"Serves", version(a.Served),
 			"Target", version(a.Serving),
+		}
+		pairs = append(pairs, statusPairs(a.Status)...)
+		pairs = append(pairs,
 			"Certificate", a.CertSerial,
 			"Enrolled", when(a.EnrolledAt),
 			"Renewed", when(a.RenewedAt),
 			"Last seen", when(a.LastSeen),
 			"Revoked", revoked,
 		)
+		if err := kv(w, pairs...); err != nil {
+			return err
+		}
+		if a.Status == nil || len(a.Status.Events) == 0 {
+			return nil
+		}
+		if _, err := fmt.Fprintln(w, "Recent warnings and errors:"); err != nil {
+			return err
+		}
+		for _, e := range a.Status.Events {
+			if _, err := fmt.Fprintf(w, "  %s  %-5s  %s\n", when(e.At), e.Level, e.Message); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
+}
+
+// statusPairs are the kv rows of an agent's own status report ("-" rows
+// when it sent none: disconnected, or older than protocol version 3).
+func statusPairs(st *api.AgentStatus) []any {
+	if st == nil {
+		return []any{"Data", "- (no status report)"}
+	}
+	data := "none"
+	if st.Features > 0 {
+		data = fmt.Sprintf("%s, %d features, %d classes", st.DataKind, st.Features, st.Classes)
+	}
+	trainer := st.Trainer
+	if st.TrainerFailure != "" {
+		trainer += fmt.Sprintf(", last failure %s: %s", when(st.TrainerFailureAt), st.TrainerFailure)
+	}
+	return []any{
+		"Data", data,
+		"Examples", fmt.Sprintf("~%d train, ~%d held out", st.TrainExamples, st.HeldOutExamples),
+		"Trainer", trainer,
+		"Reported", when(st.ReportedAt),
+	}
 }
 
 var agentsRevokeSpec = cmdSpec{

@@ -50,7 +50,12 @@ A model fedge does not run (PyTorch, numpy, …; agents train it with their
 external trainer, docs/TRAINER.md) starts from imported weights:
 "init_model": VERSION names a version fedge models import made, or
 "init_weights": "init.safetensors" (relative to the job file) imports the
-file first and starts the job from it.`,
+file first and starts the job from it.
+
+The coordinator checks the job against the data the connected agents report
+(their features and classes against the model's, their data kind against
+"data": {"kind": ...}) and refuses a job none of them can train, naming the
+mismatch; -force starts it anyway.`,
 	example: `cat > job.json <<'EOF'
 {"name": "mnist", "model": "2nn", "data": {"kind": "mnist", "features": 784, "classes": 10},
  "rounds": 50, "fraction": 0.5, "min_clients": 5, "plan": {"epochs": 1, "batch_size": 10, "lr": 0.1},
@@ -63,6 +68,7 @@ func runJobsStart(args []string, stdout, stderr io.Writer) int {
 	c := newCLI(stdout, stderr, jobsStartSpec, true)
 	file := c.fs.String("f", "", "job file (JSON)")
 	quiet := c.fs.Bool("q", false, "print only the job ID (for scripts: JOB=$(fedge jobs start -q -f job.json))")
+	force := c.fs.Bool("force", false, "start the job even if no connected agent's data fits its model")
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
@@ -72,6 +78,9 @@ func runJobsStart(args []string, stdout, stderr io.Writer) int {
 	spec, weights, err := loadJobFile(*file)
 	if err != nil {
 		return c.inputFail(err)
+	}
+	if *force {
+		spec.Force = true
 	}
 	var init *tensor.Model
 	if weights != "" {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -128,6 +129,8 @@ func TestEndToEnd(t *testing.T) {
 	contains(t, "jobs start", out, "Started job e2e-", "model logreg", "3 rounds", "fedge jobs status -watch e2e-")
 	var jobs []api.Job
 	tc.okJSON(t, &jobs, "jobs", "list")
+	// The agent's part left a stopped job behind ("misfit").
+	jobs = slices.DeleteFunc(jobs, func(j api.Job) bool { return j.Spec.Name != "e2e" })
 	if len(jobs) != 1 || jobs[0].State != api.JobRunning || jobs[0].Spec.Rounds != 3 || jobs[0].Spec.Model != "logreg" {
 		t.Fatalf("jobs list -json: %+v", jobs)
 	}
@@ -374,6 +377,25 @@ func (tc *testCluster) agentLifecycle(t *testing.T) {
 	contains(t, "fedge agent", out.String(), "agent serving inference on http://127.0.0.1:")
 	contains(t, "agents list", tc.ok(t, "agents", "list"), a.ID, "yes", "region=eu,tier=canary")
 	contains(t, "agents show", tc.ok(t, "agents", "show", a.ID), "ID:", a.ID, "Connected:", "Certificate:", a.CertSerial)
+
+	// The agent's status report: agents show prints its data schema, and
+	// jobs start refuses a model that does not fit it unless -force.
+	if err := wait.Until(ctx, 10*time.Second, func() bool {
+		return strings.Contains(tc.ok(t, "agents", "show", a.ID), "csv, 2 features, 2 classes")
+	}); err != nil {
+		t.Fatalf("agents show never printed the agent's data schema:\n%s", tc.ok(t, "agents", "show", a.ID))
+	}
+	job := filepath.Join(dir, "2nn.json")
+	if err := os.WriteFile(job, []byte(`{"name": "misfit", "model": "2nn", "rounds": 1}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	contains(t, "agents show status", tc.ok(t, "agents", "show", a.ID), "Examples:", "~36 train, ~4 held out", "Trainer:", "engine")
+	code, _, errs := tc.admin(t, "jobs", "start", "-f", job)
+	if code != exitFailed || !strings.Contains(errs, "model 2nn takes 784 features and 10 classes; the connected agent holds 2 features and 2 classes") {
+		t.Errorf("jobs start of a 2nn on a CSV agent: exit %d, %s", code, errs)
+	}
+	forced := strings.TrimSpace(tc.ok(t, "jobs", "start", "-force", "-q", "-f", job))
+	contains(t, "jobs stop of the forced job", tc.ok(t, "jobs", "stop", forced), "Stopped job "+forced)
 
 	// label merges: set one, remove one, keep the rest.
 	contains(t, "agents label", tc.ok(t, "agents", "label", a.ID, "tier=gold", "zone=b", "region-"), "tier=gold,zone=b")

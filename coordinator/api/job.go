@@ -55,6 +55,12 @@ type JobSpec struct {
 	// evaluation that fails is retried, up to 3 rounds; then training
 	// goes on without it.
 	EvalEvery int `json:"eval_every,omitempty"`
+	// Force starts the job even when none of the connected agents reports
+	// data its model can train on (jobs start checks the model's input
+	// features and classes, and Data.Kind if given, against each agent's
+	// reported schema and otherwise refuses, naming the mismatch). It
+	// plays no part after the start and is not stored with the job.
+	Force bool `json:"force,omitempty"`
 }
 
 // DataSchema is what an agent's local data must look like.

@@ -166,6 +166,40 @@ type Agent struct {
 	LastError      string    `json:"last_error,omitempty"`
 	LastErrorAt    time.Time `json:"last_error_at,omitempty"`
 	LastErrorRound uint64    `json:"last_error_round,omitempty"`
+	// Status is the agent's own report on its current session (nil when
+	// disconnected, or for an agent older than protocol version 3). The
+	// leader keeps the latest one in memory.
+	Status *AgentStatus `json:"status,omitempty"`
+}
+
+// AgentStatus is what a connected agent reports about itself with its
+// heartbeats. It holds no data values and no per-agent model metric.
+type AgentStatus struct {
+	// ReportedAt is when the coordinator received the report.
+	ReportedAt time.Time `json:"reported_at"`
+	// DataKind, Features and Classes describe the agent's local data
+	// (zero for an agent whose external trainer reads its own data).
+	DataKind string `json:"data_kind,omitempty"`
+	Features int    `json:"features,omitempty"`
+	Classes  int    `json:"classes,omitempty"`
+	// TrainExamples and HeldOutExamples are the sizes of the local
+	// splits, rounded by the agent to two significant digits.
+	TrainExamples   uint64 `json:"train_examples"`
+	HeldOutExamples uint64 `json:"held_out_examples"`
+	// Trainer is "engine" or "external"; TrainerFailure is the external
+	// trainer's last failure since the agent started, at TrainerFailureAt.
+	Trainer          string    `json:"trainer,omitempty"`
+	TrainerFailure   string    `json:"trainer_failure,omitempty"`
+	TrainerFailureAt time.Time `json:"trainer_failure_at,omitempty"`
+	// Events are the agent's last warnings and errors, oldest first.
+	Events []AgentEvent `json:"events,omitempty"`
+}
+
+// AgentEvent is one warning or error an agent logged.
+type AgentEvent struct {
+	At      time.Time `json:"at"`
+	Level   string    `json:"level"` // "warn" or "error"
+	Message string    `json:"message"`
 }
 
 // AgentError is why one agent declined or left a round: the reason it

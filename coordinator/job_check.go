@@ -1,0 +1,133 @@
+package coordinator
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/fedge/fedge/coordinator/api"
+)
+
+// dataWant is what a job needs of an agent's local data: Features and
+// Classes from its engine model (zero for an external model or one started
+// from init_model), Kind from the job's data section (empty if unnamed).
+type dataWant struct {
+	model             string
+	features, classes int
+	kind              string
+}
+
+// fits reports whether an agent's report says it can train for w. The
+// engine trains a model whose input width is the data's and that has at
+// least as many outputs as the data has classes (agent.trainRound).
+func (w dataWant) fits(st *api.AgentStatus) bool {
+	if w.kind != "" && !kindMatches(w.kind, st.DataKind) {
+		return false
+	}
+	if w.features > 0 && (st.Features != w.features || st.Classes > w.classes) {
+		return false
+	}
+	return true
+}
+
+// kindMatches reports whether data of an agent's kind is what a job's
+// data.kind names: the same kind, or IDX files for "mnist" (MNIST ships
+// as IDX files).
+func kindMatches(job, agent string) bool {
+	return job == agent || (job == "mnist" && agent == "idx")
+}
+
+// checkJobFits refuses a job that none of the connected agents it may
+// select can train, by their status reports. It accepts when no eligible
+// agent is connected (agents may come later), when any eligible agent's
+// data fits, or when one has not reported (an agent before protocol
+// version 3: it decides itself when invited).
+func (n *Node) checkJobFits(spec *api.JobSpec) error {
+	w := dataWant{kind: spec.Data.Kind}
+	if spec.InitModel == 0 {
+		ts, err := jobTensorSpec(spec)
+		if err != nil {
+			return err
+		}
+		if !ts.IsExternal() {
+			w.features, w.classes = ts.Features(), ts.Classes()
+		}
+		w.model = spec.Model
+		if len(spec.Spec) > 0 || w.model == "" {
+			w.model = "of the job's spec"
+		}
+	}
+	if w.features == 0 && w.kind == "" {
+		return nil
+	}
+	elig := n.eng.eligible(spec.Selector, nil)
+	if len(elig) == 0 {
+		return nil
+	}
+	reports := n.agentReports()
+	held := map[string]int{} // description of the data -> agents holding it
+	for _, l := range elig {
+		r, ok := reports[l.AgentID()]
+		if !ok {
+			return nil
+		}
+		st := apiAgentStatus(r.status, r.at)
+		if w.fits(st) {
+			return nil
+		}
+		held[describeData(st, w.kind != "")]++
+	}
+	return fmt.Errorf("%w: %s; %s (start it with -force, or \"force\": true in the job file, to run it anyway)", ErrInvalidJob, w.describe(), describeHeld(held, len(elig)))
+}
+
+// describe says what the job needs ("model gcn takes 1433 features and 7
+// classes").
+func (w dataWant) describe() string {
+	var parts []string
+	if w.kind != "" {
+		parts = append(parts, fmt.Sprintf("the job needs %s data", w.kind))
+	}
+	if w.features > 0 {
+		parts = append(parts, fmt.Sprintf("model %s takes %d features and %d classes", w.model, w.features, w.classes))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// describeData says what one agent holds ("784 features and 10 classes",
+// with its kind first if withKind).
+func describeData(st *api.AgentStatus, withKind bool) string {
+	if st.Features == 0 {
+		return "no local data"
+	}
+	d := fmt.Sprintf("%d features and %d classes", st.Features, st.Classes)
+	if withKind {
+		d = st.DataKind + " data of " + d
+	}
+	return d
+}
+
+// describeHeld says what the n eligible connected agents hold ("the 3
+// connected agents hold 784 features and 10 classes").
+func describeHeld(held map[string]int, n int) string {
+	if len(held) == 1 {
+		for d := range held {
+			if n == 1 {
+				return "the connected agent holds " + d
+			}
+			return fmt.Sprintf("the %d connected agents hold %s", n, d)
+		}
+	}
+	ds := make([]string, 0, len(held))
+	for d := range held {
+		ds = append(ds, d)
+	}
+	sort.Strings(ds)
+	for i, d := range ds {
+		agents := "agents"
+		if held[d] == 1 {
+			agents = "agent"
+		}
+		ds[i] = fmt.Sprintf("%s (%d %s)", d, held[d], agents)
+	}
+	return fmt.Sprintf("the %d connected agents hold %s", n, strings.Join(ds, "; "))
+}
