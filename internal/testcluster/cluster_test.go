@@ -288,7 +288,9 @@ func TestAgentsVanishMidRound(t *testing.T) {
 	a := c.Fleet[0]
 	id := a.Config.DataDir
 	a.Config.JoinToken = "" // a restart must not need the token again
-	a.Start(t, testcluster.Logger())
+	if err := a.Start(testcluster.Logger()); err != nil {
+		t.Fatal(err)
+	}
 	c.WaitConnected(8)
 	if got := a.Daemon().ID(); got == "" {
 		t.Fatalf("restarted agent (data dir %s) has no identity", id)
