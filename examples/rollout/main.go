@@ -17,6 +17,7 @@ import (
 	"github.com/fedge/fedge/agent"
 	"github.com/fedge/fedge/coordinator"
 	"github.com/fedge/fedge/coordinator/api"
+	"github.com/fedge/fedge/internal/inproc"
 	mnistdata "github.com/fedge/fedge/internal/mnist"
 	"github.com/fedge/fedge/tensor/data"
 )
@@ -76,31 +77,30 @@ func run(ctx context.Context, cfg *config, out io.Writer) error {
 	if cfg.verbose {
 		logs.copy = os.Stderr
 	}
-	c, err := startCluster(ctx, dir, logs, slog.New(slog.DiscardHandler))
+	// The cluster: 3 coordinators, and the fleet, agent i holding IID shard
+	// i of MNIST's training set and keeping 10% of it out of training, for
+	// evaluating candidates; the first cfg.canaries are labelled
+	// tier=canary.
+	c, err := inproc.Start(ctx, inproc.Options{
+		Name: "rollout-example", Dir: dir, Agents: cfg.agents, Canaries: cfg.canaries,
+		Partition: agent.PartitionIID, Shards: cfg.shards, MNIST: mnist,
+		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Agent:  func(_ int, a *agent.Config) { a.InferenceListen = "" }, // this example does not serve predictions
+	})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		c.close()
+		if err := c.Close(); err != nil {
+			fmt.Fprintln(out, err)
+		}
 		fmt.Fprintf(out, "stopped %d agents and 3 coordinators (%.0fs in all)\n", cfg.agents, time.Since(start).Seconds())
 	}()
 	fmt.Fprintf(out, "cluster up: 3 coordinators (Raft over QUIC on loopback, bbolt in %s)\n", dir)
-
-	// The fleet: agent i holds IID shard i of MNIST's training set and keeps
-	// 10% of it out of training, for evaluating candidates.
 	parts := data.PartitionIID(train.Len(), cfg.shards, 1)
 	var canaryHeld []int
-	for i := range cfg.agents {
-		ds := agent.DatasetConfig{Kind: agent.DatasetMNIST, Path: mnist, Partition: agent.PartitionIID, Shard: i, Shards: cfg.shards, Seed: 1, HeldOut: 0.1}
-		if err := c.addAgent(ctx, ds, i < cfg.canaries); err != nil {
-			return fmt.Errorf("agent %d: %w", i, err)
-		}
-		if i < cfg.canaries {
-			canaryHeld = append(canaryHeld, int(math.Round(0.1*float64(len(parts[i])))))
-		}
-	}
-	if err := c.waitConnected(ctx); err != nil {
-		return fmt.Errorf("agents did not connect: %w", err)
+	for i := range cfg.canaries {
+		canaryHeld = append(canaryHeld, int(math.Round(0.1*float64(len(parts[i])))))
 	}
 	fmt.Fprintf(out, "%d agents enrolled with one-time tokens and connected; %d labelled tier=canary; each holds %d MNIST images (10%% held out)\n\n",
 		cfg.agents, cfg.canaries, len(parts[0]))
@@ -114,14 +114,14 @@ func run(ctx context.Context, cfg *config, out io.Writer) error {
 			Deadline: api.Deadlines{Train: api.Duration(20 * time.Second), Stage: api.Duration(10 * time.Second), Download: api.Duration(10 * time.Second)},
 		}
 	}
-	base, err := trainJob(ctx, c.admin, job("base", 0, cfg.rounds, 1), test, out)
+	base, err := trainJob(ctx, c.Admin, job("base", 0, cfg.rounds, 1), test, out)
 	if err != nil {
 		return err
 	}
 	// The cluster's first model (the job's initial weights) is the stable
 	// one; the trained base replaces it through an ordinary rollout.
 	fmt.Fprintf(out, "\nrolling out the trained model v%d over the initial weights:\n", base)
-	if _, err := rollOut(ctx, c.admin, base, cfg.gate, out); err != nil {
+	if _, err := rollOut(ctx, c.Admin, base, cfg.gate, out); err != nil {
 		return err
 	}
 	if err := waitServing(ctx, c, base, out); err != nil {
@@ -132,12 +132,12 @@ func run(ctx context.Context, cfg *config, out io.Writer) error {
 	// base, but the server applies the mean update fifty-fold. Its model is
 	// committed like any other, a candidate like any other.
 	fmt.Fprintln(out)
-	bad, err := trainJob(ctx, c.admin, job("destructive", base, 1, cfg.badServerLR), test, out)
+	bad, err := trainJob(ctx, c.Admin, job("destructive", base, 1, cfg.badServerLR), test, out)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "\n(a) rolling out the garbage model v%d; nobody intervenes:\n", bad)
-	roBad, err := rollOut(ctx, c.admin, bad, cfg.gate, out)
+	roBad, err := rollOut(ctx, c.Admin, bad, cfg.gate, out)
 	if err != nil {
 		return err
 	}
@@ -147,12 +147,12 @@ func run(ctx context.Context, cfg *config, out io.Writer) error {
 
 	// (b) The good model: two more ordinary rounds from the same start.
 	fmt.Fprintln(out)
-	good, err := trainJob(ctx, c.admin, job("improve", base, 2, 1), test, out)
+	good, err := trainJob(ctx, c.Admin, job("improve", base, 2, 1), test, out)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "\n(b) rolling out the improved model v%d:\n", good)
-	roGood, err := rollOut(ctx, c.admin, good, cfg.gate, out)
+	roGood, err := rollOut(ctx, c.Admin, good, cfg.gate, out)
 	if err != nil {
 		return err
 	}
@@ -164,7 +164,7 @@ func run(ctx context.Context, cfg *config, out io.Writer) error {
 	fmt.Fprintln(out, "\nthe rolled-back rollout's record, as every coordinator holds it:")
 	printJSON(out, "  ", roBad)
 	var rounds []api.Round
-	if err := c.admin.Call(ctx, api.VerbRoundsList, api.QueryOptions{}, api.RoundsRequest{}, &rounds); err != nil {
+	if err := c.Admin.Call(ctx, api.VerbRoundsList, api.QueryOptions{}, api.RoundsRequest{}, &rounds); err != nil {
 		return err
 	}
 	for _, r := range rounds {
@@ -190,13 +190,13 @@ func run(ctx context.Context, cfg *config, out io.Writer) error {
 		}
 	}
 	var ids []string
-	for _, a := range c.agents {
-		ids = append(ids, a.a.ID())
+	for _, a := range c.Fleet {
+		ids = append(ids, a.Daemon().ID())
 	}
 	fmt.Fprintln(out, "\nprivacy audit of every coordinator's replicated state and of their logs:")
 	var violations int
 	var first string
-	for i, n := range c.nodes {
+	for i, n := range c.Nodes {
 		var res *auditResult
 		var err error
 		n.FSM().Read(func(s *coordinator.State) { res, err = auditState(s, ids) }) // under the FSM's read lock

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/coordinator/api"
+	"github.com/fedge/fedge/internal/inproc"
 	"github.com/fedge/fedge/internal/wait"
 	"github.com/fedge/fedge/tensor"
 )
@@ -124,18 +125,18 @@ func printDecision(out io.Writer, ro *api.Rollout, d api.Decision) {
 }
 
 // waitServing waits until every agent serves version and prints the fleet.
-func waitServing(ctx context.Context, c *cluster, version uint64, out io.Writer) error {
+func waitServing(ctx context.Context, c *inproc.Cluster, version uint64, out io.Writer) error {
 	err := wait.Until(ctx, 60*time.Second, func() bool {
-		for _, a := range c.agents {
-			if a.a.ModelVersion() != version {
+		for _, a := range c.Fleet {
+			if a.Daemon().ModelVersion() != version {
 				return false
 			}
 		}
 		return true
 	})
 	counts := map[uint64]int{}
-	for _, a := range c.agents {
-		counts[a.a.ModelVersion()]++
+	for _, a := range c.Fleet {
+		counts[a.Daemon().ModelVersion()]++
 	}
 	fmt.Fprintf(out, "  fleet now serves:")
 	for _, v := range sortedVersions(counts) {
