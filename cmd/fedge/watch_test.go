@@ -84,17 +84,32 @@ func (tc *testCluster) startAgent(t *testing.T, seed uint64) {
 	})
 }
 
+// waitAgents waits until n agents are enrolled and every one is connected.
+func (tc *testCluster) waitAgents(t *testing.T, n int) {
+	t.Helper()
+	var agents []api.Agent
+	connected := func() bool {
+		tc.okJSON(t, &agents, "agents", "list")
+		if len(agents) != n {
+			return false
+		}
+		for _, a := range agents {
+			if !a.Connected {
+				return false
+			}
+		}
+		return true
+	}
+	if wait.Until(context.Background(), 15*time.Second, connected) != nil {
+		t.Fatalf("agents did not connect: %+v", agents)
+	}
+}
+
 func TestWatchJobRounds(t *testing.T) {
 	tc := startCluster(t)
 	tc.startAgent(t, 1)
 	tc.startAgent(t, 2)
-	var agents []api.Agent
-	if wait.Until(context.Background(), 15*time.Second, func() bool {
-		tc.okJSON(t, &agents, "agents", "list")
-		return len(agents) == 2 && agents[0].Connected && agents[1].Connected
-	}) != nil {
-		t.Fatalf("agents did not connect: %+v", agents)
-	}
+	tc.waitAgents(t, 2)
 
 	job := filepath.Join(t.TempDir(), "job.json")
 	if err := os.WriteFile(job, []byte(`{"name": "watch", "model": "logreg", "data": {"kind": "mnist", "features": 784, "classes": 10},
@@ -191,13 +206,7 @@ func TestImportedTorchONNXTrains(t *testing.T) {
 	tc := startCluster(t)
 	tc.startAgent(t, 3)
 	tc.startAgent(t, 4)
-	var agents []api.Agent
-	if wait.Until(context.Background(), 15*time.Second, func() bool {
-		tc.okJSON(t, &agents, "agents", "list")
-		return len(agents) == 2 && agents[0].Connected && agents[1].Connected
-	}) != nil {
-		t.Fatalf("agents did not connect: %+v", agents)
-	}
+	tc.waitAgents(t, 2)
 	onnxFile := filepath.Join("..", "..", "tensor", "onnx", "testdata", "torch_mlp.onnx")
 	v := strings.TrimSpace(tc.ok(t, "models", "import", "-q", "-f", onnxFile, "-name", "torch-mlp"))
 	job := filepath.Join(t.TempDir(), "job.json")
@@ -238,13 +247,7 @@ func TestWatchJobHeldOutAccuracy(t *testing.T) {
 	for seed := uint64(5); seed < 8; seed++ {
 		tc.startAgent(t, seed)
 	}
-	var agents []api.Agent
-	if wait.Until(context.Background(), 15*time.Second, func() bool {
-		tc.okJSON(t, &agents, "agents", "list")
-		return len(agents) == 3 && agents[0].Connected && agents[1].Connected && agents[2].Connected
-	}) != nil {
-		t.Fatalf("agents did not connect: %+v", agents)
-	}
+	tc.waitAgents(t, 3)
 	job := filepath.Join(t.TempDir(), "job.json")
 	if err := os.WriteFile(job, []byte(`{"name": "eval", "model": "logreg", "data": {"kind": "mnist", "features": 784, "classes": 10},
 		"rounds": 4, "eval_every": 2, "fraction": 1, "plan": {"epochs": 1, "batch_size": 10, "lr": 0.05},
