@@ -24,7 +24,7 @@
 // fsm_snapshot.go, state.go) are the replicated state. Every change is a
 // Raft log entry: a command-type byte, a JSON header and an optional
 // payload (a model blob), encoded by encodeEntry. FSM.Apply switches on the
-// type and hands off to an applyXxx function (fsm_apply.go for agents,
+// type and hands off to its apply function (applyJobCreate and the like) (fsm_apply.go for agents,
 // jobs, rounds, models and rollouts; fsm_access.go for admins and token
 // revocation), which checks and changes State under the FSM's lock. Readers
 // take a consistent view with FSM.Read; FSM.Watch reports applied indexes.
@@ -91,7 +91,7 @@
 // # Who calls whom
 //
 //	cmd/fedge, internal/demo, tests ──NewNode──▶ Node
-//	operator (coordinator/api.Client) ──QUIC admin ALPN──▶ adminHandler ──adminRoutes──▶ apiXxx ──Node.apply──▶ replica ──Raft──▶ FSM.Apply ──▶ applyXxx ──▶ State
+//	operator (coordinator/api.Client) ──QUIC admin ALPN──▶ adminHandler ──adminRoutes──▶ api<Verb> handler ──Node.apply──▶ replica ──Raft──▶ FSM.Apply ──▶ apply<Command> ──▶ State
 //	follower ──forward (peer ALPN)──▶ leader's peerHandler ──▶ answerAdmin
 //	Node.leadership (on the leader) ──▶ Engine.run ──▶ step ──▶ trainRound / rolloutStep ──AgentLink──▶ agents
 //	Engine ──replicator.apply──▶ replica (round, model and rollout records)

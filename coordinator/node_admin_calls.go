@@ -145,26 +145,47 @@ func (n *Node) apiJobsStart(c adminCall, spec api.JobSpec) (*api.Job, error) {
 	return &j, nil
 }
 
-func (n *Node) apiJobsList(adminCall, none) ([]api.Job, error) {
-	var out []api.Job
+// listAll answers a list call: every record of the map pick returns, in
+// key order, converted to its api type.
+func listAll[K string | uint64, R, A any](n *Node, pick func(*State) map[K]*R, conv func(*R) A) []A {
+	var out []A
 	n.fsm.Read(func(s *State) {
-		for _, id := range sortedKeys(s.Jobs) {
-			out = append(out, apiJob(s.Jobs[id]))
+		m := pick(s)
+		for _, k := range sortedKeys(m) {
+			out = append(out, conv(m[k]))
 		}
 	})
-	return out, nil
+	return out
 }
 
-func (n *Node) apiJobsStatus(_ adminCall, r api.IDRequest) (*api.Job, error) {
-	var out *api.Job
+// showOne answers a show call: the record at key converted, or
+// ErrNotFound naming what was asked for.
+func showOne[K string | uint64, R, A any](n *Node, pick func(*State) map[K]*R, key K, what string, conv func(*R) A) (*A, error) {
+	var out *A
 	n.fsm.Read(func(s *State) {
-		if j, ok := s.Jobs[r.ID]; ok {
-			a := apiJob(j)
+		if rec, ok := pick(s)[key]; ok {
+			a := conv(rec)
 			out = &a
 		}
 	})
 	if out == nil {
-		return nil, fmt.Errorf("%w: job %s", ErrNotFound, r.ID)
+		return nil, fmt.Errorf("%w: %s %v", ErrNotFound, what, key)
+	}
+	return out, nil
+}
+
+func jobsOf(s *State) map[string]*JobRecord     { return s.Jobs }
+func roundsOf(s *State) map[uint64]*RoundRecord { return s.Rounds }
+func modelsOf(s *State) map[uint64]*ModelRecord { return s.Models }
+
+func (n *Node) apiJobsList(adminCall, none) ([]api.Job, error) {
+	return listAll(n, jobsOf, apiJob), nil
+}
+
+func (n *Node) apiJobsStatus(_ adminCall, r api.IDRequest) (*api.Job, error) {
+	out, err := showOne(n, jobsOf, r.ID, "job", apiJob)
+	if err != nil {
+		return nil, err
 	}
 	if out.State == JobRunning {
 		out.Waiting = n.eng.waiting("job/" + out.ID)
@@ -195,41 +216,15 @@ func (n *Node) apiRoundsList(_ adminCall, r api.RoundsRequest) ([]api.Round, err
 }
 
 func (n *Node) apiRoundsShow(_ adminCall, r api.VersionRequest) (*api.Round, error) {
-	var out *api.Round
-	n.fsm.Read(func(s *State) {
-		if rr, ok := s.Rounds[r.Version]; ok {
-			a := apiRound(rr)
-			out = &a
-		}
-	})
-	if out == nil {
-		return nil, fmt.Errorf("%w: round %d", ErrNotFound, r.Version)
-	}
-	return out, nil
+	return showOne(n, roundsOf, r.Version, "round", apiRound)
 }
 
 func (n *Node) apiModelsList(adminCall, none) ([]api.Model, error) {
-	var out []api.Model
-	n.fsm.Read(func(s *State) {
-		for _, v := range sortedKeys(s.Models) {
-			out = append(out, apiModel(s.Models[v]))
-		}
-	})
-	return out, nil
+	return listAll(n, modelsOf, apiModel), nil
 }
 
 func (n *Node) apiModelsShow(_ adminCall, r api.VersionRequest) (*api.Model, error) {
-	var out *api.Model
-	n.fsm.Read(func(s *State) {
-		if m, ok := s.Models[r.Version]; ok {
-			a := apiModel(m)
-			out = &a
-		}
-	})
-	if out == nil {
-		return nil, fmt.Errorf("%w: model %d", ErrNotFound, r.Version)
-	}
-	return out, nil
+	return showOne(n, modelsOf, r.Version, "model", apiModel)
 }
 
 func (n *Node) apiModelsPin(c adminCall, r api.VersionRequest) (*none, error) {
