@@ -311,6 +311,13 @@ func (l *Listener) DialStream(ctx context.Context, addr string, tlsConf *tls.Con
 	}
 	l.mu.Unlock()
 
+	// A dial in progress holds the entry's lock, and Close takes it to close
+	// the entry's connection: the listener's end aborts the dial, so Close
+	// does not wait for the handshake timeout of a peer that vanished.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(l.ctx, cancel)
+	defer stop()
 	cfg := l.cfg.streamConfig()
 	for attempt := 0; ; attempt++ {
 		e.mu.Lock()

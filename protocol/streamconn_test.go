@@ -261,3 +261,54 @@ func TestPeerShutdownReadsAsEOF(t *testing.T) {
 		t.Fatal("read did not return after the peer's shutdown")
 	}
 }
+
+// TestCloseAbortsDialStream: closing a listener while one of its
+// DialStream calls is still handshaking with a peer that never answers (a
+// node killed with SIGKILL) returns at once and fails the dial, instead of
+// waiting for the handshake timeout (the dial holds the connection cache's
+// lock that Close takes).
+func TestCloseAbortsDialStream(t *testing.T) {
+	pki := newTestPKI(t, "ca")
+	// A UDP socket that reads every datagram and never answers.
+	hole, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
+	heard := make(chan struct{})
+	go func() {
+		b := make([]byte, 2048)
+		if _, _, err := hole.ReadFromUDP(b); err == nil {
+			close(heard)
+		}
+	}()
+	l, err := Listen("127.0.0.1:0", pki.serverTLS(t), &Config{HandshakeTimeout: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dialed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		c, err := l.DialStream(ctx, hole.LocalAddr().String(), pki.clientTLS(t, "coord-b"), ALPNRaft)
+		if c != nil {
+			c.Close()
+		}
+		dialed <- err
+	}()
+	select {
+	case <-heard:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the dial sent nothing")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- l.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close waited for a dial in progress")
+	}
+	if err := <-dialed; err == nil {
+		t.Fatal("the dial to a peer that never answered succeeded")
+	}
+}
