@@ -313,8 +313,12 @@ func (n *Node) Close() error {
 	}
 	n.dropAgents()
 	n.peers.close()
-	err := n.rep.close()
+	// The listener closes before Raft stops: Raft's shutdown waits for its
+	// replication goroutines, and one blocked in an RPC to a peer that
+	// vanished (kill -9, a partition) would hold it for the transport's
+	// whole timeout. Closing the QUIC connections fails that RPC at once.
 	n.ln.Close()
+	err := n.rep.close()
 	n.wg.Wait()
 	return err
 }
