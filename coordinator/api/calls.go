@@ -26,10 +26,17 @@ func (c *Client) Rollouts() *RolloutCalls { return &RolloutCalls{c} }
 // Admins returns the operator-credential calls.
 func (c *Client) Admins() *AdminCalls { return &AdminCalls{c} }
 
-// call is one typed admin call: a write or a read with options.
-func call[Resp any](ctx context.Context, c *Client, verb string, q QueryOptions, req any) (Resp, error) {
+// call is one typed admin call that writes.
+func call[Resp any](ctx context.Context, c *Client, verb string, req any) (Resp, error) {
 	var resp Resp
-	err := c.Call(ctx, verb, q, req, &resp)
+	err := c.Call(ctx, verb, QueryOptions{}, req, &resp)
+	return resp, err
+}
+
+// read is one typed admin call that changes nothing (Client.Read).
+func read[Resp any](ctx context.Context, c *Client, verb string, q QueryOptions, req any) (Resp, error) {
+	var resp Resp
+	err := c.Read(ctx, verb, q, req, &resp)
 	return resp, err
 }
 
@@ -38,7 +45,7 @@ type ClusterCalls struct{ c *Client }
 
 // Status is the answering coordinator's view of the cluster.
 func (x *ClusterCalls) Status(ctx context.Context, q QueryOptions) (ClusterStatus, error) {
-	return call[ClusterStatus](ctx, x.c, VerbClusterStatus, q, nil)
+	return read[ClusterStatus](ctx, x.c, VerbClusterStatus, q, nil)
 }
 
 // Join adds a voter (its data dir made with its credentials).
@@ -56,12 +63,12 @@ type TokenCalls struct{ c *Client }
 
 // Create makes a one-time join token (shown only in this answer).
 func (x *TokenCalls) Create(ctx context.Context, r TokenRequest) (TokenResponse, error) {
-	return call[TokenResponse](ctx, x.c, VerbTokensCreate, QueryOptions{}, r)
+	return call[TokenResponse](ctx, x.c, VerbTokensCreate, r)
 }
 
 // List lists the tokens the cluster keeps (never the tokens themselves).
 func (x *TokenCalls) List(ctx context.Context, q QueryOptions) ([]Token, error) {
-	return call[[]Token](ctx, x.c, VerbTokensList, q, nil)
+	return read[[]Token](ctx, x.c, VerbTokensList, q, nil)
 }
 
 // Revoke revokes an unused token.
@@ -74,12 +81,12 @@ type AgentCalls struct{ c *Client }
 
 // List lists every enrolled agent with its connection state.
 func (x *AgentCalls) List(ctx context.Context, q QueryOptions) ([]Agent, error) {
-	return call[[]Agent](ctx, x.c, VerbAgentsList, q, nil)
+	return read[[]Agent](ctx, x.c, VerbAgentsList, q, nil)
 }
 
 // Show returns one agent.
 func (x *AgentCalls) Show(ctx context.Context, id string, q QueryOptions) (Agent, error) {
-	return call[Agent](ctx, x.c, VerbAgentsShow, q, IDRequest{ID: id})
+	return read[Agent](ctx, x.c, VerbAgentsShow, q, IDRequest{ID: id})
 }
 
 // Revoke revokes an agent's certificate and cuts its session at once.
@@ -98,17 +105,17 @@ type JobCalls struct{ c *Client }
 // Start starts a training job; the answer carries its ID and the spec
 // with every default filled in.
 func (x *JobCalls) Start(ctx context.Context, spec JobSpec) (Job, error) {
-	return call[Job](ctx, x.c, VerbJobsStart, QueryOptions{}, spec)
+	return call[Job](ctx, x.c, VerbJobsStart, spec)
 }
 
 // List lists the jobs.
 func (x *JobCalls) List(ctx context.Context, q QueryOptions) ([]Job, error) {
-	return call[[]Job](ctx, x.c, VerbJobsList, q, nil)
+	return read[[]Job](ctx, x.c, VerbJobsList, q, nil)
 }
 
 // Status returns one job, with why it waits if no round runs.
 func (x *JobCalls) Status(ctx context.Context, id string, q QueryOptions) (Job, error) {
-	return call[Job](ctx, x.c, VerbJobsStatus, q, IDRequest{ID: id})
+	return read[Job](ctx, x.c, VerbJobsStatus, q, IDRequest{ID: id})
 }
 
 // Stop stops a running job.
@@ -121,12 +128,12 @@ type RoundCalls struct{ c *Client }
 
 // List lists rounds, oldest first (a job's, or all).
 func (x *RoundCalls) List(ctx context.Context, r RoundsRequest, q QueryOptions) ([]Round, error) {
-	return call[[]Round](ctx, x.c, VerbRoundsList, q, r)
+	return read[[]Round](ctx, x.c, VerbRoundsList, q, r)
 }
 
 // Show returns one round by ID.
 func (x *RoundCalls) Show(ctx context.Context, id uint64, q QueryOptions) (Round, error) {
-	return call[Round](ctx, x.c, VerbRoundsShow, q, VersionRequest{Version: id})
+	return read[Round](ctx, x.c, VerbRoundsShow, q, VersionRequest{Version: id})
 }
 
 // ModelCalls are the model-registry calls.
@@ -134,12 +141,12 @@ type ModelCalls struct{ c *Client }
 
 // List lists the committed versions.
 func (x *ModelCalls) List(ctx context.Context, q QueryOptions) ([]Model, error) {
-	return call[[]Model](ctx, x.c, VerbModelsList, q, nil)
+	return read[[]Model](ctx, x.c, VerbModelsList, q, nil)
 }
 
 // Show returns one version.
 func (x *ModelCalls) Show(ctx context.Context, version uint64, q QueryOptions) (Model, error) {
-	return call[Model](ctx, x.c, VerbModelsShow, q, VersionRequest{Version: version})
+	return read[Model](ctx, x.c, VerbModelsShow, q, VersionRequest{Version: version})
 }
 
 // Pin keeps (or, pinned false, releases) a version past retention.
@@ -152,12 +159,12 @@ type RolloutCalls struct{ c *Client }
 
 // Start starts a rollout of a committed version.
 func (x *RolloutCalls) Start(ctx context.Context, r RolloutRequest) (Rollout, error) {
-	return call[Rollout](ctx, x.c, VerbRolloutStart, QueryOptions{}, r)
+	return call[Rollout](ctx, x.c, VerbRolloutStart, r)
 }
 
 // Status lists every rollout, oldest first, with why a running one waits.
 func (x *RolloutCalls) Status(ctx context.Context, q QueryOptions) ([]Rollout, error) {
-	return call[[]Rollout](ctx, x.c, VerbRolloutStatus, q, nil)
+	return read[[]Rollout](ctx, x.c, VerbRolloutStatus, q, nil)
 }
 
 // Act pauses, resumes, promotes or rolls back a rollout.
@@ -170,20 +177,20 @@ type AdminCalls struct{ c *Client }
 
 // Issue asks the cluster CA for an operator certificate for a public key.
 func (x *AdminCalls) Issue(ctx context.Context, r AdminCertRequest) (AdminCertResponse, error) {
-	return call[AdminCertResponse](ctx, x.c, VerbAdminCert, QueryOptions{}, r)
+	return call[AdminCertResponse](ctx, x.c, VerbAdminCert, r)
 }
 
 // List lists the operator certificates the cluster recorded.
 func (x *AdminCalls) List(ctx context.Context, q QueryOptions) ([]Admin, error) {
-	return call[[]Admin](ctx, x.c, VerbAdminsList, q, nil)
+	return read[[]Admin](ctx, x.c, VerbAdminsList, q, nil)
 }
 
 // Revoke revokes certificates by name or serial.
 func (x *AdminCalls) Revoke(ctx context.Context, r AdminRevokeRequest) (AdminRevokeResponse, error) {
-	return call[AdminRevokeResponse](ctx, x.c, VerbAdminsRevoke, QueryOptions{}, r)
+	return call[AdminRevokeResponse](ctx, x.c, VerbAdminsRevoke, r)
 }
 
 // Audit lists the credential audit trail, oldest first.
 func (x *AdminCalls) Audit(ctx context.Context, r AuditRequest, q QueryOptions) ([]AuditEntry, error) {
-	return call[[]AuditEntry](ctx, x.c, VerbAuditList, q, r)
+	return read[[]AuditEntry](ctx, x.c, VerbAuditList, q, r)
 }

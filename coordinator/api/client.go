@@ -165,7 +165,10 @@ func (c *Client) session(ctx context.Context, addr string) (*protocol.Session, e
 			share := time.Until(d) / time.Duration(len(targets)-i)
 			dctx, cancel = context.WithTimeout(ctx, share)
 		}
-		s, err := protocol.Dial(dctx, a, c.tls, protocol.ALPNAdmin, &protocol.Config{Hello: protocol.Hello{Software: "fedge-cli"}})
+		s, err := protocol.Dial(dctx, a, c.tls, protocol.ALPNAdmin, &protocol.Config{
+			Hello:           protocol.Hello{Software: "fedge-cli"},
+			KeepAlivePeriod: SessionTimeout / 5, MaxIdleTimeout: SessionTimeout,
+		})
 		cancel()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", a, err))
@@ -197,6 +200,18 @@ func (c *Client) session(ctx context.Context, addr string) (*protocol.Session, e
 // The typed methods (Jobs().Start, …) are built on it; a write verb is
 // never sent with the consistency prefix.
 func (c *Client) Call(ctx context.Context, verb string, q QueryOptions, req, resp any) error {
+	return c.do(ctx, verb, q, req, resp, false)
+}
+
+// Read is Call for a verb that changes nothing (a list, show or status):
+// when the coordinator it asks does not answer (it died, froze, or the
+// network broke), it asks another one once, which a write cannot do
+// without risking running twice.
+func (c *Client) Read(ctx context.Context, verb string, q QueryOptions, req, resp any) error {
+	return c.do(ctx, verb, q, req, resp, true)
+}
+
+func (c *Client) do(ctx context.Context, verb string, q QueryOptions, req, resp any, read bool) error {
 	var body []byte
 	if req != nil {
 		b, err := json.Marshal(req)
@@ -206,6 +221,7 @@ func (c *Client) Call(ctx context.Context, verb string, q QueryOptions, req, res
 		body = b
 	}
 	addr := ""
+	retried := false
 	backoff := 100 * time.Millisecond
 	for hop := 0; hop < 12; hop++ {
 		s, err := c.dialReady(ctx, addr)
@@ -239,8 +255,14 @@ func (c *Client) Call(ctx context.Context, verb string, q QueryOptions, req, res
 			if !errors.As(err, &pe) {
 				// No answer (the node died, froze or the network broke):
 				// the session may never recover, so drop it; the next call
-				// dials again, another coordinator first.
+				// dials again, another coordinator first. A read goes
+				// there now.
 				c.drop(s)
+				if read && !retried && ctx.Err() == nil {
+					retried = true
+					addr = ""
+					continue
+				}
 			}
 			return fmt.Errorf("%s: %w", verb, err)
 		}
@@ -255,6 +277,14 @@ func (c *Client) Call(ctx context.Context, verb string, q QueryOptions, req, res
 	}
 	return fmt.Errorf("%s: too many redirects", verb)
 }
+
+// SessionTimeout is how long a client's session may hear nothing from its
+// coordinator before it counts as dead (killed, frozen, cut off); the
+// client sends keep-alives five times as often, so a coordinator busy with
+// a long call keeps the session. A read on a dead session then moves to
+// another coordinator (Read) instead of waiting out QUIC's default idle
+// timeout of a minute.
+const SessionTimeout = 5 * time.Second
 
 // startingWait bounds how long a call waits for coordinators that answer
 // protocol.ErrStarting (a node opening its Raft state after a restart

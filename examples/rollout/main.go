@@ -163,8 +163,8 @@ func run(ctx context.Context, cfg *config, out io.Writer) error {
 	// What the coordinators hold.
 	fmt.Fprintln(out, "\nthe rolled-back rollout's record, as every coordinator holds it:")
 	printJSON(out, "  ", roBad)
-	var rounds []api.Round
-	if err := c.Admin.Call(ctx, api.VerbRoundsList, api.QueryOptions{}, api.RoundsRequest{}, &rounds); err != nil {
+	rounds, err := c.Admin.Rounds().List(ctx, api.RoundsRequest{}, api.QueryOptions{})
+	if err != nil {
 		return err
 	}
 	for _, r := range rounds {

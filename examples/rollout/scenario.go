@@ -16,8 +16,8 @@ import (
 // trainJob starts a job, prints its rounds as they commit and returns its
 // final model version once it is done.
 func trainJob(ctx context.Context, adm *api.Client, spec api.JobSpec, test *tensor.Dataset, out io.Writer) (uint64, error) {
-	var job api.Job
-	if err := adm.Call(ctx, api.VerbJobsStart, api.QueryOptions{}, spec, &job); err != nil {
+	job, err := adm.Jobs().Start(ctx, spec)
+	if err != nil {
 		return 0, fmt.Errorf("jobs.start %s: %w", spec.Name, err)
 	}
 	from := "fresh weights"
@@ -32,8 +32,8 @@ func trainJob(ctx context.Context, adm *api.Client, spec api.JobSpec, test *tens
 		job.ID, spec.Model, from, spec.Rounds, spec.Plan.Epochs, spec.Plan.BatchSize, spec.Plan.LR, server)
 	seen := map[uint64]bool{}
 	for {
-		var rounds []api.Round
-		if err := adm.Call(ctx, api.VerbRoundsList, api.QueryOptions{}, api.RoundsRequest{Job: job.ID}, &rounds); err != nil {
+		rounds, err := adm.Rounds().List(ctx, api.RoundsRequest{Job: job.ID}, api.QueryOptions{})
+		if err != nil {
 			return 0, err
 		}
 		sort.Slice(rounds, func(a, b int) bool { return rounds[a].ID < rounds[b].ID })
@@ -55,7 +55,7 @@ func trainJob(ctx context.Context, adm *api.Client, spec api.JobSpec, test *tens
 				r.Number, r.ModelOut, len(r.Participants), int(r.Metrics["survivors"]), float64(r.BytesIn)/1e6,
 				r.EndedAt.Sub(r.StartedAt).Seconds(), r.Metrics["train_loss"], 100*acc)
 		}
-		if err := adm.Call(ctx, api.VerbJobsStatus, api.QueryOptions{}, api.IDRequest{ID: job.ID}, &job); err != nil {
+		if job, err = adm.Jobs().Status(ctx, job.ID, api.QueryOptions{}); err != nil {
 			return 0, err
 		}
 		switch job.State {
@@ -82,8 +82,8 @@ func rollOut(ctx context.Context, adm *api.Client, model uint64, gate string, ou
 	if err != nil {
 		return nil, err
 	}
-	var ro api.Rollout
-	if err := adm.Call(ctx, api.VerbRolloutStart, api.QueryOptions{}, api.RolloutRequest{Model: model, Cohorts: cohorts, Gate: gate}, &ro); err != nil {
+	ro, err := adm.Rollouts().Start(ctx, api.RolloutRequest{Model: model, Cohorts: cohorts, Gate: gate})
+	if err != nil {
 		return nil, fmt.Errorf("rollout.start: %w", err)
 	}
 	fmt.Fprintf(out, "rollout %s: candidate v%d, baseline v%d (the stable model); cohorts canary (tier=canary) then all; gate %q\n",
@@ -91,8 +91,8 @@ func rollOut(ctx context.Context, adm *api.Client, model uint64, gate string, ou
 	printed := 0
 	var final api.Rollout
 	err = wait.Until(ctx, 3*time.Minute, func() bool {
-		var all []api.Rollout
-		if adm.Call(ctx, api.VerbRolloutStatus, api.QueryOptions{}, nil, &all) != nil {
+		all, err := adm.Rollouts().Status(ctx, api.QueryOptions{})
+		if err != nil {
 			return false
 		}
 		for _, r := range all {

@@ -236,7 +236,7 @@ func (c *Cluster) WaitLeader(ctx context.Context, timeout time.Duration) (api.Cl
 	err := wait.Until(ctx, timeout, func() bool {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
-		return c.Admin.Call(cctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &st) == nil && st.Cluster == c.Name && st.LeaderID != ""
+		return c.Admin.Read(cctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &st) == nil && st.Cluster == c.Name && st.LeaderID != ""
 	})
 	return st, err
 }
@@ -286,7 +286,7 @@ func (c *Cluster) AddAgents(ctx context.Context, o AgentOptions) error {
 			labels["tier"] = "canary"
 		}
 		var tok api.TokenResponse
-		if err := c.Admin.Call(ctx, api.VerbTokensCreate, api.QueryOptions{}, api.TokenRequest{Labels: labels, TTL: api.Duration(time.Hour)}, &tok); err != nil {
+		if tok, err = c.Admin.Tokens().Create(ctx, api.TokenRequest{Labels: labels, TTL: api.Duration(time.Hour)}); err != nil {
 			return err
 		}
 		name := fmt.Sprintf("agent%02d", first+i)
@@ -325,8 +325,8 @@ func (c *Cluster) AddAgents(ctx context.Context, o AgentOptions) error {
 // Connected returns how many agents the cluster sees connected (0 when the
 // question fails).
 func (c *Cluster) Connected(ctx context.Context) int {
-	var agents []api.Agent
-	if c.Admin.Call(ctx, api.VerbAgentsList, api.QueryOptions{}, nil, &agents) != nil {
+	agents, err := c.Admin.Agents().List(ctx, api.QueryOptions{})
+	if err != nil {
 		return 0
 	}
 	n := 0

@@ -203,8 +203,8 @@ func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
 		EvalEvery: o.EvalEvery,
 	}
 	rep.Job = spec
-	var job api.Job
-	if err := adm.Call(ctx, api.VerbJobsStart, api.QueryOptions{}, spec, &job); err != nil {
+	job, err := adm.Jobs().Start(ctx, spec)
+	if err != nil {
 		return nil, err
 	}
 	say("job %s: 2nn, FedAvgM, SecAgg+ on, int8 pushes, all %d agents per round, E=%d B=%d lr=%g", job.ID, o.Agents, spec.Plan.Epochs, spec.Plan.BatchSize, spec.Plan.LR)
@@ -215,8 +215,8 @@ func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
 		if ctx.Err() != nil {
 			return rep, context.Cause(ctx)
 		}
-		var rounds []api.Round
-		if err := adm.Call(ctx, api.VerbRoundsList, api.QueryOptions{}, api.RoundsRequest{Job: job.ID}, &rounds); err != nil {
+		rounds, err := adm.Rounds().List(ctx, api.RoundsRequest{Job: job.ID}, api.QueryOptions{})
+		if err != nil {
 			return rep, err
 		}
 		sort.Slice(rounds, func(a, b int) bool { return rounds[a].ID < rounds[b].ID })
@@ -258,8 +258,8 @@ func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
 				break
 			}
 		}
-		var js api.Job
-		if err := adm.Call(ctx, api.VerbJobsStatus, api.QueryOptions{}, api.IDRequest{ID: job.ID}, &js); err == nil && js.State != api.JobRunning && !rep.Reached {
+		js, err := adm.Jobs().Status(ctx, job.ID, api.QueryOptions{})
+		if err == nil && js.State != api.JobRunning && !rep.Reached {
 			if len(rounds) == len(seen) {
 				rep.Warnings = append(rep.Warnings, fmt.Sprintf("job ended (%s) before reaching %.0f%%", js.State, 100*o.Target))
 				break
@@ -269,7 +269,7 @@ func Run(ctx context.Context, o Options, w io.Writer) (rep *Report, err error) {
 			time.Sleep(300 * time.Millisecond)
 		}
 	}
-	_ = adm.Call(ctx, api.VerbJobsStop, api.QueryOptions{}, api.IDRequest{ID: job.ID}, nil)
+	_ = adm.Jobs().Stop(ctx, job.ID)
 	if rep.Reached {
 		say("reached %.2f%% test accuracy at round %d (model v%d) in %.0fs", 100*best.Accuracy, best.Round, best.Model, time.Since(start).Seconds())
 	} else {
@@ -316,15 +316,15 @@ func rollout(ctx context.Context, adm *api.Client, model uint64, say func(string
 	if err != nil {
 		return nil, err
 	}
-	var ro api.Rollout
-	if err := adm.Call(ctx, api.VerbRolloutStart, api.QueryOptions{}, api.RolloutRequest{Model: model, Cohorts: cohorts, Gate: "accuracy>=baseline-0.5"}, &ro); err != nil {
+	ro, err := adm.Rollouts().Start(ctx, api.RolloutRequest{Model: model, Cohorts: cohorts, Gate: "accuracy>=baseline-0.5"})
+	if err != nil {
 		return nil, err
 	}
 	say("rollout %s of model v%d: canary (tier=canary) then all; gate accuracy>=baseline-0.5", ro.ID, model)
 	var final api.Rollout
 	err = wait.Until(ctx, 180*time.Second, func() bool {
-		var all []api.Rollout
-		if adm.Call(ctx, api.VerbRolloutStatus, api.QueryOptions{}, nil, &all) != nil {
+		all, err := adm.Rollouts().Status(ctx, api.QueryOptions{})
+		if err != nil {
 			return false
 		}
 		for _, r := range all {

@@ -177,7 +177,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		var st api.ClusterStatus
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		return c.Admin.Call(cctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &st) == nil && st.Cluster == o.Name && st.LeaderID != ""
+		return c.Admin.Read(cctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &st) == nil && st.Cluster == o.Name && st.LeaderID != ""
 	})
 	if err != nil {
 		return nil, fmt.Errorf("waiting for the bootstrap: %w", err)
@@ -320,8 +320,8 @@ func (c *Cluster) AgentConfig(ctx context.Context, i int) (agent.Config, error) 
 	if i < c.opts.Canaries {
 		labels["tier"] = "canary"
 	}
-	var tok api.TokenResponse
-	if err := c.Admin.Call(ctx, api.VerbTokensCreate, api.QueryOptions{}, api.TokenRequest{Labels: labels}, &tok); err != nil {
+	tok, err := c.Admin.Tokens().Create(ctx, api.TokenRequest{Labels: labels})
+	if err != nil {
 		return agent.Config{}, fmt.Errorf("inproc.AgentConfig %d: %w", i, err)
 	}
 	cfg := agent.DefaultConfig()
@@ -404,8 +404,8 @@ func (c *Cluster) WaitConnected(ctx context.Context, n int) error {
 
 // StartJob starts a training job and returns its ID.
 func (c *Cluster) StartJob(ctx context.Context, spec api.JobSpec) (string, error) {
-	var job api.Job
-	if err := c.Admin.Call(ctx, api.VerbJobsStart, api.QueryOptions{}, spec, &job); err != nil {
+	job, err := c.Admin.Jobs().Start(ctx, spec)
+	if err != nil {
 		return "", fmt.Errorf("inproc.StartJob: %w", err)
 	}
 	return job.ID, nil
@@ -413,8 +413,8 @@ func (c *Cluster) StartJob(ctx context.Context, spec api.JobSpec) (string, error
 
 // Rounds lists a job's rounds as the leader knows them.
 func (c *Cluster) Rounds(ctx context.Context, job string) ([]api.Round, error) {
-	var rounds []api.Round
-	if err := c.Admin.Call(ctx, api.VerbRoundsList, api.QueryOptions{}, api.RoundsRequest{Job: job}, &rounds); err != nil {
+	rounds, err := c.Admin.Rounds().List(ctx, api.RoundsRequest{Job: job}, api.QueryOptions{Consistent: true})
+	if err != nil {
 		return nil, fmt.Errorf("inproc.Rounds: %w", err)
 	}
 	return rounds, nil
