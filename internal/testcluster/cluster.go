@@ -2,6 +2,7 @@ package testcluster
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"testing"
@@ -62,9 +63,11 @@ func New(t testing.TB, o Options) *Cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := ic.Close(); err != nil {
-			t.Logf("testcluster: %v", err)
-		}
+		within("stopping the cluster", func() {
+			if err := ic.Close(); err != nil {
+				t.Logf("testcluster: %v", err)
+			}
+		})
 	})
 	return &Cluster{Cluster: ic, T: t}
 }
@@ -77,12 +80,19 @@ func (c *Cluster) StartNode(i int) {
 	}
 }
 
+// StopNode stops coordinator i (as if its process died).
+func (c *Cluster) StopNode(i int) {
+	within(fmt.Sprintf("stopping node %d", i), func() { c.Cluster.StopNode(i) })
+}
+
 // KillNode makes coordinator i vanish as if its process got SIGKILL: its
 // proxy drops every packet first, so no peer or agent hears it close.
 // The cluster must be Proxied.
 func (c *Cluster) KillNode(i int) {
 	c.T.Helper()
-	if err := c.Cluster.KillNode(i); err != nil {
+	var err error
+	within(fmt.Sprintf("killing node %d", i), func() { err = c.Cluster.KillNode(i) })
+	if err != nil {
 		c.T.Fatal(err)
 	}
 }

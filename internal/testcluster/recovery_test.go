@@ -266,3 +266,42 @@ func TestLeaderKilledRecovers(t *testing.T) {
 		t.Fatalf("next round committed %v after the leader was killed, want within %v", took, recoveryBound)
 	}
 }
+
+// closeBound is how long stopping a coordinator may take. Nothing in a
+// stop waits on the network: the listener closes first, which fails every
+// RPC, dial and stream in flight.
+const closeBound = 5 * time.Second
+
+// TestLeaderStopsPromptlyMidRound kills the leader at different points of
+// a SecAgg+ round (each kill a little later after the round started, so
+// the kills land in different stages) and requires each stop to return
+// within closeBound: a stop that waits for a peer that vanished, or for a
+// round that ignores its context, would hang a real process's shutdown.
+// Each killed node restarts from its data dir and the job goes on.
+func TestLeaderStopsPromptlyMidRound(t *testing.T) {
+	heavy(t)
+	c := testcluster.New(t, testcluster.Options{Agents: 4, Shards: 600, Proxied: true})
+	job := c.StartJob(fedAvgJob(1000))
+	c.WaitCommitted(job, 1, 120*time.Second)
+	committed := 0
+	for k := range 3 {
+		li, leader := c.Leader()
+		testutil.WaitFor(c.T, 60*time.Second, "a round in flight", func() bool { return runningRound(leader) != 0 })
+		// Not synchronisation: it moves the kill point through the round.
+		time.Sleep(time.Duration(k) * 300 * time.Millisecond)
+		start := time.Now()
+		c.KillNode(li)
+		if took := time.Since(start); took > closeBound {
+			t.Fatalf("kill %d: stopping the leader took %v, want within %v", k, took, closeBound)
+		}
+		committed = 0
+		for _, r := range c.Rounds(job) {
+			if r.State == api.RoundCommitted {
+				committed++
+			}
+		}
+		c.StartNode(li)
+	}
+	// The job goes on after the last kill.
+	c.WaitCommitted(job, committed+1, 120*time.Second)
+}
