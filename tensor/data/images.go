@@ -266,11 +266,13 @@ func DecodeImage(dst []float32, r io.Reader, opts ImageOptions) ([]float32, erro
 	return dst, nil
 }
 
-// imagePrep holds one worker's scratch images, reused across images:
-// the target-sized result and a converted source.
+// imagePrep holds one worker's scratch state, reused across images: the
+// target-sized result, a converted source, the last scaler.
 type imagePrep struct {
-	rgba, src *image.RGBA
-	br        *bufio.Reader
+	rgba, src  *image.RGBA
+	br         *bufio.Reader
+	scaler     draw.Scaler // to the target size from scalerFrom
+	scalerFrom [2]int
 }
 
 // reuseRGBA returns m if it is w×h, else a new w×h image. A buffer that
@@ -359,7 +361,12 @@ func (p *imagePrep) decode(dst []float32, r io.Reader, o ImageOptions) error {
 			draw.Draw(p.src, p.src.Rect, img, b.Min, draw.Src)
 			src, b = p.src, p.src.Rect
 		}
-		draw.CatmullRom.Scale(p.rgba, p.rgba.Rect, src, b, draw.Src, nil)
+		// A folder's images often share one size: keep the scaler, its
+		// weights and its buffer for the next image.
+		if key := [2]int{b.Dx(), b.Dy()}; p.scaler == nil || p.scalerFrom != key {
+			p.scaler, p.scalerFrom = draw.CatmullRom.NewScaler(o.Width, o.Height, key[0], key[1]), key
+		}
+		p.scaler.Scale(p.rgba, p.rgba.Rect, src, b, draw.Src, nil)
 	}
 	rgbaToCHW(dst, p.rgba, o.Channels)
 	return nil

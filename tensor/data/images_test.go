@@ -232,8 +232,8 @@ func TestReadImageFolder(t *testing.T) {
 	writeFile(t, root, "cat/.DS_Store", []byte("junk"))
 	writeFile(t, root, "cat/notes.txt", []byte("junk"))
 	writeFile(t, root, ".cache/x.png", []byte("junk"))
-	// Nested folders count, and upper-case endings too.
-	writeFile(t, root, "dog/more/IMG.PNG", encodePNG(t, grayImage(6, 6, func(int, int) uint8 { return 200 })))
+	// Nested folders count, upper-case endings too, and any size.
+	writeFile(t, root, "dog/more/IMG.PNG", encodePNG(t, grayImage(10, 7, func(int, int) uint8 { return 200 })))
 	ds, classes, err := ReadImageFolder(root, ImageOptions{Width: 3, Height: 3, Workers: 2})
 	if err != nil {
 		t.Fatal(err)
