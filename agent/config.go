@@ -28,6 +28,9 @@ const (
 	DatasetIDX = "idx"
 	// DatasetCSV is a CSV table with a header row and a label column.
 	DatasetCSV = "csv"
+	// DatasetImages is a folder per class of PNG and JPEG images
+	// (path/<class>/<file>.png|.jpg|.jpeg), converted to Image's shape.
+	DatasetImages = "images"
 )
 
 // Partitions of the MNIST demo dataset (DatasetConfig.Partition).
@@ -161,15 +164,20 @@ func (l InferenceLimits) withDefaults() InferenceLimits {
 // DatasetConfig names the local data. Paths may be relative to the working
 // directory.
 type DatasetConfig struct {
-	// Kind is "mnist", "idx" or "csv".
+	// Kind is "mnist", "idx", "csv" or "images".
 	Kind string `json:"kind"`
-	// Path is the folder of the MNIST IDX files (mnist) or the CSV file (csv).
+	// Path is the folder of the MNIST IDX files (mnist), the CSV file
+	// (csv) or the folder of class folders (images).
 	Path string `json:"path,omitempty"`
 	// LabelColumn is the CSV header of the class column (csv).
 	LabelColumn string `json:"label_column,omitempty"`
-	// Classes fixes the CSV class names so every agent numbers them alike
-	// (csv; strongly recommended, since one host may lack a class).
+	// Classes fixes the CSV class names, or the image class folder names,
+	// so every agent numbers them alike (csv, images; strongly
+	// recommended, since one host may lack a class). Without it an image
+	// dataset's classes are its folder names, sorted.
 	Classes []string `json:"classes,omitempty"`
+	// Image is the shape every image is converted to (images).
+	Image ImageConfig `json:"image,omitzero"`
 	// Features lists the CSV feature columns in model input order (csv;
 	// default every column but the label).
 	Features []string `json:"features,omitempty"`
@@ -191,6 +199,20 @@ type DatasetConfig struct {
 	// for local evaluation of candidate models (rollout canaries), in
 	// [0, 0.9]. DefaultConfig sets 0.1.
 	HeldOut float64 `json:"held_out"`
+}
+
+// ImageConfig is the shape the images of an image dataset are converted
+// to. It is fixed when the agent loads its data (once, at start-up), so
+// it must be the input [channels, height, width] of the jobs' models: a
+// training or evaluation round whose model takes another image input
+// fails with both shapes named (a model taking a flat vector needs only
+// as many features). Zero values mean 28, 28 and 1 (MNIST's gray 28×28,
+// the input of the named models).
+type ImageConfig struct {
+	Width  int `json:"width,omitempty"`
+	Height int `json:"height,omitempty"`
+	// Channels is 1 (gray: the luma of colour images) or 3 (RGB).
+	Channels int `json:"channels,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes JSON as a Go duration
@@ -381,10 +403,17 @@ func (d *DatasetConfig) validate(bad func(string, ...any) error) error {
 		if d.LabelColumn == "" {
 			return bad("dataset.label_column is required for kind csv")
 		}
+	case DatasetImages:
+		if err := exists("path", d.Path); err != nil {
+			return err
+		}
+		if err := d.imageOptions().Validate(); err != nil {
+			return bad("dataset.image or dataset.classes: %v", err)
+		}
 	case "":
-		return bad("dataset.kind is required (mnist, idx or csv)")
+		return bad("dataset.kind is required (mnist, idx, csv or images)")
 	default:
-		return bad("dataset.kind %q is not mnist, idx or csv", d.Kind)
+		return bad("dataset.kind %q is not mnist, idx, csv or images", d.Kind)
 	}
 	if !(d.HeldOut >= 0 && d.HeldOut <= 0.9) {
 		return bad("dataset.held_out must lie in [0, 0.9], got %v", d.HeldOut)

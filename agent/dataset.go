@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"slices"
 
 	"github.com/fedge/fedge/tensor"
 	"github.com/fedge/fedge/tensor/data"
@@ -17,6 +18,12 @@ const heldOutSalt = 0x9e3779b97f4a7c15
 // leaves the process.
 type localData struct {
 	train, heldOut *tensor.Dataset
+	// classes name the classes when the data does: the configured
+	// classes, or an image dataset's folder names.
+	classes []string
+	// images is set for an image dataset, whose shape a model's input
+	// must match exactly (fitsModel).
+	images bool
 }
 
 // loadData reads the configured dataset, keeps this agent's shard and
@@ -26,7 +33,14 @@ func loadData(cfg *DatasetConfig) (*localData, error) {
 	if cfg.Kind == "" { // an external trainer's agent: no data of its own
 		return &localData{train: &tensor.Dataset{}, heldOut: &tensor.Dataset{}}, nil
 	}
-	ds, err := readDataset(cfg)
+	classes := cfg.Classes
+	var ds *tensor.Dataset
+	var err error
+	if cfg.Kind == DatasetImages {
+		ds, classes, err = data.ReadImageFolder(cfg.Path, cfg.imageOptions())
+	} else {
+		ds, err = readDataset(cfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("agent.loadData: %w", err)
 	}
@@ -38,7 +52,25 @@ func loadData(cfg *DatasetConfig) (*localData, error) {
 	// Reading MNIST decodes both full sets; hand the transient memory back
 	// to the OS so an idle agent stays small.
 	debug.FreeOSMemory()
-	return &localData{train: train, heldOut: held}, nil
+	return &localData{train: train, heldOut: held, classes: classes, images: cfg.Kind == DatasetImages}, nil
+}
+
+// imageOptions are the preprocessing of an image dataset: the configured
+// shape and classes.
+func (d *DatasetConfig) imageOptions() data.ImageOptions {
+	return data.ImageOptions{Width: d.Image.Width, Height: d.Image.Height, Channels: d.Image.Channels, Classes: d.Classes}
+}
+
+// fitsModel reports an image dataset whose shape is not the model's
+// image input [C H W], naming both: the images were converted to
+// dataset.image when the agent loaded them. A model taking a flat vector,
+// and other data, are checked by their feature count alone.
+func (d *localData) fitsModel(version uint64, spec tensor.Spec) error {
+	if !d.images || len(spec.Input) != 3 || slices.Equal(spec.Input, d.train.Shape) {
+		return nil
+	}
+	return fmt.Errorf("%w: model %d takes input %v, the local images are %v ([channels height width] from dataset.image)",
+		tensor.ErrShape, version, spec.Input, d.train.Shape)
 }
 
 func readDataset(cfg *DatasetConfig) (*tensor.Dataset, error) {

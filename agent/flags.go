@@ -38,10 +38,10 @@ func Flags(fs *flag.FlagSet, cfg *Config) {
 	})
 	str("join-token", "join_token", "one-time join token, needed on the first start only", func() *string { return &c.JoinToken })
 	str("data-dir", "data_dir", "state directory holding agent.db (identity, certificate, models)", func() *string { return &c.DataDir })
-	str("dataset-kind", "dataset.kind", "local dataset kind: mnist, idx or csv", func() *string { return &c.Dataset.Kind })
-	str("dataset-path", "dataset.path", "MNIST folder (mnist) or CSV file (csv)", func() *string { return &c.Dataset.Path })
+	str("dataset-kind", "dataset.kind", "local dataset kind: mnist, idx, csv or images", func() *string { return &c.Dataset.Kind })
+	str("dataset-path", "dataset.path", "MNIST folder (mnist), CSV file (csv) or folder of class folders (images)", func() *string { return &c.Dataset.Path })
 	str("label-column", "dataset.label_column", "CSV header of the class column", func() *string { return &c.Dataset.LabelColumn })
-	num("classes", "dataset.classes", "comma-separated CSV class names, fixing their numbering", func(s string) error {
+	num("classes", "dataset.classes", "comma-separated CSV class names or image class folders, fixing their numbering", func(s string) error {
 		c.Dataset.Classes = splitList(s)
 		return nil
 	})
@@ -61,6 +61,23 @@ func Flags(fs *flag.FlagSet, cfg *Config) {
 		return err
 	})
 	num("held-out", "dataset.held_out", "fraction of local examples kept for evaluation, in [0, 0.9]", floatSetter(&c.Dataset.HeldOut))
+	num("image", "dataset.image", "shape images are converted to, WIDTHxHEIGHTxCHANNELS with channels 1 or 3 (images; default 28x28x1)", func(s string) error {
+		parts := strings.Split(s, "x")
+		var v [3]int
+		for i := range v {
+			var err error
+			if len(parts) != 3 {
+				err = strconv.ErrSyntax
+			} else {
+				v[i], err = strconv.Atoi(parts[i])
+			}
+			if err != nil {
+				return fmt.Errorf("%q is not WIDTHxHEIGHTxCHANNELS such as 32x32x3", s)
+			}
+		}
+		c.Dataset.Image = ImageConfig{Width: v[0], Height: v[1], Channels: v[2]}
+		return nil
+	})
 	num("labels", "labels", "comma-separated key=value host labels for round selection (e.g. region=eu,tier=canary)", func(s string) error {
 		m := map[string]string{}
 		for _, kv := range splitList(s) {

@@ -237,6 +237,10 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, fmt.Sprintf("model %d is external: this model is served by your reload hook, not by /v1/predict", cur.version))
 		return
 	}
+	if kind := imageUpload(r); kind != "" {
+		s.predictImages(w, r, cur, kind)
+		return
+	}
 	f := m.Features()
 	bufp := getBuf[byte](&s.bodies)
 	defer putBuf(&s.bodies, bufp)
@@ -277,6 +281,13 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	s.answer(w, cur, x, n)
+}
+
+// answer predicts the n examples x (n × the model's features, finite)
+// and writes the response.
+func (s *inferenceServer) answer(w http.ResponseWriter, cur *servedModel, x []float32, n int) {
+	m := cur.model
 	probs, err := m.Predict(x, n)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "prediction failed: "+err.Error())

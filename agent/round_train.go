@@ -73,6 +73,9 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 		return a.trainExternalRound(ctx, c, st, plan, cfg, pid, start)
 	}
 	train := a.data.train
+	if err := a.data.fitsModel(plan.ModelVersion, start.Spec); err != nil {
+		return err
+	}
 	if start.Features() != train.Features() || start.Classes() < train.Classes {
 		return fmt.Errorf("model %d takes %d features and %d classes, local data has %d and %d",
 			plan.ModelVersion, start.Features(), start.Classes(), train.Features(), train.Classes)
@@ -222,6 +225,9 @@ func (a *Agent) evalRound(ctx context.Context, c conn, st *roundState, req *prot
 		}
 		if m.Spec.IsExternal() {
 			return a.evaluateExternal(ctx, st, req.RoundID, version, m)
+		}
+		if err := a.data.fitsModel(version, m.Spec); err != nil {
+			return protocol.EvalSums{}, err
 		}
 		met, err := tensor.Evaluate(m, a.data.heldOut)
 		if err != nil {

@@ -9,6 +9,16 @@
 // (ErrFormat, ErrTruncated, ErrLimit, ...) with the line number of text
 // inputs (LineError).
 //
+// # Image folders
+//
+// ReadImageFolder reads the folder-per-class convention
+// (root/<class>/<file>.png|.jpg|.jpeg) and DecodeImage preprocesses one
+// image the same way (channels, Catmull-Rom resize, [0, 1], channels
+// first), so an agent serving an uploaded image computes exactly what it
+// trained on. Both check an image's declared size before decoding it
+// (ImageOptions.MaxPixels) and ReadImageFolder bounds the file count
+// (MaxImages); a file that does not decode is an error naming it.
+//
 // # Federated preprocessing
 //
 // Standardization needs only per-feature counts, sums and sums of squares,
