@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -268,4 +269,27 @@ func (l *lineLimiter) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// HoldOutRows splits rows at random into kept and held-out rows, with
+// round(fraction·len(rows)) held out, each part in the order of rows; the
+// split depends only on (len(rows), fraction, seed), as HoldOut's does.
+// It panics unless 0 <= fraction <= 1.
+func HoldOutRows(rows []int, fraction float64, seed uint64) (kept, held []int) {
+	if !(fraction >= 0 && fraction <= 1) {
+		panic(fmt.Sprintf("data.HoldOutRows: fraction %v outside [0,1]", fraction))
+	}
+	n := len(rows)
+	k := int(math.Round(fraction * float64(n)))
+	perm := newRand(seed).Perm(n)
+	h, kp := perm[:k], perm[k:]
+	slices.Sort(h)
+	slices.Sort(kp)
+	for _, i := range kp {
+		kept = append(kept, rows[i])
+	}
+	for _, i := range h {
+		held = append(held, rows[i])
+	}
+	return kept, held
 }
