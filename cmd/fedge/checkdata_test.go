@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fedge/fedge/coordinator/api"
+	"github.com/fedge/fedge/tensor/data"
 )
 
 func TestAgentCheckData(t *testing.T) {
@@ -61,5 +64,18 @@ func TestAgentCheckData(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestJobsStatusDataQuality(t *testing.T) {
+	j := api.Job{ID: "j", Spec: api.JobSpec{Data: api.DataSchema{Columns: []data.ColumnRule{{Name: "age"}}}}}
+	var b bytes.Buffer
+	if err := printJob(&b, j, nil); err != nil || !strings.Contains(b.String(), "not yet summed") {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+	j.Data = &api.DataQuality{Round: 3, Agents: 4, Rows: 2000, Kept: 1933, Dropped: 67, Filled: 393, Clipped: 34}
+	b.Reset()
+	if err := printJob(&b, j, nil); err != nil || !strings.Contains(b.String(), "1,933 of 2,000 rows kept (67 dropped); 393 cells filled, 34 clipped, 0 unknown categories; summed over 4 agents in round 3") {
+		t.Fatalf("%v\n%s", err, b.String())
 	}
 }
