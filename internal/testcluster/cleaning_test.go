@@ -182,6 +182,7 @@ func TestFederatedCleaning(t *testing.T) {
 			if rd.State != api.RoundCommitted {
 				t.Fatalf("preparation round %+v", rd)
 			}
+			t.Logf("preparation round %d (phase %v): %.3f s, %d bytes in, %d out", rd.ID, rd.Metrics["phase"], rd.Metrics["seconds"], rd.BytesIn, rd.BytesOut)
 		}
 	}
 	if prep != 3 {
