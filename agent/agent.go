@@ -124,8 +124,13 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		st.close()
 		return nil, fmt.Errorf("agent.New: %w", err)
 	}
-	logger.Info("local data loaded", "kind", cfg.Dataset.Kind, "train", a.data.train.Len(),
-		"held_out", a.data.heldOut.Len(), "features", a.data.train.Features(), "took", time.Since(start).Round(time.Millisecond))
+	nTrain, nHeld := a.data.sizes()
+	features, _ := a.data.schema()
+	logger.Info("local data loaded", "kind", cfg.Dataset.Kind, "train", nTrain,
+		"held_out", nHeld, "features", features, "took", time.Since(start).Round(time.Millisecond))
+	if a.data.raw != nil && a.data.raw.baseErr != nil {
+		logger.Info("the CSV table needs a job's data.columns rules before training", "why", a.data.raw.baseErr)
+	}
 	if cfg.InferenceListen != "" {
 		if a.httpLn, err = net.Listen("tcp", cfg.InferenceListen); err != nil {
 			st.close()

@@ -24,6 +24,10 @@ type localData struct {
 	// images is set for an image dataset, whose shape a model's input
 	// must match exactly (fitsModel).
 	images bool
+	// raw is a CSV table as read, for jobs whose models take named
+	// columns (nil for other kinds); train and heldOut are then the table
+	// without cleaning, empty if it needs a job's rules.
+	raw *rawCSV
 }
 
 // loadData reads the configured dataset, keeps this agent's shard and
@@ -32,6 +36,14 @@ type localData struct {
 func loadData(cfg *DatasetConfig) (*localData, error) {
 	if cfg.Kind == "" { // an external trainer's agent: no data of its own
 		return &localData{train: &tensor.Dataset{}, heldOut: &tensor.Dataset{}}, nil
+	}
+	if cfg.Kind == DatasetCSV {
+		d, err := loadCSV(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("agent.loadData: %w", err)
+		}
+		d.classes = cfg.Classes
+		return d, nil
 	}
 	classes := cfg.Classes
 	var ds *tensor.Dataset
@@ -102,49 +114,62 @@ func readDataset(cfg *DatasetConfig) (*tensor.Dataset, error) {
 			classes = len(cfg.Classes)
 		}
 		return data.IDXDataset(images, labels, classes)
-	case DatasetCSV:
-		f, err := os.Open(cfg.Path)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		t, err := data.ReadCSV(f, data.CSVOptions{Label: cfg.LabelColumn, Features: cfg.Features, Classes: cfg.Classes})
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", cfg.Path, err)
-		}
-		return t.Data, nil
 	}
 	return nil, fmt.Errorf("%w: dataset kind %q", ErrConfig, cfg.Kind)
 }
 
 // selectShard keeps the configured indices or demo shard of ds.
 func selectShard(cfg *DatasetConfig, ds *tensor.Dataset) (*tensor.Dataset, error) {
+	rows, err := selectRows(cfg, ds.Len(), ds.Y)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Indices) == 0 && cfg.Shards == 0 {
+		return ds, nil
+	}
+	return ds.Subset(rows), nil
+}
+
+// selectRows returns the configured indices or demo shard of n examples
+// with labels y (a negative label counts as class 0 for the partitions).
+func selectRows(cfg *DatasetConfig, n int, y []int32) ([]int, error) {
 	if len(cfg.Indices) > 0 {
 		for _, i := range cfg.Indices {
-			if i >= ds.Len() {
-				return nil, fmt.Errorf("%w: dataset.indices: %d is past the %d examples", ErrConfig, i, ds.Len())
+			if i >= n {
+				return nil, fmt.Errorf("%w: dataset.indices: %d is past the %d examples", ErrConfig, i, n)
 			}
 		}
-		return ds.Subset(cfg.Indices), nil
+		return cfg.Indices, nil
 	}
 	if cfg.Shards == 0 {
-		return ds, nil
+		all := make([]int, n)
+		for i := range all {
+			all[i] = i
+		}
+		return all, nil
+	}
+	labels := y
+	if slices.ContainsFunc(y, func(l int32) bool { return l < 0 }) {
+		labels = make([]int32, len(y))
+		for i, l := range y {
+			labels[i] = max(l, 0)
+		}
 	}
 	var parts [][]int
 	var err error
 	switch cfg.Partition {
 	case "", PartitionIID:
-		if cfg.Shards > ds.Len() {
-			return nil, fmt.Errorf("%w: %d shards of %d examples", ErrConfig, cfg.Shards, ds.Len())
+		if cfg.Shards > n {
+			return nil, fmt.Errorf("%w: %d shards of %d examples", ErrConfig, cfg.Shards, n)
 		}
-		parts = data.PartitionIID(ds.Len(), cfg.Shards, cfg.Seed)
+		parts = data.PartitionIID(n, cfg.Shards, cfg.Seed)
 	case PartitionPathological:
-		parts, err = data.PartitionPathological(ds.Y, cfg.Shards, 2, cfg.Seed)
+		parts, err = data.PartitionPathological(labels, cfg.Shards, 2, cfg.Seed)
 	case PartitionDirichlet:
-		parts, err = data.PartitionDirichlet(ds.Y, cfg.Shards, cfg.Alpha, cfg.Seed, 10)
+		parts, err = data.PartitionDirichlet(labels, cfg.Shards, cfg.Alpha, cfg.Seed, 10)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return ds.Subset(parts[cfg.Shard]), nil
+	return parts[cfg.Shard], nil
 }

@@ -256,12 +256,15 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 	}
 	xp := getBuf[float32](&s.inputs)
 	defer putBuf(&s.inputs, xp)
-	x, n, err := decodePredict((*xp)[:0], body, f)
+	x, n, err := decodeInputs((*xp)[:0], body, m.Spec)
 	*xp = x
 	if err != nil {
 		var typeErr *json.UnmarshalTypeError
 		var width *rowWidthError
+		var rowsErr *rowsError
 		switch {
+		case errors.As(err, &rowsErr):
+			writeError(w, http.StatusBadRequest, rowsErr.Error())
 		case errors.As(err, &width):
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("input %d has %d features; model %d takes %d", width.row, width.got, cur.version, f))
 		case errors.As(err, &typeErr) && strings.HasPrefix(typeErr.Value, "number"):

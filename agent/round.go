@@ -92,6 +92,9 @@ func (a *Agent) serve(c conn, m protocol.Message) (protocol.Message, error) {
 	case *protocol.StatsRequest:
 		a.onStart(v.RoundID, roundStart{c, v})
 		return nil, nil
+	case *protocol.PrepRequest:
+		a.onStart(v.RoundID, roundStart{c, v})
+		return nil, nil
 	case *protocol.RoundAbort:
 		a.onAbort(v)
 		return nil, nil
@@ -119,14 +122,19 @@ func (a *Agent) onInvite(c conn, inv *protocol.RoundInvite) *protocol.RoundJoin 
 	if !a.win.contains(now) {
 		return decline("outside the training window " + a.cfg.TrainingWindow)
 	}
+	nTrain, nHeld := a.data.sizes()
 	switch inv.Kind {
 	case protocol.RoundTrain, protocol.RoundStats:
-		if a.data.train.Len() == 0 && !(inv.Kind == protocol.RoundTrain && a.cfg.Trainer.enabled()) {
+		if nTrain == 0 && !(inv.Kind == protocol.RoundTrain && a.cfg.Trainer.enabled()) {
 			return decline("no local training data")
 		}
 	case protocol.RoundEval:
-		if a.data.heldOut.Len() == 0 && !a.cfg.Trainer.enabled() {
+		if nHeld == 0 && !a.cfg.Trainer.enabled() {
 			return decline("no local held-out data")
+		}
+	case protocol.RoundPrep:
+		if a.data.raw == nil || nTrain == 0 {
+			return decline("no local CSV training data for the job's data.columns")
 		}
 	default:
 		return decline(fmt.Sprintf("unknown round kind %d", inv.Kind))
@@ -186,6 +194,8 @@ func kindName(k protocol.RoundKind) string {
 		return "eval"
 	case protocol.RoundStats:
 		return "stats"
+	case protocol.RoundPrep:
+		return "prep"
 	}
 	return "train"
 }
@@ -269,6 +279,12 @@ func (a *Agent) runRound(st *roundState) {
 			break
 		}
 		err = a.statsRound(st.ctx, rs.c, st, m)
+	case *protocol.PrepRequest:
+		if st.invite.Kind != protocol.RoundPrep {
+			err = errors.New("data preparation request for another kind of round")
+			break
+		}
+		err = a.prepRound(st.ctx, rs.c, st, m)
 	}
 	took := time.Since(start).Round(time.Millisecond)
 	switch {

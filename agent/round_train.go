@@ -72,8 +72,11 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 	if start.Spec.IsExternal() {
 		return a.trainExternalRound(ctx, c, st, plan, cfg, pid, start)
 	}
-	train := a.data.train
 	if err := a.data.fitsModel(plan.ModelVersion, start.Spec); err != nil {
+		return err
+	}
+	train, err := a.data.forModel(start.Spec, false)
+	if err != nil {
 		return err
 	}
 	if start.Features() != train.Features() || start.Classes() < train.Classes {
@@ -229,7 +232,11 @@ func (a *Agent) evalRound(ctx context.Context, c conn, st *roundState, req *prot
 		if err := a.data.fitsModel(version, m.Spec); err != nil {
 			return protocol.EvalSums{}, err
 		}
-		met, err := tensor.Evaluate(m, a.data.heldOut)
+		held, err := a.data.forModel(m.Spec, true)
+		if err != nil {
+			return protocol.EvalSums{}, err
+		}
+		met, err := tensor.Evaluate(m, held)
 		if err != nil {
 			return protocol.EvalSums{}, fmt.Errorf("evaluating model %d: %w", version, err)
 		}
@@ -255,7 +262,10 @@ func (a *Agent) statsRound(ctx context.Context, c conn, st *roundState, req *pro
 	if err != nil {
 		return err
 	}
-	train := a.data.train
+	train, err := a.data.forModel(tensor.Spec{}, false)
+	if err != nil {
+		return err
+	}
 	if int(req.Features) != train.Features() {
 		return fmt.Errorf("the job's model takes %d features, local data has %d", req.Features, train.Features())
 	}

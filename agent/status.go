@@ -174,16 +174,16 @@ func roundCount(n int) uint64 {
 // status is the report the agent sends with its heartbeats on sessions
 // at protocol version 3 or later.
 func (a *Agent) status() *protocol.AgentStatus {
+	nTrain, nHeld := a.data.sizes()
 	s := &protocol.AgentStatus{
 		DataKind:        a.cfg.Dataset.Kind,
-		TrainExamples:   roundCount(a.data.train.Len()),
-		HeldOutExamples: roundCount(a.data.heldOut.Len()),
+		TrainExamples:   roundCount(nTrain),
+		HeldOutExamples: roundCount(nHeld),
 		Trainer:         "engine",
 		Events:          a.events.list(),
 	}
-	if a.data.train.Len() > 0 {
-		s.Features, s.Classes = uint32(a.data.train.Features()), uint32(a.data.train.Classes)
-	}
+	features, classes := a.data.schema()
+	s.Features, s.Classes = uint32(features), uint32(classes)
 	if a.cfg.Trainer.enabled() {
 		s.Trainer = "external"
 	}

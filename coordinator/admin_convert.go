@@ -56,6 +56,10 @@ func apiJob(j *JobRecord) api.Job {
 		e := api.JobEval(*ev)
 		out.Eval = &e
 	}
+	if d := j.Data; d != nil {
+		q := api.DataQuality(*d)
+		out.Data = &q
+	}
 	return out
 }
 

@@ -308,6 +308,8 @@ func endRound(s *State, r *RoundRecord) error {
 			Accuracy: m["eval_accuracy"], Loss: m["eval_loss"], Examples: int(m["eval_examples"]), Agents: int(m["survivors"]),
 		}
 		j.UpdatedAt = final.EndedAt
+	case qualityFromRound(&final) != nil:
+		j.Data, j.UpdatedAt = qualityFromRound(&final), final.EndedAt
 	}
 	finishJob(j)
 	return nil

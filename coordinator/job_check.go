@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/fedge/fedge/coordinator/api"
+	"github.com/fedge/fedge/tensor"
 )
 
 // dataWant is what a job needs of an agent's local data: Features and
@@ -49,7 +50,9 @@ func (n *Node) checkJobFits(spec *api.JobSpec) error {
 		if err != nil {
 			return err
 		}
-		if !ts.IsExternal() {
+		if !ts.IsExternal() && len(spec.Data.Columns) == 0 {
+			// With data.columns the input width is decided by the job's
+			// preparation rounds; agents lacking a column decline them.
 			w.features, w.classes = ts.Features(), ts.Classes()
 		}
 		w.model = spec.Model
@@ -130,4 +133,37 @@ func describeHeld(held map[string]int, n int) string {
 		ds[i] = fmt.Sprintf("%s (%d %s)", d, held[d], agents)
 	}
 	return fmt.Sprintf("the %d connected agents hold %s", n, strings.Join(ds, "; "))
+}
+
+// checkColumns refuses a job whose data.columns cannot become its model's
+// input: the model must be an engine model with a 1-D input (a tabular
+// model: its first layer dense), and the data CSV. The input width the
+// columns give (with every candidate category, the most it can be)
+// replaces the spec's own.
+func checkColumns(spec *api.JobSpec, ts tensor.Spec) error {
+	if len(spec.Data.Columns) == 0 {
+		return nil
+	}
+	if ts.IsExternal() {
+		return fmt.Errorf("%w: data.columns need a model fedge's engine runs; an external trainer prepares its own inputs", ErrInvalidJob)
+	}
+	if spec.Data.Kind != "" && spec.Data.Kind != "csv" {
+		return fmt.Errorf("%w: data.columns apply to csv data, not %s", ErrInvalidJob, spec.Data.Kind)
+	}
+	if len(ts.Input) != 1 {
+		return fmt.Errorf("%w: data.columns need a model with a 1-D input (a dense first layer), not input %v", ErrInvalidJob, ts.Input)
+	}
+	width := 0
+	for _, c := range spec.Data.Columns {
+		n := max(len(c.Categories)+len(c.Candidates), 1)
+		if c.Unknown == "other" {
+			n++
+		}
+		width += n
+	}
+	ts.Input = []int{width}
+	if err := ts.Validate(); err != nil {
+		return fmt.Errorf("%w: the spec with its %d input values from data.columns: %v", ErrInvalidJob, width, err)
+	}
+	return nil
 }

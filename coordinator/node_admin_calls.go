@@ -119,6 +119,9 @@ func (n *Node) apiJobsStart(c adminCall, spec api.JobSpec) (*api.Job, error) {
 		if ts.IsExternal() {
 			return nil, errExternalInit(ts)
 		}
+		if err := checkColumns(&spec, ts); err != nil {
+			return nil, err
+		}
 	}
 	if !spec.Force {
 		if err := n.checkJobFits(&spec); err != nil {

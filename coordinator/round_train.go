@@ -52,7 +52,11 @@ func (e *Engine) initialModel(ctx context.Context, job *JobRecord) error {
 		// it can never start, so it fails rather than retrying.
 		return e.failJob(ctx, job, errExternalInit(spec))
 	}
-	if job.Spec.Data.Standardize {
+	if len(job.Spec.Data.Columns) > 0 {
+		if spec, err = e.preparedSpec(ctx, job, spec); err != nil {
+			return err
+		}
+	} else if job.Spec.Data.Standardize {
 		if spec, err = e.standardizedSpec(ctx, job, spec); err != nil {
 			return err
 		}

@@ -99,6 +99,10 @@ type JobRecord struct {
 	EvalTried    int            `json:"eval_tried,omitempty"`
 	EvalAttempts int            `json:"eval_attempts,omitempty"`
 	Eval         *JobEvalRecord `json:"eval,omitempty"`
+	// Data is what the job's cleaning rules did to the federation's
+	// data (jobs with data.columns), from its last apply-phase
+	// preparation round.
+	Data *DataQualityRecord `json:"data,omitempty"`
 }
 
 // maxEvalAttempts bounds the evaluation rounds started for one due

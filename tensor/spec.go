@@ -68,6 +68,10 @@ type Spec struct {
 	// External is the layout of a model the engine does not run (see
 	// ExternalSpec); empty for engine models.
 	External []ExternalTensor `json:"external,omitempty"`
+	// Columns, if set, name the raw columns of a tabular model's 1-D input
+	// and how each becomes input values (InputColumn): cleaning, clipping
+	// and one-hot encoding decided by a job travel with the model.
+	Columns []InputColumn `json:"columns,omitempty"`
 }
 
 // layerPlan is a validated layer: its spec, shapes and place in the flat
@@ -105,6 +109,9 @@ func (s Spec) plan() ([]layerPlan, int, error) {
 	}
 	if len(s.Layers) == 0 {
 		return bad("no layers")
+	}
+	if err := s.checkColumns(inSize); err != nil {
+		return bad("%v", err)
 	}
 	if len(s.Layers) > MaxLayers {
 		return bad("%d layers, more than %d", len(s.Layers), MaxLayers)
@@ -376,7 +383,7 @@ func (s Spec) String() string {
 
 // clone returns a deep copy of s.
 func (s Spec) clone() Spec {
-	c := Spec{Name: s.Name, Input: append([]int(nil), s.Input...), Layers: append([]LayerSpec(nil), s.Layers...), External: cloneLayout(s.External)}
+	c := Spec{Name: s.Name, Input: append([]int(nil), s.Input...), Layers: append([]LayerSpec(nil), s.Layers...), External: cloneLayout(s.External), Columns: cloneColumns(s.Columns)}
 	for i := range c.Layers {
 		l := &c.Layers[i]
 		if l.Shift != nil {

@@ -28,6 +28,9 @@ fedge agent -coordinators 127.0.0.1:7001 -join-token fedge1.... -data-dir ./a1 -
 }
 
 func runAgent(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "check-data" {
+		return runAgentCheckData(args[1:], stdout, stderr)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return runAgentContext(ctx, args, stdout, stderr)

@@ -294,6 +294,7 @@ func printJob(w io.Writer, j api.Job, rounds []api.Round) error {
 		"Secure aggregation", onOff(j.Spec.SecAgg.Enabled),
 		"Privacy", privacy,
 		"Held-out evaluation", heldOut,
+		"Data quality", dataQuality(j),
 		"Created", when(j.CreatedAt),
 		"Updated", when(j.UpdatedAt),
 	); err != nil {
@@ -460,4 +461,18 @@ func runJobsStop(args []string, stdout, stderr io.Writer) int {
 		_, err := fmt.Fprintf(w, "Stopped job %s.\n", pos[0])
 		return err
 	})
+}
+
+// dataQuality says what a job's cleaning rules did to the federation's
+// training data ("-" for a job without data.columns).
+func dataQuality(j api.Job) string {
+	if len(j.Spec.Data.Columns) == 0 {
+		return "-"
+	}
+	q := j.Data
+	if q == nil {
+		return "not yet summed"
+	}
+	return fmt.Sprintf("%s of %s rows kept (%s dropped); %s cells filled, %s clipped, %s unknown categories; summed over %d agents in round %d",
+		thousands(q.Kept), thousands(q.Rows), thousands(q.Dropped), thousands(q.Filled), thousands(q.Clipped), thousands(q.Unknown), q.Agents, q.Round)
 }

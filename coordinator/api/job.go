@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/fedge/fedge/tensor/data"
 )
 
 // ErrInvalidJob is returned (wrapped, with the reason) for a job spec that
@@ -75,6 +78,17 @@ type DataSchema struct {
 	// standardized features. Not with init_model, whose spec is fixed,
 	// nor with an external model, whose trainer prepares its own inputs.
 	Standardize bool `json:"standardize,omitempty"`
+	// Columns, for CSV data, are the model's input columns in order, each
+	// with its cleaning rule: a missing-value policy (reject, drop, mean,
+	// median, constant), optional clipping at quantiles, and for a
+	// categorical column its categories (or candidates the federation
+	// counts) and one-hot encoding. Before the first model, preparation
+	// rounds sum the agents' column profiles and histograms under secure
+	// aggregation, resolve the fills and bounds, and put the resolved
+	// columns in the model's spec (which then takes their one-hot width as
+	// input); the last round sums what cleaning did (Job.Data). Not with
+	// init_model or an external model.
+	Columns []data.ColumnRule `json:"columns,omitempty"`
 }
 
 // LocalPlan is what each selected agent does with its local data.
@@ -186,6 +200,14 @@ func (j *JobSpec) Normalize() error {
 	if j.Data.Standardize && j.InitModel != 0 {
 		return bad("data.standardize builds a new model's first layer; it cannot apply to init_model %d "+
 			"(an imported or external model standardizes its inputs in its own trainer)", j.InitModel)
+	}
+	if len(j.Data.Columns) > 0 {
+		if j.InitModel != 0 {
+			return bad("data.columns build a new model's input; they cannot apply to init_model %d", j.InitModel)
+		}
+		if err := data.ValidateRules(j.Data.Columns); err != nil {
+			return bad("data.%v", strings.TrimPrefix(err.Error(), "data.ValidateRules: "))
+		}
 	}
 	if j.Rounds == 0 {
 		j.Rounds = 10

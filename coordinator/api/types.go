@@ -248,6 +248,22 @@ type Job struct {
 	// Eval is the job's last committed federated evaluation (jobs with
 	// eval_every), nil before the first.
 	Eval *JobEval `json:"eval,omitempty"`
+	// Data is what the job's cleaning rules did to the federation's
+	// training data (jobs with data.columns), nil before it is known.
+	Data *DataQuality `json:"data,omitempty"`
+}
+
+// DataQuality is the federation's data quality under a job's cleaning
+// rules: securely aggregated counts, no host's figure.
+type DataQuality struct {
+	Round   uint64 `json:"round"` // the preparation round that summed them
+	Agents  int    `json:"agents"`
+	Rows    int    `json:"rows"`    // training rows read
+	Kept    int    `json:"kept"`    // rows kept
+	Dropped int    `json:"dropped"` // rows dropped (missing label, or a drop column's missing cell)
+	Filled  int    `json:"filled"`  // cells filled (mean, median, constant)
+	Clipped int    `json:"clipped"` // cells clipped at the federated quantiles
+	Unknown int    `json:"unknown"` // categorical cells in none of the categories
 }
 
 // JobEval is a federated evaluation of a job's model on the agents'
@@ -280,6 +296,7 @@ const (
 	RoundTrain = "train"
 	RoundEval  = "eval"
 	RoundStats = "stats" // federated preprocessing statistics of a job
+	RoundPrep  = "prep"  // a phase of a job's federated data preparation (data.columns)
 
 	RoundRunning   = "running"
 	RoundCommitted = "committed"

@@ -92,6 +92,9 @@ type CSVOptions struct {
 	// DefaultCSVMaxBytes.
 	MaxRows, MaxColumns, MaxClasses int
 	MaxBytes                        int64
+	// MaxLineBytes bounds one line of the file (ReadRawCSV); if zero,
+	// DefaultCSVMaxLineBytes.
+	MaxLineBytes int
 }
 
 // Table is a CSV file read into a Dataset, with the names that give its
