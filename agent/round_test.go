@@ -89,6 +89,7 @@ func TestTrainRoundSecureSumIsExact(t *testing.T) {
 		Momentum: 0.5, Mu: 0.01, Optimizer: "sgd", SecAgg: cfg}
 	twins, ups := runTrainRound(t, h, agents, plan)
 
+	h.wait(t)
 	if h.err != nil || h.result == nil {
 		t.Fatalf("round failed: %v", h.err)
 	}
@@ -225,6 +226,7 @@ func TestTrainRoundDropoutAndDP(t *testing.T) {
 	plan := &protocol.RoundPlan{RoundID: 12, ModelVersion: 2, ModelHash: start.Hash(), Epochs: 2, BatchSize: 4, LR: 0.5,
 		SecAgg: cfg, DP: protocol.DPParams{ClipNorm: clipNorm, NoiseStdDev: 0.001}}
 	_, ups := runTrainRound(t, h, agents, plan)
+	h.wait(t)
 	if h.err != nil || h.result == nil || len(h.result.Survivors) != 3 {
 		t.Fatalf("round: %v %+v", h.err, h.result)
 	}
@@ -274,6 +276,7 @@ func TestEvalRoundSumsExactly(t *testing.T) {
 		}
 	}
 	waitIdle(t, agents...)
+	h.wait(t)
 	if h.err != nil || h.result == nil {
 		t.Fatalf("round failed: %v", h.err)
 	}
