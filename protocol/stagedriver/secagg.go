@@ -184,7 +184,7 @@ func acceptFrom[T any, P interface {
 }](d *SecAgg, from func(P) uint32, add func(P) error) func(string, protocol.Message) error {
 	return func(agent string, m protocol.Message) error {
 		msg := P(new(T))
-		if err := d.timed(func() error { return msg.UnmarshalBinary(Payload(m)) }); err != nil {
+		if err := d.timed(func() error { b, _ := protocol.StagePayload(m); return msg.UnmarshalBinary(b) }); err != nil {
 			return err
 		}
 		if d.IDs[agent] != from(msg) {
@@ -197,7 +197,7 @@ func acceptFrom[T any, P interface {
 // acceptMasked adds an agent's masked input, inline or uploaded ahead,
 // to the running sum.
 func (d *SecAgg) acceptMasked(agent string, m protocol.Message) error {
-	payload := Payload(m)
+	payload, _ := protocol.StagePayload(m)
 	if len(payload) == 0 && d.Uploads != nil {
 		var err error
 		if payload, err = d.Uploads.Take(agent); err != nil {
@@ -295,21 +295,3 @@ func (d *SecAgg) Reports() []StageReport {
 // MaskedInputLimit bounds the wire size of a masked input of dim ring
 // elements: the vector and a header far smaller than the slack.
 func MaskedInputLimit(dim int) uint64 { return 4*uint64(dim) + 64<<10 }
-
-// Payload is the SecAgg+ payload of an agent's stage message (nil for
-// another message).
-func Payload(m protocol.Message) []byte {
-	switch v := m.(type) {
-	case *protocol.AdvertiseKeys:
-		return v.Payload
-	case *protocol.ShareKeys:
-		return v.Payload
-	case *protocol.MaskedInput:
-		return v.Payload
-	case *protocol.ConsistencyCheck:
-		return v.Payload
-	case *protocol.Unmask:
-		return v.Payload
-	}
-	return nil
-}

@@ -54,30 +54,29 @@ type saClient struct {
 	upload bool
 }
 
-// send delivers m and decodes the relay of type want into dst (nil for
-// the unmask stage's empty relay).
-func (a *saClient) send(ctx context.Context, m protocol.Message, want protocol.MsgType, dst interface{ UnmarshalBinary([]byte) error }) error {
-	r, err := a.round.Deliver(ctx, a.name, m, nil)
+type marshaler interface{ MarshalBinary() ([]byte, error) }
+
+// send marshals the client's stage message m (unless making it failed
+// with err), delivers it wrapped by wrap, and decodes the relay, which
+// must be of type want, into dst (nil for the unmask stage's empty relay).
+func (a *saClient) send(ctx context.Context, m marshaler, err error, wrap func([]byte) protocol.Message,
+	want protocol.MsgType, dst interface{ UnmarshalBinary([]byte) error }) error {
 	if err != nil {
 		return err
 	}
+	b, err := m.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	r, err := a.round.Deliver(ctx, a.name, wrap(b), nil)
+	if err != nil {
+		return err
+	}
+	payload, _ := protocol.StagePayload(r)
 	if r.Type() != want {
 		return fmt.Errorf("%s: got %s, want %s", a.name, r.Type(), want)
 	}
-	var payload []byte
-	switch v := r.(type) {
-	case *protocol.AdvertiseKeysRelay:
-		payload = v.Payload
-	case *protocol.ShareKeysRelay:
-		payload = v.Payload
-	case *protocol.MaskedInputRelay:
-		payload = v.Payload
-	case *protocol.ConsistencyCheckRelay:
-		payload = v.Payload
-	case *protocol.UnmaskRelay:
-		if v.RoundID != 7 {
-			return fmt.Errorf("relay of round %d", v.RoundID)
-		}
+	if dst == nil {
 		return nil
 	}
 	return dst.UnmarshalBinary(payload)
@@ -91,22 +90,15 @@ func (a *saClient) run(ctx context.Context) error {
 			return fmt.Errorf("forged advertisement: %v, want ErrForged", err)
 		}
 	}
+	kl, sl := new(secagg.KeyList), new(secagg.ShareList)
 	adv, err := a.c.AdvertiseKeys()
-	if err != nil {
-		return err
-	}
-	b, _ := adv.MarshalBinary()
-	kl := new(secagg.KeyList)
-	if err := a.send(ctx, &protocol.AdvertiseKeys{RoundID: 7, Payload: b}, protocol.TypeAdvertiseKeysRelay, kl); err != nil {
+	if err := a.send(ctx, adv, err, func(b []byte) protocol.Message { return &protocol.AdvertiseKeys{RoundID: 7, Payload: b} },
+		protocol.TypeAdvertiseKeysRelay, kl); err != nil {
 		return err
 	}
 	sk, err := a.c.ShareKeys(kl)
-	if err != nil {
-		return err
-	}
-	b, _ = sk.MarshalBinary()
-	sl := new(secagg.ShareList)
-	if err := a.send(ctx, &protocol.ShareKeys{RoundID: 7, Payload: b}, protocol.TypeShareKeysRelay, sl); err != nil {
+	if err := a.send(ctx, sk, err, func(b []byte) protocol.Message { return &protocol.ShareKeys{RoundID: 7, Payload: b} },
+		protocol.TypeShareKeysRelay, sl); err != nil {
 		return err
 	}
 	if a.leaveAfterShare {
@@ -115,36 +107,27 @@ func (a *saClient) run(ctx context.Context) error {
 		}
 		return nil
 	}
+	sv, sg := new(secagg.SurvivorList), new(secagg.SignatureList)
 	mi, err := a.c.MaskedInput(sl, a.x)
-	if err != nil {
-		return err
-	}
-	b, _ = mi.MarshalBinary()
-	if a.upload {
-		a.up.mu.Lock()
-		a.up.by[a.name] = b
-		a.up.mu.Unlock()
-		b = nil
-	}
-	sv := new(secagg.SurvivorList)
-	if err := a.send(ctx, &protocol.MaskedInput{RoundID: 7, Payload: b}, protocol.TypeMaskedInputRelay, sv); err != nil {
+	if err := a.send(ctx, mi, err, func(b []byte) protocol.Message {
+		if a.upload {
+			a.up.mu.Lock()
+			a.up.by[a.name] = b
+			a.up.mu.Unlock()
+			b = nil
+		}
+		return &protocol.MaskedInput{RoundID: 7, Payload: b}
+	}, protocol.TypeMaskedInputRelay, sv); err != nil {
 		return err
 	}
 	cc, err := a.c.ConsistencyCheck(sv)
-	if err != nil {
-		return err
-	}
-	b, _ = cc.MarshalBinary()
-	sg := new(secagg.SignatureList)
-	if err := a.send(ctx, &protocol.ConsistencyCheck{RoundID: 7, Payload: b}, protocol.TypeConsistencyCheckRelay, sg); err != nil {
+	if err := a.send(ctx, cc, err, func(b []byte) protocol.Message { return &protocol.ConsistencyCheck{RoundID: 7, Payload: b} },
+		protocol.TypeConsistencyCheckRelay, sg); err != nil {
 		return err
 	}
 	um, err := a.c.Unmask(sg)
-	if err != nil {
-		return err
-	}
-	b, _ = um.MarshalBinary()
-	return a.send(ctx, &protocol.Unmask{RoundID: 7, Payload: b}, protocol.TypeUnmaskRelay, nil)
+	return a.send(ctx, um, err, func(b []byte) protocol.Message { return &protocol.Unmask{RoundID: 7, Payload: b} },
+		protocol.TypeUnmaskRelay, nil)
 }
 
 // TestSecAggRound runs five agents through the driver's five stages: one
