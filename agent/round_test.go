@@ -24,11 +24,17 @@ func smallModel(t testing.TB, seed uint64) (*tensor.Model, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m, modelBlob(t, m)
+}
+
+// modelBlob returns m's file bytes.
+func modelBlob(t testing.TB, m *tensor.Model) []byte {
+	t.Helper()
 	b, err := m.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m, b
+	return b
 }
 
 func invite(id uint64, kind protocol.RoundKind, d time.Duration) *protocol.RoundInvite {
