@@ -171,3 +171,29 @@ func TestAPIPackageIsLight(t *testing.T) {
 		}
 	}
 }
+
+// TestOneSecAggServer: the coordinator's round engine and the agent's
+// tests run SecAgg+ rounds through the one stage driver below both
+// (protocol/stagedriver), so the agent is tested against the server steps
+// the coordinator runs, not a copy of them.
+func TestOneSecAggServer(t *testing.T) {
+	driver := module + "/protocol/stagedriver"
+	for _, p := range listPackages(t) {
+		var imports []string
+		switch p.ImportPath {
+		case module + "/coordinator":
+			imports = p.Imports
+		case module + "/agent":
+			imports = p.TestImports
+		default:
+			continue
+		}
+		found := false
+		for _, imp := range imports {
+			found = found || imp == driver
+		}
+		if !found {
+			t.Errorf("%s does not run its SecAgg+ rounds through %s", p.ImportPath, driver)
+		}
+	}
+}

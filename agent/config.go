@@ -17,6 +17,7 @@ import (
 
 	"github.com/fedge/fedge/crypto/identity"
 	"github.com/fedge/fedge/internal/logging"
+	"github.com/fedge/fedge/protocol"
 )
 
 // Dataset kinds a DatasetConfig may name.
@@ -216,27 +217,9 @@ type ImageConfig struct {
 }
 
 // Duration is a time.Duration that reads and writes JSON as a Go duration
-// string ("1m30s").
-type Duration time.Duration
-
-// MarshalJSON implements json.Marshaler.
-func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Duration(d).String())
-}
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string such as \"10s\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
+// string ("1m30s"); it also reads a number of seconds. It is the type the
+// admin API's job specs use (protocol.Duration).
+type Duration = protocol.Duration
 
 // DefaultConfig returns the configuration a file or flags start from.
 func DefaultConfig() Config {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fedge/fedge/protocol"
 )
 
 // writeCSV writes a small CSV dataset and returns its path.
@@ -60,7 +62,7 @@ func TestLoadConfig(t *testing.T) {
 		{"held out range", `{` + base + `, "dataset": {"kind": "csv", "path": "` + csv + `", "label_column": "label", "held_out": 1.5}}`, "held_out"},
 		{"trailing data", `{` + base + `, ` + ds + `} {}`, "trailing data"},
 		{"duration", `{` + base + `, ` + ds + `, "shutdown_timeout": "3s"}`, ""},
-		{"bad duration", `{` + base + `, ` + ds + `, "shutdown_timeout": 3}`, "duration"},
+		{"bad duration", `{` + base + `, ` + ds + `, "shutdown_timeout": "3 parsecs"}`, "duration"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -194,5 +196,28 @@ func TestDeploySample(t *testing.T) {
 	}
 	if !strings.Contains(string(unit), "ExecStart=/usr/local/bin/fedge agent -config /etc/fedge/agent.json\n") {
 		t.Fatal("the unit does not start the agent with /etc/fedge/agent.json")
+	}
+}
+
+// TestConfigDurations: a configuration file's durations read as Go
+// duration strings, as they always did, or as numbers of seconds, as job
+// specs' do: one JSON Duration type serves both (protocol.Duration).
+func TestConfigDurations(t *testing.T) {
+	var _ protocol.Duration = Duration(0) // the same type, not a copy
+	tests := []struct {
+		body string
+		want time.Duration
+	}{
+		{`{"shutdown_timeout": "2s"}`, 2 * time.Second},
+		{`{"shutdown_timeout": 1.5}`, 1500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		cfg, err := parseConfig([]byte(tt.body))
+		if err != nil || time.Duration(cfg.ShutdownTimeout) != tt.want {
+			t.Fatalf("%s: %v, %v; want %v", tt.body, time.Duration(cfg.ShutdownTimeout), err, tt.want)
+		}
+	}
+	if _, err := parseConfig([]byte(`{"shutdown_timeout": "soon"}`)); err == nil {
+		t.Fatal("a duration that is no duration was accepted")
 	}
 }

@@ -24,7 +24,8 @@ import (
 // listener with the cluster's TLS (identity.ServerConfig with a
 // revocation list), serving enrollment with one-time tokens, agent
 // sessions (heartbeats with model announcements, renewal, round stages
-// through a hub) and model downloads, as coordinator.Node does.
+// through a hub, whose SecAgg+ server steps are stagedriver.SecAgg, the
+// coordinator's own) and model downloads.
 type testCoord struct {
 	t        *testing.T
 	ca       *identity.CA

@@ -19,21 +19,20 @@ import (
 	"github.com/fedge/fedge/crypto/identity"
 	"github.com/fedge/fedge/crypto/secagg"
 	"github.com/fedge/fedge/protocol"
+	"github.com/fedge/fedge/protocol/stagedriver"
 	"github.com/fedge/fedge/tensor"
 )
 
-// hub is the test's coordinator side of one round: it drives a real
-// secagg.Server with the stage messages the agents send, closing a stage
-// once every agent still in the round has spoken, and answers each with
-// its relay, as coordinator.Node does. It also serves model downloads.
+// hub is the test's coordinator side of one round: it runs the real
+// SecAgg+ server steps through stagedriver.SecAgg, the driver the
+// coordinator's round engine runs, closing each stage once every agent
+// still in the round has spoken. It also serves model downloads, and
+// keeps plain (non-secure) updates when no SecAgg+ round runs.
 type hub struct {
 	mu      sync.Mutex
 	models  map[uint64][]byte
-	srv     *secagg.Server
-	ids     map[string]uint32 // agent -> participant ID
-	alive   map[string]bool   // agents still expected at this stage
-	waiting map[string]chan hubReply
-	stage   protocol.MsgType
+	round   *stagedriver.Round // nil until start: plain updates
+	done    chan struct{}      // closed when the SecAgg+ round ended
 	result  *secagg.Result
 	err     error
 	plain   map[string][]byte // plain updates by agent
@@ -43,191 +42,115 @@ type hub struct {
 	dropAt map[string]protocol.MsgType
 }
 
-type hubReply struct {
-	m   protocol.Message
-	err error
-}
+// hubStageTime bounds each stage of a hub's round: the stages close as
+// soon as every agent still in the round has spoken, and a test ends its
+// round by its cleanup long before.
+const hubStageTime = 2 * time.Minute
 
 func newHub(models map[uint64][]byte) *hub {
 	return &hub{models: models, plain: map[string][]byte{}, uploads: map[string][]byte{}, dropAt: map[string]protocol.MsgType{}}
 }
 
-// start prepares a SecAgg+ round for the agents (participant IDs 1..n in
-// agent order) and returns its encoded config.
+// start runs a SecAgg+ round for the agents (participant IDs 1..n in
+// agent order) until the end of the test, and returns its encoded config
+// once the first stage takes messages.
 func (h *hub) start(t *testing.T, agents []*Agent, dim int, q *secagg.Quantizer) []byte {
 	t.Helper()
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	cfg := &secagg.Config{RoundID: []byte(fmt.Sprintf("test/%d", time.Now().UnixNano())), Dim: dim, Quantizer: q}
-	h.ids, h.alive, h.waiting = map[string]uint32{}, map[string]bool{}, map[string]chan hubReply{}
+	ids := map[string]uint32{}
 	for i, a := range agents {
 		id := uint32(i + 1)
-		h.ids[a.ID()] = id
-		h.alive[a.ID()] = true
+		ids[a.ID()] = id
 		cfg.Participants = append(cfg.Participants, secagg.Participant{ID: id, SigningKey: a.ident.key.Public().(ed25519.PublicKey)})
 	}
 	_, _ = rand.Read(cfg.GraphSeed[:])
-	srv, err := secagg.NewServer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.srv, h.stage = srv, protocol.TypeAdvertiseKeys
 	b, err := cfg.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
+	opened := make(chan struct{})
+	d := &stagedriver.SecAgg{
+		Round: &stagedriver.Round{}, Config: cfg, IDs: ids, Uploads: hubUploads{h},
+		Start: func() { close(opened) }, FirstBy: time.Now().Add(hubStageTime), StageTime: hubStageTime,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.mu.Lock()
+	h.round, h.done = d.Round, make(chan struct{})
+	h.mu.Unlock()
+	go func() {
+		res, err := d.Run(ctx)
+		h.mu.Lock()
+		h.result, h.err = res, err
+		h.mu.Unlock()
+		close(h.done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-h.done
+	})
+	select {
+	case <-opened:
+	case <-h.done:
+		t.Fatalf("the SecAgg+ round ended before it began: %v", h.err)
+	}
 	return b
+}
+
+// wait waits until the SecAgg+ round ended, so h.result and h.err hold its
+// outcome.
+func (h *hub) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case <-h.done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the SecAgg+ round did not end")
+	}
 }
 
 // deliver is the coordinator's handling of one agent message.
 func (h *hub) deliver(ctx context.Context, agent string, m protocol.Message) (protocol.Message, error) {
 	h.mu.Lock()
-	if t, ok := h.dropAt[agent]; ok && t == m.Type() {
-		delete(h.alive, agent)
-		h.maybeClose()
-		h.mu.Unlock()
-		return nil, &protocol.Error{Code: protocol.CodeRoundClosed, Message: "dropped by the test"}
-	}
-	if pm, ok := m.(*protocol.MaskedInput); ok && h.srv == nil {
+	r := h.round
+	drop := h.dropAt[agent] == m.Type()
+	if pm, ok := m.(*protocol.MaskedInput); ok && r == nil && !drop {
 		h.plain[agent] = bytes.Clone(pm.Payload)
 		h.mu.Unlock()
 		return &protocol.Ack{}, nil
 	}
-	if h.srv == nil || m.Type() != h.stage || !h.alive[agent] {
-		h.mu.Unlock()
-		return nil, &protocol.Error{Code: protocol.CodeRoundClosed, Message: "not expected at this stage"}
-	}
-	if mi, ok := m.(*protocol.MaskedInput); ok && len(mi.Payload) == 0 {
-		// The masked vector went ahead as a bulk upload.
-		m = &protocol.MaskedInput{RoundID: mi.RoundID, Payload: h.uploads[agent]}
-	}
-	if err := h.add(m); err != nil {
-		h.mu.Unlock()
-		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: err.Error()}
-	}
-	ch := make(chan hubReply, 1)
-	h.waiting[agent] = ch
-	h.maybeClose()
 	h.mu.Unlock()
-	select {
-	case r := <-ch:
-		return r.m, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if r == nil {
+		return nil, &protocol.Error{Code: protocol.CodeRoundClosed, Message: "no round runs"}
 	}
+	if drop {
+		r.Withdraw(agent)
+		return nil, &protocol.Error{Code: protocol.CodeRoundClosed, Message: "dropped by the test"}
+	}
+	if j, ok := m.(*protocol.RoundJoin); ok && !j.Accept {
+		// The agent withdraws mid-round: no stage waits for it.
+		r.Withdraw(agent)
+		return &protocol.Ack{}, nil
+	}
+	reply, err := r.Deliver(ctx, agent, m, nil)
+	if err != nil {
+		return nil, stagedriver.WireError(err)
+	}
+	return reply, nil
 }
 
-func (h *hub) add(m protocol.Message) error {
-	switch v := m.(type) {
-	case *protocol.AdvertiseKeys:
-		var x secagg.AdvertiseKeys
-		if err := x.UnmarshalBinary(v.Payload); err != nil {
-			return err
-		}
-		return h.srv.AddAdvertiseKeys(&x)
-	case *protocol.ShareKeys:
-		var x secagg.ShareKeys
-		if err := x.UnmarshalBinary(v.Payload); err != nil {
-			return err
-		}
-		return h.srv.AddShareKeys(&x)
-	case *protocol.MaskedInput:
-		var x secagg.MaskedInput
-		if err := x.UnmarshalBinary(v.Payload); err != nil {
-			return err
-		}
-		return h.srv.AddMaskedInput(&x)
-	case *protocol.ConsistencyCheck:
-		var x secagg.ConsistencyCheck
-		if err := x.UnmarshalBinary(v.Payload); err != nil {
-			return err
-		}
-		return h.srv.AddConsistencyCheck(&x)
-	case *protocol.Unmask:
-		var x secagg.Unmask
-		if err := x.UnmarshalBinary(v.Payload); err != nil {
-			return err
-		}
-		return h.srv.AddUnmask(&x)
-	}
-	return fmt.Errorf("unexpected %v", m.Type())
-}
+// hubUploads hands the masked-input stage the masked inputs the twins
+// received as bulk blobs.
+type hubUploads struct{ h *hub }
 
-// maybeClose ends the stage once every live agent has spoken, and
-// releases the waiters with their relays. Called with h.mu held.
-func (h *hub) maybeClose() {
-	if len(h.waiting) < len(h.alive) || len(h.alive) == 0 {
-		return
-	}
-	var next []uint32
-	var err error
-	relay := func(id uint32) (protocol.Message, error) { return nil, errors.New("no relay") }
-	switch h.stage {
-	case protocol.TypeAdvertiseKeys:
-		next, err = h.srv.EndAdvertiseKeys()
-		relay = func(id uint32) (protocol.Message, error) {
-			kl, err := h.srv.KeyList(id)
-			return marshalRelay(kl, err, func(p []byte) protocol.Message { return &protocol.AdvertiseKeysRelay{Payload: p} })
-		}
-		h.stage = protocol.TypeShareKeys
-	case protocol.TypeShareKeys:
-		next, err = h.srv.EndShareKeys()
-		relay = func(id uint32) (protocol.Message, error) {
-			sl, err := h.srv.ShareList(id)
-			return marshalRelay(sl, err, func(p []byte) protocol.Message { return &protocol.ShareKeysRelay{Payload: p} })
-		}
-		h.stage = protocol.TypeMaskedInput
-	case protocol.TypeMaskedInput:
-		next, err = h.srv.EndMaskedInput()
-		relay = func(uint32) (protocol.Message, error) {
-			sv, err := h.srv.SurvivorList()
-			return marshalRelay(sv, err, func(p []byte) protocol.Message { return &protocol.MaskedInputRelay{Payload: p} })
-		}
-		h.stage = protocol.TypeConsistencyCheck
-	case protocol.TypeConsistencyCheck:
-		next, err = h.srv.EndConsistencyCheck()
-		relay = func(id uint32) (protocol.Message, error) {
-			sg, err := h.srv.SignatureList(id)
-			return marshalRelay(sg, err, func(p []byte) protocol.Message { return &protocol.ConsistencyCheckRelay{Payload: p} })
-		}
-		h.stage = protocol.TypeUnmask
-	case protocol.TypeUnmask:
-		h.result, err = h.srv.Finish()
-		for id := range h.waiting {
-			next = append(next, h.ids[id])
-		}
-		relay = func(uint32) (protocol.Message, error) { return &protocol.UnmaskRelay{}, nil }
-		h.stage = 0
-	}
-	if err != nil {
-		h.err = err
-	}
-	goOn := map[uint32]bool{}
-	for _, id := range next {
-		goOn[id] = true
-	}
-	for agent, ch := range h.waiting {
-		id := h.ids[agent]
-		if err != nil || !goOn[id] {
-			ch <- hubReply{err: &protocol.Error{Code: protocol.CodeRoundClosed, Message: "dropped"}}
-			delete(h.alive, agent)
-			continue
-		}
-		m, rerr := relay(id)
-		ch <- hubReply{m, rerr}
-	}
-	h.waiting = map[string]chan hubReply{}
-}
+func (u hubUploads) Expect(uint64) {}
 
-func marshalRelay(m interface{ MarshalBinary() ([]byte, error) }, err error, wrap func([]byte) protocol.Message) (protocol.Message, error) {
-	if err != nil {
-		return nil, err
+func (u hubUploads) Take(agent string) ([]byte, error) {
+	u.h.mu.Lock()
+	defer u.h.mu.Unlock()
+	b, ok := u.h.uploads[agent]
+	if !ok {
+		return nil, fmt.Errorf("hub: no masked upload from %s", agent)
 	}
-	b, err := m.MarshalBinary()
-	if err != nil {
-		return nil, err
-	}
-	return wrap(b), nil
+	return b, nil
 }
 
 // twin is an in-memory twin of an agent's session with the hub. Every

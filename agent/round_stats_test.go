@@ -39,6 +39,7 @@ func TestStatsRoundSecureSum(t *testing.T) {
 		}
 	}
 	waitIdle(t, agents...)
+	h.wait(t)
 	if h.err != nil || h.result == nil || len(h.result.Survivors) != 4 {
 		t.Fatalf("round failed: %v", h.err)
 	}

@@ -24,11 +24,17 @@ func smallModel(t testing.TB, seed uint64) (*tensor.Model, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m, modelBlob(t, m)
+}
+
+// modelBlob returns m's file bytes.
+func modelBlob(t testing.TB, m *tensor.Model) []byte {
+	t.Helper()
 	b, err := m.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m, b
+	return b
 }
 
 func invite(id uint64, kind protocol.RoundKind, d time.Duration) *protocol.RoundInvite {
@@ -89,6 +95,7 @@ func TestTrainRoundSecureSumIsExact(t *testing.T) {
 		Momentum: 0.5, Mu: 0.01, Optimizer: "sgd", SecAgg: cfg}
 	twins, ups := runTrainRound(t, h, agents, plan)
 
+	h.wait(t)
 	if h.err != nil || h.result == nil {
 		t.Fatalf("round failed: %v", h.err)
 	}
@@ -225,6 +232,7 @@ func TestTrainRoundDropoutAndDP(t *testing.T) {
 	plan := &protocol.RoundPlan{RoundID: 12, ModelVersion: 2, ModelHash: start.Hash(), Epochs: 2, BatchSize: 4, LR: 0.5,
 		SecAgg: cfg, DP: protocol.DPParams{ClipNorm: clipNorm, NoiseStdDev: 0.001}}
 	_, ups := runTrainRound(t, h, agents, plan)
+	h.wait(t)
 	if h.err != nil || h.result == nil || len(h.result.Survivors) != 3 {
 		t.Fatalf("round: %v %+v", h.err, h.result)
 	}
@@ -274,6 +282,7 @@ func TestEvalRoundSumsExactly(t *testing.T) {
 		}
 	}
 	waitIdle(t, agents...)
+	h.wait(t)
 	if h.err != nil || h.result == nil {
 		t.Fatalf("round failed: %v", h.err)
 	}

@@ -413,20 +413,8 @@ func (a *Agent) stage(ctx context.Context, c conn, st *roundState, s protocol.St
 	if err != nil {
 		return err
 	}
-	var relay []byte
-	switch r := resp.(type) {
-	case *protocol.AdvertiseKeysRelay:
-		relay = r.Payload
-	case *protocol.ShareKeysRelay:
-		relay = r.Payload
-	case *protocol.MaskedInputRelay:
-		relay = r.Payload
-	case *protocol.ConsistencyCheckRelay:
-		relay = r.Payload
-	case *protocol.UnmaskRelay:
-		relay = r.Payload
-	case *protocol.Ack:
-	default:
+	relay, ok := protocol.StagePayload(resp)
+	if _, ack := resp.(*protocol.Ack); !ok && !ack {
 		return fmt.Errorf("stage %d: unexpected %v reply", s, resp.Type())
 	}
 	if out == nil {

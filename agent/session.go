@@ -14,6 +14,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/fedge/fedge/crypto/identity"
+	"github.com/fedge/fedge/internal/wait"
 	"github.com/fedge/fedge/protocol"
 )
 
@@ -65,18 +66,6 @@ func (b *backoff) after(err error) time.Duration {
 		d = min(d, startingRetry)
 	}
 	return d
-}
-
-// sleep waits d or until ctx ends, and reports whether ctx is still alive.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // isAuthRefusal reports whether err is the cluster refusing the agent's
@@ -167,7 +156,7 @@ func (a *Agent) connLoop(ctx context.Context) error {
 			default:
 				a.log.Info("cannot reach the leader", "err", err)
 			}
-			if !sleep(ctx, bo.after(err)) {
+			if !wait.Sleep(ctx, bo.after(err)) {
 				return nil
 			}
 			continue
@@ -196,7 +185,7 @@ func (a *Agent) connLoop(ctx context.Context) error {
 		// The leader may have died: ask every coordinator at once for the
 		// new one, after a short wait (a jittered backoff keeps a fleet
 		// from reconnecting in lockstep).
-		if !sleep(ctx, bo.next()) {
+		if !wait.Sleep(ctx, bo.next()) {
 			return nil
 		}
 	}
@@ -557,7 +546,7 @@ func (a *Agent) enroll(ctx context.Context) error {
 			return fmt.Errorf("%w: %s", ErrTokenRejected, pe.Message)
 		}
 		a.log.Info("enrollment attempt failed; retrying", "addr", addr, "err", err)
-		if !sleep(ctx, bo.after(err)) {
+		if !wait.Sleep(ctx, bo.after(err)) {
 			break
 		}
 	}

@@ -1,14 +1,12 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -18,6 +16,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/fedge/fedge/crypto/identity"
+	"github.com/fedge/fedge/internal/testutil"
 	"github.com/fedge/fedge/tensor"
 )
 
@@ -35,11 +34,7 @@ func testModel(t testing.TB, seed uint64) (*tensor.Model, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := m.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, b
+	return m, modelBlob(t, m)
 }
 
 func modelRec(t testing.TB, version uint64) *modelRecord {
@@ -331,20 +326,9 @@ func TestStoreSurvivesKill(t *testing.T) {
 	}
 	lastVersion := uint64(0)
 	for k := range kills {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestStoreCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		line, err := bufio.NewReader(out).ReadString('\n')
-		if err != nil || line != "ready\n" {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			t.Fatalf("child said %q, %v", line, err)
+		cmd, line := testutil.StartChild(t, "TestStoreCrashChild", crashChildEnv+"="+dir)
+		if line != "ready" {
+			t.Fatalf("child said %q", line)
 		}
 		time.Sleep(time.Duration(mrand.IntN(40)) * time.Millisecond)
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {

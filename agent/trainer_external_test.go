@@ -27,11 +27,7 @@ func externalModel(t testing.TB) (*tensor.Model, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := m.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, b
+	return m, modelBlob(t, m)
 }
 
 // python returns a python3 (stdlib only), or fails under CI and skips.

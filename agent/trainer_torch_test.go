@@ -5,7 +5,6 @@ package agent
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"github.com/fedge/fedge/internal/testutil"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
-	"github.com/fedge/fedge/tensor/safetensors"
 )
 
 // This file runs examples/trainer-torch (make test-torch: go test -tags
@@ -29,26 +27,6 @@ func torchTrainer(t testing.TB) (py, dir string) {
 		t.Fatal(err)
 	}
 	return py, dir
-}
-
-// torchInit runs the example's init.py and reads the weights it wrote as
-// the external model "mnist-cnn-bn".
-func torchInit(t testing.TB, py, dir string) *tensor.Model {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "init.safetensors")
-	if out, err := exec.Command(py, filepath.Join(dir, "init.py"), "-o", path).CombinedOutput(); err != nil {
-		t.Fatalf("init.py: %v\n%s", err, out)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	m, err := safetensors.ReadModel(f, 1<<30, "mnist-cnn-bn")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
 }
 
 // evalWithTrainer runs the trainer's evaluate task on m through the
@@ -85,7 +63,7 @@ func evalWithTrainer(t *testing.T, a *Agent, m *tensor.Model) float64 {
 func TestTorchTrainerRound(t *testing.T) {
 	py, dir := torchTrainer(t)
 	mnist := testutil.MNISTDir(t)
-	start := torchInit(t, py, dir)
+	start := testutil.TorchInit(t, py, dir)
 	blob, err := start.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +118,7 @@ func TestTorchTrainerRound(t *testing.T) {
 func BenchmarkTorchEpoch(b *testing.B) {
 	py, dir := torchTrainer(b)
 	mnist := testutil.MNISTDir(b)
-	m := torchInit(b, py, dir)
+	m := testutil.TorchInit(b, py, dir)
 	a := handoffAgent(b, []string{py, filepath.Join(dir, "train.py")},
 		map[string]string{"MNIST_DIR": mnist, "SHARD": "0", "SHARDS": "100", "TORCH_THREADS": "1"})
 	cp := handoffAgent(b, copyTrainer, nil)

@@ -35,6 +35,7 @@ func TestLargeModelMaskedUpload(t *testing.T) {
 	cfg := h.start(t, agents, q.EncodedLen(dim), q)
 	plan := &protocol.RoundPlan{RoundID: 12, ModelVersion: 4, ModelHash: start.Hash(), Epochs: 1, BatchSize: 8, LR: 0.01, SecAgg: cfg}
 	twins, ups := runTrainRound(t, h, agents, plan)
+	h.wait(t)
 	if h.err != nil || h.result == nil || len(h.result.Survivors) != 3 {
 		t.Fatalf("round failed: %v", h.err)
 	}

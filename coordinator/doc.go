@@ -53,16 +53,18 @@
 // records embed (JobSpec, Cohort, Gate, …).
 //
 // The round engine (engine.go, round.go, round_train.go, round_eval.go,
-// round_stats.go, stage.go, strategy.go, privacy.go, downloads.go,
+// round_stats.go, strategy.go, privacy.go, downloads.go,
 // upload.go) runs on the leader only. Engine.run loops over Engine.step,
 // which runs one unit of work at a time: a rollout's evaluation round
 // (rolloutStep in round_eval.go) if a rollout is running, else a training
 // round of the oldest running job (trainRound in round_train.go). It
 // reaches agents through the AgentLink interface (the node's agent
 // sessions; in-memory twins in tests), invites and selects them, and
-// drives each stage of a round (activeRound and runSecAgg in round.go) with
-// a stage (stage.go): a barrier that collects one message per agent until
-// a deadline. Uploads arrive as bulk streams (upload.go) and new models go
+// drives each stage of a round (activeRound and runSecAgg in round.go)
+// with protocol/stagedriver: a Barrier per stage collects one message per
+// agent until a deadline, and stagedriver.SecAgg runs the five SecAgg+
+// stages on the secagg server (the agent package's tests run the same
+// driver). Uploads arrive as bulk streams (upload.go) and new models go
 // out as full files or int8 deltas (downloads.go). The server update is a
 // Strategy (strategy.go: FedAvg, FedAvgM, FedAdam/Yogi/Adagrad, and the
 // robust median, trimmed mean and Krum);

@@ -139,7 +139,7 @@ func (e *Engine) agentGone(agentID string) {
 	e.mu.Lock()
 	r := e.round
 	e.mu.Unlock()
-	if r != nil && r.withdraw(agentID) {
+	if r != nil && r.Withdraw(agentID) {
 		e.log.Info("agent's session ended mid-round: dropped from the round", "round", r.id, "agent", agentID)
 	}
 }
@@ -396,7 +396,7 @@ func (e *Engine) deliver(ctx context.Context, agentID string, m protocol.Message
 		// An agent withdraws mid-round (its training failed): stop waiting
 		// for it; SecAgg+ treats it as a dropout.
 		if r != nil && r.id == j.RoundID {
-			r.withdraw(agentID)
+			r.Withdraw(agentID)
 			e.log.Info("agent withdrew from the round", "round", j.RoundID, "agent", agentID, "reason", j.Reason)
 			e.noteIssue(agentID, r.owner, r.id, j.Reason)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fedge/fedge/crypto/identity"
 	"github.com/fedge/fedge/protocol"
+	"github.com/fedge/fedge/protocol/stagedriver"
 )
 
 // AgentCertTTL is the lifetime of agent certificates; agents renew after
@@ -219,22 +220,14 @@ func (h agentHandler) ServeMessage(ctx context.Context, s *protocol.Session, m p
 	return nil, &protocol.Error{Code: protocol.CodeUnsupported, Message: m.Type().String()}
 }
 
-// toWireError maps engine errors to protocol errors agents understand.
+// toWireError maps engine errors to protocol errors agents understand:
+// the stage errors as stagedriver.WireError maps them, and a finished
+// round as a closed one.
 func toWireError(err error) error {
-	var pe *protocol.Error
-	if errors.As(err, &pe) {
-		return err
+	if errors.Is(err, ErrRoundFinished) {
+		return &protocol.Error{Code: protocol.CodeRoundClosed, Message: err.Error()}
 	}
-	code := protocol.CodeBadRequest
-	switch {
-	case errors.Is(err, ErrStageClosed), errors.Is(err, ErrRoundFinished):
-		code = protocol.CodeRoundClosed
-	case errors.Is(err, ErrNotInvited):
-		code = protocol.CodeUnauthorized
-	case errors.Is(err, context.DeadlineExceeded):
-		code = protocol.CodeTimeout
-	}
-	return &protocol.Error{Code: code, Message: err.Error()}
+	return stagedriver.WireError(err)
 }
 
 // announceFor tells an agent which model to serve if it serves another.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fedge/fedge/coordinator"
 	"github.com/fedge/fedge/coordinator/api"
+	"github.com/fedge/fedge/internal/testcluster"
 	"github.com/fedge/fedge/internal/testutil"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
@@ -40,11 +41,11 @@ func externalModel(t *testing.T, name string, in, out int) *tensor.Model {
 
 // followerClient returns an admin client that knows only a follower, so
 // every write must be redirected to the leader.
-func followerClient(t *testing.T, c *cluster) *api.Client {
+func followerClient(t *testing.T, c *testcluster.Cluster) *api.Client {
 	t.Helper()
-	li, _ := c.leader()
-	f := (li + 1) % len(c.peers)
-	a, err := api.Load(filepath.Join(c.dir, "admin"), []string{c.peers[f].Addr})
+	li, _ := c.Leader()
+	f := (li + 1) % len(c.Peers)
+	a, err := api.Load(filepath.Join(c.Dir, "admin"), []string{c.Peers[f].Addr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +91,7 @@ func TestModelsImport(t *testing.T) {
 		t.Errorf("an import made version %d stable; agents would serve it without a rollout", st.Stable)
 	}
 	// Every replica holds it (it went through the Raft log).
-	for _, nd := range c.nodes {
+	for _, nd := range c.Nodes {
 		testutil.WaitFor(t, 15*time.Second, "the import on every node", func() bool {
 			var hash string
 			nd.FSM().Read(func(s *coordinator.State) {
@@ -118,7 +119,7 @@ func TestModelsImport(t *testing.T) {
 // it is received, and the registry stays empty.
 func TestModelsImportBound(t *testing.T) {
 	c := newTunedCluster(t, 1, func(cfg *coordinator.Config) { cfg.MaxImportBytes = 64 << 10 })
-	a := c.admin()
+	a := c.Admin
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, err := a.Models().Import(ctx, "", externalModel(t, "big", 200, 100)) // 80 KB of parameters
@@ -135,7 +136,7 @@ func TestModelsImportBound(t *testing.T) {
 // cannot take a standardization layer.
 func TestExternalJobRules(t *testing.T) {
 	c := newCluster(t, 1)
-	a := c.admin()
+	a := c.Admin
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ext := externalModel(t, "ext", 4, 2)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"github.com/fedge/fedge/coordinator"
 	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/crypto/identity"
+	"github.com/fedge/fedge/internal/testcluster"
 	"github.com/fedge/fedge/internal/testutil"
 	"github.com/fedge/fedge/protocol"
 )
@@ -27,87 +27,21 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type cluster struct {
-	t     *testing.T
-	dir   string
-	peers []coordinator.Peer
-	nodes []*coordinator.Node
-	// tune, if set, adjusts each node's configuration before it starts.
-	tune func(*coordinator.Config)
-}
-
-func newCluster(t *testing.T, n int) *cluster {
+// newCluster starts n coordinators on loopback with the one in-process
+// harness (internal/testcluster); they stop at the end of the test.
+func newCluster(t *testing.T, n int) *testcluster.Cluster {
 	return newTunedCluster(t, n, nil)
 }
 
 // newTunedCluster is newCluster with each node's configuration adjusted
 // by tune.
-func newTunedCluster(t *testing.T, n int, tune func(*coordinator.Config)) *cluster {
+func newTunedCluster(t *testing.T, n int, tune func(*coordinator.Config)) *testcluster.Cluster {
 	t.Helper()
-	c := &cluster{t: t, dir: t.TempDir(), tune: tune}
-	for i, a := range testutil.FreeUDPAddrs(t, n) {
-		c.peers = append(c.peers, coordinator.Peer{ID: fmt.Sprintf("c%d", i+1), Addr: a})
+	o := testcluster.Options{Name: "test-cluster", Nodes: n, Logger: testLogger()}
+	if tune != nil {
+		o.Node = func(_ int, cfg *coordinator.Config) { tune(cfg) }
 	}
-	if err := coordinator.InitCluster(rand.Reader, "test-cluster", c.peers, c.dir, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	c.nodes = make([]*coordinator.Node, n)
-	for i := range c.peers {
-		c.start(i)
-	}
-	t.Cleanup(func() {
-		for _, nd := range c.nodes {
-			if nd != nil {
-				nd.Close()
-			}
-		}
-	})
-	return c
-}
-
-func (c *cluster) start(i int) {
-	c.t.Helper()
-	cfg := coordinator.Config{
-		NodeID: c.peers[i].ID, DataDir: filepath.Join(c.dir, c.peers[i].ID), Listen: c.peers[i].Addr,
-		Peers: c.peers, Raft: coordinator.LoopbackRaftTimings, Logger: testLogger(),
-	}
-	if c.tune != nil {
-		c.tune(&cfg)
-	}
-	nd, err := coordinator.NewNode(cfg)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.nodes[i] = nd
-}
-
-func (c *cluster) leader() (int, *coordinator.Node) {
-	c.t.Helper()
-	idx := -1
-	testutil.WaitFor(c.t, 15*time.Second, "a leader", func() bool {
-		for i, nd := range c.nodes {
-			if nd != nil && nd.IsLeader() {
-				idx = i
-				return true
-			}
-		}
-		return false
-	})
-	return idx, c.nodes[idx]
-}
-
-func (c *cluster) admin() *api.Client {
-	c.t.Helper()
-	var addrs []string
-	for _, p := range c.peers {
-		addrs = append(addrs, p.Addr)
-	}
-	a, err := api.Load(filepath.Join(c.dir, "admin"), addrs)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Cleanup(func() { a.Close() })
-	return a
+	return testcluster.New(t, o)
 }
 
 func TestNodeClusterAdminEnrollFailover(t *testing.T) {
@@ -115,8 +49,8 @@ func TestNodeClusterAdminEnrollFailover(t *testing.T) {
 		t.Skip("3-node QUIC cluster under -race -short")
 	}
 	c := newCluster(t, 3)
-	c.leader()
-	adm := c.admin()
+	c.Leader()
+	adm := c.Admin
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -151,7 +85,7 @@ func TestNodeClusterAdminEnrollFailover(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		_, leader := c.leader()
+		_, leader := c.Leader()
 		s, err := protocol.Dial(ctx, leader.Addr(), conf, protocol.ALPNEnroll, nil)
 		if err != nil {
 			return nil, err
@@ -188,10 +122,9 @@ func TestNodeClusterAdminEnrollFailover(t *testing.T) {
 	if err := adm.Call(ctx, api.VerbJobsStart, api.QueryOptions{}, api.JobSpec{Name: "mnist", Model: "logreg", Rounds: 3}, &job); err != nil {
 		t.Fatal(err)
 	}
-	li, _ := c.leader()
-	c.nodes[li].Close()
-	c.nodes[li] = nil
-	_, nl := c.leader()
+	li, _ := c.Leader()
+	c.StopNode(li)
+	_, nl := c.Leader()
 	testutil.WaitFor(t, 15*time.Second, "job on new leader", func() bool {
 		found := false
 		nl.FSM().Read(func(s *coordinator.State) { _, found = s.Jobs[job.ID] })
@@ -202,10 +135,10 @@ func TestNodeClusterAdminEnrollFailover(t *testing.T) {
 		t.Fatalf("write after failover: %v", err)
 	}
 	// The dead node comes back from disk and catches up.
-	c.start(li)
+	c.StartNode(li)
 	testutil.WaitFor(t, 15*time.Second, "restarted node catches up", func() bool {
 		n := 0
-		c.nodes[li].FSM().Read(func(s *coordinator.State) { n = len(s.Tokens) })
+		c.Nodes[li].FSM().Read(func(s *coordinator.State) { n = len(s.Tokens) })
 		return n == 2
 	})
 	// A linearizable read goes to the leader and sees the write above.
@@ -224,29 +157,16 @@ func TestClusterJoinAndRemove(t *testing.T) {
 	if testing.Short() && raceEnabled {
 		t.Skip("4-node QUIC cluster under -race -short")
 	}
-	dir := t.TempDir()
-	addrs := testutil.FreeUDPAddrs(t, 4)
-	var all []coordinator.Peer
-	for i, a := range addrs {
-		all = append(all, coordinator.Peer{ID: fmt.Sprintf("c%d", i+1), Addr: a})
-	}
-	if err := coordinator.InitCluster(rand.Reader, "grow", all, dir, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	start := func(p coordinator.Peer, peers []coordinator.Peer) *coordinator.Node {
-		n, err := coordinator.NewNode(coordinator.Config{NodeID: p.ID, DataDir: filepath.Join(dir, p.ID), Listen: p.Addr,
-			Peers: peers, Raft: coordinator.LoopbackRaftTimings, Logger: testLogger()})
-		if err != nil {
-			t.Fatal(err)
+	// Three voters, and a fourth node with no peers that waits to be added.
+	c := testcluster.New(t, testcluster.Options{Name: "grow", Nodes: 4, Logger: testLogger(), Node: func(i int, cfg *coordinator.Config) {
+		if i == 3 {
+			cfg.Peers = nil
+		} else {
+			cfg.Peers = cfg.Peers[:3]
 		}
-		t.Cleanup(func() { n.Close() })
-		return n
-	}
-	for _, p := range all[:3] {
-		start(p, all[:3])
-	}
-	c4 := start(all[3], nil) // no peers: waits to be added
-	adm, err := api.Load(filepath.Join(dir, "admin"), addrs[:3])
+	}})
+	all, c4 := c.Peers, c.Nodes[3]
+	adm, err := api.Load(filepath.Join(c.Dir, "admin"), []string{all[0].Addr, all[1].Addr, all[2].Addr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,9 +223,9 @@ func TestFollowerForwardsWrites(t *testing.T) {
 		t.Skip("3-node QUIC cluster under -race -short")
 	}
 	c := newCluster(t, 3)
-	li, leader := c.leader()
+	li, leader := c.Leader()
 	fi := (li + 1) % 3
-	adm, err := api.Load(filepath.Join(c.dir, "admin"), []string{c.peers[fi].Addr})
+	adm, err := api.Load(filepath.Join(c.Dir, "admin"), []string{c.Peers[fi].Addr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,14 +234,14 @@ func TestFollowerForwardsWrites(t *testing.T) {
 	defer cancel()
 	testutil.WaitFor(t, 15*time.Second, "the follower to know the leader", func() bool {
 		var st api.ClusterStatus
-		return adm.Call(ctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &st) == nil && st.LeaderID == leader.ID() && st.Node == c.peers[fi].ID
+		return adm.Call(ctx, api.VerbClusterStatus, api.QueryOptions{}, nil, &st) == nil && st.LeaderID == leader.ID() && st.Node == c.Peers[fi].ID
 	})
 	var job api.Job
 	if err := adm.Call(ctx, api.VerbJobsStart, api.QueryOptions{}, api.JobSpec{Name: "fwd", Model: "logreg", Rounds: 1}, &job); err != nil {
 		t.Fatal(err)
 	}
-	if got := adm.Addr(); got != c.peers[fi].Addr {
-		t.Fatalf("the client was sent to %s; the follower %s should have forwarded", got, c.peers[fi].Addr)
+	if got := adm.Addr(); got != c.Peers[fi].Addr {
+		t.Fatalf("the client was sent to %s; the follower %s should have forwarded", got, c.Peers[fi].Addr)
 	}
 	leader.FSM().Read(func(s *coordinator.State) {
 		if _, ok := s.Jobs[job.ID]; !ok {
@@ -366,11 +286,11 @@ func TestFollowerForwardsWrites(t *testing.T) {
 		if r == nil || len(r.Decisions) == 0 {
 			t.Fatalf("rollout %s: %+v", ro.ID, r)
 		}
-		if by, want := r.Decisions[len(r.Decisions)-1].By, "operator:admin via "+c.peers[fi].ID; by != want {
+		if by, want := r.Decisions[len(r.Decisions)-1].By, "operator:admin via "+c.Peers[fi].ID; by != want {
 			t.Fatalf("decision by %q, want %q", by, want)
 		}
 	})
-	if got := adm.Addr(); got != c.peers[fi].Addr {
+	if got := adm.Addr(); got != c.Peers[fi].Addr {
 		t.Fatalf("the client was sent to %s", got)
 	}
 }

@@ -151,7 +151,7 @@ func (e *Engine) secureSumRound(ctx context.Context, r *activeRound, rec *RoundR
 	}
 	msg := start(cfgBytes)
 	send := func() { e.broadcast(ctx, joined, func(AgentLink) protocol.Message { return msg }) }
-	res, err := e.runSecAgg(ctx, r, rec, cfg, rec.Participants, send, trainBy.Add(time.Duration(d.Stage)), time.Duration(d.Stage))
+	res, err := e.runSecAgg(ctx, r, rec, cfg, send, trainBy.Add(time.Duration(d.Stage)), time.Duration(d.Stage))
 	if err != nil {
 		return nil, 0, err
 	}

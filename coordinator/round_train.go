@@ -37,7 +37,7 @@ func (e *Engine) clearRound(r *activeRound, err error) {
 		e.round = nil
 	}
 	e.mu.Unlock()
-	r.close(err)
+	r.Close(err)
 }
 
 // initialModel builds and commits version 1 of a job's model, after a
@@ -417,7 +417,7 @@ func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRec
 	if priv != nil {
 		plan.DP = priv.params(resolved.MinSurvivors)
 	}
-	res, err := e.runSecAgg(ctx, r, rec, cfg, rec.Participants, sendPlan, trainBy.Add(stageTime), stageTime)
+	res, err := e.runSecAgg(ctx, r, rec, cfg, sendPlan, trainBy.Add(stageTime), stageTime)
 	if err != nil {
 		return nil, 0, 0, err
 	}
@@ -460,7 +460,7 @@ func (e *Engine) collectPlain(ctx context.Context, r *activeRound, rec *RoundRec
 	for _, a := range arrived {
 		replies[a] = &protocol.Ack{}
 	}
-	st.release(replies)
+	st.Release(replies)
 	if len(arrived) < roundMin(spec) {
 		return nil, 0, 0, fmt.Errorf("%w: %d updates arrived, need %d", ErrNotEnoughAgents, len(arrived), roundMin(spec))
 	}

@@ -124,3 +124,31 @@ func (*UnmaskRelay) Type() MsgType { return TypeUnmaskRelay }
 
 func (m *UnmaskRelay) encode(e *encoder) { encodeStage(e, m.RoundID, m.Payload) }
 func (m *UnmaskRelay) decode(d *decoder) { m.RoundID, m.Payload = decodeStage(d) }
+
+// StagePayload returns the crypto/secagg payload of a SecAgg+ stage
+// message or relay, and false for any other message.
+func StagePayload(m Message) ([]byte, bool) {
+	switch v := m.(type) {
+	case *AdvertiseKeys:
+		return v.Payload, true
+	case *AdvertiseKeysRelay:
+		return v.Payload, true
+	case *ShareKeys:
+		return v.Payload, true
+	case *ShareKeysRelay:
+		return v.Payload, true
+	case *MaskedInput:
+		return v.Payload, true
+	case *MaskedInputRelay:
+		return v.Payload, true
+	case *ConsistencyCheck:
+		return v.Payload, true
+	case *ConsistencyCheckRelay:
+		return v.Payload, true
+	case *Unmask:
+		return v.Payload, true
+	case *UnmaskRelay:
+		return v.Payload, true
+	}
+	return nil, false
+}

@@ -33,6 +33,20 @@ func parseVersion(s string) (uint64, error) {
 	return v, nil
 }
 
+// parseVersionArg parses a command line whose one positional argument is
+// a model version; ok false means exit with code.
+func parseVersionArg(c *cli, args []string) (v uint64, code int, ok bool) {
+	pos, code, ok := c.parse(args, 1, 1)
+	if !ok {
+		return 0, code, false
+	}
+	v, err := parseVersion(pos[0])
+	if err != nil {
+		return 0, c.usageFail(err), false
+	}
+	return v, 0, true
+}
+
 var modelsListSpec = cmdSpec{
 	path: "models list",
 	help: `List the committed model versions the cluster keeps: parent version, the job
@@ -109,13 +123,9 @@ var modelsShowSpec = cmdSpec{
 
 func runModelsShow(args []string, stdout, stderr io.Writer) int {
 	c := newCLI(stdout, stderr, modelsShowSpec, true)
-	pos, code, ok := c.parse(args, 1, 1)
+	v, code, ok := parseVersionArg(c, args)
 	if !ok {
 		return code
-	}
-	v, err := parseVersion(pos[0])
-	if err != nil {
-		return c.usageFail(err)
 	}
 	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (api.Model, error) {
 		return cl.Models().Show(ctx, v, q)
@@ -276,13 +286,9 @@ last versions and the pinned ones); -unpin releases it.`,
 func runModelsPin(args []string, stdout, stderr io.Writer) int {
 	c := newCLI(stdout, stderr, modelsPinSpec, true)
 	unpin := c.fs.Bool("unpin", false, "release the pin instead")
-	pos, code, ok := c.parse(args, 1, 1)
+	v, code, ok := parseVersionArg(c, args)
 	if !ok {
 		return code
-	}
-	v, err := parseVersion(pos[0])
-	if err != nil {
-		return c.usageFail(err)
 	}
 	req := api.VersionRequest{Version: v, Pinned: !*unpin}
 	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (struct{}, error) {

@@ -274,16 +274,7 @@ func TestCoordinatorCommandRunsAndStops(t *testing.T) {
 	go func() {
 		done <- runCoordinatorContext(ctx, []string{"-config", filepath.Join(dir, "c1", coordinatorConfigFile), "-log-format", "json", "-log-level", "info"}, &out, &errb)
 	}()
-	code, exited := 0, false
-	err := wait.Until(ctx, 10*time.Second, func() bool {
-		select {
-		case code = <-done:
-			exited = true
-			return true
-		default:
-		}
-		return strings.Contains(out.String(), "listening on "+addr)
-	})
+	code, exited, err := untilOrExit(ctx, done, func() bool { return strings.Contains(out.String(), "listening on "+addr) })
 	if exited {
 		t.Fatalf("coordinator exited %d early:\n%s%s", code, out.String(), errb.String())
 	}
@@ -353,14 +344,7 @@ func (tc *testCluster) agentLifecycle(t *testing.T) {
 	}()
 
 	var agents []api.Agent
-	code, exited := 0, false
-	err := wait.Until(ctx, 10*time.Second, func() bool {
-		select {
-		case code = <-done:
-			exited = true
-			return true
-		default:
-		}
+	code, exited, err := untilOrExit(ctx, done, func() bool {
 		tc.okJSON(t, &agents, "agents", "list")
 		return len(agents) == 1 && agents[0].Connected
 	})
@@ -419,4 +403,19 @@ func (tc *testCluster) agentLifecycle(t *testing.T) {
 	if code := stopAgent(); code != exitOK && code != exitFailed {
 		t.Errorf("agent exit %d after revoke and stop", code)
 	}
+}
+
+// untilOrExit polls cond for up to 10 s until it holds, or until the
+// command whose exit code arrives on done exits (exited, with its code).
+func untilOrExit(ctx context.Context, done <-chan int, cond func() bool) (code int, exited bool, err error) {
+	err = wait.Until(ctx, 10*time.Second, func() bool {
+		select {
+		case code = <-done:
+			exited = true
+			return true
+		default:
+		}
+		return cond()
+	})
+	return code, exited, err
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/crypto/identity"
+	"github.com/fedge/fedge/internal/wait"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
 )
@@ -240,7 +241,7 @@ func (c *Client) do(ctx context.Context, verb string, q QueryOptions, req, resp 
 				// or removed and will never learn of a leader: ask the
 				// next coordinator after a pause (a few seconds at most).
 				c.rotate()
-				if hop == 11 || !sleepCtx(ctx, backoff) {
+				if hop == 11 || !wait.Sleep(ctx, backoff) {
 					return fmt.Errorf("%s: %w", verb, ErrNoLeader)
 				}
 				backoff = min(2*backoff, time.Second)
@@ -301,22 +302,10 @@ func (c *Client) dialReady(ctx context.Context, addr string) (*protocol.Session,
 		if err == nil || !errors.Is(err, protocol.ErrStarting) || time.Now().After(give) {
 			return s, err
 		}
-		if !sleepCtx(ctx, backoff) {
+		if !wait.Sleep(ctx, backoff) {
 			return nil, err
 		}
 		backoff = min(2*backoff, time.Second)
-	}
-}
-
-// sleepCtx sleeps for d unless ctx ends first; it reports whether it slept.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fedge/fedge/internal/wait"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
 )
@@ -64,7 +65,7 @@ func (x *ModelCalls) ImportFile(ctx context.Context, name string, file []byte) (
 		}
 		// No leader known to this node: ask another after a pause.
 		c.rotate()
-		if hop == 11 || !sleepCtx(ctx, backoff) {
+		if hop == 11 || !wait.Sleep(ctx, backoff) {
 			return out, fmt.Errorf("%s: %w", VerbModelsImport, ErrNoLeader)
 		}
 		backoff = min(2*backoff, time.Second)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor/data"
 )
 
@@ -148,32 +149,10 @@ type Deadlines struct {
 	Download Duration `json:"download,omitempty"` // default 60s
 }
 
-// Duration is a time.Duration written as a Go duration string in JSON.
-type Duration time.Duration
-
-// MarshalJSON writes the duration as a string such as "30s".
-func (d Duration) MarshalJSON() ([]byte, error) {
-	return []byte(`"` + time.Duration(d).String() + `"`), nil
-}
-
-// UnmarshalJSON accepts "30s"-style strings or a number of seconds.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	s := string(b)
-	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
-		v, err := time.ParseDuration(s[1 : len(s)-1])
-		if err != nil {
-			return fmt.Errorf("duration %s: %w", s, err)
-		}
-		*d = Duration(v)
-		return nil
-	}
-	var secs float64
-	if _, err := fmt.Sscan(s, &secs); err != nil {
-		return fmt.Errorf("duration %s: want a string like \"30s\" or seconds", s)
-	}
-	*d = Duration(secs * float64(time.Second))
-	return nil
-}
+// Duration is a time.Duration written as a Go duration string in JSON
+// ("30s"); it also reads a number of seconds. It is the type of the
+// agent's configuration file too (protocol.Duration).
+type Duration = protocol.Duration
 
 var strategies = map[string]bool{
 	"fedavg": true, "fedavgm": true, "fedprox": true, "fedadam": true, "fedyogi": true,

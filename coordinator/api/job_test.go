@@ -1,8 +1,12 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
+	"time"
+
+	"github.com/fedge/fedge/protocol"
 )
 
 func TestJobSpecEvalEvery(t *testing.T) {
@@ -29,5 +33,23 @@ func TestJobSpecEvalEvery(t *testing.T) {
 				t.Errorf("min_clients %d, want %d", tt.spec.MinClients, tt.minClients)
 			}
 		})
+	}
+}
+
+// TestDeadlinesJSON: a job's deadlines read as duration strings or
+// seconds and write as strings, with the type agents' configuration files
+// use (protocol.Duration).
+func TestDeadlinesJSON(t *testing.T) {
+	var _ protocol.Duration = Duration(0) // the same type, not a copy
+	var d Deadlines
+	if err := json.Unmarshal([]byte(`{"train": "2m", "stage": 30}`), &d); err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(d.Train) != 2*time.Minute || time.Duration(d.Stage) != 30*time.Second {
+		t.Fatalf("deadlines %+v", d)
+	}
+	b, err := json.Marshal(d)
+	if err != nil || string(b) != `{"train":"2m0s","stage":"30s"}` {
+		t.Fatalf("marshal: %s %v", b, err)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -74,26 +73,11 @@ func startAgentProcess(t *testing.T, c *testcluster.Cluster, i int) *agentProces
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestAgentProcessChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), childConfigEnv+"="+path)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
+	cmd, line := testutil.StartChild(t, "TestAgentProcessChild", childConfigEnv+"="+path)
+	addr, ok := strings.CutPrefix(line, "listening ")
+	if !ok {
+		t.Fatalf("agent process said %q", line)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	line, err := bufio.NewReader(out).ReadString('\n')
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
-	if err != nil || !ok {
-		t.Fatalf("agent process said %q, %v", line, err)
-	}
-	go func() { _, _ = io.Copy(io.Discard, out) }()
 	return &agentProcess{cmd: cmd, http: addr}
 }
 

@@ -46,20 +46,7 @@ func newTorchExample(t *testing.T) torchExample {
 // "mnist-cnn-bn".
 func (e torchExample) init(t *testing.T) *tensor.Model {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "init.safetensors")
-	if out, err := exec.Command(e.py, filepath.Join(e.dir, "init.py"), "-o", path).CombinedOutput(); err != nil {
-		t.Fatalf("init.py: %v\n%s", err, out)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	m, err := safetensors.ReadModel(f, 1<<30, "mnist-cnn-bn")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return testutil.TorchInit(t, e.py, e.dir)
 }
 
 // run runs train.py on its own, as an agent would, for plan (task and

@@ -44,3 +44,16 @@ func Until(ctx context.Context, timeout time.Duration, cond func() bool) error {
 	}
 	return nil
 }
+
+// Sleep waits d or until ctx ends, and reports whether it waited the
+// whole d (false: ctx ended first). Retry loops back off with it.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -48,3 +48,17 @@ func TestUntilLooksOftenAtAShortWindow(t *testing.T) {
 		t.Fatalf("cond called %d times in 400ms, want at least 10", calls)
 	}
 }
+
+// TestSleep: Sleep waits its time unless its context ends first.
+func TestSleep(t *testing.T) {
+	start := time.Now()
+	if !Sleep(context.Background(), 20*time.Millisecond) || time.Since(start) < 20*time.Millisecond {
+		t.Fatalf("Sleep returned early (%v)", time.Since(start))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start = time.Now()
+	if Sleep(ctx, time.Minute) || time.Since(start) > 10*time.Second {
+		t.Fatalf("Sleep on an ended context waited %v", time.Since(start))
+	}
+}

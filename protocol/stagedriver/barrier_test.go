@@ -1,4 +1,4 @@
-package coordinator
+package stagedriver_test
 
 import (
 	"context"
@@ -6,11 +6,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fedge/fedge/protocol/stagedriver"
 )
 
 func TestStageBarrier(t *testing.T) {
 	var sum int
-	s := newStage("masked", []string{"a", "b", "c"}, func(agent string, msg any) error {
+	s := stagedriver.NewBarrier("masked", []string{"a", "b", "c"}, func(agent string, msg any) error {
 		v := msg.(int)
 		if v < 0 {
 			return errors.New("negative")
@@ -27,66 +29,66 @@ func TestStageBarrier(t *testing.T) {
 		wg.Add(1)
 		go func(a string) {
 			defer wg.Done()
-			r, err := s.submit(ctx, a, 5)
+			r, err := s.Submit(ctx, a, 5)
 			mu.Lock()
 			results[a], errs[a] = r, err
 			mu.Unlock()
 		}(a)
 	}
 	// A rejected message leaves the agent expected.
-	if _, err := s.submit(ctx, "c", -1); err == nil {
+	if _, err := s.Submit(ctx, "c", -1); err == nil {
 		t.Fatal("rejected message accepted")
 	}
-	if _, err := s.submit(ctx, "zed", 1); !errors.Is(err, ErrNotInvited) {
+	if _, err := s.Submit(ctx, "zed", 1); !errors.Is(err, stagedriver.ErrNotInvited) {
 		t.Fatalf("stranger: %v", err)
 	}
-	arrived, missing := s.wait(ctx, time.Now().Add(300*time.Millisecond))
+	arrived, missing := s.Wait(ctx, time.Now().Add(300*time.Millisecond))
 	if len(arrived) != 2 || len(missing) != 1 || missing[0] != "c" {
 		t.Fatalf("arrived %v missing %v", arrived, missing)
 	}
 	if sum != 10 {
 		t.Fatalf("streamed sum %d", sum)
 	}
-	if _, err := s.submit(ctx, "c", 1); !errors.Is(err, ErrStageClosed) {
+	if _, err := s.Submit(ctx, "c", 1); !errors.Is(err, stagedriver.ErrStageClosed) {
 		t.Fatalf("latecomer: %v", err)
 	}
-	s.release(map[string]any{"a": "reply-a"}) // b was dropped by the engine
+	s.Release(map[string]any{"a": "reply-a"}) // b was dropped by the engine
 	wg.Wait()
 	if results["a"] != "reply-a" || errs["a"] != nil {
 		t.Fatalf("a got %v %v", results["a"], errs["a"])
 	}
-	if !errors.Is(errs["b"], ErrStageClosed) {
+	if !errors.Is(errs["b"], stagedriver.ErrStageClosed) {
 		t.Fatalf("b should learn it was dropped: %v", errs["b"])
 	}
 }
 
 func TestStageFullReleasesEarly(t *testing.T) {
-	s := newStage("adv", []string{"a"}, nil)
-	go func() { _, _ = s.submit(context.Background(), "a", 1) }()
+	s := stagedriver.NewBarrier("adv", []string{"a"}, nil)
+	go func() { _, _ = s.Submit(context.Background(), "a", 1) }()
 	start := time.Now()
-	arrived, _ := s.wait(context.Background(), time.Now().Add(10*time.Second))
+	arrived, _ := s.Wait(context.Background(), time.Now().Add(10*time.Second))
 	if len(arrived) != 1 || time.Since(start) > 5*time.Second {
 		t.Fatalf("stage did not release when full: %v after %v", arrived, time.Since(start))
 	}
-	s.fail(ErrRoundFinished)
+	s.Fail(errors.New("round finished"))
 }
 
 // TestRoundGoneAgentSkipsLaterStages: an agent whose session ended after
 // it spoke in one stage is not waited for in any later stage of the round.
 func TestRoundGoneAgentSkipsLaterStages(t *testing.T) {
-	r := &activeRound{id: 1}
-	st := r.open("advertise_keys", 0, []string{"a", "b"}, nil)
-	go func() { _, _ = st.submit(context.Background(), "a", nil) }()
-	r.withdraw("b") // b's session ends while a stage waits for it
-	arrived, missing := st.wait(context.Background(), time.Now().Add(time.Minute))
+	r := &stagedriver.Round{}
+	st := r.Open("advertise_keys", 0, []string{"a", "b"}, nil)
+	go func() { _, _ = st.Submit(context.Background(), "a", nil) }()
+	r.Withdraw("b") // b's session ends while a stage waits for it
+	arrived, missing := st.Wait(context.Background(), time.Now().Add(time.Minute))
 	if len(arrived) != 1 || len(missing) != 0 {
 		t.Fatalf("stage 1: arrived %v, missing %v", arrived, missing)
 	}
-	st.release(map[string]any{"a": nil})
-	r.withdraw("a") // a's session ends between stages
-	next := r.open("share_keys", 0, []string{"a"}, nil)
+	st.Release(map[string]any{"a": nil})
+	r.Withdraw("a") // a's session ends between stages
+	next := r.Open("share_keys", 0, []string{"a"}, nil)
 	start := time.Now()
-	if arrived, _ := next.wait(context.Background(), time.Now().Add(time.Minute)); len(arrived) != 0 || time.Since(start) > time.Second {
+	if arrived, _ := next.Wait(context.Background(), time.Now().Add(time.Minute)); len(arrived) != 0 || time.Since(start) > time.Second {
 		t.Fatalf("stage 2 waited %v for a gone agent (arrived %v)", time.Since(start), arrived)
 	}
 }
