@@ -28,6 +28,9 @@ const (
 	DatasetIDX = "idx"
 	// DatasetCSV is a CSV table with a header row and a label column.
 	DatasetCSV = "csv"
+	// DatasetText is labelled documents, CSV or JSON Lines, for text
+	// models: the agent tokenizes them as each model's spec says.
+	DatasetText = "text"
 )
 
 // Partitions of the MNIST demo dataset (DatasetConfig.Partition).
@@ -161,7 +164,7 @@ func (l InferenceLimits) withDefaults() InferenceLimits {
 // DatasetConfig names the local data. Paths may be relative to the working
 // directory.
 type DatasetConfig struct {
-	// Kind is "mnist", "idx" or "csv".
+	// Kind is "mnist", "idx", "csv" or "text".
 	Kind string `json:"kind"`
 	// Path is the folder of the MNIST IDX files (mnist) or the CSV file (csv).
 	Path string `json:"path,omitempty"`
@@ -187,6 +190,14 @@ type DatasetConfig struct {
 	Seed      uint64  `json:"seed,omitempty"`
 	// Indices, if set, keeps exactly these examples (instead of a partition).
 	Indices []int `json:"indices,omitempty"`
+	// Format is the file format of a text dataset (text): "csv" or
+	// "jsonl" (JSON Lines). If empty, from Path's extension: .jsonl or
+	// .ndjson is jsonl, .csv (or .tsv, tab-separated) is csv.
+	Format string `json:"format,omitempty"`
+	// TextColumn is the column (CSV header or JSON key) holding each
+	// document (text). If empty, "text"; LabelColumn then defaults to
+	// "label".
+	TextColumn string `json:"text_column,omitempty"`
 	// HeldOut is the fraction of the local examples kept out of training
 	// for local evaluation of candidate models (rollout canaries), in
 	// [0, 0.9]. DefaultConfig sets 0.1.
@@ -380,6 +391,13 @@ func (d *DatasetConfig) validate(bad func(string, ...any) error) error {
 		}
 		if d.LabelColumn == "" {
 			return bad("dataset.label_column is required for kind csv")
+		}
+	case DatasetText:
+		if err := exists("path", d.Path); err != nil {
+			return err
+		}
+		if _, _, err := d.textFormat(); err != nil {
+			return bad("dataset.format: %v", err)
 		}
 	case "":
 		return bad("dataset.kind is required (mnist, idx or csv)")

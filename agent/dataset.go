@@ -17,6 +17,9 @@ const heldOutSalt = 0x9e3779b97f4a7c15
 // leaves the process.
 type localData struct {
 	train, heldOut *tensor.Dataset
+	// text holds the documents of a text dataset, whose train and heldOut
+	// then hold document numbers (see textData); nil for other kinds.
+	text *textData
 }
 
 // loadData reads the configured dataset, keeps this agent's shard and
@@ -25,6 +28,13 @@ type localData struct {
 func loadData(cfg *DatasetConfig) (*localData, error) {
 	if cfg.Kind == "" { // an external trainer's agent: no data of its own
 		return &localData{train: &tensor.Dataset{}, heldOut: &tensor.Dataset{}}, nil
+	}
+	if cfg.Kind == DatasetText {
+		d, err := loadText(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("agent.loadData: %w", err)
+		}
+		return d, nil
 	}
 	ds, err := readDataset(cfg)
 	if err != nil {

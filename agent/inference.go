@@ -18,6 +18,7 @@ import (
 
 	"github.com/fedge/fedge/internal/telemetry"
 	"github.com/fedge/fedge/tensor"
+	"github.com/fedge/fedge/tensor/text"
 )
 
 // MaxPredictBody bounds the body of a /v1/predict request (8 MiB: about a
@@ -32,6 +33,8 @@ type servedModel struct {
 	hash      [32]byte
 	rolledOut time.Time
 	model     *tensor.Model
+	// tok tokenizes raw text for a text model (Spec.Text); nil otherwise.
+	tok *text.Tokenizer
 }
 
 func newServedModel(rec *modelRecord) (*servedModel, error) {
@@ -42,7 +45,13 @@ func newServedModel(rec *modelRecord) (*servedModel, error) {
 	if m.Hash() != rec.hash {
 		return nil, fmt.Errorf("%w: model %d does not match its recorded hash", ErrCorruptStore, rec.version)
 	}
-	return &servedModel{version: rec.version, hash: rec.hash, rolledOut: rec.rolledOut, model: m}, nil
+	sm := &servedModel{version: rec.version, hash: rec.hash, rolledOut: rec.rolledOut, model: m}
+	if m.Spec.Text != nil {
+		if sm.tok, err = text.New(m.Spec); err != nil {
+			return nil, err
+		}
+	}
+	return sm, nil
 }
 
 // openAPIDoc is the inference API's OpenAPI 3 document, served at
@@ -252,11 +261,21 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 	}
 	xp := getBuf[float32](&s.inputs)
 	defer putBuf(&s.inputs, xp)
-	x, n, err := decodePredict((*xp)[:0], body, f)
+	var x []float32
+	var n int
+	if cur.tok != nil {
+		x, n, err = decodeTextPredict((*xp)[:0], body, cur)
+	} else {
+		x, n, err = decodePredict((*xp)[:0], body, f)
+	}
 	*xp = x
 	if err != nil {
 		var typeErr *json.UnmarshalTypeError
 		var width *rowWidthError
+		if msg, ok := isTextRequestError(err); ok {
+			writeError(w, http.StatusBadRequest, msg)
+			return
+		}
 		switch {
 		case errors.As(err, &width):
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("input %d has %d features; model %d takes %d", width.row, width.got, cur.version, f))

@@ -72,7 +72,10 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 	if start.Spec.IsExternal() {
 		return a.trainExternalRound(ctx, c, st, plan, cfg, pid, start)
 	}
-	train := a.data.train
+	train, _, err := a.data.forModel(start.Spec)
+	if err != nil {
+		return err
+	}
 	if start.Features() != train.Features() || start.Classes() < train.Classes {
 		return fmt.Errorf("model %d takes %d features and %d classes, local data has %d and %d",
 			plan.ModelVersion, start.Features(), start.Classes(), train.Features(), train.Classes)
@@ -223,7 +226,11 @@ func (a *Agent) evalRound(ctx context.Context, c conn, st *roundState, req *prot
 		if m.Spec.IsExternal() {
 			return a.evaluateExternal(ctx, st, req.RoundID, version, m)
 		}
-		met, err := tensor.Evaluate(m, a.data.heldOut)
+		_, held, err := a.data.forModel(m.Spec)
+		if err != nil {
+			return protocol.EvalSums{}, fmt.Errorf("evaluating model %d: %w", version, err)
+		}
+		met, err := tensor.Evaluate(m, held)
 		if err != nil {
 			return protocol.EvalSums{}, fmt.Errorf("evaluating model %d: %w", version, err)
 		}
@@ -250,6 +257,9 @@ func (a *Agent) statsRound(ctx context.Context, c conn, st *roundState, req *pro
 		return err
 	}
 	train := a.data.train
+	if a.data.text != nil {
+		return errors.New("statistics rounds standardize numeric features; the agent's data is text")
+	}
 	if int(req.Features) != train.Features() {
 		return fmt.Errorf("the job's model takes %d features, local data has %d", req.Features, train.Features())
 	}

@@ -184,6 +184,9 @@ func (a *Agent) status() *protocol.AgentStatus {
 	if a.data.train.Len() > 0 {
 		s.Features, s.Classes = uint32(a.data.train.Features()), uint32(a.data.train.Classes)
 	}
+	if a.data.text != nil {
+		s.Features = 0 // documents: the width is each text model's input
+	}
 	if a.cfg.Trainer.enabled() {
 		s.Trainer = "external"
 	}
