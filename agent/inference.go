@@ -45,11 +45,19 @@ func newServedModel(rec *modelRecord) (*servedModel, error) {
 	if m.Hash() != rec.hash {
 		return nil, fmt.Errorf("%w: model %d does not match its recorded hash", ErrCorruptStore, rec.version)
 	}
+	return servedFrom(rec, m)
+}
+
+// servedFrom wraps m, the model of rec, for serving: a text model gets
+// its tokenizer.
+func servedFrom(rec *modelRecord, m *tensor.Model) (*servedModel, error) {
 	sm := &servedModel{version: rec.version, hash: rec.hash, rolledOut: rec.rolledOut, model: m}
 	if m.Spec.Text != nil {
-		if sm.tok, err = text.New(m.Spec); err != nil {
+		tok, err := text.New(m.Spec)
+		if err != nil {
 			return nil, err
 		}
+		sm.tok = tok
 	}
 	return sm, nil
 }

@@ -1,16 +1,19 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
 	"github.com/fedge/fedge/tensor/text"
 )
@@ -197,5 +200,30 @@ func TestPredictText(t *testing.T) {
 		if code != http.StatusBadRequest || !strings.Contains(string(b), tt.want) {
 			t.Errorf("%.40s: %d %s, want 400 with %q", tt.body, code, b, tt.want)
 		}
+	}
+}
+
+// TestRolledOutTextModelServesText: a text model that reaches the agent
+// by a rollout (not only one loaded from its store at start) answers raw
+// text.
+func TestRolledOutTextModelServesText(t *testing.T) {
+	m, err := tensor.NewModel(tensor.TextClassifierSpec(64, 4, 8, 2, 3), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, err := m.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHub(map[uint64][]byte{1: blob})
+	a := roundAgent(t, synthData(20, 12, 3, 3), 0)
+	if err := a.syncModel(context.Background(), &twin{agent: a.ID(), hub: h}, &protocol.ModelAnnounce{Version: 1, Hash: m.Hash()}); err != nil {
+		t.Fatal(err)
+	}
+	s := &inferenceServer{served: &a.served, m: newMetrics()}
+	srv := httptest.NewServer(s.handler())
+	defer srv.Close()
+	if code, body := post(t, srv.URL, []byte(`{"texts": ["hello world", "bonjour"]}`)); code != http.StatusOK || !strings.Contains(string(body), `"model_version":1`) {
+		t.Fatalf("predict after a rollout: %d %s", code, body)
 	}
 }
