@@ -41,6 +41,8 @@ func Flags(fs *flag.FlagSet, cfg *Config) {
 	str("dataset-kind", "dataset.kind", "local dataset kind: mnist, idx or csv", func() *string { return &c.Dataset.Kind })
 	str("dataset-path", "dataset.path", "MNIST folder (mnist) or CSV file (csv)", func() *string { return &c.Dataset.Path })
 	str("label-column", "dataset.label_column", "CSV header of the class column", func() *string { return &c.Dataset.LabelColumn })
+	str("text-column", "dataset.text_column", "column (CSV header or JSON key) of the documents of a text dataset (default text)", func() *string { return &c.Dataset.TextColumn })
+	str("dataset-format", "dataset.format", "file format of a text dataset: csv or jsonl (default: from the path's extension)", func() *string { return &c.Dataset.Format })
 	num("classes", "dataset.classes", "comma-separated CSV class names, fixing their numbering", func(s string) error {
 		c.Dataset.Classes = splitList(s)
 		return nil

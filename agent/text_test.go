@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -65,6 +67,13 @@ func TestTextConfig(t *testing.T) {
 		{"no path", DatasetConfig{Kind: DatasetText}, "dataset.path is required"},
 		{"extension says nothing", DatasetConfig{Kind: DatasetText, Path: odd}, `dataset.format: ` + odd + `: name the format (csv or jsonl)`},
 		{"bad format", DatasetConfig{Kind: DatasetText, Path: jl, Format: "xml"}, `dataset.format: "xml" is not csv or jsonl`},
+	}
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	cfg := DefaultConfig()
+	Flags(fs, &cfg)
+	if err := fs.Parse([]string{"-dataset-kind", "text", "-dataset-path", odd, "-dataset-format", "jsonl", "-text-column", "body"}); err != nil ||
+		!reflect.DeepEqual(cfg.Dataset, DatasetConfig{Kind: DatasetText, Path: odd, Format: "jsonl", TextColumn: "body", HeldOut: DefaultHeldOut}) {
+		t.Fatalf("flags: %+v, %v", cfg.Dataset, err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -135,13 +135,24 @@ func classify(r rune) (rune, int) {
 			return r + 'a' - 'A', runeWord
 		}
 		return r, runeSep
-	case unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana):
+	case r >= 0x2e80 && unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana): // the three start at U+2E80 or later
 		return r, runeAlone
 	case unicode.IsLetter(r) || unicode.IsNumber(r) || unicode.IsMark(r):
 		return unicode.ToLower(r), runeWord
 	}
 	return r, runeSep
 }
+
+// asciiWord maps an ASCII byte to itself lower-cased if it belongs to a
+// word (a letter or a digit), else to 0.
+var asciiWord = func() (t [utf8.RuneSelf]byte) {
+	for b := range utf8.RuneSelf {
+		if c, kind := classify(rune(b)); kind == runeWord {
+			t[b] = byte(c)
+		}
+	}
+	return t
+}()
 
 // appendIDs appends the ids of doc to dst, at most limit of them (all if
 // limit < 0), and returns the extended slice and how many ids doc has.
@@ -186,7 +197,26 @@ func appendIDs[T float32 | int32](t *Tokenizer, dst []T, limit int, doc string) 
 		have = min(have+1, t.ngrams-1)
 		grams = 0
 	}
-	for _, r := range doc {
+	for i := 0; i < len(doc); {
+		if b := doc[i]; b < utf8.RuneSelf { // ASCII: no decoding, one byte to hash
+			i++
+			l := asciiWord[b]
+			if l == 0 {
+				if grams > 0 {
+					end()
+				}
+				continue
+			}
+			if grams == 0 {
+				begin()
+			}
+			for k := range grams {
+				cur[k] = (cur[k] ^ uint64(l)) * fnvPrime
+			}
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(doc[i:])
+		i += size
 		c, kind := classify(r)
 		switch kind {
 		case runeWord:

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"hash/fnv"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/fedge/fedge/tensor"
@@ -79,6 +80,33 @@ func TestIDsAreFNV1a(t *testing.T) {
 	}
 }
 
+// TestIDsMatchWords: on any text, ASCII or not, the ids are those of
+// the words Words finds and of their n-grams, as the package doc defines
+// them.
+func TestIDsMatchWords(t *testing.T) {
+	const vocab = 1 << 16
+	for _, doc := range []string{
+		"Straße ΣΟΦΙΑ 東京タワー, Москва-2024!",
+		"cafe\u0301 CAFÉ naïve x86_64 ½ ⅓ ٣",
+		"ab\xffcd e\u0301\u0301 \U0001F600 smile",
+		benchDoc, unicodeDoc,
+	} {
+		for n := 1; n <= 3; n++ {
+			words := Words(nil, doc)
+			var want []int32
+			for i := range words {
+				want = append(want, fnvID(words[i], vocab))
+				for k := 1; k < n && k <= i; k++ {
+					want = append(want, fnvID(strings.Join(words[i-k:i+1], " "), vocab))
+				}
+			}
+			if got := newTok(t, vocab, 8, n).AppendIDs(nil, doc); !slices.Equal(got, want) {
+				t.Errorf("%d-grams of %.30q: ids %v, want %v", n, doc, got, want)
+			}
+		}
+	}
+}
+
 func TestEncodePadsAndCuts(t *testing.T) {
 	tok := newTok(t, 1000, 5, 2)
 	x, n := tok.Encode(nil, "a b")
@@ -149,6 +177,25 @@ func BenchmarkTokenize(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		dst, _ = tok.Encode(dst[:0], benchDoc)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "docs/s")
+}
+
+// unicodeDoc is a short multilingual document: German, Russian, Greek
+// and Japanese, about two thirds of its bytes outside ASCII.
+const unicodeDoc = `Die nächste Sicherung des Clusters in Frankfurt ist fehlgeschlagen; bitte prüfen Sie die Größe des Datenträgers.
+Резервное копирование кластера снова не удалось, диск переполнен. Η αντιγραφή ασφαλείας απέτυχε ξανά.
+東京のサーバーでバックアップが失敗しました。ディスクがいっぱいです。`
+
+// BenchmarkTokenizeUnicode is BenchmarkTokenize on unicodeDoc, where
+// every rune is decoded and classified.
+func BenchmarkTokenizeUnicode(b *testing.B) {
+	tok := newTok(b, 1<<18, 256, 2)
+	dst := make([]float32, 0, 256)
+	b.SetBytes(int64(len(unicodeDoc)))
+	b.ReportAllocs()
+	for b.Loop() {
+		dst, _ = tok.Encode(dst[:0], unicodeDoc)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "docs/s")
 }
