@@ -294,6 +294,10 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	if n == 0 && cur.tok != nil {
+		writeError(w, http.StatusBadRequest, `no texts: send {"texts": ["...", ...]}`)
+		return
+	}
 	if n == 0 {
 		writeError(w, http.StatusBadRequest, `no inputs: send {"inputs": [[...], ...]}`)
 		return

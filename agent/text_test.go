@@ -199,6 +199,7 @@ func TestPredictText(t *testing.T) {
 	for _, tt := range []struct{ body, want string }{
 		{`{"text": "a", "texts": ["b"]}`, "exactly one of them"},
 		{`{}`, "exactly one of them"},
+		{`{"texts": []}`, `no texts: send {\"texts\"`},
 		{`{"text": 5}`, "invalid text: a number where a JSON string belongs"},
 		{`{"texts": ["a", 5]}`, "invalid texts"},
 		{`{"prompt": "a"}`, "malformed JSON"},
