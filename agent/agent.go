@@ -402,12 +402,16 @@ func (a *Agent) Close() error {
 // swapModel makes rec the served model, in the store (keeping the old one
 // as previous) and then in the inference server.
 func (a *Agent) swapModel(rec *modelRecord, m *tensor.Model) error {
-	err := a.st.promote(rec)
+	sm, err := servedFrom(rec, m)
+	if err != nil {
+		return fmt.Errorf("agent.swapModel: model %d: %w", rec.version, err)
+	}
+	err = a.st.promote(rec)
 	a.noteSave(rec.version, err)
 	if err != nil {
 		return fmt.Errorf("agent.swapModel: saving model %d: %w", rec.version, err)
 	}
-	old := a.served.Swap(&servedModel{version: rec.version, hash: rec.hash, rolledOut: rec.rolledOut, model: m})
+	old := a.served.Swap(sm)
 	a.m.modelSwaps.Add(1)
 	var oldV uint64
 	if old != nil {

@@ -32,6 +32,9 @@ const (
 	// DatasetImages is a folder per class of PNG and JPEG images
 	// (path/<class>/<file>.png|.jpg|.jpeg), converted to Image's shape.
 	DatasetImages = "images"
+	// DatasetText is labelled documents, CSV or JSON Lines, for text
+	// models: the agent tokenizes them as each model's spec says.
+	DatasetText = "text"
 )
 
 // Partitions of the MNIST demo dataset (DatasetConfig.Partition).
@@ -165,7 +168,7 @@ func (l InferenceLimits) withDefaults() InferenceLimits {
 // DatasetConfig names the local data. Paths may be relative to the working
 // directory.
 type DatasetConfig struct {
-	// Kind is "mnist", "idx", "csv" or "images".
+	// Kind is "mnist", "idx", "csv", "images" or "text".
 	Kind string `json:"kind"`
 	// Path is the folder of the MNIST IDX files (mnist), the CSV file
 	// (csv) or the folder of class folders (images).
@@ -196,6 +199,14 @@ type DatasetConfig struct {
 	Seed      uint64  `json:"seed,omitempty"`
 	// Indices, if set, keeps exactly these examples (instead of a partition).
 	Indices []int `json:"indices,omitempty"`
+	// Format is the file format of a text dataset (text): "csv" or
+	// "jsonl" (JSON Lines). If empty, from Path's extension: .jsonl or
+	// .ndjson is jsonl, .csv (or .tsv, tab-separated) is csv.
+	Format string `json:"format,omitempty"`
+	// TextColumn is the column (CSV header or JSON key) holding each
+	// document (text). If empty, "text"; LabelColumn then defaults to
+	// "label".
+	TextColumn string `json:"text_column,omitempty"`
 	// HeldOut is the fraction of the local examples kept out of training
 	// for local evaluation of candidate models (rollout canaries), in
 	// [0, 0.9]. DefaultConfig sets 0.1.
@@ -393,10 +404,17 @@ func (d *DatasetConfig) validate(bad func(string, ...any) error) error {
 		if err := d.imageOptions().Validate(); err != nil {
 			return bad("dataset.image or dataset.classes: %v", err)
 		}
+	case DatasetText:
+		if err := exists("path", d.Path); err != nil {
+			return err
+		}
+		if _, _, err := d.textFormat(); err != nil {
+			return bad("dataset.format: %v", err)
+		}
 	case "":
-		return bad("dataset.kind is required (mnist, idx, csv or images)")
+		return bad("dataset.kind is required (mnist, idx, csv, images or text)")
 	default:
-		return bad("dataset.kind %q is not mnist, idx, csv or images", d.Kind)
+		return bad("dataset.kind %q is not mnist, idx, csv, images or text", d.Kind)
 	}
 	if !(d.HeldOut >= 0 && d.HeldOut <= 0.9) {
 		return bad("dataset.held_out must lie in [0, 0.9], got %v", d.HeldOut)

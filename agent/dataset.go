@@ -28,6 +28,9 @@ type localData struct {
 	// columns (nil for other kinds); train and heldOut are then the table
 	// without cleaning, empty if it needs a job's rules.
 	raw *rawCSV
+	// text holds the documents of a text dataset, whose train and heldOut
+	// then hold document numbers (see textData); nil for other kinds.
+	text *textData
 }
 
 // loadData reads the configured dataset, keeps this agent's shard and
@@ -36,6 +39,13 @@ type localData struct {
 func loadData(cfg *DatasetConfig) (*localData, error) {
 	if cfg.Kind == "" { // an external trainer's agent: no data of its own
 		return &localData{train: &tensor.Dataset{}, heldOut: &tensor.Dataset{}}, nil
+	}
+	if cfg.Kind == DatasetText {
+		d, err := loadText(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("agent.loadData: %w", err)
+		}
+		return d, nil
 	}
 	if cfg.Kind == DatasetCSV {
 		d, err := loadCSV(cfg)

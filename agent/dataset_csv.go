@@ -117,29 +117,30 @@ func (r *rawCSV) forColumns(cols []tensor.InputColumn) (*preparedData, error) {
 // that takes named columns.
 var errNoColumns = errors.New("the model takes named CSV columns (data.columns) and the local data is not a CSV table")
 
-// forModel returns the training or held-out data for a model of spec:
-// cleaned by its input columns if it has any, else the data as read.
-func (d *localData) forModel(spec tensor.Spec, heldOut bool) (*tensor.Dataset, error) {
-	if len(spec.Columns) == 0 {
-		if d.raw != nil && d.raw.baseErr != nil {
-			return nil, d.raw.baseErr
+// forModel returns the training and held-out examples in the input of an
+// engine model of spec: for text data the documents tokenized as spec's
+// text section says; for a model with input columns the CSV table cleaned
+// and encoded by them; else the data as read. Text data needs a text
+// model, and a text model text data (errNotTextModel).
+func (d *localData) forModel(spec tensor.Spec) (train, heldOut *tensor.Dataset, err error) {
+	switch {
+	case d.text != nil:
+		return d.text.tokenized(spec, d.train, d.heldOut)
+	case spec.Text != nil:
+		return nil, nil, fmt.Errorf("%w: model %q reads text, the agent's data is not text (dataset.kind %q)", errNotTextModel, spec.Name, DatasetText)
+	case len(spec.Columns) > 0:
+		if d.raw == nil {
+			return nil, nil, errNoColumns
 		}
-		if heldOut {
-			return d.heldOut, nil
+		p, err := d.raw.forColumns(spec.Columns)
+		if err != nil {
+			return nil, nil, err
 		}
-		return d.train, nil
+		return p.train, p.heldOut, nil
+	case d.raw != nil && d.raw.baseErr != nil:
+		return nil, nil, d.raw.baseErr
 	}
-	if d.raw == nil {
-		return nil, errNoColumns
-	}
-	p, err := d.raw.forColumns(spec.Columns)
-	if err != nil {
-		return nil, err
-	}
-	if heldOut {
-		return p.heldOut, nil
-	}
-	return p.train, nil
+	return d.train, d.heldOut, nil
 }
 
 // sizes returns the numbers of training and held-out examples (rows, for
@@ -162,6 +163,9 @@ func (d *localData) schema() (features, classes int) {
 	}
 	if d.train.Len() == 0 {
 		return 0, 0
+	}
+	if d.text != nil {
+		return 0, d.train.Classes // documents: the width is each text model's input
 	}
 	return d.train.Features(), d.train.Classes
 }

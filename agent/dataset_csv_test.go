@@ -37,23 +37,23 @@ func TestCSVWithMissingCellsLoads(t *testing.T) {
 	if f, c := d.schema(); f != 2 || c != 2 {
 		t.Fatalf("schema %d features, %d classes", f, c)
 	}
-	_, err = d.forModel(tensor.Spec{}, false)
+	_, _, err = d.forModel(tensor.Spec{})
 	var le *data.LineError
 	if !errors.As(err, &le) || !strings.Contains(err.Error(), p) || le.Line != 2 || le.Column != "color" {
 		t.Fatalf("model without columns: %v", err)
 	}
 	cols := []tensor.InputColumn{{Name: "age", Missing: tensor.ColumnConstant, Fill: 30}, {Name: "color", Categories: []string{"red", "blue"}}}
-	ds, err := d.forModel(tensor.Spec{Columns: cols}, false)
+	ds, _, err := d.forModel(tensor.Spec{Columns: cols})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(ds.X, []float32{31, 1, 0, 30, 0, 1, 40, 1, 0, 25, 0, 0}) {
 		t.Fatalf("cleaned %v", ds.X)
 	}
-	if again, _ := d.forModel(tensor.Spec{Columns: cols}, false); again != ds {
+	if again, _, _ := d.forModel(tensor.Spec{Columns: cols}); again != ds {
 		t.Fatal("cleaned data not kept for the job")
 	}
-	_, err = d.forModel(tensor.Spec{Columns: []tensor.InputColumn{{Name: "height"}}}, false)
+	_, _, err = d.forModel(tensor.Spec{Columns: []tensor.InputColumn{{Name: "height"}}})
 	if !errors.Is(err, data.ErrMismatch) || !strings.Contains(err.Error(), `"height"`) {
 		t.Fatalf("missing column: %v", err)
 	}

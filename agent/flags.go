@@ -38,9 +38,11 @@ func Flags(fs *flag.FlagSet, cfg *Config) {
 	})
 	str("join-token", "join_token", "one-time join token, needed on the first start only", func() *string { return &c.JoinToken })
 	str("data-dir", "data_dir", "state directory holding agent.db (identity, certificate, models)", func() *string { return &c.DataDir })
-	str("dataset-kind", "dataset.kind", "local dataset kind: mnist, idx, csv or images", func() *string { return &c.Dataset.Kind })
-	str("dataset-path", "dataset.path", "MNIST folder (mnist), CSV file (csv) or folder of class folders (images)", func() *string { return &c.Dataset.Path })
+	str("dataset-kind", "dataset.kind", "local dataset kind: mnist, idx, csv, images or text", func() *string { return &c.Dataset.Kind })
+	str("dataset-path", "dataset.path", "MNIST folder (mnist), CSV file (csv), folder of class folders (images) or CSV/JSON Lines file (text)", func() *string { return &c.Dataset.Path })
 	str("label-column", "dataset.label_column", "CSV header of the class column", func() *string { return &c.Dataset.LabelColumn })
+	str("text-column", "dataset.text_column", "column (CSV header or JSON key) of the documents of a text dataset (default text)", func() *string { return &c.Dataset.TextColumn })
+	str("dataset-format", "dataset.format", "file format of a text dataset: csv or jsonl (default: from the path's extension)", func() *string { return &c.Dataset.Format })
 	num("classes", "dataset.classes", "comma-separated CSV class names or image class folders, fixing their numbering", func(s string) error {
 		c.Dataset.Classes = splitList(s)
 		return nil

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fedge/fedge/internal/telemetry"
 	"github.com/fedge/fedge/tensor"
+	"github.com/fedge/fedge/tensor/text"
 )
 
 // MaxPredictBody bounds the body of a /v1/predict request (8 MiB: about a
@@ -32,6 +33,8 @@ type servedModel struct {
 	hash      [32]byte
 	rolledOut time.Time
 	model     *tensor.Model
+	// tok tokenizes raw text for a text model (Spec.Text); nil otherwise.
+	tok *text.Tokenizer
 }
 
 func newServedModel(rec *modelRecord) (*servedModel, error) {
@@ -42,7 +45,21 @@ func newServedModel(rec *modelRecord) (*servedModel, error) {
 	if m.Hash() != rec.hash {
 		return nil, fmt.Errorf("%w: model %d does not match its recorded hash", ErrCorruptStore, rec.version)
 	}
-	return &servedModel{version: rec.version, hash: rec.hash, rolledOut: rec.rolledOut, model: m}, nil
+	return servedFrom(rec, m)
+}
+
+// servedFrom wraps m, the model of rec, for serving: a text model gets
+// its tokenizer.
+func servedFrom(rec *modelRecord, m *tensor.Model) (*servedModel, error) {
+	sm := &servedModel{version: rec.version, hash: rec.hash, rolledOut: rec.rolledOut, model: m}
+	if m.Spec.Text != nil {
+		tok, err := text.New(m.Spec)
+		if err != nil {
+			return nil, err
+		}
+		sm.tok = tok
+	}
+	return sm, nil
 }
 
 // openAPIDoc is the inference API's OpenAPI 3 document, served at
@@ -256,12 +273,22 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 	}
 	xp := getBuf[float32](&s.inputs)
 	defer putBuf(&s.inputs, xp)
-	x, n, err := decodeInputs((*xp)[:0], body, m.Spec)
+	var x []float32
+	var n int
+	if cur.tok != nil {
+		x, n, err = decodeTextPredict((*xp)[:0], body, cur)
+	} else {
+		x, n, err = decodeInputs((*xp)[:0], body, m.Spec)
+	}
 	*xp = x
 	if err != nil {
 		var typeErr *json.UnmarshalTypeError
 		var width *rowWidthError
 		var rowsErr *rowsError
+		if msg, ok := isTextRequestError(err); ok {
+			writeError(w, http.StatusBadRequest, msg)
+			return
+		}
 		switch {
 		case errors.As(err, &rowsErr):
 			writeError(w, http.StatusBadRequest, rowsErr.Error())
@@ -272,6 +299,10 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 		default:
 			writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
 		}
+		return
+	}
+	if n == 0 && cur.tok != nil {
+		writeError(w, http.StatusBadRequest, `no texts: send {"texts": ["...", ...]}`)
 		return
 	}
 	if n == 0 {

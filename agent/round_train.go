@@ -75,7 +75,7 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 	if err := a.data.fitsModel(plan.ModelVersion, start.Spec); err != nil {
 		return err
 	}
-	train, err := a.data.forModel(start.Spec, false)
+	train, _, err := a.data.forModel(start.Spec)
 	if err != nil {
 		return err
 	}
@@ -232,9 +232,9 @@ func (a *Agent) evalRound(ctx context.Context, c conn, st *roundState, req *prot
 		if err := a.data.fitsModel(version, m.Spec); err != nil {
 			return protocol.EvalSums{}, err
 		}
-		held, err := a.data.forModel(m.Spec, true)
+		_, held, err := a.data.forModel(m.Spec)
 		if err != nil {
-			return protocol.EvalSums{}, err
+			return protocol.EvalSums{}, fmt.Errorf("evaluating model %d: %w", version, err)
 		}
 		met, err := tensor.Evaluate(m, held)
 		if err != nil {
@@ -262,7 +262,10 @@ func (a *Agent) statsRound(ctx context.Context, c conn, st *roundState, req *pro
 	if err != nil {
 		return err
 	}
-	train, err := a.data.forModel(tensor.Spec{}, false)
+	if a.data.text != nil {
+		return errors.New("statistics rounds standardize numeric features; the agent's data is text")
+	}
+	train, _, err := a.data.forModel(tensor.Spec{})
 	if err != nil {
 		return err
 	}

@@ -55,6 +55,14 @@ func (n *Node) checkJobFits(spec *api.JobSpec) error {
 			// preparation rounds; agents lacking a column decline them.
 			w.features, w.classes = ts.Features(), ts.Classes()
 		}
+		if ts.Text != nil {
+			// A text model reads documents, which agents of text data
+			// tokenize to its input whatever their length.
+			w.features = 0
+			if w.kind == "" {
+				w.kind = "text"
+			}
+		}
 		w.model = spec.Model
 		if len(spec.Spec) > 0 || w.model == "" {
 			w.model = "of the job's spec"

@@ -85,8 +85,8 @@ func (s Spec) planExternal() (int, error) {
 	bad := func(format string, args ...any) (int, error) {
 		return 0, fmt.Errorf("tensor.Spec.Validate: external layout: %s: %w", fmt.Sprintf(format, args...), ErrInvalidSpec)
 	}
-	if len(s.Input) > 0 || len(s.Layers) > 0 {
-		return bad("an external model has no input or layers for the engine")
+	if len(s.Input) > 0 || len(s.Layers) > 0 || s.Text != nil {
+		return bad("an external model has no input, layers or text tokenizer for the engine")
 	}
 	if len(s.External) > MaxExternalTensors {
 		return bad("%d tensors, more than %d", len(s.External), MaxExternalTensors)

@@ -15,6 +15,7 @@ type gradCase struct {
 	graph bool // build a random sparse adjacency and train on some rows
 	tweak func(m *Model)
 	check int // parameters to check (0: all)
+	vocab int // inputs are token ids below vocab, with padding and non-ids among them
 }
 
 func gradCases() []gradCase {
@@ -91,6 +92,11 @@ func gradCases() []gradCase {
 		{name: "conv-standardize", n: 2, spec: Spec{Input: []int{1, 4, 4}, Layers: []LayerSpec{
 			{Type: LayerConv2D, Filters: 3, Kernel: 3, Padding: 1}, stdLayer(48, 4), {Type: LayerReLU},
 			{Type: LayerFlatten}, {Type: LayerDense, Units: 3}}}},
+		{name: "embedding-bag", n: 4, vocab: 7, spec: Spec{Input: []int{6}, Text: &TextSpec{NGrams: 2}, Layers: []LayerSpec{
+			{Type: LayerEmbeddingBag, Vocab: 7, Dim: 4}, {Type: LayerDense, Units: 3}}}},
+		{name: "embedding-bag-relu-dense", n: 5, vocab: 9, spec: Spec{Input: []int{4}, Layers: []LayerSpec{
+			{Type: LayerEmbeddingBag, Vocab: 9, Dim: 5}, {Type: LayerReLU}, {Type: LayerDense, Units: 6},
+			{Type: LayerReLU}, {Type: LayerDense, Units: 3}}}},
 		{name: "gcn", n: 7, graph: true, spec: Spec{Input: []int{5}, Layers: []LayerSpec{
 			{Type: LayerDropout, Rate: 0.3},
 			{Type: LayerGCNConv, Units: 4}, {Type: LayerReLU}, {Type: LayerDropout, Rate: 0.3},
@@ -110,6 +116,29 @@ func stdLayer(k int, seed uint64) LayerSpec {
 		l.Scale[j] = 0.5 + 1.5*rng.Float32()
 	}
 	return l
+}
+
+// gradInput returns n examples of tc's input: normal values, or for a
+// token case ids below tc.vocab (repeats included) mixed with PadID,
+// out-of-range ids and fractions, which the embedding bag must ignore.
+func gradInput(tc gradCase, rng *rand.Rand, n, f int) []float32 {
+	x := make([]float32, n*f)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+		if tc.vocab > 0 {
+			switch r := rng.IntN(10); {
+			case r == 0:
+				x[i] = PadID
+			case r == 1:
+				x[i] = float32(tc.vocab + rng.IntN(3))
+			case r == 2:
+				x[i] = float32(rng.IntN(tc.vocab)) + 0.5
+			default:
+				x[i] = float32(rng.IntN(tc.vocab))
+			}
+		}
+	}
+	return x
 }
 
 // randomCSR builds an n×n sparse matrix that is NOT symmetric, so the
@@ -145,10 +174,7 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 				m.Params[i] += float32(rng.NormFloat64() * 0.05)
 			}
 			f, c := m.Features(), m.Classes()
-			x := make([]float32, tc.n*f)
-			for i := range x {
-				x[i] = float32(rng.NormFloat64())
-			}
+			x := gradInput(tc, rng, tc.n, f)
 			y := make([]int32, tc.n)
 			for i := range y {
 				y[i] = int32(rng.IntN(c))
@@ -263,10 +289,7 @@ func TestEvalMatchesTrainForward(t *testing.T) {
 				t.Fatal(err)
 			}
 			rng := rand.New(rand.NewPCG(4, 4))
-			x := make([]float32, tc.n*m.Features())
-			for i := range x {
-				x[i] = float32(rng.NormFloat64())
-			}
+			x := gradInput(tc, rng, tc.n, m.Features())
 			orig := append([]float32(nil), x...)
 			ws := m.newWorkspace(tc.n, true)
 			logits := m.forward(ws, &pass{train: true}, m.input(ws, x, tc.n), tc.n)

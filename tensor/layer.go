@@ -63,6 +63,8 @@ func newLayer(p *layerPlan) layer {
 		return &gcnConv{lp: p}
 	case LayerStandardize:
 		return newStandardize(p)
+	case LayerEmbeddingBag:
+		return &embeddingBag{lp: p, vocab: p.spec.Vocab}
 	}
 	// plan() rejects unknown types, so this is a programming error.
 	panic(fmt.Sprintf("tensor: no layer for validated type %q", p.spec.Type))

@@ -30,7 +30,8 @@ import (
 //	1  initial format. The spec may carry an external layout
 //	   (Spec.External, added without a version change: engine specs encode
 //	   exactly as before, and a build without it rejects such a file as a
-//	   spec with an unknown field, ErrFormat).
+//	   spec with an unknown field, ErrFormat). Likewise the text models'
+//	   Spec.Text and embedding_bag layer (vocab, dim).
 const (
 	ModelMagic         = "FEDGEMDL"
 	ModelFormatVersion = 1

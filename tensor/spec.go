@@ -19,6 +19,10 @@ const (
 	// LayerStandardize computes (x − Shift[j])·Scale[j] for each input value
 	// j, with no parameters: preprocessing carried inside the model.
 	LayerStandardize = "standardize"
+	// LayerEmbeddingBag maps a bag of token ids to the mean of their rows
+	// of a Vocab × Dim embedding table; a model's first layer only (see
+	// PadID for the input).
+	LayerEmbeddingBag = "embedding_bag"
 )
 
 // Limits Validate enforces so that a Spec read from untrusted bytes cannot
@@ -44,6 +48,8 @@ type LayerSpec struct {
 	// Scale > 0. They are part of the architecture, not parameters.
 	Shift []float32 `json:"shift,omitempty"`
 	Scale []float32 `json:"scale,omitempty"`
+	Vocab int       `json:"vocab,omitempty"` // embedding_bag: rows of the embedding table (token ids)
+	Dim   int       `json:"dim,omitempty"`   // embedding_bag: values of one embedding (output features)
 }
 
 // Spec is a model architecture: the shape of one input example and the
@@ -72,6 +78,10 @@ type Spec struct {
 	// and how each becomes input values (InputColumn): cleaning, clipping
 	// and one-hot encoding decided by a job travel with the model.
 	Columns []InputColumn `json:"columns,omitempty"`
+	// Text, set for a model of raw text, says how text becomes the model's
+	// input of Input[0] token ids (TextSpec); its first layer is then an
+	// embedding_bag. Nil for models of numbers.
+	Text *TextSpec `json:"text,omitempty"`
 }
 
 // layerPlan is a validated layer: its spec, shapes and place in the flat
@@ -199,9 +209,13 @@ func (s Spec) plan() ([]layerPlan, int, error) {
 				return bad("%s: %v", where, err)
 			}
 			p.out = shape
+		case LayerEmbeddingBag:
+			if err := planEmbeddingBag(&p, i, ls, shape); err != nil {
+				return bad("%s: %v", where, err)
+			}
 		default:
 			return bad("%s: unknown layer type %q (known: %s)", where, ls.Type,
-				strings.Join([]string{LayerDense, LayerReLU, LayerConv2D, LayerMaxPool, LayerFlatten, LayerDropout, LayerGCNConv, LayerStandardize}, ", "))
+				strings.Join([]string{LayerDense, LayerReLU, LayerConv2D, LayerMaxPool, LayerFlatten, LayerDropout, LayerGCNConv, LayerStandardize, LayerEmbeddingBag}, ", "))
 		}
 		out, ok := product(p.out)
 		if !ok {
@@ -218,6 +232,11 @@ func (s Spec) plan() ([]layerPlan, int, error) {
 	}
 	if len(shape) != 1 {
 		return bad("output shape %v is not a vector of class logits; add flatten and dense layers", shape)
+	}
+	if s.Text != nil {
+		if err := s.Text.validate(s); err != nil {
+			return bad("%v", err)
+		}
 	}
 	// Convolution and pooling store every 3-D activation channels-last,
 	// the model's input included (for one channel the layouts coincide).
@@ -262,13 +281,16 @@ func checkFields(ls LayerSpec) error {
 		allowed = "rate"
 	case LayerStandardize:
 		allowed = "shift scale"
+	case LayerEmbeddingBag:
+		allowed = "vocab dim"
 	}
 	set := map[string]bool{
 		"units": ls.Units != 0, "filters": ls.Filters != 0, "kernel": ls.Kernel != 0,
 		"stride": ls.Stride != 0, "padding": ls.Padding != 0, "rate": ls.Rate != 0,
 		"shift": len(ls.Shift) > 0, "scale": len(ls.Scale) > 0,
+		"vocab": ls.Vocab != 0, "dim": ls.Dim != 0,
 	}
-	for _, f := range []string{"units", "filters", "kernel", "stride", "padding", "rate", "shift", "scale"} {
+	for _, f := range []string{"units", "filters", "kernel", "stride", "padding", "rate", "shift", "scale", "vocab", "dim"} {
 		if set[f] && !strings.Contains(allowed, f) {
 			return fmt.Errorf("field %q does not apply to %s", f, ls.Type)
 		}
@@ -384,6 +406,10 @@ func (s Spec) String() string {
 // clone returns a deep copy of s.
 func (s Spec) clone() Spec {
 	c := Spec{Name: s.Name, Input: append([]int(nil), s.Input...), Layers: append([]LayerSpec(nil), s.Layers...), External: cloneLayout(s.External), Columns: cloneColumns(s.Columns)}
+	if s.Text != nil {
+		t := *s.Text
+		c.Text = &t
+	}
 	for i := range c.Layers {
 		l := &c.Layers[i]
 		if l.Shift != nil {

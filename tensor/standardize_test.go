@@ -174,7 +174,7 @@ func TestStandardizeValidate(t *testing.T) {
 		{"shift on dense", Spec{Input: []int{4}, Layers: []LayerSpec{{Type: LayerDense, Units: 2, Shift: ones(4)}}}, `field "shift" does not apply to dense`},
 		{"scale on relu", Spec{Input: []int{4}, Layers: []LayerSpec{{Type: LayerReLU, Scale: ones(4)}, {Type: LayerDense, Units: 2}}}, `field "scale" does not apply to relu`},
 		{"units on standardize", Spec{Input: []int{4}, Layers: []LayerSpec{{Type: LayerStandardize, Units: 2, Shift: ones(4), Scale: ones(4)}}}, `field "units" does not apply to standardize`},
-		{"unknown lists standardize", Spec{Input: []int{4}, Layers: []LayerSpec{{Type: "normalize"}}}, "gcnconv, standardize)"},
+		{"unknown lists standardize", Spec{Input: []int{4}, Layers: []LayerSpec{{Type: "normalize"}}}, "gcnconv, standardize, embedding_bag)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -31,7 +31,9 @@
 // A gcnconv layer is refused (ErrUnsupported): a graph convolution
 // multiplies by the normalized adjacency of a graph that arrives with the
 // data at run time (sparse, its size varying per graph), which a standard
-// ONNX graph over one dense input tensor does not take. External models
+// ONNX graph over one dense input tensor does not take. An embedding_bag
+// layer (text models) is refused as well: its input is hashed token ids
+// that fedge's tokenizer computes from text outside the graph. External models
 // are refused too: they have tensors but no operators.
 //
 // # Import

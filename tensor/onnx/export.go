@@ -83,6 +83,9 @@ func exportProto(m *tensor.Model) (*pb.ModelProto, error) {
 		if l.Type == tensor.LayerGCNConv {
 			return nil, fmt.Errorf("layer %d (gcnconv): a graph convolution multiplies by the normalized adjacency of a graph given at run time, which a standard ONNX graph over one input tensor cannot take: %w", i, ErrUnsupported)
 		}
+		if l.Type == tensor.LayerEmbeddingBag {
+			return nil, fmt.Errorf("layer %d (embedding_bag): fedge does not export the mean of hashed-token embeddings over a padded bag of float32 ids to ONNX, nor the text tokenizer in front of it: %w", i, ErrUnsupported)
+		}
 	}
 	layout, sd, err := statedict.FromModel(m)
 	if err != nil {

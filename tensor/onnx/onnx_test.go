@@ -152,6 +152,13 @@ func TestExportRefuses(t *testing.T) {
 	if _, err := Export(g); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "gcnconv") {
 		t.Errorf("Export(gcn) = %v, want ErrUnsupported naming gcnconv", err)
 	}
+	txt, err := tensor.NewModel(tensor.TextClassifierSpec(100, 4, 8, 2, 3), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Export(txt); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "layer 0 (embedding_bag)") {
+		t.Errorf("Export(text classifier) = %v, want ErrUnsupported naming layer 0 (embedding_bag)", err)
+	}
 	spec, _ := tensor.ExternalSpec("ext", []tensor.ExternalTensor{{Name: "w", Shape: []int{3}}})
 	ext, err := tensor.NewExternalModel(spec, make([]float32, 3))
 	if err != nil {

@@ -101,3 +101,32 @@ func TestReadEngineModelRefuses(t *testing.T) {
 		t.Error("WriteEngineModel(external model) succeeded")
 	}
 }
+
+// TestTextModelRoundTrip: a text model's embedding table is "0.weight"
+// [vocab, dim], and its spec, tokenizer section included, comes back from
+// the metadata with the same bits.
+func TestTextModelRoundTrip(t *testing.T) {
+	m, err := tensor.NewModel(tensor.TextClassifierSpec(300, 8, 32, 2, 3), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := WriteEngineModel(&buf, m, nil); err != nil {
+		t.Fatal(err)
+	}
+	f, err := ReadHeader(bytes.NewReader(buf.Bytes()), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []tensor.ExternalTensor{{Name: "0.weight", Shape: []int{300, 8}}, {Name: "1.weight", Shape: []int{3, 8}}, {Name: "1.bias", Shape: []int{3}}}
+	if !reflect.DeepEqual(f.Layout, want) {
+		t.Fatalf("layout %v, want %v", f.Layout, want)
+	}
+	back, err := ReadEngineModel(bytes.NewReader(buf.Bytes()), 1<<30, tensor.Spec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Spec.Text == nil || back.Spec.Text.NGrams != 2 || back.Hash() != m.Hash() {
+		t.Fatalf("read back %v", back.Spec)
+	}
+}

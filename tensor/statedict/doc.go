@@ -15,6 +15,7 @@
 //	flatten       nn.Flatten                 none
 //	dropout       nn.Dropout(rate)           none
 //	standardize   a parameterless module     none: shift and scale are in the Spec
+//	embedding_bag nn.EmbeddingBag(V, D, mode="mean")  <i>.weight [V, D] (padding: the Spec's PadID)
 //
 // For example the 2nn (flatten, dense 200, relu, dense 200, relu, dense
 // 10) is nn.Sequential(Flatten, Linear, ReLU, Linear, ReLU, Linear) with

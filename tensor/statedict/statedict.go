@@ -115,6 +115,8 @@ func Layout(spec tensor.Spec) ([]tensor.ExternalTensor, error) {
 			out = append(out,
 				tensor.ExternalTensor{Name: p + "weight", Shape: []int{l.spec.Filters, l.in[0], k, k}},
 				tensor.ExternalTensor{Name: p + "bias", Shape: []int{l.spec.Filters}})
+		case tensor.LayerEmbeddingBag:
+			out = append(out, tensor.ExternalTensor{Name: p + "weight", Shape: []int{l.spec.Vocab, l.spec.Dim}})
 		}
 	}
 	return out, nil
@@ -140,6 +142,9 @@ func FromModel(m *tensor.Model) ([]tensor.ExternalTensor, []float32, error) {
 			dst = appendOutIn(dst, w, l.in[0], l.spec.Units, l.order)
 		case tensor.LayerConv2D:
 			dst = appendOIHW(dst, w, l.in[0], l.spec.Kernel, l.spec.Filters)
+		case tensor.LayerEmbeddingBag: // [Vocab, Dim] in both, no bias
+			dst = append(dst, w...)
+			continue
 		default:
 			continue
 		}
@@ -170,6 +175,10 @@ func ToModel(spec tensor.Spec, params []float32) (*tensor.Model, error) {
 			fromOutIn(w, src, l.in[0], l.spec.Units, l.order)
 		case tensor.LayerConv2D:
 			fromOIHW(w, src, l.in[0], l.spec.Kernel, l.spec.Filters)
+		case tensor.LayerEmbeddingBag:
+			copy(w, src[:len(w)])
+			src = src[len(w):]
+			continue
 		default:
 			continue
 		}

@@ -259,3 +259,33 @@ func TestExternalRefused(t *testing.T) {
 		t.Fatalf("ToModel(short vector) = %v, want ErrShape", err)
 	}
 }
+
+// TestEmbeddingBagLayout: a text classifier's embedding table is
+// nn.EmbeddingBag's weight [V, D], in the same row-major order, and the
+// vector round-trips bit-exactly.
+func TestEmbeddingBagLayout(t *testing.T) {
+	spec := tensor.TextClassifierSpec(50, 4, 16, 2, 3)
+	m, err := tensor.NewModel(spec, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout, sd, err := FromModel(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(layout) != 3 || layout[0].Name != "0.weight" || !slices.Equal(layout[0].Shape, []int{50, 4}) ||
+		layout[1].Name != "1.weight" || !slices.Equal(layout[1].Shape, []int{3, 4}) || len(sd) != m.NumParams() {
+		t.Fatalf("layout %v, %d values for %d parameters", layout, len(sd), m.NumParams())
+	}
+	w, _ := m.LayerParams(0)
+	if !slices.Equal(sd[:len(w)], w) {
+		t.Fatal("embedding table reordered")
+	}
+	back, err := ToModel(spec, sd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(back.Params, m.Params) {
+		t.Fatal("round trip changed the parameters")
+	}
+}
