@@ -36,7 +36,9 @@ func TestCoordinatorConsoleFlags(t *testing.T) {
 	o, e = syncBuffer{}, syncBuffer{}
 	nctx, stop := context.WithCancel(ctx)
 	done := make(chan int, 1)
-	go func() { done <- runCoordinatorContext(nctx, []string{"-config", cfg, "-ui-listen", "127.0.0.1:0"}, &o, &e) }()
+	go func() {
+		done <- runCoordinatorContext(nctx, []string{"-config", cfg, "-ui-listen", "127.0.0.1:0"}, &o, &e)
+	}()
 	defer func() { stop(); <-done }()
 	consoleRE := regexp.MustCompile(`web console at (http://127\.0\.0\.1:\d+)`)
 	if err := wait.Until(ctx, 30*time.Second, func() bool { return consoleRE.MatchString(o.String()) }); err != nil {
