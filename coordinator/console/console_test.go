@@ -417,6 +417,7 @@ func TestActionsNeedCSRFAndConfirm(t *testing.T) {
 		{"no token", "", ""},
 		{"wrong token", "x" + csrf, ""},
 		{"other origin", csrf, "https://evil.example"},
+		{"opaque origin", csrf, "null"},
 	} {
 		if code, _ := post(t, c, s.URL()+"/rollouts/ro-2-ab/rollback", url.Values{"csrf": {tc.csrf}}, tc.origin); code != http.StatusForbidden {
 			t.Errorf("%s: %d, want 403", tc.name, code)

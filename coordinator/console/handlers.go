@@ -282,7 +282,7 @@ func (s *Server) jobView(q *request) (*jobView, error) {
 		lossSeries = append(lossSeries, heldLoss)
 	}
 	v.Loss = lineChart("chart-loss", "Loss per round", lossSeries)
-	v.Accuracy = lineChart("chart-accuracy", "Accuracy per round (training and held-out)", []series{trainAcc, heldOut})
+	v.Accuracy = lineChart("chart-accuracy", "Accuracy per round", []series{trainAcc, heldOut})
 	return v, nil
 }
 

@@ -122,7 +122,7 @@ func fmtDur(d time.Duration) string {
 	case d <= 0:
 		return "—"
 	case d < time.Millisecond:
-		return d.String()
+		return d.Round(time.Microsecond).String()
 	case d < time.Second:
 		return d.Round(time.Millisecond).String()
 	case d < time.Minute:

@@ -356,8 +356,11 @@ func validCSRF(ss *session, got string) bool {
 
 // sameOrigin reports whether a state-changing request comes from the
 // console's own pages: its Origin (when the browser sends one) names the
-// host it was sent to.
+// host it was sent to, and its Sec-Fetch-Site (likewise) says so.
 func sameOrigin(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return false
+	}
 	o := r.Header.Get("Origin")
 	if o == "" {
 		return true
