@@ -430,6 +430,12 @@ func TestActionsNeedCSRFAndConfirm(t *testing.T) {
 	if code != http.StatusSeeOther {
 		t.Fatalf("confirmed rollback: %d, want 303", code)
 	}
+	if _, page := get(t, c, s.URL()+"/rollouts/ro-2-ab"); !strings.Contains(page, `id="flash">rollout ro-2-ab: rollback committed<`) {
+		t.Error("the page after the rollback does not say it was committed")
+	}
+	if _, page := get(t, c, s.URL()+"/rollouts/ro-2-ab?done=pwned"); strings.Contains(page, "flash") {
+		t.Error("a message shown twice, or taken from the URL")
+	}
 	calls := be.callsOf(api.VerbRolloutAction)
 	if len(calls) != 1 || !strings.HasPrefix(calls[0], "operator:alice (console) ") ||
 		!strings.Contains(calls[0], `"action":"rollback"`) || !strings.Contains(calls[0], `"id":"ro-2-ab"`) || !strings.Contains(calls[0], "canary looks off") {

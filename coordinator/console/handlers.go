@@ -181,7 +181,7 @@ func (s *Server) doRevoke(q *request) error {
 	if err := q.c.Agents().Revoke(ctx, id); err != nil {
 		return err
 	}
-	return done(q, "/agents/"+id, "agent "+id+" revoked")
+	return s.done(q, "/agents/"+id, "agent "+id+" revoked")
 }
 
 type jobRow struct {
@@ -323,7 +323,7 @@ func (s *Server) doJobStop(q *request) error {
 	if err := q.c.Jobs().Stop(ctx, id); err != nil {
 		return err
 	}
-	return done(q, "/jobs/"+id, "job "+id+" stopped")
+	return s.done(q, "/jobs/"+id, "job "+id+" stopped")
 }
 
 // jobNewView is the start-a-job form, then its confirmation.
@@ -385,7 +385,7 @@ func (s *Server) doJobStart(q *request) error {
 		q.w.WriteHeader(code)
 		return s.page(q, "jobnew", "Start a job", "jobs", v)
 	}
-	return done(q, "/jobs/"+j.ID, "job "+j.ID+" started")
+	return s.done(q, "/jobs/"+j.ID, "job "+j.ID+" started")
 }
 
 type roundView struct {
@@ -660,7 +660,7 @@ func (s *Server) doRollout(q *request) error {
 	if err := q.c.Rollouts().Act(ctx, api.RolloutActionRequest{ID: id, Action: action, Reason: reason}); err != nil {
 		return err
 	}
-	return done(q, "/rollouts/"+id, "rollout "+id+": "+action+" committed")
+	return s.done(q, "/rollouts/"+id, "rollout "+id+": "+action+" committed")
 }
 
 func capitalize(s string) string {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -276,7 +275,7 @@ func (s *Server) page(q *request, name, title, nav string, data any) error {
 	q.w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	return s.pages.render(q.w, name, view{
 		Title: title, Nav: nav, Node: s.cfg.Node, Operator: q.ss.op.Name, CSRF: q.ss.csrf,
-		Flash: q.r.URL.Query().Get("done"), Data: data,
+		Flash: s.takeFlash(q.ss), Data: data,
 	})
 }
 
@@ -286,10 +285,24 @@ func (s *Server) fragment(q *request, name string, data any) error {
 	return s.pages.fragment(q.w, name, data)
 }
 
-// done sends the browser back to path after an action, with a message.
-func done(q *request, path, msg string) error {
-	http.Redirect(q.w, q.r, path+"?done="+url.QueryEscape(msg), http.StatusSeeOther)
+// done sends the browser back to path after an action; the next page of
+// the session shows msg (kept in the session, not the URL, so no link can
+// put words in the console's mouth).
+func (s *Server) done(q *request, path, msg string) error {
+	s.mu.Lock()
+	q.ss.flash = msg
+	s.mu.Unlock()
+	http.Redirect(q.w, q.r, path, http.StatusSeeOther)
 	return nil
+}
+
+// takeFlash returns and forgets the session's message.
+func (s *Server) takeFlash(ss *session) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := ss.flash
+	ss.flash = ""
+	return f
 }
 
 func parseUint(s string) (uint64, error) {

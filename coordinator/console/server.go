@@ -120,6 +120,7 @@ type session struct {
 	op      Operator
 	csrf    string
 	expires time.Time
+	flash   string // the last action's outcome, shown once (under Server.mu)
 }
 
 // New checks the configuration, listens and serves the console until
