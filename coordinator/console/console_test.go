@@ -598,3 +598,30 @@ func TestLineChart(t *testing.T) {
 		t.Error("the title is not escaped")
 	}
 }
+
+// BenchmarkJobPage renders a job's page (two charts, the rounds table)
+// over the twin's answers, session check included.
+func BenchmarkJobPage(b *testing.B) {
+	be := &twin{revoked: map[string]bool{}}
+	s, err := New(Config{Listen: "127.0.0.1:0"}, be)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	link, _, _ := s.Login(alice, 0)
+	tok := strings.TrimPrefix(link, s.URL()+"/login?token=")
+	cookie, _, ok := s.redeem(tok)
+	if !ok {
+		b.Fatal("no session")
+	}
+	req := httptest.NewRequest("GET", "/jobs/mnist-1", nil)
+	req.AddCookie(&http.Cookie{Name: cookieName, Value: cookie})
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, req)
+		if w.Code != 200 {
+			b.Fatal(w.Code)
+		}
+	}
+}
