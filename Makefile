@@ -6,7 +6,7 @@ PKGS      := ./...
 RACE_PKGS := ./protocol/... ./coordinator/... ./agent/... ./internal/... ./cmd/... ./examples/internal/...
 BENCHTIME ?= 1x
 
-.PHONY: all build test test-torch test-race vet fmt-check tidy-check bench demo chaos fresh-check fuzz clean
+.PHONY: all build test test-torch test-ui test-race vet fmt-check tidy-check bench demo chaos fresh-check fuzz clean
 
 all: build test
 
@@ -17,6 +17,7 @@ vet:
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags chaos ./internal/chaos
 	$(GO) vet -tags torch ./agent ./internal/testcluster
+	$(GO) vet -tags ui ./internal/testcluster
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -47,6 +48,20 @@ test-torch:
 	  echo "installing python3-torch (Debian) for /usr/bin/python3"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-torch python3-numpy; }
 	$(GO) test -tags torch -count=1 -p 1 -timeout 10m -run 'Torch' ./agent ./internal/testcluster
+
+# The web console's browser test (build tag ui): a headless Chromium,
+# driven through chromedp, logs in to the console of a 3-node in-process
+# cluster running a job, opens every page, watches the round count rise,
+# and rolls back a rollout. Debian's chromium is installed if missing (as
+# root, or through sudo). About 25 s on 2 cores. UI_SCREENSHOTS=docs/console
+# refreshes the README's screenshots.
+UI_SCREENSHOTS ?=
+test-ui:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing chromium (Debian) for the console's browser test"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+	FEDGE_UI_SCREENSHOTS=$(if $(UI_SCREENSHOTS),$(abspath $(UI_SCREENSHOTS))) \
+	  $(GO) test -tags ui -count=1 -p 1 -timeout 5m -run 'TestConsoleInBrowser' ./internal/testcluster
 
 # Benchmarks (see docs/BENCHMARKS.md for the recorded figures and machines).
 # Pass BENCH=regexp and BENCHTIME=5x to narrow or lengthen a run.

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 )
 
@@ -128,6 +129,7 @@ func applyAgentRenew(s *State, hdr []byte) any {
 type revokeCmd struct {
 	ID string    `json:"id"`
 	At time.Time `json:"at"`
+	By string    `json:"by,omitempty"` // the operator, for the audit trail
 }
 
 func applyAgentRevoke(s *State, hdr []byte) any {
@@ -144,6 +146,9 @@ func applyAgentRevoke(s *State, hdr []byte) any {
 	}
 	if a.CertSerial != "" {
 		s.Revoked[a.CertSerial] = c.At
+	}
+	if c.By != "" {
+		s.audit(AuditRecord{At: c.At, By: c.By, Action: AuditAgentRevoke, Target: c.ID, Detail: "certificate " + a.CertSerial})
 	}
 	return nil
 }
@@ -203,6 +208,9 @@ func applyJobCreate(s *State, hdr []byte) any {
 		j.State = JobRunning
 	}
 	s.Jobs[j.ID] = &j
+	if j.CreatedBy != "" {
+		s.audit(AuditRecord{At: j.CreatedAt, By: j.CreatedBy, Action: AuditJobStart, Target: j.ID, Detail: fmt.Sprintf("model %s, %d rounds", j.Spec.Model, j.Spec.Rounds)})
+	}
 	return nil
 }
 
@@ -211,6 +219,7 @@ type jobUpdateCmd struct {
 	State string    `json:"state"`
 	Error string    `json:"error,omitempty"`
 	At    time.Time `json:"at"`
+	By    string    `json:"by,omitempty"` // the operator who stopped it; "" for the engine
 }
 
 func applyJobUpdate(s *State, hdr []byte) any {
@@ -231,6 +240,9 @@ func applyJobUpdate(s *State, hdr []byte) any {
 		return fmt.Errorf("%w: job %s is %s", ErrConflict, j.ID, j.State)
 	}
 	j.State, j.Error, j.UpdatedAt = c.State, c.Error, c.At
+	if c.By != "" {
+		s.audit(AuditRecord{At: c.At, By: c.By, Action: AuditJobStop, Target: j.ID, Detail: fmt.Sprintf("after %d rounds", j.RoundsDone)})
+	}
 	return nil
 }
 
@@ -530,6 +542,9 @@ func applyRolloutDecide(s *State, hdr []byte) any {
 	}
 	r.UpdatedAt = d.At
 	r.Decisions = append(r.Decisions, d)
+	if strings.HasPrefix(d.By, "operator") {
+		s.audit(AuditRecord{At: d.At, By: d.By, Action: AuditRolloutPrefix + d.Action, Target: r.ID, Detail: fmt.Sprintf("model %d at stage %d: %s", r.Model, d.Stage+1, d.Reason)})
+	}
 	s.applyRetention()
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/fedge/fedge/coordinator/console"
 	"github.com/fedge/fedge/crypto/identity"
 	"github.com/fedge/fedge/internal/telemetry"
 	"github.com/fedge/fedge/protocol"
@@ -71,6 +72,8 @@ type Config struct {
 	MaxImportBytes int64 `json:"max_import_bytes,omitempty"`
 	// SecurityConfig: where the seal key comes from, token TTL bound (pki.go).
 	SecurityConfig
+	// UIConfig: where and how the node serves the web console (node_console.go).
+	UIConfig
 }
 
 // DefaultMaxImportBytes is the default of Config.MaxImportBytes: 256 MiB,
@@ -106,6 +109,7 @@ type Node struct {
 
 	metricsLn  net.Listener // nil when Config.MetricsListen is empty
 	metricsSrv *http.Server
+	console    *console.Server // nil when Config.UIListen is empty
 	fsm        *FSM
 	eng        *Engine
 
@@ -198,6 +202,9 @@ func NewNode(cfg Config) (*Node, error) {
 		if n.metricsSrv != nil {
 			n.metricsSrv.Close()
 		}
+		if n.console != nil {
+			n.console.Close()
+		}
 		if n.rep != nil {
 			n.rep.close()
 		}
@@ -206,6 +213,11 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	if cfg.MetricsListen != "" {
 		if err := n.startMetrics(cfg.MetricsListen); err != nil {
+			return fail(err)
+		}
+	}
+	if cfg.UIListen != "" {
+		if err := n.startConsole(); err != nil {
 			return fail(err)
 		}
 	}
@@ -310,6 +322,9 @@ func (n *Node) Close() error {
 	n.cancel()
 	if n.metricsSrv != nil {
 		n.metricsSrv.Close()
+	}
+	if n.console != nil {
+		n.console.Close()
 	}
 	n.dropAgents()
 	n.peers.close()

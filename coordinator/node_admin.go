@@ -84,26 +84,38 @@ func (h adminHandler) ServeMessage(ctx context.Context, s *protocol.Session, m p
 		// from now on, and so does every request on the old session.
 		return nil, &protocol.Error{Code: protocol.CodeRevoked, Message: "admin certificate revoked"}
 	}
-	verb, _ := strings.CutPrefix(req.Verb, api.ConsistentPrefix)
+	if cs := s.TLS(); len(cs.PeerCertificates) > 0 {
+		ctx = context.WithValue(ctx, operatorCertKey{}, cs.PeerCertificates[0])
+	}
+	return h.n.serveAdmin(ctx, who, req.Verb, req.Body)
+}
+
+// serveAdmin answers an admin verb for who as this node should: reads
+// only the leader can answer are forwarded to it (answered from this
+// replica if it cannot be asked), and a write that reaches a follower is
+// forwarded to the leader; if that fails, the Redirect stands. The admin
+// ALPN and the web console both call it.
+func (n *Node) serveAdmin(ctx context.Context, who, wireVerb string, body []byte) (protocol.Message, error) {
+	verb, _ := strings.CutPrefix(wireVerb, api.ConsistentPrefix)
 	rt, known := adminRoutes[verb]
-	if known && rt.leaderRead && !h.n.rep.isLeader() {
+	if known && rt.leaderRead && !n.rep.isLeader() {
 		// Only the leader knows which agents are connected and why rounds
 		// wait: ask it, and answer from this replica if it cannot be asked.
-		if fwd, err := h.n.forward(ctx, who, req.Verb, req.Body); err == nil {
+		if fwd, err := n.forward(ctx, who, wireVerb, body); err == nil {
 			return fwd, nil
 		}
 	}
-	out, err := h.n.answerAdmin(ctx, who, req.Verb, req.Body)
+	out, err := n.answerAdmin(ctx, who, wireVerb, body)
 	var re *protocol.Redirect
 	if errors.As(err, &re) && known && rt.write {
 		// A write reached a follower: forward it to the leader, so the
 		// operator's client need not reach the leader itself. If that
 		// fails, the redirect stands and the client follows it.
-		fwd, ferr := h.n.forward(ctx, who, req.Verb, req.Body)
+		fwd, ferr := n.forward(ctx, who, wireVerb, body)
 		if ferr == nil {
 			return fwd, nil
 		}
-		h.n.log.Debug("forwarding an admin write to the leader", "verb", req.Verb, "err", ferr)
+		n.log.Debug("forwarding an admin write to the leader", "verb", wireVerb, "err", ferr)
 	}
 	return out, err
 }
@@ -250,6 +262,9 @@ var adminRoutes = map[string]adminRoute{
 	api.VerbAdminsList:    route(read, anyNode, (*Node).apiAdminsList),
 	api.VerbAdminsRevoke:  route(write, anyNode, (*Node).apiAdminsRevoke),
 	api.VerbAuditList:     route(read, anyNode, (*Node).apiAuditList),
+	// console.login is answered by the node asked: the link opens its
+	// own console (node_console.go).
+	api.VerbConsoleLogin: route(read, anyNode, (*Node).apiConsoleLogin),
 }
 
 // admin runs one admin verb by the rules of its route.

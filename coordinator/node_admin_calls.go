@@ -87,7 +87,7 @@ func (n *Node) apiAgentsShow(_ adminCall, r api.IDRequest) (*api.Agent, error) {
 }
 
 func (n *Node) apiAgentsRevoke(c adminCall, r api.IDRequest) (*none, error) {
-	if _, err := n.rep.apply(c.ctx, cmdAgentRevoke, revokeCmd{ID: r.ID, At: c.now}, nil); err != nil {
+	if _, err := n.rep.apply(c.ctx, cmdAgentRevoke, revokeCmd{ID: r.ID, At: c.now, By: c.who}, nil); err != nil {
 		return nil, err
 	}
 	n.agentsMu.Lock()
@@ -137,7 +137,7 @@ func (n *Node) apiJobsStart(c adminCall, spec api.JobSpec) (*api.Job, error) {
 	if name == "" {
 		name = "job"
 	}
-	rec := JobRecord{ID: fmt.Sprintf("%s-%x", name, b), Spec: spec, State: JobRunning, CreatedAt: c.now, UpdatedAt: c.now, Model: spec.InitModel}
+	rec := JobRecord{ID: fmt.Sprintf("%s-%x", name, b), Spec: spec, State: JobRunning, CreatedAt: c.now, UpdatedAt: c.now, Model: spec.InitModel, CreatedBy: c.who}
 	if err := identity.ValidateID(rec.ID); err != nil {
 		return nil, fmt.Errorf("%w: job name %q: %v", ErrInvalidJob, name, err)
 	}
@@ -198,7 +198,7 @@ func (n *Node) apiJobsStatus(_ adminCall, r api.IDRequest) (*api.Job, error) {
 }
 
 func (n *Node) apiJobsStop(c adminCall, r api.IDRequest) (*none, error) {
-	_, err := n.rep.apply(c.ctx, cmdJobUpdate, jobUpdateCmd{ID: r.ID, State: JobStopped, At: c.now}, nil)
+	_, err := n.rep.apply(c.ctx, cmdJobUpdate, jobUpdateCmd{ID: r.ID, State: JobStopped, At: c.now, By: c.who}, nil)
 	return nil, err
 }
 

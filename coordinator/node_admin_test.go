@@ -20,6 +20,7 @@ func TestAdminRoutes(t *testing.T) {
 	reads := []string{
 		api.VerbClusterStatus, api.VerbTokensList, api.VerbJobsList, api.VerbRoundsList, api.VerbRoundsShow,
 		api.VerbModelsList, api.VerbModelsShow, api.VerbAdminsList, api.VerbAuditList,
+		api.VerbConsoleLogin, // answered by the node asked: the link opens its console
 	}
 	// Calls whose request carries a file run on a bulk stream.
 	bulkWrites := []string{api.VerbModelsImport}

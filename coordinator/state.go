@@ -59,15 +59,23 @@ const (
 	AuditTokenRevoke = "token.revoke"
 	AuditAdminCreate = "admin.create"
 	AuditAdminRevoke = "admin.revoke"
+	// Operators' actions on the fleet (recorded when the command names
+	// the operator: every admin call does, the engine's own never).
+	AuditJobStart    = "job.start"
+	AuditJobStop     = "job.stop"
+	AuditAgentRevoke = "agent.revoke"
+	// AuditRolloutPrefix, followed by the action (pause, resume,
+	// promote, rollback), records an operator's rollout decision.
+	AuditRolloutPrefix = "rollout."
 )
 
-// AuditRecord is one credential action, committed through Raft with the
+// AuditRecord is one credential or operator action, committed through Raft with the
 // action itself, so the trail and the state cannot disagree.
 type AuditRecord struct {
 	At     time.Time `json:"at"`
 	By     string    `json:"by,omitempty"` // "operator:<name>", "fedge init"
 	Action string    `json:"action"`       // one of the Audit* constants
-	Target string    `json:"target"`       // token ID or admin certificate serial
+	Target string    `json:"target"`       // token ID, admin certificate serial, job, agent or rollout ID
 	Detail string    `json:"detail,omitempty"`
 }
 
@@ -89,6 +97,9 @@ type JobRecord struct {
 	UpdatedAt  time.Time `json:"updated_at"`
 	RoundsDone int       `json:"rounds_done"`
 	Model      uint64    `json:"model"` // latest model version the job committed (or started from)
+	// CreatedBy is the operator who started the job ("" in entries
+	// written before it was recorded).
+	CreatedBy string `json:"created_by,omitempty"`
 	// Privacy is the job's differential-privacy account: the serialized
 	// accountant and the epsilon spent so far.
 	Privacy *PrivacyRecord `json:"privacy,omitempty"`

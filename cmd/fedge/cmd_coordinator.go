@@ -39,7 +39,8 @@ configuration comes from -config (a JSON file with the fields node_id,
 data_dir, listen, advertise, peers [{"id","addr"}], log_format, log_level,
 max_token_ttl, seal_key_file, seal_passphrase_file, max_import_bytes (the
 largest model file fedge models import accepts; default 256 MiB),
-metrics_listen, and admission
+metrics_listen, ui_listen, ui_tls_cert, ui_tls_key, ui_allow_insecure_http,
+ui_url, and admission
 {"max_unverified" (default 64), "max_unverified_per_source" (16),
 "enroll_max_frame" (8192)}: the bounds on clients without a certificate;
 unknown fields are an error), and each flag given overrides the file. The
@@ -50,6 +51,13 @@ With -metrics-listen host:port (off by default) the node serves over HTTP
 /metrics (Prometheus), /healthz (200 while the process runs) and /readyz
 (200 once the node is a voter of a cluster with a known leader, else 503
 and the reason). Keep it on a loopback or management address.
+
+With -ui-listen host:port (off by default) the node serves the web console
+there: the cluster, agents, jobs with their charts, rounds, models and
+rollouts, and the operator actions on them. Operators log in with a link
+from fedge console login. A loopback address serves plain HTTP; any other
+needs -ui-tls-cert and -ui-tls-key (HTTPS), or -ui-allow-insecure-http (a
+proxy in front terminates TLS), else the node refuses to start.
 
 The seal key that opens the CA comes from exactly one of: FEDGE_SEAL_KEY (hex),
 FEDGE_SEAL_PASSPHRASE, seal_key_file, seal_passphrase_file; with none, from
@@ -80,6 +88,11 @@ func runCoordinatorContext(ctx context.Context, args []string, stdout, stderr io
 	c.fs.String("seal-key-file", "", "file holding the seal key in hex, outside the data dir (JSON seal_key_file)")
 	c.fs.String("seal-passphrase-file", "", "file whose first line is the seal passphrase (JSON seal_passphrase_file)")
 	c.fs.String("metrics-listen", "", "TCP host:port serving /metrics, /healthz and /readyz over HTTP; empty: off (JSON metrics_listen)")
+	c.fs.String("ui-listen", "", "TCP host:port serving the web console; empty: off (JSON ui_listen)")
+	c.fs.String("ui-tls-cert", "", "PEM certificate of the console's HTTPS (JSON ui_tls_cert)")
+	c.fs.String("ui-tls-key", "", "PEM key of the console's HTTPS (JSON ui_tls_key)")
+	c.fs.Bool("ui-allow-insecure-http", false, "serve the console over plain HTTP on a non-loopback address (JSON ui_allow_insecure_http)")
+	c.fs.String("ui-url", "", "the console's base URL in login links; default from -ui-listen (JSON ui_url)")
 	c.fs.Duration("max-token-ttl", 0, "longest join-token lifetime issued; 0 means 168h (JSON max_token_ttl)")
 	c.fs.Int64("max-import-bytes", 0, "largest model file an operator may import; 0 means 256 MiB (JSON max_import_bytes)")
 	if _, code, ok := c.parse(args, 0, 0); !ok {
@@ -122,6 +135,9 @@ func runCoordinatorContext(ctx context.Context, args []string, stdout, stderr io
 	fmt.Fprintf(stdout, "coordinator %s listening on %s (stop with Ctrl-C)\n", node.ID(), node.Addr())
 	if a := node.MetricsAddr(); a != "" {
 		fmt.Fprintf(stdout, "metrics, health and readiness on http://%s/metrics, /healthz, /readyz\n", a)
+	}
+	if u := node.UIURL(); u != "" {
+		fmt.Fprintf(stdout, "web console at %s (log in with: fedge console login -coordinators %s)\n", u, node.Addr())
 	}
 	<-ctx.Done()
 	logger.Info("stopping coordinator", "node", node.ID())
@@ -177,6 +193,16 @@ func applyCoordinatorFlags(c *cli, f *coordinatorFile) error {
 			f.LogLevel = v
 		case "metrics-listen":
 			f.MetricsListen = v
+		case "ui-listen":
+			f.UIListen = v
+		case "ui-tls-cert":
+			f.UITLSCert = v
+		case "ui-tls-key":
+			f.UITLSKey = v
+		case "ui-allow-insecure-http":
+			f.UIAllowInsecureHTTP = v == "true"
+		case "ui-url":
+			f.UIURL = v
 		case "seal-key-file":
 			f.SealKeyFile = v
 		case "seal-passphrase-file":

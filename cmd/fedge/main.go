@@ -28,6 +28,7 @@ func commands() []command {
 		{"rollout", "roll a model out to the fleet in gated stages", group("rollout", "Roll a model version out to the fleet through gated cohorts.", rolloutCommands())},
 		{"admin-cert", "issue a new operator credential", runAdminCert},
 		{"admins", "list, revoke and audit operator credentials", group("admins", "List and revoke operator certificates; show the audit trail of credential actions.", adminsCommands())},
+		{"console", "log in to a coordinator's web console", group("console", "Log in to the web console a coordinator serves (-ui-listen).", consoleCommands())},
 		{"dev", "run the end-to-end demo: local cluster, fleet, training, rollout", runDev},
 		{"version", "print the build version", runVersion},
 	}

@@ -67,6 +67,7 @@ var leafCommands = [][]string{
 	{"models", "list"}, {"models", "show"}, {"models", "export"}, {"models", "pin"},
 	{"rollout", "start"}, {"rollout", "status"}, {"rollout", "pause"}, {"rollout", "resume"},
 	{"rollout", "promote"}, {"rollout", "rollback"},
+	{"console", "login"},
 	{"dev"},
 }
 

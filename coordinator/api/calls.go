@@ -26,6 +26,9 @@ func (c *Client) Rollouts() *RolloutCalls { return &RolloutCalls{c} }
 // Admins returns the operator-credential calls.
 func (c *Client) Admins() *AdminCalls { return &AdminCalls{c} }
 
+// Console returns the web-console calls.
+func (c *Client) Console() *ConsoleCalls { return &ConsoleCalls{c} }
+
 // call is one typed admin call that writes.
 func call[Resp any](ctx context.Context, c *Client, verb string, req any) (Resp, error) {
 	var resp Resp
@@ -190,7 +193,17 @@ func (x *AdminCalls) Revoke(ctx context.Context, r AdminRevokeRequest) (AdminRev
 	return call[AdminRevokeResponse](ctx, x.c, VerbAdminsRevoke, r)
 }
 
-// Audit lists the credential audit trail, oldest first.
+// Audit lists the audit trail (credentials and operators' actions), oldest first.
 func (x *AdminCalls) Audit(ctx context.Context, r AuditRequest, q QueryOptions) ([]AuditEntry, error) {
 	return read[[]AuditEntry](ctx, x.c, VerbAuditList, q, r)
+}
+
+// ConsoleCalls are the web-console calls.
+type ConsoleCalls struct{ c *Client }
+
+// Login mints a one-time login link to the console of the coordinator
+// the client talks to (it fails, with a bad request, on one that serves
+// no console).
+func (x *ConsoleCalls) Login(ctx context.Context, r ConsoleLoginRequest) (ConsoleLoginResponse, error) {
+	return call[ConsoleLoginResponse](ctx, x.c, VerbConsoleLogin, r)
 }

@@ -50,8 +50,9 @@ type QueryOptions struct {
 // follows redirects to the leader (followers also forward writes
 // themselves), and reuses one session. It is safe for concurrent use.
 type Client struct {
-	addrs []string
-	tls   *tls.Config
+	addrs     []string
+	tls       *tls.Config
+	transport Transport // set: calls go through it, not QUIC
 
 	mu   sync.Mutex
 	sess *protocol.Session
@@ -69,6 +70,19 @@ func New(addrs []string, cert tls.Certificate, roots *x509.CertPool) (*Client, e
 		return nil, fmt.Errorf("api.New: %w", err)
 	}
 	return &Client{addrs: append([]string(nil), addrs...), tls: conf}, nil
+}
+
+// Transport carries one admin call for a Client without a QUIC session:
+// a coordinator's web console calls its own node this way, as the
+// operator logged in to it. verb is the wire verb (with ConsistentPrefix
+// for a linearizable read); the answer is the JSON body of the response,
+// or the server's error (*protocol.Error, *protocol.Redirect).
+type Transport func(ctx context.Context, verb string, body []byte) ([]byte, error)
+
+// NewWithTransport returns a client whose calls go through t. Model
+// downloads (ExportModel, FetchModel) need a session and fail on it.
+func NewWithTransport(t Transport) *Client {
+	return &Client{transport: t}
 }
 
 // Load returns a client using an operator credential folder (ca.pem,
@@ -221,6 +235,20 @@ func (c *Client) do(ctx context.Context, verb string, q QueryOptions, req, resp 
 		}
 		body = b
 	}
+	if c.transport != nil {
+		v := verb
+		if q.Consistent {
+			v = ConsistentPrefix + verb
+		}
+		out, err := c.transport(ctx, v, body)
+		if err != nil {
+			return fmt.Errorf("%s: %w", verb, err)
+		}
+		if resp == nil || len(out) == 0 || string(out) == "null" {
+			return nil
+		}
+		return json.Unmarshal(out, resp)
+	}
 	addr := ""
 	retried := false
 	backoff := 100 * time.Millisecond
@@ -339,6 +367,9 @@ func (c *Client) EvaluateModel(ctx context.Context, version uint64, ds *tensor.D
 
 // ExportModel downloads a model version's file into w.
 func (c *Client) ExportModel(ctx context.Context, version uint64, w io.WriterAt) error {
+	if c.transport != nil {
+		return errors.New("api.ExportModel: a client over a Transport has no session to download on")
+	}
 	s, err := c.dialReady(ctx, "")
 	if err != nil {
 		return err

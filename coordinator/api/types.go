@@ -130,8 +130,10 @@ type AuditRequest struct {
 	Limit int `json:"limit,omitempty"` // the last Limit records; 0 means all kept
 }
 
-// AuditEntry is one credential action: who did what to which token or
-// admin certificate, and when.
+// AuditEntry is one credential or operator action: who did what to which
+// token, admin certificate, job, agent or rollout, and when. Actions
+// (Action) are token.create, token.revoke, admin.create, admin.revoke,
+// job.start, job.stop, agent.revoke and rollout.<pause|resume|promote|rollback>.
 type AuditEntry struct {
 	At     time.Time `json:"at"`
 	By     string    `json:"by,omitempty"`
@@ -438,4 +440,21 @@ func (r Rollout) StageName(i int) string {
 type ImportRequest struct {
 	// Name, if set, renames the model (its spec's name) in the registry.
 	Name string `json:"name,omitempty"`
+}
+
+// ConsoleLoginRequest asks the answering coordinator for a login link to
+// its web console (Console().Login).
+type ConsoleLoginRequest struct {
+	// TTL is how long the link stays valid; zero means 2 minutes, and
+	// more than 10 minutes is refused.
+	TTL Duration `json:"ttl,omitempty"`
+}
+
+// ConsoleLoginResponse carries a one-time login link: opened once in a
+// browser, it becomes a session of the operator who asked, and is
+// spent. Shown once, never stored.
+type ConsoleLoginResponse struct {
+	URL     string    `json:"url"`
+	Node    string    `json:"node"` // the coordinator whose console the link opens
+	Expires time.Time `json:"expires"`
 }

@@ -33,6 +33,9 @@ const (
 	VerbAdminsList    = "admins.list"
 	VerbAdminsRevoke  = "admins.revoke"
 	VerbAuditList     = "audit.list"
+	// VerbConsoleLogin mints a one-time login link to the web console of
+	// the coordinator that answers (Console().Login).
+	VerbConsoleLogin = "console.login"
 )
 
 // ConsistentPrefix, in front of a read verb on the wire, asks for a
