@@ -67,6 +67,16 @@ type inferenceServer struct {
 	// Request buffers, reused so a single-sample request allocates little
 	// beyond its response.
 	bodies, inputs sync.Pool
+	// batches counts the engine's prediction calls outside the batcher.
+	batches atomic.Uint64
+	// batch gathers small requests into one engine call; nil: none.
+	batch *batcher
+}
+
+// newInferenceServer returns a server with the limits lim (defaults
+// filled in); the caller sets served, m, reg, health and classNames.
+func newInferenceServer(lim InferenceLimits) *inferenceServer {
+	return &inferenceServer{maxRequests: lim.MaxRequests, batch: newBatcher(time.Duration(lim.BatchWait), lim.MaxBatch)}
 }
 
 // PredictRequest is the body of POST /v1/predict: a batch of examples,
@@ -241,6 +251,8 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 		s.predictImages(w, r, cur, kind)
 		return
 	}
+	left := s.batch.arrive()
+	defer left()
 	f := m.Features()
 	bufp := getBuf[byte](&s.bodies)
 	defer putBuf(&s.bodies, bufp)
@@ -281,19 +293,30 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.answer(w, cur, x, n)
+	if !s.batch.accepts(n) {
+		s.answer(w, cur, x, n)
+		return
+	}
+	probs, err := s.batch.predict(cur, x, n)
+	s.respond(w, cur, probs, n, err)
 }
 
 // answer predicts the n examples x (n × the model's features, finite)
 // and writes the response.
 func (s *inferenceServer) answer(w http.ResponseWriter, cur *servedModel, x []float32, n int) {
-	m := cur.model
-	probs, err := m.Predict(x, n)
+	s.batches.Add(1)
+	probs, err := cur.model.Predict(x, n)
+	s.respond(w, cur, probs, n, err)
+}
+
+// respond writes the response for n examples whose probabilities the
+// model cur returned (or the error it failed with).
+func (s *inferenceServer) respond(w http.ResponseWriter, cur *servedModel, probs []float32, n int, err error) {
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "prediction failed: "+err.Error())
 		return
 	}
-	c := m.Classes()
+	c := cur.model.Classes()
 	if rows := nonFiniteRows(probs, n, c); len(rows) > 0 {
 		// Finite inputs so large that the model's float32 arithmetic
 		// overflowed: the client can fix them (scale the features), the
