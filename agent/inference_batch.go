@@ -110,17 +110,15 @@ func (b *batcher) predict(cur *servedModel, x []float32, n int) ([]float32, erro
 		<-bt.done
 		return it.probs, bt.err
 	}
-	if int64(len(bt.items)) < b.inflight.Load() {
-		t := time.NewTimer(b.wait)
-		select {
-		case <-bt.ready:
-		case <-t.C:
-		}
-		t.Stop()
+	t := time.NewTimer(b.wait)
+	select {
+	case <-bt.ready: // at once if everyone in flight has joined
+	case <-t.C:
 	}
+	t.Stop()
 	b.mu.Lock()
 	if b.open == bt {
-		b.open = nil
+		b.open = nil // no more rows join: bt is the leader's alone now
 	}
 	b.mu.Unlock()
 	b.calls.Add(1)
