@@ -84,6 +84,9 @@ func newInferenceServer(lim InferenceLimits) *inferenceServer {
 // in the model's input layout.
 type PredictRequest struct {
 	Inputs [][]float32 `json:"inputs"`
+	// Explain asks for each prediction's attributions (integrated
+	// gradients): true, or options.
+	Explain *ExplainOptions `json:"explain,omitempty"`
 }
 
 // PredictResponse is the answer of /v1/predict: the version of the model
@@ -100,6 +103,8 @@ type Prediction struct {
 	Class         int       `json:"class"`
 	Label         string    `json:"label,omitempty"`
 	Probabilities []float32 `json:"probabilities"`
+	// Explanation is set when the request asked for it.
+	Explanation *Explanation `json:"explanation,omitempty"`
 }
 
 // ModelInfo is the answer of GET /v1/model.
@@ -268,7 +273,7 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 	}
 	xp := getBuf[float32](&s.inputs)
 	defer putBuf(&s.inputs, xp)
-	x, n, err := decodePredict((*xp)[:0], body, f)
+	x, n, explain, err := decodePredictRequest((*xp)[:0], body, f)
 	*xp = x
 	if err != nil {
 		var typeErr *json.UnmarshalTypeError
@@ -292,6 +297,10 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("input %d feature %d is not finite", k/f, k%f))
 			return
 		}
+	}
+	if explain != nil && explain.Enabled {
+		s.explain(w, cur, x, n, explain)
+		return
 	}
 	if !s.batch.accepts(n) {
 		s.answer(w, cur, x, n)

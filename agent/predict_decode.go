@@ -25,27 +25,34 @@ var errSlowPath = errors.New("agent: predict body needs the general JSON decoder
 // the fast path accepts, encoding/json decodes to the same values
 // (FuzzDecodePredict checks it).
 func decodePredict(dst []float32, body []byte, features int) ([]float32, int, error) {
+	out, n, _, err := decodePredictRequest(dst, body, features)
+	return out, n, err
+}
+
+// decodePredictRequest is decodePredict that also returns the request's
+// explanation options (nil when it has none).
+func decodePredictRequest(dst []float32, body []byte, features int) ([]float32, int, *ExplainOptions, error) {
 	out, n, err := scanPredict(dst, body, features)
 	if !errors.Is(err, errSlowPath) {
-		return out, n, err
+		return out, n, nil, err
 	}
 	var req PredictRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return dst[:0], 0, err
+		return dst[:0], 0, nil, err
 	}
 	if dec.More() {
-		return dst[:0], 0, errTrailing
+		return dst[:0], 0, nil, errTrailing
 	}
 	out = dst[:0]
 	for i, row := range req.Inputs {
 		if len(row) != features {
-			return dst[:0], 0, &rowWidthError{row: i, got: len(row)}
+			return dst[:0], 0, nil, &rowWidthError{row: i, got: len(row)}
 		}
 		out = append(out, row...)
 	}
-	return out, len(req.Inputs), nil
+	return out, len(req.Inputs), req.Explain, nil
 }
 
 var errTrailing = errors.New("trailing data after the request object")
