@@ -44,7 +44,7 @@ type roundState struct {
 
 type roundStart struct {
 	c conn
-	m protocol.Message // *protocol.RoundPlan, *protocol.EvalRequest or *protocol.StatsRequest
+	m protocol.Message // *protocol.RoundPlan, *protocol.EvalRequest, *protocol.StatsRequest or *protocol.ExplainRequest
 }
 
 // deadline returns the invite's deadline of stage s plus the grace, or the
@@ -92,6 +92,9 @@ func (a *Agent) serve(c conn, m protocol.Message) (protocol.Message, error) {
 	case *protocol.StatsRequest:
 		a.onStart(v.RoundID, roundStart{c, v})
 		return nil, nil
+	case *protocol.ExplainRequest:
+		a.onStart(v.RoundID, roundStart{c, v})
+		return nil, nil
 	case *protocol.RoundAbort:
 		a.onAbort(v)
 		return nil, nil
@@ -126,6 +129,10 @@ func (a *Agent) onInvite(c conn, inv *protocol.RoundInvite) *protocol.RoundJoin 
 		}
 	case protocol.RoundEval:
 		if a.data.heldOut.Len() == 0 && !a.cfg.Trainer.enabled() {
+			return decline("no local held-out data")
+		}
+	case protocol.RoundExplain:
+		if a.data.heldOut.Len() == 0 {
 			return decline("no local held-out data")
 		}
 	default:
@@ -186,6 +193,8 @@ func kindName(k protocol.RoundKind) string {
 		return "eval"
 	case protocol.RoundStats:
 		return "stats"
+	case protocol.RoundExplain:
+		return "explain"
 	}
 	return "train"
 }
@@ -269,6 +278,12 @@ func (a *Agent) runRound(st *roundState) {
 			break
 		}
 		err = a.statsRound(st.ctx, rs.c, st, m)
+	case *protocol.ExplainRequest:
+		if st.invite.Kind != protocol.RoundExplain {
+			err = errors.New("explanation request for another kind of round")
+			break
+		}
+		err = a.explainRound(st.ctx, rs.c, st, m)
 	}
 	took := time.Since(start).Round(time.Millisecond)
 	switch {

@@ -66,6 +66,7 @@ func sampleMessages() []Message {
 		&EvalRequest{RoundID: 8, ModelVersion: 18, ModelHash: testHash("m18"), BaselineVersion: 17, BaselineHash: testHash("m17"), SecAgg: []byte("cfg")},
 		&EvalResult{RoundID: 8, Payload: []byte("masked sums")},
 		&StatsRequest{RoundID: 9, Features: 784, SecAgg: []byte("cfg")},
+		&ExplainRequest{RoundID: 10, ModelVersion: 4, ModelHash: Hash{1, 2}, Features: 784, Steps: 32, MaxExamples: 256, SecAgg: []byte("cfg")},
 		&ModelAnnounce{Version: 18, Hash: testHash("m18"), Size: 6_653_480, Encoding: "int8+zstd", BaseVersion: 17},
 		&ModelRequest{Version: 18, HaveBase: testHash("m17"), Offset: 3 << 20},
 		func() Message { b := sampleBlobInfo(); return &b }(),

@@ -33,6 +33,8 @@ const (
 	RoundTrain RoundKind = 0 // followed by a RoundPlan
 	RoundEval  RoundKind = 1 // followed by an EvalRequest (rollout canary)
 	RoundStats RoundKind = 2 // followed by a StatsRequest (version 2)
+	// RoundExplain is followed by an ExplainRequest (version 4).
+	RoundExplain RoundKind = 3
 )
 
 // RoundInvite is pushed by the coordinator to each selected agent; the
@@ -66,7 +68,7 @@ func (m *RoundInvite) decode(d *decoder) {
 	m.RoundID = d.uvarint("RoundID")
 	m.Job = d.str("Job")
 	m.Kind = RoundKind(d.u8("Kind"))
-	if m.Kind > RoundStats {
+	if m.Kind > RoundExplain {
 		d.malformed("Kind", "unknown round kind")
 		return
 	}

@@ -20,11 +20,14 @@ import (
 //	3  agent status: a Heartbeat may end with an AgentStatus trailer (data
 //	   schema, rounded split sizes, trainer health, recent warnings and
 //	   errors), sent only on sessions at version 3 or later.
+//	4  explanation rounds: RoundKind RoundExplain and ExplainRequest (the
+//	   mean absolute attribution of each feature over the agents' held-out
+//	   data, summed under secure aggregation).
 const (
 	// MinVersion is the oldest capability version this build still speaks.
 	MinVersion uint32 = 1
 	// CurrentVersion is the newest capability version this build speaks.
-	CurrentVersion uint32 = 3
+	CurrentVersion uint32 = 4
 )
 
 // MsgType is the first byte of every frame. The list is append-only: a
@@ -72,6 +75,7 @@ const (
 	TypeAdminRequest          MsgType = 0x1F
 	TypeAdminResponse         MsgType = 0x20
 	TypeStatsRequest          MsgType = 0x21 // version 2
+	TypeExplainRequest        MsgType = 0x22 // version 4
 
 	// TypeCancel tells the peer that the sender gave up waiting for one of
 	// its requests. It is optional: a peer that ignores it just finishes
@@ -125,6 +129,7 @@ var catalogue = map[MsgType]typeInfo{
 	TypeAdminRequest:          {"AdminRequest", 1, func() Message { return new(AdminRequest) }},
 	TypeAdminResponse:         {"AdminResponse", 1, func() Message { return new(AdminResponse) }},
 	TypeStatsRequest:          {"StatsRequest", 2, func() Message { return new(StatsRequest) }},
+	TypeExplainRequest:        {"ExplainRequest", 4, func() Message { return new(ExplainRequest) }},
 	TypeCancel:                {"Cancel", 1, func() Message { return new(Cancel) }},
 }
 

@@ -2,6 +2,7 @@ package tensor
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 )
@@ -344,4 +345,33 @@ func (m *Model) ExplainGraph(g *Graph, node, class int, cfg ExplainConfig) (Attr
 		a.Values[i] = float32(float64(x[i]-base[i]) * acc[i] / float64(steps))
 	}
 	return a, nil
+}
+
+// AttributionSums explains the first min(n, ds.Len()) examples of ds for
+// their most probable class (integrated gradients from a zero baseline,
+// steps steps) and returns, per input feature, the sum of the absolute
+// attributions, and the number of examples explained. Summed over many
+// datasets and divided by the total count it is the mean absolute
+// attribution of each feature: a global explanation of the model.
+func AttributionSums(m *Model, ds *Dataset, n, steps int) ([]float64, int, error) {
+	if err := m.checkDataset(ds); err != nil {
+		return nil, 0, fmt.Errorf("tensor.AttributionSums: %w", err)
+	}
+	n = min(max(n, 0), ds.Len())
+	f := m.Features()
+	sums := make([]float64, f)
+	const chunk = 64 // bounds the attributions held at once
+	for e0 := 0; e0 < n; e0 += chunk {
+		k := min(chunk, n-e0)
+		atts, err := m.Explain(ds.X[e0*f:(e0+k)*f], k, nil, ExplainConfig{Steps: steps})
+		if err != nil {
+			return nil, 0, fmt.Errorf("tensor.AttributionSums: %w", err)
+		}
+		for _, a := range atts {
+			for i, v := range a.Values {
+				sums[i] += math.Abs(float64(v))
+			}
+		}
+	}
+	return sums, n, nil
 }

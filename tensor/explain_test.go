@@ -286,3 +286,31 @@ func TestExplainErrors(t *testing.T) {
 		t.Errorf("ExplainGraph on a model without graph layers: %v, want ErrNeedsGraph", err)
 	}
 }
+
+func TestAttributionSums(t *testing.T) {
+	m, err := NewModel(Spec{Input: []int{4}, Layers: []LayerSpec{{Type: LayerDense, Units: 3}}}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := &Dataset{X: []float32{1, 0, -2, 3, 0.5, 1, 1, -1, 2, 2, 0, 0}, Y: []int32{0, 1, 2}, Shape: []int{4}, Classes: 3}
+	sums, n, err := AttributionSums(m, ds, 2, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	atts, err := m.Explain(ds.X[:8], 2, nil, ExplainConfig{Steps: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("explained %d examples, want the first 2", n)
+	}
+	for i := range sums {
+		want := math.Abs(float64(atts[0].Values[i])) + math.Abs(float64(atts[1].Values[i]))
+		if math.Abs(sums[i]-want) > 1e-6 {
+			t.Errorf("feature %d: sum %v, want %v", i, sums[i], want)
+		}
+	}
+	if _, n, _ := AttributionSums(m, ds, 100, 8); n != 3 {
+		t.Errorf("explained %d of 3 examples when asked for 100", n)
+	}
+}
