@@ -250,6 +250,10 @@ var adminRoutes = map[string]adminRoute{
 	api.VerbAdminsList:    route(read, anyNode, (*Node).apiAdminsList),
 	api.VerbAdminsRevoke:  route(write, anyNode, (*Node).apiAdminsRevoke),
 	api.VerbAuditList:     route(read, anyNode, (*Node).apiAuditList),
+
+	// Global explanations (explain.go).
+	api.VerbModelsExplain:     route(write, anyNode, (*Node).apiModelsExplain),
+	api.VerbModelsExplanation: route(read, anyNode, (*Node).apiModelsExplanation),
 }
 
 // admin runs one admin verb by the rules of its route.

@@ -280,6 +280,8 @@ const (
 	RoundTrain = "train"
 	RoundEval  = "eval"
 	RoundStats = "stats" // federated preprocessing statistics of a job
+	// RoundExplain is a model version's global explanation.
+	RoundExplain = "explain"
 
 	RoundRunning   = "running"
 	RoundCommitted = "committed"
