@@ -143,7 +143,8 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 			a.httpLn.Close()
 			return nil, fmt.Errorf("agent.New: metrics: %w", err)
 		}
-		srv := &inferenceServer{served: &a.served, m: a.m, reg: reg, health: a.health, maxRequests: lim.MaxRequests, classNames: a.data.classes}
+		srv := newInferenceServer(lim)
+		srv.served, srv.m, srv.reg, srv.health, srv.classNames = &a.served, a.m, reg, a.health, a.data.classes
 		a.httpSrv = &http.Server{
 			Handler:           srv.handler(),
 			ReadHeaderTimeout: time.Duration(lim.ReadHeaderTimeout),

@@ -58,6 +58,11 @@ const (
 	DefaultWriteTimeout      = 30 * time.Second
 	DefaultIdleTimeout       = 60 * time.Second
 	DefaultMaxRequests       = 64
+	// Defaults and bounds of predict micro-batching (InferenceLimits).
+	DefaultBatchWait = time.Millisecond
+	DefaultMaxBatch  = 64
+	MaxBatchWait     = 100 * time.Millisecond
+	MaxMaxBatch      = 1024
 )
 
 // ErrConfig reports a configuration that cannot work; the message names the
@@ -146,6 +151,17 @@ type InferenceLimits struct {
 	// answered 503 with Retry-After at once. Zero means
 	// DefaultMaxRequests (64).
 	MaxRequests int `json:"max_requests,omitempty"`
+	// BatchWait bounds how long a small predict request waits for others
+	// to share one engine call (micro-batching); a request waits only
+	// while other predict requests are arriving, so one alone never
+	// does. Zero means DefaultBatchWait (1 ms); at most MaxBatchWait
+	// (100 ms).
+	BatchWait Duration `json:"batch_wait,omitempty"`
+	// MaxBatch is the most rows one micro-batch gathers; requests of
+	// MaxBatch rows or more are predicted on their own. Zero means
+	// DefaultMaxBatch (64); 1 turns micro-batching off; at most
+	// MaxMaxBatch (1024).
+	MaxBatch int `json:"max_batch,omitempty"`
 }
 
 // withDefaults fills in the zero fields.
@@ -161,6 +177,10 @@ func (l InferenceLimits) withDefaults() InferenceLimits {
 	def(&l.IdleTimeout, DefaultIdleTimeout)
 	if l.MaxRequests == 0 {
 		l.MaxRequests = DefaultMaxRequests
+	}
+	def(&l.BatchWait, DefaultBatchWait)
+	if l.MaxBatch == 0 {
+		l.MaxBatch = DefaultMaxBatch
 	}
 	return l
 }
@@ -353,6 +373,9 @@ func (c *Config) Validate() error {
 	l := c.InferenceLimits
 	if l.ReadHeaderTimeout < 0 || l.ReadTimeout < 0 || l.WriteTimeout < 0 || l.IdleTimeout < 0 || l.MaxRequests < 0 {
 		return bad("inference_limits: timeouts and max_requests must not be negative")
+	}
+	if l.BatchWait < 0 || time.Duration(l.BatchWait) > MaxBatchWait || l.MaxBatch < 0 || l.MaxBatch > MaxMaxBatch {
+		return bad("inference_limits: batch_wait must be within 0 to %v and max_batch within 0 to %d", MaxBatchWait, MaxMaxBatch)
 	}
 	if err := c.Trainer.validate(bad); err != nil {
 		return err

@@ -63,6 +63,9 @@ func TestLoadConfig(t *testing.T) {
 		{"trailing data", `{` + base + `, ` + ds + `} {}`, "trailing data"},
 		{"duration", `{` + base + `, ` + ds + `, "shutdown_timeout": "3s"}`, ""},
 		{"bad duration", `{` + base + `, ` + ds + `, "shutdown_timeout": "3 parsecs"}`, "duration"},
+		{"batching", `{` + base + `, ` + ds + `, "inference_limits": {"batch_wait": "2ms", "max_batch": 128}}`, ""},
+		{"batch wait too long", `{` + base + `, ` + ds + `, "inference_limits": {"batch_wait": "1s"}}`, "batch_wait"},
+		{"max batch too big", `{` + base + `, ` + ds + `, "inference_limits": {"max_batch": 5000}}`, "max_batch"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

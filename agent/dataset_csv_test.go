@@ -76,12 +76,12 @@ func TestDecodeRows(t *testing.T) {
 		{Name: "age", Missing: tensor.ColumnMean, Fill: 37, Lo: &lo, Hi: &hi},
 		{Name: "color", Missing: tensor.ColumnDrop, Categories: []string{"red", "blue"}, Other: true},
 	}}
-	x, n, err := decodeInputs(nil, []byte(`{"rows":[{"age": 31, "color": "red"}, {"color": "pink"}, {"age": 250, "color": "blue"}]}`), spec)
+	x, n, _, err := decodeInputs(nil, []byte(`{"rows":[{"age": 31, "color": "red"}, {"color": "pink"}, {"age": 250, "color": "blue"}]}`), spec)
 	if err != nil || n != 3 || !slices.Equal(x, []float32{31, 1, 0, 0, 37, 0, 0, 1, 100, 0, 1, 0}) {
 		t.Fatalf("%v %d %v", err, n, x)
 	}
 	// Encoded inputs still work.
-	if x, n, err = decodeInputs(nil, []byte(`{"inputs":[[1,0,1,0]]}`), spec); err != nil || n != 1 || x[2] != 1 {
+	if x, n, _, err = decodeInputs(nil, []byte(`{"inputs":[[1,0,1,0]]}`), spec); err != nil || n != 1 || x[2] != 1 {
 		t.Fatalf("inputs: %v", err)
 	}
 	for _, body := range []string{
@@ -91,7 +91,7 @@ func TestDecodeRows(t *testing.T) {
 		`{"rows":[{"age": 1, "color": "red"}], "inputs": []}`,
 	} {
 		var re *rowsError
-		if _, _, err := decodeInputs(nil, []byte(body), spec); !errors.As(err, &re) {
+		if _, _, _, err := decodeInputs(nil, []byte(body), spec); !errors.As(err, &re) {
 			t.Errorf("%s: %v", body, err)
 		}
 	}

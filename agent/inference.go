@@ -84,6 +84,16 @@ type inferenceServer struct {
 	// Request buffers, reused so a single-sample request allocates little
 	// beyond its response.
 	bodies, inputs sync.Pool
+	// batches counts the engine's prediction calls outside the batcher.
+	batches atomic.Uint64
+	// batch gathers small requests into one engine call; nil: none.
+	batch *batcher
+}
+
+// newInferenceServer returns a server with the limits lim (defaults
+// filled in); the caller sets served, m, reg, health and classNames.
+func newInferenceServer(lim InferenceLimits) *inferenceServer {
+	return &inferenceServer{maxRequests: lim.MaxRequests, batch: newBatcher(time.Duration(lim.BatchWait), lim.MaxBatch)}
 }
 
 // PredictRequest is the body of POST /v1/predict: a batch of examples,
@@ -91,6 +101,9 @@ type inferenceServer struct {
 // in the model's input layout.
 type PredictRequest struct {
 	Inputs [][]float32 `json:"inputs"`
+	// Explain asks for each prediction's attributions (integrated
+	// gradients): true, or options.
+	Explain *ExplainOptions `json:"explain,omitempty"`
 }
 
 // PredictResponse is the answer of /v1/predict: the version of the model
@@ -107,6 +120,8 @@ type Prediction struct {
 	Class         int       `json:"class"`
 	Label         string    `json:"label,omitempty"`
 	Probabilities []float32 `json:"probabilities"`
+	// Explanation is set when the request asked for it.
+	Explanation *Explanation `json:"explanation,omitempty"`
 }
 
 // ModelInfo is the answer of GET /v1/model.
@@ -258,6 +273,8 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 		s.predictImages(w, r, cur, kind)
 		return
 	}
+	left := s.batch.arrive()
+	defer left()
 	f := m.Features()
 	bufp := getBuf[byte](&s.bodies)
 	defer putBuf(&s.bodies, bufp)
@@ -275,10 +292,11 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 	defer putBuf(&s.inputs, xp)
 	var x []float32
 	var n int
+	var explain *ExplainOptions
 	if cur.tok != nil {
 		x, n, err = decodeTextPredict((*xp)[:0], body, cur)
 	} else {
-		x, n, err = decodeInputs((*xp)[:0], body, m.Spec)
+		x, n, explain, err = decodeInputs((*xp)[:0], body, m.Spec)
 	}
 	*xp = x
 	if err != nil {
@@ -315,19 +333,34 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.answer(w, cur, x, n)
+	if explain != nil && explain.Enabled {
+		s.explain(w, cur, x, n, explain)
+		return
+	}
+	if !s.batch.accepts(n) {
+		s.answer(w, cur, x, n)
+		return
+	}
+	probs, err := s.batch.predict(cur, x, n)
+	s.respond(w, cur, probs, n, err)
 }
 
 // answer predicts the n examples x (n × the model's features, finite)
 // and writes the response.
 func (s *inferenceServer) answer(w http.ResponseWriter, cur *servedModel, x []float32, n int) {
-	m := cur.model
-	probs, err := m.Predict(x, n)
+	s.batches.Add(1)
+	probs, err := cur.model.Predict(x, n)
+	s.respond(w, cur, probs, n, err)
+}
+
+// respond writes the response for n examples whose probabilities the
+// model cur returned (or the error it failed with).
+func (s *inferenceServer) respond(w http.ResponseWriter, cur *servedModel, probs []float32, n int, err error) {
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "prediction failed: "+err.Error())
 		return
 	}
-	c := m.Classes()
+	c := cur.model.Classes()
 	if rows := nonFiniteRows(probs, n, c); len(rows) > 0 {
 		// Finite inputs so large that the model's float32 arithmetic
 		// overflowed: the client can fix them (scale the features), the

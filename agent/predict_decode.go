@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math"
 	"strconv"
 	"unsafe"
 )
@@ -24,27 +25,34 @@ var errSlowPath = errors.New("agent: predict body needs the general JSON decoder
 // the fast path accepts, encoding/json decodes to the same values
 // (FuzzDecodePredict checks it).
 func decodePredict(dst []float32, body []byte, features int) ([]float32, int, error) {
+	out, n, _, err := decodePredictRequest(dst, body, features)
+	return out, n, err
+}
+
+// decodePredictRequest is decodePredict that also returns the request's
+// explanation options (nil when it has none).
+func decodePredictRequest(dst []float32, body []byte, features int) ([]float32, int, *ExplainOptions, error) {
 	out, n, err := scanPredict(dst, body, features)
 	if !errors.Is(err, errSlowPath) {
-		return out, n, err
+		return out, n, nil, err
 	}
 	var req PredictRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return dst[:0], 0, err
+		return dst[:0], 0, nil, err
 	}
 	if dec.More() {
-		return dst[:0], 0, errTrailing
+		return dst[:0], 0, nil, errTrailing
 	}
 	out = dst[:0]
 	for i, row := range req.Inputs {
 		if len(row) != features {
-			return dst[:0], 0, &rowWidthError{row: i, got: len(row)}
+			return dst[:0], 0, nil, &rowWidthError{row: i, got: len(row)}
 		}
 		out = append(out, row...)
 	}
-	return out, len(req.Inputs), nil
+	return out, len(req.Inputs), req.Explain, nil
 }
 
 var errTrailing = errors.New("trailing data after the request object")
@@ -91,18 +99,11 @@ func scanPredict(dst []float32, b []byte, features int) ([]float32, int, error) 
 				i++
 			} else {
 				for {
-					j := i
-					for j < len(b) && isNumberByte(b[j]) {
-						j++
-					}
-					if j == i || !validNumber(b[i:j]) {
+					v, j, ok := scanNumber(b, i)
+					if !ok {
 						return out, 0, errSlowPath
 					}
-					v, err := strconv.ParseFloat(unsafeString(b[i:j]), 32)
-					if err != nil {
-						return out, 0, errSlowPath
-					}
-					out = append(out, float32(v))
+					out = append(out, v)
 					width++
 					i = skipSpace(b, j)
 					if i < len(b) && b[i] == ',' {
@@ -151,51 +152,109 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-func isNumberByte(c byte) bool {
-	return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
-}
+// pow10f64 are the powers of ten a float64 holds exactly.
+var pow10f64 = [...]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
 
-// validNumber reports whether s is a JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-// (strconv accepts more, such as "+1", ".5", "1." and "0x1p3").
-func validNumber(s []byte) bool {
-	i := 0
-	if i < len(s) && s[i] == '-' {
+// scanNumber reads the JSON number -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+// at b[i:] and returns its float32 value (correctly rounded, as
+// strconv.ParseFloat(s, 32)) and where it ends; ok is false if b[i:] does
+// not start with one or its value overflows float32.
+//
+// Most numbers in a request (pixels such as 0.3254902) have a mantissa
+// below 2^53 and at most 22 decimals: both are exact float64 values, so
+// one float64 division or product, correctly rounded by IEEE 754, gives
+// the float64 nearest the decimal (Clinger's fast path), and rounding
+// that to float32 is correct but in one case checked below. Others go to
+// strconv.
+func scanNumber(b []byte, i int) (float32, int, bool) {
+	start := i
+	neg := i < len(b) && b[i] == '-'
+	if neg {
 		i++
 	}
+	var mant uint64
+	digits := 0 // significant digits read into mant
+	exp := 0    // decimal exponent of mant
 	switch {
-	case i < len(s) && s[i] == '0':
+	case i < len(b) && b[i] == '0':
 		i++
-	case i < len(s) && s[i] >= '1' && s[i] <= '9':
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+			if digits < 19 {
+				mant = mant*10 + uint64(b[i]-'0')
+				digits++
+			} else {
+				exp++
+			}
 		}
 	default:
-		return false
+		return 0, i, false
 	}
-	if i < len(s) && s[i] == '.' {
+	if i < len(b) && b[i] == '.' {
 		i++
 		d := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+			if mant == 0 && b[i] == '0' {
+				exp-- // leading zeros of a fraction hold no digits
+				continue
+			}
+			if digits < 19 {
+				mant = mant*10 + uint64(b[i]-'0')
+				digits++
+				exp--
+			}
 		}
 		if i == d {
-			return false
+			return 0, i, false
 		}
 	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+	exact := digits < 19
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
 		i++
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		eneg := i < len(b) && b[i] == '-'
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
 			i++
 		}
 		d := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
+		e := 0
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+			if e < 10000 {
+				e = e*10 + int(b[i]-'0')
+			}
 		}
 		if i == d {
-			return false
+			return 0, i, false
+		}
+		if eneg {
+			e = -e
+		}
+		exp += e
+	}
+	if exact && mant < 1<<53 && exp >= -22 && exp <= 22 {
+		q := float64(mant)
+		if exp < 0 {
+			q /= pow10f64[-exp]
+		} else {
+			q *= pow10f64[exp]
+		}
+		// q is the float64 nearest the decimal. Rounding it to float32
+		// rounds the decimal correctly unless q lies exactly halfway
+		// between two float32 values: a halfway point strictly between q
+		// and the decimal would be a float64 nearer the decimal than q.
+		if math.Float64bits(q)&(1<<29-1) != 1<<28 {
+			v := float32(q)
+			if neg {
+				v = -v
+			}
+			return v, i, true
 		}
 	}
-	return i == len(s)
+	f, err := strconv.ParseFloat(unsafeString(b[start:i]), 32)
+	if err != nil {
+		return 0, i, false
+	}
+	return float32(f), i, true
 }
 
 // unsafeString views b as a string for strconv, which does not keep it.

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
+	"math/rand/v2"
+	"strconv"
 	"testing"
 )
 
@@ -105,4 +108,35 @@ func FuzzDecodePredict(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestScanNumberMatchesStrconv: the fast number scanner gives
+// strconv.ParseFloat's float32 bits for random float32 values, random
+// short decimals and exponents, and refuses what is not a JSON number.
+func TestScanNumberMatchesStrconv(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var cases []string
+	for range 20000 {
+		f := math.Float32frombits(rng.Uint32())
+		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+			continue
+		}
+		cases = append(cases, strconv.FormatFloat(float64(f), 'g', -1, 32))
+		cases = append(cases, strconv.FormatFloat(float64(rng.Float32()), 'g', -1, 32))
+		cases = append(cases, fmt.Sprintf("%d.%0*d", rng.IntN(1000), 1+rng.IntN(12), rng.Uint64N(1e12)))
+		cases = append(cases, fmt.Sprintf("-%de%d", rng.IntN(100000), rng.IntN(30)-15))
+	}
+	cases = append(cases, "0", "-0", "0.0", "1e10", "16777216", "16777217", "0.1", "3.4028235e38", "1e-45", "123456789012345678901234")
+	for _, s := range cases {
+		want, err := strconv.ParseFloat(s, 32)
+		got, end, ok := scanNumber([]byte(s+","), 0)
+		if err != nil || !ok || end != len(s) || math.Float32bits(got) != math.Float32bits(float32(want)) {
+			t.Fatalf("%q: scanNumber = %v, %d, %v; strconv = %v, %v", s, got, end, ok, float32(want), err)
+		}
+	}
+	for _, s := range []string{"", "-", "+1", ".5", "1.", "01", "1e", "1e+", "0x10", "3.5e39"} {
+		if _, end, ok := scanNumber([]byte(s), 0); ok && end == len(s) {
+			t.Errorf("%q accepted as a JSON number", s)
+		}
+	}
 }

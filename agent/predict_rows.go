@@ -20,20 +20,22 @@ func (e *rowsError) Error() string { return e.msg }
 // with input columns (tensor.Spec.Columns) also takes raw rows,
 // {"rows": [{"age": 31, "color": "red"}, ...]}, which it cleans and
 // encodes as its training data was; every model takes {"inputs": [[...]]}
-// of encoded features.
-func decodeInputs(dst []float32, body []byte, spec tensor.Spec) ([]float32, int, error) {
+// of encoded features, with the request's explanation options (nil when
+// it has none, and for rows).
+func decodeInputs(dst []float32, body []byte, spec tensor.Spec) ([]float32, int, *ExplainOptions, error) {
 	if len(spec.Columns) > 0 {
 		var probe map[string]json.RawMessage
 		if json.Unmarshal(body, &probe) == nil {
 			if rows, ok := probe["rows"]; ok {
 				if len(probe) != 1 {
-					return dst[:0], 0, &rowsError{`send either "rows" or "inputs", alone`}
+					return dst[:0], 0, nil, &rowsError{`send either "rows" or "inputs", alone`}
 				}
-				return decodeRows(dst, rows, spec.Columns)
+				x, n, err := decodeRows(dst, rows, spec.Columns)
+				return x, n, nil, err
 			}
 		}
 	}
-	return decodePredict(dst, body, spec.Features())
+	return decodePredictRequest(dst, body, spec.Features())
 }
 
 // decodeRows encodes raw rows by the model's columns: a number for a

@@ -44,7 +44,7 @@ type roundState struct {
 
 type roundStart struct {
 	c conn
-	m protocol.Message // *protocol.RoundPlan, *protocol.EvalRequest or *protocol.StatsRequest
+	m protocol.Message // *protocol.RoundPlan, *protocol.EvalRequest, *protocol.StatsRequest or *protocol.ExplainRequest
 }
 
 // deadline returns the invite's deadline of stage s plus the grace, or the
@@ -95,6 +95,9 @@ func (a *Agent) serve(c conn, m protocol.Message) (protocol.Message, error) {
 	case *protocol.PrepRequest:
 		a.onStart(v.RoundID, roundStart{c, v})
 		return nil, nil
+	case *protocol.ExplainRequest:
+		a.onStart(v.RoundID, roundStart{c, v})
+		return nil, nil
 	case *protocol.RoundAbort:
 		a.onAbort(v)
 		return nil, nil
@@ -135,6 +138,10 @@ func (a *Agent) onInvite(c conn, inv *protocol.RoundInvite) *protocol.RoundJoin 
 	case protocol.RoundPrep:
 		if a.data.raw == nil || nTrain == 0 {
 			return decline("no local CSV training data for the job's data.columns")
+		}
+	case protocol.RoundExplain:
+		if nHeld == 0 {
+			return decline("no local held-out data")
 		}
 	default:
 		return decline(fmt.Sprintf("unknown round kind %d", inv.Kind))
@@ -196,6 +203,8 @@ func kindName(k protocol.RoundKind) string {
 		return "stats"
 	case protocol.RoundPrep:
 		return "prep"
+	case protocol.RoundExplain:
+		return "explain"
 	}
 	return "train"
 }
@@ -285,6 +294,12 @@ func (a *Agent) runRound(st *roundState) {
 			break
 		}
 		err = a.prepRound(st.ctx, rs.c, st, m)
+	case *protocol.ExplainRequest:
+		if st.invite.Kind != protocol.RoundExplain {
+			err = errors.New("explanation request for another kind of round")
+			break
+		}
+		err = a.explainRound(st.ctx, rs.c, st, m)
 	}
 	took := time.Since(start).Round(time.Millisecond)
 	switch {

@@ -87,6 +87,8 @@ type Engine struct {
 	// issues keep each agent's last reason for declining or leaving a
 	// round (agent_issues.go). Leader memory only.
 	issues map[string]agentIssue
+	// explains are operators' explanation rounds, waiting (round_explain.go).
+	explains []*explainJob
 }
 
 // pushResidual is what quantizing the push of version dropped.
@@ -227,6 +229,9 @@ func (e *Engine) run(ctx context.Context) {
 // evaluation it owes (eval_every), or training. It reports whether there
 // was work.
 func (e *Engine) step(ctx context.Context) (bool, error) {
+	if j := e.nextExplain(); j != nil {
+		return true, e.explainRound(ctx, j)
+	}
 	var rollout *RolloutRecord
 	var job *JobRecord
 	e.fsm.Read(func(s *State) {

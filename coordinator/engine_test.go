@@ -121,6 +121,8 @@ func (a *simAgent) Send(ctx context.Context, m protocol.Message) error {
 		go a.evalRound(v)
 	case *protocol.StatsRequest:
 		go a.statsRound(v)
+	case *protocol.ExplainRequest:
+		go a.explainRound(v)
 	case *protocol.RoundAbort:
 		a.mu.Lock()
 		a.aborted = append(a.aborted, v.RoundID)

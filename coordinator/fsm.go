@@ -175,6 +175,8 @@ func (f *FSM) applyLocked(t cmdType, hdr, payload []byte) any {
 		return applyAdminRevoke(s, hdr)
 	case cmdModelImport:
 		return applyModelImport(s, hdr, payload)
+	case cmdModelExplain:
+		return applyModelExplain(s, hdr)
 	}
 	if t&optionalCmd != 0 {
 		f.log.Warn("ignoring optional log entry of unknown type", "type", byte(t))

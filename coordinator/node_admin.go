@@ -265,6 +265,10 @@ var adminRoutes = map[string]adminRoute{
 	// console.login is answered by the node asked: the link opens its
 	// own console (node_console.go).
 	api.VerbConsoleLogin: route(read, anyNode, (*Node).apiConsoleLogin),
+
+	// Global explanations (explain.go).
+	api.VerbModelsExplain:     route(write, anyNode, (*Node).apiModelsExplain),
+	api.VerbModelsExplanation: route(read, anyNode, (*Node).apiModelsExplanation),
 }
 
 // admin runs one admin verb by the rules of its route.

@@ -14,12 +14,12 @@ func TestAdminRoutes(t *testing.T) {
 	writes := []string{
 		api.VerbClusterJoin, api.VerbClusterRemove, api.VerbTokensCreate, api.VerbTokensRevoke,
 		api.VerbAgentsRevoke, api.VerbAgentsLabel, api.VerbJobsStart, api.VerbJobsStop, api.VerbModelsPin,
-		api.VerbRolloutStart, api.VerbRolloutAction, api.VerbAdminCert, api.VerbAdminsRevoke,
+		api.VerbModelsExplain, api.VerbRolloutStart, api.VerbRolloutAction, api.VerbAdminCert, api.VerbAdminsRevoke,
 	}
 	leaderReads := []string{api.VerbAgentsList, api.VerbAgentsShow, api.VerbJobsStatus, api.VerbRolloutStatus}
 	reads := []string{
 		api.VerbClusterStatus, api.VerbTokensList, api.VerbJobsList, api.VerbRoundsList, api.VerbRoundsShow,
-		api.VerbModelsList, api.VerbModelsShow, api.VerbAdminsList, api.VerbAuditList,
+		api.VerbModelsList, api.VerbModelsShow, api.VerbModelsExplanation, api.VerbAdminsList, api.VerbAuditList,
 		api.VerbConsoleLogin, // answered by the node asked: the link opens its console
 	}
 	// Calls whose request carries a file run on a bulk stream.

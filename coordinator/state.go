@@ -164,6 +164,8 @@ const (
 	RoundTrain = "train"
 	RoundEval  = "eval"
 	RoundStats = "stats" // federated preprocessing statistics of a job
+	// RoundExplain is a model version's global explanation (explain.go).
+	RoundExplain = "explain"
 
 	RoundRunning   = "running"
 	RoundCommitted = "committed"
@@ -231,6 +233,9 @@ type ModelRecord struct {
 	Name       string `json:"name,omitempty"`
 	External   bool   `json:"external,omitempty"`
 	ImportedBy string `json:"imported_by,omitempty"`
+	// Explanation is the version's global explanation, once an
+	// explanation round computed it (cmdModelExplain).
+	Explanation *ExplanationRecord `json:"explanation,omitempty"`
 }
 
 // Rollout states.

@@ -67,6 +67,7 @@ func sampleMessages() []Message {
 		&EvalResult{RoundID: 8, Payload: []byte("masked sums")},
 		&StatsRequest{RoundID: 9, Features: 784, SecAgg: []byte("cfg")},
 		&PrepRequest{RoundID: 9, Phase: 2, Plan: []byte(`{"phase":2}`), SecAgg: []byte("cfg")},
+		&ExplainRequest{RoundID: 10, ModelVersion: 4, ModelHash: Hash{1, 2}, Features: 784, Steps: 32, MaxExamples: 256, SecAgg: []byte("cfg")},
 		&ModelAnnounce{Version: 18, Hash: testHash("m18"), Size: 6_653_480, Encoding: "int8+zstd", BaseVersion: 17},
 		&ModelRequest{Version: 18, HaveBase: testHash("m17"), Offset: 3 << 20},
 		func() Message { b := sampleBlobInfo(); return &b }(),

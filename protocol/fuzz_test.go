@@ -16,7 +16,7 @@ var fuzzLimits = Limits{MaxFrame: 1 << 16, MaxString: 64, MaxCert: 256, MaxAdmin
 // Message families, one fuzz target each.
 var fuzzFamilies = map[string][]MsgType{
 	"FuzzDecodeSession": {TypeHello, TypeHelloAck, TypeError, TypeAck, TypeRedirect, TypeHeartbeat, TypeCancel, TypeEnrollRequest, TypeEnrollResponse},
-	"FuzzDecodeRound":   {TypeRoundInvite, TypeRoundJoin, TypeRoundPlan, TypeRoundAbort, TypeMaskedUpdate, TypeEvalRequest, TypeEvalResult, TypeStatsRequest, TypePrepRequest},
+	"FuzzDecodeRound":   {TypeRoundInvite, TypeRoundJoin, TypeRoundPlan, TypeRoundAbort, TypeMaskedUpdate, TypeEvalRequest, TypeEvalResult, TypeStatsRequest, TypePrepRequest, TypeExplainRequest},
 	"FuzzDecodeSecAgg": {TypeAdvertiseKeys, TypeAdvertiseKeysRelay, TypeShareKeys, TypeShareKeysRelay, TypeMaskedInput,
 		TypeMaskedInputRelay, TypeConsistencyCheck, TypeConsistencyCheckRelay, TypeUnmask, TypeUnmaskRelay},
 	"FuzzDecodeModel": {TypeModelAnnounce, TypeModelRequest, TypeBlobInfo, TypeBlobChunk, TypeBlobResume},

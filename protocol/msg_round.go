@@ -30,10 +30,11 @@ type RoundKind uint8
 
 // Round kinds.
 const (
-	RoundTrain RoundKind = 0 // followed by a RoundPlan
-	RoundEval  RoundKind = 1 // followed by an EvalRequest (rollout canary)
-	RoundStats RoundKind = 2 // followed by a StatsRequest (version 2)
-	RoundPrep  RoundKind = 3 // followed by a PrepRequest (version 4)
+	RoundTrain   RoundKind = 0 // followed by a RoundPlan
+	RoundEval    RoundKind = 1 // followed by an EvalRequest (rollout canary)
+	RoundStats   RoundKind = 2 // followed by a StatsRequest (version 2)
+	RoundPrep    RoundKind = 3 // followed by a PrepRequest (version 4)
+	RoundExplain RoundKind = 4 // followed by an ExplainRequest (version 4)
 )
 
 // RoundInvite is pushed by the coordinator to each selected agent; the
@@ -67,7 +68,7 @@ func (m *RoundInvite) decode(d *decoder) {
 	m.RoundID = d.uvarint("RoundID")
 	m.Job = d.str("Job")
 	m.Kind = RoundKind(d.u8("Kind"))
-	if m.Kind > RoundPrep {
+	if m.Kind > RoundExplain {
 		d.malformed("Kind", "unknown round kind")
 		return
 	}

@@ -22,7 +22,9 @@ import (
 //	   errors), sent only on sessions at version 3 or later.
 //	4  data preparation rounds: RoundKind RoundPrep and PrepRequest (a
 //	   job's column rules; profiles, histograms and cleaning reports
-//	   summed under secure aggregation).
+//	   summed under secure aggregation); explanation rounds: RoundKind
+//	   RoundExplain and ExplainRequest (the mean absolute attribution of
+//	   each feature over the agents' held-out data, summed the same way).
 const (
 	// MinVersion is the oldest capability version this build still speaks.
 	MinVersion uint32 = 1
@@ -76,6 +78,7 @@ const (
 	TypeAdminResponse         MsgType = 0x20
 	TypeStatsRequest          MsgType = 0x21 // version 2
 	TypePrepRequest           MsgType = 0x22 // version 4
+	TypeExplainRequest        MsgType = 0x23 // version 4
 
 	// TypeCancel tells the peer that the sender gave up waiting for one of
 	// its requests. It is optional: a peer that ignores it just finishes
@@ -130,6 +133,7 @@ var catalogue = map[MsgType]typeInfo{
 	TypeAdminResponse:         {"AdminResponse", 1, func() Message { return new(AdminResponse) }},
 	TypeStatsRequest:          {"StatsRequest", 2, func() Message { return new(StatsRequest) }},
 	TypePrepRequest:           {"PrepRequest", 4, func() Message { return new(PrepRequest) }},
+	TypeExplainRequest:        {"ExplainRequest", 4, func() Message { return new(ExplainRequest) }},
 	TypeCancel:                {"Cancel", 1, func() Message { return new(Cancel) }},
 }
 

@@ -185,7 +185,7 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 				adj = randomCSR(rng, tc.n)
 				rows = []int{0, 2, 3, tc.n - 1}
 			}
-			ws := m.newWorkspace(tc.n, true)
+			ws := m.newWorkspace(tc.n, modeTrain)
 			in := make([]float32, len(x))
 			// pattern fingerprints the piecewise-linear choices of the
 			// last pass (ReLU signs, max-pool winners): a finite difference
@@ -291,7 +291,7 @@ func TestEvalMatchesTrainForward(t *testing.T) {
 			rng := rand.New(rand.NewPCG(4, 4))
 			x := gradInput(tc, rng, tc.n, m.Features())
 			orig := append([]float32(nil), x...)
-			ws := m.newWorkspace(tc.n, true)
+			ws := m.newWorkspace(tc.n, modeTrain)
 			logits := m.forward(ws, &pass{train: true}, m.input(ws, x, tc.n), tc.n)
 			probs, err := m.Predict(x, tc.n)
 			if err != nil {

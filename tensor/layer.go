@@ -9,8 +9,11 @@ import (
 // pass carries what one forward/backward pass shares across layers.
 type pass struct {
 	train bool
-	rng   *rand.Rand // dropout masks; nil in evaluation
-	adj   *CSR       // graph passes only
+	// record makes an evaluation pass keep what backward reads (the
+	// max-pool winners), for gradients with respect to the input.
+	record bool
+	rng    *rand.Rand // dropout masks; nil in evaluation
+	adj    *CSR       // graph passes only
 }
 
 // buffers is one layer's scratch memory inside a workspace.
@@ -26,7 +29,8 @@ type buffers struct {
 //
 // Batches are row-major: x holds n examples of inSize values, y n of
 // outSize. forward overwrites y. backward overwrites gw (the gradient of
-// this layer's parameters) from dy, and writes dx unless dx is nil; for an
+// this layer's parameters) from dy unless gw is nil, and writes dx unless
+// dx is nil; for an
 // elementwise layer dx and dy may be the same slice. x and y hold what
 // forward left in them.
 type layer interface {
@@ -37,7 +41,7 @@ type layer interface {
 	// not overwrite it in place).
 	needsOutput() bool
 	// scratch returns how many float32, int32 and uint64 scratch values a
-	// pass over at most n examples needs.
+	// pass over at most n examples needs (train: backward runs too).
 	scratch(n int, train bool) (f, i, u int)
 	init(w []float32, rng *rand.Rand)
 	forward(p *pass, s *buffers, w, x, y []float32, n int)
@@ -133,8 +137,10 @@ func (l *dense) forward(_ *pass, _ *buffers, w, x, y []float32, n int) {
 
 func (l *dense) backward(_ *pass, _ *buffers, w, gw, x, _, dy, dx []float32, n int) {
 	in, out := l.lp.inSize, l.lp.outSize
-	Gemm(true, false, in, out, n, 1, x, in, dy, out, 0, gw, out)
-	sumRows(gw[in*out:], dy, n)
+	if gw != nil {
+		Gemm(true, false, in, out, n, 1, x, in, dy, out, 0, gw, out)
+		sumRows(gw[in*out:], dy, n)
+	}
 	if dx != nil {
 		Gemm(false, true, n, in, out, 1, dy, out, w, out, 0, dx, in)
 	}
@@ -257,7 +263,7 @@ func (l *dropout) backward(p *pass, s *buffers, _, _, _, _, dy, dx []float32, n 
 	}
 	m := n * l.lp.inSize
 	dy, dx = dy[:m], dx[:m]
-	if l.rate == 0 {
+	if !p.train || l.rate == 0 { // evaluation: the identity
 		if !sameSlice(dx, dy) {
 			copy(dx, dy)
 		}

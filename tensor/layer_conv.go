@@ -124,7 +124,7 @@ func (l *conv) backward(_ *pass, s *buffers, w, gw, x, _, dy, dx []float32, n in
 		cols := s.f[2*i*col : (2*i+1)*col]
 		dcols := s.f[(2*i+1)*col : (2*i+2)*col]
 		g := gw
-		if i > 0 {
+		if i > 0 && gw != nil {
 			off := 2*shards*col + (i-1)*l.lp.params
 			g = s.f[off : off+l.lp.params]
 		}
@@ -135,13 +135,15 @@ func (l *conv) backward(_ *pass, s *buffers, w, gw, x, _, dy, dx []float32, n in
 		for r0 := e0 * l.pix; r0 < e1*l.pix; r0 += l.rows {
 			r1 := min(r0+l.rows, e1*l.pix)
 			m := r1 - r0
-			l.im2col(cols, x, r0, r1)
 			d := dy[r0*l.f : r1*l.f]
-			Gemm(true, false, l.kkc, l.f, m, 1, cols, l.kkc, d, l.f, beta, g[:nw], l.f)
-			if beta == 0 {
-				sumRows(g[nw:], d, m)
-			} else {
-				addRowSums(g[nw:], d, m)
+			if g != nil { // nil: only the input gradient is wanted
+				l.im2col(cols, x, r0, r1)
+				Gemm(true, false, l.kkc, l.f, m, 1, cols, l.kkc, d, l.f, beta, g[:nw], l.f)
+				if beta == 0 {
+					sumRows(g[nw:], d, m)
+				} else {
+					addRowSums(g[nw:], d, m)
+				}
 			}
 			beta = 1
 			if dx != nil {
@@ -153,7 +155,7 @@ func (l *conv) backward(_ *pass, s *buffers, w, gw, x, _, dy, dx []float32, n in
 			clear(g)
 		}
 	})
-	for i := 1; i < shards; i++ {
+	for i := 1; i < shards && gw != nil; i++ {
 		off := 2*shards*col + (i-1)*l.lp.params
 		addTo(gw[:l.lp.params], s.f[off:off+l.lp.params])
 	}
@@ -271,7 +273,7 @@ func (l *maxPool) forward(p *pass, s *buffers, _, x, y []float32, n int) {
 		e0, e1 := shardRange(n, shards, i)
 		for e := e0; e < e1; e++ {
 			var arg []int32
-			if p.train {
+			if p.train || p.record {
 				arg = s.i[e*l.lp.outSize : (e+1)*l.lp.outSize]
 			}
 			l.forwardOne(x[e*l.lp.inSize:(e+1)*l.lp.inSize], y[e*l.lp.outSize:(e+1)*l.lp.outSize], arg)

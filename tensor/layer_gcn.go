@@ -37,8 +37,10 @@ func (l *gcnConv) backward(p *pass, s *buffers, w, gw, x, _, dy, dx []float32, n
 	in, out := l.lp.inSize, l.lp.outSize
 	dxw := s.f[n*out : 2*n*out]
 	spmmTransposed(p.adj, dy, dxw, out)
-	Gemm(true, false, in, out, n, 1, x, in, dxw, out, 0, gw, out)
-	sumRows(gw[in*out:], dy, n)
+	if gw != nil {
+		Gemm(true, false, in, out, n, 1, x, in, dxw, out, 0, gw, out)
+		sumRows(gw[in*out:], dy, n)
+	}
 	if dx != nil {
 		Gemm(false, true, n, in, out, 1, dxw, out, w, out, 0, dx, in)
 	}

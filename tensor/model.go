@@ -28,11 +28,12 @@ type Model struct {
 	nparams    int
 	plans      []layerPlan
 	layers     []layer
-	fused      []bool // layer i is a ReLU done by the max-pool after it
-	firstParam int    // first layer with parameters: backward stops there
-	hwc        bool   // inputs are [C,H,W] with C > 1 and feed convolutions: transpose to channels-last
-	predictCap int    // examples per inference workspace
-	pool       sync.Pool
+	fused      []bool    // layer i is a ReLU done by the max-pool after it
+	firstParam int       // first layer with parameters: backward stops there
+	hwc        bool      // inputs are [C,H,W] with C > 1 and feed convolutions: transpose to channels-last
+	predictCap int       // examples per inference workspace
+	pool       sync.Pool // inference workspaces
+	gradPool   sync.Pool // input-gradient workspaces
 	trainWS    *workspace
 }
 
@@ -200,11 +201,22 @@ type workspace struct {
 	gA, gB []float32 // ping-pong activation gradients
 }
 
+// passMode is what a workspace is built for.
+type passMode int
+
+const (
+	modeInfer passMode = iota // forward only
+	modeTrain                 // forward, loss and backward into Grads
+	modeInput                 // evaluation forward, then backward to the input only (no parameter gradients)
+)
+
 // newWorkspace sizes a workspace for batches of up to n examples.
-func (m *Model) newWorkspace(n int, train bool) *workspace {
+func (m *Model) newWorkspace(n int, mode passMode) *workspace {
 	L := len(m.layers)
+	train := mode == modeTrain
+	back := mode != modeInfer // backward runs: layers keep what it reads
 	ws := &workspace{cap: n, train: train, acts: make([][]float32, L+1), alias: make([]bool, L), needDX: make([]bool, L), scr: make([]buffers, L)}
-	if train || m.hwc {
+	if back || m.hwc {
 		ws.in = make([]float32, n*m.Features())
 	}
 	if train {
@@ -214,9 +226,12 @@ func (m *Model) newWorkspace(n int, train bool) *workspace {
 	owned := false        // acts[i] is a buffer of the workspace, not the caller's input
 	readBack := false     // some layer whose output is acts[i] reads it in backward
 	maxOut := m.Classes() // the loss gradient, even for a model without parameters
+	if mode == modeInput {
+		maxOut = max(maxOut, m.Features())
+	}
 	for i, l := range m.layers {
 		p := l.plan()
-		ws.needDX[i] = train && params
+		ws.needDX[i] = train && params || mode == modeInput
 		params = params || p.params > 0
 		// A layer that changes no value (a flatten, a dropout in
 		// evaluation) shares its input buffer, whoever owns it. Other
@@ -226,21 +241,21 @@ func (m *Model) newWorkspace(n int, train bool) *workspace {
 		// before it that shares the buffer (a ReLU, then a flatten, then a
 		// standardize that changes signs).
 		noWrite := p.spec.Type == LayerFlatten || (p.spec.Type == LayerDropout && (!train || p.spec.Rate == 0))
-		ws.alias[i] = l.elementwise() && (noWrite || owned && (!train || !readBack))
+		ws.alias[i] = l.elementwise() && (noWrite || owned && (!back || !readBack))
 		owned = owned || !ws.alias[i]
 		readBack = ws.alias[i] && readBack || l.needsOutput()
 		if !ws.alias[i] {
 			ws.acts[i+1] = make([]float32, n*p.outSize)
 		}
-		f, iv, u := l.scratch(n, train)
+		f, iv, u := l.scratch(n, back)
 		ws.scr[i] = buffers{f: make([]float32, f), i: make([]int32, iv), u: make([]uint64, u)}
-		if params {
-			// Only layers from the first with parameters on run backward,
-			// so only their outputs need gradient buffers.
+		if params || mode == modeInput {
+			// In training only layers from the first with parameters on
+			// run backward, so only their outputs need gradient buffers.
 			maxOut = max(maxOut, p.outSize)
 		}
 	}
-	if train {
+	if back {
 		ws.gA = make([]float32, n*maxOut)
 		ws.gB = make([]float32, n*maxOut)
 	}
@@ -325,5 +340,5 @@ func (m *Model) getInference() *workspace {
 	if ws, ok := m.pool.Get().(*workspace); ok {
 		return ws
 	}
-	return m.newWorkspace(m.predictCap, false)
+	return m.newWorkspace(m.predictCap, modeInfer)
 }

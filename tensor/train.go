@@ -145,7 +145,7 @@ func Train(ctx context.Context, m *Model, ds *Dataset, cfg TrainConfig) (TrainSt
 // batches of up to n, rebuilding it when the size changes.
 func (m *Model) trainWorkspace(n int) *workspace {
 	if m.trainWS == nil || m.trainWS.cap != n {
-		m.trainWS = m.newWorkspace(n, true)
+		m.trainWS = m.newWorkspace(n, modeTrain)
 	}
 	return m.trainWS
 }

@@ -87,7 +87,7 @@ func (m *Model) graphLogits(g *Graph, idx []int) ([]float32, error) {
 		return nil, err
 	}
 	n := g.Nodes()
-	ws := m.newWorkspace(n, false)
+	ws := m.newWorkspace(n, modeInfer)
 	return m.forward(ws, &pass{adj: g.Adj}, g.X[:n*m.Features()], n), nil
 }
 

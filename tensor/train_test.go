@@ -235,7 +235,7 @@ func TestTrainParameterless(t *testing.T) {
 // the input-sized dropout in front of the first graph convolution.
 func TestGradientBuffersSkipInputLayers(t *testing.T) {
 	m, _ := NewModel(GCNSpec(500, 16, 7), 1)
-	ws := m.newWorkspace(100, true)
+	ws := m.newWorkspace(100, modeTrain)
 	if len(ws.gA) != 100*16 || m.firstParam != 1 {
 		t.Errorf("gradient buffer of %d values, first parameter layer %d", len(ws.gA), m.firstParam)
 	}

@@ -21,6 +21,7 @@ func modelsCommands() []command {
 		{"export", "download a model version's file", runModelsExport},
 		{"pin", "keep a model version from being pruned", runModelsPin},
 		{"import", "import initial weights (safetensors or a fedge model file) as a new version", runModelsImport},
+		{"explain", "show (or -run) a version's federated global explanation", runModelsExplain},
 	}
 }
 

@@ -178,6 +178,7 @@ func TestEndToEnd(t *testing.T) {
 		{"agents", "show", "nope"},
 		{"rounds", "show", "999"},
 		{"models", "show", "999"},
+		{"models", "explain", "999"},
 		{"models", "export", "999", "-o", filepath.Join(t.TempDir(), "m")},
 		{"rollout", "pause"},
 	} {

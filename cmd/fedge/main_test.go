@@ -65,6 +65,7 @@ var leafCommands = [][]string{
 	{"jobs", "start"}, {"jobs", "list"}, {"jobs", "status"}, {"jobs", "stop"},
 	{"rounds", "list"}, {"rounds", "show"},
 	{"models", "list"}, {"models", "show"}, {"models", "export"}, {"models", "pin"},
+	{"models", "explain"},
 	{"rollout", "start"}, {"rollout", "status"}, {"rollout", "pause"}, {"rollout", "resume"},
 	{"rollout", "promote"}, {"rollout", "rollback"},
 	{"console", "login"},

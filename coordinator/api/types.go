@@ -299,6 +299,8 @@ const (
 	RoundEval  = "eval"
 	RoundStats = "stats" // federated preprocessing statistics of a job
 	RoundPrep  = "prep"  // a phase of a job's federated data preparation (data.columns)
+	// RoundExplain is a model version's global explanation.
+	RoundExplain = "explain"
 
 	RoundRunning   = "running"
 	RoundCommitted = "committed"
