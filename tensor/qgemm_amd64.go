@@ -62,3 +62,46 @@ func archQKernels() []*qgemmKernel {
 	}
 	return append(ks, genericQKernel)
 }
+
+// qdequantAVX2 is the dequantization of qgemm_amd64.s (AVX2 and FMA).
+//
+//go:noescape
+func qdequantAVX2(rows, n8 int, c *int32, ldc int, ozero *int32, scale, bias *float32, y *float32, ldy int)
+
+// quantizeAVX512 is the activation quantization of qgemm_amd64.s.
+//
+//go:noescape
+func quantizeAVX512(n16 int, x *float32, inv, zero float32, dst *uint8)
+
+var (
+	hasDequantAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+	hasQuantAVX512 = cpu.X86.HasAVX512F
+)
+
+// dequantFast dequantizes the first 8·⌊out/8⌋ columns of rows rows (see
+// qlayer.product) with assembly where the CPU allows, and returns how many
+// columns it did.
+func dequantFast(rows, out int, c []int32, ldc int, ozero []int32, scale, bias, y []float32) int {
+	n8 := out / 8
+	if !hasDequantAVX2 || n8 == 0 || rows == 0 {
+		return 0
+	}
+	_ = c[(rows-1)*ldc+8*n8-1]
+	_ = y[(rows-1)*out+8*n8-1]
+	_, _, _ = ozero[8*n8-1], scale[8*n8-1], bias[8*n8-1]
+	qdequantAVX2(rows, n8, &c[0], ldc, &ozero[0], &scale[0], &bias[0], &y[0], out)
+	return 8 * n8
+}
+
+// quantizeFast quantizes the first 16·⌊len(x)/16⌋ values of x (see
+// qlayer.quantizeInto) with assembly where the CPU allows, and returns how
+// many it did.
+func quantizeFast(dst []uint8, x []float32, inv, zero float32) int {
+	n16 := len(x) / 16
+	if !hasQuantAVX512 || n16 == 0 {
+		return 0
+	}
+	_ = dst[16*n16-1]
+	quantizeAVX512(n16, &x[0], inv, zero, &dst[0])
+	return 16 * n16
+}

@@ -68,6 +68,11 @@ type Spec struct {
 	// External is the layout of a model the engine does not run (see
 	// ExternalSpec); empty for engine models.
 	External []ExternalTensor `json:"external,omitempty"`
+	// Quantize asks whoever serves the model to run it quantized:
+	// QuantizeInt8 ("int8") or "" for float32. It is a serving directive
+	// (see Quantize); training and the float engine ignore it, and the
+	// parameters stay float32.
+	Quantize string `json:"quantize,omitempty"`
 }
 
 // layerPlan is a validated layer: its spec, shapes and place in the flat
@@ -211,6 +216,9 @@ func (s Spec) plan() ([]layerPlan, int, error) {
 	}
 	if len(shape) != 1 {
 		return bad("output shape %v is not a vector of class logits; add flatten and dense layers", shape)
+	}
+	if s.Quantize != "" && s.Quantize != QuantizeInt8 {
+		return bad("quantize %q: want %q or nothing", s.Quantize, QuantizeInt8)
 	}
 	// Convolution and pooling store every 3-D activation channels-last,
 	// the model's input included (for one channel the layouts coincide).
@@ -377,6 +385,7 @@ func (s Spec) String() string {
 // clone returns a deep copy of s.
 func (s Spec) clone() Spec {
 	c := Spec{Name: s.Name, Input: append([]int(nil), s.Input...), Layers: append([]LayerSpec(nil), s.Layers...), External: cloneLayout(s.External)}
+	c.Quantize = s.Quantize
 	for i := range c.Layers {
 		l := &c.Layers[i]
 		if l.Shift != nil {
