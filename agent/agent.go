@@ -126,6 +126,9 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	}
 	logger.Info("local data loaded", "kind", cfg.Dataset.Kind, "train", a.data.train.Len(),
 		"held_out", a.data.heldOut.Len(), "features", a.data.train.Features(), "took", time.Since(start).Round(time.Millisecond))
+	if sm := a.served.Load(); sm != nil { // the stored model, quantized now that the data is here
+		a.served.Store(a.serveQuantized(sm))
+	}
 	if cfg.InferenceListen != "" {
 		if a.httpLn, err = net.Listen("tcp", cfg.InferenceListen); err != nil {
 			st.close()
@@ -402,12 +405,12 @@ func (a *Agent) swapModel(rec *modelRecord, m *tensor.Model) error {
 	if err != nil {
 		return fmt.Errorf("agent.swapModel: saving model %d: %w", rec.version, err)
 	}
-	old := a.served.Swap(&servedModel{version: rec.version, hash: rec.hash, rolledOut: rec.rolledOut, model: m})
+	old := a.served.Swap(a.serveQuantized(&servedModel{version: rec.version, hash: rec.hash, rolledOut: rec.rolledOut, model: m}))
 	a.m.modelSwaps.Add(1)
 	var oldV uint64
 	if old != nil {
 		oldV = old.version
 	}
-	a.log.Info("serving model", "version", rec.version, "hash", fmt.Sprintf("%x", rec.hash[:8]), "previous", oldV)
+	a.log.Info("serving model", "version", rec.version, "hash", fmt.Sprintf("%x", rec.hash[:8]), "previous", oldV, "quantized", m.Spec.Quantize)
 	return nil
 }

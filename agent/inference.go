@@ -32,6 +32,9 @@ type servedModel struct {
 	hash      [32]byte
 	rolledOut time.Time
 	model     *tensor.Model
+	// quant is the int8 form served instead of model when model's spec
+	// asks for it (Agent.serveQuantized); nil serves float32.
+	quant *tensor.QuantizedModel
 }
 
 func newServedModel(rec *modelRecord) (*servedModel, error) {
@@ -105,6 +108,9 @@ type ModelInfo struct {
 	// External is set for a model the agent hands to the reload hook
 	// rather than serving (Spec.External lists its tensors).
 	External bool `json:"external,omitempty"`
+	// Quantized is "int8" when the model is served quantized (its spec
+	// asks for it and the agent calibrated it on its held-out data).
+	Quantized string `json:"quantized,omitempty"`
 }
 
 // healthResponse is the answer of /healthz: Status "ok" (HTTP 200), or
@@ -288,7 +294,7 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 // and writes the response.
 func (s *inferenceServer) answer(w http.ResponseWriter, cur *servedModel, x []float32, n int) {
 	m := cur.model
-	probs, err := m.Predict(x, n)
+	probs, err := cur.predict(x, n)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "prediction failed: "+err.Error())
 		return
@@ -376,6 +382,7 @@ func (s *inferenceServer) modelInfo(w http.ResponseWriter, r *http.Request) {
 		Features: cur.model.Features(), Classes: cur.model.Classes(), Params: cur.model.NumParams(),
 		RolledOutAt: cur.rolledOut.UTC(), External: cur.model.Spec.IsExternal(),
 	}
+	info.Quantized = cur.quantized()
 	if len(s.classNames) == info.Classes {
 		info.ClassNames = s.classNames
 	}

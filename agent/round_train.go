@@ -229,7 +229,7 @@ func (a *Agent) evalRound(ctx context.Context, c conn, st *roundState, req *prot
 		if err := a.data.fitsModel(version, m.Spec); err != nil {
 			return protocol.EvalSums{}, err
 		}
-		met, err := tensor.Evaluate(m, a.data.heldOut)
+		met, err := a.evaluate(version, m)
 		if err != nil {
 			return protocol.EvalSums{}, fmt.Errorf("evaluating model %d: %w", version, err)
 		}

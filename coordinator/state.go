@@ -216,6 +216,10 @@ type ModelRecord struct {
 	Name       string `json:"name,omitempty"`
 	External   bool   `json:"external,omitempty"`
 	ImportedBy string `json:"imported_by,omitempty"`
+	// Quantize and QuantizedFrom are api.Model's: the spec's serving
+	// directive, and the version a quantized rollout made this one from.
+	Quantize      string `json:"quantize,omitempty"`
+	QuantizedFrom uint64 `json:"quantized_from,omitempty"`
 }
 
 // Rollout states.
@@ -248,6 +252,7 @@ type RolloutRecord struct {
 	CreatedAt time.Time  `json:"created_at"`
 	UpdatedAt time.Time  `json:"updated_at"`
 	Decisions []Decision `json:"decisions,omitempty"`
+	Quantize  string     `json:"quantize,omitempty"` // api.Rollout.Quantize
 }
 
 // State is the whole replicated state of a cluster. The FSM owns it; readers
