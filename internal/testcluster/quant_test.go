@@ -23,7 +23,6 @@ import (
 // held-out data under SecAgg+, the gate promotes it, and every agent then
 // serves it in int8 on /v1/predict and says so on /v1/model.
 func TestQuantizedRolloutGatedAndPromoted(t *testing.T) {
-	heavy(t)
 	c := testcluster.New(t, testcluster.Options{Agents: 4, Shards: 100, Partition: "iid"})
 	job := fedAvgJob(2)
 	job.MinClients = 4
