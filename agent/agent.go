@@ -131,6 +131,9 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	if a.data.raw != nil && a.data.raw.baseErr != nil {
 		logger.Info("the CSV table needs a job's data.columns rules before training", "why", a.data.raw.baseErr)
 	}
+	if sm := a.served.Load(); sm != nil { // the stored model, quantized now that the data is here
+		a.served.Store(a.serveQuantized(sm))
+	}
 	if cfg.InferenceListen != "" {
 		if a.httpLn, err = net.Listen("tcp", cfg.InferenceListen); err != nil {
 			st.close()
@@ -412,12 +415,12 @@ func (a *Agent) swapModel(rec *modelRecord, m *tensor.Model) error {
 	if err != nil {
 		return fmt.Errorf("agent.swapModel: saving model %d: %w", rec.version, err)
 	}
-	old := a.served.Swap(sm)
+	old := a.served.Swap(a.serveQuantized(sm))
 	a.m.modelSwaps.Add(1)
 	var oldV uint64
 	if old != nil {
 		oldV = old.version
 	}
-	a.log.Info("serving model", "version", rec.version, "hash", fmt.Sprintf("%x", rec.hash[:8]), "previous", oldV)
+	a.log.Info("serving model", "version", rec.version, "hash", fmt.Sprintf("%x", rec.hash[:8]), "previous", oldV, "quantized", m.Spec.Quantize)
 	return nil
 }

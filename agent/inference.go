@@ -35,6 +35,9 @@ type servedModel struct {
 	model     *tensor.Model
 	// tok tokenizes raw text for a text model (Spec.Text); nil otherwise.
 	tok *text.Tokenizer
+	// quant is the int8 form served instead of model when model's spec
+	// asks for it (Agent.serveQuantized); nil serves float32.
+	quant *tensor.QuantizedModel
 }
 
 func newServedModel(rec *modelRecord) (*servedModel, error) {
@@ -137,6 +140,9 @@ type ModelInfo struct {
 	// External is set for a model the agent hands to the reload hook
 	// rather than serving (Spec.External lists its tensors).
 	External bool `json:"external,omitempty"`
+	// Quantized is "int8" when the model is served quantized (its spec
+	// asks for it and the agent calibrated it on its held-out data).
+	Quantized string `json:"quantized,omitempty"`
 }
 
 // healthResponse is the answer of /healthz: Status "ok" (HTTP 200), or
@@ -349,7 +355,7 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 // and writes the response.
 func (s *inferenceServer) answer(w http.ResponseWriter, cur *servedModel, x []float32, n int) {
 	s.batches.Add(1)
-	probs, err := cur.model.Predict(x, n)
+	probs, err := cur.predict(x, n)
 	s.respond(w, cur, probs, n, err)
 }
 
@@ -443,6 +449,7 @@ func (s *inferenceServer) modelInfo(w http.ResponseWriter, r *http.Request) {
 		Features: cur.model.Features(), Classes: cur.model.Classes(), Params: cur.model.NumParams(),
 		RolledOutAt: cur.rolledOut.UTC(), External: cur.model.Spec.IsExternal(),
 	}
+	info.Quantized = cur.quantized()
 	if len(s.classNames) == info.Classes {
 		info.ClassNames = s.classNames
 	}

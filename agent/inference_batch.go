@@ -123,7 +123,7 @@ func (b *batcher) predict(cur *servedModel, x []float32, n int) ([]float32, erro
 	b.mu.Unlock()
 	b.calls.Add(1)
 	probs := make([]float32, bt.rows*c)
-	bt.err = cur.model.PredictInto(probs, bt.x, bt.rows)
+	bt.err = cur.predictInto(probs, bt.x, bt.rows)
 	putBuf(&b.rowBufs, &bt.x)
 	for _, o := range bt.items {
 		o.probs = probs[o.row*c : (o.row+o.rows)*c : (o.row+o.rows)*c]

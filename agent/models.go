@@ -71,7 +71,10 @@ func (a *Agent) deltaBase(version uint64) *tensor.Model {
 		return nil
 	}
 	m, err := tensor.UnmarshalModel(best) // only the chosen one is decoded
-	if err != nil {
+	if err != nil || m.Spec.Quantize != "" {
+		// A quantized version shares its parameters, so its hash, with
+		// the float version it was made from: a delta against it would
+		// give the download its spec, serving directive included.
 		return nil
 	}
 	return m

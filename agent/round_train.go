@@ -232,11 +232,7 @@ func (a *Agent) evalRound(ctx context.Context, c conn, st *roundState, req *prot
 		if err := a.data.fitsModel(version, m.Spec); err != nil {
 			return protocol.EvalSums{}, err
 		}
-		_, held, err := a.data.forModel(m.Spec)
-		if err != nil {
-			return protocol.EvalSums{}, fmt.Errorf("evaluating model %d: %w", version, err)
-		}
-		met, err := tensor.Evaluate(m, held)
+		met, err := a.evaluate(version, m)
 		if err != nil {
 			return protocol.EvalSums{}, fmt.Errorf("evaluating model %d: %w", version, err)
 		}

@@ -81,6 +81,7 @@ func apiModel(m *ModelRecord) api.Model {
 		Version: m.Version, Parent: m.Parent, Hash: m.Hash, Job: m.Job, Round: m.Round, CreatedAt: m.CreatedAt,
 		Metrics: m.Metrics, Pinned: m.Pinned, Size: m.Size, StateSize: m.StateSize, PushSize: m.PushSize,
 		Name: m.Name, External: m.External, ImportedBy: m.ImportedBy,
+		Quantize: m.Quantize, QuantizedFrom: m.QuantizedFrom,
 	}
 }
 
@@ -88,6 +89,7 @@ func apiRollout(r *RolloutRecord) api.Rollout {
 	out := api.Rollout{
 		ID: r.ID, Model: r.Model, Baseline: r.Baseline, Cohorts: r.Cohorts, Gate: r.Gate, Stage: r.Stage,
 		State: r.State, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		Quantize: r.Quantize,
 	}
 	for _, d := range r.Decisions {
 		out.Decisions = append(out.Decisions, api.Decision(d))

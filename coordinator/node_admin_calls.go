@@ -247,6 +247,13 @@ func (n *Node) apiRolloutStart(c adminCall, r api.RolloutRequest) (*api.Rollout,
 		return nil, err
 	}
 	rec := RolloutRecord{ID: fmt.Sprintf("ro-%d-%x", r.Model, b), Model: r.Model, Cohorts: r.Cohorts, Gate: r.Gate, CreatedAt: c.now}
+	if r.Quantize != "" {
+		v, err := n.quantizedVersion(c, r.Model, r.Quantize)
+		if err != nil {
+			return nil, err
+		}
+		rec.Model, rec.Quantize = v, r.Quantize
+	}
 	if _, err := n.rep.apply(c.ctx, cmdRolloutCreate, rec, nil); err != nil {
 		return nil, err
 	}

@@ -236,6 +236,10 @@ type ModelRecord struct {
 	// Explanation is the version's global explanation, once an
 	// explanation round computed it (cmdModelExplain).
 	Explanation *ExplanationRecord `json:"explanation,omitempty"`
+	// Quantize and QuantizedFrom are api.Model's: the spec's serving
+	// directive, and the version a quantized rollout made this one from.
+	Quantize      string `json:"quantize,omitempty"`
+	QuantizedFrom uint64 `json:"quantized_from,omitempty"`
 }
 
 // Rollout states.
@@ -268,6 +272,7 @@ type RolloutRecord struct {
 	CreatedAt time.Time  `json:"created_at"`
 	UpdatedAt time.Time  `json:"updated_at"`
 	Decisions []Decision `json:"decisions,omitempty"`
+	Quantize  string     `json:"quantize,omitempty"` // api.Rollout.Quantize
 }
 
 // State is the whole replicated state of a cluster. The FSM owns it; readers

@@ -63,7 +63,7 @@ func TestEmbeddingBagForward(t *testing.T) {
 		1, 1, 0, 3, // rows 1, 1, 0; 3 is past the vocabulary
 		PadID, 1.5, -2, float32(math.NaN()), // no token
 	}
-	ws := m.newWorkspace(3, false)
+	ws := m.newWorkspace(3, modeInfer)
 	m.forward(ws, &pass{}, x, 3)
 	got := ws.acts[1][:6]
 	want := []float32{50.5, 101, 7, 14, 0, 0}

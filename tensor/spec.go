@@ -82,6 +82,11 @@ type Spec struct {
 	// input of Input[0] token ids (TextSpec); its first layer is then an
 	// embedding_bag. Nil for models of numbers.
 	Text *TextSpec `json:"text,omitempty"`
+	// Quantize asks whoever serves the model to run it quantized:
+	// QuantizeInt8 ("int8") or "" for float32. It is a serving directive
+	// (see Quantize); training and the float engine ignore it, and the
+	// parameters stay float32.
+	Quantize string `json:"quantize,omitempty"`
 }
 
 // layerPlan is a validated layer: its spec, shapes and place in the flat
@@ -237,6 +242,9 @@ func (s Spec) plan() ([]layerPlan, int, error) {
 		if err := s.Text.validate(s); err != nil {
 			return bad("%v", err)
 		}
+	}
+	if s.Quantize != "" && s.Quantize != QuantizeInt8 {
+		return bad("quantize %q: want %q or nothing", s.Quantize, QuantizeInt8)
 	}
 	// Convolution and pooling store every 3-D activation channels-last,
 	// the model's input included (for one channel the layouts coincide).
@@ -410,6 +418,7 @@ func (s Spec) clone() Spec {
 		t := *s.Text
 		c.Text = &t
 	}
+	c.Quantize = s.Quantize
 	for i := range c.Layers {
 		l := &c.Layers[i]
 		if l.Shift != nil {

@@ -92,13 +92,22 @@ func runModelsList(args []string, stdout, stderr io.Writer) int {
 		if m.Version == st.Stable {
 			stable = "*"
 		}
-		t.row(version(m.Version), stable, version(m.Parent), dash(m.Job), dash(roundID(m.Round)), bytesString(int64(m.Size)),
+		t.row(version(m.Version), stable, version(m.Parent), modelOrigin(m), dash(roundID(m.Round)), bytesString(int64(m.Size)),
 			yes(m.Pinned), when(m.CreatedAt), metricString(m.Metrics))
 	}
 	if err := t.flush(); err != nil {
 		return c.fail(err)
 	}
 	return exitOK
+}
+
+// modelOrigin is the JOB column: the job, or for a version a quantized
+// rollout made, "int8 of vN".
+func modelOrigin(m api.Model) string {
+	if m.Quantize != "" && m.Job == "" {
+		return m.Quantize + " of " + version(m.QuantizedFrom)
+	}
+	return dash(m.Job)
 }
 
 func dash(s string) string {
@@ -137,6 +146,9 @@ func runModelsShow(args []string, stdout, stderr io.Writer) int {
 		}
 		if m.ImportedBy != "" {
 			name += ", imported by " + m.ImportedBy
+		}
+		if m.Quantize != "" {
+			name += fmt.Sprintf(", served %s (quantized from %s by the agents)", m.Quantize, version(m.QuantizedFrom))
 		}
 		return kv(w,
 			"Version", version(m.Version),

@@ -35,9 +35,15 @@ does not flap between cohorts. A canary needs at least 3 connected agents
 (secure aggregation must hide each host's accuracy among others): a canary
 smaller than that is refused at once with the flag that fixes it, unless
 -force. The gate is METRIC OP (baseline[+-N] | N) with metric accuracy
-(percent) or loss. Stages are shown by name and position ("canary (1/2)").`,
+(percent) or loss. Stages are shown by name and position ("canary (1/2)").
+-quantize int8 rolls the version out quantized: the cluster registers a new
+version with the same parameters and the int8 serving directive, each agent
+calibrates it on its held-out data and serves it in int8 on the same
+/v1/predict, and the gate compares the int8 candidate with the float
+baseline on the canaries before it spreads.`,
 	example: `fedge rollout start -model v7 -canary 5% -gate 'accuracy>=baseline-0.5'
-fedge rollout start -model 7 -stages 'canary=5%,half=50%,all=100%' -gate 'loss<=baseline+0.02'`,
+fedge rollout start -model 7 -stages 'canary=5%,half=50%,all=100%' -gate 'loss<=baseline+0.02'
+fedge rollout start -model 7 -quantize int8 -gate 'accuracy>=baseline-0.5'`,
 }
 
 func runRolloutStart(args []string, stdout, stderr io.Writer) int {
@@ -47,6 +53,7 @@ func runRolloutStart(args []string, stdout, stderr io.Writer) int {
 	stages := c.fs.String("stages", "", "explicit stages: name=P%,... (instead of -canary)")
 	gate := c.fs.String("gate", "", "promotion gate, e.g. 'accuracy>=baseline-0.5'")
 	force := c.fs.Bool("force", false, "start even if the canary holds fewer agents than an evaluation needs")
+	quantize := c.fs.String("quantize", "", "serve the model quantized: int8 (default: as committed, float32)")
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
@@ -67,6 +74,9 @@ func runRolloutStart(args []string, stdout, stderr io.Writer) int {
 	if _, err := rolloutCohorts(*canary, *stages, nil); err != nil {
 		return c.usageFail(err)
 	}
+	if *quantize != "" && *quantize != "int8" {
+		return c.usageFail(usagef("-quantize %q: the one quantized serving mode is int8", *quantize))
+	}
 	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (api.Rollout, error) {
 		agents, err := cl.Agents().List(ctx, q)
 		if err != nil {
@@ -79,10 +89,14 @@ func runRolloutStart(args []string, stdout, stderr io.Writer) int {
 		if err := canaryLargeEnough(cohorts, agents, *canary); err != nil && !*force {
 			return api.Rollout{}, err
 		}
-		return cl.Rollouts().Start(ctx, api.RolloutRequest{Model: v, Cohorts: cohorts, Gate: g.String()})
+		return cl.Rollouts().Start(ctx, api.RolloutRequest{Model: v, Cohorts: cohorts, Gate: g.String(), Quantize: *quantize})
 	}, func(w io.Writer, r api.Rollout) error {
+		what := version(r.Model)
+		if r.Quantize != "" {
+			what = fmt.Sprintf("%s (%s of %s)", version(r.Model), r.Quantize, version(v))
+		}
 		_, err := fmt.Fprintf(w, "Started rollout %s of %s over %s (baseline %s), gate %s.\nFollow it with: fedge rollout status\n",
-			r.ID, version(r.Model), cohortsString(r.Cohorts, -1), version(r.Baseline), r.Gate)
+			r.ID, what, cohortsString(r.Cohorts, -1), version(r.Baseline), r.Gate)
 		return err
 	})
 }
@@ -210,8 +224,12 @@ func runRolloutStatus(args []string, stdout, stderr io.Writer) int {
 		if r.Waiting != "" {
 			fmt.Fprintf(w, "Waiting: %s\n", r.Waiting)
 		}
+		candidate := version(r.Model)
+		if r.Quantize != "" {
+			candidate += " (" + r.Quantize + ")"
+		}
 		if err := kv(w,
-			"Candidate", version(r.Model),
+			"Candidate", candidate,
 			"Baseline", version(r.Baseline),
 			"Stages", cohortsString(r.Cohorts, r.Stage),
 			"Gate", r.Gate,

@@ -366,6 +366,11 @@ type Model struct {
 	// ImportedBy is the operator who imported the version (Models().Import);
 	// an imported version has no parent, job or round.
 	ImportedBy string `json:"imported_by,omitempty"`
+	// Quantize is "int8" for a version agents serve quantized (its spec's
+	// serving directive); QuantizedFrom is the float version it was made
+	// from by a rollout with RolloutRequest.Quantize.
+	Quantize      string `json:"quantize,omitempty"`
+	QuantizedFrom uint64 `json:"quantized_from,omitempty"`
 }
 
 // Rollout states.
@@ -382,6 +387,11 @@ type RolloutRequest struct {
 	Model   uint64   `json:"model"`
 	Cohorts []Cohort `json:"cohorts"`
 	Gate    string   `json:"gate"`
+	// Quantize, if "int8", rolls out Model quantized: the cluster
+	// registers a new version with the int8 serving directive (same
+	// parameters; agents calibrate on their held-out data and serve it in
+	// int8) and the gate compares it with the float baseline.
+	Quantize string `json:"quantize,omitempty"`
 }
 
 // Rollout actions for RolloutActionRequest.
@@ -422,6 +432,8 @@ type Rollout struct {
 	CreatedAt time.Time  `json:"created_at"`
 	UpdatedAt time.Time  `json:"updated_at"`
 	Decisions []Decision `json:"decisions,omitempty"`
+	// Quantize is "int8" when the candidate is served quantized.
+	Quantize string `json:"quantize,omitempty"`
 	// Waiting says why no evaluation round runs (too few canaries
 	// connected); the leader knows it, so Rollouts().Status asks it.
 	Waiting string `json:"waiting,omitempty"`

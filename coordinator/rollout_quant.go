@@ -1,0 +1,72 @@
+package coordinator
+
+import (
+	"encoding/hex"
+	"fmt"
+
+	"github.com/fedge/fedge/tensor"
+)
+
+// quantizedVersion returns the version that serves model version in the
+// quantize mode ("int8"): the same parameters under a spec carrying the
+// serving directive. An existing such version (from an earlier quantized
+// rollout of version) is reused; otherwise one is committed like an
+// import (cmdModelImport: no parent, job or round), with QuantizedFrom
+// naming version. Agents calibrate and quantize it themselves, so the
+// registry holds it at its float size.
+func (n *Node) quantizedVersion(c adminCall, version uint64, mode string) (uint64, error) {
+	if mode != tensor.QuantizeInt8 {
+		return 0, fmt.Errorf("rollout.start: %w: quantize %q: want %q", errBadRequest, mode, tensor.QuantizeInt8)
+	}
+	var blob []byte
+	var existing uint64
+	var active string
+	n.fsm.Read(func(s *State) {
+		if ro := s.activeRollout(); ro != nil {
+			active = ro.ID + " is still " + ro.State
+		}
+		m, ok := s.Models[version]
+		if !ok {
+			return
+		}
+		blob = m.Blob
+		for _, v := range sortedKeys(s.Models) {
+			if q := s.Models[v]; q.QuantizedFrom == version && q.Quantize == mode && q.Hash == m.Hash && q.Blob != nil {
+				existing = v
+			}
+		}
+	})
+	switch {
+	case active != "": // checked before committing a version nobody would use
+		return 0, fmt.Errorf("rollout.start: %w: rollout %s", ErrConflict, active)
+	case blob == nil:
+		return 0, fmt.Errorf("rollout.start: %w: model %d", ErrNotFound, version)
+	case existing != 0:
+		return existing, nil
+	}
+	m, err := tensor.UnmarshalModel(blob)
+	if err != nil {
+		return 0, fmt.Errorf("rollout.start: model %d: %w", version, err)
+	}
+	switch {
+	case m.Spec.Quantize == mode:
+		return version, nil // already served quantized
+	case m.Spec.IsExternal() || m.Spec.IsGraph():
+		return 0, fmt.Errorf("rollout.start: %w: model %d: %w (external and graph models are served in float32)", errBadRequest, version, tensor.ErrNotQuantizable)
+	}
+	m.Spec.Quantize = mode
+	if blob, err = m.MarshalBinary(); err != nil {
+		return 0, fmt.Errorf("rollout.start: %w", err)
+	}
+	h := m.Hash()
+	rec := ModelRecord{
+		Hash: hex.EncodeToString(h[:]), CreatedAt: c.now, Name: m.Spec.Name, ImportedBy: c.who,
+		Quantize: mode, QuantizedFrom: version,
+	}
+	v, err := n.rep.apply(c.ctx, cmdModelImport, modelImportCmd{Model: rec}, blob)
+	if err != nil {
+		return 0, err
+	}
+	n.log.Info("quantized version registered", "version", v, "from", version, "quantize", mode, "by", c.who)
+	return v.(uint64), nil
+}
