@@ -23,6 +23,7 @@ import (
 // held-out data under SecAgg+, the gate promotes it, and every agent then
 // serves it in int8 on /v1/predict and says so on /v1/model.
 func TestQuantizedRolloutGatedAndPromoted(t *testing.T) {
+	heavy(t) // 86 s under the race detector; the agent's quantized serving has race-tested unit tests
 	c := testcluster.New(t, testcluster.Options{Agents: 4, Shards: 100, Partition: "iid"})
 	job := fedAvgJob(2)
 	job.MinClients = 4
