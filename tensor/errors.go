@@ -29,6 +29,10 @@ var (
 	// Evaluate, Predict and their graph forms) on an external model, which
 	// only an external trainer runs (Spec.IsExternal).
 	ErrExternalModel = errors.New("tensor: external model: fedge's engine does not run it")
+	// ErrNotDifferentiable reports an input gradient or explanation asked
+	// of a model whose input is token ids (an embedding_bag first layer):
+	// ids are categories, not quantities, so no gradient runs to them.
+	ErrNotDifferentiable = errors.New("tensor: the model's input (token ids) has no gradient")
 	// ErrDiverged reports a training loss that became NaN or infinite.
 	ErrDiverged = errors.New("tensor: training diverged")
 )

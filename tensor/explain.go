@@ -95,6 +95,9 @@ func (m *Model) InputGradient(dst, x []float32, n int, classes []int) error {
 // up to GOMAXPROCS goroutines. It is safe for concurrent use.
 func (m *Model) Explain(x []float32, n int, classes []int, cfg ExplainConfig) ([]Attribution, error) {
 	if classes == nil {
+		if err := m.checkDifferentiable(); err != nil {
+			return nil, fmt.Errorf("tensor.Model.Explain: %w", err)
+		}
 		if err := m.checkInputs(x, n); err != nil {
 			return nil, fmt.Errorf("tensor.Model.Explain: %w", err)
 		}
@@ -261,6 +264,9 @@ func (m *Model) putInput(dst, src []float32, n int) {
 
 // checkExplain validates examples and their classes.
 func (m *Model) checkExplain(x []float32, n int, classes []int) error {
+	if err := m.checkDifferentiable(); err != nil {
+		return err
+	}
 	if err := m.checkInputs(x, n); err != nil {
 		return err
 	}
@@ -271,6 +277,14 @@ func (m *Model) checkExplain(x []float32, n int, classes []int) error {
 		if k < 0 || k >= m.Classes() {
 			return fmt.Errorf("example %d: class %d outside [0, %d): %w", i, k, m.Classes(), ErrShape)
 		}
+	}
+	return nil
+}
+
+// checkDifferentiable refuses a model whose input is token ids.
+func (m *Model) checkDifferentiable() error {
+	if len(m.Spec.Layers) > 0 && m.Spec.Layers[0].Type == LayerEmbeddingBag {
+		return fmt.Errorf("model %q starts with %s: %w", m.Spec.Name, LayerEmbeddingBag, ErrNotDifferentiable)
 	}
 	return nil
 }

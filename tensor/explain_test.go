@@ -53,8 +53,8 @@ func randomised(t *testing.T, tc gradCase, seed uint64) (*Model, []float32) {
 // layers are the identity here, as in serving.
 func TestInputGradientMatchesFiniteDifferences(t *testing.T) {
 	for _, tc := range gradCases() {
-		if tc.graph {
-			continue
+		if tc.graph || tc.spec.Layers[0].Type == LayerEmbeddingBag {
+			continue // graphs below; token ids have no gradient (TestExplainRefusesTokenIDs)
 		}
 		t.Run(tc.name, func(t *testing.T) {
 			m, x := randomised(t, tc, 11)
@@ -124,8 +124,8 @@ func completenessTol(diff float64) float64 { return 5e-3 + 1e-2*math.Abs(diff) }
 // the class logit between the baseline and the input.
 func TestExplainCompleteness(t *testing.T) {
 	for _, tc := range gradCases() {
-		if tc.graph {
-			continue
+		if tc.graph || tc.spec.Layers[0].Type == LayerEmbeddingBag {
+			continue // graphs below; token ids have no gradient (TestExplainRefusesTokenIDs)
 		}
 		t.Run(tc.name, func(t *testing.T) {
 			m, x := randomised(t, tc, 21)
@@ -312,5 +312,27 @@ func TestAttributionSums(t *testing.T) {
 	}
 	if _, n, _ := AttributionSums(m, ds, 100, 8); n != 3 {
 		t.Errorf("explained %d of 3 examples when asked for 100", n)
+	}
+}
+
+// TestExplainRefusesTokenIDs: a text model's input is token ids, which
+// have no gradient; InputGradient and Explain say so instead of returning
+// zero attributions.
+func TestExplainRefusesTokenIDs(t *testing.T) {
+	for _, tc := range gradCases() {
+		if tc.spec.Layers[0].Type != LayerEmbeddingBag {
+			continue
+		}
+		m, x := randomised(t, tc, 3)
+		for i := range x {
+			x[i] = float32(i % 4)
+		}
+		if _, err := m.Explain(x, tc.n, nil, ExplainConfig{}); !errors.Is(err, ErrNotDifferentiable) {
+			t.Fatalf("%s: Explain: %v, want ErrNotDifferentiable", tc.name, err)
+		}
+		grad := make([]float32, len(x))
+		if err := m.InputGradient(grad, x, tc.n, make([]int, tc.n)); !errors.Is(err, ErrNotDifferentiable) {
+			t.Fatalf("%s: InputGradient: %v, want ErrNotDifferentiable", tc.name, err)
+		}
 	}
 }
