@@ -29,7 +29,11 @@ func CheckData(w io.Writer, cfg *DatasetConfig, rules []data.ColumnRule) error {
 	nTrain, nHeld := d.sizes()
 	features, classes := d.schema()
 	fmt.Fprintf(w, "dataset: %s %s\n", cfg.Kind, cfg.Path)
-	fmt.Fprintf(w, "schema (reported to the coordinators): %d features, %d classes\n", features, classes)
+	if d.text != nil {
+		fmt.Fprintf(w, "schema (reported to the coordinators): text documents (each text model's tokenizer sets the width), %d classes\n", classes)
+	} else {
+		fmt.Fprintf(w, "schema (reported to the coordinators): %d features, %d classes\n", features, classes)
+	}
 	fmt.Fprintf(w, "rows: %d (%d training, %d held out)\n", nTrain+nHeld, nTrain, nHeld)
 	if d.raw == nil {
 		counts := make([]int, d.train.Classes)
@@ -40,7 +44,7 @@ func CheckData(w io.Writer, cfg *DatasetConfig, rules []data.ColumnRule) error {
 				}
 			}
 		}
-		fmt.Fprintf(w, "classes: %s\n", classCounts(nil, counts, 0))
+		fmt.Fprintf(w, "classes: %s\n", classCounts(d.classes, counts, 0))
 		if len(rules) > 0 {
 			return fmt.Errorf("agent.CheckData: %w: the job's data.columns apply to csv data, not %s", ErrConfig, cfg.Kind)
 		}

@@ -30,6 +30,9 @@ func TestAgentCheckData(t *testing.T) {
 	job := write("job.json", `{"name": "t", "spec": {"input": [1], "layers": [{"type": "dense", "units": 2}]}, "data": {"kind": "csv", "columns": [
 		{"name": "age", "missing": "mean"}, {"name": "color", "missing": "drop", "categories": ["red", "blue"], "unknown": "other"}]}}`)
 	strict := write("strict.json", `{"name": "t", "data": {"columns": [{"name": "age"}]}}`)
+	docs := write("docs.csv", "text,label\nhello world,spam\nthe cat sat,ham\nbuy now,spam\n")
+	textConfig := write("agent-text.json", fmt.Sprintf(`{"coordinators": ["127.0.0.1:7001"], "data_dir": %q,
+		"dataset": {"kind": "text", "path": %q, "label_column": "label", "held_out": 0}}`, filepath.Join(dir, "state"), docs))
 	badJob := write("badjob.json", `{"name": "t", "data": {"columns": [{"name": "age", "missing": "guess"}]}}`)
 	tests := []struct {
 		name     string
@@ -41,6 +44,8 @@ func TestAgentCheckData(t *testing.T) {
 			[]string{"2 features, 2 classes", "rows: 5 (5 training, 0 held out)", "classes: a 3, b 2", "age     number", "color   text (3 distinct)  1", "cannot train"}, nil},
 		{"preview", []string{"-config", config(good), "-job", job}, exitOK,
 			[]string{"age     mean     fill 40.3333", "one-hot red, blue (unknown: an other slot)", "rows kept 4 of 5 (1 dropped); cells filled 1, clipped 0; unknown categories 1; model input width 4"}, nil},
+		{"text", []string{"-config", textConfig}, exitOK,
+			[]string{"text documents", "2 classes", "rows: 3 (3 training, 0 held out)", "classes: ham 1, spam 2"}, nil},
 		{"malformed file", []string{"-config", config(bad)}, exitFailed, nil, []string{bad, "csv line 3", "wrong number of fields"}},
 		{"rules reject a missing cell", []string{"-config", config(good), "-job", strict}, exitFailed, nil, []string{good, `csv line 3, column "age"`, "missing value"}},
 		{"bad job", []string{"-config", config(good), "-job", badJob}, exitUsage, nil, []string{"guess"}},
