@@ -35,7 +35,7 @@ tidy-check:
 test: fmt-check vet tidy-check
 	$(GO) test -short -count=1 $$($(GO) list ./... | grep -v /internal/testcluster)
 	$(GO) test -short -count=1 -p 1 ./internal/testcluster
-	$(GO) test -short -count=1 -race $(RACE_PKGS)
+	$(GO) test -short -count=1 -timeout 20m -race $(RACE_PKGS)
 
 # The PyTorch example's tests (examples/trainer-torch, build tag torch): its
 # trainer through the agent for a round, and a SecAgg+ job of 3 agents over
