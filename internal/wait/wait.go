@@ -27,7 +27,7 @@ const (
 // goroutine, and never after Until returns.
 func Until(ctx context.Context, timeout time.Duration, cond func() bool) error {
 	deadline := time.Now().Add(timeout)
-	pause, most := firstPause, min(maxPause, max(timeout/20, firstPause))
+	pause, most := pauses(timeout)
 	t := time.NewTimer(pause)
 	defer t.Stop()
 	for !cond() {
@@ -43,6 +43,12 @@ func Until(ctx context.Context, timeout time.Duration, cond func() bool) error {
 		pause = min(2*pause, most)
 	}
 	return nil
+}
+
+// pauses returns Until's first pause between calls of the condition and
+// the longest it doubles up to, for a wait of timeout.
+func pauses(timeout time.Duration) (first, most time.Duration) {
+	return firstPause, min(maxPause, max(timeout/20, firstPause))
 }
 
 // Sleep waits d or until ctx ends, and reports whether it waited the
