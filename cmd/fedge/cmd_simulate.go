@@ -60,6 +60,7 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 	c.fs.Uint64Var(&o.Seed, "seed", 1, "seed of the partition, training, rounding, DP noise and the initial model")
 	c.fs.IntVar(&o.Workers, "workers", 0, "agents training or masking at once (default: the CPUs)")
 	c.fs.IntVar(&o.PerSocket, "per-socket", 500, "virtual agents sharing one UDP socket")
+	c.fs.IntVar(&o.Handshakes, "handshakes", 8, "QUIC handshakes and enrollments in flight (coordinators admit 16 unverified connections per source address)")
 	connectOnly := c.fs.Bool("connect-only", false, "enroll and connect the fleet, start no job")
 	c.fs.DurationVar(&o.Hold, "hold", 0, "with -connect-only, how long to keep the fleet connected")
 	c.fs.DurationVar(&o.ConnectTimeout, "connect-timeout", 10*time.Minute, "how long to wait for every agent's session")

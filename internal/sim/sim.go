@@ -62,6 +62,11 @@ type Options struct {
 	Workers int
 	// PerSocket is how many agents share one UDP socket (default 500).
 	PerSocket int
+	// Handshakes bounds the fleet's QUIC handshakes and enrollments in
+	// flight (default 8): a coordinator admits at most 16 unverified
+	// connections per source address (protocol.Admission), and every
+	// virtual agent dials from this host's address.
+	Handshakes int
 	// Labels are every agent's labels.
 	Labels map[string]string
 	// Coordinators and Admin name a running cluster: the agents dial
@@ -117,6 +122,9 @@ func (o *Options) defaults() error {
 	}
 	if o.PerSocket <= 0 {
 		o.PerSocket = 500
+	}
+	if o.Handshakes <= 0 {
+		o.Handshakes = 8
 	}
 	if o.LocalNodes == 0 {
 		o.LocalNodes = 3
@@ -217,7 +225,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 
 	began := time.Now()
-	if err := parallel(ctx, o.Agents, 8, func(i int) error {
+	// One call first: api.Client's concurrent first calls each dial a
+	// session and close the others' (the last dial wins).
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	_, err = admin.Cluster().Status(sctx, api.QueryOptions{})
+	cancel()
+	if err != nil {
+		return res, fmt.Errorf("sim.Run: %w", err)
+	}
+	if err := parallel(ctx, o.Agents, o.Handshakes, func(i int) error {
 		tctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		tok, err := admin.Tokens().Create(tctx, api.TokenRequest{Labels: o.Labels})
@@ -231,13 +247,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Enroll = time.Since(began)
 	fmt.Fprintf(o.Progress, "enrolled %d virtual agents in %v\n", o.Agents, res.Enroll.Round(time.Millisecond))
 
-	// Connect: at most 64 handshakes at once, then each agent keeps its
+	// Connect: at most Handshakes at once, then each agent keeps its
 	// session on its own goroutine.
 	began = time.Now()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer stop()
-	dials := make(chan struct{}, 64)
+	dials := make(chan struct{}, o.Handshakes)
 	for _, a := range f.agents {
 		wg.Add(1)
 		go func() {
@@ -245,7 +261,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			a.run(fctx, coords, dials)
 		}()
 	}
-	err = wait.Until(ctx, o.ConnectTimeout, func() bool { return f.connected.Load() >= int64(o.Agents) })
+	next := time.Now().Add(10 * time.Second)
+	err = wait.Until(ctx, o.ConnectTimeout, func() bool {
+		n := f.connected.Load()
+		if time.Now().After(next) && n < int64(o.Agents) {
+			fmt.Fprintf(o.Progress, "  %d of %d connected after %v\n", n, o.Agents, time.Since(began).Round(time.Second))
+			next = next.Add(10 * time.Second)
+		}
+		return n >= int64(o.Agents)
+	})
 	res.Connected = int(f.connected.Load())
 	if err != nil {
 		return res, fmt.Errorf("sim.Run: %d of %d agents connected: %w", res.Connected, o.Agents, err)
