@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -47,7 +48,8 @@ fedge simulate -coordinators 10.0.0.1:7400 -admin-dir ~/.fedge/admin -agents 100
 func runSimulate(args []string, stdout, stderr io.Writer) int {
 	c := newCLI(stdout, stderr, simulateSpec, true)
 	var o sim.Options
-	file := c.fs.String("f", "", "job file (JSON, as for `fedge jobs start`)")
+	var files fileList
+	c.fs.Var(&files, "f", "job file (JSON, as for `fedge jobs start`); repeat it to run several jobs one after the other on the same fleet")
 	local := c.fs.Bool("local", false, "run against an in-process cluster started for the run")
 	c.fs.IntVar(&o.LocalNodes, "nodes", 3, "coordinators of the -local cluster")
 	c.fs.IntVar(&o.Agents, "agents", 10, "virtual agents")
@@ -66,17 +68,22 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 	c.fs.DurationVar(&o.ConnectTimeout, "connect-timeout", 10*time.Minute, "how long to wait for every agent's session")
 	c.fs.DurationVar(&o.RoundTimeout, "round-timeout", 10*time.Minute, "how long to wait for a round to commit")
 	out := c.fs.String("out", "sim-out", "folder for rounds.csv and rounds.png")
+	replot := c.fs.String("replot", "", "comma-separated rounds.csv files of earlier runs: draw their final test accuracy against ε into -out/accuracy-epsilon.png (a line per file, named by its folder) and run nothing")
+	target := c.fs.Float64("target", 0, "with -replot, a dashed line at this test accuracy (0: none)")
 	verbose := c.fs.Bool("v", false, "log the cluster's and the agents' warnings to stderr")
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
 	o.ConnectOnly = *connectOnly
+	if *replot != "" {
+		return c.replot(*replot, *out, *target)
+	}
 	switch {
 	case o.Agents < 1:
 		return c.usageFail(usagef("-agents %d: want at least 1", o.Agents))
-	case *file == "" && !o.ConnectOnly:
+	case len(files) == 0 && !o.ConnectOnly:
 		return c.usageFail(usagef("-f job.json is required (or -connect-only)"))
-	case *file != "" && o.ConnectOnly:
+	case len(files) > 0 && o.ConnectOnly:
 		return c.usageFail(usagef("-connect-only starts no job: drop -f"))
 	case o.Partition != sim.PartitionIID && o.Partition != sim.PartitionPathological && o.Partition != sim.PartitionDirichlet:
 		return c.usageFail(usagef("-partition %q: want iid, pathological or dirichlet", o.Partition))
@@ -85,15 +92,15 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 	case *local && c.set["coordinators"]:
 		return c.usageFail(usagef("-local runs its own cluster: drop -coordinators"))
 	}
-	if *file != "" {
-		spec, weights, err := loadJobFile(*file)
+	for _, file := range files {
+		spec, weights, err := loadJobFile(file)
 		if err != nil {
 			return c.inputFail(err)
 		}
 		if weights != "" {
-			return c.inputFail(fmt.Errorf("%s: init_weights is not supported by simulate; import the model and name it with init_model", *file))
+			return c.inputFail(fmt.Errorf("%s: init_weights is not supported by simulate; import the model and name it with init_model", file))
 		}
-		o.Job = spec
+		o.Jobs = append(o.Jobs, spec)
 	}
 	o.Dataset = agent.DatasetConfig{Kind: *kind, Path: *path}
 	if *dsFile != "" {
@@ -142,19 +149,82 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	res, err := sim.Run(ctx, o)
-	if res != nil && len(res.Rounds) > 0 {
-		csvPath, pngPath := filepath.Join(*out, "rounds.csv"), filepath.Join(*out, "rounds.png")
-		title := fmt.Sprintf("fedge simulate: %d agents, %s, %s partition, seed %d", o.Agents, o.Job.Model, o.Partition, o.Seed)
-		if werr := sim.WriteCSV(csvPath, res.Rounds); werr != nil {
+	if res != nil && len(res.Jobs) > 0 {
+		if werr := writeSimulation(stdout, *out, o, res); werr != nil {
 			return c.fail(werr)
 		}
-		if werr := sim.WritePlot(pngPath, title, res.Rounds); werr != nil {
-			return c.fail(werr)
-		}
-		fmt.Fprintf(stdout, "wrote %s and %s\n", csvPath, pngPath)
 	}
 	if err != nil {
 		return c.fail(err)
 	}
 	return exitOK
+}
+
+// replot draws the accuracy-ε lines of earlier runs' rounds.csv files.
+func (c *cli) replot(list, dir string, target float64) int {
+	var series []sim.Series
+	for _, path := range strings.Split(list, ",") {
+		if path = strings.TrimSpace(path); path == "" {
+			continue
+		}
+		jobs, err := sim.ReadCSV(path)
+		if err != nil {
+			return c.inputFail(err)
+		}
+		series = append(series, sim.Series{Name: filepath.Base(filepath.Dir(path)), Jobs: jobs})
+	}
+	if len(series) == 0 {
+		return c.usageFail(usagef("-replot names no file"))
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return c.fail(err)
+	}
+	path := filepath.Join(dir, "accuracy-epsilon.png")
+	if err := sim.WriteEpsilonPlot(path, "DP-FedAvg: test accuracy against ε", series, target); err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintf(c.stdout, "wrote %s\n", path)
+	return exitOK
+}
+
+// fileList is a repeatable flag.
+type fileList []string
+
+func (f *fileList) String() string { return fmt.Sprint([]string(*f)) }
+
+func (f *fileList) Set(s string) error {
+	*f = append(*f, s)
+	return nil
+}
+
+// writeSimulation prints a line per job and writes rounds.csv and
+// rounds.png into dir, and accuracy-epsilon.png when jobs used DP.
+func writeSimulation(w io.Writer, dir string, o sim.Options, res *sim.Result) error {
+	fmt.Fprintf(w, "\n%-28s %6s %9s %8s\n", "job", "rounds", "test_acc", "epsilon")
+	dpJobs := 0
+	for _, j := range res.Jobs {
+		last := j.Last()
+		fmt.Fprintf(w, "%-28s %6d %9.4f %8.3f\n", j.ID, len(j.Rounds), last.TestAccuracy, last.Epsilon)
+		if last.Epsilon > 0 {
+			dpJobs++
+		}
+	}
+	csvPath, pngPath := filepath.Join(dir, "rounds.csv"), filepath.Join(dir, "rounds.png")
+	title := fmt.Sprintf("fedge simulate: %d agents, %s partition, seed %d", o.Agents, o.Partition, o.Seed)
+	if err := sim.WriteCSV(csvPath, res.Jobs); err != nil {
+		return err
+	}
+	if err := sim.WritePlot(pngPath, title, res.Jobs); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "wrote %s and %s\n", csvPath, pngPath)
+	if dpJobs > 0 {
+		epsPath := filepath.Join(dir, "accuracy-epsilon.png")
+		series := []sim.Series{{Name: fmt.Sprintf("%d agents", o.Agents), Jobs: res.Jobs}}
+		if err := sim.WriteEpsilonPlot(epsPath, title, series, 0); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "wrote %s\n", epsPath)
+	}
+	return nil
 }

@@ -39,6 +39,8 @@ func TestSimulateBadInput(t *testing.T) {
 		{"unknown dataset field", []string{"-local", "-dataset", ds, "-f", job}, "pathz"},
 		{"local and coordinators", []string{"-local", "-coordinators", "127.0.0.1:9", "-f", job}, "drop -coordinators"},
 		{"no cluster", []string{"-coordinators", "", "-f", job, "-data-path", dir}, "no coordinators"},
+		{"replot a job file", []string{"-replot", job}, "not a rounds.csv"},
+		{"replot nothing", []string{"-replot", ","}, "names no file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,10 +82,14 @@ func TestSimulateLocal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 3 || rows[0][3] != "test_accuracy" || rows[2][2] != "4" {
+	if len(rows) != 3 || rows[0][4] != "test_accuracy" || rows[2][3] != "4" {
 		t.Errorf("rounds.csv: %q", rows)
 	}
 	if fi, err := os.Stat(filepath.Join(out, "rounds.png")); err != nil || fi.Size() == 0 {
 		t.Errorf("rounds.png: %v", err)
+	}
+	// The run's rounds.csv replots (no job here used DP: an empty plot).
+	if code, stdout, errs := runCLI(t, "simulate", "-replot", filepath.Join(out, "rounds.csv"), "-out", out); code != 0 || !strings.Contains(stdout, "accuracy-epsilon.png") {
+		t.Errorf("replot: exit %d\nstdout: %s\nstderr: %s", code, stdout, errs)
 	}
 }

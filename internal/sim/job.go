@@ -32,17 +32,34 @@ type RoundLine struct {
 	CoordSeconds float64 // the round's coordinator busy time
 }
 
+// JobResult is one job of a run.
+type JobResult struct {
+	ID   string
+	Spec api.JobSpec
+	// Rounds has one line per committed training round.
+	Rounds []RoundLine
+}
+
+// Last returns the last round's line (zero without rounds).
+func (j JobResult) Last() RoundLine {
+	if len(j.Rounds) == 0 {
+		return RoundLine{}
+	}
+	return j.Rounds[len(j.Rounds)-1]
+}
+
 // runJob starts the job and follows it to its end, a line per round.
-func runJob(ctx context.Context, f *fleet, admin *api.Client, test *tensor.Dataset, res *Result) error {
+func runJob(ctx context.Context, f *fleet, admin *api.Client, test *tensor.Dataset, spec api.JobSpec) (JobResult, error) {
 	o := f.opts
+	res := JobResult{Spec: spec}
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
-	job, err := admin.Jobs().Start(sctx, o.Job)
+	job, err := admin.Jobs().Start(sctx, spec)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("sim.runJob: %w", err)
+		return res, fmt.Errorf("sim.runJob: %w", err)
 	}
-	res.Job = job.ID
-	fmt.Fprintf(o.Progress, "job %s: %d rounds of %s\n", job.ID, o.Job.Rounds, jobModel(o.Job))
+	res.ID = job.ID
+	fmt.Fprintf(o.Progress, "job %s: %d rounds of %s\n", job.ID, spec.Rounds, jobModel(spec))
 	fmt.Fprintf(o.Progress, "%5s %7s %6s %9s %9s %9s %8s %10s %10s %8s %8s\n",
 		"round", "model", "agents", "test_acc", "test_loss", "train_loss", "epsilon", "bytes_in", "bytes_out", "seconds", "coord_s")
 	seen := map[uint64]bool{}
@@ -60,7 +77,7 @@ func runJob(ctx context.Context, f *fleet, admin *api.Client, test *tensor.Datas
 			seen[r.ID] = true
 			line, err := measure(ctx, f, r, test)
 			if err != nil {
-				return err
+				return res, err
 			}
 			res.Rounds = append(res.Rounds, line)
 			last = time.Now()
@@ -68,18 +85,18 @@ func runJob(ctx context.Context, f *fleet, admin *api.Client, test *tensor.Datas
 				line.Round, line.Model, line.Participants, line.TestAccuracy, line.TestLoss, line.TrainLoss, line.Epsilon,
 				line.BytesIn, line.BytesOut, line.Seconds, line.CoordSeconds)
 		}
-		if len(res.Rounds) >= o.Job.Rounds {
-			return nil
+		if len(res.Rounds) >= spec.Rounds {
+			return res, nil
 		}
 		if ended {
-			return fmt.Errorf("sim.runJob: job %s ended %s after %d committed rounds", job.ID, state, len(res.Rounds))
+			return res, fmt.Errorf("sim.runJob: job %s ended %s after %d committed rounds", job.ID, state, len(res.Rounds))
 		}
 		ended = state != "" && state != api.JobRunning && err == nil
 		if time.Since(last) > o.RoundTimeout {
-			return fmt.Errorf("sim.runJob: no round committed within %v (%d of %d agents connected)", o.RoundTimeout, f.connected.Load(), o.Agents)
+			return res, fmt.Errorf("sim.runJob: no round committed within %v (%d of %d agents connected)", o.RoundTimeout, f.connected.Load(), o.Agents)
 		}
 		if !wait.Sleep(ctx, pollEvery) {
-			return fmt.Errorf("sim.runJob: %w", ctx.Err())
+			return res, fmt.Errorf("sim.runJob: %w", ctx.Err())
 		}
 	}
 }

@@ -37,9 +37,10 @@ const (
 type Options struct {
 	// Agents is the number of virtual agents (default 10).
 	Agents int
-	// Job is the training job the agents run; Job.Rounds 0 (with
-	// ConnectOnly) only connects the fleet. Its Seed, if zero, is Seed.
-	Job api.JobSpec
+	// Jobs are the training jobs the agents run, one after the other on
+	// the same fleet (at least one unless ConnectOnly). A job's Seed, if
+	// zero, is Seed.
+	Jobs []api.JobSpec
 	// ConnectOnly connects and enrolls the fleet, holds it for Hold, and
 	// starts no job: a load test of sessions.
 	ConnectOnly bool
@@ -98,8 +99,14 @@ func (o *Options) defaults() error {
 	if o.Seed == 0 {
 		o.Seed = 1
 	}
-	if o.Job.Seed == 0 {
-		o.Job.Seed = o.Seed
+	o.Jobs = append([]api.JobSpec(nil), o.Jobs...)
+	for i := range o.Jobs {
+		if o.Jobs[i].Seed == 0 {
+			o.Jobs[i].Seed = o.Seed
+		}
+		if o.Jobs[i].Rounds <= 0 {
+			return fmt.Errorf("%w: job %d has %d rounds", ErrOptions, i+1, o.Jobs[i].Rounds)
+		}
 	}
 	if o.TestFraction == 0 {
 		o.TestFraction = 0.1
@@ -147,24 +154,22 @@ func (o *Options) defaults() error {
 	if o.Admin != nil && len(o.Coordinators) == 0 {
 		return fmt.Errorf("%w: an admin client without coordinators", ErrOptions)
 	}
-	if !o.ConnectOnly && o.Job.Rounds <= 0 {
-		return fmt.Errorf("%w: a job of %d rounds", ErrOptions, o.Job.Rounds)
+	if !o.ConnectOnly && len(o.Jobs) == 0 {
+		return fmt.Errorf("%w: no job", ErrOptions)
 	}
 	return nil
 }
 
 // Result is what a run measured.
 type Result struct {
-	// Job is the job's ID ("" with ConnectOnly).
-	Job string
 	// Agents is the fleet's size, Connected how many had a session with
 	// the leader at once.
 	Agents, Connected int
 	// Enroll and Connect are the times to mint tokens and enroll every
 	// agent, and then to connect them all.
 	Enroll, Connect time.Duration
-	// Rounds has one line per committed training round.
-	Rounds []RoundLine
+	// Jobs are the jobs run, in order.
+	Jobs []JobResult
 	// Examples is the size of the training pool, Test of the test set.
 	Examples, Test int
 }
@@ -283,8 +288,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.Connected = int(f.connected.Load())
 		return res, nil
 	}
-	err = runJob(ctx, f, admin, test, res)
-	return res, err
+	for _, spec := range o.Jobs {
+		jr, err := runJob(ctx, f, admin, test, spec)
+		res.Jobs = append(res.Jobs, jr)
+		if err != nil {
+			return res, err
+		}
+	}
+	return res, nil
 }
 
 func allLoopback(addrs []string) bool {

@@ -20,12 +20,12 @@ func smallRun(t *testing.T, seed uint64) *Result {
 	res, err := Run(ctx, Options{
 		Agents: 6, Seed: seed, Partition: PartitionDirichlet, Workers: 2, PerSocket: 4,
 		Dataset: agent.DatasetConfig{Kind: agent.DatasetMNIST, Path: testutil.MNISTDir(t)},
-		Job: api.JobSpec{
+		Jobs: []api.JobSpec{{
 			Name: "sim", Model: "logreg", Rounds: 2, Fraction: 1, MinClients: 6,
 			Plan:   api.LocalPlan{Epochs: 1, BatchSize: 50, LR: 0.1},
 			SecAgg: api.SecAggSpec{Enabled: true},
 			DP:     api.DPSpec{Enabled: true, Clip: 5, NoiseMultiplier: 0.05},
-		},
+		}},
 		LocalHeartbeat: 500 * time.Millisecond,
 	})
 	if err != nil {
@@ -38,7 +38,8 @@ func smallRun(t *testing.T, seed uint64) *Result {
 // training loss and ε, round by round, over real QUIC and Raft with
 // SecAgg+ and distributed DP noise.
 func TestRunRepeatsForASeed(t *testing.T) {
-	a, b, c := smallRun(t, 7), smallRun(t, 7), smallRun(t, 8)
+	ra, rb, rc := smallRun(t, 7), smallRun(t, 7), smallRun(t, 8)
+	a, b, c := ra.Jobs[0], rb.Jobs[0], rc.Jobs[0]
 	if len(a.Rounds) != 2 || len(b.Rounds) != 2 || len(c.Rounds) != 2 {
 		t.Fatalf("rounds: %d, %d and %d, want 2 each", len(a.Rounds), len(b.Rounds), len(c.Rounds))
 	}
@@ -64,13 +65,16 @@ func TestRunRepeatsForASeed(t *testing.T) {
 		t.Errorf("seeds 7 and 8 gave the same round: %+v", c.Rounds[1])
 	}
 	dir := t.TempDir()
-	if err := WriteCSV(filepath.Join(dir, "rounds.csv"), a.Rounds); err != nil {
+	if err := WriteCSV(filepath.Join(dir, "rounds.csv"), ra.Jobs); err != nil {
 		t.Fatal(err)
 	}
-	if err := WritePlot(filepath.Join(dir, "rounds.png"), "test", a.Rounds); err != nil {
+	if err := WritePlot(filepath.Join(dir, "rounds.png"), "test", ra.Jobs); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"rounds.csv", "rounds.png"} {
+	if err := WriteEpsilonPlot(filepath.Join(dir, "eps.png"), "test", []Series{{"a", ra.Jobs}, {"c", rc.Jobs}}, 0.9); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"rounds.csv", "rounds.png", "eps.png"} {
 		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.Size() < 100 {
 			t.Errorf("%s: %v", name, err)
 		}
@@ -82,10 +86,11 @@ func TestOptionsRejected(t *testing.T) {
 		name string
 		o    Options
 	}{
-		{"negative agents", Options{Agents: -1, Job: api.JobSpec{Rounds: 1}}},
-		{"unknown partition", Options{Partition: "zipf", Job: api.JobSpec{Rounds: 1}}},
-		{"no rounds", Options{}},
-		{"test fraction", Options{TestFraction: 1.5, Job: api.JobSpec{Rounds: 1}}},
+		{"negative agents", Options{Agents: -1, Jobs: []api.JobSpec{{Rounds: 1}}}},
+		{"unknown partition", Options{Partition: "zipf", Jobs: []api.JobSpec{{Rounds: 1}}}},
+		{"no job", Options{}},
+		{"no rounds", Options{Jobs: []api.JobSpec{{Rounds: 1}, {}}}},
+		{"test fraction", Options{TestFraction: 1.5, Jobs: []api.JobSpec{{Rounds: 1}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
