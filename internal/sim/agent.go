@@ -136,9 +136,11 @@ func (a *vagent) enrollOnce(ctx context.Context, d *protocol.Dialer, addr string
 // a jittered backoff and following redirects. dials bounds the fleet's
 // handshakes in flight.
 func (a *vagent) run(ctx context.Context, coordinators []string, dials chan struct{}) {
-	hint := coordinators[a.index%len(coordinators)]
 	delay := reconnectMin
 	for ctx.Err() == nil {
+		// The leader another agent found last: a dial to a follower
+		// costs a handshake for a redirect.
+		hint := a.f.leaderHint(coordinators[a.index%len(coordinators)])
 		select {
 		case dials <- struct{}{}:
 		case <-ctx.Done():
@@ -154,7 +156,7 @@ func (a *vagent) run(ctx context.Context, coordinators []string, dials chan stru
 			delay = min(2*delay, reconnectMax)
 			continue
 		}
-		hint = addr
+		a.f.leader.Store(&addr)
 		began := time.Now()
 		a.sess.Store(sess)
 		a.connected.Store(true)
@@ -168,7 +170,7 @@ func (a *vagent) run(ctx context.Context, coordinators []string, dials chan stru
 		}
 		var rd *protocol.Redirect
 		if errors.As(err, &rd) && rd.Addr != "" {
-			hint = rd.Addr
+			a.f.leader.Store(&rd.Addr)
 			continue
 		}
 		a.f.log.Debug("virtual agent session ended", "agent", a.index, "err", err)
@@ -215,6 +217,7 @@ func (a *vagent) dialLeader(ctx context.Context, coordinators []string, first st
 		var rd *protocol.Redirect
 		if errors.As(err, &rd) && rd.Addr != "" && redirects < maxRedirects {
 			redirects++
+			a.f.leader.Store(&rd.Addr)
 			order = append(order[:i+1], append([]string{rd.Addr}, order[i+1:]...)...)
 			delete(tried, rd.Addr)
 		}

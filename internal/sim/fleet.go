@@ -27,6 +27,7 @@ type fleet struct {
 	agents  []*vagent
 
 	connected atomic.Int64
+	leader    atomic.Pointer[string] // the coordinator that last led, as an agent found
 	stats     struct {
 		completed, failed  atomic.Int64
 		bytesUp, bytesDown atomic.Int64
@@ -35,6 +36,14 @@ type fleet struct {
 
 // dialer returns the shared socket agent i dials from.
 func (f *fleet) dialer(i int) *protocol.Dialer { return f.dialers[i%len(f.dialers)] }
+
+// leaderHint returns the leader an agent found last, else def.
+func (f *fleet) leaderHint(def string) string {
+	if p := f.leader.Load(); p != nil {
+		return *p
+	}
+	return def
+}
 
 // work runs fn holding a worker of the pool.
 func (f *fleet) work(ctx context.Context, fn func() error) error {

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"image/color"
 	"os"
@@ -167,6 +168,9 @@ func savePNG(path string, img *vgimg.Canvas) error {
 	return nil
 }
 
+// ErrNotRounds is returned by ReadCSV for a file WriteCSV did not write.
+var ErrNotRounds = errors.New("sim: not a rounds.csv of fedge simulate")
+
 // ReadCSV reads a file WriteCSV wrote back into its jobs: their IDs and
 // rounds (the file holds no spec).
 func ReadCSV(path string) ([]JobResult, error) {
@@ -177,10 +181,10 @@ func ReadCSV(path string) ([]JobResult, error) {
 	defer f.Close()
 	rows, err := csv.NewReader(f).ReadAll()
 	if err != nil {
-		return nil, fmt.Errorf("sim.ReadCSV: %w", err)
+		return nil, fmt.Errorf("sim.ReadCSV: %s: %w (%v)", path, ErrNotRounds, err)
 	}
 	if len(rows) == 0 || len(rows[0]) != len(csvHeader) || rows[0][0] != csvHeader[0] {
-		return nil, fmt.Errorf("sim.ReadCSV: %s: %w: not a rounds.csv of fedge simulate", path, ErrOptions)
+		return nil, fmt.Errorf("sim.ReadCSV: %s: %w", path, ErrNotRounds)
 	}
 	var jobs []JobResult
 	for n, row := range rows[1:] {

@@ -29,7 +29,13 @@ func TestCSVRoundTrip(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("a,b\n1,2\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadCSV(bad); !errors.Is(err, ErrOptions) {
-		t.Errorf("a foreign CSV: got %v, want ErrOptions", err)
+	if _, err := ReadCSV(bad); !errors.Is(err, ErrNotRounds) {
+		t.Errorf("a foreign CSV: got %v, want ErrNotRounds", err)
+	}
+	if err := os.WriteFile(bad, []byte(`{"model": "2nn"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadCSV(bad); !errors.Is(err, ErrNotRounds) {
+		t.Errorf("a job file: got %v, want ErrNotRounds", err)
 	}
 }
