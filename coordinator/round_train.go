@@ -111,7 +111,11 @@ func (e *Engine) strategyFor(job *JobRecord, rec *ModelRecord) (Strategy, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.SetState(rec.StrategyState); err != nil {
+	state, err := e.strategyState(rec)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.SetState(state); err != nil {
 		return nil, err
 	}
 	e.strategies[job.ID], e.stratVer[job.ID] = s, rec.Version

@@ -23,11 +23,13 @@ import (
 //	4  data preparation rounds: RoundKind RoundPrep and PrepRequest (a
 //	   job's column rules; profiles, histograms and cleaning reports
 //	   summed under secure aggregation).
+//	5  content-addressed blobs between coordinators: BlobGet and BlobPut
+//	   on fedge-peer/1 (model versions' bytes beside the Raft log).
 const (
 	// MinVersion is the oldest capability version this build still speaks.
 	MinVersion uint32 = 1
 	// CurrentVersion is the newest capability version this build speaks.
-	CurrentVersion uint32 = 4
+	CurrentVersion uint32 = 5
 )
 
 // MsgType is the first byte of every frame. The list is append-only: a
@@ -76,6 +78,8 @@ const (
 	TypeAdminResponse         MsgType = 0x20
 	TypeStatsRequest          MsgType = 0x21 // version 2
 	TypePrepRequest           MsgType = 0x22 // version 4
+	TypeBlobGet               MsgType = 0x23 // version 5
+	TypeBlobPut               MsgType = 0x24 // version 5
 
 	// TypeCancel tells the peer that the sender gave up waiting for one of
 	// its requests. It is optional: a peer that ignores it just finishes
@@ -130,6 +134,8 @@ var catalogue = map[MsgType]typeInfo{
 	TypeAdminResponse:         {"AdminResponse", 1, func() Message { return new(AdminResponse) }},
 	TypeStatsRequest:          {"StatsRequest", 2, func() Message { return new(StatsRequest) }},
 	TypePrepRequest:           {"PrepRequest", 4, func() Message { return new(PrepRequest) }},
+	TypeBlobGet:               {"BlobGet", 5, func() Message { return new(BlobGet) }},
+	TypeBlobPut:               {"BlobPut", 5, func() Message { return new(BlobPut) }},
 	TypeCancel:                {"Cancel", 1, func() Message { return new(Cancel) }},
 }
 
