@@ -338,6 +338,13 @@ func TestModelCommitWithPush(t *testing.T) {
 // writeSnapshotV1 writes the version-1 snapshot layout (before push
 // deltas), as session 1's coordinators did.
 func writeSnapshotV1(w io.Writer, s *State, blobs BlobStore) error {
+	return writeSnapshotOld(w, s, blobs, 1)
+}
+
+// writeSnapshotOld writes the snapshot layout of version 1 or 2 (2 added
+// each model's push delta), with the model bytes inline, as coordinators
+// before blobs did.
+func writeSnapshotOld(w io.Writer, s *State, blobs BlobStore, version byte) error {
 	cp := *s
 	cp.Models = map[uint64]*ModelRecord{}
 	for v, m := range s.Models {
@@ -347,13 +354,18 @@ func writeSnapshotV1(w io.Writer, s *State, blobs BlobStore) error {
 	s = &cp
 	files := map[uint64][]byte{}
 	states := map[uint64][]byte{}
+	pushes := map[uint64][]byte{}
 	for v, m := range s.Models {
 		if m.held() {
 			var err error
 			if files[v], err = readBlobRange(blobs, m.BlobHash, 0, int64(m.Size)); err != nil {
 				return err
 			}
-			off, n := m.statePart()
+			off, n := m.pushPart()
+			if pushes[v], err = readBlobRange(blobs, m.BlobHash, off, n); err != nil {
+				return err
+			}
+			off, n = m.statePart()
 			if states[v], err = readBlobRange(blobs, m.BlobHash, off, n); err != nil {
 				return err
 			}
@@ -368,7 +380,7 @@ func writeSnapshotV1(w io.Writer, s *State, blobs BlobStore) error {
 	}
 	var b []byte
 	b = append(b, snapshotMagic...)
-	b = append(b, 1)
+	b = append(b, version)
 	b = binary.AppendUvarint(b, uint64(len(meta)))
 	b = append(b, meta...)
 	var versions []uint64
@@ -384,6 +396,10 @@ func writeSnapshotV1(w io.Writer, s *State, blobs BlobStore) error {
 		b = append(b, files[v]...)
 		b = binary.AppendUvarint(b, uint64(len(states[v])))
 		b = append(b, states[v]...)
+		if version >= 2 {
+			b = binary.AppendUvarint(b, uint64(len(pushes[v])))
+			b = append(b, pushes[v]...)
+		}
 	}
 	if _, err := mw.Write(b); err != nil {
 		return err
