@@ -38,6 +38,7 @@ func (e *Engine) clearRound(r *activeRound, err error) {
 	}
 	e.mu.Unlock()
 	r.Close(err)
+	r.uploads.releaseAll()
 }
 
 // initialModel builds and commits version 1 of a job's model, after a
