@@ -37,8 +37,8 @@ type servedModel struct {
 	tok *text.Tokenizer
 }
 
-func newServedModel(rec *modelRecord) (*servedModel, error) {
-	m, err := tensor.UnmarshalModel(rec.blob)
+func newServedModel(files *modelFiles, rec *modelRecord) (*servedModel, error) {
+	m, err := files.load(rec.modelData)
 	if err != nil {
 		return nil, err
 	}
