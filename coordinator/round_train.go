@@ -179,7 +179,12 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	if err != nil {
 		return e.endRound(ctx, &rec, err)
 	}
-	next := model.Clone()
+	// The strategy steps the loaded model in place (one model in memory),
+	// unless a lossy push needs the parent's parameters beside it.
+	next := model
+	if _, lossy := pushOptions(spec.Push); lossy {
+		next = model.Clone()
+	}
 	var blob, push []byte
 	var dropped []float32
 	err = r.timed(func() error {
