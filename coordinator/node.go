@@ -66,9 +66,9 @@ type Config struct {
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger `json:"-"`
 	// MaxImportBytes bounds the model file an operator may import
-	// (Models().Import): the leader holds one import at a time in memory,
-	// and the version travels through the Raft log as one entry, like
-	// every committed version. If zero, DefaultMaxImportBytes.
+	// (Models().Import): the leader holds one import at a time in memory
+	// while it checks it, then stores it as a blob beside the Raft log
+	// like every committed version. If zero, DefaultMaxImportBytes.
 	MaxImportBytes int64 `json:"max_import_bytes,omitempty"`
 	// SecurityConfig: where the seal key comes from, token TTL bound (pki.go).
 	SecurityConfig
