@@ -194,7 +194,7 @@ func (a *Agent) load() error {
 		if rec == nil {
 			continue
 		}
-		sm, err := newServedModel(rec)
+		sm, err := newServedModel(a.st.files, rec)
 		if err != nil {
 			return fmt.Errorf("%w: stored model %d: %v", ErrCorruptStore, rec.version, err)
 		}

@@ -40,8 +40,8 @@ type servedModel struct {
 	quant *tensor.QuantizedModel
 }
 
-func newServedModel(rec *modelRecord) (*servedModel, error) {
-	m, err := tensor.UnmarshalModel(rec.blob)
+func newServedModel(files *modelFiles, rec *modelRecord) (*servedModel, error) {
+	m, err := files.load(rec.modelData)
 	if err != nil {
 		return nil, err
 	}

@@ -216,3 +216,43 @@ func (*AdminResponse) Type() MsgType { return TypeAdminResponse }
 
 func (m *AdminResponse) encode(e *encoder) { e.bytes("Body", m.Body, e.lim.MaxAdminBody) }
 func (m *AdminResponse) decode(d *decoder) { m.Body = d.bytes("Body", d.lim.MaxAdminBody) }
+
+// BlobGet opens a bulk stream between coordinators (fedge-peer/1) to
+// fetch a content-addressed blob, such as a model version's bytes; the
+// server answers like a ModelRequest, with BlobInfo and the chunks from
+// Offset (version 5).
+type BlobGet struct {
+	// Hash is the SHA-256 of the blob's content, its name.
+	Hash Hash
+	// Offset resumes an interrupted fetch; a multiple of the chunk size.
+	Offset uint64
+}
+
+// Type implements Message.
+func (*BlobGet) Type() MsgType { return TypeBlobGet }
+
+func (m *BlobGet) encode(e *encoder) {
+	e.hash(m.Hash)
+	e.uvarint(m.Offset)
+}
+
+func (m *BlobGet) decode(d *decoder) {
+	m.Hash = d.hash("Hash")
+	m.Offset = d.uvarint("Offset")
+}
+
+// BlobPut opens a bulk stream between coordinators (fedge-peer/1) to
+// store a content-addressed blob on the receiver: the leader sends a
+// model version's bytes this way before it commits the version. The
+// receiver answers like a MaskedUpdate upload (BlobResume, chunks, Ack),
+// so a broken transfer resumes; Blob.Hash is the blob's name (version 5).
+type BlobPut struct {
+	Blob BlobInfo
+}
+
+// Type implements Message.
+func (*BlobPut) Type() MsgType { return TypeBlobPut }
+
+func (m *BlobPut) encode(e *encoder) { m.Blob.encode(e) }
+
+func (m *BlobPut) decode(d *decoder) { m.Blob.decode(d) }
