@@ -22,12 +22,12 @@ func (n *Node) quantizedVersion(c adminCall, version uint64, mode string) (uint6
 	var existing uint64
 	var active string
 	n.fsm.Read(func(s *State) {
-		if ro := s.activeRollout(); ro != nil {
-			active = ro.ID + " is still " + ro.State
-		}
 		m, ok := s.Models[version]
 		if !ok {
 			return
+		}
+		if ro := s.activeRolloutOf(m.Name); ro != nil {
+			active = ro.ID + " is still " + ro.State
 		}
 		blob = m.Blob
 		for _, v := range sortedKeys(s.Models) {

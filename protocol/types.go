@@ -25,11 +25,15 @@ import (
 //	   summed under secure aggregation); explanation rounds: RoundKind
 //	   RoundExplain and ExplainRequest (the mean absolute attribution of
 //	   each feature over the agents' held-out data, summed the same way).
+//	5  model lines: a Heartbeat's AgentStatus trailer may be followed by
+//	   the agent's served lines (ServedLine: name, version, declined), and
+//	   a ModelAnnounce may end with the line's Name; both sent only on
+//	   sessions at version 5 or later.
 const (
 	// MinVersion is the oldest capability version this build still speaks.
 	MinVersion uint32 = 1
 	// CurrentVersion is the newest capability version this build speaks.
-	CurrentVersion uint32 = 4
+	CurrentVersion uint32 = 5
 )
 
 // MsgType is the first byte of every frame. The list is append-only: a
