@@ -215,7 +215,11 @@ func (a *Agent) modelFor(ctx context.Context, c conn, version uint64, want proto
 // startSync starts serving the announced model in the background, unless
 // a sync is already running.
 func (a *Agent) startSync(ctx context.Context, c conn, ann *protocol.ModelAnnounce) {
-	if s := a.served.Load(); s != nil && s.version == ann.Version {
+	if s := a.lineServed(ann.Name); s != nil && s.version == ann.Version {
+		return
+	}
+	if ann.Name != "" && !a.cfg.Jobs.acceptsModel(ann.Name) {
+		a.declineLine(ann.Name)
 		return
 	}
 	a.mu.Lock()
@@ -241,6 +245,9 @@ func (a *Agent) startSync(ctx context.Context, c conn, ann *protocol.ModelAnnoun
 // else by download) and swaps it in.
 func (a *Agent) syncModel(ctx context.Context, c conn, ann *protocol.ModelAnnounce) error {
 	blob, m, err := a.storedModel(ann.Version, ann.Hash)
+	if err == nil && m == nil {
+		blob, m, err = a.storedLineModel(ann.Name, ann.Version, ann.Hash)
+	}
 	if err != nil {
 		return err
 	}
@@ -255,5 +262,5 @@ func (a *Agent) syncModel(ctx context.Context, c conn, ann *protocol.ModelAnnoun
 		}
 	}
 	rec := &modelRecord{version: ann.Version, hash: m.Hash(), rolledOut: a.now(), blob: blob}
-	return a.swapModel(rec, m)
+	return a.swapLine(ann.Name, rec, m)
 }

@@ -121,6 +121,9 @@ func (a *Agent) onInvite(c conn, inv *protocol.RoundInvite) *protocol.RoundJoin 
 		a.log.Info("declined round", "round", inv.RoundID, "reason", reason)
 		return &protocol.RoundJoin{RoundID: inv.RoundID, Reason: reason}
 	}
+	if inv.Job != "" && !a.cfg.Jobs.acceptsJob(inv.Job) { // a rollout's evaluation names no job
+		return decline(fmt.Sprintf("job %s is not accepted by this agent (jobs.allow %q)", inv.Job, a.cfg.Jobs.Allow))
+	}
 	now := a.now()
 	if !a.win.contains(now) {
 		return decline("outside the training window " + a.cfg.TrainingWindow)

@@ -386,6 +386,9 @@ func (a *Agent) heartbeat(ctx context.Context, sess *protocol.Session, seq uint6
 	if sess.Version() >= 3 { // older coordinators reject the status trailer
 		hb.Status = a.status()
 	}
+	if sess.Version() >= 5 { // and the served lines after it
+		hb.Lines = a.servedLineReport()
+	}
 	return sess.Request(hctx, hb)
 }
 
