@@ -60,7 +60,9 @@ type Agent struct {
 	ident identityRecord
 	cert  *x509.Certificate // parsed ident.cert; nil before enrollment
 	roots *x509.CertPool
-	round *roundState
+	// rounds are the rounds the agent joined, by ID: at most
+	// Config.Jobs.concurrent(), of different jobs.
+	rounds map[uint64]*roundState
 	// abandoned is the round a restart interrupted, until the coordinator
 	// has been told (0 for none).
 	abandoned uint64

@@ -182,3 +182,78 @@ func decodeBody(t *testing.T, resp *http.Response, v any) {
 		t.Fatal(err)
 	}
 }
+
+// TestConcurrentRounds: with jobs.concurrent 2 the agent joins rounds of
+// two jobs at once, never two of one job nor a third; by default it runs
+// one round at a time.
+func TestConcurrentRounds(t *testing.T) {
+	_, blob := smallModel(t, 1)
+	h := newHub(map[uint64][]byte{1: blob})
+	a := roundAgent(t, synthData(20, 12, 3, 1), 0)
+	tw := &twin{agent: a.ID(), hub: h}
+	join := func(id uint64, job string) *protocol.RoundJoin {
+		inv := invite(id, protocol.RoundTrain, time.Minute)
+		inv.Job = job
+		m, err := a.serve(tw, inv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.(*protocol.RoundJoin)
+	}
+	abort := func(ids ...uint64) {
+		for _, id := range ids {
+			if _, err := a.serve(tw, &protocol.RoundAbort{RoundID: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitIdle(t, a)
+	}
+	if j := join(1, "a"); !j.Accept {
+		t.Fatalf("first round: %+v", j)
+	}
+	if j := join(2, "b"); j.Accept || j.Reason != "busy with round 1" {
+		t.Fatalf("second job's round by default: %+v", j)
+	}
+	abort(1)
+	a.cfg.Jobs.Concurrent = 2
+	if j := join(3, "a"); !j.Accept {
+		t.Fatalf("round of job a: %+v", j)
+	}
+	if j := join(4, "a"); j.Accept || j.Reason != "busy with round 3 of the same job" {
+		t.Fatalf("second round of job a: %+v", j)
+	}
+	if j := join(5, "b"); !j.Accept {
+		t.Fatalf("round of job b beside job a's: %+v", j)
+	}
+	if j := join(6, "c"); j.Accept || j.Reason != "busy with round 3" {
+		t.Fatalf("third round: %+v", j)
+	}
+	abort(3, 5)
+	if n := a.m.roundsFailed.Load(); n != 3 {
+		t.Fatalf("%d rounds failed, want the 3 aborted", n)
+	}
+}
+
+func TestJobsConfigMatching(t *testing.T) {
+	j := JobsConfig{Allow: []string{"fraud-*", "mnist"}, Models: []string{"2nn"}, Threads: 3}
+	tests := []struct {
+		job  string
+		want bool
+	}{
+		{"fraud-eu-0123456789ab", true}, // by name
+		{"mnist-0123456789ab", true},    // the name without the ID's suffix
+		{"mnist-2-0123456789ab", false},
+		{"cifar-0123456789ab", false},
+	}
+	for _, tt := range tests {
+		if got := j.acceptsJob(tt.job); got != tt.want {
+			t.Errorf("acceptsJob(%q) = %v, want %v", tt.job, got, tt.want)
+		}
+	}
+	if !j.acceptsModel("2nn") || j.acceptsModel("cnn") || !(&JobsConfig{}).acceptsModel("cnn") {
+		t.Error("acceptsModel")
+	}
+	if env := strings.Join(j.threadEnv(), " "); !strings.Contains(env, "OMP_NUM_THREADS=3") || !strings.Contains(env, "FEDGE_THREADS=3") {
+		t.Errorf("thread environment %q", env)
+	}
+}
