@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"flag"
 	"fmt"
 	"path"
 	"regexp"
@@ -84,4 +85,16 @@ func (j *JobsConfig) threadEnv() []string {
 	}
 	n := strconv.Itoa(j.Threads)
 	return []string{"FEDGE_THREADS=" + n, "OMP_NUM_THREADS=" + n, "MKL_NUM_THREADS=" + n, "OPENBLAS_NUM_THREADS=" + n}
+}
+
+// jobsFlags registers the flags of Config.Jobs.
+func jobsFlags(fs *flag.FlagSet, c *Config) {
+	fs.Var(&flagValue{set: func(s string) error { c.Jobs.Allow = splitList(s); return nil }}, "jobs-allow",
+		"comma-separated patterns of the job names whose rounds the agent joins, e.g. fraud-* (empty = every job) (JSON jobs.allow)")
+	fs.Var(&flagValue{set: func(s string) error { c.Jobs.Models = splitList(s); return nil }}, "jobs-models",
+		"comma-separated patterns of the model lines the agent serves and trains (empty = every line) (JSON jobs.models)")
+	fs.Var(&flagValue{set: intSetter(&c.Jobs.Threads)}, "jobs-threads",
+		"CPU threads one job's external trainer may use (0 = not set) (JSON jobs.threads)")
+	fs.Var(&flagValue{set: intSetter(&c.Jobs.Concurrent)}, "jobs-concurrent",
+		"rounds of different jobs the agent runs at once (0 = 1: trainings never overlap) (JSON jobs.concurrent)")
 }

@@ -124,7 +124,8 @@ func TestFlagsOverrideFile(t *testing.T) {
 	fs.PrintDefaults()
 	for _, field := range []string{"coordinators", "join_token", "data_dir", "dataset.kind", "dataset.path", "dataset.label_column",
 		"dataset.train_images", "dataset.train_labels", "dataset.partition", "dataset.shard", "dataset.shards", "dataset.seed",
-		"dataset.held_out", "labels", "threads", "training_window", "inference_listen", "log_format", "log_level", "shutdown_timeout"} {
+		"dataset.held_out", "labels", "threads", "training_window", "inference_listen", "log_format", "log_level", "shutdown_timeout",
+		"jobs.allow", "jobs.models", "jobs.threads", "jobs.concurrent"} {
 		if !strings.Contains(usage.String(), "(JSON "+field+")") {
 			t.Errorf("-h does not document %s", field)
 		}
