@@ -174,9 +174,9 @@ func (a *Agent) swapLine(line string, rec *modelRecord, m *tensor.Model) error {
 	return nil
 }
 
-// declineLine remembers that the configuration does not accept line, so
-// the heartbeats say so and the coordinator stops announcing it.
-func (a *Agent) declineLine(line string) {
+// declineLine remembers that the agent does not serve line (why says
+// so), so the heartbeats say so and the coordinator stops announcing it.
+func (a *Agent) declineLine(line, why string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.declined == nil {
@@ -184,7 +184,7 @@ func (a *Agent) declineLine(line string) {
 	}
 	if !a.declined[line] {
 		a.declined[line] = true
-		a.log.Info("model line not accepted by jobs.models; not serving it", "line", line, "models", a.cfg.Jobs.Models)
+		a.log.Info("not serving model line", "line", line, "why", why)
 	}
 }
 

@@ -257,3 +257,31 @@ func TestJobsConfigMatching(t *testing.T) {
 		t.Errorf("thread environment %q", env)
 	}
 }
+
+// TestExternalModelOnOtherLine: the reload hook serves one external
+// model, the default line's; an external model of another line is
+// declined rather than written over it.
+func TestExternalModelOnOtherLine(t *testing.T) {
+	m1, b1 := namedModel(t, "small", 1)
+	spec, err := tensor.ExternalSpec("ext", []tensor.ExternalTensor{{Name: "w", Shape: []int{2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := tensor.NewExternalModel(spec, []float32{1, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHub(map[uint64][]byte{1: b1, 2: modelBlob(t, ext)})
+	a := roundAgent(t, synthData(20, 12, 3, 3), 0)
+	tw := &twin{agent: a.ID(), hub: h}
+	if err := a.syncModel(context.Background(), tw, &protocol.ModelAnnounce{Version: 1, Hash: m1.Hash(), Name: "small"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.syncModel(context.Background(), tw, &protocol.ModelAnnounce{Version: 2, Hash: ext.Hash(), Name: "ext"}); err != nil {
+		t.Fatal(err)
+	}
+	want := []protocol.ServedLine{{Name: "small", Version: 1}, {Name: "ext", Declined: true}}
+	if got := a.servedLineReport(); !reflect.DeepEqual(got, want) || a.lines.get("ext") != nil {
+		t.Fatalf("lines %+v, want %+v", got, want)
+	}
+}

@@ -219,7 +219,7 @@ func (a *Agent) startSync(ctx context.Context, c conn, ann *protocol.ModelAnnoun
 		return
 	}
 	if ann.Name != "" && !a.cfg.Jobs.acceptsModel(ann.Name) {
-		a.declineLine(ann.Name)
+		a.declineLine(ann.Name, fmt.Sprintf("not accepted by jobs.models %q", a.cfg.Jobs.Models))
 		return
 	}
 	a.mu.Lock()
@@ -255,6 +255,11 @@ func (a *Agent) syncModel(ctx context.Context, c conn, ann *protocol.ModelAnnoun
 		if blob, m, err = a.fetchModel(ctx, c, ann.Version, ann.Hash); err != nil {
 			return err
 		}
+	}
+	if m.Spec.IsExternal() && !a.isDefaultLine(ann.Name) {
+		// The reload hook serves one external model: the default line's.
+		a.declineLine(ann.Name, "an external model is served by the reload hook on the default line only")
+		return nil
 	}
 	if m.Spec.IsExternal() {
 		if err := a.publishExternal(ctx, ann.Version, m); err != nil {
