@@ -290,7 +290,11 @@ func (a *Agent) modelFor(ctx context.Context, c conn, version uint64, want proto
 // startSync starts serving the announced model in the background, unless
 // a sync is already running.
 func (a *Agent) startSync(ctx context.Context, c conn, ann *protocol.ModelAnnounce) {
-	if s := a.served.Load(); s != nil && s.version == ann.Version {
+	if s := a.lineServed(ann.Name); s != nil && s.version == ann.Version {
+		return
+	}
+	if ann.Name != "" && !a.cfg.Jobs.acceptsModel(ann.Name) {
+		a.declineLine(ann.Name, fmt.Sprintf("not accepted by jobs.models %q", a.cfg.Jobs.Models))
 		return
 	}
 	a.mu.Lock()
@@ -316,6 +320,9 @@ func (a *Agent) startSync(ctx context.Context, c conn, ann *protocol.ModelAnnoun
 // else by download) and swaps it in.
 func (a *Agent) syncModel(ctx context.Context, c conn, ann *protocol.ModelAnnounce) error {
 	data, m, err := a.storedModel(ann.Version, ann.Hash)
+	if err == nil && m == nil {
+		data, m, err = a.storedLineModel(ann.Name, ann.Version, ann.Hash)
+	}
 	if err != nil {
 		return err
 	}
@@ -324,11 +331,16 @@ func (a *Agent) syncModel(ctx context.Context, c conn, ann *protocol.ModelAnnoun
 			return err
 		}
 	}
+	if m.Spec.IsExternal() && !a.isDefaultLine(ann.Name) {
+		// The reload hook serves one external model: the default line's.
+		a.declineLine(ann.Name, "an external model is served by the reload hook on the default line only")
+		return nil
+	}
 	if m.Spec.IsExternal() {
 		if err := a.publishExternal(ctx, ann.Version, m); err != nil {
 			return err
 		}
 	}
 	rec := &modelRecord{version: ann.Version, hash: m.Hash(), rolledOut: a.now(), modelData: data}
-	return a.swapModel(rec, m)
+	return a.swapLine(ann.Name, rec, m)
 }

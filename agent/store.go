@@ -477,13 +477,31 @@ func (s *store) latestBase(below uint64) (uint64, modelData, error) {
 	return v, d, err
 }
 
-// collectFiles removes the model files no record names any more.
+// collectFiles removes the model files no record names any more (the
+// default line's, every other line's, the training bases).
 func (s *store) collectFiles() {
 	keep := map[string]bool{}
 	err := s.view(func(tx *bolt.Tx) error {
 		for _, k := range [][]byte{keyCurrent, keyPrevious} {
 			if b := tx.Bucket(bucketModels).Get(k); len(b) >= modelRecHead {
 				keep[decodeModelData(b[modelRecHead:]).file] = true
+			}
+		}
+		if lines := tx.Bucket(bucketLines); lines != nil {
+			err := lines.ForEach(func(name, v []byte) error {
+				if v != nil {
+					return nil
+				}
+				line := lines.Bucket(name)
+				for _, k := range [][]byte{keyCurrent, keyPrevious} {
+					if b := line.Get(k); len(b) >= modelRecHead {
+						keep[decodeModelData(b[modelRecHead:]).file] = true
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 		}
 		return tx.Bucket(bucketBases).ForEach(func(_, b []byte) error {

@@ -81,7 +81,10 @@
 // model to a candidate cohort by cohort: an evaluation round per stage,
 // whose secure sums the gate (api.Gate) judges; the decision is a Raft
 // command, and agents learn their target version from State.TargetVersion
-// when they connect or hear an announcement.
+// when they connect or hear an announcement. Each model name is a line
+// (lines.go) with its own stable version and rollout; an agent that
+// reports its served lines hears of each line's target
+// (State.TargetVersions).
 //
 // Metrics (metrics.go, metrics_http.go): with Config.MetricsListen set, a
 // node serves Prometheus metrics (Raft, rounds, agents, enrollments,

@@ -236,7 +236,7 @@ func (e *Engine) step(ctx context.Context) (bool, error) {
 	var rollout *RolloutRecord
 	var job *JobRecord
 	e.fsm.Read(func(s *State) {
-		if r := s.activeRollout(); r != nil && r.State == RolloutRunning {
+		if r := s.runningRollout(); r != nil {
 			c := *r
 			rollout = &c
 		}

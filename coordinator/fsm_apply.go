@@ -420,8 +420,8 @@ func applyModelCommit(s *State, hdr []byte, ref blobRef) any {
 			j.Privacy = &p
 		}
 	}
-	if c.Stable || s.Stable == 0 {
-		s.Stable = m.Version
+	if c.Stable || s.Stable == 0 || (m.Job != "" && s.LineStable(m.Name) == 0) {
+		s.setStable(m.Version) // a job's first version of a line is its stable one
 	}
 	s.applyRetention()
 	return m.Version
@@ -490,17 +490,20 @@ func applyRolloutCreate(s *State, hdr []byte) any {
 	if _, ok := s.Rollouts[r.ID]; ok {
 		return fmt.Errorf("%w: rollout %s", ErrExists, r.ID)
 	}
-	for _, other := range s.Rollouts {
-		if other.State == RolloutRunning || other.State == RolloutPaused {
-			return fmt.Errorf("%w: rollout %s is still %s", ErrConflict, other.ID, other.State)
-		}
-	}
 	m, ok := s.Models[r.Model]
 	if !ok || !m.held() {
 		return fmt.Errorf("%w: model %d", ErrNotFound, r.Model)
 	}
+	r.Line = m.Name
+	if other := s.activeRolloutOf(r.Line); other != nil {
+		return fmt.Errorf("%w: rollout %s of model line %q is still %s", ErrConflict, other.ID, r.Line, other.State)
+	}
 	if r.Baseline == 0 {
-		r.Baseline = s.Stable
+		// The line's stable version; a line that has none yet (an
+		// imported model) is compared with the default line's.
+		if r.Baseline = s.LineStable(r.Line); r.Baseline == 0 {
+			r.Baseline = s.Stable
+		}
 	}
 	if r.Baseline == r.Model {
 		return fmt.Errorf("%w: model %d is already the baseline; nothing to roll out", ErrConflict, r.Model)
@@ -541,16 +544,18 @@ func applyRolloutDecide(s *State, hdr []byte) any {
 		}
 		if r.Stage+1 >= len(r.Cohorts) {
 			r.State = RolloutPromoted
-			s.Stable = r.Model
+			s.setStable(r.Model)
 		} else {
 			r.Stage++
 		}
 	case "promote":
 		r.State = RolloutPromoted
-		s.Stable = r.Model
+		s.setStable(r.Model)
 	case "rollback":
 		r.State = RolloutRolledBack
-		s.Stable = r.Baseline
+		if s.lineOf(r.Baseline) == s.rolloutLine(r) {
+			s.setStable(r.Baseline)
+		}
 	case "pause":
 		r.State = RolloutPaused
 	case "resume":
@@ -580,7 +585,7 @@ func applySetStable(s *State, hdr []byte) any {
 	if !ok || !m.held() {
 		return fmt.Errorf("%w: model %d", ErrNotFound, c.Version)
 	}
-	s.Stable = c.Version
+	s.setStable(c.Version)
 	return nil
 }
 

@@ -208,7 +208,7 @@ func (h agentHandler) ServeMessage(ctx context.Context, s *protocol.Session, m p
 			}
 		}
 		n.agentsMu.Unlock()
-		return n.announceFor(id.ID, v.ModelVersion), nil
+		return n.announceFor(id.ID, v.ModelVersion, v.Lines, s.Version() >= 5), nil
 	case *protocol.EnrollRequest:
 		return n.renew(ctx, id, s.PeerCertificate(), v)
 	case *protocol.AdvertiseKeys, *protocol.ShareKeys, *protocol.MaskedInput, *protocol.ConsistencyCheck, *protocol.Unmask, *protocol.EvalResult, *protocol.RoundJoin:
@@ -231,12 +231,35 @@ func toWireError(err error) error {
 	return stagedriver.WireError(err)
 }
 
-// announceFor tells an agent which model to serve if it serves another.
-func (n *Node) announceFor(agentID string, has uint64) protocol.Message {
+// announceFor tells an agent which model to serve if it serves another:
+// with lines (an agent at protocol version 5 reports every line it
+// serves or declines), the first line, default line first, whose target
+// it does not serve and does not decline; without, the default line's
+// target against has, the one version older agents serve. named puts the
+// line's name in the announce.
+func (n *Node) announceFor(agentID string, has uint64, lines []protocol.ServedLine, named bool) protocol.Message {
 	var ann *protocol.ModelAnnounce
 	n.fsm.Read(func(s *State) {
-		v := s.TargetVersion(agentID)
-		if v == 0 || v == has {
+		var line string
+		var v uint64
+		if lines == nil {
+			if v = s.TargetVersion(agentID); v == has {
+				return
+			}
+			line, _ = s.DefaultLine()
+		} else {
+			held := make(map[string]protocol.ServedLine, len(lines))
+			for _, l := range lines {
+				held[l.Name] = l
+			}
+			for _, t := range s.TargetVersions(agentID) {
+				if h, ok := held[t.Line]; !ok || (!h.Declined && h.Version != t.Version) {
+					line, v = t.Line, t.Version
+					break
+				}
+			}
+		}
+		if v == 0 {
 			return
 		}
 		m, ok := s.Models[v]
@@ -244,6 +267,9 @@ func (n *Node) announceFor(agentID string, has uint64) protocol.Message {
 			return
 		}
 		ann = &protocol.ModelAnnounce{Version: v, Size: uint64(m.Size), Encoding: "fedge-model/1"}
+		if named {
+			ann.Name = line
+		}
 		copy(ann.Hash[:], mustHex(m.Hash))
 	})
 	if ann == nil {

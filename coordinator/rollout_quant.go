@@ -22,14 +22,14 @@ func (n *Node) quantizedVersion(c adminCall, version uint64, mode string) (uint6
 	var active string
 	known := false
 	n.fsm.Read(func(s *State) {
-		if ro := s.activeRollout(); ro != nil {
-			active = ro.ID + " is still " + ro.State
-		}
 		m, ok := s.Models[version]
 		if !ok || !m.held() {
 			return
 		}
 		known = true
+		if ro := s.activeRolloutOf(m.Name); ro != nil {
+			active = ro.ID + " is still " + ro.State
+		}
 		for _, v := range sortedKeys(s.Models) {
 			if q := s.Models[v]; q.QuantizedFrom == version && q.Quantize == mode && q.Hash == m.Hash && q.held() {
 				existing = v

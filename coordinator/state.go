@@ -281,6 +281,9 @@ type RolloutRecord struct {
 	UpdatedAt time.Time  `json:"updated_at"`
 	Decisions []Decision `json:"decisions,omitempty"`
 	Quantize  string     `json:"quantize,omitempty"` // api.Rollout.Quantize
+
+	// Line is the model line the rollout moves (its candidate's name).
+	Line string `json:"line,omitempty"`
 }
 
 // State is the whole replicated state of a cluster. The FSM owns it; readers
@@ -306,6 +309,10 @@ type State struct {
 	AdminSerials map[string]string       `json:"admin_serials,omitempty"`
 	Admins       map[string]*AdminRecord `json:"admins,omitempty"` // by certificate serial
 	Audit        []AuditRecord           `json:"audit,omitempty"`  // oldest first, the last KeepAudit or so
+
+	// Lines maps each model line (a model name, lines.go) to its stable
+	// version; Stable is the default line's.
+	Lines map[string]uint64 `json:"lines,omitempty"`
 }
 
 func newState() *State {
@@ -399,6 +406,9 @@ func (s *State) applyRetention() (dropped []string) {
 	versions := sortedKeys(s.Models)
 	keep := s.activeRolloutModels()
 	keep[s.Stable] = true
+	for _, v := range s.Lines {
+		keep[v] = true
+	}
 	for _, j := range s.Jobs {
 		keep[j.Model] = true
 	}

@@ -18,6 +18,10 @@ type ModelAnnounce struct {
 	Encoding string
 	// BaseVersion is the version a delta encoding applies to (0 = full).
 	BaseVersion uint64
+	// Name is the model line of the version (version 5): a trailer
+	// written only when set, and set only on sessions at version 5 or
+	// later. Empty means the default line.
+	Name string
 }
 
 // Type implements Message.
@@ -29,6 +33,9 @@ func (m *ModelAnnounce) encode(e *encoder) {
 	e.uvarint(m.Size)
 	e.str("Encoding", m.Encoding)
 	e.uvarint(m.BaseVersion)
+	if m.Name != "" {
+		e.str("Name", m.Name)
+	}
 }
 
 func (m *ModelAnnounce) decode(d *decoder) {
@@ -37,6 +44,9 @@ func (m *ModelAnnounce) decode(d *decoder) {
 	m.Size = d.uvarint("Size")
 	m.Encoding = d.str("Encoding")
 	m.BaseVersion = d.uvarint("BaseVersion")
+	if d.err == nil && len(d.b) > 0 {
+		m.Name = d.str("Name")
+	}
 }
 
 // ModelRequest opens a bulk stream to download a model; the server answers

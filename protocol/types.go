@@ -27,6 +27,10 @@ import (
 //	   each feature over the agents' held-out data, summed the same way).
 //	5  content-addressed blobs between coordinators: BlobGet and BlobPut
 //	   on fedge-peer/1 (model versions' bytes beside the Raft log).
+//	   Model lines: a Heartbeat's AgentStatus trailer may be followed by
+//	   the agent's served lines (ServedLine: name, version, declined), and
+//	   a ModelAnnounce may end with the line's Name; both sent only on
+//	   sessions at version 5 or later.
 const (
 	// MinVersion is the oldest capability version this build still speaks.
 	MinVersion uint32 = 1
