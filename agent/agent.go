@@ -48,6 +48,7 @@ type Agent struct {
 	win      window
 	m        *metrics
 	served   atomic.Pointer[servedModel]
+	lines    servedLines // model lines besides the default one (lines.go)
 	software string
 	now      func() time.Time
 	grace    time.Duration // added to round stage deadlines
@@ -59,13 +60,17 @@ type Agent struct {
 	ident identityRecord
 	cert  *x509.Certificate // parsed ident.cert; nil before enrollment
 	roots *x509.CertPool
-	round *roundState
+	// rounds are the rounds the agent joined, by ID: at most
+	// Config.Jobs.concurrent(), of different jobs.
+	rounds map[uint64]*roundState
 	// abandoned is the round a restart interrupted, until the coordinator
 	// has been told (0 for none).
 	abandoned uint64
 	runCtx    context.Context
 	ran       bool
 	stopping  bool // Run is shutting down: start no background work
+	// declined are the model lines Config.Jobs.Models does not accept.
+	declined map[string]bool
 
 	dlMu sync.Mutex
 	dl   *download // a model download that may resume
@@ -134,6 +139,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	if sm := a.served.Load(); sm != nil { // the stored model, quantized now that the data is here
 		a.served.Store(a.serveQuantized(sm))
 	}
+	a.quantizeLines()
 	if cfg.InferenceListen != "" {
 		if a.httpLn, err = net.Listen("tcp", cfg.InferenceListen); err != nil {
 			st.close()
@@ -148,6 +154,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		}
 		srv := newInferenceServer(lim)
 		srv.served, srv.m, srv.reg, srv.health, srv.classNames = &a.served, a.m, reg, a.health, a.data.classes
+		srv.lines = &a.lines
 		a.httpSrv = &http.Server{
 			Handler:           srv.handler(),
 			ReadHeaderTimeout: time.Duration(lim.ReadHeaderTimeout),
@@ -194,13 +201,16 @@ func (a *Agent) load() error {
 		if rec == nil {
 			continue
 		}
-		sm, err := newServedModel(rec)
+		sm, err := newServedModel(a.st.files, rec)
 		if err != nil {
 			return fmt.Errorf("%w: stored model %d: %v", ErrCorruptStore, rec.version, err)
 		}
 		if string(which) == string(keyCurrent) {
 			a.served.Store(sm)
 		}
+	}
+	if err := a.loadLines(); err != nil {
+		return err
 	}
 	p, inRound, c, err := a.st.roundState()
 	if err != nil {

@@ -162,7 +162,7 @@ func BenchmarkAgentIdleRSS(b *testing.B) {
 	}
 	m := bench2NN(b)
 	blob, _ := m.MarshalBinary()
-	if err := st.promote(&modelRecord{version: 1, hash: m.Hash(), rolledOut: time.Now(), blob: blob}); err != nil {
+	if err := st.promote(&modelRecord{version: 1, hash: m.Hash(), rolledOut: time.Now(), modelData: modelData{blob: blob}}); err != nil {
 		b.Fatal(err)
 	}
 	st.close()

@@ -127,6 +127,10 @@ type Config struct {
 	// at /metrics on the inference port. Nil means a registry of the
 	// agent's own, with the Go, process and fedge_build_info series.
 	Metrics *prometheus.Registry `json:"-"`
+
+	// Jobs limits the jobs the agent takes part in, the model lines it
+	// serves, and how their trainings share the CPU (config_jobs.go).
+	Jobs JobsConfig `json:"jobs,omitempty"`
 }
 
 // InferenceLimits bound what clients of the inference server may hold: a
@@ -376,6 +380,9 @@ func (c *Config) Validate() error {
 	}
 	if l.BatchWait < 0 || time.Duration(l.BatchWait) > MaxBatchWait || l.MaxBatch < 0 || l.MaxBatch > MaxMaxBatch {
 		return bad("inference_limits: batch_wait must be within 0 to %v and max_batch within 0 to %d", MaxBatchWait, MaxMaxBatch)
+	}
+	if err := c.Jobs.validate(); err != nil {
+		return bad("jobs: %v", err)
 	}
 	if err := c.Trainer.validate(bad); err != nil {
 		return err

@@ -58,6 +58,9 @@ func TestLoadConfig(t *testing.T) {
 		{"bad window", `{` + base + `, ` + ds + `, "training_window": "22:00"}`, "training_window"},
 		{"bad token", `{` + base + `, ` + ds + `, "join_token": "nope"}`, "join_token"},
 		{"bad label", `{` + base + `, ` + ds + `, "labels": {"Region": "eu"}}`, "labels"},
+		{"jobs", `{` + base + `, ` + ds + `, "jobs": {"allow": ["fraud-*"], "models": ["fraud"], "threads": 2, "concurrent": 2}}`, ""},
+		{"bad jobs pattern", `{` + base + `, ` + ds + `, "jobs": {"allow": ["fraud-["]}}`, "jobs: pattern"},
+		{"negative jobs threads", `{` + base + `, ` + ds + `, "jobs": {"threads": -1}}`, "jobs: threads"},
 		{"bad log level", `{` + base + `, ` + ds + `, "log_level": "loud"}`, "log_level"},
 		{"held out range", `{` + base + `, "dataset": {"kind": "csv", "path": "` + csv + `", "label_column": "label", "held_out": 1.5}}`, "held_out"},
 		{"trailing data", `{` + base + `, ` + ds + `} {}`, "trailing data"},
@@ -121,7 +124,8 @@ func TestFlagsOverrideFile(t *testing.T) {
 	fs.PrintDefaults()
 	for _, field := range []string{"coordinators", "join_token", "data_dir", "dataset.kind", "dataset.path", "dataset.label_column",
 		"dataset.train_images", "dataset.train_labels", "dataset.partition", "dataset.shard", "dataset.shards", "dataset.seed",
-		"dataset.held_out", "labels", "threads", "training_window", "inference_listen", "log_format", "log_level", "shutdown_timeout"} {
+		"dataset.held_out", "labels", "threads", "training_window", "inference_listen", "log_format", "log_level", "shutdown_timeout",
+		"jobs.allow", "jobs.models", "jobs.threads", "jobs.concurrent"} {
 		if !strings.Contains(usage.String(), "(JSON "+field+")") {
 			t.Errorf("-h does not document %s", field)
 		}

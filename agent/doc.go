@@ -46,12 +46,17 @@
 // delta against it (protocol/encoding: lossless, or the job's quantized
 // push); the agent rebuilds the model on that base's spec. It renews its certificate over the
 // session after two thirds of its lifetime. Inference keeps serving while the
-// agent is disconnected.
+// agent is disconnected. The agent serves one model per model line (a
+// model name, lines.go): its heartbeats list the lines it serves and those
+// Config.Jobs declines, an announce names its line, and each line has its
+// served and previous version in the store and its own /v1/models/{name}
+// paths; /v1/predict serves the default line, the first it served.
 //
 // # Rounds
 //
 // The coordinator pushes RoundInvite (answered with RoundJoin: the agent
-// declines when busy, outside Config.TrainingWindow or without the data),
+// declines when busy, outside Config.TrainingWindow, for a job outside
+// Config.Jobs.Allow or without the data),
 // then RoundPlan, EvalRequest or StatsRequest, or RoundAbort. A training round trains a
 // copy of the plan's model on the local training split (SGD or Adam, FedProx
 // term toward the start weights), clips the delta for DP when asked, appends

@@ -98,6 +98,7 @@ func Flags(fs *flag.FlagSet, cfg *Config) {
 	str("log-format", "log_format", "log format: text or json", func() *string { return &c.LogFormat })
 	str("log-level", "log_level", "log level: debug, info, warn or error", func() *string { return &c.LogLevel })
 	trainerFlags(fs, c)
+	jobsFlags(fs, c)
 	num("shutdown-timeout", "shutdown_timeout", "how long shutdown waits for the current step (e.g. 10s)", func(s string) error {
 		d, err := time.ParseDuration(s)
 		c.ShutdownTimeout = Duration(d)

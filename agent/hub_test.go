@@ -37,6 +37,7 @@ type hub struct {
 	err     error
 	plain   map[string][]byte // plain updates by agent
 	uploads map[string][]byte // masked inputs sent as bulk blobs, by agent
+	sum     stagedriver.MaskedSum
 	// dropAt makes an agent's message of this type fail, as if it had
 	// vanished at that stage.
 	dropAt map[string]protocol.MsgType
@@ -141,17 +142,31 @@ func (h *hub) deliver(ctx context.Context, agent string, m protocol.Message) (pr
 // received as bulk blobs.
 type hubUploads struct{ h *hub }
 
-func (u hubUploads) Expect(uint64) {}
-
-func (u hubUploads) Take(agent string) ([]byte, error) {
+func (u hubUploads) Expect(_ uint64, sum stagedriver.MaskedSum) {
 	u.h.mu.Lock()
-	defer u.h.mu.Unlock()
-	b, ok := u.h.uploads[agent]
-	if !ok {
-		return nil, fmt.Errorf("hub: no masked upload from %s", agent)
-	}
-	return b, nil
+	u.h.sum = sum
+	u.h.mu.Unlock()
 }
+
+func (u hubUploads) Take(agent string) error {
+	u.h.mu.Lock()
+	b, ok := u.h.uploads[agent]
+	sum := u.h.sum
+	u.h.mu.Unlock()
+	if !ok || sum == nil {
+		return fmt.Errorf("hub: no masked upload from %s", agent)
+	}
+	w, err := sum.Stream(agent, false)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	return w.Finish()
+}
+
+func (u hubUploads) End() error { return nil }
 
 // twin is an in-memory twin of an agent's session with the hub. Every
 // message goes through the real frame codec both ways, and the twin keeps

@@ -40,8 +40,8 @@ type servedModel struct {
 	quant *tensor.QuantizedModel
 }
 
-func newServedModel(rec *modelRecord) (*servedModel, error) {
-	m, err := tensor.UnmarshalModel(rec.blob)
+func newServedModel(files *modelFiles, rec *modelRecord) (*servedModel, error) {
+	m, err := files.load(rec.modelData)
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +91,9 @@ type inferenceServer struct {
 	batches atomic.Uint64
 	// batch gathers small requests into one engine call; nil: none.
 	batch *batcher
+	// lines are the served model lines besides the default (served);
+	// nil (tests) serves the default line alone.
+	lines *servedLines
 }
 
 // newInferenceServer returns a server with the limits lim (defaults
@@ -207,6 +210,7 @@ func (s *inferenceServer) routes() *http.ServeMux {
 	mux.Handle("/v1/predict", s.instrument("/v1/predict", http.MethodPost, s.predict))
 	mux.Handle("/v1/model", s.instrument("/v1/model", http.MethodGet, s.modelInfo))
 	mux.Handle("/healthz", s.instrument("/healthz", http.MethodGet, s.healthz))
+	s.lineRoutes(mux)
 	reg := s.reg
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -244,7 +248,7 @@ func (s *inferenceServer) instrument(path, method string, h http.HandlerFunc) ht
 			h(sw, r)
 		}
 		s.m.request(path, sw.code)
-		if path == "/v1/predict" {
+		if path == "/v1/predict" || path == linePredictPath {
 			s.m.observe(time.Since(start))
 		}
 	})
@@ -270,6 +274,11 @@ func (s *inferenceServer) predict(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "no model yet: the agent has not received a global model")
 		return
 	}
+	s.predictWith(w, r, cur)
+}
+
+// predictWith answers a predict request with the served model cur.
+func (s *inferenceServer) predictWith(w http.ResponseWriter, r *http.Request, cur *servedModel) {
 	m := cur.model
 	if m.Spec.IsExternal() {
 		writeError(w, http.StatusConflict, fmt.Sprintf("model %d is external: this model is served by your reload hook, not by /v1/predict", cur.version))
@@ -444,6 +453,11 @@ func (s *inferenceServer) modelInfo(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "no model yet")
 		return
 	}
+	writeJSON(w, http.StatusOK, s.info(cur))
+}
+
+// info describes the served model cur.
+func (s *inferenceServer) info(cur *servedModel) ModelInfo {
 	info := ModelInfo{
 		Version: cur.version, Hash: hex.EncodeToString(cur.hash[:]), Spec: cur.model.Spec,
 		Features: cur.model.Features(), Classes: cur.model.Classes(), Params: cur.model.NumParams(),
@@ -453,7 +467,7 @@ func (s *inferenceServer) modelInfo(w http.ResponseWriter, r *http.Request) {
 	if len(s.classNames) == info.Classes {
 		info.ClassNames = s.classNames
 	}
-	writeJSON(w, http.StatusOK, info)
+	return info
 }
 
 func (s *inferenceServer) healthz(w http.ResponseWriter, r *http.Request) {

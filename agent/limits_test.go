@@ -120,6 +120,13 @@ func TestHealthzReportsFailedSave(t *testing.T) {
 	if a.st, err = openStoreMax(cfg.DataDir, time.Second, int(fi.Size())); err != nil {
 		t.Fatal(err)
 	}
+	// Model files cannot be created either (a file stands where their
+	// directory should be: this fails even for root).
+	full := filepath.Join(t.TempDir(), "full")
+	if err := os.WriteFile(full, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.st.files = &modelFiles{dir: full}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()

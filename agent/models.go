@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/fedge/fedge/protocol"
@@ -20,8 +22,9 @@ var ErrModelHash = errors.New("agent: model hash mismatch")
 // failed (a download error, a hash mismatch).
 const syncRetry = 30 * time.Second
 
-// maxModelBytes bounds a model download held in memory.
-const maxModelBytes = tensor.DefaultMaxModelBytes
+// maxDeltaBytes bounds a delta download, which is decoded in memory (a
+// full model file streams from disk instead).
+const maxDeltaBytes = tensor.DefaultMaxModelBytes
 
 // conn is what the agent needs of a coordinator session.
 // *protocol.Session implements it; tests drive rounds through an
@@ -41,19 +44,22 @@ var _ conn = (*protocol.Session)(nil)
 
 // download is a model transfer that survives a lost session: the next
 // attempt for the same version (against the same base) resumes at the
-// verified prefix.
+// verified prefix. The bytes go to a file in DataDir/models as they
+// arrive, each chunk checked against the manifest's hash before it is
+// written, so a model file never sits whole in memory.
 type download struct {
 	version uint64
 	base    *tensor.Model // the held model a delta is against, or nil
 	p       protocol.BlobProgress
-	buf     protocol.MemBlob
+	f       *os.File
 }
 
-// fetchedModel is a completed download kept for a concurrent second use.
+// fetchedModel is a completed download kept for a concurrent second use
+// (its file; the model is read again from it).
 type fetchedModel struct {
 	version uint64
-	blob    []byte
-	model   *tensor.Model
+	data    modelData
+	hash    [32]byte
 }
 
 // deltaBase returns the newest model the agent holds below version — the
@@ -62,15 +68,15 @@ type fetchedModel struct {
 func (a *Agent) deltaBase(version uint64) *tensor.Model {
 	bestV, best, err := a.st.latestBase(version)
 	if err != nil {
-		bestV, best = 0, nil
+		bestV = 0
 	}
 	if rec, err := a.st.model(keyCurrent); err == nil && rec != nil && rec.version < version && rec.version > bestV {
-		best = rec.blob
+		bestV, best = rec.version, rec.modelData
 	}
-	if best == nil {
+	if bestV == 0 {
 		return nil
 	}
-	m, err := tensor.UnmarshalModel(best) // only the chosen one is decoded
+	m, err := a.st.files.load(best) // only the chosen one is decoded
 	if err != nil || m.Spec.Quantize != "" {
 		// A quantized version shares its parameters, so its hash, with
 		// the float version it was made from: a delta against it would
@@ -88,18 +94,10 @@ func decodeDownload(blob []byte, base *tensor.Model) ([]byte, *tensor.Model, err
 		m, err := tensor.UnmarshalModel(blob)
 		return blob, m, err
 	}
-	if base == nil {
-		return nil, nil, errors.New("a delta download without a base")
-	}
-	params, err := encoding.Decode(blob, base.Params)
+	m, err := applyDelta(blob, base)
 	if err != nil {
 		return nil, nil, err
 	}
-	m := base.Clone()
-	if len(params) != len(m.Params) {
-		return nil, nil, fmt.Errorf("delta of %d parameters for a base of %d", len(params), len(m.Params))
-	}
-	copy(m.Params, params)
 	file, err := m.MarshalBinary()
 	if err != nil {
 		return nil, nil, err
@@ -107,18 +105,50 @@ func decodeDownload(blob []byte, base *tensor.Model) ([]byte, *tensor.Model, err
 	return file, m, nil
 }
 
+// applyDelta decodes a delta download (protocol/encoding) against base.
+func applyDelta(blob []byte, base *tensor.Model) (*tensor.Model, error) {
+	if base == nil {
+		return nil, errors.New("a delta download without a base")
+	}
+	params, err := encoding.Decode(blob, base.Params)
+	if err != nil {
+		return nil, err
+	}
+	if len(params) != len(base.Params) {
+		return nil, fmt.Errorf("delta of %d parameters for a base of %d", len(params), len(base.Params))
+	}
+	m := base.Clone()
+	copy(m.Params, params)
+	return m, nil
+}
+
 // fetchModel downloads model version and checks it against want (the raw
-// bytes of tensor.Model.Hash; zero skips the check). It returns the model
-// file bytes and the decoded model.
-func (a *Agent) fetchModel(ctx context.Context, c conn, version uint64, want protocol.Hash) ([]byte, *tensor.Model, error) {
+// bytes of tensor.Model.Hash; zero skips the check). It returns the
+// stored model file and the decoded model.
+func (a *Agent) fetchModel(ctx context.Context, c conn, version uint64, want protocol.Hash) (modelData, *tensor.Model, error) {
 	a.dlMu.Lock()
 	defer a.dlMu.Unlock()
-	if f := a.fetched; f != nil && f.version == version && (want.IsZero() || f.model.Hash() == want) {
-		return f.blob, f.model.Clone(), nil
+	if f := a.fetched; f != nil && f.version == version && (want.IsZero() || f.hash == want) {
+		if m, err := a.st.files.load(f.data); err == nil {
+			return f.data, m, nil
+		}
 	}
 	d := a.dl
 	if d == nil || d.version != version {
-		d = &download{version: version, base: a.deltaBase(version), buf: protocol.MemBlob{Limit: maxModelBytes}}
+		if d != nil {
+			d.f.Close()
+			os.Remove(d.f.Name())
+		}
+		f, err := a.st.files.partial(version)
+		if err != nil {
+			a.noteSave(version, err) // a disk that takes no file
+			return modelData{}, nil, err
+		}
+		if err := f.Truncate(0); err != nil {
+			f.Close()
+			return modelData{}, nil, fmt.Errorf("agent.fetchModel %d: %w", version, err)
+		}
+		d = &download{version: version, base: a.deltaBase(version), f: f}
 		a.dl = d
 	} else if d.p.Offset > 0 {
 		a.log.Debug("resuming model download", "version", version, "offset", d.p.Offset)
@@ -131,66 +161,111 @@ func (a *Agent) fetchModel(ctx context.Context, c conn, version uint64, want pro
 		return r
 	}
 	start := time.Now()
-	err := c.FetchBlob(ctx, req(), &d.buf, &d.p)
+	err := c.FetchBlob(ctx, req(), d.f, &d.p)
 	if errors.Is(err, protocol.ErrBlobChanged) {
-		d.buf.Reset()
-		err = c.FetchBlob(ctx, req(), &d.buf, &d.p)
+		if err = d.f.Truncate(0); err == nil {
+			err = c.FetchBlob(ctx, req(), d.f, &d.p)
+		}
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("agent.fetchModel %d: %w", version, err)
+		return modelData{}, nil, fmt.Errorf("agent.fetchModel %d: %w", version, err)
 	}
 	a.dl = nil
-	if uint64(len(d.buf.Bytes())) < d.p.Info.Size {
-		return nil, nil, fmt.Errorf("agent.fetchModel %d: short download", version)
+	data, m, err := a.finishDownload(d)
+	d.f.Close()
+	os.Remove(d.f.Name()) // gone already if adopted as the model file
+	if errors.Is(err, errSaveFile) {
+		a.noteSave(version, err)
 	}
-	got := d.buf.Bytes()[:d.p.Info.Size]
-	blob, m, err := decodeDownload(got, d.base)
 	if err != nil {
-		return nil, nil, fmt.Errorf("agent.fetchModel %d: %w", version, err)
+		return modelData{}, nil, fmt.Errorf("agent.fetchModel %d: %w", version, err)
 	}
-	a.m.modelBytes.Add(uint64(len(got)))
-	if encoding.IsBlob(got) {
-		a.m.modelDeltas.Add(1)
-	}
+	size := d.p.Info.Size
+	a.m.modelBytes.Add(size)
 	if h := m.Hash(); !want.IsZero() && h != want {
-		return nil, nil, fmt.Errorf("agent.fetchModel %d: %w: got %x, want %x", version, ErrModelHash, h[:8], want[:8])
+		return modelData{}, nil, fmt.Errorf("agent.fetchModel %d: %w: got %x, want %x", version, ErrModelHash, h[:8], want[:8])
 	}
-	a.fetched = &fetchedModel{version: version, blob: blob, model: m.Clone()}
-	a.log.Debug("model downloaded", "version", version, "bytes", len(got), "delta", len(got) != len(blob), "took", time.Since(start).Round(time.Millisecond))
-	return blob, m, nil
+	a.fetched = &fetchedModel{version: version, data: data, hash: m.Hash()}
+	a.log.Debug("model downloaded", "version", version, "bytes", size, "took", time.Since(start).Round(time.Millisecond))
+	return data, m, nil
 }
 
+// finishDownload decodes a complete download: a model file is read by
+// streaming and kept as the model file; a delta is decoded against the
+// base in memory and the model written to a new model file.
+func (a *Agent) finishDownload(d *download) (modelData, *tensor.Model, error) {
+	size := int64(d.p.Info.Size)
+	head := make([]byte, min(size, 4))
+	if _, err := d.f.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
+		return modelData{}, nil, err
+	}
+	if encoding.IsBlob(head) {
+		if size > maxDeltaBytes {
+			return modelData{}, nil, fmt.Errorf("a %d-byte delta exceeds %d bytes", size, maxDeltaBytes)
+		}
+		blob := make([]byte, size)
+		if _, err := d.f.ReadAt(blob, 0); err != nil {
+			return modelData{}, nil, err
+		}
+		m, err := applyDelta(blob, d.base)
+		if err != nil {
+			return modelData{}, nil, err
+		}
+		a.m.modelDeltas.Add(1)
+		data, err := a.st.files.write(m)
+		if err != nil {
+			err = fmt.Errorf("%w: %v", errSaveFile, err)
+		}
+		return data, m, err
+	}
+	m, err := tensor.ReadModel(bufio.NewReaderSize(io.NewSectionReader(d.f, 0, size), 1<<20), size)
+	if err != nil {
+		return modelData{}, nil, err
+	}
+	// The manifest's whole-blob hash, checked as the chunks arrived, is
+	// the SHA-256 of the file: its name.
+	data, err := a.st.files.adopt(d.f, d.p.Info.Hash)
+	if err != nil {
+		err = fmt.Errorf("%w: %v", errSaveFile, err)
+	}
+	return data, m, err
+}
+
+// errSaveFile marks a download that arrived but could not be kept.
+var errSaveFile = errors.New("agent: storing the model file")
+
 // storedModel looks for version among the served models and the cached
-// training bases; it returns nil if none holds it with the wanted hash.
-func (a *Agent) storedModel(version uint64, want protocol.Hash) ([]byte, *tensor.Model, error) {
-	var blobs [][]byte
+// training bases; it returns a nil model if none holds it with the
+// wanted hash.
+func (a *Agent) storedModel(version uint64, want protocol.Hash) (modelData, *tensor.Model, error) {
+	var held []modelData
 	for _, which := range [][]byte{keyCurrent, keyPrevious} {
 		rec, err := a.st.model(which)
 		if err != nil {
-			return nil, nil, err
+			return modelData{}, nil, err
 		}
 		if rec != nil && rec.version == version {
-			blobs = append(blobs, rec.blob)
+			held = append(held, rec.modelData)
 		}
 	}
-	b, err := a.st.base(version)
+	b, ok, err := a.st.base(version)
 	if err != nil {
-		return nil, nil, err
+		return modelData{}, nil, err
 	}
-	if b != nil {
-		blobs = append(blobs, b)
+	if ok {
+		held = append(held, b)
 	}
-	for _, blob := range blobs {
-		m, err := tensor.UnmarshalModel(blob)
+	for _, d := range held {
+		m, err := a.st.files.load(d)
 		if err != nil {
 			a.log.Warn("stored model does not decode; fetching it again", "version", version, "err", err)
 			continue
 		}
 		if want.IsZero() || m.Hash() == want {
-			return blob, m, nil
+			return d, m, nil
 		}
 	}
-	return nil, nil, nil
+	return modelData{}, nil, nil
 }
 
 // modelFor returns a fresh copy of model version: from the store if held,
@@ -200,11 +275,11 @@ func (a *Agent) modelFor(ctx context.Context, c conn, version uint64, want proto
 	if err != nil || m != nil {
 		return m, err
 	}
-	blob, m, err := a.fetchModel(ctx, c, version, want)
+	data, m, err := a.fetchModel(ctx, c, version, want)
 	if err != nil {
 		return nil, err
 	}
-	err = a.st.putBase(version, blob)
+	err = a.st.putBase(version, data)
 	a.noteSave(version, err)
 	if err != nil {
 		a.log.Warn("caching the training base model", "version", version, "err", err)
@@ -215,7 +290,11 @@ func (a *Agent) modelFor(ctx context.Context, c conn, version uint64, want proto
 // startSync starts serving the announced model in the background, unless
 // a sync is already running.
 func (a *Agent) startSync(ctx context.Context, c conn, ann *protocol.ModelAnnounce) {
-	if s := a.served.Load(); s != nil && s.version == ann.Version {
+	if s := a.lineServed(ann.Name); s != nil && s.version == ann.Version {
+		return
+	}
+	if ann.Name != "" && !a.cfg.Jobs.acceptsModel(ann.Name) {
+		a.declineLine(ann.Name, fmt.Sprintf("not accepted by jobs.models %q", a.cfg.Jobs.Models))
 		return
 	}
 	a.mu.Lock()
@@ -240,20 +319,28 @@ func (a *Agent) startSync(ctx context.Context, c conn, ann *protocol.ModelAnnoun
 // syncModel gets the announced version (from the store for a rollback,
 // else by download) and swaps it in.
 func (a *Agent) syncModel(ctx context.Context, c conn, ann *protocol.ModelAnnounce) error {
-	blob, m, err := a.storedModel(ann.Version, ann.Hash)
+	data, m, err := a.storedModel(ann.Version, ann.Hash)
+	if err == nil && m == nil {
+		data, m, err = a.storedLineModel(ann.Name, ann.Version, ann.Hash)
+	}
 	if err != nil {
 		return err
 	}
 	if m == nil {
-		if blob, m, err = a.fetchModel(ctx, c, ann.Version, ann.Hash); err != nil {
+		if data, m, err = a.fetchModel(ctx, c, ann.Version, ann.Hash); err != nil {
 			return err
 		}
+	}
+	if m.Spec.IsExternal() && !a.isDefaultLine(ann.Name) {
+		// The reload hook serves one external model: the default line's.
+		a.declineLine(ann.Name, "an external model is served by the reload hook on the default line only")
+		return nil
 	}
 	if m.Spec.IsExternal() {
 		if err := a.publishExternal(ctx, ann.Version, m); err != nil {
 			return err
 		}
 	}
-	rec := &modelRecord{version: ann.Version, hash: m.Hash(), rolledOut: a.now(), blob: blob}
-	return a.swapModel(rec, m)
+	rec := &modelRecord{version: ann.Version, hash: m.Hash(), rolledOut: a.now(), modelData: data}
+	return a.swapLine(ann.Name, rec, m)
 }

@@ -21,7 +21,7 @@ func TestDeltaBaseSkipsQuantized(t *testing.T) {
 	defer st.close()
 	a := &Agent{st: st}
 	m, blob := smallModel(t, 1)
-	if err := st.promote(&modelRecord{version: 3, hash: m.Hash(), rolledOut: time.Now(), blob: blob}); err != nil {
+	if err := st.promote(&modelRecord{version: 3, hash: m.Hash(), rolledOut: time.Now(), modelData: modelData{blob: blob}}); err != nil {
 		t.Fatal(err)
 	}
 	if b := a.deltaBase(5); b == nil || b.Hash() != m.Hash() {
@@ -33,7 +33,7 @@ func TestDeltaBaseSkipsQuantized(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.promote(&modelRecord{version: 4, hash: q.Hash(), rolledOut: time.Now(), blob: qblob}); err != nil {
+	if err := st.promote(&modelRecord{version: 4, hash: q.Hash(), rolledOut: time.Now(), modelData: modelData{blob: qblob}}); err != nil {
 		t.Fatal(err)
 	}
 	if b := a.deltaBase(5); b != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -121,6 +122,9 @@ func (a *Agent) onInvite(c conn, inv *protocol.RoundInvite) *protocol.RoundJoin 
 		a.log.Info("declined round", "round", inv.RoundID, "reason", reason)
 		return &protocol.RoundJoin{RoundID: inv.RoundID, Reason: reason}
 	}
+	if inv.Job != "" && !a.cfg.Jobs.acceptsJob(inv.Job) { // a rollout's evaluation names no job
+		return decline(fmt.Sprintf("job %s is not accepted by this agent (jobs.allow %q)", inv.Job, a.cfg.Jobs.Allow))
+	}
 	now := a.now()
 	if !a.win.contains(now) {
 		return decline("outside the training window " + a.cfg.TrainingWindow)
@@ -159,10 +163,9 @@ func (a *Agent) onInvite(c conn, inv *protocol.RoundInvite) *protocol.RoundJoin 
 		}
 	}
 	a.mu.Lock()
-	if a.round != nil {
-		busy := a.round.invite.RoundID
+	if busy := a.busyWith(inv.Job); busy != "" {
 		a.mu.Unlock()
-		return decline(fmt.Sprintf("busy with round %d", busy))
+		return decline(busy)
 	}
 	parent := a.runCtx
 	if parent == nil || a.stopping {
@@ -173,7 +176,10 @@ func (a *Agent) onInvite(c conn, inv *protocol.RoundInvite) *protocol.RoundJoin 
 	cctx, ccancel := context.WithCancelCause(ctx)
 	st := &roundState{invite: inv, grace: a.grace, ctx: cctx, start: make(chan roundStart, 1),
 		cancel: func(err error) { ccancel(err); cancel() }}
-	a.round = st
+	if a.rounds == nil {
+		a.rounds = map[uint64]*roundState{}
+	}
+	a.rounds[inv.RoundID] = st
 	a.bg.Add(1)
 	a.mu.Unlock()
 
@@ -195,6 +201,27 @@ func (a *Agent) onInvite(c conn, inv *protocol.RoundInvite) *protocol.RoundJoin 
 	return &protocol.RoundJoin{RoundID: inv.RoundID, Accept: true}
 }
 
+// busyWith says why the agent cannot join a round of job now: a round
+// of the same job runs, or as many rounds as Config.Jobs.Concurrent
+// allows (one by default, so that two jobs never train at once); "" if
+// it can. The caller holds a.mu.
+func (a *Agent) busyWith(job string) string {
+	ids := make([]uint64, 0, len(a.rounds))
+	for id := range a.rounds {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	if len(ids) >= a.cfg.Jobs.concurrent() {
+		return fmt.Sprintf("busy with round %d", ids[0])
+	}
+	for _, id := range ids {
+		if a.rounds[id].invite.Job == job {
+			return fmt.Sprintf("busy with round %d of the same job", id)
+		}
+	}
+	return ""
+}
+
 func kindName(k protocol.RoundKind) string {
 	switch k {
 	case protocol.RoundEval:
@@ -212,9 +239,9 @@ func kindName(k protocol.RoundKind) string {
 // onStart hands the plan or evaluation request to the round's goroutine.
 func (a *Agent) onStart(roundID uint64, rs roundStart) {
 	a.mu.Lock()
-	st := a.round
+	st := a.rounds[roundID]
 	a.mu.Unlock()
-	if st == nil || st.invite.RoundID != roundID {
+	if st == nil {
 		a.log.Debug("start of a round the agent did not join", "round", roundID, "type", rs.m.Type())
 		return
 	}
@@ -226,9 +253,9 @@ func (a *Agent) onStart(roundID uint64, rs roundStart) {
 
 func (a *Agent) onAbort(m *protocol.RoundAbort) {
 	a.mu.Lock()
-	st := a.round
+	st := a.rounds[m.RoundID]
 	a.mu.Unlock()
-	if st != nil && st.invite.RoundID == m.RoundID {
+	if st != nil {
 		a.log.Info("round aborted by the coordinator", "round", m.RoundID, "reason", m.Reason)
 		st.cancel(errAborted)
 	}
@@ -241,8 +268,8 @@ func (a *Agent) runRound(st *roundState) {
 	defer func() {
 		st.cancel(context.Canceled)
 		a.mu.Lock()
-		if a.round == st {
-			a.round = nil
+		if a.rounds[id] == st {
+			delete(a.rounds, id)
 		}
 		a.mu.Unlock()
 		if completed {

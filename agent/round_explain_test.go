@@ -33,7 +33,7 @@ func TestExplainRoundSecureSum(t *testing.T) {
 		}
 	}
 	waitIdle(t, agents...)
-	h.wait(t)
+	h.wait(t) // the round's outcome is written by the hub's goroutine
 	if h.err != nil || h.result == nil || len(h.result.Survivors) != 3 {
 		t.Fatalf("round failed: %v", h.err)
 	}

@@ -148,7 +148,7 @@ func TestTrainRoundSecureSumIsExact(t *testing.T) {
 		if _, inRound, c, _ := a.st.roundState(); inRound || c.completed != 1 {
 			t.Fatalf("store: inRound %v counters %+v", inRound, c)
 		}
-		if b, _ := a.st.base(7); !bytes.Equal(b, blob) {
+		if d, ok, _ := a.st.base(7); !ok || !bytes.Equal(readModelData(t, a.st, d), blob) {
 			t.Fatal("training base not cached")
 		}
 	}

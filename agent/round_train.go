@@ -69,6 +69,9 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 	if err != nil {
 		return err
 	}
+	if !a.cfg.Jobs.acceptsModel(start.Spec.Name) {
+		return fmt.Errorf("model line %q is not accepted by this agent (jobs.models %q)", start.Spec.Name, a.cfg.Jobs.Models)
+	}
 	if start.Spec.IsExternal() {
 		return a.trainExternalRound(ctx, c, st, plan, cfg, pid, start)
 	}

@@ -321,7 +321,7 @@ func (a *Agent) runSession(ctx context.Context, sess *protocol.Session) error {
 	failures := 0
 	for {
 		a.mu.Lock()
-		cert, busy := a.cert, a.round != nil
+		cert, busy := a.cert, len(a.rounds) > 0
 		a.mu.Unlock()
 		// A renewal ends the session, and with it a round in progress: wait
 		// for the round unless the certificate is about to expire.
@@ -380,11 +380,14 @@ func (a *Agent) heartbeat(ctx context.Context, sess *protocol.Session, seq uint6
 	hctx, cancel := context.WithTimeout(ctx, max(interval, a.cfg.sessionTimeout()))
 	defer cancel()
 	a.mu.Lock()
-	busy := a.round != nil
+	busy := len(a.rounds) > 0
 	a.mu.Unlock()
 	hb := &protocol.Heartbeat{Seq: seq, Sent: a.now(), ModelVersion: a.ModelVersion(), Busy: busy}
 	if sess.Version() >= 3 { // older coordinators reject the status trailer
 		hb.Status = a.status()
+	}
+	if sess.Version() >= 5 { // and the served lines after it
+		hb.Lines = a.servedLineReport()
 	}
 	return sess.Request(hctx, hb)
 }

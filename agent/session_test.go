@@ -65,7 +65,7 @@ func TestRoundEndsWithItsSession(t *testing.T) {
 	busy := func() bool {
 		ra.mu.Lock()
 		defer ra.mu.Unlock()
-		return ra.round != nil
+		return len(ra.rounds) > 0
 	}
 	if !busy() {
 		t.Fatal("the agent joined no round")

@@ -71,7 +71,8 @@ var (
 // bases/<version> (training start models, the last keepBases);
 // rounds/{progress, counters}.
 type store struct {
-	db *bolt.DB
+	db    *bolt.DB
+	files *modelFiles // DataDir/models: the model files records name
 }
 
 // header is the first record of every agent store.
@@ -98,20 +99,22 @@ func decodeHeader(b []byte) (header, error) {
 }
 
 // modelRecord is a served model: its version, tensor hash, when it was
-// rolled out here, and its model file bytes.
+// rolled out here, and its model file (a file in DataDir/models, or the
+// bytes inline in records written before model files).
 type modelRecord struct {
 	version   uint64
 	hash      [32]byte
 	rolledOut time.Time
-	blob      []byte
+	modelData
 }
 
 func (r *modelRecord) encode() []byte {
-	b := make([]byte, 0, modelRecHead+len(r.blob))
+	body := r.modelData.encode()
+	b := make([]byte, 0, modelRecHead+len(body))
 	b = binary.BigEndian.AppendUint64(b, r.version)
 	b = append(b, r.hash[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.rolledOut.UnixNano()))
-	return append(b, r.blob...)
+	return append(b, body...)
 }
 
 // decodeModelRecord decodes a record; the blob is copied.
@@ -122,7 +125,7 @@ func decodeModelRecord(b []byte) (*modelRecord, error) {
 	r := &modelRecord{version: binary.BigEndian.Uint64(b)}
 	copy(r.hash[:], b[8:40])
 	r.rolledOut = time.Unix(0, int64(binary.BigEndian.Uint64(b[40:48])))
-	r.blob = bytes.Clone(b[modelRecHead:])
+	r.modelData = decodeModelData(b[modelRecHead:])
 	if r.version == 0 {
 		return nil, fmt.Errorf("%w: model record with version 0", ErrCorruptStore)
 	}
@@ -228,6 +231,10 @@ func openStoreMax(dir string, lockWait time.Duration, maxSize int) (*store, erro
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("agent.openStore: %s: %w", path, err)
+	}
+	if s.files, err = openModelFiles(dir); err != nil {
+		db.Close()
+		return nil, err
 	}
 	return s, nil
 }
@@ -426,6 +433,7 @@ func (s *store) model(which []byte) (*modelRecord, error) {
 // promote makes rec the current model and the old current the previous
 // one, atomically. Promoting the previous model (a rollback) swaps them.
 func (s *store) promote(rec *modelRecord) error {
+	defer s.collectFiles()
 	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketModels)
 		if cur := b.Get(keyCurrent); cur != nil {
@@ -440,40 +448,79 @@ func (s *store) promote(rec *modelRecord) error {
 	})
 }
 
-// base returns a cached training base model blob, nil if absent.
-func (s *store) base(version uint64) ([]byte, error) {
-	var blob []byte
-	err := s.view(func(tx *bolt.Tx) error {
-		blob = bytes.Clone(tx.Bucket(bucketBases).Get(versionKey(version)))
+// base returns a cached training base model, ok false if absent.
+func (s *store) base(version uint64) (d modelData, ok bool, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketBases).Get(versionKey(version)); b != nil {
+			d, ok = decodeModelData(b), true
+		}
 		return nil
 	})
-	return blob, err
+	return d, ok, err
 }
 
 // latestBase returns the newest cached training base below version, or
-// nil.
-func (s *store) latestBase(below uint64) (uint64, []byte, error) {
+// version 0.
+func (s *store) latestBase(below uint64) (uint64, modelData, error) {
 	var v uint64
-	var blob []byte
+	var d modelData
 	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketBases).Cursor()
 		for k, b := c.Last(); k != nil; k, b = c.Prev() {
 			if len(k) == 8 && binary.BigEndian.Uint64(k) < below {
-				v, blob = binary.BigEndian.Uint64(k), bytes.Clone(b)
+				v, d = binary.BigEndian.Uint64(k), decodeModelData(b)
 				return nil
 			}
 		}
 		return nil
 	})
-	return v, blob, err
+	return v, d, err
+}
+
+// collectFiles removes the model files no record names any more (the
+// default line's, every other line's, the training bases).
+func (s *store) collectFiles() {
+	keep := map[string]bool{}
+	err := s.view(func(tx *bolt.Tx) error {
+		for _, k := range [][]byte{keyCurrent, keyPrevious} {
+			if b := tx.Bucket(bucketModels).Get(k); len(b) >= modelRecHead {
+				keep[decodeModelData(b[modelRecHead:]).file] = true
+			}
+		}
+		if lines := tx.Bucket(bucketLines); lines != nil {
+			err := lines.ForEach(func(name, v []byte) error {
+				if v != nil {
+					return nil
+				}
+				line := lines.Bucket(name)
+				for _, k := range [][]byte{keyCurrent, keyPrevious} {
+					if b := line.Get(k); len(b) >= modelRecHead {
+						keep[decodeModelData(b[modelRecHead:]).file] = true
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketBases).ForEach(func(_, b []byte) error {
+			keep[decodeModelData(b).file] = true
+			return nil
+		})
+	})
+	if err == nil {
+		_ = s.files.keepOnly(keep) // a file left now goes at the next collection
+	}
 }
 
 // putBase caches a training base model and keeps only the newest
 // keepBases versions.
-func (s *store) putBase(version uint64, blob []byte) error {
+func (s *store) putBase(version uint64, d modelData) error {
+	defer s.collectFiles()
 	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketBases)
-		if err := b.Put(versionKey(version), blob); err != nil {
+		if err := b.Put(versionKey(version), d.encode()); err != nil {
 			return err
 		}
 		var versions [][]byte

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func testModel(t testing.TB, seed uint64) (*tensor.Model, []byte) {
 
 func modelRec(t testing.TB, version uint64) *modelRecord {
 	m, b := testModel(t, version)
-	return &modelRecord{version: version, hash: m.Hash(), rolledOut: time.Unix(1700000000, int64(version)), blob: b}
+	return &modelRecord{version: version, hash: m.Hash(), rolledOut: time.Unix(1700000000, int64(version)), modelData: modelData{blob: b}}
 }
 
 func openTestStore(t *testing.T, dir string) *store {
@@ -84,7 +85,7 @@ func TestStoreRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	for v := uint64(10); v <= 13; v++ {
-		if err := s.putBase(v, []byte{byte(v)}); err != nil {
+		if err := s.putBase(v, modelData{blob: []byte{byte(v)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -121,11 +122,11 @@ func TestStoreRoundTrip(t *testing.T) {
 		t.Fatalf("previous = %+v", prev)
 	}
 	for v := uint64(10); v <= 13; v++ {
-		b, err := s.base(v)
+		_, kept, err := s.base(v)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if kept := b != nil; kept != (v >= 12) {
+		if kept != (v >= 12) {
 			t.Errorf("base %d kept=%v; only the newest %d stay", v, kept, keepBases)
 		}
 	}
@@ -257,7 +258,7 @@ func makeStore(t *testing.T, dir string) {
 		if err := s.promote(modelRec(t, v)); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.putBase(v, modelRec(t, v).blob); err != nil {
+		if err := s.putBase(v, modelRec(t, v).modelData); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -296,10 +297,10 @@ func TestStoreCrashChild(t *testing.T) {
 	}
 	for i := 0; ; i++ {
 		k := v % 2
-		if err := s.promote(&modelRecord{version: v, hash: hashes[k], rolledOut: time.Now(), blob: models[k]}); err != nil {
+		if err := s.promote(&modelRecord{version: v, hash: hashes[k], rolledOut: time.Now(), modelData: modelData{blob: models[k]}}); err != nil {
 			os.Exit(4)
 		}
-		if err := s.putBase(v, models[k]); err != nil {
+		if err := s.putBase(v, modelData{blob: models[k]}); err != nil {
 			os.Exit(5)
 		}
 		if err := s.setProgress(progress{roundID: v, stage: uint8(i % 7), updated: time.Now()}, true); err != nil {
@@ -372,7 +373,7 @@ func TestStoreSurvivesKill(t *testing.T) {
 		}
 		n := 0
 		for v := range cur.version + 1 {
-			if b, _ := s.base(v); b != nil {
+			if _, ok, _ := s.base(v); ok {
 				n++
 			}
 		}
@@ -391,8 +392,11 @@ func FuzzStoreRecords(f *testing.F) {
 	f.Add(header{format: storeFormat, pin: [32]byte{7}}.encode())
 	f.Add(progress{roundID: 3, kind: 1, stage: 4, updated: time.Unix(9, 9)}.encode())
 	f.Add(counters{1, 2, 3, 4}.encode())
-	rec := &modelRecord{version: 5, hash: [32]byte{1}, rolledOut: time.Unix(7, 0), blob: []byte("FEDGEMDL")}
+	rec := &modelRecord{version: 5, hash: [32]byte{1}, rolledOut: time.Unix(7, 0), modelData: modelData{blob: []byte("FEDGEMDL")}}
 	f.Add(rec.encode())
+	rec.modelData = modelData{file: strings.Repeat("ab", 32)}
+	f.Add(rec.encode())
+	files := &modelFiles{dir: f.TempDir()}
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if h, err := decodeHeader(b); err == nil && !bytes.Equal(h.encode(), b) {
@@ -408,9 +412,24 @@ func FuzzStoreRecords(f *testing.F) {
 			if !bytes.Equal(r.encode(), b) {
 				t.Fatal("model record does not round-trip")
 			}
-			if _, err := newServedModel(r); err == nil && r.version == 0 {
+			if _, err := newServedModel(files, r); err == nil && r.version == 0 {
 				t.Fatal("served a model of version 0")
 			}
 		}
 	})
+}
+
+// readModelData reads a stored model file whole.
+func readModelData(t testing.TB, s *store, d modelData) []byte {
+	t.Helper()
+	r, size, done, err := s.files.open(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	b := make([]byte, size)
+	if _, err := r.ReadAt(b, 0); err != nil && size > 0 {
+		t.Fatal(err)
+	}
+	return b
 }

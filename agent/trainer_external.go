@@ -202,6 +202,7 @@ func (a *Agent) trainerEnv(r *trainerRun) []string {
 	if r.plan.OutputWeights != "" {
 		env = append(env, "FEDGE_OUTPUT_WEIGHTS="+r.plan.OutputWeights)
 	}
+	env = append(env, a.cfg.Jobs.threadEnv()...) // before Trainer.Env, which may override them
 	for k, v := range a.cfg.Trainer.Env {
 		env = append(env, k+"="+v)
 	}

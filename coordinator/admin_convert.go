@@ -89,7 +89,7 @@ func apiRollout(r *RolloutRecord) api.Rollout {
 	out := api.Rollout{
 		ID: r.ID, Model: r.Model, Baseline: r.Baseline, Cohorts: r.Cohorts, Gate: r.Gate, Stage: r.Stage,
 		State: r.State, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
-		Quantize: r.Quantize,
+		Quantize: r.Quantize, Line: r.Line,
 	}
 	for _, d := range r.Decisions {
 		out.Decisions = append(out.Decisions, api.Decision(d))

@@ -150,12 +150,7 @@ func BenchmarkCommitModelCNN_3Node(b *testing.B) {
 	// The followers hold the same bytes.
 	for _, n := range nodes {
 		testutil.WaitFor(b, 10*time.Second, "node "+n.ID()+" to hold the last model", func() bool {
-			var got []byte
-			n.FSM().Read(func(s *State) {
-				if mr, ok := s.Models[uint64(b.N)]; ok {
-					got = mr.Blob
-				}
-			})
+			got, _ := n.FSM().ModelFile(uint64(b.N))
 			return bytes.Equal(got, blob)
 		})
 	}

@@ -23,13 +23,16 @@
 // The FSM and its records (fsm.go, fsm_apply.go, fsm_access.go,
 // fsm_snapshot.go, state.go) are the replicated state. Every change is a
 // Raft log entry: a command-type byte, a JSON header and an optional
-// payload (a model blob), encoded by encodeEntry. FSM.Apply switches on the
+// payload, encoded by encodeEntry; a model version's bytes are never in
+// it (since FSM version 3): they are a content-addressed blob in the
+// node's BlobStore (blobstore.go), replicated between nodes over
+// fedge-peer/1 (blob_sync.go) and named by hash in the entry. FSM.Apply switches on the
 // type and hands off to its apply function (applyJobCreate and the like) (fsm_apply.go for agents,
 // jobs, rounds, models and rollouts; fsm_access.go for admins and token
 // revocation), which checks and changes State under the FSM's lock. Readers
 // take a consistent view with FSM.Read; FSM.Watch reports applied indexes.
-// Snapshots (fsm_snapshot.go) are a versioned binary format with the model
-// blobs outside the JSON. The records (AgentRecord, JobRecord,
+// Snapshots (fsm_snapshot.go) are a versioned binary format that names the
+// model blobs by hash (older formats carried them, and still restore). The records (AgentRecord, JobRecord,
 // RoundRecord, ModelRecord, RolloutRecord, …) are this package's own and
 // never answer an admin call directly; rollout.go holds the State methods
 // that say which agent a rollout targets (TargetVersion, CohortAgents).
@@ -78,7 +81,10 @@
 // model to a candidate cohort by cohort: an evaluation round per stage,
 // whose secure sums the gate (api.Gate) judges; the decision is a Raft
 // command, and agents learn their target version from State.TargetVersion
-// when they connect or hear an announcement.
+// when they connect or hear an announcement. Each model name is a line
+// (lines.go) with its own stable version and rollout; an agent that
+// reports its served lines hears of each line's target
+// (State.TargetVersions).
 //
 // Metrics (metrics.go, metrics_http.go): with Config.MetricsListen set, a
 // node serves Prometheus metrics (Raft, rounds, agents, enrollments,

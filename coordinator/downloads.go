@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/fedge/fedge/protocol"
@@ -67,6 +68,40 @@ const deltaCacheSize = 4
 type downloads struct {
 	mu    sync.Mutex
 	cache []deltaEntry // most recent last
+	// manifests are the BlobInfos of recent downloads by blob ID (the ID
+	// changes with the content), so a round's agents do not each make
+	// the node hash the model again.
+	manifests []protocol.BlobInfo // most recent last
+}
+
+// maxDeltaModelBytes is the largest model file a node encodes a lossless
+// delta for: the encoding decodes both versions in memory, so larger
+// models are sent whole (or as the job's quantized push), straight from
+// the blob store.
+const maxDeltaModelBytes = 256 << 20
+
+// manifest returns the manifest of size bytes of src named id, from the
+// cache or by hashing src once.
+func (d *downloads) manifest(id string, src io.ReaderAt, size int64) (protocol.BlobInfo, error) {
+	d.mu.Lock()
+	for _, m := range d.manifests {
+		if m.ID == id && m.Size == uint64(size) {
+			d.mu.Unlock()
+			return m, nil
+		}
+	}
+	d.mu.Unlock()
+	info, err := protocol.NewBlobInfo(id, src, size, 0)
+	if err != nil {
+		return info, err
+	}
+	d.mu.Lock()
+	d.manifests = append(d.manifests, info)
+	if len(d.manifests) > 2*deltaCacheSize {
+		d.manifests = d.manifests[1:]
+	}
+	d.mu.Unlock()
+	return info, nil
 }
 
 type deltaEntry struct {

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -235,7 +236,7 @@ func (e *Engine) step(ctx context.Context) (bool, error) {
 	var rollout *RolloutRecord
 	var job *JobRecord
 	e.fsm.Read(func(s *State) {
-		if r := s.activeRollout(); r != nil && r.State == RolloutRunning {
+		if r := s.runningRollout(); r != nil {
 			c := *r
 			rollout = &c
 		}
@@ -459,24 +460,33 @@ func roundOf(m protocol.Message) (uint64, bool) {
 	return 0, false
 }
 
-// loadModel decodes a committed model version.
+// loadModel decodes a committed model version, streaming it from the
+// node's blob store (one model in memory, not two).
 func (e *Engine) loadModel(version uint64) (*tensor.Model, *ModelRecord, error) {
-	var blob []byte
-	var rec ModelRecord
-	e.fsm.Read(func(s *State) {
-		if m, ok := s.Models[version]; ok {
-			rec = *m
-			blob = m.Blob
-		}
-	})
-	if blob == nil {
-		return nil, nil, fmt.Errorf("%w: model %d (or its blob)", ErrNotFound, version)
-	}
-	m, err := tensor.UnmarshalModel(blob)
+	b, err := e.fsm.openModel(version)
 	if err != nil {
 		return nil, nil, fmt.Errorf("coordinator.loadModel: %d: %w", version, err)
 	}
+	defer b.Close()
+	m, err := tensor.ReadModel(bufio.NewReaderSize(b.file(), 1<<20), int64(b.rec.Size))
+	if err != nil {
+		return nil, nil, fmt.Errorf("coordinator.loadModel: %d: %w", version, err)
+	}
+	rec := b.rec
 	return m, &rec, nil
+}
+
+// strategyState reads the strategy memory committed with rec.
+func (e *Engine) strategyState(rec *ModelRecord) ([]byte, error) {
+	if rec.StateSize == 0 {
+		return nil, nil
+	}
+	b, err := e.fsm.openModel(rec.Version)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	return b.part(rec.statePart())
 }
 
 // clusterName is the replicated cluster name, bound into SecAgg+ round IDs

@@ -144,13 +144,8 @@ func (a *simAgent) statsRound(r *protocol.StatsRequest) {
 }
 
 func (a *simAgent) model(version uint64) (*tensor.Model, error) {
-	var blob []byte
-	a.fsm.Read(func(s *State) {
-		if m, ok := s.Models[version]; ok {
-			blob = m.Blob
-		}
-	})
-	if blob == nil {
+	blob, err := a.fsm.ModelFile(version)
+	if err != nil {
 		return nil, fmt.Errorf("sim: no model %d", version)
 	}
 	return tensor.UnmarshalModel(blob)

@@ -92,13 +92,9 @@ func (n *Node) peerSession(ctx context.Context, addr string) (*protocol.Session,
 		p.sess.Close()
 		p.sess = nil
 	}
-	tc, err := identity.CoordinatorClientConfig(n.creds.cert, n.creds.roots, identity.RevokerFunc(n.revoked), protocol.ALPNPeer)
+	s, err := n.dialPeer(ctx, addr)
 	if err != nil {
 		return nil, err
-	}
-	s, err := n.ln.Dial(ctx, addr, tc, protocol.ALPNPeer, &protocol.Config{Hello: protocol.Hello{Software: "fedge-coordinator " + n.cfg.NodeID}})
-	if err != nil {
-		return nil, fmt.Errorf("coordinator: session with leader %s: %w", addr, err)
 	}
 	p.sess, p.addr = s, addr
 	return s, nil
@@ -162,6 +158,17 @@ func (h peerHandler) ServeMessage(ctx context.Context, s *protocol.Session, m pr
 	return &protocol.AdminResponse{Body: b}, nil
 }
 
+// ServeBulk serves model blobs to other coordinators (BlobGet) and
+// receives the ones the leader pushes (BlobPut).
 func (h peerHandler) ServeBulk(ctx context.Context, s *protocol.Session, first protocol.Message, b *protocol.BulkStream) error {
-	return &protocol.Error{Code: protocol.CodeUnsupported, Message: "peers open no bulk streams"}
+	if via, err := identity.PeerIdentity(s.TLS()); err != nil || via.Role != identity.RoleCoordinator {
+		return &protocol.Error{Code: protocol.CodeUnauthorized, Message: "a coordinator certificate is required"}
+	}
+	switch m := first.(type) {
+	case *protocol.BlobGet:
+		return h.n.blobsync.serveBlobGet(ctx, m, b)
+	case *protocol.BlobPut:
+		return h.n.blobsync.serveBlobPut(ctx, m, b)
+	}
+	return &protocol.Error{Code: protocol.CodeUnsupported, Message: "bulk " + first.Type().String()}
 }

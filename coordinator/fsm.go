@@ -42,7 +42,7 @@ const (
 	cmdJobUpdate      cmdType = 9  // version 1: a job's state
 	cmdRoundStart     cmdType = 10 // version 1: a round begins
 	cmdRoundEnd       cmdType = 11 // version 1: a round ends without a model
-	cmdModelCommit    cmdType = 12 // version 1: a model version (blob), ends its round
+	cmdModelCommit    cmdType = 12 // version 1: a model version (blob), ends its round; version 3: the blob by hash, no payload
 	cmdModelPin       cmdType = 13 // version 1: pin or unpin a model version
 	cmdRolloutCreate  cmdType = 14 // version 1: start a rollout
 	cmdRolloutDecide  cmdType = 15 // version 1: a rollout decision with evidence
@@ -52,13 +52,15 @@ const (
 	cmdTokenPrune     cmdType = 19 // version 1: forget expired or used tokens
 	cmdTokenRevoke    cmdType = 20 // version 1: revoke an unused join token
 	cmdAdminRevoke    cmdType = 21 // version 1: revoke admin certificates by serial or name
-	cmdModelImport    cmdType = 22 // version 2: an operator's model version (blob), without parent, job or round
+	cmdModelImport    cmdType = 22 // version 2: an operator's model version (blob), without parent, job or round; version 3: by hash
 	optionalCmd       cmdType = 0x80
 	maxEntryHeaderLen         = 1 << 20
 )
 
 // encodeEntry lays out a log entry: type byte, uvarint header length, JSON
-// header, then an optional raw payload (model blobs travel raw, not base64).
+// header, then an optional raw payload. Since FSM version 3 no entry
+// carries model bytes: a model entry names its blob by hash (BlobStore);
+// entries of versions 1 and 2 that carried them raw still apply.
 func encodeEntry(t cmdType, hdr any, payload []byte) ([]byte, error) {
 	h, err := json.Marshal(hdr)
 	if err != nil {
@@ -92,6 +94,11 @@ type FSM struct {
 	mu    sync.RWMutex
 	state *State
 	log   *slog.Logger
+	// blobs holds the model versions' bytes the state names by hash.
+	blobs BlobStore
+	// missing, if set, is told (without blocking) the hash of a blob the
+	// state names that the store lacks, so the node fetches it.
+	missing func(hash string)
 
 	// watchers are told the index of every applied entry.
 	watchMu  sync.Mutex
@@ -100,13 +107,23 @@ type FSM struct {
 
 var _ raft.FSM = (*FSM)(nil)
 
-// NewFSM returns an empty state machine.
+// NewFSM returns an empty state machine whose blobs live in memory
+// (MemBlobs); nodes use NewFSMWithBlobs.
 func NewFSM(logger *slog.Logger) *FSM {
+	return NewFSMWithBlobs(logger, NewMemBlobs())
+}
+
+// NewFSMWithBlobs returns an empty state machine whose model versions'
+// bytes live in blobs.
+func NewFSMWithBlobs(logger *slog.Logger, blobs BlobStore) *FSM {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &FSM{state: newState(), log: logger, watchers: map[chan uint64]struct{}{}}
+	return &FSM{state: newState(), log: logger, blobs: blobs, watchers: map[chan uint64]struct{}{}}
 }
+
+// Blobs returns the store of the model versions' bytes.
+func (f *FSM) Blobs() BlobStore { return f.blobs }
 
 // Apply applies one committed log entry. The response is an error or the
 // command's result (see the apply functions).
@@ -119,9 +136,16 @@ func (f *FSM) Apply(l *raft.Log) any {
 		return err
 	}
 	f.mu.Lock()
+	var before map[string]bool
+	if t == cmdModelCommit || t == cmdModelImport || t == cmdModelPin || t == cmdRolloutDecide || t == cmdSetStable || t == cmdRolloutCreate {
+		before = f.state.blobRefs()
+	}
 	res := f.applyLocked(t, hdr, payload)
 	if f.state.LastApplied < l.Index {
 		f.state.LastApplied = l.Index
+	}
+	if before != nil {
+		f.collectBlobs(before)
 	}
 	f.mu.Unlock()
 	f.notify(l.Index)
@@ -154,7 +178,11 @@ func (f *FSM) applyLocked(t cmdType, hdr, payload []byte) any {
 	case cmdRoundEnd:
 		return applyRoundEnd(s, hdr)
 	case cmdModelCommit:
-		return applyModelCommit(s, hdr, payload)
+		ref, err := f.inlineBlob(payload)
+		if err != nil {
+			return err
+		}
+		return applyModelCommit(s, hdr, ref)
 	case cmdModelPin:
 		return applyModelPin(s, hdr)
 	case cmdRolloutCreate:
@@ -174,7 +202,11 @@ func (f *FSM) applyLocked(t cmdType, hdr, payload []byte) any {
 	case cmdAdminRevoke:
 		return applyAdminRevoke(s, hdr)
 	case cmdModelImport:
-		return applyModelImport(s, hdr, payload)
+		ref, err := f.inlineBlob(payload)
+		if err != nil {
+			return err
+		}
+		return applyModelImport(s, hdr, ref)
 	case cmdModelExplain:
 		return applyModelExplain(s, hdr)
 	}
@@ -183,6 +215,55 @@ func (f *FSM) applyLocked(t cmdType, hdr, payload []byte) any {
 		return nil
 	}
 	return fmt.Errorf("%w: %d", ErrUnknownEntry, byte(t))
+}
+
+// inlineBlob stores the model bytes an entry written before FSM version
+// 3 carries and names them; an entry without payload names its blob in
+// its header.
+func (f *FSM) inlineBlob(payload []byte) (blobRef, error) {
+	if len(payload) == 0 {
+		return blobRef{}, nil
+	}
+	h, err := putBlob(f.blobs, payload)
+	if err != nil {
+		return blobRef{}, fmt.Errorf("coordinator.FSM.Apply: storing an entry's model bytes: %w", err)
+	}
+	return blobRef{hash: h, size: int64(len(payload))}, nil
+}
+
+// collectBlobs removes from the store the blobs before named and the
+// state no longer names (retention dropped their versions), and asks for
+// the ones it names but the store lacks. Called with f.mu held.
+func (f *FSM) collectBlobs(before map[string]bool) {
+	after := f.state.blobRefs()
+	for h := range before {
+		if after[h] {
+			continue
+		}
+		if err := f.blobs.Remove(h); err != nil {
+			f.log.Warn("removing a dropped model blob", "blob", h, "err", err)
+		}
+	}
+	for h := range after {
+		if !before[h] && !f.blobs.Has(h) && f.missing != nil {
+			f.missing(h)
+		}
+	}
+}
+
+// MissingBlobs returns the hashes of the blobs the state names that the
+// store lacks.
+func (f *FSM) MissingBlobs() []string {
+	f.mu.RLock()
+	refs := f.state.blobRefs()
+	f.mu.RUnlock()
+	var out []string
+	for _, h := range sortedKeys(refs) {
+		if !f.blobs.Has(h) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // decodeHdr unmarshals an entry header strictly.
@@ -234,9 +315,9 @@ func (f *FSM) notify(index uint64) {
 }
 
 // Snapshot captures the state for log compaction: the metadata encoded
-// under the read lock (one JSON encoding, the snapshot's own), the model
-// blobs shared (they are immutable once committed). Persist writes it out
-// without the lock.
+// under the read lock (one JSON encoding, the snapshot's own), which names
+// the model versions' blobs by hash (the bytes stay in the BlobStore).
+// Persist writes it out without the lock.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -246,13 +327,18 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 // Restore replaces the state with a snapshot's.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	s, err := readSnapshot(rc)
+	s, err := readSnapshot(rc, f.blobs)
 	if err != nil {
 		return fmt.Errorf("coordinator.FSM.Restore: %w", err)
 	}
 	f.mu.Lock()
 	f.state = s
 	f.mu.Unlock()
+	if f.missing != nil {
+		for _, h := range f.MissingBlobs() {
+			f.missing(h)
+		}
+	}
 	f.notify(s.LastApplied)
 	return nil
 }

@@ -169,7 +169,7 @@ func TestSnapshotMigratesAdminSerials(t *testing.T) {
 	st.Admins, st.Audit = nil, nil
 	st.AdminSerials = map[string]string{"ab12": "alice"}
 	var buf bytes.Buffer
-	if err := writeSnapshotV1(&buf, st); err != nil {
+	if err := writeSnapshotV1(&buf, st, old.f.blobs); err != nil {
 		t.Fatal(err)
 	}
 	if bytes.Contains(buf.Bytes(), []byte(`"admins"`)) {

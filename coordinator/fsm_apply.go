@@ -344,15 +344,41 @@ type modelCommitCmd struct {
 	Stable bool `json:"stable,omitempty"`
 }
 
+// blobRef names a model version's blob: the hash and size a log entry's
+// header carries, or those of the bytes an entry written before blobs
+// carried inline (which the FSM stored on apply).
+type blobRef struct {
+	hash string
+	size int64
+}
+
+// resolve returns the blob m names, preferring ref (an old entry's inline
+// bytes) and checking the name and sizes.
+func (ref blobRef) resolve(m *ModelRecord) error {
+	if ref.hash != "" {
+		m.BlobHash, m.BlobSize = ref.hash, ref.size
+	}
+	if !validBlobHash(m.BlobHash) || m.BlobSize <= 0 {
+		return fmt.Errorf("%w: model without blob", ErrBadEntry)
+	}
+	if m.StateSize < 0 || m.PushSize < 0 || int64(m.StateSize)+int64(m.PushSize) >= m.BlobSize {
+		return fmt.Errorf("%w: strategy state of %d and push of %d bytes in a %d-byte blob", ErrBadEntry, m.StateSize, m.PushSize, m.BlobSize)
+	}
+	m.Size = int(m.BlobSize - int64(m.StateSize) - int64(m.PushSize))
+	return nil
+}
+
 // applyModelCommit adds a model version (assigning its number, returned),
-// ends its round and advances its job, all in one entry.
-func applyModelCommit(s *State, hdr, blob []byte) any {
+// ends its round and advances its job, all in one entry. The header names
+// the version's blob (BlobHash, BlobSize: FSM version 3); an entry of
+// versions 1 and 2 carried the bytes as its payload, and ref names them.
+func applyModelCommit(s *State, hdr []byte, ref blobRef) any {
 	var c modelCommitCmd
 	if err := decodeHdr(hdr, &c); err != nil {
 		return err
 	}
-	if len(blob) == 0 || c.Model.Hash == "" {
-		return fmt.Errorf("%w: model without blob or hash", ErrBadEntry)
+	if c.Model.Hash == "" {
+		return fmt.Errorf("%w: model without hash", ErrBadEntry)
 	}
 	if c.Model.Parent != 0 {
 		if _, ok := s.Models[c.Model.Parent]; !ok {
@@ -368,25 +394,16 @@ func applyModelCommit(s *State, hdr, blob []byte) any {
 			return fmt.Errorf("%w: round %d is %s", ErrConflict, r.ID, r.State)
 		}
 	}
-	// The payload is the model file, then the push delta (PushSize bytes),
+	m := c.Model
+	// The blob is the model file, then the push delta (PushSize bytes),
 	// then the strategy state (StateSize bytes).
-	if c.Model.StateSize < 0 || c.Model.PushSize < 0 || c.Model.StateSize+c.Model.PushSize >= len(blob) {
-		return fmt.Errorf("%w: strategy state of %d and push of %d bytes in a %d-byte payload", ErrBadEntry, c.Model.StateSize, c.Model.PushSize, len(blob))
+	if err := ref.resolve(&m); err != nil {
+		return err
 	}
-	if c.Model.PushSize > 0 && c.Model.Parent == 0 {
+	if m.PushSize > 0 && m.Parent == 0 {
 		return fmt.Errorf("%w: a push delta without a parent", ErrBadEntry)
 	}
-	m := c.Model
 	m.Version = s.NextModel
-	split := len(blob) - m.StateSize - m.PushSize
-	m.Size = split
-	m.Blob = append([]byte(nil), blob[:split]...)
-	if m.PushSize > 0 {
-		m.Push = append([]byte(nil), blob[split:split+m.PushSize]...)
-	}
-	if m.StateSize > 0 {
-		m.StrategyState = append([]byte(nil), blob[split+m.PushSize:]...)
-	}
 	s.NextModel++
 	s.Models[m.Version] = &m
 	if c.Round != nil {
@@ -403,8 +420,8 @@ func applyModelCommit(s *State, hdr, blob []byte) any {
 			j.Privacy = &p
 		}
 	}
-	if c.Stable || s.Stable == 0 {
-		s.Stable = m.Version
+	if c.Stable || s.Stable == 0 || (m.Job != "" && s.LineStable(m.Name) == 0) {
+		s.setStable(m.Version) // a job's first version of a line is its stable one
 	}
 	s.applyRetention()
 	return m.Version
@@ -415,24 +432,25 @@ type modelImportCmd struct {
 }
 
 // applyModelImport adds a model version an operator imported (assigning
-// its number, returned): the payload is the model file alone. It does not
+// its number, returned): its blob is the model file alone. It does not
 // change the stable version: an imported version reaches agents through a
 // job that starts from it or a rollout.
-func applyModelImport(s *State, hdr, blob []byte) any {
+func applyModelImport(s *State, hdr []byte, ref blobRef) any {
 	var c modelImportCmd
 	if err := decodeHdr(hdr, &c); err != nil {
 		return err
 	}
 	m := c.Model
 	switch {
-	case len(blob) == 0 || m.Hash == "":
-		return fmt.Errorf("%w: imported model without blob or hash", ErrBadEntry)
+	case m.Hash == "":
+		return fmt.Errorf("%w: imported model without hash", ErrBadEntry)
 	case m.Parent != 0 || m.Job != "" || m.Round != 0 || m.StateSize != 0 || m.PushSize != 0:
 		return fmt.Errorf("%w: an imported model has no parent, job, round, strategy state or push", ErrBadEntry)
 	}
+	if err := ref.resolve(&m); err != nil {
+		return err
+	}
 	m.Version = s.NextModel
-	m.Size = len(blob)
-	m.Blob = append([]byte(nil), blob...)
 	s.NextModel++
 	s.Models[m.Version] = &m
 	s.applyRetention()
@@ -453,7 +471,7 @@ func applyModelPin(s *State, hdr []byte) any {
 	if !ok {
 		return fmt.Errorf("%w: model %d", ErrNotFound, c.Version)
 	}
-	if c.Pinned && m.Blob == nil {
+	if c.Pinned && !m.held() {
 		return fmt.Errorf("%w: model %d was dropped by retention", ErrConflict, c.Version)
 	}
 	m.Pinned = c.Pinned
@@ -472,17 +490,20 @@ func applyRolloutCreate(s *State, hdr []byte) any {
 	if _, ok := s.Rollouts[r.ID]; ok {
 		return fmt.Errorf("%w: rollout %s", ErrExists, r.ID)
 	}
-	for _, other := range s.Rollouts {
-		if other.State == RolloutRunning || other.State == RolloutPaused {
-			return fmt.Errorf("%w: rollout %s is still %s", ErrConflict, other.ID, other.State)
-		}
-	}
 	m, ok := s.Models[r.Model]
-	if !ok || m.Blob == nil {
+	if !ok || !m.held() {
 		return fmt.Errorf("%w: model %d", ErrNotFound, r.Model)
 	}
+	r.Line = m.Name
+	if other := s.activeRolloutOf(r.Line); other != nil {
+		return fmt.Errorf("%w: rollout %s of model line %q is still %s", ErrConflict, other.ID, r.Line, other.State)
+	}
 	if r.Baseline == 0 {
-		r.Baseline = s.Stable
+		// The line's stable version; a line that has none yet (an
+		// imported model) is compared with the default line's.
+		if r.Baseline = s.LineStable(r.Line); r.Baseline == 0 {
+			r.Baseline = s.Stable
+		}
 	}
 	if r.Baseline == r.Model {
 		return fmt.Errorf("%w: model %d is already the baseline; nothing to roll out", ErrConflict, r.Model)
@@ -523,16 +544,18 @@ func applyRolloutDecide(s *State, hdr []byte) any {
 		}
 		if r.Stage+1 >= len(r.Cohorts) {
 			r.State = RolloutPromoted
-			s.Stable = r.Model
+			s.setStable(r.Model)
 		} else {
 			r.Stage++
 		}
 	case "promote":
 		r.State = RolloutPromoted
-		s.Stable = r.Model
+		s.setStable(r.Model)
 	case "rollback":
 		r.State = RolloutRolledBack
-		s.Stable = r.Baseline
+		if s.lineOf(r.Baseline) == s.rolloutLine(r) {
+			s.setStable(r.Baseline)
+		}
 	case "pause":
 		r.State = RolloutPaused
 	case "resume":
@@ -559,10 +582,10 @@ func applySetStable(s *State, hdr []byte) any {
 		return err
 	}
 	m, ok := s.Models[c.Version]
-	if !ok || m.Blob == nil {
+	if !ok || !m.held() {
 		return fmt.Errorf("%w: model %d", ErrNotFound, c.Version)
 	}
-	s.Stable = c.Version
+	s.setStable(c.Version)
 	return nil
 }
 

@@ -14,17 +14,23 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// Snapshot format, version 2:
+// Snapshot format, version 3:
 //
-//	"FEDGESNP" | version byte | uvarint len | JSON State (no blobs) |
-//	uvarint count | count × (uvarint model version | uvarint len | blob |
-//	uvarint len | strategy state | uvarint len | push delta) |
+//	"FEDGESNP" | version byte | uvarint len | JSON State | uvarint 0 |
 //	SHA-256 of everything before it
 //
-// Version 1 had no push delta; it is still read.
+// The state names each model version's blob by hash (ModelRecord.BlobHash);
+// the bytes stay in the BlobStore, and a node restoring a snapshot fetches
+// the blobs it lacks from a peer. Versions 1 and 2 carried the bytes after
+// the state, and are still read (their bytes go into the store):
+//
+//	uvarint count | count × (uvarint model version | uvarint len | model
+//	file | uvarint len | strategy state | uvarint len | push delta)
+//
+// (version 1 without the push delta).
 const (
 	snapshotMagic   = "FEDGESNP"
-	snapshotVersion = 2 // 2 adds each model's push delta; 1 is still read
+	snapshotVersion = 3 // 3 names blobs by hash; 2 (push delta) and 1 are still read
 	// maxSnapshotMeta bounds the JSON part of a snapshot.
 	maxSnapshotMeta = 1 << 30
 	// maxSnapshotBlob bounds one model blob in a snapshot.
@@ -35,20 +41,13 @@ const (
 var ErrBadSnapshot = errors.New("coordinator: bad snapshot")
 
 // snapshotOf captures s for a snapshot: its metadata encoded at once (the
-// JSON the snapshot holds, so the state can change afterwards) and its
-// model blobs, which are immutable once committed and so are shared.
+// JSON the snapshot holds, so the state can change afterwards).
 func snapshotOf(s *State) (*fsmSnapshot, error) {
 	meta, err := json.Marshal(s)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: encoding the state: %w", err)
 	}
-	snap := &fsmSnapshot{meta: meta}
-	for _, v := range sortedKeys(s.Models) {
-		if m := s.Models[v]; m.Blob != nil {
-			snap.models = append(snap.models, snapshotModel{version: v, blob: m.Blob, state: m.StrategyState, push: m.Push})
-		}
-	}
-	return snap, nil
+	return &fsmSnapshot{meta: meta}, nil
 }
 
 // clone deep-copies a state through its snapshot form (tests use it).
@@ -61,24 +60,17 @@ func (s *State) clone() *State {
 	if err := snap.write(&buf); err != nil {
 		panic(err)
 	}
-	c, err := readSnapshot(&buf)
+	c, err := readSnapshot(&buf, NewMemBlobs())
 	if err != nil {
 		panic(err)
 	}
 	return c
 }
 
-// snapshotModel is one model version's bytes in a snapshot.
-type snapshotModel struct {
-	version           uint64
-	blob, state, push []byte
-}
-
 // fsmSnapshot is a point-in-time copy of the state, taken under the FSM's
 // read lock and written out later without it.
 type fsmSnapshot struct {
-	meta   []byte
-	models []snapshotModel
+	meta []byte
 }
 
 // Persist writes the snapshot to the sink.
@@ -112,16 +104,7 @@ func (f *fsmSnapshot) write(w io.Writer) error {
 	bw.WriteByte(snapshotVersion)
 	put(uint64(len(f.meta)))
 	bw.Write(f.meta)
-	put(uint64(len(f.models)))
-	for _, m := range f.models {
-		put(m.version)
-		put(uint64(len(m.blob)))
-		bw.Write(m.blob)
-		put(uint64(len(m.state)))
-		bw.Write(m.state)
-		put(uint64(len(m.push)))
-		bw.Write(m.push)
-	}
+	put(0) // no inline model bytes since version 3
 	if err := bw.Flush(); err != nil {
 		return err
 	}
@@ -149,7 +132,9 @@ func (r *hashingReader) ReadByte() (byte, error) {
 	return b, err
 }
 
-func readSnapshot(rd io.Reader) (*State, error) {
+// readSnapshot reads a snapshot of any version; model bytes a version 1
+// or 2 snapshot carries go into blobs, and the state names them by hash.
+func readSnapshot(rd io.Reader, blobs BlobStore) (*State, error) {
 	h := sha256.New()
 	r := &hashingReader{r: bufio.NewReaderSize(rd, 1<<20), h: h}
 	bad := func(format string, a ...any) error {
@@ -179,8 +164,13 @@ func readSnapshot(rd io.Reader) (*State, error) {
 		return nil, bad("metadata: %v", err)
 	}
 	count, err := binary.ReadUvarint(r)
-	if err != nil || count > uint64(len(s.Models)) {
+	if err != nil || count > uint64(len(s.Models)) || (version >= 3 && count != 0) {
 		return nil, bad("blob count")
+	}
+	if version < 3 {
+		for _, m := range s.Models {
+			m.BlobHash, m.BlobSize = "", 0 // named below, by the bytes that follow
+		}
 	}
 	for i := uint64(0); i < count; i++ {
 		v, err := binary.ReadUvarint(r)
@@ -195,30 +185,39 @@ func readSnapshot(rd io.Reader) (*State, error) {
 		if err != nil || size > maxSnapshotBlob || (m.Size != 0 && size != uint64(m.Size)) {
 			return nil, bad("blob size of model %d", v)
 		}
-		if m.Blob, err = readN(r, size); err != nil {
+		file, err := readN(r, size)
+		if err != nil {
 			return nil, bad("blob of model %d: %v", v, err)
 		}
 		size, err = binary.ReadUvarint(r)
 		if err != nil || size != uint64(m.StateSize) {
 			return nil, bad("strategy state size of model %d", v)
 		}
+		var state, push []byte
 		if size > 0 {
-			if m.StrategyState, err = readN(r, size); err != nil {
+			if state, err = readN(r, size); err != nil {
 				return nil, bad("strategy state of model %d: %v", v, err)
 			}
 		}
-		if version < 2 {
-			continue
-		}
-		size, err = binary.ReadUvarint(r)
-		if err != nil || size != uint64(m.PushSize) {
-			return nil, bad("push size of model %d", v)
-		}
-		if size > 0 {
-			if m.Push, err = readN(r, size); err != nil {
-				return nil, bad("push of model %d: %v", v, err)
+		if version >= 2 {
+			size, err = binary.ReadUvarint(r)
+			if err != nil || size != uint64(m.PushSize) {
+				return nil, bad("push size of model %d", v)
+			}
+			if size > 0 {
+				if push, err = readN(r, size); err != nil {
+					return nil, bad("push of model %d: %v", v, err)
+				}
 			}
 		}
+		// The blob's layout: model file, push delta, strategy state.
+		m.Size, m.PushSize = len(file), len(push)
+		blob := append(append(file, push...), state...)
+		h, err := putBlob(blobs, blob)
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: restoring model %d's bytes: %w", v, err)
+		}
+		m.BlobHash, m.BlobSize = h, int64(len(blob))
 	}
 	want := h.Sum(nil)
 	got := make([]byte, sha256.Size)

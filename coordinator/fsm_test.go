@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -85,8 +86,8 @@ func TestFSMLifecycle(t *testing.T) {
 			t.Fatalf("first model should become stable, stable=%d", s.Stable)
 		}
 		// Retention keeps the newest + stable (1): version 2's blob is dropped.
-		if s.Models[2].Blob != nil || s.Models[1].Blob == nil || s.Models[3].Blob == nil {
-			t.Fatalf("retention kept wrong blobs: 1:%v 2:%v 3:%v", s.Models[1].Blob != nil, s.Models[2].Blob != nil, s.Models[3].Blob != nil)
+		if s.Models[2].held() || !s.Models[1].held() || !s.Models[3].held() {
+			t.Fatalf("retention kept wrong blobs: 1:%v 2:%v 3:%v", s.Models[1].held(), s.Models[2].held(), s.Models[3].held())
 		}
 		if s.Rounds[1].ModelOut != 1 || s.Rounds[1].State != RoundCommitted {
 			t.Fatalf("round record %+v", s.Rounds[1])
@@ -201,11 +202,15 @@ func TestSnapshotRestoreAndDeterminism(t *testing.T) {
 	if got := snapshotBytes(t, r); !bytes.Equal(got, sa) {
 		t.Fatal("restored state differs from the snapshot")
 	}
-	r.Read(func(s *State) {
-		if string(s.Models[3].Blob) != string(bytes.Repeat([]byte{3}, 100)) {
-			t.Fatal("blob not restored")
-		}
-	})
+	// The snapshot names the blobs; the restoring node's store holds them
+	// (here: it shares the writer's).
+	r = NewFSMWithBlobs(nil, a.f.blobs)
+	if err := r.Restore(nopCloser{bytes.NewReader(sa)}); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := r.ModelFile(3); err != nil || string(f) != string(bytes.Repeat([]byte{3}, 100)) {
+		t.Fatalf("blob not restored: %v", err)
+	}
 	// Corruption anywhere is detected.
 	for _, i := range []int{0, 9, len(sa) / 2, len(sa) - 1} {
 		bad := append([]byte(nil), sa...)
@@ -281,14 +286,25 @@ func TestModelCommitWithPush(t *testing.T) {
 		t.Helper()
 		f.Read(func(s *State) {
 			m := s.Models[v]
-			if !bytes.Equal(m.Blob, file) || !bytes.Equal(m.Push, push) || !bytes.Equal(m.StrategyState, state) || m.Size != 100 {
-				t.Fatalf("model %d: blob %d bytes, push %q, state %q", v, len(m.Blob), m.Push, m.StrategyState)
+			if m.Size != 100 || m.PushSize != len(push) || m.StateSize != len(state) {
+				t.Fatalf("model %d: sizes %d, %d, %d", v, m.Size, m.PushSize, m.StateSize)
 			}
 		})
+		var m ModelRecord
+		f.Read(func(s *State) { m = *s.Models[v] })
+		if got := modelPart(t, f, v, m.filePart); !bytes.Equal(got, file) {
+			t.Fatalf("model %d: file %q", v, got)
+		}
+		if got := modelPart(t, f, v, m.pushPart); !bytes.Equal(got, push) {
+			t.Fatalf("model %d: push %q", v, got)
+		}
+		if got := modelPart(t, f, v, m.statePart); !bytes.Equal(got, state) {
+			t.Fatalf("model %d: state %q", v, got)
+		}
 	}
 	check(h.f)
 	snap := snapshotBytes(t, h.f)
-	r := NewFSM(nil)
+	r := NewFSMWithBlobs(nil, h.f.blobs)
 	if err := r.Restore(nopCloser{bytes.NewReader(snap)}); err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +323,7 @@ func TestModelCommitWithPush(t *testing.T) {
 	old := newHarness(t)
 	populate(old)
 	var buf bytes.Buffer
-	if err := writeSnapshotV1(&buf, old.f.state.clone()); err != nil {
+	if err := writeSnapshotV1(&buf, old.f.state, old.f.blobs); err != nil {
 		t.Fatal(err)
 	}
 	r1 := NewFSM(nil)
@@ -321,7 +337,41 @@ func TestModelCommitWithPush(t *testing.T) {
 
 // writeSnapshotV1 writes the version-1 snapshot layout (before push
 // deltas), as session 1's coordinators did.
-func writeSnapshotV1(w io.Writer, s *State) error {
+func writeSnapshotV1(w io.Writer, s *State, blobs BlobStore) error {
+	return writeSnapshotOld(w, s, blobs, 1)
+}
+
+// writeSnapshotOld writes the snapshot layout of version 1 or 2 (2 added
+// each model's push delta), with the model bytes inline, as coordinators
+// before blobs did.
+func writeSnapshotOld(w io.Writer, s *State, blobs BlobStore, version byte) error {
+	cp := *s
+	cp.Models = map[uint64]*ModelRecord{}
+	for v, m := range s.Models {
+		c := *m
+		cp.Models[v] = &c
+	}
+	s = &cp
+	files := map[uint64][]byte{}
+	states := map[uint64][]byte{}
+	pushes := map[uint64][]byte{}
+	for v, m := range s.Models {
+		if m.held() {
+			var err error
+			if files[v], err = readBlobRange(blobs, m.BlobHash, 0, int64(m.Size)); err != nil {
+				return err
+			}
+			off, n := m.pushPart()
+			if pushes[v], err = readBlobRange(blobs, m.BlobHash, off, n); err != nil {
+				return err
+			}
+			off, n = m.statePart()
+			if states[v], err = readBlobRange(blobs, m.BlobHash, off, n); err != nil {
+				return err
+			}
+		}
+		m.BlobHash, m.BlobSize = "", 0 // version 1 knew no blob names
+	}
 	h := sha256.New()
 	mw := io.MultiWriter(w, h)
 	meta, err := json.Marshal(s)
@@ -330,23 +380,26 @@ func writeSnapshotV1(w io.Writer, s *State) error {
 	}
 	var b []byte
 	b = append(b, snapshotMagic...)
-	b = append(b, 1)
+	b = append(b, version)
 	b = binary.AppendUvarint(b, uint64(len(meta)))
 	b = append(b, meta...)
 	var versions []uint64
 	for _, v := range sortedKeys(s.Models) {
-		if s.Models[v].Blob != nil {
+		if files[v] != nil {
 			versions = append(versions, v)
 		}
 	}
 	b = binary.AppendUvarint(b, uint64(len(versions)))
 	for _, v := range versions {
-		m := s.Models[v]
 		b = binary.AppendUvarint(b, v)
-		b = binary.AppendUvarint(b, uint64(len(m.Blob)))
-		b = append(b, m.Blob...)
-		b = binary.AppendUvarint(b, uint64(len(m.StrategyState)))
-		b = append(b, m.StrategyState...)
+		b = binary.AppendUvarint(b, uint64(len(files[v])))
+		b = append(b, files[v]...)
+		b = binary.AppendUvarint(b, uint64(len(states[v])))
+		b = append(b, states[v]...)
+		if version >= 2 {
+			b = binary.AppendUvarint(b, uint64(len(pushes[v])))
+			b = append(b, pushes[v]...)
+		}
 	}
 	if _, err := mw.Write(b); err != nil {
 		return err
@@ -375,7 +428,7 @@ func TestSnapshotIsPointInTime(t *testing.T) {
 	if err := snap.(*fsmSnapshot).write(&buf); err != nil {
 		t.Fatal(err)
 	}
-	got, err := readSnapshot(&buf)
+	got, err := readSnapshot(&buf, h.f.blobs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,4 +493,26 @@ func TestJobEvalAttempts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// modelPart reads one part (m.filePart, m.pushPart, m.statePart) of
+// version's blob from f's store.
+func modelPart(t testing.TB, f *FSM, version uint64, part func() (int64, int64)) []byte {
+	t.Helper()
+	b, err := f.openModel(version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	out, err := b.part(part())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// testBlobHash is a well-formed blob name for records built by hand.
+func testBlobHash(i byte) string {
+	sum := sha256.Sum256([]byte{i})
+	return hex.EncodeToString(sum[:])
 }

@@ -66,9 +66,9 @@ type Config struct {
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger `json:"-"`
 	// MaxImportBytes bounds the model file an operator may import
-	// (Models().Import): the leader holds one import at a time in memory,
-	// and the version travels through the Raft log as one entry, like
-	// every committed version. If zero, DefaultMaxImportBytes.
+	// (Models().Import): the leader holds one import at a time in memory
+	// while it checks it, then stores it as a blob beside the Raft log
+	// like every committed version. If zero, DefaultMaxImportBytes.
 	MaxImportBytes int64 `json:"max_import_bytes,omitempty"`
 	// SecurityConfig: where the seal key comes from, token TTL bound (pki.go).
 	SecurityConfig
@@ -129,6 +129,7 @@ type Node struct {
 	agents   map[string]*agentConn
 
 	imports   chan struct{}        // one model import at a time (node_import.go)
+	blobsync  *blobSync            // model blobs between coordinators (blob_sync.go)
 	downloads downloads            // encoded model deltas for agents
 	peers     peers                // session to the leader for forwarded writes
 	seen      map[string]time.Time // last-seen times not yet replicated
@@ -162,7 +163,13 @@ func NewNode(cfg Config) (*Node, error) {
 	if creds.nodeID != cfg.NodeID {
 		return nil, fmt.Errorf("coordinator.NewNode: certificate is for node %q, config says %q", creds.nodeID, cfg.NodeID)
 	}
-	n := &Node{cfg: cfg, log: log, creds: creds, fsm: NewFSM(log), agents: map[string]*agentConn{}, seen: map[string]time.Time{}, imports: make(chan struct{}, 1)}
+	blobs, err := OpenFileBlobs(filepath.Join(cfg.DataDir, "blobs"))
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: log, creds: creds, fsm: NewFSMWithBlobs(log, blobs), agents: map[string]*agentConn{}, seen: map[string]time.Time{}, imports: make(chan struct{}, 1)}
+	n.blobsync = newBlobSync(n)
+	n.fsm.missing = n.blobsync.missing
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.reg = cfg.Metrics
 	if n.reg == nil {
@@ -269,9 +276,13 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	n.eng = newEngine(log, cfg.Engine, n.fsm, n, n.links, n.met.engine)
 	n.ready.Store(true)
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.leadership()
 	go n.flushSeen()
+	go func() {
+		defer n.wg.Done()
+		n.blobsync.run(n.ctx)
+	}()
 	return n, nil
 }
 
@@ -328,6 +339,7 @@ func (n *Node) Close() error {
 	}
 	n.dropAgents()
 	n.peers.close()
+	n.blobsync.close()
 	// The listener closes before Raft stops: Raft's shutdown waits for its
 	// replication goroutines, and one blocked in an RPC to a peer that
 	// vanished (kill -9, a partition) would hold it for the transport's
@@ -338,8 +350,21 @@ func (n *Node) Close() error {
 	return err
 }
 
-// apply implements replicator.
+// apply implements replicator. A model version's bytes (the payload of
+// cmdModelCommit and cmdModelImport) never enter the log: they become a
+// blob in this node's store, pushed to a majority of the voters, and the
+// entry names it.
 func (n *Node) apply(ctx context.Context, t cmdType, hdr any, payload []byte) (any, error) {
+	if (t == cmdModelCommit || t == cmdModelImport) && len(payload) > 0 {
+		if !n.rep.isLeader() {
+			return nil, ErrNotLeader
+		}
+		var err error
+		if hdr, err = n.blobsync.stage(ctx, hdr, payload); err != nil {
+			return nil, err
+		}
+		payload = nil
+	}
 	return n.rep.apply(ctx, t, hdr, payload)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -27,7 +28,15 @@ func (n *Node) apiClusterStatus(adminCall, none) (*api.ClusterStatus, error) {
 	for _, s := range f.Configuration().Servers {
 		st.Servers = append(st.Servers, api.ServerInfo{ID: string(s.ID), Addr: string(s.Address), Suffrage: s.Suffrage.String(), Leader: string(s.ID) == st.LeaderID})
 	}
-	n.fsm.Read(func(s *State) { st.Cluster, st.Stable = s.ClusterName, s.Stable })
+	n.fsm.Read(func(s *State) {
+		st.Cluster, st.Stable = s.ClusterName, s.Stable
+		for _, line := range s.lineNames() {
+			if st.Lines == nil {
+				st.Lines = map[string]uint64{}
+			}
+			st.Lines[line] = s.LineStable(line)
+		}
+	})
 	st.ConnectedAgents = len(n.ConnectedAgents())
 	return st, nil
 }
@@ -280,6 +289,7 @@ func (n *Node) apiRolloutStatus(adminCall, none) ([]api.Rollout, error) {
 
 func (n *Node) apiRolloutAction(c adminCall, r api.RolloutActionRequest) (*none, error) {
 	var ro *RolloutRecord
+	var several []string
 	n.fsm.Read(func(s *State) {
 		if r.ID != "" {
 			if x, ok := s.Rollouts[r.ID]; ok {
@@ -289,8 +299,16 @@ func (n *Node) apiRolloutAction(c adminCall, r api.RolloutActionRequest) (*none,
 		} else if x := s.activeRollout(); x != nil {
 			cp := *x
 			ro = &cp
+			for _, id := range sortedKeys(s.Rollouts) {
+				if y := s.Rollouts[id]; y.State == RolloutRunning || y.State == RolloutPaused {
+					several = append(several, id)
+				}
+			}
 		}
 	})
+	if len(several) > 1 {
+		return nil, fmt.Errorf("rollout: %w: %d rollouts are active (%s), one per model line; name one with its id", ErrConflict, len(several), strings.Join(several, ", "))
+	}
 	if ro == nil {
 		return nil, fmt.Errorf("%w: no such rollout (or none active)", ErrNotFound)
 	}

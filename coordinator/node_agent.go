@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -207,7 +208,7 @@ func (h agentHandler) ServeMessage(ctx context.Context, s *protocol.Session, m p
 			}
 		}
 		n.agentsMu.Unlock()
-		return n.announceFor(id.ID, v.ModelVersion), nil
+		return n.announceFor(id.ID, v.ModelVersion, v.Lines, s.Version() >= 5), nil
 	case *protocol.EnrollRequest:
 		return n.renew(ctx, id, s.PeerCertificate(), v)
 	case *protocol.AdvertiseKeys, *protocol.ShareKeys, *protocol.MaskedInput, *protocol.ConsistencyCheck, *protocol.Unmask, *protocol.EvalResult, *protocol.RoundJoin:
@@ -230,19 +231,45 @@ func toWireError(err error) error {
 	return stagedriver.WireError(err)
 }
 
-// announceFor tells an agent which model to serve if it serves another.
-func (n *Node) announceFor(agentID string, has uint64) protocol.Message {
+// announceFor tells an agent which model to serve if it serves another:
+// with lines (an agent at protocol version 5 reports every line it
+// serves or declines), the first line, default line first, whose target
+// it does not serve and does not decline; without, the default line's
+// target against has, the one version older agents serve. named puts the
+// line's name in the announce.
+func (n *Node) announceFor(agentID string, has uint64, lines []protocol.ServedLine, named bool) protocol.Message {
 	var ann *protocol.ModelAnnounce
 	n.fsm.Read(func(s *State) {
-		v := s.TargetVersion(agentID)
-		if v == 0 || v == has {
+		var line string
+		var v uint64
+		if lines == nil {
+			if v = s.TargetVersion(agentID); v == has {
+				return
+			}
+			line, _ = s.DefaultLine()
+		} else {
+			held := make(map[string]protocol.ServedLine, len(lines))
+			for _, l := range lines {
+				held[l.Name] = l
+			}
+			for _, t := range s.TargetVersions(agentID) {
+				if h, ok := held[t.Line]; !ok || (!h.Declined && h.Version != t.Version) {
+					line, v = t.Line, t.Version
+					break
+				}
+			}
+		}
+		if v == 0 {
 			return
 		}
 		m, ok := s.Models[v]
-		if !ok || m.Blob == nil {
+		if !ok || !m.held() {
 			return
 		}
 		ann = &protocol.ModelAnnounce{Version: v, Size: uint64(m.Size), Encoding: "fedge-model/1"}
+		if named {
+			ann.Name = line
+		}
 		copy(ann.Hash[:], mustHex(m.Hash))
 	})
 	if ann == nil {
@@ -264,48 +291,71 @@ func (h agentHandler) ServeBulk(ctx context.Context, s *protocol.Session, first 
 	if !ok {
 		return &protocol.Error{Code: protocol.CodeUnsupported, Message: "bulk " + first.Type().String()}
 	}
-	var file, baseFile, push []byte
-	var hash string
-	h.n.fsm.Read(func(st *State) {
-		m, ok := st.Models[req.Version]
-		if !ok {
-			return
-		}
-		file, hash = m.Blob, m.Hash
-		if req.HaveBase.IsZero() {
-			return
-		}
+	mb, err := h.n.openModelBlob(ctx, req.Version)
+	if err != nil {
+		return &protocol.Error{Code: protocol.CodeNotFound, Message: fmt.Sprintf("model %d is not held: %v", req.Version, err)}
+	}
+	defer mb.Close()
+	m := &mb.rec
+	// What to send: the job's quantized push for holders of the parent, a
+	// lossless delta against a base the agent holds (models up to
+	// maxDeltaModelBytes: the encoding is built in memory), else the
+	// model file itself, straight from the blob store.
+	var src io.ReaderAt = mb.file()
+	size, id := int64(m.Size), "model/"+m.Hash
+	if !req.HaveBase.IsZero() {
 		want := hex.EncodeToString(req.HaveBase[:])
-		if p, ok := st.Models[m.Parent]; ok && m.Push != nil && p.Hash == want {
-			push = m.Push // the job's quantized push, for holders of the parent
-			return
-		}
-		for _, b := range st.Models {
-			if b.Hash == want && b.Blob != nil && b.Version != m.Version {
-				baseFile = b.Blob
-				break
+		var parentHash string
+		var base uint64
+		h.n.fsm.Read(func(st *State) {
+			if p, ok := st.Models[m.Parent]; ok {
+				parentHash = p.Hash
+			}
+			for _, v := range sortedKeys(st.Models) {
+				if b := st.Models[v]; b.Hash == want && b.held() && b.Version != m.Version {
+					base = b.Version
+					break
+				}
+			}
+		})
+		switch {
+		case m.PushSize > 0 && parentHash == want:
+			off, n := m.pushPart()
+			src, size, id = io.NewSectionReader(mb.r, off, n), n, "model/"+m.Hash+"/push"
+		case base != 0 && m.Size <= maxDeltaModelBytes:
+			if blob, bid, ok := h.n.deltaFor(mb, base, req.HaveBase); ok {
+				src, size, id = bytes.NewReader(blob), int64(len(blob)), bid
 			}
 		}
-	})
-	if file == nil {
-		return &protocol.Error{Code: protocol.CodeNotFound, Message: fmt.Sprintf("model %d is not held", req.Version)}
 	}
-	blob, id := push, "model/"+hash+"/push"
-	if push == nil {
-		blob, id = h.n.downloads.blob(req.Version, hash, file, req.HaveBase, baseFile)
-	}
-	info, err := protocol.NewBlobInfo(id, bytes.NewReader(blob), int64(len(blob)), 0)
+	info, err := h.n.downloads.manifest(id, src, size)
 	if err != nil {
 		return err
 	}
-	if req.Offset > uint64(len(blob)) {
+	if req.Offset > uint64(size) {
 		return &protocol.Error{Code: protocol.CodeBadRequest, Message: "offset past the end"}
 	}
-	if err := b.ServeBlob(ctx, bytes.NewReader(blob), &info, req.Offset); err != nil {
+	if err := b.ServeBlob(ctx, src, &info, req.Offset); err != nil {
 		return err
 	}
-	h.n.eng.countDownload(req.Version, int64(len(blob))-int64(req.Offset))
+	h.n.eng.countDownload(req.Version, size-int64(req.Offset))
 	return nil
+}
+
+// deltaFor returns the lossless delta of mb's model file against version
+// base (whose parameters hash to baseHash), from the node's cache, and
+// false when none is worth sending.
+func (n *Node) deltaFor(mb *modelBlob, base uint64, baseHash protocol.Hash) ([]byte, string, bool) {
+	file, err := mb.part(mb.rec.filePart())
+	if err != nil {
+		return nil, "", false
+	}
+	baseFile, err := n.fsm.ModelFile(base)
+	if err != nil {
+		return nil, "", false
+	}
+	blob, id := n.downloads.blob(mb.rec.Version, mb.rec.Hash, file, baseHash, baseFile)
+	return blob, id, id != "model/"+mb.rec.Hash
 }
 
 // renew issues a fresh certificate to an agent that holds a valid one.

@@ -94,14 +94,9 @@ func (b consoleBackend) Call(ctx context.Context, who, verb string, body []byte)
 // Model returns a version's model file from this node's replica, as
 // model downloads do.
 func (b consoleBackend) Model(_ context.Context, version uint64) ([]byte, error) {
-	var file []byte
-	b.n.fsm.Read(func(s *State) {
-		if m, ok := s.Models[version]; ok {
-			file = m.Blob
-		}
-	})
-	if file == nil {
-		return nil, &protocol.Error{Code: protocol.CodeNotFound, Message: fmt.Sprintf("model %d is not held", version)}
+	file, err := b.n.fsm.ModelFile(version)
+	if err != nil {
+		return nil, &protocol.Error{Code: protocol.CodeNotFound, Message: fmt.Sprintf("model %d is not held: %v", version, err)}
 	}
 	return file, nil
 }

@@ -67,7 +67,7 @@ func (n *Node) apiModelsImport(c adminCall, r api.ImportRequest, b *protocol.Bul
 		Hash: hex.EncodeToString(h[:]), CreatedAt: c.now, Name: model.Spec.Name,
 		External: model.Spec.IsExternal(), ImportedBy: c.who,
 	}
-	v, err := n.rep.apply(c.ctx, cmdModelImport, modelImportCmd{Model: rec}, blob)
+	v, err := n.apply(c.ctx, cmdModelImport, modelImportCmd{Model: rec}, blob)
 	if err != nil {
 		return nil, err
 	}

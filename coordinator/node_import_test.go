@@ -95,7 +95,7 @@ func TestModelsImport(t *testing.T) {
 		testutil.WaitFor(t, 15*time.Second, "the import on every node", func() bool {
 			var hash string
 			nd.FSM().Read(func(s *coordinator.State) {
-				if r, ok := s.Models[got.Version]; ok && r.Blob != nil {
+				if r, ok := s.Models[got.Version]; ok && r.BlobHash != "" && nd.FSM().Blobs().Has(r.BlobHash) {
 					hash = r.Hash
 				}
 			})

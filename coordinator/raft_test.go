@@ -128,8 +128,11 @@ func TestReplicaClusterCommitsFailsOverAndRestarts(t *testing.T) {
 		testutil.WaitFor(t, 5*time.Second, fmt.Sprintf("node %d to hold both models after its restart", i), func() bool {
 			var ok bool
 			r.fsm.Read(func(s *State) {
-				ok = len(s.Models) == 2 && len(s.Models[1].Blob) == len(blob) && s.Models[2].Parent == 1
+				ok = len(s.Models) == 2 && s.Models[1].Size == len(blob) && s.Models[2].Parent == 1
 			})
+			if f, err := r.fsm.ModelFile(1); ok && (err != nil || !bytes.Equal(f, blob)) {
+				ok = false
+			}
 			return ok
 		})
 	}

@@ -27,7 +27,8 @@ func inCohort(r *RolloutRecord, c Cohort, a *AgentRecord) bool {
 	return matches(c.Selector, a.Labels) && bucket(r.ID, a.ID) < c.Percent
 }
 
-// activeRollout returns the running or paused rollout, if any.
+// activeRollout returns the first running or paused rollout of any line,
+// if any.
 func (s *State) activeRollout() *RolloutRecord {
 	for _, id := range sortedKeys(s.Rollouts) {
 		r := s.Rollouts[id]
@@ -38,22 +39,16 @@ func (s *State) activeRollout() *RolloutRecord {
 	return nil
 }
 
-// TargetVersion is the model version an agent should serve: the
-// candidate if an active rollout's current or an earlier cohort holds it,
-// otherwise the stable version (0 if the cluster has no model yet).
+// TargetVersion is the model version an agent should serve on the
+// default line (lines.go): the candidate if the line's active rollout's
+// current or an earlier cohort holds it, otherwise the stable version (0
+// if the cluster has no model yet).
 func (s *State) TargetVersion(agentID string) uint64 {
-	a, ok := s.Agents[agentID]
-	if !ok || a.Revoked {
-		return s.Stable
+	d, ok := s.DefaultLine()
+	if !ok {
+		return 0
 	}
-	if r := s.activeRollout(); r != nil {
-		for i := 0; i <= r.Stage && i < len(r.Cohorts); i++ {
-			if inCohort(r, r.Cohorts[i], a) {
-				return r.Model
-			}
-		}
-	}
-	return s.Stable
+	return s.lineTarget(s.Agents[agentID], d)
 }
 
 // CohortAgents lists the agents (sorted) in stage i of the active

@@ -18,20 +18,20 @@ func (n *Node) quantizedVersion(c adminCall, version uint64, mode string) (uint6
 	if mode != tensor.QuantizeInt8 {
 		return 0, fmt.Errorf("rollout.start: %w: quantize %q: want %q", errBadRequest, mode, tensor.QuantizeInt8)
 	}
-	var blob []byte
 	var existing uint64
 	var active string
+	known := false
 	n.fsm.Read(func(s *State) {
-		if ro := s.activeRollout(); ro != nil {
-			active = ro.ID + " is still " + ro.State
-		}
 		m, ok := s.Models[version]
-		if !ok {
+		if !ok || !m.held() {
 			return
 		}
-		blob = m.Blob
+		known = true
+		if ro := s.activeRolloutOf(m.Name); ro != nil {
+			active = ro.ID + " is still " + ro.State
+		}
 		for _, v := range sortedKeys(s.Models) {
-			if q := s.Models[v]; q.QuantizedFrom == version && q.Quantize == mode && q.Hash == m.Hash && q.Blob != nil {
+			if q := s.Models[v]; q.QuantizedFrom == version && q.Quantize == mode && q.Hash == m.Hash && q.held() {
 				existing = v
 			}
 		}
@@ -39,12 +39,21 @@ func (n *Node) quantizedVersion(c adminCall, version uint64, mode string) (uint6
 	switch {
 	case active != "": // checked before committing a version nobody would use
 		return 0, fmt.Errorf("rollout.start: %w: rollout %s", ErrConflict, active)
-	case blob == nil:
+	case !known:
 		return 0, fmt.Errorf("rollout.start: %w: model %d", ErrNotFound, version)
 	case existing != 0:
 		return existing, nil
 	}
-	m, err := tensor.UnmarshalModel(blob)
+	b, err := n.openModelBlob(c.ctx, version)
+	if err != nil {
+		return 0, fmt.Errorf("rollout.start: model %d: %w", version, err)
+	}
+	file, err := b.part(b.rec.filePart())
+	b.Close()
+	if err != nil {
+		return 0, fmt.Errorf("rollout.start: model %d: %w", version, err)
+	}
+	m, err := tensor.UnmarshalModel(file)
 	if err != nil {
 		return 0, fmt.Errorf("rollout.start: model %d: %w", version, err)
 	}
@@ -55,7 +64,8 @@ func (n *Node) quantizedVersion(c adminCall, version uint64, mode string) (uint6
 		return 0, fmt.Errorf("rollout.start: %w: model %d: %w (external and graph models are served in float32)", errBadRequest, version, tensor.ErrNotQuantizable)
 	}
 	m.Spec.Quantize = mode
-	if blob, err = m.MarshalBinary(); err != nil {
+	blob, err := m.MarshalBinary()
+	if err != nil {
 		return 0, fmt.Errorf("rollout.start: %w", err)
 	}
 	h := m.Hash()
@@ -63,7 +73,7 @@ func (n *Node) quantizedVersion(c adminCall, version uint64, mode string) (uint6
 		Hash: hex.EncodeToString(h[:]), CreatedAt: c.now, Name: m.Spec.Name, ImportedBy: c.who,
 		Quantize: mode, QuantizedFrom: version,
 	}
-	v, err := n.rep.apply(c.ctx, cmdModelImport, modelImportCmd{Model: rec}, blob)
+	v, err := n.apply(c.ctx, cmdModelImport, modelImportCmd{Model: rec}, blob)
 	if err != nil {
 		return 0, err
 	}

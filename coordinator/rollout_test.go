@@ -10,8 +10,8 @@ import (
 func TestTargetVersionAndCohorts(t *testing.T) {
 	s := newState()
 	s.Stable = 1
-	s.Models[1] = &ModelRecord{Version: 1, Blob: []byte{1}}
-	s.Models[2] = &ModelRecord{Version: 2, Blob: []byte{2}}
+	s.Models[1] = &ModelRecord{Version: 1, BlobHash: testBlobHash(1)}
+	s.Models[2] = &ModelRecord{Version: 2, BlobHash: testBlobHash(2)}
 	for i := 0; i < 1000; i++ {
 		id := fmt.Sprintf("ag-%04d", i)
 		s.Agents[id] = &AgentRecord{ID: id, Labels: map[string]string{"tier": map[bool]string{true: "canary", false: "prod"}[i%10 == 0]}}

@@ -67,16 +67,21 @@ func (r *activeRound) deliver(ctx context.Context, agent string, m protocol.Mess
 }
 
 // Expect opens the round to masked inputs uploaded as bulk blobs of at
-// most limit bytes (stagedriver.Uploads).
-func (r *activeRound) Expect(limit uint64) { r.uploads.expect(limit) }
+// most limit bytes, added into sum as they arrive (stagedriver.Uploads).
+func (r *activeRound) Expect(limit uint64, sum stagedriver.MaskedSum) { r.uploads.expect(limit, sum) }
 
-// Take hands the masked-input stage an agent's completed upload and counts
-// it in the round's bytes in (stagedriver.Uploads).
-func (r *activeRound) Take(agent string) ([]byte, error) {
-	b, err := r.uploads.take(agent)
-	r.bytesIn.Add(int64(len(b)))
-	return b, err
+// Take counts an agent's completed upload as its masked input and in the
+// round's bytes in (stagedriver.Uploads).
+func (r *activeRound) Take(agent string) error {
+	if err := r.uploads.take(agent); err != nil {
+		return err
+	}
+	r.bytesIn.Add(r.uploads.size(agent))
+	return nil
 }
+
+// End ends the stage's uploads (stagedriver.Uploads).
+func (r *activeRound) End() error { return r.uploads.close() }
 
 // stageRun opens a stage for agents, calls opened (if not nil) once it
 // accepts messages, waits for it with the deadline and returns who arrived.

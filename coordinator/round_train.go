@@ -38,6 +38,7 @@ func (e *Engine) clearRound(r *activeRound, err error) {
 	}
 	e.mu.Unlock()
 	r.Close(err)
+	r.uploads.releaseAll()
 }
 
 // initialModel builds and commits version 1 of a job's model, after a
@@ -111,7 +112,11 @@ func (e *Engine) strategyFor(job *JobRecord, rec *ModelRecord) (Strategy, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.SetState(rec.StrategyState); err != nil {
+	state, err := e.strategyState(rec)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.SetState(state); err != nil {
 		return nil, err
 	}
 	e.strategies[job.ID], e.stratVer[job.ID] = s, rec.Version
@@ -174,7 +179,12 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	if err != nil {
 		return e.endRound(ctx, &rec, err)
 	}
-	next := model.Clone()
+	// The strategy steps the loaded model in place (one model in memory),
+	// unless a lossy push needs the parent's parameters beside it.
+	next := model
+	if _, lossy := pushOptions(spec.Push); lossy {
+		next = model.Clone()
+	}
 	var blob, push []byte
 	var dropped []float32
 	err = r.timed(func() error {

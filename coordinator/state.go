@@ -204,7 +204,10 @@ type RoundRecord struct {
 	Metrics      map[string]float64 `json:"metrics,omitempty"`
 }
 
-// ModelRecord is one committed model version. Blob is the tensor model file.
+// ModelRecord is one committed model version. Its bytes (the tensor
+// model file, then the push delta, then the strategy state) are one
+// content-addressed blob in each node's BlobStore, named by BlobHash; the
+// record, the log entry and the snapshot carry only the name and sizes.
 type ModelRecord struct {
 	Version   uint64             `json:"version"`
 	Parent    uint64             `json:"parent,omitempty"`
@@ -214,19 +217,24 @@ type ModelRecord struct {
 	CreatedAt time.Time          `json:"created_at"`
 	Metrics   map[string]float64 `json:"metrics,omitempty"`
 	Pinned    bool               `json:"pinned,omitempty"`
-	Size      int                `json:"size"`
-	Blob      []byte             `json:"-"`
-	// StrategyState is the server optimizer's memory (momentum, moments)
-	// after this version, so a new leader continues the job exactly.
-	StrategyState []byte `json:"-"`
-	StateSize     int    `json:"state_size,omitempty"`
-	// Push is the compressed delta from the parent that agents holding the
-	// parent download (protocol/encoding, e.g. int8 + flate), when the job
-	// pushes lossily: the committed parameters are then exactly what
-	// decoding Push against the parent gives, so every agent holds the
+	// Size is the model file's size, the first part of the blob.
+	Size int `json:"size"`
+	// BlobHash names the version's blob (hex SHA-256 of model file ‖ push
+	// ‖ strategy state), BlobSize its size. Retention clears BlobHash
+	// when it drops the bytes; the metadata stays.
+	BlobHash string `json:"blob_hash,omitempty"`
+	BlobSize int64  `json:"blob_size,omitempty"`
+	// StateSize is the size of the server optimizer's memory (momentum,
+	// moments) after this version, the blob's last part, so a new leader
+	// continues the job exactly.
+	StateSize int `json:"state_size,omitempty"`
+	// PushSize is the size of the compressed delta from the parent that
+	// agents holding the parent download (protocol/encoding, e.g. int8 +
+	// flate), when the job pushes lossily; it follows the model file in
+	// the blob. The committed parameters are then exactly what decoding
+	// the push against the parent gives, so every agent holds the
 	// committed model bit for bit.
-	Push     []byte `json:"-"`
-	PushSize int    `json:"push_size,omitempty"`
+	PushSize int `json:"push_size,omitempty"`
 	// Name and External describe the model (its spec's name; whether it
 	// is an external model). ImportedBy is set on a version an operator
 	// imported (cmdModelImport): it has no parent, job or round.
@@ -273,6 +281,9 @@ type RolloutRecord struct {
 	UpdatedAt time.Time  `json:"updated_at"`
 	Decisions []Decision `json:"decisions,omitempty"`
 	Quantize  string     `json:"quantize,omitempty"` // api.Rollout.Quantize
+
+	// Line is the model line the rollout moves (its candidate's name).
+	Line string `json:"line,omitempty"`
 }
 
 // State is the whole replicated state of a cluster. The FSM owns it; readers
@@ -298,6 +309,10 @@ type State struct {
 	AdminSerials map[string]string       `json:"admin_serials,omitempty"`
 	Admins       map[string]*AdminRecord `json:"admins,omitempty"` // by certificate serial
 	Audit        []AuditRecord           `json:"audit,omitempty"`  // oldest first, the last KeepAudit or so
+
+	// Lines maps each model line (a model name, lines.go) to its stable
+	// version; Stable is the default line's.
+	Lines map[string]uint64 `json:"lines,omitempty"`
 }
 
 func newState() *State {
@@ -357,31 +372,60 @@ func (s *State) activeRolloutModels() map[uint64]bool {
 	return out
 }
 
+// held reports whether the version's bytes are kept (retention has not
+// dropped them).
+func (m *ModelRecord) held() bool { return m.BlobHash != "" }
+
+// Parts of a model version's blob.
+func (m *ModelRecord) filePart() (off, n int64) { return 0, int64(m.Size) }
+func (m *ModelRecord) pushPart() (off, n int64) { return int64(m.Size), int64(m.PushSize) }
+func (m *ModelRecord) statePart() (off, n int64) {
+	return int64(m.Size) + int64(m.PushSize), int64(m.StateSize)
+}
+
+// blobRefs returns the hashes of the blobs the state names.
+func (s *State) blobRefs() map[string]bool {
+	out := make(map[string]bool, len(s.Models))
+	for _, m := range s.Models {
+		if m.held() {
+			out[m.BlobHash] = true
+		}
+	}
+	return out
+}
+
 // applyRetention drops the blobs of old model versions: it keeps the last
-// KeepModels versions, every pinned version, the stable version and every
-// version an unfinished rollout refers to. Metadata is kept.
-func (s *State) applyRetention() {
+// KeepModels versions, every pinned version, the stable version, every
+// job's current version and every version an unfinished rollout refers
+// to. Metadata is kept. It returns the hashes it stopped naming (the FSM
+// removes those no other version names from the store).
+func (s *State) applyRetention() (dropped []string) {
 	if s.KeepModels <= 0 {
-		return
+		return nil
 	}
 	versions := sortedKeys(s.Models)
 	keep := s.activeRolloutModels()
 	keep[s.Stable] = true
+	for _, v := range s.Lines {
+		keep[v] = true
+	}
 	for _, j := range s.Jobs {
 		keep[j.Model] = true
 	}
 	withBlob := 0
 	for i := len(versions) - 1; i >= 0; i-- {
 		m := s.Models[versions[i]]
-		if m.Blob == nil {
+		if !m.held() {
 			continue
 		}
 		withBlob++
 		if withBlob <= s.KeepModels || m.Pinned || keep[m.Version] {
 			continue
 		}
-		m.Blob, m.StrategyState, m.Push = nil, nil, nil
+		dropped = append(dropped, m.BlobHash)
+		m.BlobHash, m.BlobSize = "", 0
 	}
+	return dropped
 }
 
 // trimRounds keeps the last KeepRounds round records.

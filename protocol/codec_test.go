@@ -73,6 +73,8 @@ func sampleMessages() []Message {
 		func() Message { b := sampleBlobInfo(); return &b }(),
 		&BlobChunk{Offset: 4096, Data: []byte("chunk bytes")},
 		&BlobResume{Offset: 8192},
+		&BlobGet{Hash: testHash("blob"), Offset: 2 << 20},
+		&BlobPut{Blob: sampleBlobInfo()},
 		&AdminRequest{Verb: "rollout.promote", Body: []byte(`{"rollout":"r1"}`)},
 		&AdminResponse{Body: []byte(`{"ok":true}`)},
 		&Cancel{ID: 12},

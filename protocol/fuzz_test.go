@@ -19,7 +19,7 @@ var fuzzFamilies = map[string][]MsgType{
 	"FuzzDecodeRound":   {TypeRoundInvite, TypeRoundJoin, TypeRoundPlan, TypeRoundAbort, TypeMaskedUpdate, TypeEvalRequest, TypeEvalResult, TypeStatsRequest, TypePrepRequest, TypeExplainRequest},
 	"FuzzDecodeSecAgg": {TypeAdvertiseKeys, TypeAdvertiseKeysRelay, TypeShareKeys, TypeShareKeysRelay, TypeMaskedInput,
 		TypeMaskedInputRelay, TypeConsistencyCheck, TypeConsistencyCheckRelay, TypeUnmask, TypeUnmaskRelay},
-	"FuzzDecodeModel": {TypeModelAnnounce, TypeModelRequest, TypeBlobInfo, TypeBlobChunk, TypeBlobResume},
+	"FuzzDecodeModel": {TypeModelAnnounce, TypeModelRequest, TypeBlobInfo, TypeBlobChunk, TypeBlobResume, TypeBlobGet, TypeBlobPut},
 	"FuzzDecodeAdmin": {TypeAdminRequest, TypeAdminResponse},
 }
 

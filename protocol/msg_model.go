@@ -18,6 +18,10 @@ type ModelAnnounce struct {
 	Encoding string
 	// BaseVersion is the version a delta encoding applies to (0 = full).
 	BaseVersion uint64
+	// Name is the model line of the version (version 5): a trailer
+	// written only when set, and set only on sessions at version 5 or
+	// later. Empty means the default line.
+	Name string
 }
 
 // Type implements Message.
@@ -29,6 +33,9 @@ func (m *ModelAnnounce) encode(e *encoder) {
 	e.uvarint(m.Size)
 	e.str("Encoding", m.Encoding)
 	e.uvarint(m.BaseVersion)
+	if m.Name != "" {
+		e.str("Name", m.Name)
+	}
 }
 
 func (m *ModelAnnounce) decode(d *decoder) {
@@ -37,6 +44,9 @@ func (m *ModelAnnounce) decode(d *decoder) {
 	m.Size = d.uvarint("Size")
 	m.Encoding = d.str("Encoding")
 	m.BaseVersion = d.uvarint("BaseVersion")
+	if d.err == nil && len(d.b) > 0 {
+		m.Name = d.str("Name")
+	}
 }
 
 // ModelRequest opens a bulk stream to download a model; the server answers
@@ -216,3 +226,43 @@ func (*AdminResponse) Type() MsgType { return TypeAdminResponse }
 
 func (m *AdminResponse) encode(e *encoder) { e.bytes("Body", m.Body, e.lim.MaxAdminBody) }
 func (m *AdminResponse) decode(d *decoder) { m.Body = d.bytes("Body", d.lim.MaxAdminBody) }
+
+// BlobGet opens a bulk stream between coordinators (fedge-peer/1) to
+// fetch a content-addressed blob, such as a model version's bytes; the
+// server answers like a ModelRequest, with BlobInfo and the chunks from
+// Offset (version 5).
+type BlobGet struct {
+	// Hash is the SHA-256 of the blob's content, its name.
+	Hash Hash
+	// Offset resumes an interrupted fetch; a multiple of the chunk size.
+	Offset uint64
+}
+
+// Type implements Message.
+func (*BlobGet) Type() MsgType { return TypeBlobGet }
+
+func (m *BlobGet) encode(e *encoder) {
+	e.hash(m.Hash)
+	e.uvarint(m.Offset)
+}
+
+func (m *BlobGet) decode(d *decoder) {
+	m.Hash = d.hash("Hash")
+	m.Offset = d.uvarint("Offset")
+}
+
+// BlobPut opens a bulk stream between coordinators (fedge-peer/1) to
+// store a content-addressed blob on the receiver: the leader sends a
+// model version's bytes this way before it commits the version. The
+// receiver answers like a MaskedUpdate upload (BlobResume, chunks, Ack),
+// so a broken transfer resumes; Blob.Hash is the blob's name (version 5).
+type BlobPut struct {
+	Blob BlobInfo
+}
+
+// Type implements Message.
+func (*BlobPut) Type() MsgType { return TypeBlobPut }
+
+func (m *BlobPut) encode(e *encoder) { m.Blob.encode(e) }
+
+func (m *BlobPut) decode(d *decoder) { m.Blob.decode(d) }

@@ -211,6 +211,26 @@ type Heartbeat struct {
 	// negotiated version is at least 3; a heartbeat without it decodes
 	// with Status nil.
 	Status *AgentStatus
+	// Lines are the model lines the agent serves (version 5), each with
+	// its served version, and the lines its configuration declines: a
+	// trailer after Status, so a sender with lines always writes a
+	// Status. Senders set it only on sessions at version 5 or later; a
+	// heartbeat without it decodes with Lines nil.
+	Lines []ServedLine
+}
+
+// MaxServedLines bounds Heartbeat.Lines.
+const MaxServedLines = 64
+
+// ServedLine is one model line an agent reports in its heartbeat.
+type ServedLine struct {
+	// Name is the line's model name.
+	Name string
+	// Version is the version the agent serves on the line (0: none yet).
+	Version uint64
+	// Declined is set for a line the agent's configuration does not
+	// accept: the coordinator stops announcing its versions to it.
+	Declined bool
 }
 
 // MaxStatusEvents bounds AgentStatus.Events.
@@ -260,8 +280,28 @@ func (m *Heartbeat) encode(e *encoder) {
 	e.time(m.Sent)
 	e.uvarint(m.ModelVersion)
 	e.boolean(m.Busy)
-	if m.Status != nil {
-		m.Status.encode(e)
+	st := m.Status
+	if st == nil && len(m.Lines) > 0 {
+		st = &AgentStatus{}
+	}
+	if st == nil {
+		return
+	}
+	st.encode(e)
+	if len(m.Lines) == 0 {
+		return
+	}
+	if len(m.Lines) > MaxServedLines {
+		e.fail(fmt.Errorf("%w: Lines has %d entries, limit %d", ErrTooLarge, len(m.Lines), MaxServedLines))
+		return
+	}
+	if !e.listLen("Lines", len(m.Lines)) {
+		return
+	}
+	for _, l := range m.Lines {
+		e.str("Line name", l.Name)
+		e.uvarint(l.Version)
+		e.boolean(l.Declined)
 	}
 }
 
@@ -273,6 +313,28 @@ func (m *Heartbeat) decode(d *decoder) {
 	if d.err == nil && len(d.b) > 0 {
 		m.Status = new(AgentStatus)
 		m.Status.decode(d)
+	}
+	if d.err != nil || len(d.b) == 0 {
+		return
+	}
+	n := d.listLen("Lines", 3)
+	if d.err != nil {
+		return
+	}
+	if n > MaxServedLines {
+		d.fail(fmt.Errorf("%w: Lines claims %d entries, limit %d", ErrTooLarge, n, MaxServedLines))
+		return
+	}
+	if n > 0 {
+		m.Lines = make([]ServedLine, n)
+	}
+	for i := 0; i < n && d.err == nil; i++ {
+		m.Lines[i].Name = d.str("Line name")
+		m.Lines[i].Version = d.uvarint("Line version")
+		m.Lines[i].Declined = d.boolean("Line declined")
+	}
+	if d.err != nil {
+		m.Lines = nil
 	}
 }
 

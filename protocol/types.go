@@ -25,11 +25,17 @@ import (
 //	   summed under secure aggregation); explanation rounds: RoundKind
 //	   RoundExplain and ExplainRequest (the mean absolute attribution of
 //	   each feature over the agents' held-out data, summed the same way).
+//	5  content-addressed blobs between coordinators: BlobGet and BlobPut
+//	   on fedge-peer/1 (model versions' bytes beside the Raft log).
+//	   Model lines: a Heartbeat's AgentStatus trailer may be followed by
+//	   the agent's served lines (ServedLine: name, version, declined), and
+//	   a ModelAnnounce may end with the line's Name; both sent only on
+//	   sessions at version 5 or later.
 const (
 	// MinVersion is the oldest capability version this build still speaks.
 	MinVersion uint32 = 1
 	// CurrentVersion is the newest capability version this build speaks.
-	CurrentVersion uint32 = 4
+	CurrentVersion uint32 = 5
 )
 
 // MsgType is the first byte of every frame. The list is append-only: a
@@ -79,6 +85,8 @@ const (
 	TypeStatsRequest          MsgType = 0x21 // version 2
 	TypePrepRequest           MsgType = 0x22 // version 4
 	TypeExplainRequest        MsgType = 0x23 // version 4
+	TypeBlobGet               MsgType = 0x24 // version 5
+	TypeBlobPut               MsgType = 0x25 // version 5
 
 	// TypeCancel tells the peer that the sender gave up waiting for one of
 	// its requests. It is optional: a peer that ignores it just finishes
@@ -134,6 +142,8 @@ var catalogue = map[MsgType]typeInfo{
 	TypeStatsRequest:          {"StatsRequest", 2, func() Message { return new(StatsRequest) }},
 	TypePrepRequest:           {"PrepRequest", 4, func() Message { return new(PrepRequest) }},
 	TypeExplainRequest:        {"ExplainRequest", 4, func() Message { return new(ExplainRequest) }},
+	TypeBlobGet:               {"BlobGet", 5, func() Message { return new(BlobGet) }},
+	TypeBlobPut:               {"BlobPut", 5, func() Message { return new(BlobPut) }},
 	TypeCancel:                {"Cancel", 1, func() Message { return new(Cancel) }},
 }
 

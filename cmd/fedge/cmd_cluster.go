@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sort"
+	"strings"
 
 	"github.com/fedge/fedge/coordinator/api"
 )
@@ -69,6 +71,11 @@ func runClusterStatus(args []string, stdout, stderr io.Writer) int {
 		); err != nil {
 			return err
 		}
+		if len(st.Lines) > 1 {
+			if err := kv(w, "Model lines", modelLines(st.Lines)); err != nil {
+				return err
+			}
+		}
 		fmt.Fprintln(w)
 		t := newTable(w, "ID", "ADDRESS", "SUFFRAGE", "LEADER")
 		for _, s := range st.Servers {
@@ -129,4 +136,18 @@ func runClusterRemove(args []string, stdout, stderr io.Writer) int {
 		_, err := fmt.Fprintf(w, "Removed %s from the cluster.\n", pos[0])
 		return err
 	})
+}
+
+// modelLines lists each model line's stable version, "2nn v3, logreg v6".
+func modelLines(lines map[string]uint64) string {
+	names := make([]string, 0, len(lines))
+	for name := range lines {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, name := range names {
+		parts[i] = dash(name) + " " + version(lines[name])
+	}
+	return strings.Join(parts, ", ")
 }

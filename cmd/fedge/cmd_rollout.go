@@ -228,6 +228,9 @@ func runRolloutStatus(args []string, stdout, stderr io.Writer) int {
 		if r.Quantize != "" {
 			candidate += " (" + r.Quantize + ")"
 		}
+		if r.Line != "" {
+			candidate += ", model " + r.Line
+		}
 		if err := kv(w,
 			"Candidate", candidate,
 			"Baseline", version(r.Baseline),
@@ -270,7 +273,7 @@ func rolloutAction(action string) func(args []string, stdout, stderr io.Writer) 
 	return func(args []string, stdout, stderr io.Writer) int {
 		spec := cmdSpec{
 			path:    "rollout " + action,
-			help:    rolloutActionHelp[action] + " The decision is Raft-committed with the operator's name and reason. Without -id it applies to the active rollout.",
+			help:    rolloutActionHelp[action] + " The decision is Raft-committed with the operator's name and reason. Without -id it applies to the active rollout (each model line has its own; name one with -id when several are active).",
 			example: fmt.Sprintf("fedge rollout %s -reason 'canary hosts report latency'", action),
 		}
 		c := newCLI(stdout, stderr, spec, true)

@@ -30,6 +30,7 @@ func commands() []command {
 		{"admins", "list, revoke and audit operator credentials", group("admins", "List and revoke operator certificates; show the audit trail of credential actions.", adminsCommands())},
 		{"console", "log in to a coordinator's web console", group("console", "Log in to the web console a coordinator serves (-ui-listen).", consoleCommands())},
 		{"dev", "run the end-to-end demo: local cluster, fleet, training, rollout", runDev},
+		{"simulate", "run many virtual agents against a cluster (load tests, research)", runSimulate},
 		{"version", "print the build version", runVersion},
 	}
 }

@@ -70,6 +70,7 @@ var leafCommands = [][]string{
 	{"rollout", "promote"}, {"rollout", "rollback"},
 	{"console", "login"},
 	{"dev"},
+	{"simulate"},
 }
 
 func TestEveryVerbHasHelpWithExample(t *testing.T) {

@@ -190,6 +190,14 @@ func (c *Client) session(ctx context.Context, addr string) (*protocol.Session, e
 			continue
 		}
 		c.mu.Lock()
+		if cur := c.sess; cur != nil && cur.Err() == nil && (addr == "" || addr == c.addr) {
+			// Another call dialed while this one did (the client is
+			// shared by goroutines): keep the session it installed, which
+			// its callers may be using, and drop this one.
+			c.mu.Unlock()
+			s.Close()
+			return cur, nil
+		}
 		if c.sess != nil {
 			c.sess.Close()
 		}

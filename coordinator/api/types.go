@@ -19,6 +19,9 @@ type ClusterStatus struct {
 	// ConnectedAgents counts the agents connected to the answering node.
 	ConnectedAgents int    `json:"connected_agents"`
 	Stable          uint64 `json:"stable_model"` // model version agents outside a rollout serve
+	// Lines maps each model line (a model name; every job's model is
+	// one) to its stable version; Stable is the default line's.
+	Lines map[string]uint64 `json:"lines,omitempty"`
 }
 
 // ServerInfo is one Raft server of the cluster.
@@ -434,6 +437,10 @@ type Rollout struct {
 	Decisions []Decision `json:"decisions,omitempty"`
 	// Quantize is "int8" when the candidate is served quantized.
 	Quantize string `json:"quantize,omitempty"`
+	// Line is the model line the rollout moves (the candidate's model
+	// name): each line has its own stable version and at most one
+	// active rollout.
+	Line string `json:"line,omitempty"`
 	// Waiting says why no evaluation round runs (too few canaries
 	// connected); the leader knows it, so Rollouts().Status asks it.
 	Waiting string `json:"waiting,omitempty"`

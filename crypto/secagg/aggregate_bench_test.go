@@ -95,3 +95,29 @@ func TestAddMaskedInputWireExactSum(t *testing.T) {
 		}
 	}
 }
+
+// TestMaskedStreamExactSum streams masked inputs into the sum in uneven
+// pieces, and half of a dropping client's input that an undoing stream
+// then takes out: the unmasked sum equals the plain sum of the
+// survivors' inputs, exactly (each piece added once).
+func TestMaskedStreamExactSum(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for trial := 0; trial < 5; trial++ {
+		s := newSim(t, rng, 12, 6, 0, 257)
+		s.streamPath = true
+		s.drop[s.ids[trial]] = 2 // streams half its input, then vanishes
+		res, serr := s.run()
+		if serr.err != nil {
+			t.Fatalf("trial %d: stage %d: %v", trial, serr.stage, serr.err)
+		}
+		want := s.plainSum(res.Survivors)
+		for i := range want {
+			if res.Sum[i] != want[i] {
+				t.Fatalf("trial %d: sum[%d] = %d, want %d", trial, i, res.Sum[i], want[i])
+			}
+		}
+		if len(res.Survivors) != 11 {
+			t.Fatalf("trial %d: %d survivors", trial, len(res.Survivors))
+		}
+	}
+}

@@ -27,6 +27,10 @@ type sim struct {
 	// wirePath sends masked inputs through AddMaskedInputWire (the
 	// coordinator's streaming path) instead of AddMaskedInput.
 	wirePath bool
+	// streamPath sends masked inputs through MaskedStream in uneven
+	// pieces; a client dropping at the masked-input stage streams half of
+	// its input first, which an undoing stream then takes out.
+	streamPath bool
 }
 
 // newSim builds a round of n clients with random distinct IDs.
@@ -154,7 +158,7 @@ func (s *sim) run() (*Result, stageErr) {
 		return nil, stageErr{1, err}
 	}
 	for _, id := range next {
-		if s.dropped(id, 2) {
+		if s.dropped(id, 2) && !s.streamPath {
 			continue
 		}
 		sl, err := srv.ShareList(id)
@@ -165,7 +169,28 @@ func (s *sim) run() (*Result, stageErr) {
 		if err != nil {
 			tb.Fatalf("MaskedInput(%d): %v", id, err)
 		}
-		if s.wirePath {
+		if s.streamPath {
+			b, err := m.MarshalBinary()
+			if err != nil {
+				tb.Fatal(err)
+			}
+			if s.dropped(id, 2) {
+				half := b[:len(b)/2+1]
+				streamPieces(tb, srv.StreamMaskedInput(id), half)
+				streamPieces(tb, srv.UndoMaskedStream(id), half)
+				continue
+			}
+			st := streamPieces(tb, srv.StreamMaskedInput(id), b)
+			if err := st.Finish(); err != nil {
+				tb.Fatalf("MaskedStream.Finish(%d): %v", id, err)
+			}
+			if _, err := srv.StreamMaskedInput(id).Write(b[:64]); !errors.Is(err, ErrDuplicate) {
+				tb.Fatalf("a second stream of %d: %v", id, err)
+			}
+			if _, err := srv.StreamMaskedInput(id ^ 1).Write(b[:64]); !errors.Is(err, ErrForged) {
+				tb.Fatalf("a stream of %d's input as another sender: %v", id, err)
+			}
+		} else if s.wirePath {
 			b, err := m.MarshalBinary()
 			if err != nil {
 				tb.Fatal(err)
@@ -339,4 +364,21 @@ func (s *sim) oracle() (ok bool, u3 []uint32) {
 		}
 	}
 	return true, u3
+}
+
+// streamPieces writes b to st in pieces of uneven sizes (1 to 13 bytes,
+// then larger), as chunks of an upload arrive.
+func streamPieces(tb testing.TB, st *MaskedStream, b []byte) *MaskedStream {
+	tb.Helper()
+	for i, k := 0, 1; i < len(b); k = k%13 + 1 {
+		n := min(k, len(b)-i)
+		if i > 200 {
+			n = min(257, len(b)-i)
+		}
+		if _, err := st.Write(b[i : i+n]); err != nil {
+			tb.Fatalf("MaskedStream.Write at %d: %v", i, err)
+		}
+		i += n
+	}
+	return st
 }

@@ -1,7 +1,6 @@
 package testcluster_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -157,11 +156,11 @@ func agentMetric(t *testing.T, addr, name string) float64 {
 func assertSameModels(t *testing.T, c *testcluster.Cluster) {
 	t.Helper()
 	_, leader := c.Leader()
-	var want map[uint64][]byte
+	var want map[uint64]string
 	leader.FSM().Read(func(s *coordinator.State) {
-		want = map[uint64][]byte{}
+		want = map[uint64]string{}
 		for v, m := range s.Models {
-			want[v] = m.Blob
+			want[v] = m.BlobHash
 		}
 	})
 	testutil.WaitFor(c.T, 30*time.Second, "followers to hold the leader's models", func() bool {
@@ -176,7 +175,7 @@ func assertSameModels(t *testing.T, c *testcluster.Cluster) {
 					return
 				}
 				for v, m := range s.Models {
-					if !bytes.Equal(m.Blob, want[v]) {
+					if m.BlobHash != want[v] || (m.BlobHash != "" && !n.FSM().Blobs().Has(m.BlobHash)) {
 						same = false
 					}
 				}

@@ -3,6 +3,7 @@ package stagedriver
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"sync"
@@ -16,16 +17,74 @@ import (
 // DefaultStageTime bounds a SecAgg+ stage when SecAgg.StageTime is zero.
 const DefaultStageTime = 30 * time.Second
 
-// Uploads holds the masked inputs that agents sent ahead of their
-// MaskedInput message as bulk blobs (protocol.MaxInlinePayload).
+// Uploads receives the masked inputs that agents send ahead of their
+// MaskedInput message as bulk blobs (protocol.MaxInlinePayload), adding
+// each chunk into the round's running sum as it arrives, so the node
+// holds one sum and not one vector per agent.
 type Uploads interface {
 	// Expect opens the round to uploads of masked inputs of at most limit
-	// bytes. SecAgg calls it as the masked-input stage opens.
-	Expect(limit uint64)
-	// Take returns agent's completed upload and forgets it. An error
-	// rejects the agent's MaskedInput message.
-	Take(agent string) ([]byte, error)
+	// bytes, added into sum as they arrive. SecAgg calls it as the
+	// masked-input stage opens.
+	Expect(limit uint64, sum MaskedSum)
+	// Take finishes agent's completed upload (MaskedWriter.Finish): its input
+	// counts from now on. An error rejects the agent's MaskedInput
+	// message.
+	Take(agent string) error
+	// End ends the uploads of the stage: what an upload not taken added
+	// to the sum is taken out again, and no chunk is added after it
+	// returns. SecAgg calls it before the masked-input stage ends; an
+	// error fails the round (the sum could not be restored).
+	End() error
 }
+
+// MaskedSum is a round's running sum of masked inputs, as uploads add
+// into it.
+type MaskedSum interface {
+	// Stream returns a writer that adds agent's encoded masked input
+	// (secagg's MaskedInput bytes) into the sum as its bytes arrive, in
+	// order; with undo, one that subtracts what those bytes added.
+	Stream(agent string, undo bool) (MaskedWriter, error)
+}
+
+// MaskedWriter adds one agent's masked input into a MaskedSum.
+type MaskedWriter interface {
+	io.Writer
+	// Finish ends a stream whose every byte was written: the agent's
+	// input is then in the sum and counts as sent.
+	Finish() error
+}
+
+var _ MaskedSum = (*SecAgg)(nil)
+
+// Stream implements MaskedSum on the driver's server; every write takes
+// the server's lock.
+func (d *SecAgg) Stream(agent string, undo bool) (MaskedWriter, error) {
+	id, ok := d.IDs[agent]
+	if !ok {
+		return nil, fmt.Errorf("%w: agent %s is not in the round", secagg.ErrUnknownSender, agent)
+	}
+	var st *secagg.MaskedStream
+	d.smu.Lock()
+	if undo {
+		st = d.srv.UndoMaskedStream(id)
+	} else {
+		st = d.srv.StreamMaskedInput(id)
+	}
+	d.smu.Unlock()
+	return &maskedWriter{d: d, st: st}, nil
+}
+
+type maskedWriter struct {
+	d  *SecAgg
+	st *secagg.MaskedStream
+}
+
+func (w *maskedWriter) Write(p []byte) (n int, err error) {
+	err = w.d.locked(func() error { n, err = w.st.Write(p); return err })
+	return n, err
+}
+
+func (w *maskedWriter) Finish() error { return w.d.locked(w.st.Finish) }
 
 // SecAgg drives the five SecAgg+ stages of one round over the agents that
 // joined it and returns the unmasked sum. Set its fields, then call Run
@@ -101,6 +160,13 @@ func (d *SecAgg) Run(ctx context.Context) (*secagg.Result, error) {
 	for i, s := range steps {
 		arrived, _ := st.Wait(ctx, deadline)
 		d.report(st.Report(expected, len(arrived)))
+		if s.typ == protocol.TypeMaskedInput && d.Uploads != nil {
+			// Before the sum is read: unfinished uploads leave it.
+			if err := d.Uploads.End(); err != nil {
+				st.Fail(err)
+				return nil, err
+			}
+		}
 		var ids []uint32
 		if err := d.locked(func() (err error) { ids, err = s.end(); return err }); err != nil {
 			st.Fail(err)
@@ -110,7 +176,7 @@ func (d *SecAgg) Run(ctx context.Context) (*secagg.Result, error) {
 		if i+1 < len(steps) {
 			n := steps[i+1]
 			if n.typ == protocol.TypeMaskedInput && d.Uploads != nil {
-				d.Uploads.Expect(MaskedInputLimit(d.Config.Dim))
+				d.Uploads.Expect(MaskedInputLimit(d.Config.Dim), d)
 			}
 			next = d.Round.Open(n.name, n.typ, d.agentsOf(ids), n.accept)
 		}
@@ -199,10 +265,7 @@ func acceptFrom[T any, P interface {
 func (d *SecAgg) acceptMasked(agent string, m protocol.Message) error {
 	payload, _ := protocol.StagePayload(m)
 	if len(payload) == 0 && d.Uploads != nil {
-		var err error
-		if payload, err = d.Uploads.Take(agent); err != nil {
-			return err
-		}
+		return d.Uploads.Take(agent) // added chunk by chunk as it arrived
 	}
 	return d.locked(func() error { return d.srv.AddMaskedInputWire(payload, d.IDs[agent]) })
 }

@@ -14,27 +14,49 @@ import (
 	"github.com/fedge/fedge/protocol/stagedriver"
 )
 
-// memUploads is an in-memory stagedriver.Uploads.
+// memUploads is an in-memory stagedriver.Uploads: an agent's upload is
+// added into the sum in 100-byte chunks when its MaskedInput takes it.
 type memUploads struct {
 	mu    sync.Mutex
 	limit uint64
+	sum   stagedriver.MaskedSum
 	by    map[string][]byte
+	ended bool
 }
 
-func (u *memUploads) Expect(limit uint64) {
+func (u *memUploads) Expect(limit uint64, sum stagedriver.MaskedSum) {
 	u.mu.Lock()
-	u.limit = limit
+	u.limit, u.sum = limit, sum
 	u.mu.Unlock()
 }
 
-func (u *memUploads) Take(agent string) ([]byte, error) {
+func (u *memUploads) Take(agent string) error {
 	u.mu.Lock()
-	defer u.mu.Unlock()
 	b, ok := u.by[agent]
-	if !ok || u.limit == 0 {
-		return nil, fmt.Errorf("no upload from %s", agent)
+	sum := u.sum
+	u.mu.Unlock()
+	if !ok || sum == nil {
+		return fmt.Errorf("no upload from %s", agent)
 	}
-	return b, nil
+	w, err := sum.Stream(agent, false)
+	if err != nil {
+		return err
+	}
+	for len(b) > 0 {
+		n := min(100, len(b))
+		if _, err := w.Write(b[:n]); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return w.Finish()
+}
+
+func (u *memUploads) End() error {
+	u.mu.Lock()
+	u.ended = true
+	u.mu.Unlock()
+	return nil
 }
 
 // saClient plays one agent's five SecAgg+ stages against a Round.
@@ -201,6 +223,9 @@ func TestSecAggRound(t *testing.T) {
 		if res.Sum[j] != want[j] {
 			t.Fatalf("sum[%d] = %d, want %d", j, res.Sum[j], want[j])
 		}
+	}
+	if !up.ended {
+		t.Fatal("the masked-input stage ended without ending its uploads")
 	}
 	if up.limit != stagedriver.MaskedInputLimit(dim) {
 		t.Fatalf("upload limit %d, want %d", up.limit, stagedriver.MaskedInputLimit(dim))

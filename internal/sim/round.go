@@ -1,0 +1,375 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"time"
+
+	"github.com/fedge/fedge/crypto/dp"
+	"github.com/fedge/fedge/crypto/secagg"
+	"github.com/fedge/fedge/protocol"
+	"github.com/fedge/fedge/tensor"
+)
+
+// deadlineGrace is added to every stage deadline, as the agent does.
+const deadlineGrace = 5 * time.Second
+
+// vround is the round a virtual agent joined.
+type vround struct {
+	invite *protocol.RoundInvite
+	sess   *protocol.Session
+	ctx    context.Context
+	cancel context.CancelFunc
+	plan   chan *protocol.RoundPlan
+}
+
+func (r *vround) deadline(s protocol.Stage) time.Time {
+	if t, ok := r.invite.Deadline(s); ok {
+		return t.Add(deadlineGrace)
+	}
+	d, _ := r.ctx.Deadline()
+	return d
+}
+
+// onInvite joins a training round when free; virtual agents take part in
+// training rounds only (they decline evaluation, statistics and
+// preparation rounds).
+func (a *vagent) onInvite(s *protocol.Session, inv *protocol.RoundInvite) *protocol.RoundJoin {
+	decline := func(reason string) *protocol.RoundJoin {
+		return &protocol.RoundJoin{RoundID: inv.RoundID, Reason: reason}
+	}
+	if inv.Kind != protocol.RoundTrain {
+		return decline("virtual agents of fedge simulate take part in training rounds only")
+	}
+	end := time.Now().Add(10 * time.Minute)
+	for _, d := range inv.Deadlines {
+		end = d.At
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.round != nil {
+		return decline(fmt.Sprintf("busy with round %d", a.round.invite.RoundID))
+	}
+	ctx, cancel := context.WithDeadline(a.f.ctx, end.Add(deadlineGrace))
+	r := &vround{invite: inv, sess: s, ctx: ctx, cancel: cancel, plan: make(chan *protocol.RoundPlan, 1)}
+	a.round = r
+	go func() {
+		select {
+		case <-s.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	go a.runRound(r)
+	return &protocol.RoundJoin{RoundID: inv.RoundID, Accept: true}
+}
+
+func (a *vagent) onPlan(p *protocol.RoundPlan) {
+	a.mu.Lock()
+	r := a.round
+	a.mu.Unlock()
+	if r == nil || r.invite.RoundID != p.RoundID {
+		return
+	}
+	select {
+	case r.plan <- p:
+	default:
+	}
+}
+
+func (a *vagent) onAbort(m *protocol.RoundAbort) {
+	a.mu.Lock()
+	r := a.round
+	a.mu.Unlock()
+	if r != nil && r.invite.RoundID == m.RoundID {
+		r.cancel()
+	}
+}
+
+// runRound waits for the plan, trains and sends the update.
+func (a *vagent) runRound(r *vround) {
+	defer func() {
+		r.cancel()
+		a.mu.Lock()
+		if a.round == r {
+			a.round = nil
+		}
+		a.mu.Unlock()
+	}()
+	var plan *protocol.RoundPlan
+	select {
+	case plan = <-r.plan:
+	case <-r.ctx.Done():
+		return
+	}
+	err := a.train(r, plan)
+	if err == nil {
+		a.f.stats.completed.Add(1)
+		return
+	}
+	a.f.stats.failed.Add(1)
+	if r.ctx.Err() != nil {
+		return
+	}
+	a.f.log.Warn("virtual agent left the round", "agent", a.index, "round", plan.RoundID, "err", err)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 5*time.Second)
+	_, _ = r.sess.Request(wctx, &protocol.RoundJoin{RoundID: plan.RoundID, Reason: truncate(err.Error(), 200)})
+	cancel()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// seeded returns the generator of one purpose of agent a in a round:
+// the same seed, agent and round give the same draws.
+func (a *vagent) seeded(round uint64, purpose uint64) *mrand.Rand {
+	return mrand.New(mrand.NewPCG(a.f.opts.Seed^purpose*0x9e3779b97f4a7c15, uint64(a.index)<<32^round))
+}
+
+// Purposes of the seeded generators.
+const (
+	seedTrain = 1 + iota
+	seedRound
+	seedNoise
+)
+
+// train runs a training round: the agent's side of trainRound and
+// submitUpdate in the agent package, on its shard of the shared dataset.
+func (a *vagent) train(r *vround, plan *protocol.RoundPlan) error {
+	ctx := r.ctx
+	var cfg *secagg.Config
+	var pid uint32
+	if len(plan.SecAgg) > 0 {
+		cfg = new(secagg.Config)
+		if err := cfg.UnmarshalBinary(plan.SecAgg); err != nil {
+			return fmt.Errorf("secagg config: %w", err)
+		}
+		pub := a.key.Public()
+		for _, p := range cfg.Participants {
+			if p.SigningKey.Equal(pub) {
+				pid = p.ID
+			}
+		}
+		if pid == 0 || cfg.Quantizer == nil {
+			return errors.New("secagg config without this agent's key or a quantizer")
+		}
+	}
+	start, err := a.f.models.get(ctx, r.sess, plan.ModelVersion, plan.ModelHash)
+	if err != nil {
+		return err
+	}
+	if start.Features() != a.f.data.Features() {
+		return fmt.Errorf("model %d takes %d features, the dataset has %d", plan.ModelVersion, start.Features(), a.f.data.Features())
+	}
+	if plan.DP.Adaptive && !(plan.DP.BitScale > 0 && plan.DP.ClipNorm > 0 && cfg != nil) {
+		return errors.New("adaptive clipping needs secure aggregation, a clip norm and a positive bit scale")
+	}
+	var x []uint32
+	var payload []byte
+	// Training and encoding hold a worker of the pool: the fleet's CPU
+	// is bounded however many agents are in the round.
+	err = a.f.work(ctx, func() error {
+		trained := start.Clone()
+		opt, err := optimizer(plan, start.Params)
+		if err != nil {
+			return err
+		}
+		local := a.f.data.Subset(a.shard)
+		stats, err := tensor.Train(ctx, trained, local, tensor.TrainConfig{
+			Epochs: int(plan.Epochs), BatchSize: int(plan.BatchSize), Seed: a.seeded(plan.RoundID, seedTrain).Uint64(), Optimizer: opt,
+		})
+		if err != nil {
+			return fmt.Errorf("training: %w", err)
+		}
+		delta := make([]float32, start.NumParams())
+		for i := range delta {
+			delta[i] = trained.Params[i] - start.Params[i]
+		}
+		body := delta
+		if plan.DP.ClipNorm > 0 {
+			bit := dp.ClipBit(dp.L2Norm(delta), plan.DP.ClipNorm)
+			dp.ClipL2(delta, plan.DP.ClipNorm)
+			if plan.DP.Adaptive {
+				body = append(delta, float32(plan.DP.BitScale*bit))
+			}
+		}
+		clip := 1.0
+		if cfg != nil {
+			clip = float64(cfg.Quantizer.Clip)
+		}
+		loss, acc := stats.Loss, stats.Accuracy
+		if plan.DP.NoiseStdDev > 0 {
+			loss, acc = 0, 0
+		}
+		vec := protocol.AppendUpdateMetrics(body, clip, loss, acc)
+		n := local.Len()
+		if cfg == nil {
+			payload = protocol.EncodePlainUpdate(vec, uint32(n))
+			return nil
+		}
+		q := cfg.Quantizer
+		if cfg.Dim != q.EncodedLen(len(vec)) {
+			return fmt.Errorf("secagg dimension %d does not fit model %d", cfg.Dim, plan.ModelVersion)
+		}
+		weight := uint32(1)
+		if q.MaxWeight > 0 {
+			weight = uint32(min(uint64(n), uint64(q.MaxWeight)))
+		}
+		x = make([]uint32, q.EncodedLen(len(vec)))
+		if err := q.Encode(x, vec, weight, a.seeded(plan.RoundID, seedRound)); err != nil {
+			return fmt.Errorf("encoding the update: %w", err)
+		}
+		if plan.DP.NoiseStdDev > 0 {
+			levels := float64(uint32(1)<<(q.Bits-1) - 1)
+			src := dp.NewSeededSource(a.seeded(plan.RoundID, seedNoise).Uint64())
+			if err := dp.AddNoiseFixedPoint(x[:len(body)], plan.DP.NoiseStdDev*levels/float64(q.Clip), src); err != nil {
+				return fmt.Errorf("DP noise: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if cfg == nil {
+		_, err := a.request(r, protocol.StageMaskedInput, &protocol.MaskedInput{RoundID: plan.RoundID, Payload: payload}, len(payload))
+		return err
+	}
+	return a.secureSum(r, cfg, pid, x)
+}
+
+// optimizer builds the plan's local optimizer (the agent's rules).
+func optimizer(plan *protocol.RoundPlan, start []float32) (tensor.Optimizer, error) {
+	var prox tensor.Proximal
+	if plan.Mu > 0 {
+		prox = tensor.Proximal{Mu: float32(plan.Mu), Center: append([]float32(nil), start...)}
+	}
+	switch plan.Optimizer {
+	case "", "sgd":
+		return tensor.NewSGD(tensor.SGDConfig{LR: float32(plan.LR), Momentum: float32(plan.Momentum), WeightDecay: float32(plan.WeightDecay), Proximal: prox}), nil
+	case "adam":
+		return tensor.NewAdam(tensor.AdamConfig{LR: float32(plan.LR), WeightDecay: float32(plan.WeightDecay), Proximal: prox}), nil
+	}
+	return nil, fmt.Errorf("unknown optimizer %q", plan.Optimizer)
+}
+
+// request sends one stage message with the stage's deadline.
+func (a *vagent) request(r *vround, s protocol.Stage, m protocol.Message, payload int) (protocol.Message, error) {
+	ctx, cancel := context.WithDeadline(r.ctx, r.deadline(s))
+	defer cancel()
+	a.f.stats.bytesUp.Add(int64(payload + 16))
+	resp, err := r.sess.Request(ctx, m)
+	if err != nil {
+		return nil, fmt.Errorf("stage %d: %w", s, err)
+	}
+	if p, ok := protocol.StagePayload(resp); ok {
+		a.f.stats.bytesDown.Add(int64(len(p) + 16))
+	}
+	return resp, nil
+}
+
+type binaryMarshaler interface{ MarshalBinary() ([]byte, error) }
+type binaryUnmarshaler interface{ UnmarshalBinary([]byte) error }
+
+// stage sends one SecAgg+ message and decodes the relay into out.
+func (a *vagent) stage(r *vround, s protocol.Stage, msg binaryMarshaler, wrap func([]byte) protocol.Message, out binaryUnmarshaler) error {
+	payload, err := msg.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	resp, err := a.request(r, s, wrap(payload), len(payload))
+	if err != nil {
+		return err
+	}
+	relay, ok := protocol.StagePayload(resp)
+	if _, ack := resp.(*protocol.Ack); !ok && !ack {
+		return fmt.Errorf("stage %d: unexpected %v reply", s, resp.Type())
+	}
+	if out == nil {
+		return nil
+	}
+	if err := out.UnmarshalBinary(bytes.Clone(relay)); err != nil {
+		return fmt.Errorf("stage %d relay: %w", s, err)
+	}
+	return nil
+}
+
+// secureSum runs the five SecAgg+ stages on x; the masking of the input
+// runs on the worker pool.
+func (a *vagent) secureSum(r *vround, cfg *secagg.Config, pid uint32, x []uint32) error {
+	cl, err := secagg.NewClient(cfg, pid, a.key, rand.Reader)
+	if err != nil {
+		return err
+	}
+	id := r.invite.RoundID
+	adv, err := cl.AdvertiseKeys()
+	if err != nil {
+		return err
+	}
+	var kl secagg.KeyList
+	if err := a.stage(r, protocol.StageAdvertiseKeys, adv, func(p []byte) protocol.Message {
+		return &protocol.AdvertiseKeys{RoundID: id, Payload: p}
+	}, &kl); err != nil {
+		return err
+	}
+	sk, err := cl.ShareKeys(&kl)
+	if err != nil {
+		return err
+	}
+	var sl secagg.ShareList
+	if err := a.stage(r, protocol.StageShareKeys, sk, func(p []byte) protocol.Message {
+		return &protocol.ShareKeys{RoundID: id, Payload: p}
+	}, &sl); err != nil {
+		return err
+	}
+	var masked []byte
+	if err := a.f.work(r.ctx, func() error {
+		mi, err := cl.MaskedInput(&sl, x)
+		if err != nil {
+			return err
+		}
+		masked, err = mi.MarshalBinary()
+		return err
+	}); err != nil {
+		return err
+	}
+	if len(masked) > protocol.MaxInlinePayload {
+		return fmt.Errorf("masked input of %d bytes: virtual agents send inline inputs only (at most %d)", len(masked), protocol.MaxInlinePayload)
+	}
+	var sv secagg.SurvivorList
+	if err := a.stage(r, protocol.StageMaskedInput, encoded(masked), func(p []byte) protocol.Message {
+		return &protocol.MaskedInput{RoundID: id, Payload: p}
+	}, &sv); err != nil {
+		return err
+	}
+	cc, err := cl.ConsistencyCheck(&sv)
+	if err != nil {
+		return err
+	}
+	var sigs secagg.SignatureList
+	if err := a.stage(r, protocol.StageConsistencyCheck, cc, func(p []byte) protocol.Message {
+		return &protocol.ConsistencyCheck{RoundID: id, Payload: p}
+	}, &sigs); err != nil {
+		return err
+	}
+	um, err := cl.Unmask(&sigs)
+	if err != nil {
+		return err
+	}
+	return a.stage(r, protocol.StageUnmask, um, func(p []byte) protocol.Message {
+		return &protocol.Unmask{RoundID: id, Payload: p}
+	}, nil)
+}
+
+// encoded is a stage payload already marshalled.
+type encoded []byte
+
+func (e encoded) MarshalBinary() ([]byte, error) { return e, nil }
