@@ -131,6 +131,48 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 // n is the example count the update is weighted by.
 func (a *Agent) submitUpdate(ctx context.Context, c conn, st *roundState, plan *protocol.RoundPlan, cfg *secagg.Config, pid uint32,
 	start, trained *tensor.Model, n int, stats tensor.TrainStats) error {
+	a.log.Debug("trained", "round", plan.RoundID, "examples", n, "loss", stats.Loss, "accuracy", stats.Accuracy, "took", stats.Duration)
+	var rounding *mrand.Rand
+	var noise mrand.Source
+	if cfg != nil {
+		var err error
+		if rounding, err = cryptoRand(); err != nil {
+			return err
+		}
+		if plan.DP.NoiseStdDev > 0 {
+			if noise, err = dp.NewCryptoSource(); err != nil {
+				return err
+			}
+		}
+	}
+	vec, x, err := EncodeUpdate(plan, cfg, start, trained, n, stats, rounding, noise)
+	if err != nil {
+		return err
+	}
+	if a.observeUpdate != nil {
+		a.observeUpdate(vec, x)
+	}
+	if cfg == nil {
+		payload := protocol.EncodePlainUpdate(vec, uint32(min(n, 1<<31)))
+		_, err := a.request(ctx, c, st, protocol.StageMaskedInput, &protocol.MaskedInput{RoundID: plan.RoundID, Payload: payload}, len(payload))
+		return err
+	}
+	return a.secureSum(ctx, c, st, cfg, pid, x)
+}
+
+// EncodeUpdate is what an agent sends for a model trained from start: the
+// change of its parameters, clipped under the plan's DP settings (with
+// the adaptive clip's bit), followed by the update metrics — the clip, and
+// the training loss and accuracy unless DP noise is on (they would leave
+// the host outside the privacy guarantee). vec is that vector; without
+// secure aggregation (cfg nil) it goes as is and x is nil. Otherwise x is
+// vec encoded for the secure sum: weighted by the example count n (capped
+// at the quantizer's MaxWeight), stochastically rounded with rounding, and
+// noised with noise when the plan asks for DP noise (which covers the
+// clipped delta and the clip bit only). An agent passes cryptographic
+// sources; fedge simulate's virtual agents pass seeded ones so runs repeat.
+func EncodeUpdate(plan *protocol.RoundPlan, cfg *secagg.Config, start, trained *tensor.Model, n int, stats tensor.TrainStats,
+	rounding *mrand.Rand, noise mrand.Source) (vec []float32, x []uint32, err error) {
 	delta := make([]float32, start.NumParams())
 	for i := range delta {
 		delta[i] = trained.Params[i] - start.Params[i]
@@ -149,49 +191,28 @@ func (a *Agent) submitUpdate(ctx context.Context, c conn, st *roundState, plan *
 	}
 	loss, acc := stats.Loss, stats.Accuracy
 	if plan.DP.NoiseStdDev > 0 {
-		// The noise covers the clipped delta (and the clip bit) only: the
-		// training metrics would leave the host outside the privacy
-		// guarantee, so they are not sent.
 		loss, acc = 0, 0
 	}
-	vec := protocol.AppendUpdateMetrics(body, clip, loss, acc)
-	a.log.Debug("trained", "round", plan.RoundID, "examples", n, "loss", stats.Loss, "accuracy", stats.Accuracy, "took", stats.Duration)
-
+	vec = protocol.AppendUpdateMetrics(body, clip, loss, acc)
 	if cfg == nil {
-		if a.observeUpdate != nil {
-			a.observeUpdate(vec, nil)
-		}
-		payload := protocol.EncodePlainUpdate(vec, uint32(min(n, 1<<31)))
-		_, err := a.request(ctx, c, st, protocol.StageMaskedInput, &protocol.MaskedInput{RoundID: plan.RoundID, Payload: payload}, len(payload))
-		return err
+		return vec, nil, nil
 	}
 	q := cfg.Quantizer
 	weight := uint32(1)
 	if q.MaxWeight > 0 {
 		weight = uint32(min(uint64(n), uint64(q.MaxWeight)))
 	}
-	rng, err := cryptoRand()
-	if err != nil {
-		return err
-	}
-	x := make([]uint32, q.EncodedLen(len(vec)))
-	if err := q.Encode(x, vec, weight, rng); err != nil {
-		return fmt.Errorf("encoding the update: %w", err)
+	x = make([]uint32, q.EncodedLen(len(vec)))
+	if err := q.Encode(x, vec, weight, rounding); err != nil {
+		return nil, nil, fmt.Errorf("encoding the update: %w", err)
 	}
 	if plan.DP.NoiseStdDev > 0 {
 		levels := float64(uint32(1)<<(q.Bits-1) - 1)
-		src, err := dp.NewCryptoSource()
-		if err != nil {
-			return err
-		}
-		if err := dp.AddNoiseFixedPoint(x[:len(body)], plan.DP.NoiseStdDev*levels/float64(q.Clip), src); err != nil {
-			return fmt.Errorf("DP noise: %w", err)
+		if err := dp.AddNoiseFixedPoint(x[:len(body)], plan.DP.NoiseStdDev*levels/float64(q.Clip), noise); err != nil {
+			return nil, nil, fmt.Errorf("DP noise: %w", err)
 		}
 	}
-	if a.observeUpdate != nil {
-		a.observeUpdate(vec, x)
-	}
-	return a.secureSum(ctx, c, st, cfg, pid, x)
+	return vec, x, nil
 }
 
 // optimizer builds the plan's local optimizer; FedProx's proximal term

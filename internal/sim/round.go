@@ -9,6 +9,7 @@ import (
 	mrand "math/rand/v2"
 	"time"
 
+	"github.com/fedge/fedge/agent"
 	"github.com/fedge/fedge/crypto/dp"
 	"github.com/fedge/fedge/crypto/secagg"
 	"github.com/fedge/fedge/protocol"
@@ -189,50 +190,17 @@ func (a *vagent) train(r *vround, plan *protocol.RoundPlan) error {
 		if err != nil {
 			return fmt.Errorf("training: %w", err)
 		}
-		delta := make([]float32, start.NumParams())
-		for i := range delta {
-			delta[i] = trained.Params[i] - start.Params[i]
-		}
-		body := delta
-		if plan.DP.ClipNorm > 0 {
-			bit := dp.ClipBit(dp.L2Norm(delta), plan.DP.ClipNorm)
-			dp.ClipL2(delta, plan.DP.ClipNorm)
-			if plan.DP.Adaptive {
-				body = append(delta, float32(plan.DP.BitScale*bit))
-			}
-		}
-		clip := 1.0
-		if cfg != nil {
-			clip = float64(cfg.Quantizer.Clip)
-		}
-		loss, acc := stats.Loss, stats.Accuracy
-		if plan.DP.NoiseStdDev > 0 {
-			loss, acc = 0, 0
-		}
-		vec := protocol.AppendUpdateMetrics(body, clip, loss, acc)
 		n := local.Len()
+		var vec []float32
+		vec, x, err = agent.EncodeUpdate(plan, cfg, start, trained, n, stats,
+			a.seeded(plan.RoundID, seedRound), dp.NewSeededSource(a.seeded(plan.RoundID, seedNoise).Uint64()))
+		if err != nil {
+			return err
+		}
 		if cfg == nil {
 			payload = protocol.EncodePlainUpdate(vec, uint32(n))
-			return nil
-		}
-		q := cfg.Quantizer
-		if cfg.Dim != q.EncodedLen(len(vec)) {
+		} else if len(x) != cfg.Dim {
 			return fmt.Errorf("secagg dimension %d does not fit model %d", cfg.Dim, plan.ModelVersion)
-		}
-		weight := uint32(1)
-		if q.MaxWeight > 0 {
-			weight = uint32(min(uint64(n), uint64(q.MaxWeight)))
-		}
-		x = make([]uint32, q.EncodedLen(len(vec)))
-		if err := q.Encode(x, vec, weight, a.seeded(plan.RoundID, seedRound)); err != nil {
-			return fmt.Errorf("encoding the update: %w", err)
-		}
-		if plan.DP.NoiseStdDev > 0 {
-			levels := float64(uint32(1)<<(q.Bits-1) - 1)
-			src := dp.NewSeededSource(a.seeded(plan.RoundID, seedNoise).Uint64())
-			if err := dp.AddNoiseFixedPoint(x[:len(body)], plan.DP.NoiseStdDev*levels/float64(q.Clip), src); err != nil {
-				return fmt.Errorf("DP noise: %w", err)
-			}
 		}
 		return nil
 	})
