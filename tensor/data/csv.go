@@ -126,6 +126,39 @@ type csvReader struct {
 	label   int      // file column of the label
 }
 
+// startCSV reads the header of a CSV file through lr and lays out its
+// columns by opts (at most maxCols); errWrap turns a read error into the
+// caller's error (with its line and the byte limit).
+func startCSV(lr *limitedReader, opts CSVOptions, maxCols int, errWrap func(error, *limitedReader) error) (*csv.Reader, *csvReader, error) {
+	cr := csv.NewReader(lr)
+	if opts.Comma != 0 {
+		cr.Comma = opts.Comma
+	}
+	cr.ReuseRecord = true
+	header, err := cr.Read()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil, fmt.Errorf("no header row: %w", ErrFormat)
+		}
+		return nil, nil, errWrap(err, lr)
+	}
+	if len(header) > maxCols {
+		return nil, nil, fmt.Errorf("%d columns over the limit of %d: %w", len(header), maxCols, ErrLimit)
+	}
+	c := &csvReader{opts: opts, missing: map[string]bool{}}
+	if err := c.layout(header); err != nil {
+		return nil, nil, err
+	}
+	tokens := opts.MissingTokens
+	if tokens == nil {
+		tokens = DefaultMissingTokens()
+	}
+	for _, tok := range tokens {
+		c.missing[strings.TrimSpace(tok)] = true
+	}
+	return cr, c, nil
+}
+
 func readCSV(r io.Reader, opts CSVOptions) (*Table, error) {
 	if opts.Label == "" {
 		return nil, errors.New("CSVOptions.Label is empty")
@@ -140,32 +173,9 @@ func readCSV(r io.Reader, opts CSVOptions) (*Table, error) {
 		maxBytes = DefaultCSVMaxBytes
 	}
 	lr := &limitedReader{r: r, left: maxBytes}
-	cr := csv.NewReader(lr)
-	if opts.Comma != 0 {
-		cr.Comma = opts.Comma
-	}
-	cr.ReuseRecord = true
-
-	header, err := cr.Read()
+	cr, c, err := startCSV(lr, opts, maxCols, csvErr)
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("no header row: %w", ErrFormat)
-		}
-		return nil, csvErr(err, lr)
-	}
-	if len(header) > maxCols {
-		return nil, fmt.Errorf("%d columns over the limit of %d: %w", len(header), maxCols, ErrLimit)
-	}
-	c := &csvReader{opts: opts, missing: map[string]bool{}}
-	if err := c.layout(header); err != nil {
 		return nil, err
-	}
-	tokens := opts.MissingTokens
-	if tokens == nil {
-		tokens = DefaultMissingTokens()
-	}
-	for _, tok := range tokens {
-		c.missing[strings.TrimSpace(tok)] = true
 	}
 
 	nf := len(c.cols)

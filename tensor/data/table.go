@@ -1,7 +1,6 @@
 package data
 
 import (
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -109,31 +108,9 @@ func readRawCSV(r io.Reader, opts CSVOptions) (*RawTable, error) {
 		maxBytes = DefaultCSVMaxBytes
 	}
 	lr := &limitedReader{r: &lineLimiter{r: r, max: orDefault(opts.MaxLineBytes, DefaultCSVMaxLineBytes), line: 1}, left: maxBytes}
-	cr := csv.NewReader(lr)
-	if opts.Comma != 0 {
-		cr.Comma = opts.Comma
-	}
-	cr.ReuseRecord = true
-	header, err := cr.Read()
+	cr, c, err := startCSV(lr, opts, maxCols, rawErr)
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("no header row: %w", ErrFormat)
-		}
-		return nil, rawErr(err, lr)
-	}
-	if len(header) > maxCols {
-		return nil, fmt.Errorf("%d columns over the limit of %d: %w", len(header), maxCols, ErrLimit)
-	}
-	c := &csvReader{opts: opts, missing: map[string]bool{}}
-	if err := c.layout(header); err != nil {
 		return nil, err
-	}
-	tokens := opts.MissingTokens
-	if tokens == nil {
-		tokens = DefaultMissingTokens()
-	}
-	for _, tok := range tokens {
-		c.missing[strings.TrimSpace(tok)] = true
 	}
 	t := &RawTable{Columns: make([]RawColumn, len(c.cols))}
 	for j, name := range c.names {
