@@ -95,30 +95,40 @@ func Evaluate(m *Model, ds *Dataset) (Metrics, error) {
 // chunked runs fn over the n examples in chunks of at most predictCap,
 // on up to GOMAXPROCS goroutines, each with its own pooled workspace.
 func (m *Model) chunked(n int, fn func(ws *workspace, ps *pass, e0, e1 int)) {
-	chunks := (n + m.predictCap - 1) / m.predictCap
-	workers := min(chunks, runtime.GOMAXPROCS(0))
-	run := func(w int) {
+	fanOut(n, m.predictCap, func(next func() (int, int, bool)) {
 		ws := m.getInference()
 		ps := &pass{}
-		for i := w; i < chunks; i += workers {
-			e0 := i * m.predictCap
-			fn(ws, ps, e0, min(n, e0+m.predictCap))
+		for e0, e1, ok := next(); ok; e0, e1, ok = next() {
+			fn(ws, ps, e0, e1)
 		}
 		m.pool.Put(ws)
-	}
-	if workers <= 1 {
-		if chunks > 0 {
-			run(0)
-		}
+	})
+}
+
+// fanOut splits n examples into chunks of at most size and runs worker on
+// up to GOMAXPROCS goroutines (the calling one included); each worker
+// takes its chunks from next, a fixed interleaving (worker w gets chunks
+// w, w+workers, …) so results land in the same places on every machine.
+func fanOut(n, size int, worker func(next func() (e0, e1 int, ok bool))) {
+	chunks := (n + size - 1) / size
+	if chunks == 0 {
 		return
+	}
+	workers := min(chunks, runtime.GOMAXPROCS(0))
+	run := func(w int) {
+		i := w
+		worker(func() (int, int, bool) {
+			if i >= chunks {
+				return 0, 0, false
+			}
+			e0 := i * size
+			i += workers
+			return e0, min(n, e0+size), true
+		})
 	}
 	var wg sync.WaitGroup
 	for w := 1; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			run(w)
-		}()
+		wg.Go(func() { run(w) })
 	}
 	run(0)
 	wg.Wait()

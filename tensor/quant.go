@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"sync"
 )
 
@@ -249,33 +248,13 @@ func EvaluateQuantized(q *QuantizedModel, ds *Dataset) (Metrics, error) {
 
 // chunked is Model.chunked with quantized workspaces.
 func (q *QuantizedModel) chunked(n int, fn func(qw *qworkspace, e0, e1 int)) {
-	pc := q.m.predictCap
-	chunks := (n + pc - 1) / pc
-	workers := min(chunks, runtime.GOMAXPROCS(0))
-	run := func(w int) {
+	fanOut(n, q.m.predictCap, func(next func() (int, int, bool)) {
 		qw := q.workspace()
-		for i := w; i < chunks; i += workers {
-			e0 := i * pc
-			fn(qw, e0, min(n, e0+pc))
+		for e0, e1, ok := next(); ok; e0, e1, ok = next() {
+			fn(qw, e0, e1)
 		}
 		q.pool.Put(qw)
-	}
-	if workers <= 1 {
-		if chunks > 0 {
-			run(0)
-		}
-		return
-	}
-	var wg sync.WaitGroup
-	for w := 1; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			run(w)
-		}()
-	}
-	run(0)
-	wg.Wait()
+	})
 }
 
 // workspace returns a pooled quantized workspace.
