@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -421,30 +422,11 @@ func (a *Agent) uploadMasked(ctx context.Context, c conn, st *roundState, payloa
 	return nil
 }
 
-type binaryMarshaler interface{ MarshalBinary() ([]byte, error) }
-type binaryUnmarshaler interface{ UnmarshalBinary([]byte) error }
-
 // stage sends one SecAgg+ message and decodes the relay's payload into
 // out (nil for the last stage, whose relay is empty).
-func (a *Agent) stage(ctx context.Context, c conn, st *roundState, s protocol.Stage, msg binaryMarshaler,
-	wrap func([]byte) protocol.Message, out binaryUnmarshaler) error {
-	payload, err := msg.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	resp, err := a.request(ctx, c, st, s, wrap(payload), len(payload))
-	if err != nil {
-		return err
-	}
-	relay, ok := protocol.StagePayload(resp)
-	if _, ack := resp.(*protocol.Ack); !ok && !ack {
-		return fmt.Errorf("stage %d: unexpected %v reply", s, resp.Type())
-	}
-	if out == nil {
-		return nil
-	}
-	if err := out.UnmarshalBinary(bytes.Clone(relay)); err != nil {
-		return fmt.Errorf("stage %d relay: %w", s, err)
-	}
-	return nil
+func (a *Agent) stage(ctx context.Context, c conn, st *roundState, s protocol.Stage, msg encoding.BinaryMarshaler,
+	wrap func([]byte) protocol.Message, out encoding.BinaryUnmarshaler) error {
+	return protocol.ExchangeStage(s, msg, wrap, out, func(m protocol.Message, size int) (protocol.Message, error) {
+		return a.request(ctx, c, st, s, m, size)
+	})
 }

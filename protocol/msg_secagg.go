@@ -1,5 +1,11 @@
 package protocol
 
+import (
+	"bytes"
+	"encoding"
+	"fmt"
+)
+
 // The SecAgg+ stage messages. Each carries the round ID and an opaque
 // payload produced and parsed by crypto/secagg (its MarshalBinary); this
 // package only frames and bounds it. A *Relay type is the coordinator's
@@ -151,4 +157,32 @@ func StagePayload(m Message) ([]byte, bool) {
 		return v.Payload, true
 	}
 	return nil, false
+}
+
+// ExchangeStage sends one SecAgg+ stage message — msg's binary form,
+// wrapped by wrap — through send (which also gets its size) and decodes
+// the relay answered into out; out nil takes an Ack or an empty relay
+// (the last stage). Agents and fedge simulate's virtual agents run their
+// stages through it.
+func ExchangeStage(s Stage, msg encoding.BinaryMarshaler, wrap func([]byte) Message, out encoding.BinaryUnmarshaler,
+	send func(m Message, size int) (Message, error)) error {
+	payload, err := msg.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	resp, err := send(wrap(payload), len(payload))
+	if err != nil {
+		return err
+	}
+	relay, ok := StagePayload(resp)
+	if _, ack := resp.(*Ack); !ok && !ack {
+		return fmt.Errorf("stage %d: unexpected %v reply", s, resp.Type())
+	}
+	if out == nil {
+		return nil
+	}
+	if err := out.UnmarshalBinary(bytes.Clone(relay)); err != nil {
+		return fmt.Errorf("stage %d relay: %w", s, err)
+	}
+	return nil
 }

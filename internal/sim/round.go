@@ -1,9 +1,9 @@
 package sim
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -244,30 +244,11 @@ func (a *vagent) request(r *vround, s protocol.Stage, m protocol.Message, payloa
 	return resp, nil
 }
 
-type binaryMarshaler interface{ MarshalBinary() ([]byte, error) }
-type binaryUnmarshaler interface{ UnmarshalBinary([]byte) error }
-
 // stage sends one SecAgg+ message and decodes the relay into out.
-func (a *vagent) stage(r *vround, s protocol.Stage, msg binaryMarshaler, wrap func([]byte) protocol.Message, out binaryUnmarshaler) error {
-	payload, err := msg.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	resp, err := a.request(r, s, wrap(payload), len(payload))
-	if err != nil {
-		return err
-	}
-	relay, ok := protocol.StagePayload(resp)
-	if _, ack := resp.(*protocol.Ack); !ok && !ack {
-		return fmt.Errorf("stage %d: unexpected %v reply", s, resp.Type())
-	}
-	if out == nil {
-		return nil
-	}
-	if err := out.UnmarshalBinary(bytes.Clone(relay)); err != nil {
-		return fmt.Errorf("stage %d relay: %w", s, err)
-	}
-	return nil
+func (a *vagent) stage(r *vround, s protocol.Stage, msg encoding.BinaryMarshaler, wrap func([]byte) protocol.Message, out encoding.BinaryUnmarshaler) error {
+	return protocol.ExchangeStage(s, msg, wrap, out, func(m protocol.Message, size int) (protocol.Message, error) {
+		return a.request(r, s, m, size)
+	})
 }
 
 // secureSum runs the five SecAgg+ stages on x; the masking of the input
