@@ -95,5 +95,14 @@ chaos:
 fresh-check:
 	scripts/fresh-check
 
+# Fuzz targets, each for FUZZTIME (the seeds run in every `make test`).
+FUZZTIME ?= 30s
+FUZZ_TARGETS := ./crypto/secagg:FuzzMaskedStream
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) $${t%%:*} || exit 1; \
+	done
+
 clean:
 	rm -rf bin

@@ -209,6 +209,18 @@ func (c *Client) ShareKeys(in *KeyList) (*ShareKeys, error) {
 // where s_uv is agreed from the masking keys, added by the smaller ID and
 // subtracted by the larger. x (length Dim) is not modified.
 func (c *Client) MaskedInput(in *ShareList, x []uint32) (*MaskedInput, error) {
+	return c.maskedInput(in, x, false)
+}
+
+// MaskInPlace is MaskedInput without a copy of the input: the masks are
+// added into x itself, which becomes the message's Y (and is the masked
+// vector from then on). A client with a large input (a model update of
+// hundreds of MB) holds one vector instead of two.
+func (c *Client) MaskInPlace(in *ShareList, x []uint32) (*MaskedInput, error) {
+	return c.maskedInput(in, x, true)
+}
+
+func (c *Client) maskedInput(in *ShareList, x []uint32, inPlace bool) (*MaskedInput, error) {
 	const method = "MaskedInput"
 	if err := c.checkStage(method, clientShared); err != nil {
 		return nil, err
@@ -261,7 +273,10 @@ func (c *Client) MaskedInput(in *ShareList, x []uint32) (*MaskedInput, error) {
 	if len(held)+1 < c.p.t {
 		return nil, c.errf(method, ErrTooFewSurvivors, "%d neighbours shared keys, threshold %d", len(held), c.p.t)
 	}
-	y := slices.Clone(x)
+	y := x
+	if !inPlace {
+		y = slices.Clone(x)
+	}
 	applyMasks(y, terms)
 	for i := range terms {
 		clear(terms[i].seed[:])

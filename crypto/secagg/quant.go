@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"unsafe"
 )
 
 // Quantizer encodes float32 vectors into the ring Z_(2^32) that SecAgg sums,
@@ -141,4 +142,21 @@ func (q *Quantizer) DecodeMean(dst []float32, sum []uint32) (totalWeight uint32,
 		return 0, fmt.Errorf("secagg.Quantizer.DecodeMean: %w", err)
 	}
 	return w, nil
+}
+
+// DecodeMeanInPlace is DecodeMean into the sum's own memory: the mean's
+// len(sum)-1 float32 coordinates overwrite the sum's first words (4 bytes
+// each, coordinate i over word i, each read before it is written), so the
+// decoding needs no second vector. It returns that view of sum; sum holds
+// no ring elements afterwards.
+func (q *Quantizer) DecodeMeanInPlace(sum []uint32) (mean []float32, totalWeight uint32, err error) {
+	if len(sum) < 1 {
+		return nil, 0, fmt.Errorf("secagg.Quantizer.DecodeMeanInPlace: %w: empty sum", ErrMalformed)
+	}
+	mean = unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(sum))), len(sum)-1)
+	w, err := q.decode(mean, sum, true)
+	if err != nil {
+		return nil, 0, fmt.Errorf("secagg.Quantizer.DecodeMeanInPlace: %w", err)
+	}
+	return mean, w, nil
 }
