@@ -185,7 +185,7 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	if _, lossy := pushOptions(spec.Push); lossy {
 		next = model.Clone()
 	}
-	var blob, push []byte
+	var push []byte
 	var dropped []float32
 	err = r.timed(func() error {
 		if err := strat.Apply(next.Params, d); err != nil {
@@ -197,8 +197,7 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 				return err
 			}
 		}
-		blob, err = next.MarshalBinary()
-		return err
+		return nil
 	})
 	if err != nil {
 		return e.endRound(ctx, &rec, err)
@@ -232,14 +231,16 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 			rec.Metrics["next_clip_norm"] = priv.adaptive.Clip()
 		}
 	}
-	v, err := e.rep.apply(ctx, cmdModelCommit, modelCommitCmd{
+	// The model file is written straight into the blob store (a buffer
+	// of it in memory), followed by the push and the strategy state.
+	v, err := applyModel(ctx, e.rep, cmdModelCommit, modelCommitCmd{
 		Model: ModelRecord{
 			Parent: job.Model, Hash: hex.EncodeToString(h[:]), Job: job.ID, Round: rec.ID,
 			CreatedAt: rec.EndedAt, Metrics: modelMetrics, Name: next.Spec.Name, External: next.Spec.IsExternal(),
 			StateSize: len(state), PushSize: len(push),
 		},
 		Round: &rec, Privacy: privacy,
-	}, append(append(blob, push...), state...))
+	}, modelPayload(next, push, state))
 	if err != nil {
 		// The strategy advanced in memory but the model did not commit: drop
 		// the memory so the next round starts from the replicated state.
@@ -431,9 +432,10 @@ func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRec
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	mean := make([]float32, dim)
+	// The mean is decoded into the sum's own memory: one vector, not two.
+	var mean []float32
 	var w uint32
-	if err := r.timed(func() (err error) { w, err = q.DecodeMean(mean, res.Sum); return }); err != nil {
+	if err := r.timed(func() (err error) { mean, w, err = q.DecodeMeanInPlace(res.Sum); return }); err != nil {
 		return nil, 0, 0, err
 	}
 	return mean, float64(w), len(res.Survivors), nil
