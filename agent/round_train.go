@@ -1,15 +1,17 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
+	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/fedge/fedge/crypto/dp"
 	"github.com/fedge/fedge/crypto/secagg"
@@ -146,12 +148,19 @@ func (a *Agent) submitUpdate(ctx context.Context, c conn, st *roundState, plan *
 			}
 		}
 	}
-	vec, x, err := EncodeUpdate(plan, cfg, start, trained, n, stats, rounding, noise)
+	// The update is computed, encoded and (below) masked in trained's own
+	// memory: beside start, one more vector for the whole round.
+	var seen []float32
+	var observe func([]float32)
+	if a.observeUpdate != nil {
+		observe = func(v []float32) { seen = slices.Clone(v) }
+	}
+	vec, x, err := encodeUpdate(plan, cfg, start, trained, n, stats, rounding, noise, true, observe)
 	if err != nil {
 		return err
 	}
 	if a.observeUpdate != nil {
-		a.observeUpdate(vec, x)
+		a.observeUpdate(seen, x)
 	}
 	if cfg == nil {
 		payload := protocol.EncodePlainUpdate(vec, uint32(min(n, 1<<31)))
@@ -174,7 +183,29 @@ func (a *Agent) submitUpdate(ctx context.Context, c conn, st *roundState, plan *
 // sources; fedge simulate's virtual agents pass seeded ones so runs repeat.
 func EncodeUpdate(plan *protocol.RoundPlan, cfg *secagg.Config, start, trained *tensor.Model, n int, stats tensor.TrainStats,
 	rounding *mrand.Rand, noise mrand.Source) (vec []float32, x []uint32, err error) {
-	delta := make([]float32, start.NumParams())
+	return encodeUpdate(plan, cfg, start, trained, n, stats, rounding, noise, false, nil)
+}
+
+// updateSlack is how many words an update vector takes beyond the
+// model's parameters: the adaptive clip bit, the update metrics and the
+// quantizer's weight word.
+const updateSlack = 1 + protocol.UpdateMetrics + 1
+
+// encodeUpdate is EncodeUpdate; inPlace computes the delta into
+// trained.Params's memory (trained is spent) and, under secure
+// aggregation, encodes x over vec in that same memory (vec is spent
+// too: observe, if not nil, sees it before), so the update costs no
+// vector beyond the trained weights when their capacity has
+// updateSlack words to spare.
+func encodeUpdate(plan *protocol.RoundPlan, cfg *secagg.Config, start, trained *tensor.Model, n int, stats tensor.TrainStats,
+	rounding *mrand.Rand, noise mrand.Source, inPlace bool, observe func([]float32)) (vec []float32, x []uint32, err error) {
+	p := start.NumParams()
+	var delta []float32
+	if inPlace && len(trained.Params) == p && cap(trained.Params) >= p+updateSlack {
+		delta = trained.Params
+	} else {
+		delta = make([]float32, p, p+updateSlack)
+	}
 	for i := range delta {
 		delta[i] = trained.Params[i] - start.Params[i]
 	}
@@ -195,6 +226,9 @@ func EncodeUpdate(plan *protocol.RoundPlan, cfg *secagg.Config, start, trained *
 		loss, acc = 0, 0
 	}
 	vec = protocol.AppendUpdateMetrics(body, clip, loss, acc)
+	if observe != nil {
+		observe(vec)
+	}
 	if cfg == nil {
 		return vec, nil, nil
 	}
@@ -203,9 +237,18 @@ func EncodeUpdate(plan *protocol.RoundPlan, cfg *secagg.Config, start, trained *
 	if q.MaxWeight > 0 {
 		weight = uint32(min(uint64(n), uint64(q.MaxWeight)))
 	}
-	x = make([]uint32, q.EncodedLen(len(vec)))
+	spent := inPlace && cap(vec) >= q.EncodedLen(len(vec))
+	if spent {
+		// Coordinate i of x overwrites coordinate i of vec after reading it.
+		x = unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(vec))), q.EncodedLen(len(vec)))
+	} else {
+		x = make([]uint32, q.EncodedLen(len(vec)))
+	}
 	if err := q.Encode(x, vec, weight, rounding); err != nil {
 		return nil, nil, fmt.Errorf("encoding the update: %w", err)
+	}
+	if spent {
+		vec = nil
 	}
 	if plan.DP.NoiseStdDev > 0 {
 		levels := float64(uint32(1)<<(q.Bits-1) - 1)
@@ -340,21 +383,21 @@ func (a *Agent) secureSum(ctx context.Context, c conn, st *roundState, cfg *seca
 	}, &sl); err != nil {
 		return err
 	}
-	mi, err := cl.MaskedInput(&sl, x)
+	// x is masked in place (the caller's vector is spent): a large
+	// input is uploaded from it by ReadAt, never copied into bytes.
+	mi, err := cl.MaskInPlace(&sl, x)
 	if err != nil {
 		return err
 	}
-	// Encoded once: it goes in the stage message, or ahead as a bulk
-	// upload, in which case the stage message is empty and names it.
-	masked, err := mi.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	if len(masked) > protocol.MaxInlinePayload {
-		if err := a.uploadMasked(ctx, c, st, masked); err != nil {
+	// It goes in the stage message, or ahead as a bulk upload, in which
+	// case the stage message is empty and names it.
+	var masked []byte
+	if mi.EncodedLen() > protocol.MaxInlinePayload {
+		if err := a.uploadMasked(ctx, c, st, mi, mi.EncodedLen()); err != nil {
 			return err
 		}
-		masked = nil
+	} else if masked, err = mi.MarshalBinary(); err != nil {
+		return err
 	}
 	var sv secagg.SurvivorList
 	if err := a.stage(ctx, c, st, protocol.StageMaskedInput, encoded(masked), func(p []byte) protocol.Message {
@@ -392,18 +435,18 @@ const uploadAttempts = 4
 
 // uploadMasked sends a masked input too large for a stage message as a
 // bulk blob (protocol.MaskedUpdate), before the masked-input deadline.
-func (a *Agent) uploadMasked(ctx context.Context, c conn, st *roundState, payload []byte) error {
+func (a *Agent) uploadMasked(ctx context.Context, c conn, st *roundState, payload io.ReaderAt, size int64) error {
 	id := st.invite.RoundID
 	st.stage.Store(uint32(protocol.StageMaskedInput))
-	info, err := protocol.NewBlobInfo(fmt.Sprintf("round/%d/masked-input", id), bytes.NewReader(payload), int64(len(payload)), 0)
+	info, err := protocol.NewBlobInfo(fmt.Sprintf("round/%d/masked-input", id), payload, size, 0)
 	if err != nil {
 		return err
 	}
 	uctx, cancel := context.WithDeadline(ctx, st.deadline(protocol.StageMaskedInput))
 	defer cancel()
-	hdr := &protocol.MaskedUpdate{RoundID: id, Elements: uint64(len(payload)), Blob: info}
+	hdr := &protocol.MaskedUpdate{RoundID: id, Elements: uint64(size), Blob: info}
 	for try := 1; ; try++ {
-		err = c.PushBlob(uctx, hdr, bytes.NewReader(payload), &info)
+		err = c.PushBlob(uctx, hdr, payload, &info)
 		if err == nil || try == uploadAttempts || uctx.Err() != nil {
 			break
 		}
@@ -416,7 +459,7 @@ func (a *Agent) uploadMasked(ctx context.Context, c conn, st *roundState, payloa
 	if err != nil {
 		return fmt.Errorf("masked upload: %w", err)
 	}
-	n := uint64(len(payload))
+	n := uint64(size)
 	st.sent.Add(n)
 	a.m.bytesSent.Add(n)
 	return nil

@@ -353,7 +353,9 @@ func readTrainedWeights(path string, start *tensor.Model) (*tensor.Model, error)
 	}
 	// ReadInto fills every value of the layout (it refuses a file that
 	// does not), so the start weights need not be copied first.
-	trained := start.Blank()
+	// Room for the update's trailing words: the update is computed and
+	// encoded in this memory (encodeUpdate).
+	trained := start.BlankCap(updateSlack)
 	if _, err := safetensors.ReadInto(bufio.NewReaderSize(f, 1<<20), limit, layout, trained.Params); err != nil {
 		return nil, trainerErr("trainer's weights: %v", strings.TrimPrefix(err.Error(), "safetensors.ReadInto: "))
 	}

@@ -71,13 +71,17 @@ func NewModel(spec Spec, seed uint64) (*Model, error) {
 }
 
 // newModel validates spec and allocates a zero model.
-func newModel(spec Spec) (*Model, error) {
+func newModel(spec Spec) (*Model, error) { return newModelCap(spec, 0) }
+
+// newModelCap is newModel with room for extra values past the end of
+// Params.
+func newModelCap(spec Spec, extra int) (*Model, error) {
 	spec = spec.clone() // the plans keep the spec's standardize constants
 	plans, n, err := spec.plan()
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Spec: spec, nparams: n, plans: plans, Params: make([]float32, n)}
+	m := &Model{Spec: spec, nparams: n, plans: plans, Params: make([]float32, n, n+max(extra, 0))}
 	if !spec.IsExternal() { // the engine never trains an external model
 		m.Grads = make([]float32, n)
 	}
@@ -132,6 +136,17 @@ func (m *Model) Blank() *Model {
 	c, err := newModel(m.Spec)
 	if err != nil { // m was built from a validated spec
 		panic(fmt.Sprintf("tensor.Model.Blank: %v", err))
+	}
+	return c
+}
+
+// BlankCap is Blank with room for extra values past the end of Params
+// (its capacity): a caller that appends to the parameters (an update's
+// trailing coordinates) then does not copy them.
+func (m *Model) BlankCap(extra int) *Model {
+	c, err := newModelCap(m.Spec, extra)
+	if err != nil { // m was built from a validated spec
+		panic(fmt.Sprintf("tensor.Model.BlankCap: %v", err))
 	}
 	return c
 }
