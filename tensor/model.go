@@ -71,17 +71,27 @@ func NewModel(spec Spec, seed uint64) (*Model, error) {
 }
 
 // newModel validates spec and allocates a zero model.
-func newModel(spec Spec) (*Model, error) { return newModelCap(spec, 0) }
+func newModel(spec Spec) (*Model, error) { return newModelWith(spec, nil, 0) }
 
 // newModelCap is newModel with room for extra values past the end of
 // Params.
-func newModelCap(spec Spec, extra int) (*Model, error) {
+func newModelCap(spec Spec, extra int) (*Model, error) { return newModelWith(spec, nil, extra) }
+
+// newModelWith is newModel whose parameters are params (nil: allocated,
+// with room for extra values past their end).
+func newModelWith(spec Spec, params []float32, extra int) (*Model, error) {
 	spec = spec.clone() // the plans keep the spec's standardize constants
 	plans, n, err := spec.plan()
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Spec: spec, nparams: n, plans: plans, Params: make([]float32, n, n+max(extra, 0))}
+	switch {
+	case params == nil:
+		params = make([]float32, n, n+max(extra, 0))
+	case len(params) != n:
+		return nil, fmt.Errorf("%d parameters for a spec of %d: %w", len(params), n, ErrShape)
+	}
+	m := &Model{Spec: spec, nparams: n, plans: plans, Params: params}
 	if !spec.IsExternal() { // the engine never trains an external model
 		m.Grads = make([]float32, n)
 	}
