@@ -138,7 +138,9 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 		// A job started from init_model already names its model (startJob).
 		return e.initialModel(ctx, job)
 	}
-	model, mrec, err := e.loadModel(job.Model)
+	// Only the model's size now: its parameters are read when the round
+	// commits, so they are not held beside the running sum (stepModel).
+	nparams, mrec, err := e.modelHeader(job.Model)
 	if err != nil {
 		return e.failJob(ctx, job, err)
 	}
@@ -164,7 +166,7 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	if err != nil {
 		return e.failJob(ctx, job, err)
 	}
-	delta, weight, survivors, err := e.collectTrain(ctx, r, &rec, job, model, mrec, selected, minN, priv)
+	delta, weight, survivors, err := e.collectTrain(ctx, r, &rec, job, nparams, mrec, selected, minN, priv)
 	e.clearRound(r, ErrRoundFinished)
 	rec.BytesIn, rec.BytesOut = r.bytesIn.Load(), r.bytesOut.Load()
 	rec.EndedAt = e.cfg.Now()
@@ -179,26 +181,11 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	if err != nil {
 		return e.endRound(ctx, &rec, err)
 	}
-	// The strategy steps the loaded model in place (one model in memory),
-	// unless a lossy push needs the parent's parameters beside it.
-	next := model
-	if _, lossy := pushOptions(spec.Push); lossy {
-		next = model.Clone()
+	next, push, dropped, err := e.stepModel(r, job, strat, d)
+	if errors.Is(err, tensor.ErrChecksum) || errors.Is(err, tensor.ErrFormat) {
+		e.endRound(ctx, &rec, err)
+		return e.failJob(ctx, job, err)
 	}
-	var push []byte
-	var dropped []float32
-	err = r.timed(func() error {
-		if err := strat.Apply(next.Params, d); err != nil {
-			return err
-		}
-		var err error
-		if opts, lossy := pushOptions(spec.Push); lossy {
-			if push, dropped, err = quantizePush(next.Params, model.Params, e.pushResidual(job.ID, job.Model), opts); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 	if err != nil {
 		return e.endRound(ctx, &rec, err)
 	}
@@ -370,7 +357,7 @@ func deadlines(start time.Time, d Deadlines) (trainBy time.Time, out []protocol.
 
 // collectTrain invites, plans and aggregates one training round, returning
 // the example-weighted mean of the agents' update vectors.
-func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRecord, job *JobRecord, model *tensor.Model, mrec *ModelRecord,
+func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRecord, job *JobRecord, nparams int, mrec *ModelRecord,
 	selected []AgentLink, minN int, priv *roundPrivacy) ([]float32, float64, int, error) {
 	spec := job.Spec
 	trainBy, dl := deadlines(e.cfg.Now(), spec.Deadline)
@@ -385,7 +372,7 @@ func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRec
 	}
 	ids, parts := secaggIDs(joined)
 	r.ids = ids
-	dim := model.NumParams() + priv.extra() + protocol.UpdateMetrics
+	dim := nparams + priv.extra() + protocol.UpdateMetrics
 	plan := &protocol.RoundPlan{
 		RoundID: r.id, ModelVersion: job.Model, Epochs: uint32(spec.Plan.Epochs), BatchSize: uint32(spec.Plan.BatchSize),
 		LR: spec.Plan.LR, Mu: spec.Plan.Mu, Optimizer: "sgd", Momentum: spec.Plan.Momentum,
