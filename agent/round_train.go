@@ -15,6 +15,7 @@ import (
 
 	"github.com/fedge/fedge/crypto/dp"
 	"github.com/fedge/fedge/crypto/secagg"
+	"github.com/fedge/fedge/internal/memlimit"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
 	"github.com/fedge/fedge/tensor/data"
@@ -68,6 +69,14 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 		}
 	}
 	st.stage.Store(uint32(protocol.StageTrain))
+	if cfg != nil {
+		// The round's large vectors, the start model and the trained
+		// weights (in whose memory the update is encoded and masked), of
+		// about the secure sum's dimension each: the heap's slack above
+		// them stays small, and the update's memory returns to the
+		// system when the round ends.
+		defer memlimit.Reserve(8 * int64(cfg.Dim)).Release()
+	}
 	start, err := a.modelFor(ctx, c, plan.ModelVersion, plan.ModelHash)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/coordinator/api"
+	"github.com/fedge/fedge/internal/memlimit"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
 )
@@ -39,6 +40,9 @@ func (n *Node) apiModelsImport(c adminCall, r api.ImportRequest, b *protocol.Bul
 	if limit := n.cfg.MaxImportBytes; info.Size == 0 || info.Size > uint64(limit) {
 		return nil, fmt.Errorf("models.import: %w: a model file of %d bytes; this cluster imports 1 to %d (max_import_bytes)", protocol.ErrTooLarge, info.Size, limit)
 	}
+	// The file and its decoding: the heap's slack above them stays
+	// small, and they return to the system once committed.
+	defer memlimit.Reserve(2 * int64(info.Size)).Release()
 	var p protocol.BlobProgress
 	p.Begin(*info)
 	buf := protocol.MemBlob{Limit: int64(info.Size)}

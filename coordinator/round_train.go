@@ -14,6 +14,7 @@ import (
 	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/crypto/dp"
 	"github.com/fedge/fedge/crypto/secagg"
+	"github.com/fedge/fedge/internal/memlimit"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
 )
@@ -144,6 +145,10 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	if err != nil {
 		return e.failJob(ctx, job, err)
 	}
+	// The round's one large vector (the ring sum, then the mean and the
+	// next model in its memory): the heap's slack above it stays small,
+	// and it returns to the system when the round ends.
+	defer memlimit.Reserve(4 * int64(nparams)).Release()
 	minN := roundMin(&spec)
 	elig := e.eligible(spec.Selector, nil)
 	if len(elig) < minN {
