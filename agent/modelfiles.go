@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 
+	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
 )
 
@@ -90,6 +93,46 @@ func (f *modelFiles) load(d modelData) (*tensor.Model, error) {
 	}
 	defer done()
 	return tensor.ReadModel(bufio.NewReaderSize(io.NewSectionReader(r, 0, size), 1<<20), size)
+}
+
+// subtract subtracts the parameters of the model file d from dst (its
+// length must be their count) as they stream from the file, and checks
+// that they hash to want (when not zero): an agent that dropped the
+// start model of a round computes its update against the file.
+func (f *modelFiles) subtract(d modelData, dst []float32, want protocol.Hash) error {
+	r, size, done, err := f.open(d)
+	if err != nil {
+		return err
+	}
+	defer done()
+	h := sha256.New()
+	var le []byte
+	total := 0
+	_, err = tensor.ReadModelParams(bufio.NewReaderSize(io.NewSectionReader(r, 0, size), 1<<20), size, func(off int, p []float32) error {
+		if off+len(p) > len(dst) {
+			return fmt.Errorf("agent: stored model has more than the %d parameters of the round", len(dst))
+		}
+		le = le[:0]
+		for i, v := range p {
+			dst[off+i] -= v
+			le = binary.LittleEndian.AppendUint32(le, math.Float32bits(v))
+		}
+		h.Write(le)
+		total = off + len(p)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("agent: reading the start model again: %w", err)
+	}
+	if total != len(dst) {
+		return fmt.Errorf("agent: stored model has %d parameters, the round %d", total, len(dst))
+	}
+	var got protocol.Hash
+	h.Sum(got[:0])
+	if !want.IsZero() && got != want {
+		return fmt.Errorf("agent: stored model hashes to %x, the round's start model to %x", got[:8], want[:8])
+	}
+	return nil
 }
 
 // partial returns the file a download of version writes into; it is

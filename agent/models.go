@@ -271,20 +271,27 @@ func (a *Agent) storedModel(version uint64, want protocol.Hash) (modelData, *ten
 // modelFor returns a fresh copy of model version: from the store if held,
 // else downloaded and cached as a training base.
 func (a *Agent) modelFor(ctx context.Context, c conn, version uint64, want protocol.Hash) (*tensor.Model, error) {
-	_, m, err := a.storedModel(version, want)
+	_, m, err := a.modelDataFor(ctx, c, version, want)
+	return m, err
+}
+
+// modelDataFor is modelFor that also returns where the model's file is
+// stored, to read it again without holding it.
+func (a *Agent) modelDataFor(ctx context.Context, c conn, version uint64, want protocol.Hash) (modelData, *tensor.Model, error) {
+	data, m, err := a.storedModel(version, want)
 	if err != nil || m != nil {
-		return m, err
+		return data, m, err
 	}
-	data, m, err := a.fetchModel(ctx, c, version, want)
+	data, m, err = a.fetchModel(ctx, c, version, want)
 	if err != nil {
-		return nil, err
+		return modelData{}, nil, err
 	}
 	err = a.st.putBase(version, data)
 	a.noteSave(version, err)
 	if err != nil {
 		a.log.Warn("caching the training base model", "version", version, "err", err)
 	}
-	return m, nil
+	return data, m, nil
 }
 
 // startSync starts serving the announced model in the background, unless

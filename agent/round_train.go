@@ -70,14 +70,15 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 	}
 	st.stage.Store(uint32(protocol.StageTrain))
 	if cfg != nil {
-		// The round's large vectors, the start model and the trained
-		// weights (in whose memory the update is encoded and masked), of
-		// about the secure sum's dimension each: the heap's slack above
-		// them stays small, and the update's memory returns to the
-		// system when the round ends.
-		defer memlimit.Reserve(8 * int64(cfg.Dim)).Release()
+		// The round's large vector, of about the secure sum's
+		// dimension: the start model, then the trained weights, in whose
+		// memory the update is encoded and masked (an external round
+		// holds one at a time, trainExternalRound): the heap's slack
+		// above it stays small, and it returns to the system when the
+		// round ends.
+		defer memlimit.Reserve(4 * int64(cfg.Dim)).Release()
 	}
-	start, err := a.modelFor(ctx, c, plan.ModelVersion, plan.ModelHash)
+	data, start, err := a.modelDataFor(ctx, c, plan.ModelVersion, plan.ModelHash)
 	if err != nil {
 		return err
 	}
@@ -85,7 +86,7 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 		return fmt.Errorf("model line %q is not accepted by this agent (jobs.models %q)", start.Spec.Name, a.cfg.Jobs.Models)
 	}
 	if start.Spec.IsExternal() {
-		return a.trainExternalRound(ctx, c, st, plan, cfg, pid, start)
+		return a.trainExternalRound(ctx, c, st, plan, cfg, pid, data, start)
 	}
 	if err := a.data.fitsModel(plan.ModelVersion, start.Spec); err != nil {
 		return err
@@ -109,6 +110,8 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 		return fmt.Errorf("secagg dimension %d does not fit model %d (%d parameters)", cfg.Dim, plan.ModelVersion, start.NumParams())
 	}
 
+	// The engine holds the start model, the trained copy and the update.
+	defer memlimit.Reserve(8 * int64(start.NumParams())).Release()
 	trained := start.Clone()
 	opt, err := optimizer(plan, start.Params)
 	if err != nil {
@@ -200,7 +203,9 @@ func EncodeUpdate(plan *protocol.RoundPlan, cfg *secagg.Config, start, trained *
 // quantizer's weight word.
 const updateSlack = 1 + protocol.UpdateMetrics + 1
 
-// encodeUpdate is EncodeUpdate; inPlace computes the delta into
+// encodeUpdate is EncodeUpdate; a nil start means trained already holds
+// the delta (an external round computed it against the stored start
+// model). inPlace computes the delta into
 // trained.Params's memory (trained is spent) and, under secure
 // aggregation, encodes x over vec in that same memory (vec is spent
 // too: observe, if not nil, sees it before), so the update costs no
@@ -208,15 +213,22 @@ const updateSlack = 1 + protocol.UpdateMetrics + 1
 // updateSlack words to spare.
 func encodeUpdate(plan *protocol.RoundPlan, cfg *secagg.Config, start, trained *tensor.Model, n int, stats tensor.TrainStats,
 	rounding *mrand.Rand, noise mrand.Source, inPlace bool, observe func([]float32)) (vec []float32, x []uint32, err error) {
-	p := start.NumParams()
+	p := len(trained.Params)
 	var delta []float32
-	if inPlace && len(trained.Params) == p && cap(trained.Params) >= p+updateSlack {
+	if inPlace && cap(trained.Params) >= p+updateSlack {
 		delta = trained.Params
 	} else {
 		delta = make([]float32, p, p+updateSlack)
 	}
-	for i := range delta {
-		delta[i] = trained.Params[i] - start.Params[i]
+	if start != nil {
+		if start.NumParams() != p {
+			return nil, nil, fmt.Errorf("trained model has %d parameters, its start %d", p, start.NumParams())
+		}
+		for i := range delta {
+			delta[i] = trained.Params[i] - start.Params[i]
+		}
+	} else {
+		copy(delta, trained.Params) // already the delta (nothing when in place)
 	}
 	body := delta
 	if plan.DP.ClipNorm > 0 {

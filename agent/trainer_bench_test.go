@@ -75,7 +75,7 @@ func handoff(b *testing.B, a *Agent, m *tensor.Model, epochs int) handoffTimes {
 	if err := readResult(r.plan.Result, &t.res); err != nil {
 		b.Fatal(err)
 	}
-	trained, err := readTrainedWeights(r.plan.OutputWeights, m)
+	trained, err := readTrainedWeights(r.plan.OutputWeights, m.Spec, m.NumParams())
 	if err != nil {
 		b.Fatal(err)
 	}

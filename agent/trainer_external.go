@@ -14,12 +14,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/fedge/fedge/crypto/secagg"
+	"github.com/fedge/fedge/internal/memlimit"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
 	"github.com/fedge/fedge/tensor/safetensors"
@@ -333,7 +335,7 @@ func readResult(path string, v any) error {
 // readTrainedWeights reads the trainer's output weights into a copy of
 // start, checking names, shapes, dtype (safetensors.ReadInto), size and
 // that every value is finite.
-func readTrainedWeights(path string, start *tensor.Model) (*tensor.Model, error) {
+func readTrainedWeights(path string, spec tensor.Spec, nparams int) (*tensor.Model, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -346,8 +348,8 @@ func readTrainedWeights(path string, start *tensor.Model) (*tensor.Model, error)
 	if err != nil {
 		return nil, trainerErr("reading the trainer's weights: %v", err)
 	}
-	layout := start.Spec.External
-	limit := 8 + 4*int64(start.NumParams()) + headerAllowance(layout)
+	layout := spec.External
+	limit := 8 + 4*int64(nparams) + headerAllowance(layout)
 	if fi.Size() > limit {
 		return nil, trainerErr("trainer's weights file is %d bytes; the model needs at most %d", fi.Size(), limit)
 	}
@@ -355,12 +357,15 @@ func readTrainedWeights(path string, start *tensor.Model) (*tensor.Model, error)
 	// does not), so the start weights need not be copied first.
 	// Room for the update's trailing words: the update is computed and
 	// encoded in this memory (encodeUpdate).
-	trained := start.BlankCap(updateSlack)
+	trained, err := tensor.ModelWith(spec, make([]float32, nparams, nparams+updateSlack))
+	if err != nil {
+		return nil, trainerErr("trainer's weights: %v", err)
+	}
 	if _, err := safetensors.ReadInto(bufio.NewReaderSize(f, 1<<20), limit, layout, trained.Params); err != nil {
 		return nil, trainerErr("trainer's weights: %v", strings.TrimPrefix(err.Error(), "safetensors.ReadInto: "))
 	}
 	if i := firstNonFinite(trained.Params); i >= 0 {
-		return nil, trainerErr("trainer's weights hold a non-finite value (%v) in tensor %q", trained.Params[i], tensorAt(start.Spec, i))
+		return nil, trainerErr("trainer's weights hold a non-finite value (%v) in tensor %q", trained.Params[i], tensorAt(spec, i))
 	}
 	return trained, nil
 }
@@ -427,6 +432,14 @@ func (a *Agent) trainExternal(ctx context.Context, st *roundState, plan *protoco
 		return nil, 0, stats, a.trainerFailed(err)
 	}
 	defer os.RemoveAll(r.dir)
+	// start is not used from here on (its weights are in the run's file):
+	// a large one goes back to the system before the trained weights are
+	// read.
+	spec, nparams := start.Spec, start.NumParams()
+	if 4*nparams >= memlimit.MinReserve {
+		start = nil
+		debug.FreeOSMemory()
+	}
 	tctx, cancel := context.WithDeadline(ctx, trainBy)
 	defer cancel()
 	began := time.Now()
@@ -448,7 +461,7 @@ func (a *Agent) trainExternal(ctx context.Context, st *roundState, plan *protoco
 	if acc, ok := res.Metrics["accuracy"]; ok && !(acc >= 0 && acc <= 1) {
 		return nil, 0, stats, a.trainerFailed(trainerErr("trainer's %s: accuracy %v is outside [0, 1]", resultFile, acc))
 	}
-	trained, err := readTrainedWeights(r.plan.OutputWeights, start)
+	trained, err := readTrainedWeights(r.plan.OutputWeights, spec, nparams)
 	if err != nil {
 		return nil, 0, stats, a.trainerFailed(err)
 	}
@@ -512,7 +525,12 @@ func (a *Agent) LastTrainerFailure() (string, time.Time) {
 // trainExternalRound is a training round of an external model: the
 // external trainer trains, and its checked result goes through the same
 // submitUpdate path as the engine's (delta, clipping, DP, masking).
-func (a *Agent) trainExternalRound(ctx context.Context, c conn, st *roundState, plan *protocol.RoundPlan, cfg *secagg.Config, pid uint32, start *tensor.Model) error {
+//
+// start (stored in data) is not held while the trainer's weights are:
+// once its weights file is written it is left to the collector, and the
+// update is computed against data as it streams from disk, so the round
+// holds one model-sized vector at a time.
+func (a *Agent) trainExternalRound(ctx context.Context, c conn, st *roundState, plan *protocol.RoundPlan, cfg *secagg.Config, pid uint32, data modelData, start *tensor.Model) error {
 	dim := start.NumParams() + protocol.UpdateMetrics
 	if plan.DP.Adaptive {
 		if !(plan.DP.BitScale > 0 && plan.DP.ClipNorm > 0 && cfg != nil) {
@@ -527,5 +545,8 @@ func (a *Agent) trainExternalRound(ctx context.Context, c conn, st *roundState, 
 	if err != nil {
 		return err
 	}
-	return a.submitUpdate(ctx, c, st, plan, cfg, pid, start, trained, n, stats)
+	if err := a.st.files.subtract(data, trained.Params, plan.ModelHash); err != nil {
+		return err
+	}
+	return a.submitUpdate(ctx, c, st, plan, cfg, pid, nil, trained, n, stats)
 }

@@ -32,7 +32,10 @@ func TestEncodeUpdateInPlace(t *testing.T) {
 		t.Fatal(err)
 	}
 	trainedWith := func() *tensor.Model {
-		m := start.BlankCap(updateSlack)
+		m, err := tensor.ModelWith(spec, make([]float32, p, p+updateSlack))
+		if err != nil {
+			t.Fatal(err)
+		}
 		for i := range m.Params {
 			m.Params[i] = start.Params[i] + float32(i%7)*1e-3
 		}
@@ -81,5 +84,49 @@ func TestEncodeUpdateInPlace(t *testing.T) {
 				t.Fatalf("encoding a %d-parameter update allocated %d bytes, want less than one vector (%d)", p, grew, 4*p)
 			}
 		})
+	}
+}
+
+// TestSubtractStoredModel checks the external round's delta against the
+// stored start model: trained minus start exactly, streamed from the
+// file, and refused when the file is not the round's start model.
+func TestSubtractStoredModel(t *testing.T) {
+	const p = 300_000
+	spec, err := tensor.ExternalSpec("big", []tensor.ExternalTensor{{Name: "w", Shape: []int{p}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	w := make([]float32, p)
+	for i := range w {
+		w[i] = rng.Float32()
+	}
+	start, err := tensor.NewExternalModel(spec, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := &modelFiles{dir: t.TempDir()}
+	data, err := files.write(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trained := make([]float32, p)
+	want := make([]float32, p)
+	for i := range trained {
+		trained[i] = rng.Float32()
+		want[i] = trained[i] - start.Params[i]
+	}
+	got := slices.Clone(trained)
+	if err := files.subtract(data, got, start.Hash()); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatal("the streamed delta differs from trained - start")
+	}
+	if err := files.subtract(data, slices.Clone(trained), protocol.Hash{1}); err == nil {
+		t.Fatal("a stored model of another hash was subtracted")
+	}
+	if err := files.subtract(data, make([]float32, p+1), start.Hash()); err == nil {
+		t.Fatal("a stored model of another size was subtracted")
 	}
 }

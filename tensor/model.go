@@ -71,15 +71,10 @@ func NewModel(spec Spec, seed uint64) (*Model, error) {
 }
 
 // newModel validates spec and allocates a zero model.
-func newModel(spec Spec) (*Model, error) { return newModelWith(spec, nil, 0) }
+func newModel(spec Spec) (*Model, error) { return newModelWith(spec, nil) }
 
-// newModelCap is newModel with room for extra values past the end of
-// Params.
-func newModelCap(spec Spec, extra int) (*Model, error) { return newModelWith(spec, nil, extra) }
-
-// newModelWith is newModel whose parameters are params (nil: allocated,
-// with room for extra values past their end).
-func newModelWith(spec Spec, params []float32, extra int) (*Model, error) {
+// newModelWith is newModel whose parameters are params (nil: allocated).
+func newModelWith(spec Spec, params []float32) (*Model, error) {
 	spec = spec.clone() // the plans keep the spec's standardize constants
 	plans, n, err := spec.plan()
 	if err != nil {
@@ -87,7 +82,7 @@ func newModelWith(spec Spec, params []float32, extra int) (*Model, error) {
 	}
 	switch {
 	case params == nil:
-		params = make([]float32, n, n+max(extra, 0))
+		params = make([]float32, n)
 	case len(params) != n:
 		return nil, fmt.Errorf("%d parameters for a spec of %d: %w", len(params), n, ErrShape)
 	}
@@ -146,17 +141,6 @@ func (m *Model) Blank() *Model {
 	c, err := newModel(m.Spec)
 	if err != nil { // m was built from a validated spec
 		panic(fmt.Sprintf("tensor.Model.Blank: %v", err))
-	}
-	return c
-}
-
-// BlankCap is Blank with room for extra values past the end of Params
-// (its capacity): a caller that appends to the parameters (an update's
-// trailing coordinates) then does not copy them.
-func (m *Model) BlankCap(extra int) *Model {
-	c, err := newModelCap(m.Spec, extra)
-	if err != nil { // m was built from a validated spec
-		panic(fmt.Sprintf("tensor.Model.BlankCap: %v", err))
 	}
 	return c
 }

@@ -108,7 +108,7 @@ func ModelWith(spec Spec, params []float32) (*Model, error) {
 	if params == nil {
 		params = []float32{}
 	}
-	m, err := newModelWith(spec, params, 0)
+	m, err := newModelWith(spec, params)
 	if err != nil {
 		return nil, fmt.Errorf("tensor.ModelWith: %w", err)
 	}
