@@ -48,6 +48,9 @@ func (n *Node) applyStream(ctx context.Context, t cmdType, hdr any, write payloa
 		return nil, ErrNotLeader
 	}
 	hdr, err := n.blobsync.stageFrom(ctx, hdr, write)
+	if h := heldBlob(hdr); h != "" {
+		defer n.blobsync.unhold(h)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -65,6 +68,7 @@ func (bs *blobSync) stageFrom(ctx context.Context, hdr any, write payloadFunc) (
 	if hdr, err = nameBlob(hdr, hash, int64(info.Size)); err != nil {
 		return nil, err
 	}
+	bs.hold(hash) // until the entry naming it is decided (Node.applyStream)
 	return hdr, bs.replicate(ctx, hash, &info)
 }
 

@@ -29,6 +29,7 @@ type blobSync struct {
 	sessions map[string]*protocol.Session // by peer address
 	busy     map[string]chan struct{}     // blobs being received, closed when done
 	progress map[string]*protocol.BlobProgress
+	held     map[string]int // blobs of entries being proposed (hold)
 }
 
 // blobFetchTimeout bounds one fetch of a blob from one peer.
@@ -55,6 +56,8 @@ func (bs *blobSync) missing(string) {
 func (bs *blobSync) run(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
+	sweep := time.NewTicker(orphanSweepEvery)
+	defer sweep.Stop()
 	for {
 		for _, h := range bs.n.fsm.MissingBlobs() {
 			if ctx.Err() != nil {
@@ -69,6 +72,8 @@ func (bs *blobSync) run(ctx context.Context) {
 			return
 		case <-bs.wake:
 		case <-t.C:
+		case now := <-sweep.C:
+			bs.sweepOrphans(now, orphanGrace)
 		}
 	}
 }
@@ -109,6 +114,7 @@ func (bs *blobSync) stage(ctx context.Context, hdr any, payload []byte) (any, er
 	default:
 		return nil, fmt.Errorf("coordinator.blobSync.stage: %T carries no model", hdr)
 	}
+	bs.hold(hash) // until the entry naming it is decided (Node.apply)
 	return hdr, bs.replicate(ctx, hash, &info)
 }
 

@@ -360,7 +360,11 @@ func (n *Node) apply(ctx context.Context, t cmdType, hdr any, payload []byte) (a
 			return nil, ErrNotLeader
 		}
 		var err error
-		if hdr, err = n.blobsync.stage(ctx, hdr, payload); err != nil {
+		hdr, err = n.blobsync.stage(ctx, hdr, payload)
+		if h := heldBlob(hdr); h != "" {
+			defer n.blobsync.unhold(h)
+		}
+		if err != nil {
 			return nil, err
 		}
 		payload = nil
