@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -112,6 +113,30 @@ func TestModelsImport(t *testing.T) {
 	// Garbage is not a model file.
 	if _, err := a.Models().ImportFile(ctx, "", []byte("definitely not a model file")); !errors.As(err, &pe) || pe.Code != protocol.CodeBadRequest {
 		t.Errorf("importing garbage: %v", err)
+	}
+	// Under its own name the file streams through the leader as it is:
+	// the same version hash, the same parameters; a byte past a model
+	// file's end is refused.
+	file, err := m.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Models().ImportFile(ctx, "", append(slices.Clone(file), 0)); !errors.As(err, &pe) || pe.Code != protocol.CodeBadRequest {
+		t.Errorf("importing a file with a trailing byte: %v", err)
+	}
+	same, err := a.Models().ImportFile(ctx, "", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if same.Hash != got.Hash || same.Name != "logreg-torch" || same.Size != len(file) {
+		t.Fatalf("streamed import %+v, file of %d bytes", same, len(file))
+	}
+	back, err = a.FetchModel(ctx, same.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(back.Params, m.Params) {
+		t.Fatal("the streamed import's parameters differ from the file's")
 	}
 }
 
