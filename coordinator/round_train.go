@@ -147,8 +147,13 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	}
 	// The round's one large vector (the ring sum, then the mean and the
 	// next model in its memory): the heap's slack above it stays small,
-	// and it returns to the system when the round ends.
-	defer memlimit.Reserve(4 * int64(nparams)).Release()
+	// and it returns to the system when the round ends. A round without
+	// secure aggregation sums in float64 beside its mean (3 vectors).
+	reserve := 4 * int64(nparams)
+	if !spec.SecAgg.Enabled {
+		reserve *= 3
+	}
+	defer memlimit.Reserve(reserve).Release()
 	minN := roundMin(&spec)
 	elig := e.eligible(spec.Selector, nil)
 	if len(elig) < minN {
