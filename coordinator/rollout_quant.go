@@ -12,9 +12,14 @@ import (
 // serving directive. An existing such version (from an earlier quantized
 // rollout of version) is reused; otherwise one is committed like an
 // import (cmdModelImport: no parent, job or round), with QuantizedFrom
-// naming version. Agents calibrate and quantize it themselves, so the
-// registry holds it at its float size.
-func (n *Node) quantizedVersion(c adminCall, version uint64, mode string) (uint64, error) {
+// naming version. Agents calibrate and quantize it themselves, on the
+// calibration set the spec declares (calibration: "held-out" or empty
+// for their held-out data, else a file on the agent), so the registry
+// holds it at its float size.
+func (n *Node) quantizedVersion(c adminCall, version uint64, mode, calibration string) (uint64, error) {
+	if calibration == tensor.CalibrationHeldOut {
+		calibration = ""
+	}
 	if mode != tensor.QuantizeInt8 {
 		return 0, fmt.Errorf("rollout.start: %w: quantize %q: want %q", errBadRequest, mode, tensor.QuantizeInt8)
 	}
@@ -31,7 +36,7 @@ func (n *Node) quantizedVersion(c adminCall, version uint64, mode string) (uint6
 			active = ro.ID + " is still " + ro.State
 		}
 		for _, v := range sortedKeys(s.Models) {
-			if q := s.Models[v]; q.QuantizedFrom == version && q.Quantize == mode && q.Hash == m.Hash && q.held() {
+			if q := s.Models[v]; q.QuantizedFrom == version && q.Quantize == mode && q.Calibration == calibration && q.Hash == m.Hash && q.held() {
 				existing = v
 			}
 		}
@@ -58,12 +63,15 @@ func (n *Node) quantizedVersion(c adminCall, version uint64, mode string) (uint6
 		return 0, fmt.Errorf("rollout.start: model %d: %w", version, err)
 	}
 	switch {
-	case m.Spec.Quantize == mode:
+	case m.Spec.Quantize == mode && m.Spec.Calibration == calibration:
 		return version, nil // already served quantized
 	case m.Spec.IsExternal() || m.Spec.IsGraph():
 		return 0, fmt.Errorf("rollout.start: %w: model %d: %w (external and graph models are served in float32)", errBadRequest, version, tensor.ErrNotQuantizable)
 	}
-	m.Spec.Quantize = mode
+	m.Spec.Quantize, m.Spec.Calibration = mode, calibration
+	if err := m.Spec.Validate(); err != nil {
+		return 0, fmt.Errorf("rollout.start: %w: %w", errBadRequest, err)
+	}
 	blob, err := m.MarshalBinary()
 	if err != nil {
 		return 0, fmt.Errorf("rollout.start: %w", err)
@@ -71,7 +79,7 @@ func (n *Node) quantizedVersion(c adminCall, version uint64, mode string) (uint6
 	h := m.Hash()
 	rec := ModelRecord{
 		Hash: hex.EncodeToString(h[:]), CreatedAt: c.now, Name: m.Spec.Name, ImportedBy: c.who,
-		Quantize: mode, QuantizedFrom: version,
+		Quantize: mode, QuantizedFrom: version, Calibration: calibration,
 	}
 	v, err := n.apply(c.ctx, cmdModelImport, modelImportCmd{Model: rec}, blob)
 	if err != nil {
