@@ -2,6 +2,7 @@ package coordinator_test
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -16,8 +17,8 @@ import (
 
 // TestQuantizedRolloutCalibration: a quantized rollout that declares a
 // calibration file registers a version whose spec carries it (so agents
-// calibrate on it) and whose record shows it; declaring one without
-// quantizing is refused.
+// calibrate on it) and whose record shows it, stored at int8 size;
+// declaring a calibration set without quantizing is refused.
 func TestQuantizedRolloutCalibration(t *testing.T) {
 	c := newCluster(t, 1)
 	_, leader := c.Leader()
@@ -60,4 +61,14 @@ func TestQuantizedRolloutCalibration(t *testing.T) {
 			t.Fatalf("record %+v", r)
 		}
 	})
+	// The int8 version is stored with int8 weights: about a quarter of
+	// the float file, and read back to its announced hash.
+	var floatSize, int8Size int
+	var int8Hash string
+	leader.FSM().Read(func(s *coordinator.State) {
+		floatSize, int8Size, int8Hash = s.Models[v].Size, s.Models[ro.Model].Size, s.Models[ro.Model].Hash
+	})
+	if h := m.Hash(); int8Size == 0 || float64(int8Size) > 0.3*float64(floatSize) || hex.EncodeToString(h[:]) != int8Hash {
+		t.Fatalf("int8 version: %d bytes (float %d), hash %s read back as %x", int8Size, floatSize, int8Hash, h)
+	}
 }

@@ -37,7 +37,8 @@ smaller than that is refused at once with the flag that fixes it, unless
 -force. The gate is METRIC OP (baseline[+-N] | N) with metric accuracy
 (percent) or loss. Stages are shown by name and position ("canary (1/2)").
 -quantize int8 rolls the version out quantized: the cluster registers a new
-version with the same parameters and the int8 serving directive, each agent
+version with its weights rounded to int8 (stored at about a quarter of the
+float size) and the int8 serving directive, each agent
 calibrates it on its held-out data and serves it in int8 on the same
 /v1/predict, and the gate compares the int8 candidate with the float
 baseline on the canaries before it spreads. -calibration PATH makes the

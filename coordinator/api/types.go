@@ -394,9 +394,11 @@ type RolloutRequest struct {
 	Cohorts []Cohort `json:"cohorts"`
 	Gate    string   `json:"gate"`
 	// Quantize, if "int8", rolls out Model quantized: the cluster
-	// registers a new version with the int8 serving directive (same
-	// parameters; agents calibrate on their held-out data and serve it in
-	// int8) and the gate compares it with the float baseline.
+	// registers a new version with the int8 serving directive (Model's
+	// weights rounded to int8 per output channel and stored so, about a
+	// quarter of the float size; agents calibrate on their held-out data
+	// or the declared Calibration set and serve it in int8) and the gate
+	// compares it with the float baseline.
 	Quantize string `json:"quantize,omitempty"`
 	// Calibration, with Quantize, declares what agents calibrate the
 	// quantized model's activation scales on: "held-out" (the default)
