@@ -36,7 +36,8 @@ func loadLimits() InferenceLimits {
 // (20 s) to a server built as the agent builds it (timeouts, request cap
 // and micro-batching from loadLimits). It reports requests per second,
 // the latency percentiles and the errors (any non-200 answer or transport
-// error), and fails if there is one. Run it with -benchtime=1x.
+// error), and the CPU time the process (server and clients) spent per
+// request, and fails if there is one. Run it with -benchtime=1x.
 func BenchmarkPredictLoad2NN(b *testing.B) { benchPredictLoad(b, "application/json") }
 
 // BenchmarkPredictLoad2NNBinary is BenchmarkPredictLoad2NN with binary
@@ -123,10 +124,12 @@ func benchPredictLoad(b *testing.B, contentType string) {
 				mu.Unlock()
 			}()
 		}
+		cpu0, _ := processCPU()
 		start, stop = time.Now(), time.Now().Add(*loadDuration)
 		close(warmup)
 		wg.Wait()
 		elapsed := time.Since(start)
+		cpu1, cpuOK := processCPU()
 		slices.Sort(lat)
 		if len(lat) == 0 {
 			b.Fatalf("no request succeeded (first error: %v)", first.Load())
@@ -139,6 +142,11 @@ func benchPredictLoad(b *testing.B, contentType string) {
 		b.ReportMetric(pct(0.99), "p99-ms")
 		b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
 		b.ReportMetric(float64(errs.Load()), "errors")
+		if cpuOK {
+			// Server and load generator together, whatever else the
+			// machine runs: the cost that bounds req/s on these cores.
+			b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(max(1, ok.Load())), "cpu-us/req")
+		}
 		b.ReportMetric(float64(s.m.samples.Load())/float64(max(1, s.batches.Load()+s.batch.calls.Load())), "rows/batch")
 		if n := errs.Load(); n > 0 {
 			b.Errorf("%d requests failed; first: %v", n, first.Load())
