@@ -46,6 +46,7 @@ func TestInt8ModelFile(t *testing.T) {
 			if ratio := float64(len(file)) / float64(len(float)); ratio > 0.27 {
 				t.Fatalf("int8 file is %d bytes, %.3f of the float file's %d", len(file), ratio, len(float))
 			}
+			t.Logf("%s: int8 file %d bytes, float file %d (%.3f)", name, len(file), len(float), float64(len(file))/float64(len(float)))
 			got, err := UnmarshalModel(file)
 			if err != nil {
 				t.Fatal(err)
