@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -318,11 +319,17 @@ func (tw *twin) FetchBlob(ctx context.Context, req protocol.Message, dst io.Writ
 }
 
 // losslessDelta encodes the model file blob against the model file base
-// when both hold models of one spec; ok is false otherwise.
+// when both hold models of one spec (as the coordinator does: the agent
+// rebuilds the model on the base's spec); ok is false otherwise.
 func losslessDelta(blob, base []byte) ([]byte, bool) {
 	m, err1 := tensor.UnmarshalModel(blob)
 	b, err2 := tensor.UnmarshalModel(base)
-	if err1 != nil || err2 != nil || m.Spec.Name != b.Spec.Name || len(m.Params) != len(b.Params) {
+	if err1 != nil || err2 != nil || len(m.Params) != len(b.Params) {
+		return nil, false
+	}
+	ms, err1 := json.Marshal(m.Spec)
+	bs, err2 := json.Marshal(b.Spec)
+	if err1 != nil || err2 != nil || !bytes.Equal(ms, bs) {
 		return nil, false
 	}
 	d, err := encoding.Encode(m.Params, b.Params, encoding.LosslessDelta())
