@@ -25,8 +25,10 @@ type JobsConfig struct {
 	// Threads is how many CPU threads one job's training may use. An
 	// external trainer gets it as FEDGE_THREADS and the usual thread
 	// variables of numeric libraries (OMP_NUM_THREADS, MKL_NUM_THREADS,
-	// OPENBLAS_NUM_THREADS); fedge's engine trains with the process's
-	// threads (Config.Threads). Zero sets nothing.
+	// OPENBLAS_NUM_THREADS); fedge's engine runs that training's matrix
+	// products and convolution shards on at most Threads goroutines
+	// (tensor.TrainConfig.Threads), while serving keeps the process's
+	// threads (Config.Threads). Zero sets nothing: the process's threads.
 	Threads int `json:"threads,omitempty"`
 	// Concurrent is how many rounds of different jobs the agent runs at
 	// the same time, so how many trainings may overlap; zero means 1: a
@@ -94,7 +96,7 @@ func jobsFlags(fs *flag.FlagSet, c *Config) {
 	fs.Var(&flagValue{set: func(s string) error { c.Jobs.Models = splitList(s); return nil }}, "jobs-models",
 		"comma-separated patterns of the model lines the agent serves and trains (empty = every line) (JSON jobs.models)")
 	fs.Var(&flagValue{set: intSetter(&c.Jobs.Threads)}, "jobs-threads",
-		"CPU threads one job's external trainer may use (0 = not set) (JSON jobs.threads)")
+		"CPU threads one job's training may use, in the engine or an external trainer (0 = not set) (JSON jobs.threads)")
 	fs.Var(&flagValue{set: intSetter(&c.Jobs.Concurrent)}, "jobs-concurrent",
 		"rounds of different jobs the agent runs at once (0 = 1: trainings never overlap) (JSON jobs.concurrent)")
 }

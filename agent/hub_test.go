@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"github.com/fedge/fedge/crypto/identity"
 	"github.com/fedge/fedge/crypto/secagg"
 	"github.com/fedge/fedge/protocol"
+	"github.com/fedge/fedge/protocol/encoding"
 	"github.com/fedge/fedge/protocol/stagedriver"
 	"github.com/fedge/fedge/tensor"
 )
@@ -275,9 +277,22 @@ func (tw *twin) FetchBlob(ctx context.Context, req protocol.Message, dst io.Writ
 	mr := req.(*protocol.ModelRequest)
 	tw.hub.mu.Lock()
 	blob, ok := tw.hub.models[mr.Version]
+	var base []byte
+	for v, b := range tw.hub.models {
+		if m, err := tensor.UnmarshalModel(b); err == nil && !mr.HaveBase.IsZero() && m.Hash() == mr.HaveBase && v != mr.Version {
+			base = b
+		}
+	}
 	tw.hub.mu.Unlock()
 	if !ok {
 		return &protocol.Error{Code: protocol.CodeNotFound, Message: "no such model"}
+	}
+	if base != nil {
+		// As the coordinator does: a lossless delta against a held base
+		// of the same architecture, else the model file.
+		if d, ok := losslessDelta(blob, base); ok {
+			blob = d
+		}
 	}
 	c1, c2 := net.Pipe()
 	server, client := protocol.NewBulkStream(c1, protocol.Limits{}), protocol.NewBulkStream(c2, protocol.Limits{})
@@ -301,6 +316,24 @@ func (tw *twin) FetchBlob(ctx context.Context, req protocol.Message, dst io.Writ
 	}
 	p.Begin(*info)
 	return client.RecvBlob(ctx, dst, p)
+}
+
+// losslessDelta encodes the model file blob against the model file base
+// when both hold models of one spec (as the coordinator does: the agent
+// rebuilds the model on the base's spec); ok is false otherwise.
+func losslessDelta(blob, base []byte) ([]byte, bool) {
+	m, err1 := tensor.UnmarshalModel(blob)
+	b, err2 := tensor.UnmarshalModel(base)
+	if err1 != nil || err2 != nil || len(m.Params) != len(b.Params) {
+		return nil, false
+	}
+	ms, err1 := json.Marshal(m.Spec)
+	bs, err2 := json.Marshal(b.Spec)
+	if err1 != nil || err2 != nil || !bytes.Equal(ms, bs) {
+		return nil, false
+	}
+	d, err := encoding.Encode(m.Params, b.Params, encoding.LosslessDelta())
+	return d, err == nil
 }
 
 func (tw *twin) frames() [][]byte {

@@ -86,7 +86,7 @@ type inferenceServer struct {
 	classNames []string
 	// Request buffers, reused so a single-sample request allocates little
 	// beyond its response.
-	bodies, inputs sync.Pool
+	bodies, inputs, outs sync.Pool
 	// batches counts the engine's prediction calls outside the batcher.
 	batches atomic.Uint64
 	// batch gathers small requests into one engine call; nil: none.
@@ -284,7 +284,8 @@ func (s *inferenceServer) predictWith(w http.ResponseWriter, r *http.Request, cu
 		writeError(w, http.StatusConflict, fmt.Sprintf("model %d is external: this model is served by your reload hook, not by /v1/predict", cur.version))
 		return
 	}
-	if kind := imageUpload(r); kind != "" {
+	kind := bodyKind(r)
+	if kind != "" && kind != contentTypeTensor {
 		s.predictImages(w, r, cur, kind)
 		return
 	}
@@ -308,9 +309,15 @@ func (s *inferenceServer) predictWith(w http.ResponseWriter, r *http.Request, cu
 	var x []float32
 	var n int
 	var explain *ExplainOptions
-	if cur.tok != nil {
+	switch {
+	case kind == contentTypeTensor && cur.tok != nil:
+		writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("model %d takes text: send JSON texts, not a binary tensor", cur.version))
+		return
+	case kind == contentTypeTensor:
+		x, n, err = decodeTensor((*xp)[:0], body, f)
+	case cur.tok != nil:
 		x, n, err = decodeTextPredict((*xp)[:0], body, cur)
-	} else {
+	default:
 		x, n, explain, err = decodeInputs((*xp)[:0], body, m.Spec)
 	}
 	*xp = x
@@ -318,11 +325,14 @@ func (s *inferenceServer) predictWith(w http.ResponseWriter, r *http.Request, cu
 		var typeErr *json.UnmarshalTypeError
 		var width *rowWidthError
 		var rowsErr *rowsError
+		var sizeErr *tensorSizeError
 		if msg, ok := isTextRequestError(err); ok {
 			writeError(w, http.StatusBadRequest, msg)
 			return
 		}
 		switch {
+		case errors.As(err, &sizeErr):
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("model %d: %v", cur.version, sizeErr))
 		case errors.As(err, &rowsErr):
 			writeError(w, http.StatusBadRequest, rowsErr.Error())
 		case errors.As(err, &width):
@@ -336,6 +346,10 @@ func (s *inferenceServer) predictWith(w http.ResponseWriter, r *http.Request, cu
 	}
 	if n == 0 && cur.tok != nil {
 		writeError(w, http.StatusBadRequest, `no texts: send {"texts": ["...", ...]}`)
+		return
+	}
+	if n == 0 && kind == contentTypeTensor {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("empty body: send rows of %d little-endian float32 features", f))
 		return
 	}
 	if n == 0 {
@@ -356,8 +370,9 @@ func (s *inferenceServer) predictWith(w http.ResponseWriter, r *http.Request, cu
 		s.answer(w, cur, x, n)
 		return
 	}
-	probs, err := s.batch.predict(cur, x, n)
-	s.respond(w, cur, probs, n, err)
+	s.batch.predict(cur, x, n, func(probs []float32, err error) {
+		s.respond(w, cur, probs, n, err)
+	})
 }
 
 // answer predicts the n examples x (n × the model's features, finite)
@@ -387,18 +402,18 @@ func (s *inferenceServer) respond(w http.ResponseWriter, cur *servedModel, probs
 		})
 		return
 	}
-	resp := PredictResponse{ModelVersion: cur.version, Predictions: make([]Prediction, n)}
-	for i := range n {
-		p := probs[i*c : (i+1)*c]
-		k := argmax(p)
-		resp.Predictions[i] = Prediction{Class: k, Probabilities: p}
-		if len(s.classNames) == c {
-			resp.Predictions[i].Label = s.classNames[k]
-		}
-	}
+	bp := getBuf[byte](&s.outs)
+	*bp = appendPredictResponse((*bp)[:0], cur.version, probs, n, c, s.classNames)
 	s.m.samples.Add(uint64(n))
-	writeJSON(w, http.StatusOK, resp)
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(*bp)
+	putBuf(&s.outs, bp)
 }
+
+// jsonContentType is the Content-Type header value of JSON answers,
+// shared so setting it does not allocate.
+var jsonContentType = []string{"application/json"}
 
 // maxPooled is the largest buffer kept for reuse (bytes or values), so a
 // rare big batch does not pin its memory.

@@ -26,28 +26,28 @@ type batcher struct {
 
 	mu   sync.Mutex
 	open *batch // the batch taking rows, if any
-	// rows are batches' input buffers, reused.
-	rowBufs sync.Pool
+	// rowBufs and probBufs are batches' input and output buffers,
+	// reused.
+	rowBufs, probBufs sync.Pool
 }
 
 // batch is one engine call's worth of requests, all for the same model.
 type batch struct {
-	cur   *servedModel
-	x     []float32 // the rows, packed
-	rows  int
-	items []*batchItem
+	cur  *servedModel
+	x    []float32 // the rows, packed
+	rows int
+	// joined counts the requests in the batch.
+	joined int
 	// ready is closed when the batch should stop waiting for more rows.
 	ready     chan struct{}
 	readyOnce sync.Once
-	// done is closed when every item has its result.
+	// done is closed when every request has its result.
 	done chan struct{}
 	err  error
-}
-
-// batchItem is one request's share of a batch.
-type batchItem struct {
-	row, rows int       // its first row in the batch, and how many
-	probs     []float32 // its rows' probabilities, once done
+	// probs are every row's probabilities; pending counts the requests
+	// still using them, the last one returns them to the pool.
+	probs   *[]float32
+	pending atomic.Int32
 }
 
 func newBatcher(wait time.Duration, maxRows int) *batcher {
@@ -70,7 +70,7 @@ func (b *batcher) arrive() func() {
 		once.Do(func() {
 			n := b.inflight.Add(-1)
 			b.mu.Lock()
-			if b.open != nil && int64(len(b.open.items)) >= n {
+			if b.open != nil && int64(b.open.joined) >= n {
 				b.open.close() // everyone left has joined
 			}
 			b.mu.Unlock()
@@ -80,11 +80,13 @@ func (b *batcher) arrive() func() {
 
 func (bt *batch) close() { bt.readyOnce.Do(func() { close(bt.ready) }) }
 
-// predict returns the class probabilities of the n rows x (n × the
-// model's features) from cur, computed in a batch with other requests'
-// rows.
-func (b *batcher) predict(cur *servedModel, x []float32, n int) ([]float32, error) {
-	f, c := cur.model.Features(), cur.model.Classes()
+// predict computes the class probabilities of the n rows x (n × the
+// model's features) from cur, in a batch with other requests' rows, and
+// calls use with them (or the engine's error); the probabilities are
+// valid only during use.
+func (b *batcher) predict(cur *servedModel, x []float32, n int, use func(probs []float32, err error)) {
+	c := cur.model.Classes()
+	f := cur.model.Features()
 	b.mu.Lock()
 	bt := b.open
 	lead := bt == nil || bt.cur != cur || bt.rows+n > b.maxRows
@@ -95,39 +97,44 @@ func (b *batcher) predict(cur *servedModel, x []float32, n int) ([]float32, erro
 		bt = &batch{cur: cur, x: (*getBuf[float32](&b.rowBufs))[:0], ready: make(chan struct{}), done: make(chan struct{})}
 		b.open = bt
 	}
-	it := &batchItem{row: bt.rows, rows: n}
-	bt.items = append(bt.items, it)
+	bt.joined++
 	bt.x = append(bt.x, x[:n*f]...)
+	row := bt.rows
 	bt.rows += n
 	if bt.rows >= b.maxRows {
 		bt.close()
 		b.open = nil
-	} else if int64(len(bt.items)) >= b.inflight.Load() {
+	} else if int64(bt.joined) >= b.inflight.Load() {
 		bt.close()
 	}
 	b.mu.Unlock()
-	if !lead {
+	if lead {
+		t := time.NewTimer(b.wait)
+		select {
+		case <-bt.ready: // at once if everyone in flight has joined
+		case <-t.C:
+		}
+		t.Stop()
+		b.mu.Lock()
+		if b.open == bt {
+			b.open = nil // no more rows join: bt is the leader's alone now
+		}
+		b.mu.Unlock()
+		b.calls.Add(1)
+		bt.probs = getBuf[float32](&b.probBufs)
+		if k := bt.rows * c; cap(*bt.probs) < k {
+			*bt.probs = make([]float32, k)
+		}
+		*bt.probs = (*bt.probs)[:bt.rows*c]
+		bt.err = cur.predictInto(*bt.probs, bt.x, bt.rows)
+		putBuf(&b.rowBufs, &bt.x)
+		bt.pending.Store(int32(bt.joined))
+		close(bt.done)
+	} else {
 		<-bt.done
-		return it.probs, bt.err
 	}
-	t := time.NewTimer(b.wait)
-	select {
-	case <-bt.ready: // at once if everyone in flight has joined
-	case <-t.C:
+	use((*bt.probs)[row*c:(row+n)*c:(row+n)*c], bt.err)
+	if bt.pending.Add(-1) == 0 {
+		putBuf(&b.probBufs, bt.probs)
 	}
-	t.Stop()
-	b.mu.Lock()
-	if b.open == bt {
-		b.open = nil // no more rows join: bt is the leader's alone now
-	}
-	b.mu.Unlock()
-	b.calls.Add(1)
-	probs := make([]float32, bt.rows*c)
-	bt.err = cur.predictInto(probs, bt.x, bt.rows)
-	putBuf(&b.rowBufs, &bt.x)
-	for _, o := range bt.items {
-		o.probs = probs[o.row*c : (o.row+o.rows)*c : (o.row+o.rows)*c]
-	}
-	close(bt.done)
-	return it.probs, bt.err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -58,7 +59,7 @@ func testBatcherGathers(t *testing.T, n, swap int, calls uint64) {
 			}
 			rows := 1 + i%2
 			x := append(input(i), input(i+100)...)[:rows*784]
-			p, err := b.predict(cur, x, rows)
+			p, err := predictCopy(b, cur, x, rows)
 			results[i] = result{p, err}
 			leave[i]()
 		}()
@@ -104,7 +105,7 @@ func TestBatcherAloneDoesNotWait(t *testing.T) {
 	go func() {
 		leave := b.arrive()
 		defer leave()
-		_, err := b.predict(cur, input(1), 1)
+		_, err := predictCopy(b, cur, input(1), 1)
 		done <- err
 	}()
 	select {
@@ -127,7 +128,7 @@ func TestBatcherWaitIsBounded(t *testing.T) {
 	leave := b.arrive()
 	defer leave()
 	start := time.Now()
-	if _, err := b.predict(cur, input(1), 1); err != nil {
+	if _, err := predictCopy(b, cur, input(1), 1); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d < 50*time.Millisecond || d > 20*time.Second {
@@ -178,4 +179,12 @@ func TestPredictBatchedOverHTTP(t *testing.T) {
 	if s.batch.inflight.Load() != 0 {
 		t.Errorf("inflight = %d after every request was answered", s.batch.inflight.Load())
 	}
+}
+
+// predictCopy is b.predict returning a copy of the probabilities.
+func predictCopy(b *batcher, cur *servedModel, x []float32, n int) ([]float32, error) {
+	var out []float32
+	var err error
+	b.predict(cur, x, n, func(p []float32, e error) { out, err = slices.Clone(p), e })
+	return out, err
 }

@@ -2,11 +2,13 @@ package agent
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/fedge/fedge/protocol"
@@ -62,28 +64,45 @@ type fetchedModel struct {
 	hash    [32]byte
 }
 
-// deltaBase returns the newest model the agent holds below version — the
-// last training base or the served model — for the coordinator to send a
-// lossless delta against; nil if it holds none.
-func (a *Agent) deltaBase(version uint64) *tensor.Model {
-	bestV, best, err := a.st.latestBase(version)
-	if err != nil {
-		bestV = 0
+// deltaBase returns the newest model the agent holds below version on
+// model line (empty: the default line, or unknown) — the line's served
+// model or the last training base — for the coordinator to send a
+// lossless delta against; nil if it holds none. On a named line a model
+// of another line (another architecture) is no base.
+func (a *Agent) deltaBase(line string, version uint64) *tensor.Model {
+	type held struct {
+		version uint64
+		data    modelData
 	}
-	if rec, err := a.st.model(keyCurrent); err == nil && rec != nil && rec.version < version && rec.version > bestV {
-		bestV, best = rec.version, rec.modelData
+	var cands []held
+	if v, d, err := a.st.latestBase(version); err == nil && v != 0 {
+		cands = append(cands, held{v, d})
 	}
-	if bestV == 0 {
-		return nil
+	var rec *modelRecord
+	var err error
+	if a.isDefaultLine(line) {
+		rec, err = a.st.model(keyCurrent)
+	} else {
+		rec, err = a.st.lineModel(line, keyCurrent)
 	}
-	m, err := a.st.files.load(best) // only the chosen one is decoded
-	if err != nil || m.Spec.Quantize != "" {
-		// A quantized version shares its parameters, so its hash, with
-		// the float version it was made from: a delta against it would
-		// give the download its spec, serving directive included.
-		return nil
+	if err == nil && rec != nil && rec.version < version {
+		cands = append(cands, held{rec.version, rec.modelData})
 	}
-	return m
+	slices.SortFunc(cands, func(x, y held) int { return cmp.Compare(y.version, x.version) })
+	for _, c := range cands {
+		m, err := a.st.files.load(c.data) // newest first; decoded one at a time
+		if err != nil || (line != "" && m.Spec.Name != line) {
+			continue
+		}
+		if m.Spec.Quantize != "" {
+			// A quantized version shares its parameters, so its hash, with
+			// the float version it was made from: a delta against it would
+			// give the download its spec, serving directive included.
+			return nil
+		}
+		return m
+	}
+	return nil
 }
 
 // decodeDownload turns a downloaded blob into the model file bytes and
@@ -122,10 +141,11 @@ func applyDelta(blob []byte, base *tensor.Model) (*tensor.Model, error) {
 	return m, nil
 }
 
-// fetchModel downloads model version and checks it against want (the raw
-// bytes of tensor.Model.Hash; zero skips the check). It returns the
-// stored model file and the decoded model.
-func (a *Agent) fetchModel(ctx context.Context, c conn, version uint64, want protocol.Hash) (modelData, *tensor.Model, error) {
+// fetchModel downloads model version of model line (empty: the default
+// line, or unknown) and checks it against want (the raw bytes of
+// tensor.Model.Hash; zero skips the check). It returns the stored model
+// file and the decoded model.
+func (a *Agent) fetchModel(ctx context.Context, c conn, line string, version uint64, want protocol.Hash) (modelData, *tensor.Model, error) {
 	a.dlMu.Lock()
 	defer a.dlMu.Unlock()
 	if f := a.fetched; f != nil && f.version == version && (want.IsZero() || f.hash == want) {
@@ -148,7 +168,7 @@ func (a *Agent) fetchModel(ctx context.Context, c conn, version uint64, want pro
 			f.Close()
 			return modelData{}, nil, fmt.Errorf("agent.fetchModel %d: %w", version, err)
 		}
-		d = &download{version: version, base: a.deltaBase(version), f: f}
+		d = &download{version: version, base: a.deltaBase(line, version), f: f}
 		a.dl = d
 	} else if d.p.Offset > 0 {
 		a.log.Debug("resuming model download", "version", version, "offset", d.p.Offset)
@@ -282,7 +302,7 @@ func (a *Agent) modelDataFor(ctx context.Context, c conn, version uint64, want p
 	if err != nil || m != nil {
 		return data, m, err
 	}
-	data, m, err = a.fetchModel(ctx, c, version, want)
+	data, m, err = a.fetchModel(ctx, c, "", version, want)
 	if err != nil {
 		return modelData{}, nil, err
 	}
@@ -334,7 +354,7 @@ func (a *Agent) syncModel(ctx context.Context, c conn, ann *protocol.ModelAnnoun
 		return err
 	}
 	if m == nil {
-		if data, m, err = a.fetchModel(ctx, c, ann.Version, ann.Hash); err != nil {
+		if data, m, err = a.fetchModel(ctx, c, ann.Name, ann.Version, ann.Hash); err != nil {
 			return err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"testing"
 )
@@ -77,8 +78,15 @@ func FuzzDecodePredict(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte, fb uint8) {
 		features := int(fb%8) + 1
 		x, n, err := scanPredict(nil, body, features)
-		if dx, dn, derr := decodePredict(nil, body, features); derr == nil && len(dx) != dn*features {
+		dx, dn, derr := decodePredict(nil, body, features)
+		if derr == nil && len(dx) != dn*features {
 			t.Fatalf("decodePredict: %d rows of %d values", dn, len(dx))
+		}
+		// The whole decoder agrees with encoding/json alone on every
+		// body: the same error, or the same rows.
+		rx, rn, rerr := decodeJSONOnly(body, features)
+		if fmt.Sprint(derr) != fmt.Sprint(rerr) || dn != rn || !slices.EqualFunc(dx, rx, sameBits) {
+			t.Fatalf("%q: decodePredict = %d rows, %v; encoding/json = %d rows, %v", body, dn, derr, rn, rerr)
 		}
 		if err != nil {
 			if !errors.Is(err, errSlowPath) {
@@ -110,6 +118,30 @@ func FuzzDecodePredict(f *testing.F) {
 	})
 }
 
+// decodeJSONOnly is decodePredict by encoding/json alone, the reference
+// of FuzzDecodePredict.
+func decodeJSONOnly(body []byte, features int) ([]float32, int, error) {
+	var req PredictRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, 0, err
+	}
+	if dec.More() {
+		return nil, 0, errTrailing
+	}
+	var out []float32
+	for i, row := range req.Inputs {
+		if len(row) != features {
+			return nil, 0, &rowWidthError{row: i, got: len(row)}
+		}
+		out = append(out, row...)
+	}
+	return out, len(req.Inputs), nil
+}
+
+func sameBits(a, b float32) bool { return math.Float32bits(a) == math.Float32bits(b) }
+
 // TestScanNumberMatchesStrconv: the fast number scanner gives
 // strconv.ParseFloat's float32 bits for random float32 values, random
 // short decimals and exponents, and refuses what is not a JSON number.
@@ -126,6 +158,9 @@ func TestScanNumberMatchesStrconv(t *testing.T) {
 		cases = append(cases, fmt.Sprintf("%d.%0*d", rng.IntN(1000), 1+rng.IntN(12), rng.Uint64N(1e12)))
 		cases = append(cases, fmt.Sprintf("-%de%d", rng.IntN(100000), rng.IntN(30)-15))
 	}
+	cases = append(cases, "0.02745098", "0.00000000123456789012", "0.123456789012345678901", "12345678.87654321",
+		"1234567890123456789.5", "0.000000000000000000000000000000000000000001401298464324817",
+		"99999999.99999999", "10000000000000000", "12345678e-8")
 	cases = append(cases, "0", "-0", "0.0", "1e10", "16777216", "16777217", "0.1", "3.4028235e38", "1e-45", "123456789012345678901234")
 	for _, s := range cases {
 		want, err := strconv.ParseFloat(s, 32)
@@ -134,7 +169,7 @@ func TestScanNumberMatchesStrconv(t *testing.T) {
 			t.Fatalf("%q: scanNumber = %v, %d, %v; strconv = %v, %v", s, got, end, ok, float32(want), err)
 		}
 	}
-	for _, s := range []string{"", "-", "+1", ".5", "1.", "01", "1e", "1e+", "0x10", "3.5e39"} {
+	for _, s := range []string{"", "-", "+1", ".5", "1.", "01", "1e", "1e+", "0x10", "3.5e39", "0.1234567a", "1.2345678x9"} {
 		if _, end, ok := scanNumber([]byte(s), 0); ok && end == len(s) {
 			t.Errorf("%q accepted as a JSON number", s)
 		}

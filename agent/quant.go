@@ -2,6 +2,10 @@ package agent
 
 import (
 	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/fedge/fedge/tensor"
@@ -13,8 +17,9 @@ import (
 const calibrationExamples = 1000
 
 // calibration returns up to calibrationExamples examples of spec's input
-// to calibrate a quantized model on: the held-out split, or the training
-// data when the agent holds out nothing.
+// to calibrate a quantized model on when its spec declares no calibration
+// file: the held-out split, or the training data when the agent holds out
+// nothing.
 func (d *localData) calibration(spec tensor.Spec) ([]float32, int, error) {
 	train, held, err := d.forModel(spec)
 	if err != nil {
@@ -38,10 +43,17 @@ func (a *Agent) quantize(version uint64, m *tensor.Model) (*tensor.QuantizedMode
 	if m.Spec.Quantize == "" {
 		return nil, nil
 	}
-	if err := a.data.fitsModel(version, m.Spec); err != nil {
-		return nil, err
+	var x []float32
+	var n int
+	var err error
+	if c := m.Spec.Calibration; c != "" && c != tensor.CalibrationHeldOut {
+		x, n, err = readCalibration(a.calibrationPath(c), m.Features())
+	} else {
+		if err := a.data.fitsModel(version, m.Spec); err != nil {
+			return nil, err
+		}
+		x, n, err = a.data.calibration(m.Spec)
 	}
-	x, n, err := a.data.calibration(m.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("agent: calibrating model %d: %w", version, err)
 	}
@@ -53,9 +65,60 @@ func (a *Agent) quantize(version uint64, m *tensor.Model) (*tensor.QuantizedMode
 	if err != nil {
 		return nil, fmt.Errorf("agent: quantizing model %d: %w", version, err)
 	}
-	a.log.Info("model quantized", "version", version, "quantize", m.Spec.Quantize, "calibration_examples", n,
+	a.log.Info("model quantized", "version", version, "quantize", m.Spec.Quantize, "calibration", calibrationName(m.Spec), "calibration_examples", n,
 		"bytes", q.Bytes(), "float_bytes", 4*m.NumParams(), "kernel", q.Kernel(), "took", time.Since(start).Round(time.Millisecond))
 	return q, nil
+}
+
+// calibrationName names the calibration set of spec for logs.
+func calibrationName(spec tensor.Spec) string {
+	if spec.Calibration == "" {
+		return tensor.CalibrationHeldOut
+	}
+	return spec.Calibration
+}
+
+// calibrationPath resolves a declared calibration file: a relative path
+// is in the agent's data directory.
+func (a *Agent) calibrationPath(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(a.cfg.DataDir, p)
+}
+
+// readCalibration reads up to calibrationExamples rows of features
+// little-endian float32 values from the file at path; the file must hold
+// whole rows of finite values.
+func readCalibration(path string, features int) ([]float32, int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("calibration file: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, 0, fmt.Errorf("calibration file: %w", err)
+	}
+	rowBytes := int64(4 * features)
+	if features <= 0 || st.Size() == 0 || st.Size()%rowBytes != 0 {
+		return nil, 0, fmt.Errorf("calibration file %s: %d bytes is not a whole number of rows of %d float32 features: %w", path, st.Size(), features, tensor.ErrShape)
+	}
+	n := int(min(st.Size()/rowBytes, calibrationExamples))
+	b := make([]byte, int64(n)*rowBytes)
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, 0, fmt.Errorf("calibration file %s: %w", path, err)
+	}
+	x, _, err := decodeTensor(nil, b, features)
+	if err != nil {
+		return nil, 0, err
+	}
+	for k, v := range x {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return nil, 0, fmt.Errorf("calibration file %s: row %d feature %d is not finite: %w", path, k/features, k%features, tensor.ErrShape)
+		}
+	}
+	return x, n, nil
 }
 
 // serveQuantized attaches to sm the quantized form its spec asks for. A

@@ -24,7 +24,7 @@ func TestDeltaBaseSkipsQuantized(t *testing.T) {
 	if err := st.promote(&modelRecord{version: 3, hash: m.Hash(), rolledOut: time.Now(), modelData: modelData{blob: blob}}); err != nil {
 		t.Fatal(err)
 	}
-	if b := a.deltaBase(5); b == nil || b.Hash() != m.Hash() {
+	if b := a.deltaBase("", 5); b == nil || b.Hash() != m.Hash() {
 		t.Fatalf("a float served model is not offered as a delta base")
 	}
 	q := m.Clone()
@@ -36,7 +36,7 @@ func TestDeltaBaseSkipsQuantized(t *testing.T) {
 	if err := st.promote(&modelRecord{version: 4, hash: q.Hash(), rolledOut: time.Now(), modelData: modelData{blob: qblob}}); err != nil {
 		t.Fatal(err)
 	}
-	if b := a.deltaBase(5); b != nil {
+	if b := a.deltaBase("", 5); b != nil {
 		t.Fatalf("the quantized served model (spec quantize %q) is offered as a delta base", b.Spec.Quantize)
 	}
 }

@@ -124,10 +124,7 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 	trainBy := st.deadline(protocol.StageTrain).Add(-st.grace)
 	trainBy = trainBy.Add(-time.Duration(trainMargin * float64(time.Until(trainBy))))
 	tctx, cancel := context.WithDeadline(ctx, trainBy)
-	stats, err := tensor.Train(tctx, trained, train, tensor.TrainConfig{
-		Epochs: int(plan.Epochs), BatchSize: int(plan.BatchSize), Seed: binary.LittleEndian.Uint64(seed[:]), Optimizer: opt,
-		Progress: func(tensor.TrainProgress) { a.m.trainBatches.Add(1) }, ProgressEvery: 1,
-	})
+	stats, err := tensor.Train(tctx, trained, train, a.trainConfig(plan, opt, binary.LittleEndian.Uint64(seed[:])))
 	cancel()
 	switch {
 	case err == nil:
@@ -137,6 +134,18 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 		return fmt.Errorf("training: %w", err)
 	}
 	return a.submitUpdate(ctx, c, st, plan, cfg, pid, start, trained, train.Len(), stats)
+}
+
+// trainConfig is the engine's configuration for training a round of
+// plan: the plan's epochs and batch size, and at most jobs.threads
+// goroutines for the job's products (the cap is the call's own, so
+// serving keeps the process's threads).
+func (a *Agent) trainConfig(plan *protocol.RoundPlan, opt tensor.Optimizer, seed uint64) tensor.TrainConfig {
+	return tensor.TrainConfig{
+		Epochs: int(plan.Epochs), BatchSize: int(plan.BatchSize), Seed: seed, Optimizer: opt,
+		Progress: func(tensor.TrainProgress) { a.m.trainBatches.Add(1) }, ProgressEvery: 1,
+		Threads: a.cfg.Jobs.Threads,
+	}
 }
 
 // submitUpdate sends the update of a training round, whoever trained it

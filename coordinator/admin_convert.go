@@ -81,7 +81,7 @@ func apiModel(m *ModelRecord) api.Model {
 		Version: m.Version, Parent: m.Parent, Hash: m.Hash, Job: m.Job, Round: m.Round, CreatedAt: m.CreatedAt,
 		Metrics: m.Metrics, Pinned: m.Pinned, Size: m.Size, StateSize: m.StateSize, PushSize: m.PushSize,
 		Name: m.Name, External: m.External, ImportedBy: m.ImportedBy,
-		Quantize: m.Quantize, QuantizedFrom: m.QuantizedFrom,
+		Quantize: m.Quantize, QuantizedFrom: m.QuantizedFrom, Calibration: m.Calibration,
 	}
 }
 

@@ -256,8 +256,11 @@ func (n *Node) apiRolloutStart(c adminCall, r api.RolloutRequest) (*api.Rollout,
 		return nil, err
 	}
 	rec := RolloutRecord{ID: fmt.Sprintf("ro-%d-%x", r.Model, b), Model: r.Model, Cohorts: r.Cohorts, Gate: r.Gate, CreatedAt: c.now}
+	if r.Calibration != "" && r.Quantize == "" {
+		return nil, fmt.Errorf("rollout.start: %w: a calibration set is for a quantized rollout", errBadRequest)
+	}
 	if r.Quantize != "" {
-		v, err := n.quantizedVersion(c, r.Model, r.Quantize)
+		v, err := n.quantizedVersion(c, r.Model, r.Quantize, r.Calibration)
 		if err != nil {
 			return nil, err
 		}

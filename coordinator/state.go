@@ -248,6 +248,9 @@ type ModelRecord struct {
 	// directive, and the version a quantized rollout made this one from.
 	Quantize      string `json:"quantize,omitempty"`
 	QuantizedFrom uint64 `json:"quantized_from,omitempty"`
+	// Calibration is the quantized version's declared calibration set
+	// (its spec's Calibration); empty for the held-out data.
+	Calibration string `json:"calibration,omitempty"`
 }
 
 // Rollout states.

@@ -34,15 +34,16 @@ type gemmConfig struct {
 	orient     gemmOrient    // forced orientation, or gemmAuto
 }
 
-// gemmWith is Gemm with its configuration made explicit.
-func gemmWith(cfg gemmConfig, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+// gemmWith is Gemm with its configuration made explicit; it returns the
+// goroutines the product ran on.
+func gemmWith(cfg gemmConfig, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) int {
 	checkGemmArgs(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
 	if m == 0 || n == 0 {
-		return
+		return 1
 	}
 	if k == 0 || alpha == 0 {
 		gemmScaleC(m, n, beta, c, ldc)
-		return
+		return 1
 	}
 	job := gemmJobPool.Get().(*gemmJob)
 	defer gemmJobPool.Put(job)
@@ -72,8 +73,9 @@ func gemmWith(cfg gemmConfig, transA, transB bool, m, n, k int, alpha float32, a
 		p.rsB, p.csB = 1, ldb
 	}
 	p.plan(cfg.kernels, cfg.orient)
-	job.run(cfg.maxWorkers, cfg.minFlops)
+	w := job.run(cfg.maxWorkers, cfg.minFlops)
 	job.p = gemmProblem{} // drop the caller's slices before pooling
+	return w
 }
 
 // checkGemmArgs panics with a message naming the faulty argument when the

@@ -80,13 +80,14 @@ func (p *gemmProblem) workers(maxWorkers, minFlops int) int {
 // caller and every idle helper claim chunks until none is left. Each chunk
 // packs its own operands, so goroutines share nothing but the read-only
 // inputs. Helpers that are busy (with another caller's product) are not
-// waited for: the caller then computes more chunks itself.
-func (job *gemmJob) run(maxWorkers, minFlops int) {
+// waited for: the caller then computes more chunks itself. It returns
+// the goroutines the product was cut for.
+func (job *gemmJob) run(maxWorkers, minFlops int) int {
 	p := &job.p
 	w := p.workers(maxWorkers, minFlops)
 	if w == 1 {
 		p.region(0, p.m, 0, p.n)
-		return
+		return 1
 	}
 	ensureHelpers(w - 1)
 	tilesM, tilesN := gemmCeilDiv(p.m, p.kern.mr), gemmCeilDiv(p.n, p.kern.nr)
@@ -107,6 +108,7 @@ func (job *gemmJob) run(maxWorkers, minFlops int) {
 	}
 	job.work()
 	job.wg.Wait()
+	return w
 }
 
 // work computes chunks of the job until none is left.

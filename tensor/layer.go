@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"sync/atomic"
 )
 
 // pass carries what one forward/backward pass shares across layers.
@@ -14,6 +16,40 @@ type pass struct {
 	record bool
 	rng    *rand.Rand // dropout masks; nil in evaluation
 	adj    *CSR       // graph passes only
+	// threads caps the goroutines of the pass's matrix products and
+	// shard fan-outs (TrainConfig.Threads); 0 means GOMAXPROCS.
+	threads int
+	// peak is the most goroutines one product or fan-out ran on.
+	peak atomic.Int32
+}
+
+// workers returns how many goroutines a product or fan-out of the pass
+// may use.
+func (p *pass) workers() int {
+	g := runtime.GOMAXPROCS(0)
+	if p != nil && p.threads > 0 {
+		g = min(g, p.threads)
+	}
+	return g
+}
+
+// ran records that a product or fan-out of the pass used w goroutines.
+func (p *pass) ran(w int) {
+	if p == nil {
+		return
+	}
+	for {
+		old := p.peak.Load()
+		if int32(w) <= old || p.peak.CompareAndSwap(old, int32(w)) {
+			return
+		}
+	}
+}
+
+// gemm is Gemm for a layer of the pass: on at most p.workers() goroutines.
+func (p *pass) gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	cfg := gemmConfig{kernels: defaultKernels, maxWorkers: p.workers()}
+	p.ran(gemmWith(cfg, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
 }
 
 // buffers is one layer's scratch memory inside a workspace.
@@ -129,20 +165,20 @@ func (l *dense) needsOutput() bool                         { return false }
 func (l *dense) scratch(n int, train bool) (int, int, int) { return 0, 0, 0 }
 func (l *dense) init(w []float32, rng *rand.Rand)          { initUniform(l.lp, w, rng) }
 
-func (l *dense) forward(_ *pass, _ *buffers, w, x, y []float32, n int) {
+func (l *dense) forward(p *pass, _ *buffers, w, x, y []float32, n int) {
 	in, out := l.lp.inSize, l.lp.outSize
 	fillRows(y, w[in*out:], n)
-	Gemm(false, false, n, out, in, 1, x, in, w, out, 1, y, out)
+	p.gemm(false, false, n, out, in, 1, x, in, w, out, 1, y, out)
 }
 
-func (l *dense) backward(_ *pass, _ *buffers, w, gw, x, _, dy, dx []float32, n int) {
+func (l *dense) backward(p *pass, _ *buffers, w, gw, x, _, dy, dx []float32, n int) {
 	in, out := l.lp.inSize, l.lp.outSize
 	if gw != nil {
-		Gemm(true, false, in, out, n, 1, x, in, dy, out, 0, gw, out)
+		p.gemm(true, false, in, out, n, 1, x, in, dy, out, 0, gw, out)
 		sumRows(gw[in*out:], dy, n)
 	}
 	if dx != nil {
-		Gemm(false, true, n, in, out, 1, dy, out, w, out, 0, dx, in)
+		p.gemm(false, true, n, in, out, 1, dy, out, w, out, 0, dx, in)
 	}
 }
 

@@ -2,7 +2,6 @@ package tensor
 
 import (
 	"math/rand/v2"
-	"runtime"
 	"sync"
 )
 
@@ -75,9 +74,10 @@ func (l *conv) scratch(n int, train bool) (int, int, int) {
 // shardRange returns the examples [e0, e1) of shard i out of s.
 func shardRange(n, s, i int) (int, int) { return n * i / s, n * (i + 1) / s }
 
-// runShards calls fn(i) for i in [0, s), on up to GOMAXPROCS goroutines.
-func runShards(s int, fn func(i int)) {
-	g := min(s, runtime.GOMAXPROCS(0))
+// runShards calls fn(i) for i in [0, s), on up to p.workers() goroutines.
+func runShards(p *pass, s int, fn func(i int)) {
+	g := min(s, p.workers())
+	p.ran(g)
 	if g <= 1 {
 		for i := range s {
 			fn(i)
@@ -100,10 +100,10 @@ func runShards(s int, fn func(i int)) {
 	wg.Wait()
 }
 
-func (l *conv) forward(_ *pass, s *buffers, w, x, y []float32, n int) {
+func (l *conv) forward(p *pass, s *buffers, w, x, y []float32, n int) {
 	shards, col := l.shards(n), l.chunkRows(n)*l.kkc
 	bias := w[l.lp.weights:]
-	runShards(shards, func(i int) {
+	runShards(p, shards, func(i int) {
 		e0, e1 := shardRange(n, shards, i)
 		buf := s.f[i*col : (i+1)*col]
 		for r0 := e0 * l.pix; r0 < e1*l.pix; r0 += l.rows {
@@ -111,15 +111,15 @@ func (l *conv) forward(_ *pass, s *buffers, w, x, y []float32, n int) {
 			l.im2col(buf, x, r0, r1)
 			out := y[r0*l.f : r1*l.f]
 			fillRows(out, bias, r1-r0)
-			Gemm(false, false, r1-r0, l.f, l.kkc, 1, buf, l.kkc, w, l.f, 1, out, l.f)
+			p.gemm(false, false, r1-r0, l.f, l.kkc, 1, buf, l.kkc, w, l.f, 1, out, l.f)
 		}
 	})
 }
 
-func (l *conv) backward(_ *pass, s *buffers, w, gw, x, _, dy, dx []float32, n int) {
+func (l *conv) backward(p *pass, s *buffers, w, gw, x, _, dy, dx []float32, n int) {
 	shards, col := l.shards(n), l.chunkRows(n)*l.kkc
 	nw := l.lp.weights
-	runShards(shards, func(i int) {
+	runShards(p, shards, func(i int) {
 		e0, e1 := shardRange(n, shards, i)
 		cols := s.f[2*i*col : (2*i+1)*col]
 		dcols := s.f[(2*i+1)*col : (2*i+2)*col]
@@ -138,7 +138,7 @@ func (l *conv) backward(_ *pass, s *buffers, w, gw, x, _, dy, dx []float32, n in
 			d := dy[r0*l.f : r1*l.f]
 			if g != nil { // nil: only the input gradient is wanted
 				l.im2col(cols, x, r0, r1)
-				Gemm(true, false, l.kkc, l.f, m, 1, cols, l.kkc, d, l.f, beta, g[:nw], l.f)
+				p.gemm(true, false, l.kkc, l.f, m, 1, cols, l.kkc, d, l.f, beta, g[:nw], l.f)
 				if beta == 0 {
 					sumRows(g[nw:], d, m)
 				} else {
@@ -147,7 +147,7 @@ func (l *conv) backward(_ *pass, s *buffers, w, gw, x, _, dy, dx []float32, n in
 			}
 			beta = 1
 			if dx != nil {
-				Gemm(false, true, m, l.kkc, l.f, 1, d, l.f, w, l.f, 0, dcols, l.kkc)
+				p.gemm(false, true, m, l.kkc, l.f, 1, d, l.f, w, l.f, 0, dcols, l.kkc)
 				l.col2im(dx, dcols, r0, r1)
 			}
 		}
@@ -269,7 +269,7 @@ func (l *maxPool) shards(n int) int {
 
 func (l *maxPool) forward(p *pass, s *buffers, _, x, y []float32, n int) {
 	shards := l.shards(n)
-	runShards(shards, func(i int) {
+	runShards(p, shards, func(i int) {
 		e0, e1 := shardRange(n, shards, i)
 		for e := e0; e < e1; e++ {
 			var arg []int32

@@ -28,7 +28,7 @@ func (l *gcnConv) scratch(n int, train bool) (int, int, int) {
 func (l *gcnConv) forward(p *pass, s *buffers, w, x, y []float32, n int) {
 	in, out := l.lp.inSize, l.lp.outSize
 	xw := s.f[:n*out]
-	Gemm(false, false, n, out, in, 1, x, in, w, out, 0, xw, out)
+	p.gemm(false, false, n, out, in, 1, x, in, w, out, 0, xw, out)
 	fillRows(y, w[in*out:], n)
 	spmmAdd(p.adj, xw, y, out)
 }
@@ -38,11 +38,11 @@ func (l *gcnConv) backward(p *pass, s *buffers, w, gw, x, _, dy, dx []float32, n
 	dxw := s.f[n*out : 2*n*out]
 	spmmTransposed(p.adj, dy, dxw, out)
 	if gw != nil {
-		Gemm(true, false, in, out, n, 1, x, in, dxw, out, 0, gw, out)
+		p.gemm(true, false, in, out, n, 1, x, in, dxw, out, 0, gw, out)
 		sumRows(gw[in*out:], dy, n)
 	}
 	if dx != nil {
-		Gemm(false, true, n, in, out, 1, dxw, out, w, out, 0, dx, in)
+		p.gemm(false, true, n, in, out, 1, dxw, out, w, out, 0, dx, in)
 	}
 }
 

@@ -168,6 +168,19 @@ func (m *Model) activationRanges(x []float32, n int) (lo, hi []float32) {
 // Spec returns the architecture of the model quantized.
 func (q *QuantizedModel) Spec() Spec { return q.m.Spec }
 
+// ActivationScales returns, per quantized layer in order, the scale of
+// the activations entering it (one step of the 8-bit code), as the
+// calibration data set it.
+func (q *QuantizedModel) ActivationScales() []float32 {
+	var out []float32
+	for _, ql := range q.layers {
+		if ql != nil {
+			out = append(out, 1/ql.inv)
+		}
+	}
+	return out
+}
+
 // Features returns the number of input values of one example.
 func (q *QuantizedModel) Features() int { return q.m.Features() }
 

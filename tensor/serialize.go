@@ -18,12 +18,13 @@ import (
 //	offset   size     field
 //	0        8        magic "FEDGEMDL"
 //	8        2        format version (ModelFormatVersion)
-//	10       2        flags, must be 0
+//	10       2        flags: 0, or flagInt8 (weights stored as int8)
 //	12       4        S, length of the spec JSON (at most MaxSpecBytes)
 //	16       S        spec, JSON (Spec)
 //	16+S     8        P, parameter count; must equal the spec's
-//	24+S     4·P      parameters, IEEE-754 float32
-//	24+S+4P  4        CRC-32C (Castagnoli) of every byte before it
+//	24+S     4·P      parameters, IEEE-754 float32 (with flagInt8: the
+//	                  int8 form, see flagInt8, about P bytes)
+//	end-4    4        CRC-32C (Castagnoli) of every byte before it
 //
 // Version history:
 //
@@ -31,7 +32,9 @@ import (
 //	   (Spec.External, added without a version change: engine specs encode
 //	   exactly as before, and a build without it rejects such a file as a
 //	   spec with an unknown field, ErrFormat). Likewise the text models'
-//	   Spec.Text and embedding_bag layer (vocab, dim).
+//	   Spec.Text and embedding_bag layer (vocab, dim), and Spec.Calibration.
+//	   The flagInt8 form of a model served in int8 came later too; a build
+//	   without it rejects such a file for its unknown flag (ErrFormat).
 const (
 	ModelMagic         = "FEDGEMDL"
 	ModelFormatVersion = 1
@@ -92,11 +95,15 @@ func (m *Model) writeTo(w io.Writer, spec []byte) (int64, error) {
 	if len(spec) > MaxSpecBytes {
 		return 0, fmt.Errorf("spec is %d bytes, more than %d: %w", len(spec), MaxSpecBytes, ErrTooLarge)
 	}
+	qp, int8Form := m.int8Params()
 	crc := crc32.New(castagnoli)
 	cw := &countWriter{w: io.MultiWriter(w, crc)}
 	var hdr [headerBytes]byte
 	copy(hdr[:], ModelMagic)
 	binary.LittleEndian.PutUint16(hdr[8:], ModelFormatVersion)
+	if int8Form {
+		binary.LittleEndian.PutUint16(hdr[10:], flagInt8)
+	}
 	binary.LittleEndian.PutUint32(hdr[12:], uint32(len(spec)))
 	cw.Write(hdr[:])
 	cw.Write(spec)
@@ -104,13 +111,16 @@ func (m *Model) writeTo(w io.Writer, spec []byte) (int64, error) {
 	binary.LittleEndian.PutUint64(cnt[:], uint64(len(m.Params)))
 	cw.Write(cnt[:])
 	var chunk [4096]byte
-	for p := m.Params; len(p) > 0; {
+	for p := m.Params; len(p) > 0 && !int8Form; {
 		k := min(len(p), len(chunk)/4)
 		for i, v := range p[:k] {
 			binary.LittleEndian.PutUint32(chunk[4*i:], math.Float32bits(v))
 		}
 		cw.Write(chunk[:4*k])
 		p = p[k:]
+	}
+	if int8Form {
+		cw.Write(qp)
 	}
 	var sum [4]byte
 	binary.LittleEndian.PutUint32(sum[:], crc.Sum32())
@@ -148,7 +158,7 @@ func UnmarshalModel(b []byte) (*Model, error) {
 	if len(b) < headerBytes+8+trailerBytes {
 		return nil, fmt.Errorf("tensor.UnmarshalModel: %d bytes is shorter than a header: %w", len(b), ErrFormat)
 	}
-	specLen, err := parseHeader(b[:headerBytes])
+	specLen, flags, err := parseHeader(b[:headerBytes])
 	if err != nil {
 		return nil, fmt.Errorf("tensor.UnmarshalModel: %w", err)
 	}
@@ -162,6 +172,23 @@ func UnmarshalModel(b []byte) (*Model, error) {
 	spec, count, err := parseSpec(b[headerBytes:headerBytes+specLen], b[headerBytes+specLen:headerBytes+specLen+8])
 	if err != nil {
 		return nil, fmt.Errorf("tensor.UnmarshalModel: %w", err)
+	}
+	if flags == flagInt8 {
+		// At least a byte per parameter before allocating them.
+		if int64(len(b)) < encodedSize(specLen, 0)+int64(count) {
+			return nil, fmt.Errorf("tensor.UnmarshalModel: %d bytes cannot hold %d int8 parameters: %w", len(b), count, ErrFormat)
+		}
+		m, err := newInt8Model(spec)
+		if err != nil {
+			return nil, fmt.Errorf("tensor.UnmarshalModel: %w", err)
+		}
+		if want := encodedSize(specLen, 0) + m.int8Size(); int64(len(b)) != want {
+			return nil, fmt.Errorf("tensor.UnmarshalModel: %d bytes, the header needs %d: %w", len(b), want, ErrFormat)
+		}
+		if err := m.readInt8Params(bytes.NewReader(b[headerBytes+specLen+8 : len(b)-trailerBytes])); err != nil {
+			return nil, fmt.Errorf("tensor.UnmarshalModel: %w", err)
+		}
+		return m, nil
 	}
 	if want := encodedSize(specLen, count); int64(len(b)) != want {
 		return nil, fmt.Errorf("tensor.UnmarshalModel: %d bytes, the header needs %d: %w", len(b), want, ErrFormat)
@@ -187,7 +214,7 @@ func ReadModel(r io.Reader, limit int64) (*Model, error) {
 	if _, err := io.ReadFull(tr, hdr[:]); err != nil {
 		return nil, fmt.Errorf("tensor.ReadModel: header: %w", readErr(err))
 	}
-	specLen, err := parseHeader(hdr[:])
+	specLen, flags, err := parseHeader(hdr[:])
 	if err != nil {
 		return nil, fmt.Errorf("tensor.ReadModel: %w", err)
 	}
@@ -202,15 +229,29 @@ func ReadModel(r io.Reader, limit int64) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tensor.ReadModel: %w", err)
 	}
-	if size := encodedSize(specLen, count); size > limit {
+	size := encodedSize(specLen, count)
+	if flags == flagInt8 {
+		size = encodedSize(specLen, 0) + int64(count) // at least a byte per parameter
+	}
+	if size > limit {
 		return nil, fmt.Errorf("tensor.ReadModel: %d-byte model exceeds the %d-byte limit: %w", size, limit, ErrTooLarge)
 	}
-	m, err := newModel(spec)
-	if err != nil {
+	var m *Model
+	if flags == flagInt8 {
+		if m, err = newInt8Model(spec); err != nil {
+			return nil, fmt.Errorf("tensor.ReadModel: %w", err)
+		}
+		if size := encodedSize(specLen, 0) + m.int8Size(); size > limit {
+			return nil, fmt.Errorf("tensor.ReadModel: %d-byte model exceeds the %d-byte limit: %w", size, limit, ErrTooLarge)
+		}
+		if err := m.readInt8Params(tr); err != nil {
+			return nil, fmt.Errorf("tensor.ReadModel: parameters: %w", err)
+		}
+	} else if m, err = newModel(spec); err != nil {
 		return nil, fmt.Errorf("tensor.ReadModel: %w", err)
 	}
 	var chunk [4096]byte
-	for p := m.Params; len(p) > 0; {
+	for p := m.Params; len(p) > 0 && flags != flagInt8; {
 		k := min(len(p), len(chunk)/4)
 		if _, err := io.ReadFull(tr, chunk[:4*k]); err != nil {
 			return nil, fmt.Errorf("tensor.ReadModel: parameters: %w", readErr(err))
@@ -237,22 +278,24 @@ func readErr(err error) error {
 	return err
 }
 
-// parseHeader checks the fixed header and returns the spec length.
-func parseHeader(h []byte) (int, error) {
+// parseHeader checks the fixed header and returns the spec length and
+// the flags.
+func parseHeader(h []byte) (int, uint16, error) {
 	if string(h[:8]) != ModelMagic {
-		return 0, fmt.Errorf("bad magic %q: %w", h[:8], ErrFormat)
+		return 0, 0, fmt.Errorf("bad magic %q: %w", h[:8], ErrFormat)
 	}
 	if v := binary.LittleEndian.Uint16(h[8:]); v != ModelFormatVersion {
-		return 0, fmt.Errorf("format version %d, this build reads %d: %w", v, ModelFormatVersion, ErrFormat)
+		return 0, 0, fmt.Errorf("format version %d, this build reads %d: %w", v, ModelFormatVersion, ErrFormat)
 	}
-	if f := binary.LittleEndian.Uint16(h[10:]); f != 0 {
-		return 0, fmt.Errorf("unknown flags %#x: %w", f, ErrFormat)
+	f := binary.LittleEndian.Uint16(h[10:])
+	if f != 0 && f != flagInt8 {
+		return 0, 0, fmt.Errorf("unknown flags %#x: %w", f, ErrFormat)
 	}
 	s := binary.LittleEndian.Uint32(h[12:])
 	if s > MaxSpecBytes {
-		return 0, fmt.Errorf("spec of %d bytes exceeds %d: %w", s, MaxSpecBytes, ErrTooLarge)
+		return 0, 0, fmt.Errorf("spec of %d bytes exceeds %d: %w", s, MaxSpecBytes, ErrTooLarge)
 	}
-	return int(s), nil
+	return int(s), f, nil
 }
 
 // parseSpec decodes and validates the spec JSON and checks the parameter

@@ -12,7 +12,7 @@ import (
 // (the file's start) without reading its parameters: what a caller needs
 // to plan for a model it does not load yet. limit is ReadModel's.
 func ReadModelHeader(r io.Reader, limit int64) (Spec, int, error) {
-	spec, count, _, err := readModelHeader(r, limit)
+	spec, count, _, _, err := readModelHeader(r, limit)
 	if err != nil {
 		return Spec{}, 0, fmt.Errorf("tensor.ReadModelHeader: %w", err)
 	}
@@ -20,35 +20,40 @@ func ReadModelHeader(r io.Reader, limit int64) (Spec, int, error) {
 }
 
 // readModelHeader reads the header, spec and count through a CRC-32C
-// that it returns, to continue over the parameters.
-func readModelHeader(r io.Reader, limit int64) (Spec, int, *crcReader, error) {
+// that it returns, to continue over the parameters, and says whether the
+// parameters are in the int8 form (flagInt8).
+func readModelHeader(r io.Reader, limit int64) (Spec, int, *crcReader, bool, error) {
 	if limit <= 0 {
 		limit = DefaultMaxModelBytes
 	}
 	cr := &crcReader{r: r, crc: crc32.New(castagnoli)}
 	var hdr [headerBytes]byte
 	if _, err := io.ReadFull(cr, hdr[:]); err != nil {
-		return Spec{}, 0, nil, fmt.Errorf("header: %w", readErr(err))
+		return Spec{}, 0, nil, false, fmt.Errorf("header: %w", readErr(err))
 	}
-	specLen, err := parseHeader(hdr[:])
+	specLen, flags, err := parseHeader(hdr[:])
 	if err != nil {
-		return Spec{}, 0, nil, err
+		return Spec{}, 0, nil, false, err
 	}
 	if encodedSize(specLen, 0) > limit {
-		return Spec{}, 0, nil, fmt.Errorf("%d-byte spec exceeds the %d-byte limit: %w", specLen, limit, ErrTooLarge)
+		return Spec{}, 0, nil, false, fmt.Errorf("%d-byte spec exceeds the %d-byte limit: %w", specLen, limit, ErrTooLarge)
 	}
 	buf := make([]byte, specLen+8)
 	if _, err := io.ReadFull(cr, buf); err != nil {
-		return Spec{}, 0, nil, fmt.Errorf("spec: %w", readErr(err))
+		return Spec{}, 0, nil, false, fmt.Errorf("spec: %w", readErr(err))
 	}
 	spec, count, err := parseSpec(buf[:specLen], buf[specLen:])
 	if err != nil {
-		return Spec{}, 0, nil, err
+		return Spec{}, 0, nil, false, err
 	}
-	if size := encodedSize(specLen, count); size > limit {
-		return Spec{}, 0, nil, fmt.Errorf("%d-byte model exceeds the %d-byte limit: %w", size, limit, ErrTooLarge)
+	size := encodedSize(specLen, count)
+	if flags == flagInt8 {
+		size = encodedSize(specLen, 0) + int64(count) // at least a byte per parameter
 	}
-	return spec, count, cr, nil
+	if size > limit {
+		return Spec{}, 0, nil, false, fmt.Errorf("%d-byte model exceeds the %d-byte limit: %w", size, limit, ErrTooLarge)
+	}
+	return spec, count, cr, flags == flagInt8, nil
 }
 
 // ReadModelParams reads one model file from r like ReadModel, but hands
@@ -60,13 +65,31 @@ func readModelHeader(r io.Reader, limit int64) (Spec, int, *crcReader, error) {
 // every chunk went to fn: a caller must discard what it built from a
 // file that fails it.
 func ReadModelParams(r io.Reader, limit int64, fn func(off int, p []float32) error) (Spec, error) {
-	spec, count, cr, err := readModelHeader(r, limit)
+	spec, count, cr, int8Form, err := readModelHeader(r, limit)
 	if err != nil {
 		return Spec{}, fmt.Errorf("tensor.ReadModelParams: %w", err)
 	}
 	var chunk [64 << 10]byte
 	vals := make([]float32, len(chunk)/4)
-	for off := 0; off < count; {
+	if int8Form {
+		// An int8 file is a quarter of the float size: its parameters
+		// are rebuilt whole (one model-sized vector) and handed out in
+		// chunks like a float file's.
+		m, err := newInt8Model(spec)
+		if err != nil {
+			return Spec{}, fmt.Errorf("tensor.ReadModelParams: %w", err)
+		}
+		if err := m.readInt8Params(cr); err != nil {
+			return Spec{}, fmt.Errorf("tensor.ReadModelParams: parameters: %w", err)
+		}
+		for off := 0; off < count; off += len(vals) {
+			k := copy(vals, m.Params[off:])
+			if err := fn(off, vals[:k]); err != nil {
+				return Spec{}, err
+			}
+		}
+	}
+	for off := 0; off < count && !int8Form; {
 		k := min(count-off, len(vals))
 		if _, err := io.ReadFull(cr, chunk[:4*k]); err != nil {
 			return Spec{}, fmt.Errorf("tensor.ReadModelParams: parameters: %w", readErr(err))

@@ -238,6 +238,12 @@ func FuzzUnmarshalModel(f *testing.F) {
 	f.Add(craft(`{"input":[3],"layers":[{"type":"dropout","rate":0.5},{"type":"gcnconv","units":2}]}`, 8, 8))
 	f.Add(craft(`{"input":[2,2,1],"layers":[{"type":"standardize","shift":[0.5,-1,0,2],"scale":[1,0.25,3,1e-3]},{"type":"maxpool2d","kernel":1},{"type":"flatten"},{"type":"dense","units":2}]}`, 10, 10))
 	f.Add(craft(`{"name":"ext","external":[{"name":"w","shape":[2,3]},{"name":"b","shape":[3]},{"name":"s","shape":[]}]}`, 10, 10))
+	q := goldenModel(f)
+	q.Spec.Quantize = QuantizeInt8
+	q.RoundWeightsInt8()
+	if b, err := q.MarshalBinary(); err == nil {
+		f.Add(b) // the int8 form
+	}
 	if ext, err := os.ReadFile(filepath.Join("testdata", "golden-external.fedgemdl")); err == nil {
 		f.Add(ext)
 	}
@@ -269,8 +275,10 @@ func checkDecode(t *testing.T, b []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := UnmarshalModel(again); err != nil {
+	if back, err := UnmarshalModel(again); err != nil {
 		t.Fatalf("re-encoding does not decode: %v", err)
+	} else if HashParams(back.Params) != HashParams(m.Params) {
+		t.Fatal("re-encoding changed the parameters")
 	}
 	if m.Spec.IsExternal() {
 		if _, err := m.Predict(nil, 0); !errors.Is(err, ErrExternalModel) {

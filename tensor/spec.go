@@ -87,7 +87,21 @@ type Spec struct {
 	// (see Quantize); training and the float engine ignore it, and the
 	// parameters stay float32.
 	Quantize string `json:"quantize,omitempty"`
+	// Calibration, with Quantize, declares the examples whoever serves
+	// the model calibrates its activation scales on: CalibrationHeldOut
+	// (or "") for its own held-out data, else the path of a file on the
+	// serving host of little-endian float32 rows in the model's input
+	// layout (relative paths are the host's to resolve; an agent resolves
+	// them in its data directory).
+	Calibration string `json:"calibration,omitempty"`
 }
+
+// CalibrationHeldOut is the Spec.Calibration that calibrates a quantized
+// model on the server's held-out data, the default.
+const CalibrationHeldOut = "held-out"
+
+// maxCalibrationPath bounds the length of a declared calibration path.
+const maxCalibrationPath = 4096
 
 // layerPlan is a validated layer: its spec, shapes and place in the flat
 // parameter vector.
@@ -245,6 +259,9 @@ func (s Spec) plan() ([]layerPlan, int, error) {
 	}
 	if s.Quantize != "" && s.Quantize != QuantizeInt8 {
 		return bad("quantize %q: want %q or nothing", s.Quantize, QuantizeInt8)
+	}
+	if s.Calibration != "" && (s.Quantize == "" || len(s.Calibration) > maxCalibrationPath || strings.ContainsRune(s.Calibration, 0)) {
+		return bad("calibration %q: a quantized model's %q or a path of at most %d bytes", s.Calibration, CalibrationHeldOut, maxCalibrationPath)
 	}
 	// Convolution and pooling store every 3-D activation channels-last,
 	// the model's input included (for one channel the layouts coincide).
@@ -418,7 +435,7 @@ func (s Spec) clone() Spec {
 		t := *s.Text
 		c.Text = &t
 	}
-	c.Quantize = s.Quantize
+	c.Quantize, c.Calibration = s.Quantize, s.Calibration
 	for i := range c.Layers {
 		l := &c.Layers[i]
 		if l.Shift != nil {

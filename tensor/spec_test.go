@@ -191,3 +191,28 @@ func TestInitDeterministicAndScaled(t *testing.T) {
 		t.Errorf("Glorot weights max |w| = %v, bound %v", maxAbs, g)
 	}
 }
+
+// TestSpecCalibration: a calibration set is declared only with a
+// quantized serving directive, and is a bounded path.
+func TestSpecCalibration(t *testing.T) {
+	base := Spec{Name: "c", Input: []int{4}, Layers: []LayerSpec{{Type: LayerDense, Units: 2}}}
+	tests := []struct {
+		quantize, calibration string
+		ok                    bool
+	}{
+		{"", "", true},
+		{QuantizeInt8, "", true},
+		{QuantizeInt8, CalibrationHeldOut, true},
+		{QuantizeInt8, "calib/rows.f32", true},
+		{"", "calib/rows.f32", false},
+		{QuantizeInt8, "a\x00b", false},
+		{QuantizeInt8, strings.Repeat("a", maxCalibrationPath+1), false},
+	}
+	for _, tt := range tests {
+		s := base
+		s.Quantize, s.Calibration = tt.quantize, tt.calibration
+		if err := s.Validate(); (err == nil) != tt.ok {
+			t.Errorf("quantize %q calibration %.20q: %v, want ok %v", tt.quantize, tt.calibration, err, tt.ok)
+		}
+	}
+}

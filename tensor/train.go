@@ -34,6 +34,11 @@ type TrainConfig struct {
 	// ProgressEvery is the number of batches between Progress calls within
 	// an epoch; if zero, Progress is called only at epoch ends.
 	ProgressEvery int
+	// Threads caps the goroutines this training's matrix products and
+	// convolution shards run on, for this call alone (a job's share of
+	// the machine, while other calls — serving — keep theirs); zero
+	// means runtime.GOMAXPROCS.
+	Threads int
 }
 
 // TrainProgress reports how far training has come.
@@ -56,6 +61,9 @@ type TrainStats struct {
 	Loss     float64 // mean training loss over the last epoch run
 	Accuracy float64 // training accuracy over the last epoch run
 	Duration time.Duration
+	// Workers is the most goroutines one matrix product or shard
+	// fan-out of the training ran on (at most TrainConfig.Threads).
+	Workers int
 }
 
 func (c TrainConfig) withDefaults(n int) TrainConfig {
@@ -93,7 +101,7 @@ func Train(ctx context.Context, m *Model, ds *Dataset, cfg TrainConfig) (TrainSt
 	cfg = cfg.withDefaults(n)
 	B, f := cfg.BatchSize, m.Features()
 	ws := m.trainWorkspace(B)
-	ps := &pass{train: true, rng: rand.New(rand.NewPCG(cfg.Seed, streamDropout))}
+	ps := &pass{train: true, rng: rand.New(rand.NewPCG(cfg.Seed, streamDropout)), threads: cfg.Threads}
 	shuffle := rand.New(rand.NewPCG(cfg.Seed, streamShuffle))
 	perm := make([]int32, n)
 	for i := range perm {
@@ -109,7 +117,7 @@ func Train(ctx context.Context, m *Model, ds *Dataset, cfg TrainConfig) (TrainSt
 		correct, seen := 0, 0
 		for b := range batches {
 			if err := ctx.Err(); err != nil {
-				st.Duration = time.Since(start)
+				st.Duration, st.Workers = time.Since(start), int(ps.peak.Load())
 				return st, fmt.Errorf("tensor.Train: epoch %d batch %d: %w", epoch, b, err)
 			}
 			idx := perm[b*B : min(n, (b+1)*B)]
@@ -120,7 +128,7 @@ func Train(ctx context.Context, m *Model, ds *Dataset, cfg TrainConfig) (TrainSt
 			}
 			loss, c := m.trainStep(ws, ps, ws.in[:k*f], ws.labels[:k], nil, k)
 			if math.IsNaN(loss) || math.IsInf(loss, 0) {
-				st.Duration = time.Since(start)
+				st.Duration, st.Workers = time.Since(start), int(ps.peak.Load())
 				return st, fmt.Errorf("tensor.Train: epoch %d batch %d: loss %v: %w", epoch, b, loss, ErrDiverged)
 			}
 			cfg.Optimizer.Step(m.Params, m.Grads)
@@ -137,7 +145,7 @@ func Train(ctx context.Context, m *Model, ds *Dataset, cfg TrainConfig) (TrainSt
 		}
 		st.Epochs = epoch
 	}
-	st.Duration = time.Since(start)
+	st.Duration, st.Workers = time.Since(start), int(ps.peak.Load())
 	return st, nil
 }
 

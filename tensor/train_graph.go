@@ -27,16 +27,16 @@ func TrainGraph(ctx context.Context, m *Model, g *Graph, trainIdx []int, cfg Tra
 	n := g.Nodes()
 	cfg = cfg.withDefaults(n)
 	ws := m.trainWorkspace(n)
-	ps := &pass{train: true, rng: rand.New(rand.NewPCG(cfg.Seed, streamDropout)), adj: g.Adj}
+	ps := &pass{train: true, rng: rand.New(rand.NewPCG(cfg.Seed, streamDropout)), adj: g.Adj, threads: cfg.Threads}
 	var st TrainStats
 	for epoch := 1; epoch <= cfg.Epochs; epoch++ {
 		if err := ctx.Err(); err != nil {
-			st.Duration = time.Since(start)
+			st.Duration, st.Workers = time.Since(start), int(ps.peak.Load())
 			return st, fmt.Errorf("tensor.TrainGraph: epoch %d: %w", epoch, err)
 		}
 		loss, correct := m.trainStep(ws, ps, g.X[:n*m.Features()], g.Y, trainIdx, n)
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			st.Duration = time.Since(start)
+			st.Duration, st.Workers = time.Since(start), int(ps.peak.Load())
 			return st, fmt.Errorf("tensor.TrainGraph: epoch %d: loss %v: %w", epoch, loss, ErrDiverged)
 		}
 		cfg.Optimizer.Step(m.Params, m.Grads)
@@ -49,7 +49,7 @@ func TrainGraph(ctx context.Context, m *Model, g *Graph, trainIdx []int, cfg Tra
 				Loss: st.Loss, Accuracy: st.Accuracy, EpochDone: true, Elapsed: time.Since(start)})
 		}
 	}
-	st.Duration = time.Since(start)
+	st.Duration, st.Workers = time.Since(start), int(ps.peak.Load())
 	return st, nil
 }
 

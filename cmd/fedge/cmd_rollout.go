@@ -37,13 +37,17 @@ smaller than that is refused at once with the flag that fixes it, unless
 -force. The gate is METRIC OP (baseline[+-N] | N) with metric accuracy
 (percent) or loss. Stages are shown by name and position ("canary (1/2)").
 -quantize int8 rolls the version out quantized: the cluster registers a new
-version with the same parameters and the int8 serving directive, each agent
+version with its weights rounded to int8 (stored at about a quarter of the
+float size) and the int8 serving directive, each agent
 calibrates it on its held-out data and serves it in int8 on the same
 /v1/predict, and the gate compares the int8 candidate with the float
-baseline on the canaries before it spreads.`,
+baseline on the canaries before it spreads. -calibration PATH makes the
+agents calibrate on a file of their own instead (little-endian float32
+rows in the model's input layout; relative to the agent's data_dir).`,
 	example: `fedge rollout start -model v7 -canary 5% -gate 'accuracy>=baseline-0.5'
 fedge rollout start -model 7 -stages 'canary=5%,half=50%,all=100%' -gate 'loss<=baseline+0.02'
-fedge rollout start -model 7 -quantize int8 -gate 'accuracy>=baseline-0.5'`,
+fedge rollout start -model 7 -quantize int8 -gate 'accuracy>=baseline-0.5'
+fedge rollout start -model 7 -quantize int8 -calibration calib/digits.f32 -gate 'accuracy>=baseline-0.5'`,
 }
 
 func runRolloutStart(args []string, stdout, stderr io.Writer) int {
@@ -54,6 +58,7 @@ func runRolloutStart(args []string, stdout, stderr io.Writer) int {
 	gate := c.fs.String("gate", "", "promotion gate, e.g. 'accuracy>=baseline-0.5'")
 	force := c.fs.Bool("force", false, "start even if the canary holds fewer agents than an evaluation needs")
 	quantize := c.fs.String("quantize", "", "serve the model quantized: int8 (default: as committed, float32)")
+	calibration := c.fs.String("calibration", "", "with -quantize: what agents calibrate on, held-out (default) or the path of a float32 rows file on each agent")
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
@@ -77,6 +82,9 @@ func runRolloutStart(args []string, stdout, stderr io.Writer) int {
 	if *quantize != "" && *quantize != "int8" {
 		return c.usageFail(usagef("-quantize %q: the one quantized serving mode is int8", *quantize))
 	}
+	if *calibration != "" && *quantize == "" {
+		return c.usageFail(usagef("-calibration is for a quantized rollout: add -quantize int8"))
+	}
 	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) (api.Rollout, error) {
 		agents, err := cl.Agents().List(ctx, q)
 		if err != nil {
@@ -89,7 +97,7 @@ func runRolloutStart(args []string, stdout, stderr io.Writer) int {
 		if err := canaryLargeEnough(cohorts, agents, *canary); err != nil && !*force {
 			return api.Rollout{}, err
 		}
-		return cl.Rollouts().Start(ctx, api.RolloutRequest{Model: v, Cohorts: cohorts, Gate: g.String(), Quantize: *quantize})
+		return cl.Rollouts().Start(ctx, api.RolloutRequest{Model: v, Cohorts: cohorts, Gate: g.String(), Quantize: *quantize, Calibration: *calibration})
 	}, func(w io.Writer, r api.Rollout) error {
 		what := version(r.Model)
 		if r.Quantize != "" {

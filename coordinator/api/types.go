@@ -374,6 +374,9 @@ type Model struct {
 	// from by a rollout with RolloutRequest.Quantize.
 	Quantize      string `json:"quantize,omitempty"`
 	QuantizedFrom uint64 `json:"quantized_from,omitempty"`
+	// Calibration is the quantized version's declared calibration set
+	// (RolloutRequest.Calibration); empty for the held-out data.
+	Calibration string `json:"calibration,omitempty"`
 }
 
 // Rollout states.
@@ -391,10 +394,18 @@ type RolloutRequest struct {
 	Cohorts []Cohort `json:"cohorts"`
 	Gate    string   `json:"gate"`
 	// Quantize, if "int8", rolls out Model quantized: the cluster
-	// registers a new version with the int8 serving directive (same
-	// parameters; agents calibrate on their held-out data and serve it in
-	// int8) and the gate compares it with the float baseline.
+	// registers a new version with the int8 serving directive (Model's
+	// weights rounded to int8 per output channel and stored so, about a
+	// quarter of the float size; agents calibrate on their held-out data
+	// or the declared Calibration set and serve it in int8) and the gate
+	// compares it with the float baseline.
 	Quantize string `json:"quantize,omitempty"`
+	// Calibration, with Quantize, declares what agents calibrate the
+	// quantized model's activation scales on: "held-out" (the default)
+	// for their held-out data, or the path of a file on each agent of
+	// little-endian float32 rows in the model's input layout (a relative
+	// path is in the agent's data directory).
+	Calibration string `json:"calibration,omitempty"`
 }
 
 // Rollout actions for RolloutActionRequest.
