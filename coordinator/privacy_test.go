@@ -1,9 +1,15 @@
 package coordinator
 
 import (
+	"context"
 	"math"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fedge/fedge/crypto/dp"
+	"github.com/fedge/fedge/internal/testutil"
 )
 
 // TestEngineAdaptiveClipping runs DP jobs with adaptive clipping over the
@@ -79,5 +85,74 @@ func TestJobAdaptiveNeedsSecAggAndNoise(t *testing.T) {
 	ok := JobSpec{Model: "2nn", SecAgg: SecAggSpec{Enabled: true}, DP: DPSpec{Enabled: true, NoiseMultiplier: 1, Adaptive: true}}
 	if err := ok.Normalize(); err != nil || ok.DP.TargetQuantile != 0.5 {
 		t.Fatalf("%v %+v", err, ok.DP)
+	}
+}
+
+// TestEngineDPRoundsSampleThePlannedFraction: a DP job samples its
+// fraction of the connected eligible agents and never more. With half the
+// fleet connected (as after a leader change, while agents reconnect) the
+// fraction is below min_clients, and the job waits instead of inviting
+// min_clients of the few connected agents (q 0.4 instead of 0.2); once
+// the fleet is back, every round invites 2 of 10, and the ε the job is
+// charged is the accountant's plan: q = 0.2 for the rounds run.
+func TestEngineDPRoundsSampleThePlannedFraction(t *testing.T) {
+	h := newEngineHarness(t, 10, 30)
+	var connected atomic.Int64
+	connected.Store(5)
+	h.eng = newEngine(discardLogger(), EngineConfig{Idle: 20 * time.Millisecond}, h.fsm, h.rep, func() []AgentLink {
+		var out []AgentLink
+		for _, a := range h.agents[:connected.Load()] {
+			out = append(out, a)
+		}
+		return out
+	}, newEngineMetrics())
+	for _, a := range h.agents {
+		a.eng = h.eng
+	}
+	const rounds, z, q = 3, 1.0, 0.2
+	startJob(t, h, JobSpec{
+		Model: "logreg", Rounds: rounds, Fraction: q, MinClients: 2, Seed: 3,
+		Plan:     LocalPlan{Epochs: 1, BatchSize: 10, LR: 0.1},
+		DP:       DPSpec{Enabled: true, Clip: 1, NoiseMultiplier: z},
+		Deadline: Deadlines{Train: Duration(30 * time.Second), Stage: Duration(10 * time.Second)},
+	})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { h.eng.run(ctx); close(done) }()
+	testutil.WaitFor(t, 10*time.Second, "the job to wait for agents", func() bool { return h.eng.waiting("job/job") != "" })
+	var started int
+	h.fsm.Read(func(s *State) { started = len(s.Rounds) })
+	if started != 0 {
+		t.Fatalf("%d rounds started with 5 of 10 agents connected; want none (fraction 0.2 of 5 is below min_clients 2)", started)
+	}
+	if w := h.eng.waiting("job/job"); !strings.Contains(w, "5 of 10") {
+		t.Fatalf("waiting note %q, want it to say 5 of the 10 agents needed", w)
+	}
+	cancel()
+	<-done
+
+	connected.Store(10)
+	h.runUntil("job done", 120*time.Second, func(s *State) bool { return s.Jobs["job"].State == JobDone })
+	var job JobRecord
+	h.fsm.Read(func(s *State) {
+		job = *s.Jobs["job"]
+		for _, id := range sortedKeys(s.Rounds) {
+			r := s.Rounds[id]
+			if r.State != RoundCommitted || len(r.Participants) != 2 {
+				t.Errorf("round %d: %s with %d participants, want committed with 2 (fraction %v of 10)", r.Number, r.State, len(r.Participants), q)
+			}
+		}
+	})
+	plan, err := dp.NewAccountant(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plan.Step(q, z, rounds); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := plan.Epsilon(1e-5)
+	if job.Privacy == nil || job.Privacy.Rounds != rounds || math.Abs(job.Privacy.Epsilon-want) > 1e-9*want {
+		t.Fatalf("privacy account %+v, want ε %v after %d rounds at q %v, z %v", job.Privacy, want, rounds, q, z)
 	}
 }

@@ -147,7 +147,11 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	if len(elig) < minN {
 		return fmt.Errorf("%w: %d of %d for job %s", ErrNotEnoughAgents, len(elig), minN, job.ID)
 	}
-	selected := elig[:selectCount(&spec, len(elig))]
+	count, err := trainCount(&spec, len(elig), minN)
+	if err != nil {
+		return fmt.Errorf("%w for job %s", err, job.ID)
+	}
+	selected := elig[:count]
 	start := e.cfg.Now()
 	rec := RoundRecord{
 		Job: job.ID, Kind: RoundTrain, Number: job.RoundsDone + 1, Leader: e.rep.nodeID(),

@@ -32,6 +32,9 @@ type JobSpec struct {
 	Rounds int `json:"rounds"`
 	// Clients per round: Fraction of eligible connected agents, at least
 	// MinClients (default 2), plus OverSelect extra fraction for dropouts.
+	// A job with DP and a Fraction invites that fraction and never more
+	// (the sampling rate its accountant is charged): while the fraction of
+	// the connected agents is below MinClients, its rounds wait.
 	Fraction   float64 `json:"fraction"`
 	MinClients int     `json:"min_clients"`
 	OverSelect float64 `json:"over_select"`
