@@ -31,7 +31,24 @@ type fleet struct {
 	stats     struct {
 		completed, failed  atomic.Int64
 		bytesUp, bytesDown atomic.Int64
+		// held counts the trained updates (plain payloads or SecAgg+
+		// inputs) in memory, peak its most at once.
+		held, peak atomic.Int64
 	}
+}
+
+// holdUpdate counts a trained update in memory until the returned
+// function drops it.
+func (f *fleet) holdUpdate() (drop func()) {
+	n := f.stats.held.Add(1)
+	for {
+		p := f.stats.peak.Load()
+		if n <= p || f.stats.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	var once sync.Once
+	return func() { once.Do(func() { f.stats.held.Add(-1) }) }
 }
 
 // dialer returns the shared socket agent i dials from.

@@ -172,6 +172,11 @@ type Result struct {
 	Jobs []JobResult
 	// Examples is the size of the training pool, Test of the test set.
 	Examples, Test int
+	// PeakUpdates is the most trained updates the virtual agents held in
+	// memory at once (from training until the plain update is sent, or
+	// until the SecAgg+ input is masked): at most Options.Workers under
+	// SecAgg+.
+	PeakUpdates int
 }
 
 // Run runs a simulation: it starts the in-process cluster if asked,
@@ -288,6 +293,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.Connected = int(f.connected.Load())
 		return res, nil
 	}
+	defer func() { res.PeakUpdates = int(f.stats.peak.Load()) }()
 	for _, spec := range o.Jobs {
 		jr, err := runJob(ctx, f, admin, test, spec)
 		res.Jobs = append(res.Jobs, jr)
