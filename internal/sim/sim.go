@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/agent"
+	"github.com/fedge/fedge/coordinator"
 	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/internal/inproc"
 	"github.com/fedge/fedge/internal/wait"
@@ -78,8 +79,11 @@ type Options struct {
 	Admin        *api.Client
 	LocalNodes   int
 	// LocalHeartbeat is the in-process cluster's heartbeat interval
-	// (default 5 s).
+	// (default 5 s). LocalRaft are its Raft timings (default
+	// coordinator.LoadedHostRaftTimings: the cluster shares its process
+	// with the whole fleet).
 	LocalHeartbeat time.Duration
+	LocalRaft      coordinator.RaftTimings
 	// ConnectTimeout bounds the wait for every agent's session (default
 	// 10 minutes), RoundTimeout the wait for each round's commit (default
 	// 10 minutes).
@@ -138,6 +142,9 @@ func (o *Options) defaults() error {
 	}
 	if o.LocalHeartbeat == 0 {
 		o.LocalHeartbeat = 5 * time.Second
+	}
+	if o.LocalRaft == (coordinator.RaftTimings{}) {
+		o.LocalRaft = coordinator.LoadedHostRaftTimings
 	}
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = 10 * time.Minute
@@ -201,7 +208,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	admin, coords := o.Admin, o.Coordinators
 	if admin == nil {
-		c, err := inproc.Start(ctx, inproc.Options{Name: "sim", Nodes: o.LocalNodes, Heartbeat: o.LocalHeartbeat, Logger: log.With("part", "coordinator")})
+		c, err := inproc.Start(ctx, inproc.Options{Name: "sim", Nodes: o.LocalNodes, Heartbeat: o.LocalHeartbeat, Raft: o.LocalRaft, Logger: log.With("part", "coordinator")})
 		if err != nil {
 			return nil, fmt.Errorf("sim.Run: %w", err)
 		}
