@@ -24,6 +24,7 @@ type fleet struct {
 	models  *modelCache
 	dialers []*protocol.Dialer
 	pool    chan struct{} // one token per worker
+	uploads chan struct{} // one token per trained update in memory
 	agents  []*vagent
 
 	connected atomic.Int64
@@ -37,9 +38,18 @@ type fleet struct {
 	}
 }
 
-// holdUpdate counts a trained update in memory until the returned
-// function drops it.
-func (f *fleet) holdUpdate() (drop func()) {
+// holdUpdate takes one of the fleet's upload slots for a trained update
+// (the plain payload, or the SecAgg+ input and its masked form) until
+// the returned function drops it, once the update is written to the
+// agent's session: agents that finished training wait for a slot, so
+// however slowly the coordinator reads, the fleet holds at most
+// cap(uploads) updates.
+func (f *fleet) holdUpdate(ctx context.Context) (drop func(), err error) {
+	select {
+	case f.uploads <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	n := f.stats.held.Add(1)
 	for {
 		p := f.stats.peak.Load()
@@ -48,7 +58,12 @@ func (f *fleet) holdUpdate() (drop func()) {
 		}
 	}
 	var once sync.Once
-	return func() { once.Do(func() { f.stats.held.Add(-1) }) }
+	return func() {
+		once.Do(func() {
+			f.stats.held.Add(-1)
+			<-f.uploads
+		})
+	}, nil
 }
 
 // dialer returns the shared socket agent i dials from.

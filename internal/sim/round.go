@@ -212,19 +212,19 @@ func (a *vagent) train(r *vround, plan *protocol.RoundPlan) error {
 		// through the key stages, 0.8 GB per 1,000 agents of the 2nn.
 		return a.secureSum(r, cfg, pid, update)
 	}
+	drop, err := a.f.holdUpdate(ctx)
+	if err != nil {
+		return err
+	}
+	defer drop()
 	var payload []byte
-	drop := func() {}
 	if err := a.f.work(ctx, func() (err error) {
 		payload, _, err = update()
-		if err == nil {
-			drop = a.f.holdUpdate()
-		}
 		return err
 	}); err != nil {
 		return err
 	}
-	_, err = a.request(r, protocol.StageMaskedInput, &protocol.MaskedInput{RoundID: plan.RoundID, Payload: payload}, len(payload))
-	drop()
+	_, err = a.request(r, protocol.StageMaskedInput, &protocol.MaskedInput{RoundID: plan.RoundID, Payload: payload}, len(payload), drop)
 	return err
 }
 
@@ -243,12 +243,13 @@ func optimizer(plan *protocol.RoundPlan, start []float32) (tensor.Optimizer, err
 	return nil, fmt.Errorf("unknown optimizer %q", plan.Optimizer)
 }
 
-// request sends one stage message with the stage's deadline.
-func (a *vagent) request(r *vround, s protocol.Stage, m protocol.Message, payload int) (protocol.Message, error) {
+// request sends one stage message with the stage's deadline; sent, if
+// not nil, is called once m is written.
+func (a *vagent) request(r *vround, s protocol.Stage, m protocol.Message, payload int, sent func()) (protocol.Message, error) {
 	ctx, cancel := context.WithDeadline(r.ctx, r.deadline(s))
 	defer cancel()
 	a.f.stats.bytesUp.Add(int64(payload + 16))
-	resp, err := r.sess.Request(ctx, m)
+	resp, err := r.sess.RequestSent(ctx, m, sent)
 	if err != nil {
 		return nil, fmt.Errorf("stage %d: %w", s, err)
 	}
@@ -258,10 +259,11 @@ func (a *vagent) request(r *vround, s protocol.Stage, m protocol.Message, payloa
 	return resp, nil
 }
 
-// stage sends one SecAgg+ message and decodes the relay into out.
-func (a *vagent) stage(r *vround, s protocol.Stage, msg encoding.BinaryMarshaler, wrap func([]byte) protocol.Message, out encoding.BinaryUnmarshaler) error {
+// stage sends one SecAgg+ message and decodes the relay into out; sent,
+// if not nil, is called once the message is written.
+func (a *vagent) stage(r *vround, s protocol.Stage, msg encoding.BinaryMarshaler, wrap func([]byte) protocol.Message, out encoding.BinaryUnmarshaler, sent func()) error {
 	return protocol.ExchangeStage(s, msg, wrap, out, func(m protocol.Message, size int) (protocol.Message, error) {
-		return a.request(r, s, m, size)
+		return a.request(r, s, m, size, sent)
 	})
 }
 
@@ -280,7 +282,7 @@ func (a *vagent) secureSum(r *vround, cfg *secagg.Config, pid uint32, update fun
 	var kl secagg.KeyList
 	if err := a.stage(r, protocol.StageAdvertiseKeys, adv, func(p []byte) protocol.Message {
 		return &protocol.AdvertiseKeys{RoundID: id, Payload: p}
-	}, &kl); err != nil {
+	}, &kl, nil); err != nil {
 		return err
 	}
 	sk, err := cl.ShareKeys(&kl)
@@ -290,16 +292,20 @@ func (a *vagent) secureSum(r *vround, cfg *secagg.Config, pid uint32, update fun
 	var sl secagg.ShareList
 	if err := a.stage(r, protocol.StageShareKeys, sk, func(p []byte) protocol.Message {
 		return &protocol.ShareKeys{RoundID: id, Payload: p}
-	}, &sl); err != nil {
+	}, &sl, nil); err != nil {
 		return err
 	}
+	drop, err := a.f.holdUpdate(r.ctx)
+	if err != nil {
+		return err
+	}
+	defer drop()
 	var masked []byte
 	if err := a.f.work(r.ctx, func() error {
 		_, x, err := update()
 		if err != nil {
 			return err
 		}
-		defer a.f.holdUpdate()()
 		mi, err := cl.MaskedInput(&sl, x)
 		if err != nil {
 			return err
@@ -315,7 +321,7 @@ func (a *vagent) secureSum(r *vround, cfg *secagg.Config, pid uint32, update fun
 	var sv secagg.SurvivorList
 	if err := a.stage(r, protocol.StageMaskedInput, encoded(masked), func(p []byte) protocol.Message {
 		return &protocol.MaskedInput{RoundID: id, Payload: p}
-	}, &sv); err != nil {
+	}, &sv, drop); err != nil {
 		return err
 	}
 	cc, err := cl.ConsistencyCheck(&sv)
@@ -325,7 +331,7 @@ func (a *vagent) secureSum(r *vround, cfg *secagg.Config, pid uint32, update fun
 	var sigs secagg.SignatureList
 	if err := a.stage(r, protocol.StageConsistencyCheck, cc, func(p []byte) protocol.Message {
 		return &protocol.ConsistencyCheck{RoundID: id, Payload: p}
-	}, &sigs); err != nil {
+	}, &sigs, nil); err != nil {
 		return err
 	}
 	um, err := cl.Unmask(&sigs)
@@ -334,7 +340,7 @@ func (a *vagent) secureSum(r *vround, cfg *secagg.Config, pid uint32, update fun
 	}
 	return a.stage(r, protocol.StageUnmask, um, func(p []byte) protocol.Message {
 		return &protocol.Unmask{RoundID: id, Payload: p}
-	}, nil)
+	}, nil, nil)
 }
 
 // encoded is a stage payload already marshalled.

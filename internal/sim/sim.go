@@ -180,9 +180,9 @@ type Result struct {
 	// Examples is the size of the training pool, Test of the test set.
 	Examples, Test int
 	// PeakUpdates is the most trained updates the virtual agents held in
-	// memory at once (from training until the plain update is sent, or
-	// until the SecAgg+ input is masked): at most Options.Workers under
-	// SecAgg+.
+	// memory at once, from training until the update (plain, or masked
+	// under SecAgg+) is written to the agent's session: at most twice
+	// Options.Workers.
 	PeakUpdates int
 }
 
@@ -223,7 +223,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
 	f := &fleet{ctx: fctx, opts: &o, log: log, data: pool, classes: classes, models: newModelCache(),
-		pool: make(chan struct{}, o.Workers)}
+		pool: make(chan struct{}, o.Workers), uploads: make(chan struct{}, 2*o.Workers)}
 	bind := "127.0.0.1:0"
 	if !allLoopback(coords) {
 		bind = ":0"
