@@ -78,7 +78,7 @@ func TestRunRepeatsForASeed(t *testing.T) {
 	if err := WritePlot(filepath.Join(dir, "rounds.png"), "test", ra.Jobs); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteEpsilonPlot(filepath.Join(dir, "eps.png"), "test", []Series{{"a", ra.Jobs}, {"c", rc.Jobs}}, 0.9); err != nil {
+	if err := WriteEpsilonPlot(filepath.Join(dir, "eps.png"), "test", []Series{{Name: "a", Jobs: ra.Jobs}, {Name: "c", Jobs: rc.Jobs, EveryRound: true}}, 0.9); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"rounds.csv", "rounds.png", "eps.png"} {
