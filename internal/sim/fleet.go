@@ -1,12 +1,16 @@
 package sim
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 
+	"github.com/fedge/fedge/crypto/secagg"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
 )
@@ -25,6 +29,7 @@ type fleet struct {
 	dialers []*protocol.Dialer
 	pool    chan struct{} // one token per worker
 	uploads chan struct{} // one token per trained update in memory
+	secaggs secaggConfigs
 	agents  []*vagent
 
 	connected atomic.Int64
@@ -130,4 +135,43 @@ feed:
 		return fmt.Errorf("sim: %w", ctx.Err())
 	}
 	return first
+}
+
+// secaggConfigs holds the decoded SecAgg+ configurations of the latest
+// rounds, shared read only by the round's virtual agents: a config lists
+// every participant (public keys), so one copy per agent would cost
+// n² for a round of n agents (5 GB at 5,000).
+type secaggConfigs struct {
+	mu     sync.Mutex
+	rounds map[uint64]*secaggConfig
+}
+
+type secaggConfig struct {
+	raw []byte
+	cfg *secagg.Config
+}
+
+// keepConfigs is how many rounds' configurations secaggConfigs keeps.
+const keepConfigs = 2
+
+// get returns the decoded config of round, decoding raw if no agent has
+// yet; an agent whose plan carries other bytes gets its own decoding.
+func (c *secaggConfigs) get(round uint64, raw []byte) (*secagg.Config, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.rounds[round]; ok && bytes.Equal(e.raw, raw) {
+		return e.cfg, nil
+	}
+	cfg := new(secagg.Config)
+	if err := cfg.UnmarshalBinary(raw); err != nil {
+		return nil, err
+	}
+	if c.rounds == nil {
+		c.rounds = map[uint64]*secaggConfig{}
+	}
+	c.rounds[round] = &secaggConfig{raw: bytes.Clone(raw), cfg: cfg}
+	for len(c.rounds) > keepConfigs {
+		delete(c.rounds, slices.Min(slices.Collect(maps.Keys(c.rounds))))
+	}
+	return cfg, nil
 }

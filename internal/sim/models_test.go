@@ -1,12 +1,18 @@
 package sim
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
+	"maps"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fedge/fedge/crypto/secagg"
 	"github.com/fedge/fedge/internal/testutil"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
@@ -58,5 +64,54 @@ func TestModelCacheWaitersRetryAFailedDownload(t *testing.T) {
 	}
 	if n := calls.Load(); n != 2 {
 		t.Fatalf("%d downloads, want 2", n)
+	}
+}
+
+// TestSecAggConfigsShareOneDecoding: the agents of a round share one
+// decoded SecAgg+ config (it lists every participant); other bytes for
+// the round get a decoding of their own, and old rounds are dropped.
+func TestSecAggConfigsShareOneDecoding(t *testing.T) {
+	encode := func(round string, n int) []byte {
+		cfg := secagg.Config{RoundID: []byte(round), Dim: 4}
+		for i := range n {
+			pub, _, err := ed25519.GenerateKey(rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Participants = append(cfg.Participants, secagg.Participant{ID: uint32(i + 1), SigningKey: pub})
+		}
+		b, err := cfg.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	var c secaggConfigs
+	raw := encode("r1", 5)
+	a, err := c.get(1, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.get(1, bytes.Clone(raw))
+	if err != nil || a != b {
+		t.Fatalf("two agents of round 1 got %p and %p (%v); want one shared config", a, b, err)
+	}
+	if len(a.Participants) != 5 {
+		t.Fatalf("%d participants, want 5", len(a.Participants))
+	}
+	other, err := c.get(1, encode("r1", 6))
+	if err != nil || other == a || len(other.Participants) != 6 {
+		t.Fatalf("other bytes for round 1: %p with %d participants (%v)", other, len(other.Participants), err)
+	}
+	for r := uint64(2); r <= 4; r++ {
+		if _, err := c.get(r, encode("r", 3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(c.rounds) != keepConfigs || c.rounds[1] != nil {
+		t.Fatalf("cache holds rounds %v, want the latest %d", slices.Collect(maps.Keys(c.rounds)), keepConfigs)
+	}
+	if _, err := c.get(9, []byte("junk")); err == nil {
+		t.Fatal("junk decoded")
 	}
 }

@@ -149,10 +149,13 @@ func (a *vagent) train(r *vround, plan *protocol.RoundPlan) error {
 	var cfg *secagg.Config
 	var pid uint32
 	if len(plan.SecAgg) > 0 {
-		cfg = new(secagg.Config)
-		if err := cfg.UnmarshalBinary(plan.SecAgg); err != nil {
+		var err error
+		if cfg, err = a.f.secaggs.get(plan.RoundID, plan.SecAgg); err != nil {
 			return fmt.Errorf("secagg config: %w", err)
 		}
+		// The encoded config lists every participant: the fleet keeps
+		// one decoded copy per round, and no agent keeps the bytes.
+		plan.SecAgg = nil
 		pub := a.key.Public()
 		for _, p := range cfg.Participants {
 			if p.SigningKey.Equal(pub) {
