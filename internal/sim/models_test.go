@@ -88,30 +88,30 @@ func TestSecAggConfigsShareOneDecoding(t *testing.T) {
 	}
 	var c secaggConfigs
 	raw := encode("r1", 5)
-	a, err := c.get(1, raw)
+	a, ra, err := c.get(1, raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := c.get(1, bytes.Clone(raw))
-	if err != nil || a != b {
+	b, rb, err := c.get(1, bytes.Clone(raw))
+	if err != nil || a != b || ra != rb {
 		t.Fatalf("two agents of round 1 got %p and %p (%v); want one shared config", a, b, err)
 	}
 	if len(a.Participants) != 5 {
 		t.Fatalf("%d participants, want 5", len(a.Participants))
 	}
-	other, err := c.get(1, encode("r1", 6))
+	other, _, err := c.get(1, encode("r1", 6))
 	if err != nil || other == a || len(other.Participants) != 6 {
 		t.Fatalf("other bytes for round 1: %p with %d participants (%v)", other, len(other.Participants), err)
 	}
 	for r := uint64(2); r <= 4; r++ {
-		if _, err := c.get(r, encode("r", 3)); err != nil {
+		if _, _, err := c.get(r, encode("r", 3)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if len(c.rounds) != keepConfigs || c.rounds[1] != nil {
 		t.Fatalf("cache holds rounds %v, want the latest %d", slices.Collect(maps.Keys(c.rounds)), keepConfigs)
 	}
-	if _, err := c.get(9, []byte("junk")); err == nil {
+	if _, _, err := c.get(9, []byte("junk")); err == nil {
 		t.Fatal("junk decoded")
 	}
 }

@@ -147,10 +147,11 @@ const (
 func (a *vagent) train(r *vround, plan *protocol.RoundPlan) error {
 	ctx := r.ctx
 	var cfg *secagg.Config
+	var compiled *secagg.Round
 	var pid uint32
 	if len(plan.SecAgg) > 0 {
 		var err error
-		if cfg, err = a.f.secaggs.get(plan.RoundID, plan.SecAgg); err != nil {
+		if cfg, compiled, err = a.f.secaggs.get(plan.RoundID, plan.SecAgg); err != nil {
 			return fmt.Errorf("secagg config: %w", err)
 		}
 		// The encoded config lists every participant: the fleet keeps
@@ -213,7 +214,7 @@ func (a *vagent) train(r *vround, plan *protocol.RoundPlan) error {
 		// stages: were it to train first (as the agent daemon does), every
 		// agent of the round would hold its update (4 bytes a parameter)
 		// through the key stages, 0.8 GB per 1,000 agents of the 2nn.
-		return a.secureSum(r, cfg, pid, update)
+		return a.secureSum(r, compiled, pid, update)
 	}
 	drop, err := a.f.holdUpdate(ctx)
 	if err != nil {
@@ -272,8 +273,8 @@ func (a *vagent) stage(r *vround, s protocol.Stage, msg encoding.BinaryMarshaler
 
 // secureSum runs the five SecAgg+ stages on the input update returns;
 // update and the masking of its input run on the worker pool.
-func (a *vagent) secureSum(r *vround, cfg *secagg.Config, pid uint32, update func() ([]byte, []uint32, error)) error {
-	cl, err := secagg.NewClient(cfg, pid, a.key, rand.Reader)
+func (a *vagent) secureSum(r *vround, round *secagg.Round, pid uint32, update func() ([]byte, []uint32, error)) error {
+	cl, err := secagg.NewRoundClient(round, pid, a.key, rand.Reader)
 	if err != nil {
 		return err
 	}
