@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"math"
 	"strings"
 	"sync/atomic"
@@ -88,17 +89,31 @@ func TestJobAdaptiveNeedsSecAggAndNoise(t *testing.T) {
 	}
 }
 
+// TestJobDPNeedsSecAgg: agents add DP noise inside the secure sum, so a
+// DP job without secure aggregation (no noise, no clip, ε charged) is
+// refused.
+func TestJobDPNeedsSecAgg(t *testing.T) {
+	plain := JobSpec{Model: "2nn", DP: DPSpec{Enabled: true, NoiseMultiplier: 1}}
+	if err := plain.Normalize(); !errors.Is(err, ErrInvalidJob) {
+		t.Fatalf("DP without secure aggregation: %v, want ErrInvalidJob", err)
+	}
+	ok := JobSpec{Model: "2nn", SecAgg: SecAggSpec{Enabled: true}, DP: DPSpec{Enabled: true, NoiseMultiplier: 1}}
+	if err := ok.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestEngineDPRoundsSampleThePlannedFraction: a DP job samples its
-// fraction of the connected eligible agents and never more. With half the
-// fleet connected (as after a leader change, while agents reconnect) the
+// fraction of the connected eligible agents and never more. With 10 of 15
+// agents connected (as after a leader change, while agents reconnect) the
 // fraction is below min_clients, and the job waits instead of inviting
-// min_clients of the few connected agents (q 0.4 instead of 0.2); once
-// the fleet is back, every round invites 2 of 10, and the ε the job is
+// min_clients of the few connected agents (q 0.3 instead of 0.2); once
+// the fleet is back, every round invites 3 of 15, and the ε the job is
 // charged is the accountant's plan: q = 0.2 for the rounds run.
 func TestEngineDPRoundsSampleThePlannedFraction(t *testing.T) {
-	h := newEngineHarness(t, 10, 30)
+	h := newEngineHarness(t, 15, 30)
 	var connected atomic.Int64
-	connected.Store(5)
+	connected.Store(10)
 	h.eng = newEngine(discardLogger(), EngineConfig{Idle: 20 * time.Millisecond}, h.fsm, h.rep, func() []AgentLink {
 		var out []AgentLink
 		for _, a := range h.agents[:connected.Load()] {
@@ -111,8 +126,9 @@ func TestEngineDPRoundsSampleThePlannedFraction(t *testing.T) {
 	}
 	const rounds, z, q = 3, 1.0, 0.2
 	startJob(t, h, JobSpec{
-		Model: "logreg", Rounds: rounds, Fraction: q, MinClients: 2, Seed: 3,
+		Model: "logreg", Rounds: rounds, Fraction: q, MinClients: 3, Seed: 3,
 		Plan:     LocalPlan{Epochs: 1, BatchSize: 10, LR: 0.1},
+		SecAgg:   SecAggSpec{Enabled: true, Clip: 1, Bits: 20},
 		DP:       DPSpec{Enabled: true, Clip: 1, NoiseMultiplier: z},
 		Deadline: Deadlines{Train: Duration(30 * time.Second), Stage: Duration(10 * time.Second)},
 	})
@@ -124,23 +140,23 @@ func TestEngineDPRoundsSampleThePlannedFraction(t *testing.T) {
 	var started int
 	h.fsm.Read(func(s *State) { started = len(s.Rounds) })
 	if started != 0 {
-		t.Fatalf("%d rounds started with 5 of 10 agents connected; want none (fraction 0.2 of 5 is below min_clients 2)", started)
+		t.Fatalf("%d rounds started with 10 of 15 agents connected; want none (fraction 0.2 of 10 is below min_clients 3)", started)
 	}
-	if w := h.eng.waiting("job/job"); !strings.Contains(w, "5 of 10") {
-		t.Fatalf("waiting note %q, want it to say 5 of the 10 agents needed", w)
+	if w := h.eng.waiting("job/job"); !strings.Contains(w, "10 of 15") {
+		t.Fatalf("waiting note %q, want it to say 10 of the 15 agents needed", w)
 	}
 	cancel()
 	<-done
 
-	connected.Store(10)
+	connected.Store(15)
 	h.runUntil("job done", 120*time.Second, func(s *State) bool { return s.Jobs["job"].State == JobDone })
 	var job JobRecord
 	h.fsm.Read(func(s *State) {
 		job = *s.Jobs["job"]
 		for _, id := range sortedKeys(s.Rounds) {
 			r := s.Rounds[id]
-			if r.State != RoundCommitted || len(r.Participants) != 2 {
-				t.Errorf("round %d: %s with %d participants, want committed with 2 (fraction %v of 10)", r.Number, r.State, len(r.Participants), q)
+			if r.State != RoundCommitted || len(r.Participants) != 3 {
+				t.Errorf("round %d: %s with %d participants, want committed with 3 (fraction %v of 15)", r.Number, r.State, len(r.Participants), q)
 			}
 		}
 	})

@@ -251,6 +251,12 @@ func (j *JobSpec) Normalize() error {
 	if j.SecAgg.Clip < 0 || j.SecAgg.Bits < 1 || j.SecAgg.Bits > 31 {
 		return bad("secagg clip/bits out of range")
 	}
+	if j.DP.Enabled && !j.SecAgg.Enabled {
+		// Agents add their share of the noise inside the secure sum
+		// (agent.EncodeUpdate); a plain round would add none and clip
+		// nothing while the accountant charged ε.
+		return bad("dp needs secure aggregation (secagg.enabled): agents add the DP noise inside the secure sum")
+	}
 	if j.DP.Enabled {
 		if j.DP.Clip == 0 {
 			j.DP.Clip = 1
