@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/fedge/fedge/crypto/dp"
+	"github.com/fedge/fedge/crypto/secagg"
 	"github.com/fedge/fedge/protocol"
 )
 
@@ -156,4 +157,21 @@ func trainCount(spec *JobSpec, eligible, minN int) (int, error) {
 			ErrNotEnoughAgents, eligible, need, spec.Fraction, n, minN)
 	}
 	return n, nil
+}
+
+// dpMinSurvivors makes the round's minimum of agents (minN, min_clients)
+// the least number of survivors the secure sum of a DP round may hold, and
+// returns cfg resolved again. Each agent adds noise of deviation
+// z·C/√m for m that least number, so that the sum holds z·C however many
+// drop out; left at the SecAgg+ threshold (8 for a round of 100 agents),
+// the sum of a full round carried z·C·√(100/8) ≈ 3.5·z·C while the
+// accountant charged z. A round with fewer survivors than minN then fails
+// in the secure sum, before anything is revealed.
+func dpMinSurvivors(cfg *secagg.Config, resolved secagg.Config, minN int) (secagg.Config, error) {
+	cfg.MinSurvivors = max(resolved.Threshold, min(minN, len(cfg.Participants)))
+	r, err := cfg.Resolve()
+	if err != nil {
+		return secagg.Config{}, fmt.Errorf("coordinator.dpMinSurvivors: %w", err)
+	}
+	return r, nil
 }

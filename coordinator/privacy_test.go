@@ -172,3 +172,29 @@ func TestEngineDPRoundsSampleThePlannedFraction(t *testing.T) {
 		t.Fatalf("privacy account %+v, want ε %v after %d rounds at q %v, z %v", job.Privacy, want, rounds, q, z)
 	}
 }
+
+// TestEngineDPNoiseCalibratedToMinClients: each agent's share of the DP
+// noise is z·C/√min_clients, and the secure sum may not hold fewer
+// survivors, so a full round's sum carries z·C as the accountant charges
+// (not z·C·√(n/t) for the SecAgg+ threshold t).
+func TestEngineDPNoiseCalibratedToMinClients(t *testing.T) {
+	h := newEngineHarness(t, 10, 30)
+	const z, clip, minN = 1.0, 2.0, 8
+	startJob(t, h, JobSpec{
+		Model: "logreg", Rounds: 1, Fraction: 1, MinClients: minN, Seed: 5,
+		Plan:     LocalPlan{Epochs: 1, BatchSize: 10, LR: 0.1},
+		SecAgg:   SecAggSpec{Enabled: true, Clip: 1, Bits: 20},
+		DP:       DPSpec{Enabled: true, Clip: clip, NoiseMultiplier: z},
+		Deadline: Deadlines{Train: Duration(30 * time.Second), Stage: Duration(10 * time.Second)},
+	})
+	h.runUntil("job done", 120*time.Second, func(s *State) bool { return s.Jobs["job"].State == JobDone })
+	want := z * clip / math.Sqrt(minN)
+	for _, a := range h.agents {
+		a.mu.Lock()
+		got := a.dp
+		a.mu.Unlock()
+		if len(got) != 1 || math.Abs(got[0].NoiseStdDev-want) > 1e-12 || got[0].ClipNorm != clip {
+			t.Fatalf("agent %s got DP plans %+v; want one with noise %v (z·C/√%d) and clip %v", a.id, got, want, minN, clip)
+		}
+	}
+}

@@ -423,6 +423,11 @@ func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRec
 	if err != nil {
 		return nil, 0, 0, err
 	}
+	if priv != nil {
+		if resolved, err = dpMinSurvivors(cfg, resolved, minN); err != nil {
+			return nil, 0, 0, err
+		}
+	}
 	cfgBytes, err := cfg.MarshalBinary()
 	if err != nil {
 		return nil, 0, 0, err
