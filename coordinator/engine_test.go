@@ -82,6 +82,8 @@ type simAgent struct {
 	// rounds the engine told it had ended (RoundAbort).
 	decline bool
 	aborted []uint64
+	// dp records the DP parameters of each training plan it received.
+	dp []protocol.DPParams
 
 	// cpu, if set, is a semaphore every simulated agent holds while it
 	// computes (benchmarks: the fleet gets one core, the coordinator the
@@ -116,6 +118,9 @@ func (a *simAgent) Request(ctx context.Context, m protocol.Message) (protocol.Me
 func (a *simAgent) Send(ctx context.Context, m protocol.Message) error {
 	switch v := m.(type) {
 	case *protocol.RoundPlan:
+		a.mu.Lock()
+		a.dp = append(a.dp, v.DP)
+		a.mu.Unlock()
 		go a.trainRound(v)
 	case *protocol.EvalRequest:
 		go a.evalRound(v)

@@ -41,8 +41,11 @@ type Config struct {
 	Peers []Peer `json:"peers,omitempty"`
 	// HeartbeatInterval is how often agents report; default 5 s.
 	HeartbeatInterval time.Duration `json:"-"`
-	// Raft timings; zero means raft's defaults.
-	Raft RaftTimings `json:"-"`
+	// Raft timings; zero fields mean raft's defaults (for hosts on a LAN).
+	// In a configuration file: "raft": {"heartbeat": "5s", "election":
+	// "5s", "leader_lease": "4s"} (LoadedHostRaftTimings, for hosts whose
+	// CPU is shared with heavier work).
+	Raft RaftTimings `json:"raft,omitzero"`
 	// Engine tunes the round engine.
 	Engine EngineConfig `json:"-"`
 	// Transport tunes QUIC; nil means defaults.

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/fedge/fedge/crypto/dp"
+	"github.com/fedge/fedge/crypto/secagg"
 	"github.com/fedge/fedge/protocol"
 )
 
@@ -130,3 +131,47 @@ func (p *roundPrivacy) record(rec *PrivacyRecord) error {
 // noised reports whether agents add noise this round (and so withhold
 // their training metrics, which the noise would not cover).
 func (p *roundPrivacy) noised() bool { return p != nil && p.updateZ > 0 && p.clip > 0 }
+
+// trainCount is how many of the eligible connected agents a training
+// round of spec invites; minN is the least the round can run with.
+//
+// A job with differential privacy and a fraction samples that fraction
+// of the eligible agents (plus over_select) and never more: the sampling
+// rate q = invited/eligible is what the accountant charges, and raising
+// the count to min_clients when few agents are connected — after a
+// leader change, while the fleet reconnects — would raise q towards 1
+// and spend the budget several times faster than the job planned. Such
+// a round waits (ErrNotEnoughAgents) until the fraction of the eligible
+// agents reaches minN. Jobs without DP, or without a fraction, invite
+// selectCount's number.
+func trainCount(spec *JobSpec, eligible, minN int) (int, error) {
+	n := selectCount(spec, eligible)
+	if !spec.DP.Enabled || spec.Fraction <= 0 {
+		return n, nil
+	}
+	sampled := int(math.Ceil(math.Ceil(spec.Fraction*float64(eligible)) * (1 + spec.OverSelect)))
+	n = min(sampled, eligible)
+	if n < minN {
+		need := int(math.Ceil(float64(minN) / (spec.Fraction * (1 + spec.OverSelect))))
+		return 0, fmt.Errorf("%w: %d of %d (DP: the fraction %.4g of them is %d, below min_clients %d)",
+			ErrNotEnoughAgents, eligible, need, spec.Fraction, n, minN)
+	}
+	return n, nil
+}
+
+// dpMinSurvivors makes the round's minimum of agents (minN, min_clients)
+// the least number of survivors the secure sum of a DP round may hold, and
+// returns cfg resolved again. Each agent adds noise of deviation
+// z·C/√m for m that least number, so that the sum holds z·C however many
+// drop out; left at the SecAgg+ threshold (8 for a round of 100 agents),
+// the sum of a full round carried z·C·√(100/8) ≈ 3.5·z·C while the
+// accountant charged z. A round with fewer survivors than minN then fails
+// in the secure sum, before anything is revealed.
+func dpMinSurvivors(cfg *secagg.Config, resolved secagg.Config, minN int) (secagg.Config, error) {
+	cfg.MinSurvivors = max(resolved.Threshold, min(minN, len(cfg.Participants)))
+	r, err := cfg.Resolve()
+	if err != nil {
+		return secagg.Config{}, fmt.Errorf("coordinator.dpMinSurvivors: %w", err)
+	}
+	return r, nil
+}

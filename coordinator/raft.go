@@ -1,7 +1,9 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/fedge/fedge/protocol"
 )
 
 // Errors of the replication layer.
@@ -40,6 +44,59 @@ type RaftTimings struct {
 var LoopbackRaftTimings = RaftTimings{
 	Heartbeat: time.Second, Election: time.Second,
 	LeaderLease: 800 * time.Millisecond, Commit: 10 * time.Millisecond,
+}
+
+// LoadedHostRaftTimings suit coordinators on hosts whose CPU is shared
+// with heavier work — other services' builds, a `fedge simulate` fleet on
+// the same machine, rounds of thousands of agents — where a process may
+// wait for the CPU for a second or more. Raft's LAN defaults then make a
+// leader that stalls for 500 ms step down ("failed to contact quorum")
+// and followers that miss one second of heartbeats start an election;
+// every step-down closes the agents' sessions and aborts the round in
+// flight. On a 2-core host at load average 11, an idle 3-node cluster
+// with the defaults changed leader 7 times in a minute (docs/BENCHMARKS.md,
+// "The 5,000-agent round"). These timings ride out stalls of up to 4 s:
+// a leader steps down after 4 s without a quorum, a follower waits 5–10 s
+// for a heartbeat. The cost is failover: after a real crash a new leader
+// is elected in 5–15 s instead of 1–3 s. Safety does not depend on them.
+var LoadedHostRaftTimings = RaftTimings{
+	Heartbeat: 5 * time.Second, Election: 5 * time.Second,
+	LeaderLease: 4 * time.Second, Commit: 10 * time.Millisecond,
+}
+
+// raftTimingsJSON is RaftTimings in a configuration file: Go durations
+// ("5s"); absent fields are zero (raft's defaults).
+type raftTimingsJSON struct {
+	Heartbeat   protocol.Duration `json:"heartbeat,omitzero"`
+	Election    protocol.Duration `json:"election,omitzero"`
+	LeaderLease protocol.Duration `json:"leader_lease,omitzero"`
+	Commit      protocol.Duration `json:"commit,omitzero"`
+}
+
+// MarshalJSON writes the timings as {"heartbeat": "5s", "election": "5s",
+// "leader_lease": "4s", "commit": "10ms"}, leaving out zero fields.
+func (t RaftTimings) MarshalJSON() ([]byte, error) {
+	return json.Marshal(raftTimingsJSON{
+		Heartbeat: protocol.Duration(t.Heartbeat), Election: protocol.Duration(t.Election),
+		LeaderLease: protocol.Duration(t.LeaderLease), Commit: protocol.Duration(t.Commit),
+	})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes; unknown fields are an
+// error, and so are negative durations.
+func (t *RaftTimings) UnmarshalJSON(b []byte) error {
+	var j raftTimingsJSON
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return fmt.Errorf("coordinator.RaftTimings: %w", err)
+	}
+	if j.Heartbeat < 0 || j.Election < 0 || j.LeaderLease < 0 || j.Commit < 0 {
+		return fmt.Errorf("coordinator.RaftTimings: negative duration in %s", b)
+	}
+	*t = RaftTimings{Heartbeat: time.Duration(j.Heartbeat), Election: time.Duration(j.Election),
+		LeaderLease: time.Duration(j.LeaderLease), Commit: time.Duration(j.Commit)}
+	return nil
 }
 
 // replica is the Raft half of a node: the log and stable stores in bbolt,

@@ -159,7 +159,11 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	if len(elig) < minN {
 		return fmt.Errorf("%w: %d of %d for job %s", ErrNotEnoughAgents, len(elig), minN, job.ID)
 	}
-	selected := elig[:selectCount(&spec, len(elig))]
+	count, err := trainCount(&spec, len(elig), minN)
+	if err != nil {
+		return fmt.Errorf("%w for job %s", err, job.ID)
+	}
+	selected := elig[:count]
 	start := e.cfg.Now()
 	rec := RoundRecord{
 		Job: job.ID, Kind: RoundTrain, Number: job.RoundsDone + 1, Leader: e.rep.nodeID(),
@@ -416,6 +420,11 @@ func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRec
 	resolved, err := cfg.Resolve()
 	if err != nil {
 		return nil, 0, 0, err
+	}
+	if priv != nil {
+		if resolved, err = dpMinSurvivors(cfg, resolved, minN); err != nil {
+			return nil, 0, 0, err
+		}
 	}
 	cfgBytes, err := cfg.MarshalBinary()
 	if err != nil {

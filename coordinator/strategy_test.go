@@ -154,7 +154,7 @@ func TestJobSpecNormalize(t *testing.T) {
 }
 
 func TestSpendPrivacyAccumulates(t *testing.T) {
-	job := &JobRecord{Spec: JobSpec{Model: "2nn", DP: DPSpec{Enabled: true, NoiseMultiplier: 1.1, Clip: 1}}}
+	job := &JobRecord{Spec: JobSpec{Model: "2nn", SecAgg: SecAggSpec{Enabled: true}, DP: DPSpec{Enabled: true, NoiseMultiplier: 1.1, Clip: 1}}}
 	if err := job.Spec.Normalize(); err != nil {
 		t.Fatal(err)
 	}

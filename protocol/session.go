@@ -264,6 +264,16 @@ func (s *Session) Send(ctx context.Context, m Message) error {
 // remote Error or Redirect comes back as the error (a *Error or
 // *Redirect); any other response is returned as the message.
 func (s *Session) Request(ctx context.Context, m Message) (Message, error) {
+	return s.RequestSent(ctx, m, nil)
+}
+
+// RequestSent is Request that calls sent, if not nil, once m is written
+// to the connection (the session no longer holds m or its encoding),
+// before the response arrives; it is not called if the write fails. A
+// caller that waits long for responses (a SecAgg+ stage answers when the
+// stage ends) bounds its memory with it, releasing a large message's
+// buffer slot as soon as it is on its way.
+func (s *Session) RequestSent(ctx context.Context, m Message, sent func()) (Message, error) {
 	if err := s.waitReady(ctx); err != nil {
 		return nil, err
 	}
@@ -283,6 +293,9 @@ func (s *Session) Request(ctx context.Context, m Message) (Message, error) {
 	}()
 	if err := s.writeFrame(m, FlagRequest, id); err != nil {
 		return nil, err
+	}
+	if sent != nil {
+		sent()
 	}
 	select {
 	case r := <-ch:

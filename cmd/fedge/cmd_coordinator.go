@@ -40,7 +40,10 @@ data_dir, listen, advertise, peers [{"id","addr"}], log_format, log_level,
 max_token_ttl, seal_key_file, seal_passphrase_file, max_import_bytes (the
 largest model file fedge models import accepts; default 256 MiB),
 metrics_listen, ui_listen, ui_tls_cert, ui_tls_key, ui_allow_insecure_http,
-ui_url, and admission
+ui_url, raft {"heartbeat", "election", "leader_lease", "commit"} (Go
+durations; default raft's LAN timings of 1s, 1s, 500ms, 50ms; on a host
+whose CPU is shared with heavier work use 5s, 5s, 4s: see
+coordinator.LoadedHostRaftTimings), and admission
 {"max_unverified" (default 64), "max_unverified_per_source" (16),
 "enroll_max_frame" (8192)}: the bounds on clients without a certificate;
 unknown fields are an error), and each flag given overrides the file. The

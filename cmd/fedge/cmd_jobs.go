@@ -39,7 +39,9 @@ defaults; unknown fields are an error. The file is checked before it is sent.
 per-feature sums are added under secure aggregation and the first model
 standardizes its inputs with them. "dp": {"enabled": true, "clip": 1,
 "noise_multiplier": 1, "adaptive": true} clips and noises every update and
-moves the clip towards the median update norm, privately. "push": "int8"
+moves the clip towards the median update norm, privately (it needs
+"secagg": {"enabled": true}: the agents add the noise inside the secure
+sum). "push": "int8"
 sends each new version to agents as a quantized delta (about a fifth of a
 model file; the committed model is the quantized one) instead of the
 default lossless delta (about half). "eval_every": N evaluates the newest

@@ -70,13 +70,14 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 	out := c.fs.String("out", "sim-out", "folder for rounds.csv and rounds.png")
 	replot := c.fs.String("replot", "", "comma-separated rounds.csv files of earlier runs: draw their final test accuracy against ε into -out/accuracy-epsilon.png (a line per file, named by its folder) and run nothing")
 	target := c.fs.Float64("target", 0, "with -replot, a dashed line at this test accuracy (0: none)")
+	everyRound := c.fs.Bool("every-round", false, "with -replot, draw every round of each file's DP jobs (its test accuracy against the job's ε after it) instead of each job's last round")
 	verbose := c.fs.Bool("v", false, "log the cluster's and the agents' warnings to stderr")
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
 	o.ConnectOnly = *connectOnly
 	if *replot != "" {
-		return c.replot(*replot, *out, *target)
+		return c.replot(*replot, *out, *target, *everyRound)
 	}
 	switch {
 	case o.Agents < 1:
@@ -161,7 +162,7 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 }
 
 // replot draws the accuracy-ε lines of earlier runs' rounds.csv files.
-func (c *cli) replot(list, dir string, target float64) int {
+func (c *cli) replot(list, dir string, target float64, everyRound bool) int {
 	var series []sim.Series
 	for _, path := range strings.Split(list, ",") {
 		if path = strings.TrimSpace(path); path == "" {
@@ -171,7 +172,7 @@ func (c *cli) replot(list, dir string, target float64) int {
 		if err != nil {
 			return c.inputFail(err)
 		}
-		series = append(series, sim.Series{Name: filepath.Base(filepath.Dir(path)), Jobs: jobs})
+		series = append(series, sim.Series{Name: filepath.Base(filepath.Dir(path)), Jobs: jobs, EveryRound: everyRound})
 	}
 	if len(series) == 0 {
 		return c.usageFail(usagef("-replot names no file"))

@@ -32,6 +32,9 @@ type JobSpec struct {
 	Rounds int `json:"rounds"`
 	// Clients per round: Fraction of eligible connected agents, at least
 	// MinClients (default 2), plus OverSelect extra fraction for dropouts.
+	// A job with DP and a Fraction invites that fraction and never more
+	// (the sampling rate its accountant is charged): while the fraction of
+	// the connected agents is below MinClients, its rounds wait.
 	Fraction   float64 `json:"fraction"`
 	MinClients int     `json:"min_clients"`
 	OverSelect float64 `json:"over_select"`
@@ -247,6 +250,12 @@ func (j *JobSpec) Normalize() error {
 	}
 	if j.SecAgg.Clip < 0 || j.SecAgg.Bits < 1 || j.SecAgg.Bits > 31 {
 		return bad("secagg clip/bits out of range")
+	}
+	if j.DP.Enabled && !j.SecAgg.Enabled {
+		// Agents add their share of the noise inside the secure sum
+		// (agent.EncodeUpdate); a plain round would add none and clip
+		// nothing while the accountant charged ε.
+		return bad("dp needs secure aggregation (secagg.enabled): agents add the DP noise inside the secure sum")
 	}
 	if j.DP.Enabled {
 		if j.DP.Clip == 0 {

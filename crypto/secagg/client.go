@@ -56,6 +56,32 @@ func NewClient(cfg *Config, id uint32, signer ed25519.PrivateKey, rnd io.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("secagg.NewClient: %w", err)
 	}
+	return newClient(p, id, signer, rnd)
+}
+
+// Round is a Config checked and compiled once (Config.Compile), for many
+// clients of one round in one process: each client NewClient makes
+// compiles the whole participant list, neighbour graph and digest for
+// itself (O(n) memory and time per client, O(n²) for a process that
+// runs all n), while the clients of NewRoundClient share them, read only.
+type Round struct{ p *params }
+
+// Compile checks c and compiles it for NewRoundClient.
+func (c *Config) Compile() (*Round, error) {
+	p, err := c.compile()
+	if err != nil {
+		return nil, err
+	}
+	return &Round{p: p}, nil
+}
+
+// NewRoundClient is NewClient over a compiled round; any number of
+// clients may share r, concurrently.
+func NewRoundClient(r *Round, id uint32, signer ed25519.PrivateKey, rnd io.Reader) (*Client, error) {
+	return newClient(r.p, id, signer, rnd)
+}
+
+func newClient(p *params, id uint32, signer ed25519.PrivateKey, rnd io.Reader) (*Client, error) {
 	idx, ok := p.index[id]
 	if !ok {
 		return nil, fmt.Errorf("secagg.NewClient: %w: %d is not a participant", ErrInvalidConfig, id)

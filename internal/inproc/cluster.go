@@ -50,6 +50,9 @@ type Options struct {
 	Canaries int
 	// Heartbeat is the agents' report interval (default 300 ms).
 	Heartbeat time.Duration
+	// Raft are the coordinators' Raft timings (zero:
+	// coordinator.LoopbackRaftTimings).
+	Raft coordinator.RaftTimings
 	// Trainer, if set, makes agent i an external-trainer agent: it gets
 	// Trainer(i) (command, environment naming its own data) instead of
 	// an MNIST shard, and trains external models only.
@@ -113,6 +116,9 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	}
 	if o.Shards == 0 {
 		o.Shards = o.Agents
+	}
+	if o.Raft == (coordinator.RaftTimings{}) {
+		o.Raft = coordinator.LoopbackRaftTimings
 	}
 	if o.Heartbeat == 0 {
 		o.Heartbeat = 300 * time.Millisecond
@@ -236,7 +242,7 @@ func (c *Cluster) StartNode(i int) error {
 	}
 	cfg := coordinator.Config{
 		NodeID: p.ID, DataDir: filepath.Join(c.Dir, p.ID), Listen: c.listen[i], Advertise: p.Addr, Peers: c.Peers,
-		HeartbeatInterval: c.opts.Heartbeat, Raft: coordinator.LoopbackRaftTimings, Logger: c.opts.Logger,
+		HeartbeatInterval: c.opts.Heartbeat, Raft: c.opts.Raft, Logger: c.opts.Logger,
 		Engine:        coordinator.EngineConfig{Idle: 100 * time.Millisecond, InviteTimeout: 5 * time.Second},
 		MetricsListen: metrics,
 	}

@@ -1,12 +1,16 @@
 package sim
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 
+	"github.com/fedge/fedge/crypto/secagg"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
 )
@@ -24,6 +28,8 @@ type fleet struct {
 	models  *modelCache
 	dialers []*protocol.Dialer
 	pool    chan struct{} // one token per worker
+	uploads chan struct{} // one token per trained update in memory
+	secaggs secaggConfigs
 	agents  []*vagent
 
 	connected atomic.Int64
@@ -31,7 +37,38 @@ type fleet struct {
 	stats     struct {
 		completed, failed  atomic.Int64
 		bytesUp, bytesDown atomic.Int64
+		// held counts the trained updates (plain payloads or SecAgg+
+		// inputs) in memory, peak its most at once.
+		held, peak atomic.Int64
 	}
+}
+
+// holdUpdate takes one of the fleet's upload slots for a trained update
+// (the plain payload, or the SecAgg+ input and its masked form) until
+// the returned function drops it, once the update is written to the
+// agent's session: agents that finished training wait for a slot, so
+// however slowly the coordinator reads, the fleet holds at most
+// cap(uploads) updates.
+func (f *fleet) holdUpdate(ctx context.Context) (drop func(), err error) {
+	select {
+	case f.uploads <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	n := f.stats.held.Add(1)
+	for {
+		p := f.stats.peak.Load()
+		if n <= p || f.stats.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.stats.held.Add(-1)
+			<-f.uploads
+		})
+	}, nil
 }
 
 // dialer returns the shared socket agent i dials from.
@@ -98,4 +135,49 @@ feed:
 		return fmt.Errorf("sim: %w", ctx.Err())
 	}
 	return first
+}
+
+// secaggConfigs holds the decoded and compiled SecAgg+ configurations of
+// the latest rounds, shared read only by the round's virtual agents: a
+// config lists every participant (public keys), so one copy (and one
+// compilation) per agent would cost n² for a round of n agents (a live
+// heap of 5.4 GB at 5,000).
+type secaggConfigs struct {
+	mu     sync.Mutex
+	rounds map[uint64]*secaggConfig
+}
+
+type secaggConfig struct {
+	raw   []byte
+	cfg   *secagg.Config
+	round *secagg.Round // cfg compiled once for every agent's client
+}
+
+// keepConfigs is how many rounds' configurations secaggConfigs keeps.
+const keepConfigs = 2
+
+// get returns the decoded and compiled config of round, decoding raw if
+// no agent has yet; an agent whose plan carries other bytes gets its own.
+func (c *secaggConfigs) get(round uint64, raw []byte) (*secagg.Config, *secagg.Round, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.rounds[round]; ok && bytes.Equal(e.raw, raw) {
+		return e.cfg, e.round, nil
+	}
+	cfg := new(secagg.Config)
+	if err := cfg.UnmarshalBinary(raw); err != nil {
+		return nil, nil, err
+	}
+	compiled, err := cfg.Compile()
+	if err != nil {
+		return nil, nil, err
+	}
+	if c.rounds == nil {
+		c.rounds = map[uint64]*secaggConfig{}
+	}
+	c.rounds[round] = &secaggConfig{raw: bytes.Clone(raw), cfg: cfg, round: compiled}
+	for len(c.rounds) > keepConfigs {
+		delete(c.rounds, slices.Min(slices.Collect(maps.Keys(c.rounds))))
+	}
+	return cfg, compiled, nil
 }

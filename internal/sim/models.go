@@ -24,6 +24,9 @@ type modelCache struct {
 	mu       sync.Mutex
 	versions map[uint64]*cachedModel
 	bytes    atomic.Int64 // downloaded
+	waiting  atomic.Int64 // agents waiting for another agent's download
+	// fetch downloads a version (download; tests replace it).
+	fetch func(ctx context.Context, c *protocol.Session, version uint64, want protocol.Hash, base *tensor.Model) (*tensor.Model, error)
 }
 
 type cachedModel struct {
@@ -34,11 +37,30 @@ type cachedModel struct {
 	err     error
 }
 
-func newModelCache() *modelCache { return &modelCache{versions: map[uint64]*cachedModel{}} }
+func newModelCache() *modelCache {
+	mc := &modelCache{versions: map[uint64]*cachedModel{}}
+	mc.fetch = mc.download
+	return mc
+}
 
 // get returns version (read only: callers clone it), downloading it over
-// c if no agent has yet. want, if not zero, is its hash.
+// c if no agent has yet. want, if not zero, is its hash. When another
+// agent's download of the version fails (its session ended, its stream
+// timed out), the agents that waited for it try again over their own
+// sessions instead of all failing with its error: one slow download
+// must not take a thousand agents out of the round.
 func (mc *modelCache) get(ctx context.Context, c *protocol.Session, version uint64, want protocol.Hash) (*tensor.Model, error) {
+	for {
+		m, shared, err := mc.getOnce(ctx, c, version, want)
+		if err == nil || !shared || ctx.Err() != nil {
+			return m, err
+		}
+	}
+}
+
+// getOnce is one attempt of get; shared reports that the error is that
+// of another agent's download.
+func (mc *modelCache) getOnce(ctx context.Context, c *protocol.Session, version uint64, want protocol.Hash) (*tensor.Model, bool, error) {
 	mc.mu.Lock()
 	e, ok := mc.versions[version]
 	if !ok {
@@ -48,20 +70,24 @@ func (mc *modelCache) get(ctx context.Context, c *protocol.Session, version uint
 	base := mc.baseLocked(version)
 	mc.mu.Unlock()
 	if ok {
+		mc.waiting.Add(1)
 		select {
 		case <-e.done:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+		}
+		mc.waiting.Add(-1)
+		if ctx.Err() != nil {
+			return nil, false, ctx.Err()
 		}
 		if e.err == nil && (want.IsZero() || e.hash == want) {
-			return e.model, nil
+			return e.model, false, nil
 		}
 		if e.err == nil {
-			return nil, fmt.Errorf("sim: model %d: cached hash differs from the plan's", version)
+			return nil, false, fmt.Errorf("sim: model %d: cached hash differs from the plan's", version)
 		}
-		return nil, e.err
+		return nil, true, e.err
 	}
-	e.model, e.err = mc.download(ctx, c, version, want, base)
+	e.model, e.err = mc.fetch(ctx, c, version, want, base)
 	if e.err == nil {
 		e.hash = e.model.Hash()
 	}
@@ -73,7 +99,7 @@ func (mc *modelCache) get(ctx context.Context, c *protocol.Session, version uint
 		mc.trim()
 	}
 	close(e.done)
-	return e.model, e.err
+	return e.model, false, e.err
 }
 
 // baseLocked returns the newest complete cached model below version.

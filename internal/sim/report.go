@@ -107,24 +107,34 @@ func jobLabel(j JobResult) string {
 type Series struct {
 	Name string
 	Jobs []JobResult
+	// EveryRound draws every committed round of the jobs (the test
+	// accuracy of the model a round committed against the job's ε after
+	// it) instead of each job's last round only.
+	EveryRound bool
 }
 
 // WriteEpsilonPlot draws each series' final test accuracy against the
-// job's final ε (jobs without DP are left out), with a horizontal line
-// at target if it is positive.
+// job's final ε (jobs without DP are left out), or every round's with
+// Series.EveryRound, with a horizontal line at target if it is positive.
 func WriteEpsilonPlot(path, title string, series []Series, target float64) error {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "ε (δ = 1e-5)"
-	p.Y.Label.Text = "final test accuracy"
+	p.Y.Label.Text = "test accuracy"
 	p.Add(plotter.NewGrid())
 	maxEps := 0.0
 	for k, s := range series {
 		var pts plotter.XYs
 		for _, j := range s.Jobs {
-			if l := j.Last(); l.Epsilon > 0 {
-				pts = append(pts, plotter.XY{X: l.Epsilon, Y: l.TestAccuracy})
-				maxEps = max(maxEps, l.Epsilon)
+			lines := []RoundLine{j.Last()}
+			if s.EveryRound {
+				lines = j.Rounds
+			}
+			for _, l := range lines {
+				if l.Epsilon > 0 {
+					pts = append(pts, plotter.XY{X: l.Epsilon, Y: l.TestAccuracy})
+					maxEps = max(maxEps, l.Epsilon)
+				}
 			}
 		}
 		if len(pts) == 0 {

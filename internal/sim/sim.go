@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/agent"
+	"github.com/fedge/fedge/coordinator"
 	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/internal/inproc"
 	"github.com/fedge/fedge/internal/wait"
@@ -78,8 +79,11 @@ type Options struct {
 	Admin        *api.Client
 	LocalNodes   int
 	// LocalHeartbeat is the in-process cluster's heartbeat interval
-	// (default 5 s).
+	// (default 5 s). LocalRaft are its Raft timings (default
+	// coordinator.LoadedHostRaftTimings: the cluster shares its process
+	// with the whole fleet).
 	LocalHeartbeat time.Duration
+	LocalRaft      coordinator.RaftTimings
 	// ConnectTimeout bounds the wait for every agent's session (default
 	// 10 minutes), RoundTimeout the wait for each round's commit (default
 	// 10 minutes).
@@ -139,6 +143,9 @@ func (o *Options) defaults() error {
 	if o.LocalHeartbeat == 0 {
 		o.LocalHeartbeat = 5 * time.Second
 	}
+	if o.LocalRaft == (coordinator.RaftTimings{}) {
+		o.LocalRaft = coordinator.LoadedHostRaftTimings
+	}
 	if o.ConnectTimeout == 0 {
 		o.ConnectTimeout = 10 * time.Minute
 	}
@@ -172,6 +179,11 @@ type Result struct {
 	Jobs []JobResult
 	// Examples is the size of the training pool, Test of the test set.
 	Examples, Test int
+	// PeakUpdates is the most trained updates the virtual agents held in
+	// memory at once, from training until the update (plain, or masked
+	// under SecAgg+) is written to the agent's session: at most twice
+	// Options.Workers.
+	PeakUpdates int
 }
 
 // Run runs a simulation: it starts the in-process cluster if asked,
@@ -196,7 +208,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	admin, coords := o.Admin, o.Coordinators
 	if admin == nil {
-		c, err := inproc.Start(ctx, inproc.Options{Name: "sim", Nodes: o.LocalNodes, Heartbeat: o.LocalHeartbeat, Logger: log.With("part", "coordinator")})
+		c, err := inproc.Start(ctx, inproc.Options{Name: "sim", Nodes: o.LocalNodes, Heartbeat: o.LocalHeartbeat, Raft: o.LocalRaft, Logger: log.With("part", "coordinator")})
 		if err != nil {
 			return nil, fmt.Errorf("sim.Run: %w", err)
 		}
@@ -211,7 +223,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
 	f := &fleet{ctx: fctx, opts: &o, log: log, data: pool, classes: classes, models: newModelCache(),
-		pool: make(chan struct{}, o.Workers)}
+		pool: make(chan struct{}, o.Workers), uploads: make(chan struct{}, 2*o.Workers)}
 	bind := "127.0.0.1:0"
 	if !allLoopback(coords) {
 		bind = ":0"
@@ -288,6 +300,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.Connected = int(f.connected.Load())
 		return res, nil
 	}
+	defer func() { res.PeakUpdates = int(f.stats.peak.Load()) }()
 	for _, spec := range o.Jobs {
 		jr, err := runJob(ctx, f, admin, test, spec)
 		res.Jobs = append(res.Jobs, jr)

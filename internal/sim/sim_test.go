@@ -55,6 +55,13 @@ func TestRunRepeatsForASeed(t *testing.T) {
 			t.Errorf("round %d: %d participants, want 6", i+1, a.Rounds[i].Participants)
 		}
 	}
+	// Agents train when they mask and hold an upload slot until the
+	// masked input is written: the fleet holds at most 2 × workers
+	// updates, not one for every agent of the round through the key
+	// stages.
+	if ra.PeakUpdates < 1 || ra.PeakUpdates > 4 {
+		t.Errorf("the fleet held %d trained updates at once; want 1 to 4 (twice its workers)", ra.PeakUpdates)
+	}
 	if a.Rounds[1].TestAccuracy < 0.7 {
 		t.Errorf("test accuracy %.3f after 2 rounds: the fleet did not learn", a.Rounds[1].TestAccuracy)
 	}
@@ -71,7 +78,7 @@ func TestRunRepeatsForASeed(t *testing.T) {
 	if err := WritePlot(filepath.Join(dir, "rounds.png"), "test", ra.Jobs); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteEpsilonPlot(filepath.Join(dir, "eps.png"), "test", []Series{{"a", ra.Jobs}, {"c", rc.Jobs}}, 0.9); err != nil {
+	if err := WriteEpsilonPlot(filepath.Join(dir, "eps.png"), "test", []Series{{Name: "a", Jobs: ra.Jobs}, {Name: "c", Jobs: rc.Jobs, EveryRound: true}}, 0.9); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"rounds.csv", "rounds.png", "eps.png"} {
