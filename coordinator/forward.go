@@ -140,7 +140,7 @@ func (h peerHandler) ServeMessage(ctx context.Context, s *protocol.Session, m pr
 		}
 		return &protocol.Ack{}, nil
 	case *protocol.GroupStart:
-		return h.n.serveGroupStart(s, v)
+		return h.n.serveGroupStart(ctx, s, v)
 	case *protocol.GroupResult:
 		return h.n.serveGroupResult(s, v)
 	}

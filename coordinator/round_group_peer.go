@@ -96,6 +96,7 @@ func (n *Node) startGroup(ctx context.Context, node groupNode, gs *protocol.Grou
 	}
 	sctx, cancel := context.WithTimeout(ctx, groupStartTimeout)
 	defer cancel()
+	gs.Index = n.rep.raft.AppliedIndex()
 	resp, err := s.Request(sctx, gs)
 	if err != nil {
 		if pe := (*protocol.Error)(nil); !errors.As(err, &pe) {
@@ -122,13 +123,23 @@ func peerCoordinator(s *protocol.Session) (string, error) {
 // that the sender leads and that every agent is enrolled and not
 // revoked, starts the group's stages and, when they end, sends the
 // result to the leader.
-func (n *Node) serveGroupStart(s *protocol.Session, gs *protocol.GroupStart) (protocol.Message, error) {
+func (n *Node) serveGroupStart(ctx context.Context, s *protocol.Session, gs *protocol.GroupStart) (protocol.Message, error) {
 	via, err := peerCoordinator(s)
 	if err != nil {
 		return nil, err
 	}
 	if leader, _ := n.rep.leader(); via != leader || via == n.cfg.NodeID {
 		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: fmt.Sprintf("group start from %s, which does not lead", via)}
+	}
+	// Know every agent the leader knows (a fresh enrollment).
+	wctx, cancel := context.WithTimeout(ctx, groupStartTimeout/2)
+	defer cancel()
+	for n.rep.raft.AppliedIndex() < gs.Index {
+		select {
+		case <-wctx.Done():
+			return nil, &protocol.Error{Code: protocol.CodeBusy, Message: fmt.Sprintf("applied log index %d of the leader's %d", n.rep.raft.AppliedIndex(), gs.Index)}
+		case <-time.After(2 * time.Millisecond):
+		}
 	}
 	var bad []string
 	n.fsm.Read(func(st *State) {
@@ -145,10 +156,10 @@ func (n *Node) serveGroupStart(s *protocol.Session, gs *protocol.GroupStart) (pr
 	if leaderAddr == "" {
 		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: fmt.Sprintf("no address for %s", via)}
 	}
-	gctx, cancel := context.WithDeadline(n.ctx, gs.TrainBy.Add(4*gs.StageTime+groupResultGrace))
+	gctx, gcancel := context.WithDeadline(n.ctx, gs.TrainBy.Add(4*gs.StageTime+groupResultGrace))
 	out, err := n.eng.startGroup(gctx, gs)
 	if err != nil {
-		cancel()
+		gcancel()
 		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: err.Error()}
 	}
 	n.log.Info("aggregating a group of a sharded round", "round", gs.RoundID, "group", gs.Group, "agents", len(gs.Agents), "leader", via)
@@ -156,7 +167,7 @@ func (n *Node) serveGroupStart(s *protocol.Session, gs *protocol.GroupStart) (pr
 	go func() {
 		defer n.wg.Done()
 		o := <-out
-		cancel()
+		gcancel()
 		if err := n.sendGroupResult(leaderAddr, gs, o); err != nil {
 			n.log.Warn("sending a group's result to the leader", "round", gs.RoundID, "group", gs.Group, "err", err)
 		}
@@ -206,7 +217,7 @@ func (n *Node) sendGroupResult(addr string, gs *protocol.GroupStart, o groupOutc
 			hdr.Error = strings.ToValidUTF8(o.err.Error()[:min(len(o.err.Error()), 1000)], "")
 		}
 	}
-	var err error
+	err := ctx.Err()
 	for try := 1; try <= groupSendAttempts && ctx.Err() == nil; try++ {
 		var s *protocol.Session
 		if s, err = n.blobsync.session(ctx, addr); err == nil {

@@ -76,7 +76,7 @@ func sampleMessages() []Message {
 		&BlobGet{Hash: testHash("blob"), Offset: 2 << 20},
 		&BlobPut{Blob: sampleBlobInfo()},
 		&GroupStart{RoundID: 7, Group: 2, Owner: "mnist-cnn", SecAgg: []byte("group-config"),
-			Agents: []GroupAgent{{AgentID: "agent-0042", ID: 1}, {AgentID: "agent-0043", ID: 2}}, TrainBy: t0.Add(time.Minute), StageTime: 30 * time.Second},
+			Agents: []GroupAgent{{AgentID: "agent-0042", ID: 1}, {AgentID: "agent-0043", ID: 2}}, TrainBy: t0.Add(time.Minute), StageTime: 30 * time.Second, Index: 1234},
 		&GroupResult{RoundID: 7, Group: 2, Survivors: []string{"agent-0042", "agent-0043"},
 			Stages: []GroupStage{{Name: "advertise_keys", Expected: 2, Arrived: 2, Took: 1500 * time.Millisecond}},
 			Busy:   250 * time.Millisecond, BytesIn: 4096, BytesOut: 8192, Elements: 2500, Blob: sampleBlobInfo()},

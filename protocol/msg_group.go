@@ -43,6 +43,10 @@ type GroupStart struct {
 	// includes the agents' training; StageTime bounds each later stage.
 	TrainBy   time.Time
 	StageTime time.Duration
+	// Index is the leader's applied Raft log index: the group's
+	// coordinator applies the log up to it before it checks the agents,
+	// so it knows every agent the leader knows.
+	Index uint64
 }
 
 // Type implements Message.
@@ -62,6 +66,7 @@ func (m *GroupStart) encode(e *encoder) {
 	}
 	e.time(m.TrainBy)
 	e.duration("StageTime", m.StageTime)
+	e.uvarint(m.Index)
 }
 
 func (m *GroupStart) decode(d *decoder) {
@@ -85,6 +90,7 @@ func (m *GroupStart) decode(d *decoder) {
 	}
 	m.TrainBy = d.time("TrainBy")
 	m.StageTime = d.duration("StageTime")
+	m.Index = d.uvarint("Index")
 }
 
 // GroupStage summarizes one SecAgg+ stage of a group.
