@@ -25,6 +25,9 @@ type fleet struct {
 	dialers []*protocol.Dialer
 	pool    chan struct{} // one token per worker
 	agents  []*vagent
+	// dials bounds the fleet's QUIC handshakes in flight (Options.Handshakes),
+	// to the leader and, in sharded rounds, to group coordinators.
+	dials chan struct{}
 
 	connected atomic.Int64
 	leader    atomic.Pointer[string] // the coordinator that last led, as an agent found

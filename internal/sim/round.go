@@ -211,6 +211,11 @@ func (a *vagent) train(r *vround, plan *protocol.RoundPlan) error {
 		_, err := a.request(r, protocol.StageMaskedInput, &protocol.MaskedInput{RoundID: plan.RoundID, Payload: payload}, len(payload))
 		return err
 	}
+	r, done, err := a.onGroup(r, plan)
+	if err != nil {
+		return err
+	}
+	defer done()
 	return a.secureSum(r, cfg, pid, x)
 }
 
