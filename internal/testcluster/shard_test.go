@@ -122,39 +122,53 @@ func TestShardedRoundCommits(t *testing.T) {
 // aggregates a group (the plans went out, its result has not): the round
 // commits with the other group, the lost group's agents count as
 // dropouts, and the next round runs on the coordinators left. Raft's
-// timeouts are doubled: with a node gone, one slow answer of the other
-// on this loaded machine would otherwise cost the leader its lease.
+// timeouts are doubled, and a round a leader change aborted (a loaded
+// machine, -race) is tried again with the node revived: the test is about
+// the loss of a group coordinator, not of the leader.
 func TestShardedRoundSurvivesCoordinatorLoss(t *testing.T) {
 	c := testcluster.New(t, testcluster.Options{Agents: 6, Shards: 100, Proxied: true, Node: func(_ int, cfg *coordinator.Config) {
 		cfg.Raft = coordinator.RaftTimings{Heartbeat: 2 * time.Second, Election: 2 * time.Second, LeaderLease: 1600 * time.Millisecond, Commit: 10 * time.Millisecond}
 	}})
-	spec := shardedJob(2, 3, 3, 1)
+	spec := shardedJob(6, 3, 3, 1)
 	spec.Deadline = api.Deadlines{Download: api.Duration(5 * time.Second), Train: api.Duration(10 * time.Second), Stage: api.Duration(3 * time.Second)}
 	job := c.StartJob(spec)
-	victim := -1
-	testutil.WaitFor(t, 120*time.Second, "a follower aggregating a group", func() bool {
-		for i, n := range c.Nodes {
-			if n != nil && !n.IsLeader() && n.GroupsRunning() > 0 {
-				victim = i
-				return true
+	var first api.Round
+	var lost string
+	for attempt := 1; ; attempt++ {
+		victim, round := -1, uint64(0)
+		testutil.WaitFor(t, 120*time.Second, "a follower aggregating a group", func() bool {
+			_, leader := c.LeaderNow()
+			if leader == nil {
+				return false
 			}
+			for i, n := range c.Nodes {
+				if n != nil && !n.IsLeader() && n.GroupsRunning() > 0 {
+					victim, round = i, runningRound(leader)
+					return round != 0
+				}
+			}
+			return false
+		})
+		lost = c.Peers[victim].ID
+		c.KillNode(victim)
+		testutil.WaitFor(t, 120*time.Second, "the round to end", func() bool {
+			for _, r := range c.Rounds(job) {
+				if r.ID == round && r.State != api.RoundRunning {
+					first = r
+					return true
+				}
+			}
+			return false
+		})
+		if first.State == api.RoundCommitted || attempt == 3 {
+			break
 		}
-		return false
-	})
-	lost := c.Peers[victim].ID
-	c.KillNode(victim)
-	rounds := c.WaitCommitted(job, 2, 180*time.Second)
-	var committed []api.Round
-	for _, r := range rounds {
-		if r.State == api.RoundCommitted {
-			committed = append(committed, r)
-		} else {
-			t.Logf("round %d: %s %q", r.ID, r.State, r.Error) // a leader change on a loaded machine
-		}
+		t.Logf("round %d: %s %q; reviving %s and trying again", first.ID, first.State, first.Error, lost)
+		c.Proxies[victim].Drop(false)
+		c.StartNode(victim)
 	}
-	first, second := rounds[0], committed[len(committed)-1]
 	if first.State != api.RoundCommitted {
-		t.Fatalf("round 1: %s %q, groups %+v", first.State, first.Error, first.Groups)
+		t.Fatalf("round %d: %s %q, groups %+v", first.ID, first.State, first.Error, first.Groups)
 	}
 	var lostAgents, survivors int
 	for _, g := range first.Groups {
@@ -168,18 +182,28 @@ func TestShardedRoundSurvivesCoordinatorLoss(t *testing.T) {
 		survivors += g.Survivors
 	}
 	if lostAgents == 0 {
-		t.Fatalf("round 1 groups %+v: none on the lost coordinator %s", first.Groups, lost)
+		t.Fatalf("round %d groups %+v: none on the lost coordinator %s", first.ID, first.Groups, lost)
 	}
 	if first.Metrics["survivors"] != float64(survivors) || survivors+lostAgents != len(first.Participants) {
-		t.Fatalf("round 1: %v survivors, groups say %d survived and %d were lost of %d", first.Metrics["survivors"], survivors, lostAgents, len(first.Participants))
+		t.Fatalf("round %d: %v survivors, groups say %d survived and %d were lost of %d", first.ID, first.Metrics["survivors"], survivors, lostAgents, len(first.Participants))
 	}
-	t.Logf("round 1 groups: %+v", first.Groups)
-	if second.State != api.RoundCommitted || len(second.Groups) < 2 {
-		t.Fatalf("round 2: %s %q, groups %+v", second.State, second.Error, second.Groups)
+	t.Logf("round %d groups: %+v", first.ID, first.Groups)
+	var next api.Round
+	testutil.WaitFor(t, 180*time.Second, "a committed round after the loss", func() bool {
+		for _, r := range c.Rounds(job) {
+			if r.ID > first.ID && r.State == api.RoundCommitted && r.Kind == api.RoundTrain {
+				next = r
+				return true
+			}
+		}
+		return false
+	})
+	if len(next.Groups) < 2 {
+		t.Fatalf("round %d after the loss: groups %+v", next.ID, next.Groups)
 	}
-	for _, g := range second.Groups {
+	for _, g := range next.Groups {
 		if g.Coordinator == lost || g.Error != "" {
-			t.Errorf("round 2 group %d on %s, error %q", g.Group, g.Coordinator, g.Error)
+			t.Errorf("round %d group %d on %s, error %q", next.ID, g.Group, g.Coordinator, g.Error)
 		}
 	}
 }
