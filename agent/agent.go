@@ -114,7 +114,8 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	win, _ := parseWindow(cfg.TrainingWindow)
 	ev := newEvents()
 	a := &Agent{cfg: cfg, log: slog.New(&eventHandler{next: logger.Handler(), ev: ev}), events: ev,
-		win: win, m: newMetrics(), software: software(), now: time.Now, grace: deadlineGrace}
+		win: win, m: newMetrics(), software: software(), now: time.Now, grace: deadlineGrace,
+		observeUpdate: cfg.OnUpdate}
 	st, err := openStore(cfg.DataDir, storeLockWait)
 	if err != nil {
 		return nil, fmt.Errorf("agent.New: %w", err)

@@ -127,6 +127,12 @@ type Config struct {
 	// at /metrics on the inference port. Nil means a registry of the
 	// agent's own, with the Go, process and fedge_build_info series.
 	Metrics *prometheus.Registry `json:"-"`
+	// OnUpdate, if set, sees each training round's update vector before
+	// and after fixed-point encoding (x is nil without secure
+	// aggregation), on the round's goroutine, before it is masked: for
+	// harnesses that check an aggregate against the updates that made it.
+	// It must not keep or change the slices.
+	OnUpdate func(vec []float32, x []uint32) `json:"-"`
 
 	// Jobs limits the jobs the agent takes part in, the model lines it
 	// serves, and how their trainings share the CPU (config_jobs.go).

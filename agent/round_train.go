@@ -156,6 +156,11 @@ func (a *Agent) trainConfig(plan *protocol.RoundPlan, opt tensor.Optimizer, seed
 func (a *Agent) submitUpdate(ctx context.Context, c conn, st *roundState, plan *protocol.RoundPlan, cfg *secagg.Config, pid uint32,
 	start, trained *tensor.Model, n int, stats tensor.TrainStats) error {
 	a.log.Debug("trained", "round", plan.RoundID, "examples", n, "loss", stats.Loss, "accuracy", stats.Accuracy, "took", stats.Duration)
+	c, done, err := a.groupConn(ctx, c, plan)
+	if err != nil {
+		return err
+	}
+	defer done()
 	var rounding *mrand.Rand
 	var noise mrand.Source
 	if cfg != nil {

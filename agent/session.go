@@ -267,6 +267,14 @@ func (a *Agent) refused(last error) error {
 
 // dialAgent opens an authenticated agent session with addr.
 func (a *Agent) dialAgent(ctx context.Context, addr string) (*protocol.Session, error) {
+	return a.dialSession(ctx, addr, 0)
+}
+
+// dialSession opens an authenticated agent session with addr; a round
+// other than 0 asks for a session that carries that sharded round's
+// stage messages (Hello.Round), which any coordinator aggregating the
+// agent's group accepts.
+func (a *Agent) dialSession(ctx context.Context, addr string, round uint64) (*protocol.Session, error) {
 	a.mu.Lock()
 	key, id, certDER, roots := a.ident.key, a.ident.id, a.ident.cert, a.roots
 	a.mu.Unlock()
@@ -278,7 +286,7 @@ func (a *Agent) dialAgent(ctx context.Context, addr string) (*protocol.Session, 
 	if err != nil {
 		return nil, fmt.Errorf("agent.dialAgent: %w", err)
 	}
-	hello := protocol.Hello{AgentID: id, Software: a.software}
+	hello := protocol.Hello{AgentID: id, Software: a.software, Round: round}
 	if s := a.served.Load(); s != nil {
 		hello.ModelVersion, hello.ModelHash = s.version, s.hash
 	}

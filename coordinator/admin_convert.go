@@ -73,6 +73,9 @@ func apiRound(r *RoundRecord) api.Round {
 	for _, s := range r.Stages {
 		out.Stages = append(out.Stages, api.Stage(s))
 	}
+	for _, g := range r.Groups {
+		out.Groups = append(out.Groups, api.RoundGroup(g))
+	}
 	return out
 }
 

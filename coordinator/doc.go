@@ -73,6 +73,10 @@
 // robust median, trimmed mean and Krum);
 // differential privacy's noise and budget are in privacy.go; round_stats.go
 // runs the secure-sum statistics round that standardizes a job's features.
+// A large SecAgg+ training round is sharded (round_group*.go): the leader
+// splits its agents into groups, every coordinator (the leader included)
+// runs the SecAgg+ stages of one group on agents' sessions with it, and
+// the leader adds the group sums it gets back over fedge-peer/1.
 // The engine records everything it decides (round start and end, model
 // commits, rollout decisions) through Raft, so a new leader continues from
 // the log.

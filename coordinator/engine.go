@@ -90,6 +90,14 @@ type Engine struct {
 	issues map[string]agentIssue
 	// explains are operators' explanation rounds, waiting (round_explain.go).
 	explains []*explainJob
+
+	// groups are the SecAgg+ groups of sharded rounds this node
+	// aggregates, and the group results it waits for when it leads
+	// (round_group.go).
+	groups groupRounds
+	// peers reaches the other coordinators for sharded rounds; nil never
+	// shards (round_group_leader.go).
+	peers groupPeers
 }
 
 // pushResidual is what quantizing the push of version dropped.
@@ -144,6 +152,9 @@ func (e *Engine) agentGone(agentID string) {
 	e.mu.Unlock()
 	if r != nil && r.Withdraw(agentID) {
 		e.log.Info("agent's session ended mid-round: dropped from the round", "round", r.id, "agent", agentID)
+	}
+	if e.groups.withdraw(0, agentID) {
+		e.log.Info("agent's session ended mid-round: dropped from its group", "agent", agentID)
 	}
 }
 
@@ -401,6 +412,9 @@ func (e *Engine) deliver(ctx context.Context, agentID string, m protocol.Message
 	if j, ok := m.(*protocol.RoundJoin); ok && !j.Accept {
 		// An agent withdraws mid-round (its training failed): stop waiting
 		// for it; SecAgg+ treats it as a dropout.
+		if e.groups.withdraw(j.RoundID, agentID) {
+			e.log.Info("agent withdrew from its group", "round", j.RoundID, "agent", agentID, "reason", j.Reason)
+		}
 		if r != nil && r.id == j.RoundID {
 			r.Withdraw(agentID)
 			e.log.Info("agent withdrew from the round", "round", j.RoundID, "agent", agentID, "reason", j.Reason)
@@ -411,6 +425,9 @@ func (e *Engine) deliver(ctx context.Context, agentID string, m protocol.Message
 	round, ok := roundOf(m)
 	if !ok {
 		return nil, fmt.Errorf("coordinator.deliver: %s is not a round message", m.Type())
+	}
+	if g := e.groups.find(round, agentID); g != nil {
+		return g.deliver(ctx, agentID, m)
 	}
 	if r == nil || r.id != round {
 		return nil, fmt.Errorf("%w: round %d", ErrRoundFinished, round)
@@ -432,6 +449,9 @@ func (e *Engine) countDownload(version uint64, n int64) {
 // acceptUpload receives an agent's masked input sent as a bulk blob for
 // the active round.
 func (e *Engine) acceptUpload(ctx context.Context, agentID string, m *protocol.MaskedUpdate, b *protocol.BulkStream) error {
+	if g := e.groups.find(m.RoundID, agentID); g != nil {
+		return g.uploads.accept(ctx, agentID, m, b, func() bool { _, ok := g.ids[agentID]; return ok })
+	}
 	e.mu.Lock()
 	r := e.round
 	e.mu.Unlock()

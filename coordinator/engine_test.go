@@ -89,6 +89,11 @@ type simAgent struct {
 	// computes (benchmarks: the fleet gets one core, the coordinator the
 	// other, as if the agents ran on their own hosts).
 	cpu chan struct{}
+
+	// groupEngines, if set, are other coordinators' engines by node ID: a
+	// sharded round's plan naming one sends the agent's stages there.
+	groupEngines map[string]*Engine
+	via          map[uint64]*Engine // round → engine of the agent's group
 }
 
 // compute runs f holding the agents' CPU semaphore, if any.
@@ -200,6 +205,14 @@ func (a *simAgent) trainRound(p *protocol.RoundPlan) {
 	if err := cfg.UnmarshalBinary(p.SecAgg); err != nil {
 		return
 	}
+	if g, ok := a.groupEngines[p.GroupNode]; ok {
+		a.mu.Lock()
+		if a.via == nil {
+			a.via = map[uint64]*Engine{}
+		}
+		a.via[p.RoundID] = g
+		a.mu.Unlock()
+	}
 	q := cfg.Quantizer
 	body := delta
 	if c := p.DP.ClipNorm; c > 0 {
@@ -300,7 +313,13 @@ func (a *simAgent) runSecAgg(round uint64, cfg *secagg.Config, x []uint32) {
 		if a.drops(round, m.Type()) {
 			return nil
 		}
-		r, err := a.eng.deliver(ctx, a.id, m)
+		a.mu.Lock()
+		eng := a.via[round]
+		a.mu.Unlock()
+		if eng == nil {
+			eng = a.eng
+		}
+		r, err := eng.deliver(ctx, a.id, m)
 		if err != nil {
 			return nil
 		}

@@ -132,6 +132,18 @@ func (h peerHandler) Hello(ctx context.Context, s *protocol.Session, hello *prot
 }
 
 func (h peerHandler) ServeMessage(ctx context.Context, s *protocol.Session, m protocol.Message) (protocol.Message, error) {
+	switch v := m.(type) {
+	case *protocol.Heartbeat:
+		// The leader's probe before it hands this node a group.
+		if _, err := peerCoordinator(s); err != nil {
+			return nil, err
+		}
+		return &protocol.Ack{}, nil
+	case *protocol.GroupStart:
+		return h.n.serveGroupStart(ctx, s, v)
+	case *protocol.GroupResult:
+		return h.n.serveGroupResult(s, v)
+	}
 	req, ok := m.(*protocol.AdminRequest)
 	if !ok {
 		return nil, &protocol.Error{Code: protocol.CodeUnsupported, Message: m.Type().String()}
@@ -169,6 +181,8 @@ func (h peerHandler) ServeBulk(ctx context.Context, s *protocol.Session, first p
 		return h.n.blobsync.serveBlobGet(ctx, m, b)
 	case *protocol.BlobPut:
 		return h.n.blobsync.serveBlobPut(ctx, m, b)
+	case *protocol.GroupResult:
+		return h.n.receiveGroupResult(ctx, s, m, b)
 	}
 	return &protocol.Error{Code: protocol.CodeUnsupported, Message: "bulk " + first.Type().String()}
 }

@@ -175,3 +175,29 @@ func checkColumns(spec *api.JobSpec, ts tensor.Spec) error {
 	}
 	return nil
 }
+
+// checkSharding refuses sharding settings a round cannot honour:
+// secagg.sharded must be "auto", "off" or "on", and secagg.min_group, the
+// smallest group one coordinator may aggregate (and so the smallest sum
+// it learns), may not be negative, nor below the SecAgg+ threshold t a
+// group must reach.
+func checkSharding(spec *api.JobSpec) error {
+	s := &spec.SecAgg
+	switch s.Sharded {
+	case "", api.ShardedAuto, api.ShardedOff:
+	case api.ShardedOn:
+		if !s.Enabled {
+			return fmt.Errorf("%w: secagg.sharded \"on\" splits the secure aggregation among coordinators: set secagg.enabled", ErrInvalidJob)
+		}
+	default:
+		return fmt.Errorf("%w: secagg.sharded %q: want \"auto\", \"off\" or \"on\"", ErrInvalidJob, s.Sharded)
+	}
+	if s.MinGroup < 0 {
+		return fmt.Errorf("%w: secagg.min_group %d is negative (0 means the default, %d)", ErrInvalidJob, s.MinGroup, api.DefaultMinGroup)
+	}
+	if s.T > 0 && s.Sharded != api.ShardedOff && s.T > groupMin(spec) {
+		return fmt.Errorf("%w: secagg.t %d exceeds secagg.min_group %d: a group that small could never unmask; raise min_group or set secagg.sharded \"off\"",
+			ErrInvalidJob, s.T, groupMin(spec))
+	}
+	return nil
+}

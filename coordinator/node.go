@@ -278,6 +278,7 @@ func NewNode(cfg Config) (*Node, error) {
 		}
 	}
 	n.eng = newEngine(log, cfg.Engine, n.fsm, n, n.links, n.met.engine)
+	n.eng.peers = n // sharded rounds reach the other coordinators (round_group_peer.go)
 	n.ready.Store(true)
 	n.wg.Add(3)
 	go n.leadership()

@@ -120,6 +120,9 @@ func (n *Node) apiJobsStart(c adminCall, spec api.JobSpec) (*api.Job, error) {
 	if err := spec.Normalize(); err != nil {
 		return nil, err
 	}
+	if err := checkSharding(&spec); err != nil {
+		return nil, err
+	}
 	if spec.InitModel == 0 {
 		ts, err := jobTensorSpec(&spec)
 		if err != nil {

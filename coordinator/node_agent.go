@@ -130,6 +130,10 @@ func (h agentHandler) Hello(ctx context.Context, s *protocol.Session, hello *pro
 	if err := n.checkReady(); err != nil {
 		return nil, err
 	}
+	if hello.Round != 0 {
+		// A session for a sharded round's group (round_group_peer.go).
+		return n.roundSessionHello(s, hello)
+	}
 	if !n.rep.isLeader() {
 		return nil, n.redirect()
 	}

@@ -403,6 +403,10 @@ func (e *Engine) collectTrain(ctx context.Context, r *activeRound, rec *RoundRec
 	if spec.DP.Enabled {
 		q.MaxWeight = 0 // DP bounds each agent's contribution: an unweighted mean
 	}
+	if groups, nodes := e.shardGroups(ctx, &spec, joined); groups != nil {
+		// Sharded: each group aggregated by its coordinator (round_group*.go).
+		return e.collectSharded(ctx, r, rec, &spec, plan, groups, nodes, q, dim, trainBy, stageTime, priv)
+	}
 	k := spec.SecAgg.K
 	if k == 0 && spec.OverSelect > 0 {
 		// The job expects this fraction to drop out: pick a neighbour

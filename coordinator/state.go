@@ -202,6 +202,21 @@ type RoundRecord struct {
 	ModelIn      uint64             `json:"model_in"`
 	ModelOut     uint64             `json:"model_out,omitempty"`
 	Metrics      map[string]float64 `json:"metrics,omitempty"`
+	// Groups are the groups of a sharded round (round_group*.go).
+	Groups []GroupRecord `json:"groups,omitempty"`
+}
+
+// GroupRecord is one group of a sharded round: the coordinator that
+// aggregated it, its agents, those whose inputs are in its sum, and the
+// coordinator's own work on it. A lost group has no survivors and says
+// why in Error.
+type GroupRecord struct {
+	Group       int     `json:"group"`
+	Coordinator string  `json:"coordinator"`
+	Agents      int     `json:"agents"`
+	Survivors   int     `json:"survivors"`
+	BusySeconds float64 `json:"busy_seconds"`
+	Error       string  `json:"error,omitempty"`
 }
 
 // ModelRecord is one committed model version. Its bytes (the tensor

@@ -20,7 +20,7 @@ var fuzzFamilies = map[string][]MsgType{
 	"FuzzDecodeSecAgg": {TypeAdvertiseKeys, TypeAdvertiseKeysRelay, TypeShareKeys, TypeShareKeysRelay, TypeMaskedInput,
 		TypeMaskedInputRelay, TypeConsistencyCheck, TypeConsistencyCheckRelay, TypeUnmask, TypeUnmaskRelay},
 	"FuzzDecodeModel": {TypeModelAnnounce, TypeModelRequest, TypeBlobInfo, TypeBlobChunk, TypeBlobResume, TypeBlobGet, TypeBlobPut},
-	"FuzzDecodeAdmin": {TypeAdminRequest, TypeAdminResponse},
+	"FuzzDecodeAdmin": {TypeAdminRequest, TypeAdminResponse, TypeGroupStart, TypeGroupResult},
 }
 
 // checkCanonical asserts that a decoded message re-encodes, and that

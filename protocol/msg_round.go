@@ -159,6 +159,14 @@ type RoundPlan struct {
 	// (crypto/secagg's MarshalBinary).
 	SecAgg []byte
 	DP     DPParams
+	// GroupNode and GroupAddr name the coordinator that aggregates the
+	// agent's group of a sharded round (version 6): the agent sends its
+	// stage messages and uploads on a session with it, whose Hello names
+	// the round. A trailer written only when GroupAddr is set, so only
+	// on sessions at version 6; empty, the stages run on the session the
+	// plan came on.
+	GroupNode string
+	GroupAddr string
 }
 
 // Type implements Message.
@@ -180,6 +188,10 @@ func (m *RoundPlan) encode(e *encoder) {
 	e.f64(m.DP.NoiseStdDev)
 	e.boolean(m.DP.Adaptive)
 	e.f64(m.DP.BitScale)
+	if m.GroupAddr != "" {
+		e.str("GroupNode", m.GroupNode)
+		e.str("GroupAddr", m.GroupAddr)
+	}
 }
 
 func (m *RoundPlan) decode(d *decoder) {
@@ -198,6 +210,13 @@ func (m *RoundPlan) decode(d *decoder) {
 	m.DP.NoiseStdDev = d.f64("DP.NoiseStdDev")
 	m.DP.Adaptive = d.boolean("DP.Adaptive")
 	m.DP.BitScale = d.f64("DP.BitScale")
+	if d.err == nil && len(d.b) > 0 {
+		m.GroupNode = d.str("GroupNode")
+		m.GroupAddr = d.str("GroupAddr")
+		if d.err == nil && m.GroupAddr == "" {
+			d.malformed("GroupAddr", "a written group names an address")
+		}
+	}
 }
 
 // RoundAbort tells agents to drop a round (e.g. the leader changed

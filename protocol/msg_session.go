@@ -21,6 +21,12 @@ type Hello struct {
 	// currently serves; zero when it holds none.
 	ModelVersion uint64
 	ModelHash    Hash
+	// Round, when not zero, is the sharded round whose stage messages
+	// the session carries (version 6): a coordinator that is not the
+	// leader accepts such an agent session for that round's work only. A
+	// trailer after the version 1 fields, written only when not zero; an
+	// agent sets it only for a coordinator a version 6 RoundPlan named.
+	Round uint64
 }
 
 // Type implements Message.
@@ -33,6 +39,9 @@ func (m *Hello) encode(e *encoder) {
 	e.str("Software", m.Software)
 	e.uvarint(m.ModelVersion)
 	e.hash(m.ModelHash)
+	if m.Round != 0 {
+		e.uvarint(m.Round)
+	}
 }
 
 func (m *Hello) decode(d *decoder) {
@@ -42,6 +51,12 @@ func (m *Hello) decode(d *decoder) {
 	m.Software = d.str("Software")
 	m.ModelVersion = d.uvarint("ModelVersion")
 	m.ModelHash = d.hash("ModelHash")
+	if d.err == nil && len(d.b) > 0 {
+		m.Round = d.uvarint("Round")
+		if d.err == nil && m.Round == 0 {
+			d.malformed("Round", "a written round is not zero")
+		}
+	}
 }
 
 // HelloAck accepts a session.

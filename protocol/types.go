@@ -31,11 +31,17 @@ import (
 //	   the agent's served lines (ServedLine: name, version, declined), and
 //	   a ModelAnnounce may end with the line's Name; both sent only on
 //	   sessions at version 5 or later.
+//	6  sharded rounds: GroupStart and GroupResult on fedge-peer/1 (a
+//	   coordinator aggregates one group of a round's agents under SecAgg+
+//	   and returns the group's sum to the leader); a RoundPlan may end
+//	   with the group coordinator's node ID and address, and a Hello
+//	   with the round a session to a non-leader carries (Hello.Round);
+//	   both sent only to peers at version 6.
 const (
 	// MinVersion is the oldest capability version this build still speaks.
 	MinVersion uint32 = 1
 	// CurrentVersion is the newest capability version this build speaks.
-	CurrentVersion uint32 = 5
+	CurrentVersion uint32 = 6
 )
 
 // MsgType is the first byte of every frame. The list is append-only: a
@@ -87,6 +93,8 @@ const (
 	TypeExplainRequest        MsgType = 0x23 // version 4
 	TypeBlobGet               MsgType = 0x24 // version 5
 	TypeBlobPut               MsgType = 0x25 // version 5
+	TypeGroupStart            MsgType = 0x26 // version 6
+	TypeGroupResult           MsgType = 0x27 // version 6
 
 	// TypeCancel tells the peer that the sender gave up waiting for one of
 	// its requests. It is optional: a peer that ignores it just finishes
@@ -144,6 +152,8 @@ var catalogue = map[MsgType]typeInfo{
 	TypeExplainRequest:        {"ExplainRequest", 4, func() Message { return new(ExplainRequest) }},
 	TypeBlobGet:               {"BlobGet", 5, func() Message { return new(BlobGet) }},
 	TypeBlobPut:               {"BlobPut", 5, func() Message { return new(BlobPut) }},
+	TypeGroupStart:            {"GroupStart", 6, func() Message { return new(GroupStart) }},
+	TypeGroupResult:           {"GroupResult", 6, func() Message { return new(GroupResult) }},
 	TypeCancel:                {"Cancel", 1, func() Message { return new(Cancel) }},
 }
 

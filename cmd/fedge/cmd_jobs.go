@@ -312,7 +312,10 @@ func printJob(w io.Writer, j api.Job, rounds []api.Round) error {
 		return nil
 	}
 	fmt.Fprintln(w, "\nRecent rounds:")
-	return roundsTable(w, rounds)
+	if err := roundsTable(w, rounds); err != nil {
+		return err
+	}
+	return latestGroups(w, rounds)
 }
 
 // agentErrorLine is one agent's reason for leaving a round of a job.
@@ -418,8 +421,12 @@ func progressLine(r api.Round, total int) string {
 	if r.State != api.RoundCommitted {
 		return fmt.Sprintf("%s  %s: %s", head, r.State, r.Error)
 	}
-	return fmt.Sprintf("%s  participants %d  survivors %d  train loss %.4f  %.2fs  model %s",
+	line := fmt.Sprintf("%s  participants %d  survivors %d  train loss %.4f  %.2fs  model %s",
 		head, len(r.Participants), survivors(r), r.Metrics["train_loss"], roundSeconds(r), version(r.ModelOut))
+	if g := groupsBrief(r); g != "" {
+		line += "  groups " + g
+	}
+	return line
 }
 
 // survivors is how many agents' inputs made it into the round's sum.

@@ -111,6 +111,9 @@ func runRoundsShow(args []string, stdout, stderr io.Writer) int {
 		); err != nil {
 			return err
 		}
+		if err := groupsTable(w, r.Groups); err != nil {
+			return err
+		}
 		if len(r.Stages) == 0 {
 			return nil
 		}

@@ -126,7 +126,28 @@ type SecAggSpec struct {
 	// Clip bounds each coordinate of an update before fixed-point encoding.
 	Clip float64 `json:"clip,omitempty"` // default 1
 	Bits int     `json:"bits,omitempty"` // default 16
+	// MinGroup is the smallest group of agents one coordinator may
+	// aggregate in a sharded round (default 100; never below 3, the
+	// smallest SecAgg+ round). A group's coordinator learns that group's
+	// sum, never less, so MinGroup bounds what one coordinator learns.
+	MinGroup int `json:"min_group,omitempty"`
+	// Sharded says whether rounds split their agents into groups, each
+	// aggregated by one coordinator, the leader adding the group sums:
+	// "auto" (default) when the joined cohort has at least 2×MinGroup
+	// agents and more than one coordinator is reachable, "off", or "on"
+	// (whenever two groups of MinGroup fit; for small test clusters).
+	Sharded string `json:"sharded,omitempty"`
 }
+
+// Sharding modes of SecAggSpec.Sharded.
+const (
+	ShardedAuto = "auto"
+	ShardedOff  = "off"
+	ShardedOn   = "on"
+)
+
+// DefaultMinGroup is SecAggSpec.MinGroup's default.
+const DefaultMinGroup = 100
 
 // DPSpec configures differential privacy.
 type DPSpec struct {

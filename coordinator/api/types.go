@@ -346,6 +346,19 @@ type Round struct {
 	ModelIn      uint64             `json:"model_in"`
 	ModelOut     uint64             `json:"model_out,omitempty"`
 	Metrics      map[string]float64 `json:"metrics,omitempty"`
+	// Groups are the groups of a sharded round, each aggregated by one
+	// coordinator (none when the leader aggregated every agent).
+	Groups []RoundGroup `json:"groups,omitempty"`
+}
+
+// RoundGroup is one group of a sharded round.
+type RoundGroup struct {
+	Group       int     `json:"group"`
+	Coordinator string  `json:"coordinator"`
+	Agents      int     `json:"agents"`
+	Survivors   int     `json:"survivors"`
+	BusySeconds float64 `json:"busy_seconds"`
+	Error       string  `json:"error,omitempty"`
 }
 
 // Model is one committed model version in the registry.

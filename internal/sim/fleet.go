@@ -31,6 +31,9 @@ type fleet struct {
 	uploads chan struct{} // one token per trained update in memory
 	secaggs secaggConfigs
 	agents  []*vagent
+	// dials bounds the fleet's QUIC handshakes in flight (Options.Handshakes),
+	// to the leader and, in sharded rounds, to group coordinators.
+	dials chan struct{}
 
 	connected atomic.Int64
 	leader    atomic.Pointer[string] // the coordinator that last led, as an agent found
@@ -143,8 +146,10 @@ feed:
 // compilation) per agent would cost n² for a round of n agents (a live
 // heap of 5.4 GB at 5,000).
 type secaggConfigs struct {
-	mu     sync.Mutex
-	rounds map[uint64]*secaggConfig
+	mu sync.Mutex
+	// rounds hold, per round, one config per group of a sharded round
+	// (each group has its own).
+	rounds map[uint64][]*secaggConfig
 }
 
 type secaggConfig struct {
@@ -156,13 +161,15 @@ type secaggConfig struct {
 // keepConfigs is how many rounds' configurations secaggConfigs keeps.
 const keepConfigs = 2
 
-// get returns the decoded and compiled config of round, decoding raw if
-// no agent has yet; an agent whose plan carries other bytes gets its own.
+// get returns the decoded and compiled config of round whose encoding is
+// raw, decoding raw if no agent of its group has yet.
 func (c *secaggConfigs) get(round uint64, raw []byte) (*secagg.Config, *secagg.Round, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.rounds[round]; ok && bytes.Equal(e.raw, raw) {
-		return e.cfg, e.round, nil
+	for _, e := range c.rounds[round] {
+		if bytes.Equal(e.raw, raw) {
+			return e.cfg, e.round, nil
+		}
 	}
 	cfg := new(secagg.Config)
 	if err := cfg.UnmarshalBinary(raw); err != nil {
@@ -173,9 +180,9 @@ func (c *secaggConfigs) get(round uint64, raw []byte) (*secagg.Config, *secagg.R
 		return nil, nil, err
 	}
 	if c.rounds == nil {
-		c.rounds = map[uint64]*secaggConfig{}
+		c.rounds = map[uint64][]*secaggConfig{}
 	}
-	c.rounds[round] = &secaggConfig{raw: bytes.Clone(raw), cfg: cfg, round: compiled}
+	c.rounds[round] = append(c.rounds[round], &secaggConfig{raw: bytes.Clone(raw), cfg: cfg, round: compiled})
 	for len(c.rounds) > keepConfigs {
 		delete(c.rounds, slices.Min(slices.Collect(maps.Keys(c.rounds))))
 	}

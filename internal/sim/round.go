@@ -214,6 +214,11 @@ func (a *vagent) train(r *vround, plan *protocol.RoundPlan) error {
 		// stages: were it to train first (as the agent daemon does), every
 		// agent of the round would hold its update (4 bytes a parameter)
 		// through the key stages, 0.8 GB per 1,000 agents of the 2nn.
+		r, done, err := a.onGroup(r, plan)
+		if err != nil {
+			return err
+		}
+		defer done()
 		return a.secureSum(r, compiled, pid, update)
 	}
 	drop, err := a.f.holdUpdate(ctx)

@@ -271,6 +271,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer wg.Wait()
 	defer stop()
 	dials := make(chan struct{}, o.Handshakes)
+	f.dials = dials
 	for _, a := range f.agents {
 		wg.Add(1)
 		go func() {
