@@ -246,3 +246,112 @@ func TestSlotsFirstComeFirstServed(t *testing.T) {
 		t.Fatalf("free %d, queue %d after every release", s.free, len(s.queue))
 	}
 }
+
+// createJob starts a job named id created at t.
+func createJob(t *testing.T, h *engineHarness, id string, at time.Time, spec JobSpec) {
+	t.Helper()
+	if err := spec.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.rep.apply(context.Background(), cmdJobCreate, JobRecord{ID: id, Spec: spec, CreatedAt: at}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// trainRounds returns job's training rounds, by ID.
+func trainRounds(h *engineHarness, job string) []RoundRecord {
+	var out []RoundRecord
+	h.fsm.Read(func(s *State) {
+		for _, id := range sortedKeys(s.Rounds) {
+			if r := s.Rounds[id]; r.Job == job && r.Kind == RoundTrain {
+				out = append(out, *r)
+			}
+		}
+	})
+	return out
+}
+
+func overlap(a, b RoundRecord) bool {
+	return a.StartedAt.Before(b.EndedAt) && b.StartedAt.Before(a.EndedAt)
+}
+
+// TestEngineJobsTakeTurnsInOneSlot: with max_concurrent_rounds 1 the
+// rounds of two jobs never overlap, and the younger job's rounds do not
+// wait for the older job's last round: the slot goes to the job that
+// waited longest.
+func TestEngineJobsTakeTurnsInOneSlot(t *testing.T) {
+	h := newEngineHarness(t, 6, 100)
+	h.eng.cfg.MaxRounds, h.eng.slots = 1, newSlots(1)
+	for i, a := range h.agents {
+		h.fsm.state.Agents[a.id].Labels = map[string]string{"team": []string{"a", "b"}[i%2]}
+	}
+	spec := func(team string, rounds int) JobSpec {
+		return JobSpec{
+			Model: "logreg", Rounds: rounds, Fraction: 1, MinClients: 3, Seed: 3, Selector: map[string]string{"team": team},
+			Plan:     LocalPlan{Epochs: 1, BatchSize: 10, LR: 0.1},
+			Deadline: Deadlines{Train: Duration(30 * time.Second), Stage: Duration(3 * time.Second)},
+		}
+	}
+	now := time.Now()
+	createJob(t, h, "old", now.Add(-time.Hour), spec("a", 5))
+	createJob(t, h, "new", now, spec("b", 2))
+	h.runUntil("both jobs done", 120*time.Second, func(s *State) bool {
+		return s.Jobs["old"].State == JobDone && s.Jobs["new"].State == JobDone
+	})
+	old, young := trainRounds(h, "old"), trainRounds(h, "new")
+	if len(old) != 5 || len(young) != 2 {
+		t.Fatalf("%d and %d training rounds, want 5 and 2", len(old), len(young))
+	}
+	all := append(slices.Clone(old), young...)
+	for i, a := range all {
+		if a.State != RoundCommitted {
+			t.Fatalf("round %d of %s: %s %s", a.ID, a.Job, a.State, a.Error)
+		}
+		for _, b := range all[i+1:] {
+			if overlap(a, b) {
+				t.Fatalf("rounds %d (%s) and %d (%s) overlapped with one slot", a.ID, a.Job, b.ID, b.Job)
+			}
+		}
+	}
+	if last := young[len(young)-1]; !last.EndedAt.Before(old[len(old)-1].StartedAt) {
+		t.Fatalf("the younger job's last round ended %v, after the older job's last round started (%v): it waited for the older job",
+			last.EndedAt, old[len(old)-1].StartedAt)
+	}
+}
+
+// TestEngineJobsShareAgentsNotAtOnce: two jobs over the same agents,
+// each round picking half of them, run rounds at the same time on
+// disjoint agents, and both finish.
+func TestEngineJobsShareAgentsNotAtOnce(t *testing.T) {
+	h := newEngineHarness(t, 6, 100)
+	spec := JobSpec{
+		Model: "logreg", Rounds: 3, Fraction: 0.5, MinClients: 3, Seed: 3,
+		Plan:     LocalPlan{Epochs: 1, BatchSize: 10, LR: 0.1},
+		Deadline: Deadlines{Train: Duration(30 * time.Second), Stage: Duration(3 * time.Second)},
+	}
+	now := time.Now()
+	createJob(t, h, "j1", now.Add(-time.Minute), spec)
+	createJob(t, h, "j2", now, spec)
+	h.runUntil("both jobs done", 120*time.Second, func(s *State) bool {
+		return s.Jobs["j1"].State == JobDone && s.Jobs["j2"].State == JobDone
+	})
+	a, b := trainRounds(h, "j1"), trainRounds(h, "j2")
+	overlaps := 0
+	for _, x := range a {
+		for _, y := range b {
+			if !overlap(x, y) {
+				continue
+			}
+			overlaps++
+			for _, p := range x.Participants {
+				if slices.Contains(y.Participants, p) {
+					t.Fatalf("agent %s took part in rounds %d and %d at once", p, x.ID, y.ID)
+				}
+			}
+		}
+	}
+	if overlaps == 0 {
+		t.Fatalf("no round of j1 overlapped one of j2: %d and %d rounds ran one at a time", len(a), len(b))
+	}
+	t.Logf("%d pairs of overlapping rounds", overlaps)
+}
