@@ -92,6 +92,7 @@ type Engine struct {
 	loops map[string]*loopState
 	// tried is closed (and replaced) each time a loop has tried a step.
 	tried chan struct{}
+
 	strategies map[string]Strategy // per job, with the model version their state belongs to
 	stratVer   map[string]uint64
 
