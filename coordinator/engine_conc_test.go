@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -354,4 +355,32 @@ func TestEngineJobsShareAgentsNotAtOnce(t *testing.T) {
 		t.Fatalf("no round of j1 overlapped one of j2: %d and %d rounds ran one at a time", len(a), len(b))
 	}
 	t.Logf("%d pairs of overlapping rounds", overlaps)
+}
+
+// TestRoundsInProgressByJob: status and metrics count the running round
+// records per job, rollout or kind, with a 0 for a running job between
+// rounds, and leave ended rounds out.
+func TestRoundsInProgressByJob(t *testing.T) {
+	s := &State{
+		Jobs: map[string]*JobRecord{"a": {ID: "a", State: JobRunning}, "b": {ID: "b", State: JobRunning}, "c": {ID: "c", State: JobDone}},
+		Rounds: map[uint64]*RoundRecord{
+			1: {ID: 1, Job: "a", Kind: RoundTrain, State: RoundCommitted},
+			2: {ID: 2, Job: "a", Kind: RoundTrain, Number: 2, State: RoundRunning},
+			3: {ID: 3, Rollout: "r1", Kind: RoundEval, State: RoundRunning},
+			4: {ID: 4, Kind: RoundExplain, State: RoundRunning},
+			5: {ID: 5, Job: "c", Kind: RoundTrain, State: RoundFailed},
+		},
+	}
+	got := s.roundsRunningByOwner()
+	want := map[string]int{"a": 1, "b": 0, "rollout/r1": 1, "explain": 1}
+	if !maps.Equal(got, want) {
+		t.Fatalf("rounds by owner %v, want %v", got, want)
+	}
+	var ids []uint64
+	for _, r := range s.roundsInProgress() {
+		ids = append(ids, r.ID)
+	}
+	if !slices.Equal(ids, []uint64{2, 3, 4}) {
+		t.Fatalf("rounds in progress %v, want [2 3 4]", ids)
+	}
 }
