@@ -170,6 +170,7 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	e.setRound(r)
 	priv, err := newRoundPrivacy(job, len(selected))
 	if err != nil {
+		e.clearRound(r, ErrRoundFinished) // rounds in progress hold only rounds that run
 		return e.failJob(ctx, job, err)
 	}
 	delta, weight, survivors, err := e.collectTrain(ctx, r, &rec, job, model, mrec, selected, minN, priv)
