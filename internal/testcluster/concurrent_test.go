@@ -2,10 +2,12 @@ package testcluster_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/fedge/fedge/coordinator"
 	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/internal/testcluster"
 )
@@ -124,4 +126,40 @@ func agentTier(t *testing.T, c *testcluster.Cluster, id string) string {
 	}
 	t.Fatalf("agent %s is not enrolled", id)
 	return ""
+}
+
+// BenchmarkConcurrentJobs measures the wall time of two 5-round SecAgg+
+// jobs of logistic regression on disjoint agents (3 each) in a
+// 3-coordinator cluster, started together, with the leader running one
+// round at a time (max_concurrent_rounds 1) and the default 4.
+//
+//	go test -run '^$' -bench ConcurrentJobs -benchtime 3x ./internal/testcluster/
+func BenchmarkConcurrentJobs(b *testing.B) {
+	const rounds = 5
+	for _, max := range []int{1, 4} {
+		b.Run(fmt.Sprintf("max_concurrent_rounds=%d", max), func(b *testing.B) {
+			c := testcluster.New(b, testcluster.Options{Agents: 6, Shards: 100, Canaries: 3,
+				Node: func(_ int, cfg *coordinator.Config) { cfg.MaxConcurrentRounds = max }})
+			c.WaitConnected(6)
+			spec := func(tier string) api.JobSpec {
+				return api.JobSpec{
+					Name: tier, Model: "logreg", Rounds: rounds, Fraction: 1, MinClients: 3, Seed: 1,
+					Selector: map[string]string{"tier": tier},
+					Plan:     api.LocalPlan{Epochs: 1, BatchSize: 10, LR: 0.1},
+					SecAgg:   api.SecAggSpec{Enabled: true},
+					Deadline: api.Deadlines{Download: api.Duration(20 * time.Second), Train: api.Duration(30 * time.Second), Stage: api.Duration(10 * time.Second)},
+				}
+			}
+			b.ResetTimer()
+			var total time.Duration
+			for range b.N {
+				start := time.Now()
+				x, y := c.StartJob(spec("canary")), c.StartJob(spec("prod"))
+				c.WaitCommitted(x, rounds, 300*time.Second)
+				c.WaitCommitted(y, rounds, 300*time.Second)
+				total += time.Since(start)
+			}
+			b.ReportMetric(total.Seconds()/float64(b.N), "s/two-jobs")
+		})
+	}
 }
