@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/internal/testutil"
+	"github.com/fedge/fedge/internal/wait"
 	"github.com/fedge/fedge/protocol"
 )
 
@@ -383,4 +385,73 @@ func TestRoundsInProgressByJob(t *testing.T) {
 	if !slices.Equal(ids, []uint64{2, 3, 4}) {
 		t.Fatalf("rounds in progress %v, want [2 3 4]", ids)
 	}
+}
+
+// BenchmarkEngineConcurrentJobs: two jobs of 5 SecAgg+ rounds on disjoint
+// sets of 4 synthetic agents whose local training takes 200 ms on their
+// own hosts, through the engine with the in-memory transport; the wall
+// time of both jobs with one round at a time (max_concurrent_rounds 1)
+// and with the default bound.
+//
+//	go test -run '^$' -bench EngineConcurrentJobs -benchtime 3x ./coordinator/
+func BenchmarkEngineConcurrentJobs(b *testing.B) {
+	const rounds, perJob = 5, 4
+	for _, max := range []int{1, DefaultMaxConcurrentRounds} {
+		b.Run(fmt.Sprintf("max_concurrent_rounds=%d", max), func(b *testing.B) {
+			var total time.Duration
+			for range b.N {
+				total += twoJobsWall(b, max, rounds, perJob, 200*time.Millisecond)
+			}
+			b.ReportMetric(total.Seconds()/float64(b.N), "s/two-jobs")
+		})
+	}
+}
+
+// twoJobsWall runs two jobs of rounds rounds, each on perJob synthetic
+// agents of its own, and returns the wall time until both are done.
+func twoJobsWall(b *testing.B, max, rounds, perJob int, hostTime time.Duration) time.Duration {
+	fsm := NewFSM(nil)
+	rep := &memRep{f: fsm}
+	ctx := context.Background()
+	if _, err := rep.apply(ctx, cmdBootstrap, bootstrapCmd{ClusterName: "bench", CA: []byte("ca")}, nil); err != nil {
+		b.Fatal(err)
+	}
+	var links []AgentLink
+	var agents []*simAgent
+	for i := range 2 * perJob {
+		_, key, _ := ed25519.GenerateKey(rand.Reader)
+		a := &simAgent{id: fmt.Sprintf("ag-%02d", i), key: key, fsm: fsm, synthetic: true, hostTime: hostTime}
+		agents = append(agents, a)
+		links = append(links, a)
+		fsm.state.Agents[a.id] = &AgentRecord{ID: a.id, Labels: map[string]string{"team": fmt.Sprint(i % 2)}}
+	}
+	eng := newEngine(discardLogger(), EngineConfig{Idle: 10 * time.Millisecond, MaxRounds: max}, fsm, rep, func() []AgentLink { return links }, nil)
+	for _, a := range agents {
+		a.eng = eng
+	}
+	now := time.Now()
+	for i := range 2 {
+		spec := JobSpec{Model: "logreg", Rounds: rounds, Fraction: 1, MinClients: perJob, Selector: map[string]string{"team": fmt.Sprint(i)},
+			SecAgg:   SecAggSpec{Enabled: true},
+			Deadline: Deadlines{Train: Duration(time.Minute), Stage: Duration(time.Minute)}}
+		if err := spec.Normalize(); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := rep.apply(ctx, cmdJobCreate, JobRecord{ID: fmt.Sprint("job", i), Spec: spec, CreatedAt: now.Add(time.Duration(i))}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	start := time.Now()
+	go func() { eng.run(runCtx); close(done) }()
+	defer func() { cancel(); <-done }()
+	if err := wait.Until(ctx, 2*time.Minute, func() bool {
+		finished := true
+		fsm.Read(func(s *State) { finished = s.Jobs["job0"].State == JobDone && s.Jobs["job1"].State == JobDone })
+		return finished
+	}); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
 }
