@@ -138,6 +138,7 @@ func TestEngineRoutesMessagesByRoundID(t *testing.T) {
 	}
 	arrivedA, arrivedB := waitA(), waitB()
 	wg.Wait()
+	slices.Sort(arrivedA) // in the order they arrived
 	if !slices.Equal(arrivedA, []string{"a1", "a2"}) || !slices.Equal(arrivedB, []string{"b1"}) {
 		t.Fatalf("round 11 heard from %v, round 12 from %v; want [a1 a2] and [b1]", arrivedA, arrivedB)
 	}
