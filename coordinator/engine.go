@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	mrand "math/rand/v2"
 	"slices"
@@ -56,10 +57,18 @@ type EngineConfig struct {
 	InviteTimeout time.Duration
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// MaxRounds bounds the rounds in progress at once on the leader, of
+	// different jobs, rollouts and explanation requests (each of which
+	// runs one round at a time); default DefaultMaxConcurrentRounds. The
+	// node sets it from Config.MaxConcurrentRounds.
+	MaxRounds int
 }
 
-// Engine runs rounds on the leader: training rounds of running jobs and
-// evaluation rounds of rollouts, one round at a time.
+// Engine runs rounds on the leader: training rounds of running jobs,
+// evaluation rounds of rollouts and explanation rounds, each job, rollout
+// and the explanation queue in a loop of its own (engine_loops.go), at
+// most one round of each at a time and at most EngineConfig.MaxRounds
+// rounds at once.
 type Engine struct {
 	log   *slog.Logger
 	cfg   EngineConfig
@@ -68,16 +77,30 @@ type Engine struct {
 	links func() []AgentLink
 	met   *engineMetrics // nil records nothing
 
-	mu         sync.Mutex
-	round      *activeRound
+	mu sync.Mutex
+	// rounds are the rounds in progress, by round ID: agents' messages go
+	// to the round whose ID they carry.
+	rounds map[uint64]*activeRound
+	// claims name, per agent, the round it was invited to or joined: an
+	// agent takes part in one round of this engine at a time.
+	claims map[string]uint64
+	// slots bound the rounds in progress (EngineConfig.MaxRounds), first
+	// come first served.
+	slots *slots
+	// loops are the running loops by key ("job/ID", "rollout/ID",
+	// "explain"), for loops that yield to those waiting for agents.
+	loops map[string]*loopState
+	// tried is closed (and replaced) each time a loop has tried a step.
+	tried chan struct{}
+
 	strategies map[string]Strategy // per job, with the model version their state belongs to
 	stratVer   map[string]uint64
 
-	// wake is poked when an agent connects, so a leader waiting for
-	// agents starts its round at once rather than after its back-off.
+	// wake is closed (and replaced) when an agent connects, a round ends
+	// (its agents are free) or an explanation is queued, so loops waiting
+	// for agents start their round at once rather than after a back-off.
 	wake chan struct{}
 
-	lastWait time.Time // when "waiting for agents" was last logged (run's goroutine only)
 	// waits says, per "job/ID" or "rollout/ID", why the engine is not
 	// running its rounds (too few agents), for status answers.
 	waits map[string]string
@@ -127,31 +150,30 @@ func newEngine(log *slog.Logger, cfg EngineConfig, fsm *FSM, rep replicator, lin
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.MaxRounds <= 0 {
+		cfg.MaxRounds = DefaultMaxConcurrentRounds
+	}
 	return &Engine{
 		log: log, cfg: cfg, fsm: fsm, rep: rep, links: links, met: met,
 		strategies: map[string]Strategy{}, stratVer: map[string]uint64{}, waits: map[string]string{},
-		residuals: map[string]pushResidual{}, issues: map[string]agentIssue{}, wake: make(chan struct{}, 1),
+		residuals: map[string]pushResidual{}, issues: map[string]agentIssue{}, wake: make(chan struct{}),
+		rounds: map[uint64]*activeRound{}, claims: map[string]uint64{}, slots: newSlots(cfg.MaxRounds),
+		loops: map[string]*loopState{}, tried: make(chan struct{}),
 	}
 }
 
-// agentConnected wakes a leader that waits for agents.
-func (e *Engine) agentConnected() {
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
-}
+// agentConnected wakes the loops that wait for agents.
+func (e *Engine) agentConnected() { e.poke() }
 
 // agentGone drops an agent whose session ended from the running round: it
 // cannot send its next stage message (a restarted agent has lost the
 // round's secrets), so no stage waits for it. SecAgg+ counts it as a
 // dropout.
 func (e *Engine) agentGone(agentID string) {
-	e.mu.Lock()
-	r := e.round
-	e.mu.Unlock()
-	if r != nil && r.Withdraw(agentID) {
-		e.log.Info("agent's session ended mid-round: dropped from the round", "round", r.id, "agent", agentID)
+	for _, r := range e.activeRounds() {
+		if r.Withdraw(agentID) {
+			e.log.Info("agent's session ended mid-round: dropped from the round", "round", r.id, "agent", agentID)
+		}
 	}
 	if e.groups.withdraw(0, agentID) {
 		e.log.Info("agent's session ended mid-round: dropped from its group", "agent", agentID)
@@ -179,7 +201,11 @@ func (e *Engine) waiting(key string) string {
 }
 
 // run drives rounds until ctx ends (when this node stops leading). It
-// first aborts rounds a previous leader left running.
+// first aborts rounds a previous leader left running, then keeps one loop
+// per running job, running rollout and, while operators wait for
+// explanations, the explanation queue (engine_loops.go): their rounds run
+// at the same time, at most MaxRounds at once. run returns once every
+// loop has ended.
 func (e *Engine) run(ctx context.Context) {
 	if n, err := e.rep.apply(ctx, cmdAbortRounds, abortCmd{Leader: e.rep.nodeID(), Term: e.rep.term(), At: e.cfg.Now(), Reason: "leader changed mid-round"}, nil); err != nil {
 		e.log.Warn("aborting earlier rounds", "err", err)
@@ -199,98 +225,102 @@ func (e *Engine) run(ctx context.Context) {
 		e.waits = map[string]string{} // a follower knows of no waits
 		e.mu.Unlock()
 	}()
-	fails := 0
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	running := map[string]chan struct{}{} // loop key → closed when the loop ends
 	for ctx.Err() == nil {
-		did, err := e.step(ctx)
-		if err != nil {
-			fails++
-		} else {
-			fails = 0
-		}
-		if err != nil && ctx.Err() == nil {
-			if errors.Is(err, ErrNotEnoughAgents) {
-				// Say why nothing happens, once a minute, not every poll.
-				if time.Since(e.lastWait) > time.Minute {
-					e.log.Info("waiting for agents", "why", err.Error())
-					e.lastWait = time.Now()
+		wake := e.woken()
+		for _, key := range e.loopKeys() {
+			if done, ok := running[key]; ok {
+				select {
+				case <-done: // ended: the key is back, start it again
+				default:
+					continue
 				}
-			} else {
-				e.log.Warn("round", "err", err)
 			}
+			done := make(chan struct{})
+			running[key] = done
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer close(done)
+				e.loop(ctx, key)
+			}()
 		}
-		if !did || err != nil {
-			// Back off after consecutive failures (agents busy or gone), so
-			// failed rounds do not flood the replicated log.
-			wait := e.cfg.Idle << min(fails, 6)
-			wait = min(wait, max(e.cfg.Idle, 5*time.Second))
-			var wake chan struct{} // nil blocks: only a shortage of agents ends early
-			if errors.Is(err, ErrNotEnoughAgents) {
-				wake = e.wake
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(wait):
-			case <-wake:
-			}
+		select {
+		case <-ctx.Done():
+		case <-wake:
+		case <-time.After(e.cfg.Idle):
 		}
 	}
 }
 
-// step runs one unit of work: a rollout's evaluation round if a rollout is
-// running, else the oldest running job's next round: the federated
-// evaluation it owes (eval_every), or training. It reports whether there
-// was work.
-func (e *Engine) step(ctx context.Context) (bool, error) {
-	if j := e.nextExplain(); j != nil {
-		return true, e.explainRound(ctx, j)
-	}
-	var rollout *RolloutRecord
-	var job *JobRecord
-	e.fsm.Read(func(s *State) {
-		if r := s.runningRollout(); r != nil {
-			c := *r
-			rollout = &c
-		}
-		var jobs []*JobRecord
-		for _, j := range s.Jobs {
-			if j.State == JobRunning {
-				jobs = append(jobs, j)
-			}
-		}
-		sort.Slice(jobs, func(a, b int) bool {
-			if !jobs[a].CreatedAt.Equal(jobs[b].CreatedAt) {
-				return jobs[a].CreatedAt.Before(jobs[b].CreatedAt)
-			}
-			return jobs[a].ID < jobs[b].ID
-		})
-		if len(jobs) > 0 {
-			c := *jobs[0]
-			job = &c
-		}
-	})
-	if rollout != nil {
-		err := e.rolloutStep(ctx, rollout)
-		e.noteWait("rollout/"+rollout.ID, err)
+// step runs one unit of work of the loop key ("job/ID", "rollout/ID" or
+// "explain") in a round slot: a rollout's evaluation round, the oldest
+// queued explanation, or a job's next round: the federated evaluation it
+// owes (eval_every), or training. It reports false when the key has no
+// more work (the job or rollout no longer runs, the queue is empty): its
+// loop ends.
+func (e *Engine) step(ctx context.Context, key string) (bool, error) {
+	if err := e.slots.acquire(ctx); err != nil {
 		return true, err
 	}
-	if job != nil {
+	defer e.slots.release()
+	kind, id, _ := strings.Cut(key, "/")
+	switch kind {
+	case loopExplain:
+		j := e.nextExplain()
+		if j == nil {
+			return false, nil
+		}
+		return true, e.explainRound(ctx, j)
+	case loopRollout:
+		var rollout *RolloutRecord
+		e.fsm.Read(func(s *State) {
+			if r, ok := s.Rollouts[id]; ok && r.State == RolloutRunning {
+				c := *r
+				rollout = &c
+			}
+		})
+		if rollout == nil {
+			return false, nil
+		}
+		err := e.rolloutStep(ctx, rollout)
+		e.noteWait(key, err)
+		return true, err
+	case loopJob:
+		var job *JobRecord
+		e.fsm.Read(func(s *State) {
+			if j, ok := s.Jobs[id]; ok && j.State == JobRunning {
+				c := *j
+				job = &c
+			}
+		})
+		if job == nil {
+			return false, nil
+		}
 		var err error
 		if job.evalDue() {
 			err = e.jobEvalRound(ctx, job)
 		} else {
 			err = e.trainRound(ctx, job)
 		}
-		e.noteWait("job/"+job.ID, err)
+		e.noteWait(key, err)
 		return true, err
 	}
 	return false, nil
 }
 
 // eligible returns the connected, unrevoked agents matching selector, in
-// a random order.
+// a random order, leaving out those busy in a round in progress (an agent
+// reports no number of rounds it accepts at once: it takes part in one
+// round of this engine at a time).
 func (e *Engine) eligible(selector map[string]string, only map[string]bool) []AgentLink {
 	var out []AgentLink
 	links := e.links()
+	e.mu.Lock()
+	busy := maps.Clone(e.claims)
+	e.mu.Unlock()
 	e.fsm.Read(func(s *State) {
 		for _, l := range links {
 			a, ok := s.Agents[l.AgentID()]
@@ -298,6 +328,9 @@ func (e *Engine) eligible(selector map[string]string, only map[string]bool) []Ag
 				continue
 			}
 			if only != nil && !only[a.ID] {
+				continue
+			}
+			if _, ok := busy[a.ID]; ok {
 				continue
 			}
 			out = append(out, l)
@@ -326,12 +359,16 @@ func selectCount(spec *JobSpec, eligible int) int {
 
 // invite asks each link to join round id and returns those that accepted.
 // A decline's reason is recorded for owner (the job, or "rollout/ID").
+// Links another round in progress claimed meanwhile are not asked; those
+// that do not join are free for other rounds again.
 func (e *Engine) invite(ctx context.Context, owner string, links []AgentLink, inv *protocol.RoundInvite) []AgentLink {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.InviteTimeout)
 	defer cancel()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var joined []AgentLink
+	links = e.claim(inv.RoundID, links)
+	defer func() { e.unclaim(inv.RoundID, links, joined) }()
 	for _, l := range links {
 		wg.Add(1)
 		go func(l AgentLink) {
@@ -406,16 +443,13 @@ func messageSize(m protocol.Message) int {
 // deliver routes an agent's round message to the stage waiting for it and
 // returns the stage's reply for that agent.
 func (e *Engine) deliver(ctx context.Context, agentID string, m protocol.Message) (protocol.Message, error) {
-	e.mu.Lock()
-	r := e.round
-	e.mu.Unlock()
 	if j, ok := m.(*protocol.RoundJoin); ok && !j.Accept {
 		// An agent withdraws mid-round (its training failed): stop waiting
 		// for it; SecAgg+ treats it as a dropout.
 		if e.groups.withdraw(j.RoundID, agentID) {
 			e.log.Info("agent withdrew from its group", "round", j.RoundID, "agent", agentID, "reason", j.Reason)
 		}
-		if r != nil && r.id == j.RoundID {
+		if r := e.activeRound(j.RoundID); r != nil {
 			r.Withdraw(agentID)
 			e.log.Info("agent withdrew from the round", "round", j.RoundID, "agent", agentID, "reason", j.Reason)
 			e.noteIssue(agentID, r.owner, r.id, j.Reason)
@@ -429,19 +463,31 @@ func (e *Engine) deliver(ctx context.Context, agentID string, m protocol.Message
 	if g := e.groups.find(round, agentID); g != nil {
 		return g.deliver(ctx, agentID, m)
 	}
-	if r == nil || r.id != round {
+	r := e.activeRound(round)
+	if r == nil {
 		return nil, fmt.Errorf("%w: round %d", ErrRoundFinished, round)
 	}
 	return r.deliver(ctx, agentID, m)
 }
 
-// countDownload adds n bytes of a download of model version to the active
-// round's bytes out, if its agents need that version.
-func (e *Engine) countDownload(version uint64, n int64) {
+// countDownload adds n bytes of agentID's download of model version to
+// the bytes out of the round in progress the agent takes part in, if that
+// round's agents need that version; a download by an agent in no round
+// counts in the first round in progress that needs the version.
+func (e *Engine) countDownload(agentID string, version uint64, n int64) {
 	e.mu.Lock()
-	r := e.round
+	r := e.rounds[e.claims[agentID]]
+	if r == nil || !slices.Contains(r.models, version) {
+		r = nil
+		for _, id := range slices.Sorted(maps.Keys(e.rounds)) {
+			if _, busy := e.claims[agentID]; !busy && slices.Contains(e.rounds[id].models, version) {
+				r = e.rounds[id]
+				break
+			}
+		}
+	}
 	e.mu.Unlock()
-	if r != nil && slices.Contains(r.models, version) {
+	if r != nil {
 		r.bytesOut.Add(n)
 	}
 }
@@ -452,10 +498,8 @@ func (e *Engine) acceptUpload(ctx context.Context, agentID string, m *protocol.M
 	if g := e.groups.find(m.RoundID, agentID); g != nil {
 		return g.uploads.accept(ctx, agentID, m, b, func() bool { _, ok := g.ids[agentID]; return ok })
 	}
-	e.mu.Lock()
-	r := e.round
-	e.mu.Unlock()
-	if r == nil || r.id != m.RoundID {
+	r := e.activeRound(m.RoundID)
+	if r == nil {
 		return &protocol.Error{Code: protocol.CodeRoundClosed, Message: fmt.Sprintf("round %d is not running", m.RoundID)}
 	}
 	return r.uploads.accept(ctx, agentID, m, b, func() bool { _, ok := r.ids[agentID]; return ok })

@@ -94,6 +94,9 @@ type simAgent struct {
 	// sharded round's plan naming one sends the agent's stages there.
 	groupEngines map[string]*Engine
 	via          map[uint64]*Engine // round → engine of the agent's group
+	// hostTime, if set, is how long local training takes on the agent's
+	// own host, spent without this machine's CPU (benchmarks).
+	hostTime time.Duration
 }
 
 // compute runs f holding the agents' CPU semaphore, if any.
@@ -180,6 +183,7 @@ func (a *simAgent) trainRound(p *protocol.RoundPlan) {
 			}
 		})
 		st = tensor.TrainStats{Loss: 1, Accuracy: 0.5}
+		time.Sleep(a.hostTime) // the host's training: not synchronisation
 	} else {
 		m := start.Clone()
 		st, err = tensor.Train(context.Background(), m, a.train, tensor.TrainConfig{Epochs: int(p.Epochs), BatchSize: int(p.BatchSize), LR: float32(p.LR), Seed: 1})

@@ -172,6 +172,8 @@ var (
 	descJobs          = prometheus.NewDesc("fedge_coordinator_jobs", "Training jobs in the replicated state, by state (running, stopped, done, failed).", []string{"state"}, nil)
 	descAgentsEnroll  = prometheus.NewDesc("fedge_coordinator_agents_enrolled", "Enrolled agents that are not revoked, in the replicated state.", nil, nil)
 	descStableVersion = prometheus.NewDesc("fedge_coordinator_stable_model_version", "The model version every agent outside a rollout serves (0: none).", nil, nil)
+	descRoundsRunning = prometheus.NewDesc("fedge_coordinator_rounds_in_progress",
+		"Rounds running in the replicated state, by the job they belong to (\"rollout/ID\" for a rollout's evaluation rounds, \"explain\" for explanation rounds); 0 for a running job between rounds.", []string{"job"}, nil)
 )
 
 // raftCollector reads the node's Raft replica at scrape time. It exports
@@ -242,7 +244,7 @@ func stateLabel(s raft.RaftState) string {
 type stateCollector struct{ n *Node }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRollouts, descJobs, descAgentsEnroll, descStableVersion} {
+	for _, d := range []*prometheus.Desc{descRollouts, descJobs, descAgentsEnroll, descStableVersion, descRoundsRunning} {
 		ch <- d
 	}
 }
@@ -252,6 +254,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	jobs := map[string]int{JobRunning: 0, JobStopped: 0, JobDone: 0, JobFailed: 0}
 	var agents int
 	var stable uint64
+	var running map[string]int
 	c.n.fsm.Read(func(s *State) {
 		for _, r := range s.Rollouts {
 			rollouts[r.State]++
@@ -265,7 +268,11 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		stable = s.Stable
+		running = s.roundsRunningByOwner()
 	})
+	for owner, k := range running {
+		ch <- prometheus.MustNewConstMetric(descRoundsRunning, prometheus.GaugeValue, float64(k), owner)
+	}
 	for st, k := range rollouts {
 		ch <- prometheus.MustNewConstMetric(descRollouts, prometheus.GaugeValue, float64(k), st)
 	}

@@ -73,6 +73,13 @@ type Config struct {
 	// while it checks it, then stores it as a blob beside the Raft log
 	// like every committed version. If zero, DefaultMaxImportBytes.
 	MaxImportBytes int64 `json:"max_import_bytes,omitempty"`
+	// MaxConcurrentRounds bounds the rounds the leader runs at once: each
+	// running job, running rollout and the explanation queue runs one
+	// round at a time, and their rounds overlap up to this bound (the
+	// rest wait their turn, first come first served). If zero,
+	// DefaultMaxConcurrentRounds (4); 1 runs one round at a time
+	// cluster-wide.
+	MaxConcurrentRounds int `json:"max_concurrent_rounds,omitempty"`
 	// SecurityConfig: where the seal key comes from, token TTL bound (pki.go).
 	SecurityConfig
 	// UIConfig: where and how the node serves the web console (node_console.go).
@@ -94,6 +101,8 @@ func (c *Config) Validate() error {
 		return errors.New("coordinator.Config: listen is required")
 	case c.MaxImportBytes < 0:
 		return errors.New("coordinator.Config: max_import_bytes must not be negative")
+	case c.MaxConcurrentRounds < 0:
+		return errors.New("coordinator.Config: max_concurrent_rounds must not be negative")
 	}
 	return identity.ValidateID(c.NodeID)
 }
@@ -277,7 +286,11 @@ func NewNode(cfg Config) (*Node, error) {
 			return fail(err)
 		}
 	}
-	n.eng = newEngine(log, cfg.Engine, n.fsm, n, n.links, n.met.engine)
+	ecfg := cfg.Engine
+	if ecfg.MaxRounds == 0 {
+		ecfg.MaxRounds = cfg.MaxConcurrentRounds
+	}
+	n.eng = newEngine(log, ecfg, n.fsm, n, n.links, n.met.engine)
 	n.eng.peers = n // sharded rounds reach the other coordinators (round_group_peer.go)
 	n.ready.Store(true)
 	n.wg.Add(3)

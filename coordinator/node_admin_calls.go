@@ -36,6 +36,7 @@ func (n *Node) apiClusterStatus(adminCall, none) (*api.ClusterStatus, error) {
 			}
 			st.Lines[line] = s.LineStable(line)
 		}
+		st.RoundsInProgress = s.roundsInProgress()
 	})
 	st.ConnectedAgents = len(n.ConnectedAgents())
 	return st, nil

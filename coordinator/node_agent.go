@@ -342,7 +342,11 @@ func (h agentHandler) ServeBulk(ctx context.Context, s *protocol.Session, first 
 	if err := b.ServeBlob(ctx, src, &info, req.Offset); err != nil {
 		return err
 	}
-	h.n.eng.countDownload(req.Version, size-int64(req.Offset))
+	agentID := ""
+	if who, err := identity.PeerIdentity(s.TLS()); err == nil && who.Role == identity.RoleAgent {
+		agentID = who.ID
+	}
+	h.n.eng.countDownload(agentID, req.Version, size-int64(req.Offset))
 	return nil
 }
 

@@ -12,7 +12,7 @@ import (
 )
 
 // explainJob is an operator's request for an explanation round, queued
-// for the engine, which runs one round at a time.
+// for the engine's explanation loop, which runs them one at a time.
 type explainJob struct {
 	req  api.ExplainRequest
 	done chan error // buffered: the engine never blocks on it
@@ -26,10 +26,7 @@ func (e *Engine) requestExplain(ctx context.Context, req api.ExplainRequest) err
 	e.mu.Lock()
 	e.explains = append(e.explains, j)
 	e.mu.Unlock()
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
+	e.poke()
 	select {
 	case err := <-j.done:
 		return err

@@ -24,22 +24,30 @@ import (
 // more examples is weighted as if it had this many).
 const DefaultMaxWeight = 1024
 
-// setRound makes r the round agents' messages go to.
+// setRound adds r to the rounds in progress: agents' messages carrying
+// its ID go to it.
 func (e *Engine) setRound(r *activeRound) {
 	e.mu.Lock()
-	e.round = r
+	e.rounds[r.id] = r
 	e.mu.Unlock()
 }
 
-// clearRound ends r for anyone still waiting in it.
+// clearRound ends r for anyone still waiting in it and frees its agents
+// for other rounds.
 func (e *Engine) clearRound(r *activeRound, err error) {
 	e.mu.Lock()
-	if e.round == r {
-		e.round = nil
+	if e.rounds[r.id] == r {
+		delete(e.rounds, r.id)
+	}
+	for a, id := range e.claims {
+		if id == r.id {
+			delete(e.claims, a)
+		}
 	}
 	e.mu.Unlock()
 	r.Close(err)
 	r.uploads.releaseAll()
+	e.poke()
 }
 
 // initialModel builds and commits version 1 of a job's model, after a
@@ -178,6 +186,7 @@ func (e *Engine) trainRound(ctx context.Context, job *JobRecord) error {
 	e.setRound(r)
 	priv, err := newRoundPrivacy(job, len(selected))
 	if err != nil {
+		e.clearRound(r, ErrRoundFinished) // rounds in progress hold only rounds that run
 		return e.failJob(ctx, job, err)
 	}
 	delta, weight, survivors, err := e.collectTrain(ctx, r, &rec, job, nparams, mrec, selected, minN, priv)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/fedge/fedge/coordinator/api"
 )
@@ -23,8 +24,10 @@ var clusterStatusSpec = cmdSpec{
 	path: "cluster status",
 	help: `Show the cluster as the answering coordinator sees it: each Raft server with
 the leader marked, the current term, the last and applied log indexes, the
-number of agents connected to the answering node, and the stable model
-version every agent outside a rollout serves.`,
+number of agents connected to the answering node, the stable model
+version every agent outside a rollout serves, and the rounds in progress
+(at most one per job or rollout; several jobs' rounds run at once, up to
+the coordinators' max_concurrent_rounds).`,
 	example: "fedge cluster status -coordinators 127.0.0.1:7001",
 }
 
@@ -85,8 +88,33 @@ func runClusterStatus(args []string, stdout, stderr io.Writer) int {
 			}
 			t.row(s.ID, s.Addr, s.Suffrage, mark)
 		}
-		return t.flush()
+		if err := t.flush(); err != nil {
+			return err
+		}
+		return roundsInProgress(w, st.RoundsInProgress)
 	})
+}
+
+// roundsInProgress writes the running rounds, one per job or rollout.
+func roundsInProgress(w io.Writer, rounds []api.RoundInProgress) error {
+	fmt.Fprintf(w, "\nRounds in progress: %d\n", len(rounds))
+	if len(rounds) == 0 {
+		return nil
+	}
+	t := newTable(w, "ROUND", "JOB", "KIND", "NUMBER", "STARTED")
+	now := time.Now()
+	for _, r := range rounds {
+		owner := r.Job
+		if r.Rollout != "" {
+			owner = "rollout/" + r.Rollout
+		}
+		number := "-"
+		if r.Number > 0 {
+			number = fmt.Sprint(r.Number)
+		}
+		t.row(r.ID, dash(owner), r.Kind, number, ago(now, r.StartedAt))
+	}
+	return t.flush()
 }
 
 var clusterJoinSpec = cmdSpec{

@@ -39,6 +39,8 @@ configuration comes from -config (a JSON file with the fields node_id,
 data_dir, listen, advertise, peers [{"id","addr"}], log_format, log_level,
 max_token_ttl, seal_key_file, seal_passphrase_file, max_import_bytes (the
 largest model file fedge models import accepts; default 256 MiB),
+max_concurrent_rounds (rounds of different jobs and rollouts the leader
+runs at once, one per job or rollout; default 4, 1 runs one at a time),
 metrics_listen, ui_listen, ui_tls_cert, ui_tls_key, ui_allow_insecure_http,
 ui_url, raft {"heartbeat", "election", "leader_lease", "commit"} (Go
 durations; default raft's LAN timings of 1s, 1s, 500ms, 50ms; on a host
@@ -98,6 +100,7 @@ func runCoordinatorContext(ctx context.Context, args []string, stdout, stderr io
 	c.fs.String("ui-url", "", "the console's base URL in login links; default from -ui-listen (JSON ui_url)")
 	c.fs.Duration("max-token-ttl", 0, "longest join-token lifetime issued; 0 means 168h (JSON max_token_ttl)")
 	c.fs.Int64("max-import-bytes", 0, "largest model file an operator may import; 0 means 256 MiB (JSON max_import_bytes)")
+	c.fs.Int("max-concurrent-rounds", 0, "rounds of different jobs and rollouts the leader runs at once; 0 means 4 (JSON max_concurrent_rounds)")
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
@@ -222,6 +225,12 @@ func applyCoordinatorFlags(c *cli, f *coordinatorFile) error {
 				err = fmt.Errorf("-max-import-bytes %q: want a number of bytes >= 0", v)
 			}
 			f.MaxImportBytes = n
+		case "max-concurrent-rounds":
+			n, perr := strconv.Atoi(v)
+			if perr != nil || n < 0 {
+				err = fmt.Errorf("-max-concurrent-rounds %q: want a number of rounds >= 0", v)
+			}
+			f.MaxConcurrentRounds = n
 		}
 	})
 	return err

@@ -90,7 +90,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// cluster status, table and JSON.
 	out := tc.ok(t, "cluster", "status")
-	contains(t, "cluster status", out, "Cluster:", "e2e", "Leader:", "c1 ("+tc.addr+")", "Stable model:", "ID", "SUFFRAGE")
+	contains(t, "cluster status", out, "Cluster:", "e2e", "Leader:", "c1 ("+tc.addr+")", "Stable model:", "ID", "SUFFRAGE", "Rounds in progress: 0")
 	var st api.ClusterStatus
 	tc.okJSON(t, &st, "cluster", "status")
 	if st.LeaderID != "c1" || len(st.Servers) != 1 || !st.Servers[0].Leader || st.Term == 0 || st.AppliedIndex == 0 {

@@ -22,6 +22,24 @@ type ClusterStatus struct {
 	// Lines maps each model line (a model name; every job's model is
 	// one) to its stable version; Stable is the default line's.
 	Lines map[string]uint64 `json:"lines,omitempty"`
+	// RoundsInProgress are the rounds running in the replicated state, by
+	// ID: at most one per job, rollout and the explanation queue, up to
+	// the leader's max_concurrent_rounds at once.
+	RoundsInProgress []RoundInProgress `json:"rounds_in_progress,omitempty"`
+}
+
+// RoundInProgress is a running round as ClusterStatus lists it.
+type RoundInProgress struct {
+	ID uint64 `json:"id"`
+	// Job is the round's job, Rollout its rollout (evaluation rounds of a
+	// rollout); both are empty for an explanation round.
+	Job     string `json:"job,omitempty"`
+	Rollout string `json:"rollout,omitempty"`
+	Kind    string `json:"kind"`
+	// Number is the job's round number (training and evaluation rounds).
+	Number    int       `json:"number,omitempty"`
+	Leader    string    `json:"leader"`
+	StartedAt time.Time `json:"started_at"`
 }
 
 // ServerInfo is one Raft server of the cluster.

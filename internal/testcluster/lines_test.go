@@ -36,7 +36,18 @@ func TestTwoModelLines(t *testing.T) {
 	digits.Name = "digits"
 	linear := fedAvgJob(1)
 	linear.Name, linear.Model = "linear", "logreg"
-	digitsID, linearID := c.StartJob(digits), c.StartJob(linear)
+	// The cluster's first model makes the default line: the digits job
+	// commits its first version before the linear job starts (the leader
+	// runs both jobs' rounds at once, so which first model commits first
+	// would otherwise be a race).
+	digitsID := c.StartJob(digits)
+	if err := wait.Until(ctx, 60*time.Second, func() bool {
+		j, err := c.Admin.Jobs().Status(ctx, digitsID, api.QueryOptions{})
+		return err == nil && j.Model != 0
+	}); err != nil {
+		t.Fatalf("the digits job's first model: %v", err)
+	}
+	linearID := c.StartJob(linear)
 	v2nn := c.WaitCommitted(digitsID, 1, 120*time.Second)[0].ModelOut
 	vLog := c.WaitCommitted(linearID, 1, 120*time.Second)[0].ModelOut
 

@@ -1,0 +1,165 @@
+package testcluster_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fedge/fedge/coordinator"
+	"github.com/fedge/fedge/coordinator/api"
+	"github.com/fedge/fedge/internal/testcluster"
+)
+
+// TestConcurrentJobsRoundsOverlap runs two SecAgg+ jobs on disjoint
+// agents (tier=canary and tier=prod) in one 3-coordinator cluster: their
+// rounds overlap in time (the leader runs one round per job at once),
+// cluster status shows both jobs' rounds in progress, and each job
+// reaches its round count with a model chain of its own that learned.
+func TestConcurrentJobsRoundsOverlap(t *testing.T) {
+	heavy(t)
+	c := testcluster.New(t, testcluster.Options{Agents: 6, Shards: 100, Canaries: 3})
+	c.WaitConnected(6)
+	const rounds = 3
+	spec := func(name, tier string) api.JobSpec {
+		return api.JobSpec{
+			Name: name, Model: "logreg", Rounds: rounds, Fraction: 1, MinClients: 3, Seed: 1,
+			Selector: map[string]string{"tier": tier},
+			Plan:     api.LocalPlan{Epochs: 1, BatchSize: 10, LR: 0.1},
+			SecAgg:   api.SecAggSpec{Enabled: true},
+			Deadline: api.Deadlines{Download: api.Duration(20 * time.Second), Train: api.Duration(30 * time.Second), Stage: api.Duration(10 * time.Second)},
+		}
+	}
+	// Watch cluster status for both jobs' rounds in progress at once.
+	ctx, stop := context.WithCancel(context.Background())
+	var (
+		mu       sync.Mutex
+		together []api.RoundInProgress
+	)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for ctx.Err() == nil {
+			st, err := c.Admin.Cluster().Status(ctx, api.QueryOptions{})
+			if err == nil && len(st.RoundsInProgress) >= 2 && st.RoundsInProgress[0].Job != st.RoundsInProgress[1].Job {
+				mu.Lock()
+				together = st.RoundsInProgress
+				mu.Unlock()
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	a := c.StartJob(spec("canary", "canary"))
+	b := c.StartJob(spec("prod", "prod"))
+	ra := c.WaitCommitted(a, rounds, 240*time.Second)
+	rb := c.WaitCommitted(b, rounds, 240*time.Second)
+	stop()
+	<-watched
+
+	overlaps := 0
+	for _, x := range ra {
+		for _, y := range rb {
+			if x.StartedAt.Before(y.EndedAt) && y.StartedAt.Before(x.EndedAt) {
+				overlaps++
+			}
+		}
+	}
+	if overlaps == 0 {
+		for _, r := range append(ra, rb...) {
+			t.Logf("job %s round %d: %v .. %v", r.Job, r.Number, r.StartedAt.Format(time.StampMilli), r.EndedAt.Format(time.StampMilli))
+		}
+		t.Fatal("no round of one job overlapped a round of the other: the leader ran them one at a time")
+	}
+	t.Logf("%d pairs of overlapping rounds of the two jobs", overlaps)
+	mu.Lock()
+	if len(together) < 2 {
+		t.Errorf("cluster status never showed both jobs' rounds in progress at once")
+	} else {
+		t.Logf("cluster status showed rounds in progress %+v", together)
+	}
+	mu.Unlock()
+
+	for _, job := range []struct {
+		id, tier string
+		rounds   []api.Round
+	}{{a, "canary", ra}, {b, "prod", rb}} {
+		parent := job.rounds[0].ModelIn
+		for _, r := range job.rounds {
+			if r.State != api.RoundCommitted || r.Metrics["survivors"] != 3 {
+				t.Fatalf("job %s round %d: %s %q survivors %v", job.id, r.Number, r.State, r.Error, r.Metrics["survivors"])
+			}
+			if r.ModelIn != parent {
+				t.Fatalf("job %s round %d started from model %d, want its previous round's %d", job.id, r.Number, r.ModelIn, parent)
+			}
+			parent = r.ModelOut
+			for _, p := range r.Participants {
+				if agentTier(t, c, p) != job.tier {
+					t.Fatalf("job %s round %d had agent %s outside tier=%s", job.id, r.Number, p, job.tier)
+				}
+			}
+		}
+		first, last := testAccuracy(t, c, job.rounds[0].ModelIn), testAccuracy(t, c, parent)
+		if last < 0.8 || last < first+0.3 {
+			t.Fatalf("job %s: test accuracy %.3f -> %.3f after %d rounds", job.id, first, last, rounds)
+		}
+		t.Logf("job %s: test accuracy %.3f -> %.3f", job.id, first, last)
+	}
+	assertSameModels(t, c)
+}
+
+// agentTier returns the tier label of agent id as the cluster records it.
+func agentTier(t *testing.T, c *testcluster.Cluster, id string) string {
+	t.Helper()
+	agents, err := c.Admin.Agents().List(context.Background(), api.QueryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range agents {
+		if a.ID == id {
+			return a.Labels["tier"]
+		}
+	}
+	t.Fatalf("agent %s is not enrolled", id)
+	return ""
+}
+
+// BenchmarkConcurrentJobs measures the wall time of two 5-round SecAgg+
+// jobs of logistic regression on disjoint agents (3 each) in a
+// 3-coordinator cluster, started together, with the leader running one
+// round at a time (max_concurrent_rounds 1) and the default 4.
+//
+//	go test -run '^$' -bench ConcurrentJobs -benchtime 3x ./internal/testcluster/
+func BenchmarkConcurrentJobs(b *testing.B) {
+	const rounds = 5
+	for _, max := range []int{1, 4} {
+		b.Run(fmt.Sprintf("max_concurrent_rounds=%d", max), func(b *testing.B) {
+			c := testcluster.New(b, testcluster.Options{Agents: 6, Shards: 100, Canaries: 3,
+				Node: func(_ int, cfg *coordinator.Config) { cfg.MaxConcurrentRounds = max }})
+			c.WaitConnected(6)
+			spec := func(tier string) api.JobSpec {
+				return api.JobSpec{
+					Name: tier, Model: "logreg", Rounds: rounds, Fraction: 1, MinClients: 3, Seed: 1,
+					Selector: map[string]string{"tier": tier},
+					Plan:     api.LocalPlan{Epochs: 1, BatchSize: 10, LR: 0.1},
+					SecAgg:   api.SecAggSpec{Enabled: true},
+					Deadline: api.Deadlines{Download: api.Duration(20 * time.Second), Train: api.Duration(30 * time.Second), Stage: api.Duration(10 * time.Second)},
+				}
+			}
+			b.ResetTimer()
+			var total time.Duration
+			for range b.N {
+				start := time.Now()
+				x, y := c.StartJob(spec("canary")), c.StartJob(spec("prod"))
+				c.WaitCommitted(x, rounds, 300*time.Second)
+				c.WaitCommitted(y, rounds, 300*time.Second)
+				total += time.Since(start)
+			}
+			b.ReportMetric(total.Seconds()/float64(b.N), "s/two-jobs")
+		})
+	}
+}
