@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fedge/fedge/agent"
 	"github.com/fedge/fedge/coordinator"
 	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/internal/testcluster"
@@ -19,7 +21,27 @@ import (
 // reaches its round count with a model chain of its own that learned.
 func TestConcurrentJobsRoundsOverlap(t *testing.T) {
 	heavy(t)
-	c := testcluster.New(t, testcluster.Options{Agents: 6, Shards: 100, Canaries: 3})
+	// Each job's agents hold their update until a round of the other job
+	// is seen in progress (or 15 s passed): whichever job starts first
+	// waits inside its round for the other's, so an engine that runs the
+	// jobs' rounds at once overlaps them however fast rounds are, and one
+	// that runs them one at a time shows none (the other job's round
+	// waits for the held one).
+	seen := [2]chan struct{}{make(chan struct{}), make(chan struct{})} // canary's, prod's round seen
+	var seenOnce [2]sync.Once
+	hold := func(i int, cfg *agent.Config) {
+		other := seen[1] // a canary agent (tier=canary: i < 3) waits for prod
+		if i >= 3 {
+			other = seen[0]
+		}
+		cfg.OnUpdate = func([]float32, []uint32) {
+			select {
+			case <-other:
+			case <-time.After(15 * time.Second):
+			}
+		}
+	}
+	c := testcluster.New(t, testcluster.Options{Agents: 6, Shards: 100, Canaries: 3, Agent: hold})
 	c.WaitConnected(6)
 	const rounds = 3
 	spec := func(name, tier string) api.JobSpec {
@@ -36,12 +58,23 @@ func TestConcurrentJobsRoundsOverlap(t *testing.T) {
 	var (
 		mu       sync.Mutex
 		together []api.RoundInProgress
+		jobIDs   atomic.Value // the canary and prod jobs' IDs once started
 	)
+	jobIDs.Store([2]string{})
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
 		for ctx.Err() == nil {
 			st, err := c.Admin.Cluster().Status(ctx, api.QueryOptions{})
+			if err == nil {
+				for _, r := range st.RoundsInProgress {
+					for k, id := range jobIDs.Load().([2]string) {
+						if id != "" && r.Job == id {
+							seenOnce[k].Do(func() { close(seen[k]) })
+						}
+					}
+				}
+			}
 			if err == nil && len(st.RoundsInProgress) >= 2 && st.RoundsInProgress[0].Job != st.RoundsInProgress[1].Job {
 				mu.Lock()
 				together = st.RoundsInProgress
@@ -55,7 +88,9 @@ func TestConcurrentJobsRoundsOverlap(t *testing.T) {
 		}
 	}()
 	a := c.StartJob(spec("canary", "canary"))
+	jobIDs.Store([2]string{a, ""})
 	b := c.StartJob(spec("prod", "prod"))
+	jobIDs.Store([2]string{a, b})
 	ra := c.WaitCommitted(a, rounds, 240*time.Second)
 	rb := c.WaitCommitted(b, rounds, 240*time.Second)
 	stop()
