@@ -42,7 +42,8 @@ func sampleMessages() []Message {
 		&Heartbeat{Seq: 9, Sent: t0, ModelVersion: 17, Busy: true, Status: &AgentStatus{
 			DataKind: "mnist", Features: 784, Classes: 10, TrainExamples: 54000, HeldOutExamples: 6000,
 			Trainer: "engine", TrainerFailure: "trainer exited 1", TrainerFailureAt: t0.Add(-time.Minute),
-			Events: []StatusEvent{{At: t0.Add(-time.Second), Level: "error", Message: "left round 7: training: shapes differ"}}}},
+			Events: []StatusEvent{{At: t0.Add(-time.Second), Level: "error", Message: "left round 7: training: shapes differ"}}},
+			Lines: []ServedLine{{Name: "2nn", Version: 17}, {Name: "logreg", Declined: true}}, Concurrent: 2},
 		&EnrollRequest{Token: "jt_abcdef", CSR: []byte{0x30, 0x82, 0x01, 0x02}, Labels: map[string]string{"os": "linux", "site": "paris"}},
 		&EnrollResponse{AgentID: "agent-0042", Cert: []byte{0x30, 0x01}, CACert: []byte{0x30, 0x02}},
 		&RoundInvite{RoundID: 7, Job: "mnist-cnn", Kind: RoundEval, Deadlines: []StageDeadline{
