@@ -363,10 +363,19 @@ func atTrailer(m Message, n int) bool {
 	if !ok || hb.Status == nil {
 		return false
 	}
-	v1 := *hb
-	v1.Status = nil
-	b, err := Marshal(nil, &v1, Limits{})
-	return err == nil && len(b) == n
+	// The heartbeat as versions 1 (no status), 3 (no lines) and 5 (no
+	// concurrency) write it: each is a complete message.
+	v1 := Heartbeat{Seq: hb.Seq, Sent: hb.Sent, ModelVersion: hb.ModelVersion, Busy: hb.Busy}
+	v3 := v1
+	v3.Status = hb.Status
+	v5 := v3
+	v5.Lines = hb.Lines
+	for _, short := range []*Heartbeat{&v1, &v3, &v5} {
+		if b, err := Marshal(nil, short, Limits{}); err == nil && len(b) == n {
+			return true
+		}
+	}
+	return false
 }
 
 // TestHeartbeatV1 decodes a heartbeat as version 1 and 2 peers send it
