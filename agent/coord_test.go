@@ -45,6 +45,9 @@ type testCoord struct {
 	heartbeats, renewals, downloads, enrollments atomic.Int64
 	// status is the last status report a heartbeat carried.
 	status atomic.Pointer[protocol.AgentStatus]
+	// concurrent is the last Heartbeat.Concurrent (0: none sent yet, or
+	// a heartbeat without it).
+	concurrent atomic.Uint32
 	// declined are the rounds agents withdrew from (RoundJoin, Accept
 	// false), in order.
 	declined []uint64
@@ -184,6 +187,7 @@ func (c *testCoord) agentMessage(ctx context.Context, s *protocol.Session, m pro
 	}
 	switch v := m.(type) {
 	case *protocol.Heartbeat:
+		c.concurrent.Store(v.Concurrent)
 		c.heartbeats.Add(1)
 		if v.Status != nil {
 			c.status.Store(v.Status)

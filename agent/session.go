@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math"
 	mrand "math/rand/v2"
 	"time"
 
@@ -396,6 +397,9 @@ func (a *Agent) heartbeat(ctx context.Context, sess *protocol.Session, seq uint6
 	}
 	if sess.Version() >= 5 { // and the served lines after it
 		hb.Lines = a.servedLineReport()
+	}
+	if sess.Version() >= 6 { // and how many rounds it runs at once
+		hb.Concurrent = uint32(min(a.cfg.Jobs.concurrent(), math.MaxUint32))
 	}
 	return sess.Request(hctx, hb)
 }

@@ -93,3 +93,26 @@ func TestStatusFromVersion3(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentFromVersion6: the agent reports its jobs.concurrent (1
+// when unset) in its heartbeats to a coordinator that speaks version 6,
+// and nothing to a version 5 one (whose decoder would reject the trailer).
+func TestConcurrentFromVersion6(t *testing.T) {
+	for _, tc := range []struct {
+		version    uint32
+		concurrent int
+		want       uint32
+	}{{5, 3, 0}, {6, 0, 1}, {6, 3, 3}} {
+		t.Run(fmt.Sprintf("version %d concurrent %d", tc.version, tc.concurrent), func(t *testing.T) {
+			c := newTestCoordVersion(t, nil, newHub(nil), tc.version)
+			ra := enrolledAgent(t, c, t.TempDir(), func(cfg *Config) { cfg.Jobs.Concurrent = tc.concurrent })
+			if got := c.session(ra.ID()).Version(); got != tc.version {
+				t.Fatalf("session runs version %d, want %d", got, tc.version)
+			}
+			testutil.WaitFor(t, 10*time.Second, "2 heartbeats", func() bool { return c.heartbeats.Load() >= 2 })
+			if got := c.concurrent.Load(); got != tc.want {
+				t.Fatalf("heartbeat reports %d rounds at once, want %d", got, tc.want)
+			}
+		})
+	}
+}

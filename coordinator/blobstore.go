@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,6 +205,11 @@ func (p *filePartial) Commit(sum [32]byte) error {
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
 	if err := os.Rename(p.f.Name(), p.s.path(p.hash)); err != nil {
+		if _, serr := os.Stat(p.s.path(p.hash)); errors.Is(err, fs.ErrNotExist) && serr == nil {
+			// Another writer of the same blob committed first (the
+			// same bytes, by their hash): this one's file was that one.
+			return nil
+		}
 		return fmt.Errorf("coordinator.FileBlobs.Commit: %w", err)
 	}
 	return syncDir(p.s.dir)

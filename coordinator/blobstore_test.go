@@ -87,6 +87,40 @@ func TestFileBlobsPartialIsNeverVisible(t *testing.T) {
 	}
 }
 
+// TestFileBlobsSameBlobTwice: two writers of one blob at once (two jobs
+// committing identical initial models stage the same bytes) both commit;
+// the second finds the blob the first committed rather than failing.
+func TestFileBlobsSameBlobTwice(t *testing.T) {
+	s, err := OpenFileBlobs(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("twice"), 1000)
+	sum := sha256.Sum256(data)
+	hash := hex.EncodeToString(sum[:])
+	var ws []BlobWriter
+	for range 2 {
+		w, err := s.Create(hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		if _, err := w.WriteAt(data, 0); err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, w)
+	}
+	for i, w := range ws {
+		if err := w.Commit(sum); err != nil {
+			t.Fatalf("writer %d's commit: %v", i, err)
+		}
+	}
+	got, err := readBlobRange(s, hash, 0, int64(len(data)))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back: %v", err)
+	}
+}
+
 // TestBlobGCKeepsNamedVersions: retention removes a dropped version's
 // blob from the store, and never one the registry (stable, a job's
 // current version, a pinned one, the newest) or a rollout still names.

@@ -35,6 +35,26 @@ type AgentLink interface {
 	Send(ctx context.Context, m protocol.Message) error
 }
 
+// ConcurrentLink is an AgentLink whose agent said how many rounds of
+// different jobs it runs at once (its jobs.concurrent, in its heartbeats).
+// The engine invites an agent to another round while its rounds in
+// progress are fewer than that; a link without the method, or one
+// reporting 0 (nothing reported yet), takes one round at a time.
+type ConcurrentLink interface {
+	AgentLink
+	// Concurrent is how many rounds the agent runs at once; 0 if unknown.
+	Concurrent() int
+}
+
+// roundsAtOnce is how many rounds of this engine l's agent may take part
+// in at once: what it reported, at least 1.
+func roundsAtOnce(l AgentLink) int {
+	if c, ok := l.(ConcurrentLink); ok {
+		return max(1, c.Concurrent())
+	}
+	return 1
+}
+
 // Errors of the round engine.
 var (
 	ErrNotEnoughAgents = errors.New("coordinator: not enough eligible agents connected")
@@ -81,9 +101,11 @@ type Engine struct {
 	// rounds are the rounds in progress, by round ID: agents' messages go
 	// to the round whose ID they carry.
 	rounds map[uint64]*activeRound
-	// claims name, per agent, the round it was invited to or joined: an
-	// agent takes part in one round of this engine at a time.
-	claims map[string]uint64
+	// claims name, per agent, the rounds it was invited to or joined, in
+	// the order it was invited: an agent takes part in at most
+	// roundsAtOnce rounds of this engine at a time (rounds of different
+	// jobs: each job runs one round at a time).
+	claims map[string][]uint64
 	// slots bound the rounds in progress (EngineConfig.MaxRounds), first
 	// come first served.
 	slots *slots
@@ -157,7 +179,7 @@ func newEngine(log *slog.Logger, cfg EngineConfig, fsm *FSM, rep replicator, lin
 		log: log, cfg: cfg, fsm: fsm, rep: rep, links: links, met: met,
 		strategies: map[string]Strategy{}, stratVer: map[string]uint64{}, waits: map[string]string{},
 		residuals: map[string]pushResidual{}, issues: map[string]agentIssue{}, wake: make(chan struct{}),
-		rounds: map[uint64]*activeRound{}, claims: map[string]uint64{}, slots: newSlots(cfg.MaxRounds),
+		rounds: map[uint64]*activeRound{}, claims: map[string][]uint64{}, slots: newSlots(cfg.MaxRounds),
 		loops: map[string]*loopState{}, tried: make(chan struct{}),
 	}
 }
@@ -312,14 +334,18 @@ func (e *Engine) step(ctx context.Context, key string) (bool, error) {
 }
 
 // eligible returns the connected, unrevoked agents matching selector, in
-// a random order, leaving out those busy in a round in progress (an agent
-// reports no number of rounds it accepts at once: it takes part in one
-// round of this engine at a time).
+// a random order, leaving out those busy in as many rounds in progress as
+// they run at once (roundsAtOnce: 1 unless the agent reported more).
 func (e *Engine) eligible(selector map[string]string, only map[string]bool) []AgentLink {
 	var out []AgentLink
 	links := e.links()
+	busy := map[string]bool{}
 	e.mu.Lock()
-	busy := maps.Clone(e.claims)
+	for _, l := range links {
+		if len(e.claims[l.AgentID()]) >= roundsAtOnce(l) {
+			busy[l.AgentID()] = true
+		}
+	}
 	e.mu.Unlock()
 	e.fsm.Read(func(s *State) {
 		for _, l := range links {
@@ -330,7 +356,7 @@ func (e *Engine) eligible(selector map[string]string, only map[string]bool) []Ag
 			if only != nil && !only[a.ID] {
 				continue
 			}
-			if _, ok := busy[a.ID]; ok {
+			if busy[a.ID] {
 				continue
 			}
 			out = append(out, l)
@@ -359,8 +385,9 @@ func selectCount(spec *JobSpec, eligible int) int {
 
 // invite asks each link to join round id and returns those that accepted.
 // A decline's reason is recorded for owner (the job, or "rollout/ID").
-// Links another round in progress claimed meanwhile are not asked; those
-// that do not join are free for other rounds again.
+// Links that other rounds in progress claimed meanwhile, as many as they
+// run at once, are not asked; those that do not join are free for other
+// rounds again.
 func (e *Engine) invite(ctx context.Context, owner string, links []AgentLink, inv *protocol.RoundInvite) []AgentLink {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.InviteTimeout)
 	defer cancel()
@@ -471,16 +498,22 @@ func (e *Engine) deliver(ctx context.Context, agentID string, m protocol.Message
 }
 
 // countDownload adds n bytes of agentID's download of model version to
-// the bytes out of the round in progress the agent takes part in, if that
-// round's agents need that version; a download by an agent in no round
+// the bytes out of the first round in progress the agent takes part in
+// whose agents need that version; a download by an agent in no round
 // counts in the first round in progress that needs the version.
 func (e *Engine) countDownload(agentID string, version uint64, n int64) {
 	e.mu.Lock()
-	r := e.rounds[e.claims[agentID]]
-	if r == nil || !slices.Contains(r.models, version) {
-		r = nil
+	var r *activeRound
+	mine := e.claims[agentID]
+	for _, id := range mine {
+		if cr := e.rounds[id]; cr != nil && slices.Contains(cr.models, version) {
+			r = cr
+			break
+		}
+	}
+	if r == nil && len(mine) == 0 {
 		for _, id := range slices.Sorted(maps.Keys(e.rounds)) {
-			if _, busy := e.claims[agentID]; !busy && slices.Contains(e.rounds[id].models, version) {
+			if slices.Contains(e.rounds[id].models, version) {
 				r = e.rounds[id]
 				break
 			}

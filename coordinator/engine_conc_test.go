@@ -97,7 +97,7 @@ func TestEngineRoutesMessagesByRoundID(t *testing.T) {
 	ra, waitA := open(11, "job-a", "a1", "a2")
 	rb, waitB := open(12, "job-b", "b1", "b2")
 	e.mu.Lock()
-	e.claims["a1"], e.claims["a2"], e.claims["b1"], e.claims["b2"] = 11, 11, 12, 12
+	e.claims["a1"], e.claims["a2"], e.claims["b1"], e.claims["b2"] = []uint64{11}, []uint64{11}, []uint64{12}, []uint64{12}
 	e.mu.Unlock()
 
 	// An agent of round 11 sending round 12's ID reaches round 12, which
@@ -212,6 +212,93 @@ func TestEngineSkipsAgentsBusyInAnotherRound(t *testing.T) {
 	e.clearRound(r2, ErrRoundFinished)
 	if got := ids(e.eligible(nil, nil)); len(got) != 4 {
 		t.Fatalf("eligible with no round in progress: %v", got)
+	}
+}
+
+// concLink is a joinLink whose agent reported how many rounds of
+// different jobs it runs at once.
+type concLink struct {
+	*joinLink
+	n int
+}
+
+func (l concLink) Concurrent() int { return l.n }
+
+// TestEngineHonoursAgentConcurrency: an agent that reported 2 rounds at
+// once is invited to two jobs' rounds in progress at the same time, and
+// to no third; agents that reported 1, or nothing, are invited to one
+// round at a time. Ending a round frees one of the agent's places, and a
+// download counts in the agent's round that needs the version.
+func TestEngineHonoursAgentConcurrency(t *testing.T) {
+	two, one, none := &joinLink{id: "c2"}, &joinLink{id: "c1"}, &joinLink{id: "c0"}
+	links := []AgentLink{concLink{two, 2}, concLink{one, 1}, none}
+	fsm := NewFSM(nil)
+	rep := &memRep{f: fsm}
+	if _, err := rep.apply(context.Background(), cmdBootstrap, bootstrapCmd{ClusterName: "conc", CA: []byte("ca")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range links {
+		fsm.state.Agents[l.AgentID()] = &AgentRecord{ID: l.AgentID()}
+	}
+	e := newEngine(discardLogger(), EngineConfig{}, fsm, rep, func() []AgentLink { return links }, nil)
+	ids := func(ls []AgentLink) []string {
+		var out []string
+		for _, l := range ls {
+			out = append(out, l.AgentID())
+		}
+		slices.Sort(out)
+		return out
+	}
+	invite := func(id uint64, job string, models ...uint64) (*activeRound, []string) {
+		r := &activeRound{id: id, owner: job, models: models}
+		e.setRound(r)
+		return r, ids(e.invite(context.Background(), job, links, &protocol.RoundInvite{RoundID: id, Job: job}))
+	}
+
+	r1, got := invite(31, "job-a", 7)
+	if !slices.Equal(got, []string{"c0", "c1", "c2"}) {
+		t.Fatalf("round 31 joined %v, want every agent", got)
+	}
+	if got := ids(e.eligible(nil, nil)); !slices.Equal(got, []string{"c2"}) {
+		t.Fatalf("eligible while every agent is in round 31: %v, want [c2] (it runs 2 rounds at once)", got)
+	}
+	r2, got := invite(32, "job-b", 8)
+	if !slices.Equal(got, []string{"c2"}) {
+		t.Fatalf("round 32 joined %v, want [c2]", got)
+	}
+	for _, l := range []*joinLink{one, none} {
+		if slices.Contains(l.invites, 32) {
+			t.Errorf("%s, which runs one round at a time, was invited to round 32 while in round 31", l.id)
+		}
+	}
+	if !slices.Contains(two.invites, 32) {
+		t.Errorf("c2 was not invited to round 32: invites %v", two.invites)
+	}
+	if got := ids(e.eligible(nil, nil)); len(got) != 0 {
+		t.Fatalf("eligible while c2 is in 2 rounds and the others in 1: %v, want none", got)
+	}
+	r3, got := invite(33, "job-c")
+	if len(got) != 0 || slices.Contains(two.invites, 33) {
+		t.Fatalf("round 33 joined %v (c2's invites %v): c2 runs at most 2 rounds at once", got, two.invites)
+	}
+	e.clearRound(r3, ErrRoundFinished)
+
+	// c2's download of version 8 counts in round 32, which needs it.
+	e.countDownload("c2", 8, 100)
+	if a, b := r1.bytesOut.Load(), r2.bytesOut.Load(); a != 0 || b != 100 {
+		t.Fatalf("c2's download of version 8 counted %d in round 31 and %d in round 32, want 0 and 100", a, b)
+	}
+
+	e.clearRound(r1, ErrRoundFinished)
+	if got := ids(e.eligible(nil, nil)); !slices.Equal(got, []string{"c0", "c1", "c2"}) {
+		t.Fatalf("eligible after round 31 ended (c2 still in round 32): %v, want every agent", got)
+	}
+	e.clearRound(r2, ErrRoundFinished)
+	e.mu.Lock()
+	left := len(e.claims)
+	e.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d agents still claimed with no round in progress", left)
 	}
 }
 

@@ -212,20 +212,40 @@ func (e *Engine) activeRounds() []*activeRound {
 	return out
 }
 
-// claim reserves for round the links no other round in progress holds
-// and returns them.
+// claim reserves for round the links that other rounds in progress do
+// not hold as many times as their agents run rounds at once
+// (roundsAtOnce), and returns them.
 func (e *Engine) claim(round uint64, links []AgentLink) []AgentLink {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := make([]AgentLink, 0, len(links))
 	for _, l := range links {
-		if id, ok := e.claims[l.AgentID()]; ok && id != round {
-			continue
+		a := l.AgentID()
+		if ids := e.claims[a]; !slices.Contains(ids, round) {
+			if len(ids) >= roundsAtOnce(l) {
+				continue
+			}
+			e.claims[a] = append(ids, round)
 		}
-		e.claims[l.AgentID()] = round
 		out = append(out, l)
 	}
 	return out
+}
+
+// dropClaim removes round from agent's claims; e.mu is held. It reports
+// whether agent held round.
+func (e *Engine) dropClaim(agent string, round uint64) bool {
+	ids := e.claims[agent]
+	i := slices.Index(ids, round)
+	if i < 0 {
+		return false
+	}
+	if len(ids) == 1 {
+		delete(e.claims, agent)
+		return true
+	}
+	e.claims[agent] = slices.Delete(slices.Clone(ids), i, i+1)
+	return true
 }
 
 // unclaim frees the claimed links of round that did not join it.
@@ -237,8 +257,7 @@ func (e *Engine) unclaim(round uint64, claimed, joined []AgentLink) {
 	freed := false
 	e.mu.Lock()
 	for _, l := range claimed {
-		if a := l.AgentID(); !in[a] && e.claims[a] == round {
-			delete(e.claims, a)
+		if a := l.AgentID(); !in[a] && e.dropClaim(a, round) {
 			freed = true
 		}
 	}

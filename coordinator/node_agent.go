@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -35,7 +36,13 @@ type agentConn struct {
 	// report is the agent's latest status report (Heartbeat.Status, on
 	// version 3 sessions), nil before the first.
 	report atomic.Pointer[agentReport]
+	// concurrent is how many rounds of different jobs the agent runs at
+	// once (Heartbeat.Concurrent, on version 6 sessions), 0 before its
+	// first report: the engine then gives it one round at a time.
+	concurrent atomic.Uint32
 }
+
+var _ ConcurrentLink = (*agentConn)(nil)
 
 // agentReport is an agent's status report and when it arrived.
 type agentReport struct {
@@ -74,6 +81,10 @@ func (a *agentConn) Request(ctx context.Context, m protocol.Message) (protocol.M
 	return a.sess.Request(ctx, m)
 }
 func (a *agentConn) Send(ctx context.Context, m protocol.Message) error { return a.sess.Send(ctx, m) }
+
+// Concurrent implements ConcurrentLink: the agent's reported
+// jobs.concurrent, 0 if it reported none.
+func (a *agentConn) Concurrent() int { return int(min(a.concurrent.Load(), math.MaxInt32)) }
 
 // Version is the protocol version the agent's session runs.
 func (a *agentConn) Version() uint32 { return a.sess.Version() }
@@ -207,6 +218,7 @@ func (h agentHandler) ServeMessage(ctx context.Context, s *protocol.Session, m p
 		n.seen[id.ID] = time.Now()
 		if c, ok := n.agents[id.ID]; ok && c.sess == s {
 			c.served.Store(v.ModelVersion)
+			c.concurrent.Store(v.Concurrent)
 			if v.Status != nil {
 				c.keepReport(v.Status, time.Now().UTC())
 			}

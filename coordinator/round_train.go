@@ -39,10 +39,8 @@ func (e *Engine) clearRound(r *activeRound, err error) {
 	if e.rounds[r.id] == r {
 		delete(e.rounds, r.id)
 	}
-	for a, id := range e.claims {
-		if id == r.id {
-			delete(e.claims, a)
-		}
+	for a := range e.claims {
+		e.dropClaim(a, r.id)
 	}
 	e.mu.Unlock()
 	r.Close(err)

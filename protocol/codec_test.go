@@ -42,7 +42,8 @@ func sampleMessages() []Message {
 		&Heartbeat{Seq: 9, Sent: t0, ModelVersion: 17, Busy: true, Status: &AgentStatus{
 			DataKind: "mnist", Features: 784, Classes: 10, TrainExamples: 54000, HeldOutExamples: 6000,
 			Trainer: "engine", TrainerFailure: "trainer exited 1", TrainerFailureAt: t0.Add(-time.Minute),
-			Events: []StatusEvent{{At: t0.Add(-time.Second), Level: "error", Message: "left round 7: training: shapes differ"}}}},
+			Events: []StatusEvent{{At: t0.Add(-time.Second), Level: "error", Message: "left round 7: training: shapes differ"}}},
+			Lines: []ServedLine{{Name: "2nn", Version: 17}, {Name: "logreg", Declined: true}}, Concurrent: 2},
 		&EnrollRequest{Token: "jt_abcdef", CSR: []byte{0x30, 0x82, 0x01, 0x02}, Labels: map[string]string{"os": "linux", "site": "paris"}},
 		&EnrollResponse{AgentID: "agent-0042", Cert: []byte{0x30, 0x01}, CACert: []byte{0x30, 0x02}},
 		&RoundInvite{RoundID: 7, Job: "mnist-cnn", Kind: RoundEval, Deadlines: []StageDeadline{
@@ -362,10 +363,19 @@ func atTrailer(m Message, n int) bool {
 	if !ok || hb.Status == nil {
 		return false
 	}
-	v1 := *hb
-	v1.Status = nil
-	b, err := Marshal(nil, &v1, Limits{})
-	return err == nil && len(b) == n
+	// The heartbeat as versions 1 (no status), 3 (no lines) and 5 (no
+	// concurrency) write it: each is a complete message.
+	v1 := Heartbeat{Seq: hb.Seq, Sent: hb.Sent, ModelVersion: hb.ModelVersion, Busy: hb.Busy}
+	v3 := v1
+	v3.Status = hb.Status
+	v5 := v3
+	v5.Lines = hb.Lines
+	for _, short := range []*Heartbeat{&v1, &v3, &v5} {
+		if b, err := Marshal(nil, short, Limits{}); err == nil && len(b) == n {
+			return true
+		}
+	}
+	return false
 }
 
 // TestHeartbeatV1 decodes a heartbeat as version 1 and 2 peers send it

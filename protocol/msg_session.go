@@ -232,6 +232,13 @@ type Heartbeat struct {
 	// Status. Senders set it only on sessions at version 5 or later; a
 	// heartbeat without it decodes with Lines nil.
 	Lines []ServedLine
+	// Concurrent is how many rounds of different jobs the agent runs at
+	// once (its jobs.concurrent; version 6): a trailer after Lines,
+	// written only when not zero, so a sender with it always writes a
+	// Status and a Lines count (0 when it serves no line). Senders set it
+	// only on sessions at version 6 or later; a heartbeat without it
+	// decodes with Concurrent 0, which the coordinator reads as 1.
+	Concurrent uint32
 }
 
 // MaxServedLines bounds Heartbeat.Lines.
@@ -296,14 +303,14 @@ func (m *Heartbeat) encode(e *encoder) {
 	e.uvarint(m.ModelVersion)
 	e.boolean(m.Busy)
 	st := m.Status
-	if st == nil && len(m.Lines) > 0 {
+	if st == nil && (len(m.Lines) > 0 || m.Concurrent != 0) {
 		st = &AgentStatus{}
 	}
 	if st == nil {
 		return
 	}
 	st.encode(e)
-	if len(m.Lines) == 0 {
+	if len(m.Lines) == 0 && m.Concurrent == 0 {
 		return
 	}
 	if len(m.Lines) > MaxServedLines {
@@ -317,6 +324,9 @@ func (m *Heartbeat) encode(e *encoder) {
 		e.str("Line name", l.Name)
 		e.uvarint(l.Version)
 		e.boolean(l.Declined)
+	}
+	if m.Concurrent != 0 {
+		e.uvarint(uint64(m.Concurrent))
 	}
 }
 
@@ -350,6 +360,13 @@ func (m *Heartbeat) decode(d *decoder) {
 	}
 	if d.err != nil {
 		m.Lines = nil
+		return
+	}
+	if len(d.b) > 0 {
+		m.Concurrent = d.u32("Concurrent")
+		if d.err == nil && m.Concurrent == 0 {
+			d.malformed("Concurrent", "a written concurrency is not zero")
+		}
 	}
 }
 

@@ -36,7 +36,10 @@ import (
 //	   and returns the group's sum to the leader); a RoundPlan may end
 //	   with the group coordinator's node ID and address, and a Hello
 //	   with the round a session to a non-leader carries (Hello.Round);
-//	   both sent only to peers at version 6.
+//	   both sent only to peers at version 6. A Heartbeat may end, after
+//	   its lines, with how many rounds of different jobs the agent runs
+//	   at once (Heartbeat.Concurrent), sent only on sessions at version
+//	   6 or later.
 const (
 	// MinVersion is the oldest capability version this build still speaks.
 	MinVersion uint32 = 1

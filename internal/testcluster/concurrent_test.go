@@ -198,3 +198,57 @@ func BenchmarkConcurrentJobs(b *testing.B) {
 		})
 	}
 }
+
+// TestAgentConcurrencyLetsJobsShareAgents: agents whose jobs.concurrent
+// is 2 report it in their heartbeats, so the leader runs rounds of two
+// jobs that each need all three agents at the same time, with the same
+// participants; at the default of 1 such rounds could only alternate.
+func TestAgentConcurrencyLetsJobsShareAgents(t *testing.T) {
+	heavy(t)
+	c := testcluster.New(t, testcluster.Options{Agents: 3, Shards: 100, Agent: func(_ int, cfg *agent.Config) { cfg.Jobs.Concurrent = 2 }})
+	c.WaitConnected(3)
+	const rounds = 3
+	// Different seeds: two identical initial models would be one blob.
+	// Ten epochs make a round last long enough to overlap.
+	spec := func(name string, seed uint64) api.JobSpec {
+		return api.JobSpec{
+			Name: name, Model: "logreg", Rounds: rounds, Fraction: 1, MinClients: 3, Seed: seed,
+			Plan:     api.LocalPlan{Epochs: 10, BatchSize: 10, LR: 0.1},
+			SecAgg:   api.SecAggSpec{Enabled: true},
+			Deadline: api.Deadlines{Download: api.Duration(20 * time.Second), Train: api.Duration(30 * time.Second), Stage: api.Duration(10 * time.Second)},
+		}
+	}
+	a := c.StartJob(spec("first", 1))
+	b := c.StartJob(spec("second", 2))
+	// Only committed rounds count: a round may fail when an agent, just
+	// out of its previous round, has not let go of it yet.
+	committed := func(rs []api.Round) []api.Round {
+		var out []api.Round
+		for _, r := range rs {
+			if r.State == api.RoundCommitted {
+				if len(r.Participants) != 3 {
+					t.Fatalf("job %s round %d committed with participants %v, want all 3 agents", r.Job, r.Number, r.Participants)
+				}
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	ra := committed(c.WaitCommitted(a, rounds, 240*time.Second))
+	rb := committed(c.WaitCommitted(b, rounds, 240*time.Second))
+	overlaps := 0
+	for _, x := range ra {
+		for _, y := range rb {
+			if x.StartedAt.Before(y.EndedAt) && y.StartedAt.Before(x.EndedAt) {
+				overlaps++
+			}
+		}
+	}
+	if overlaps == 0 {
+		for _, r := range append(ra, rb...) {
+			t.Logf("job %s round %d: %v .. %v", r.Job, r.Number, r.StartedAt.Format(time.StampMilli), r.EndedAt.Format(time.StampMilli))
+		}
+		t.Fatal("no committed round of one job overlapped one of the other: the agents' jobs.concurrent 2 was not honoured")
+	}
+	t.Logf("%d pairs of overlapping rounds over the same 3 agents", overlaps)
+}
