@@ -1,0 +1,185 @@
+package encoding
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// nextVersion returns a base of n values and a next version that moves a
+// little from it, as consecutive model versions do.
+func nextVersion(n int, seed uint64) (base, next []float32) {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	base = make([]float32, n)
+	next = make([]float32, n)
+	for i := range base {
+		base[i] = float32(rng.NormFloat64())
+		next[i] = base[i] + float32(rng.NormFloat64()*1e-3)
+	}
+	return base, next
+}
+
+// TestApplyEqualsDecode: applying a blob in chunks gives Decode's result
+// bit for bit, for every dense codec, delta or full, compressed or not,
+// with chunks that end inside an int8 block and inside a byte plane.
+func TestApplyEqualsDecode(t *testing.T) {
+	const n = 5003 // not a multiple of the block size: a short last block
+	base, next := nextVersion(n, 7)
+	next[3] = float32(math.Copysign(0, -1))
+	next[4] = math.Float32frombits(0x7fc00123) // a NaN payload
+	var opts []Options
+	for _, c := range []Codec{Float32, Float16, Int8, Float32XOR} {
+		for _, z := range []Compressor{NoCompression, Flate} {
+			opts = append(opts, Options{Codec: c, Compressor: z, BlockSize: 64})
+		}
+	}
+	for _, o := range opts {
+		for _, delta := range []bool{true, false} {
+			if !delta && o.Codec == Int8 {
+				o.BlockSize = 100 // full: another block size
+			}
+			var b []float32
+			if delta {
+				b = base
+			}
+			x := next
+			if o.Codec != Float32XOR {
+				x = append([]float32(nil), next...)
+				x[4] = 1 // lossy codecs refuse NaN
+			}
+			blob, err := Encode(x, b, o)
+			if err != nil {
+				t.Fatalf("%v: %v", o, err)
+			}
+			want, err := Decode(blob, b)
+			if err != nil {
+				t.Fatalf("%v: %v", o, err)
+			}
+			for _, chunk := range []int{1, 7, 30, 1000, n, 0} {
+				dst := make([]float32, n)
+				if delta {
+					copy(dst, base)
+				} else {
+					for i := range dst {
+						dst[i] = 42 // overwritten
+					}
+				}
+				d := Decoder{ApplyChunk: chunk}
+				if err := d.Apply(dst, bytes.NewReader(blob), int64(len(blob))); err != nil {
+					t.Fatalf("%v delta=%v chunk %d: %v", o, delta, chunk, err)
+				}
+				for i := range want {
+					if math.Float32bits(dst[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%v delta=%v chunk %d: [%d] = %#x, Decode gives %#x", o, delta, chunk, i, math.Float32bits(dst[i]), math.Float32bits(want[i]))
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestApplyRefusesCorrupt: a blob with a changed, missing or extra byte,
+// or against the wrong base, is refused with the package's errors.
+func TestApplyRefusesCorrupt(t *testing.T) {
+	const n = 3000
+	base, next := nextVersion(n, 9)
+	for _, o := range []Options{LosslessDelta(), {Codec: Int8, Compressor: Flate, BlockSize: 64}, {Codec: Float16}} {
+		blob, err := Encode(next, base, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		flip := bytes.Clone(blob)
+		flip[len(flip)-len(flip)/3] ^= 0x10
+		tests := []struct {
+			name string
+			blob []byte
+			base []float32
+			want []error
+		}{
+			{"flipped", flip, base, []error{ErrCorrupt, ErrHashMismatch}},
+			{"truncated", blob[:len(blob)-1], base, []error{ErrCorrupt}},
+			{"trailing", append(bytes.Clone(blob), 0), base, []error{ErrCorrupt}},
+			{"header", blob[:20], base, []error{ErrCorrupt}},
+			{"other base", blob, next, []error{ErrBaseMismatch}},
+			{"short base", blob, base[:n-1], []error{ErrBaseMismatch}},
+		}
+		for _, tt := range tests {
+			dst := append([]float32(nil), tt.base...)
+			var d Decoder
+			err := d.Apply(dst, bytes.NewReader(tt.blob), int64(len(tt.blob)))
+			ok := false
+			for _, w := range tt.want {
+				ok = ok || errors.Is(err, w)
+			}
+			if !ok {
+				t.Errorf("%v %s: %v, want one of %v", o, tt.name, err, tt.want)
+			}
+		}
+	}
+}
+
+// TestApplySparseUnsupported: a top-k blob needs its indices whole.
+func TestApplySparseUnsupported(t *testing.T) {
+	base, next := nextVersion(1000, 3)
+	blob, err := Encode(next, base, Options{Codec: Float16, TopK: 0.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d Decoder
+	if err := d.Apply(base, bytes.NewReader(blob), int64(len(blob))); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("sparse: %v, want ErrUnsupported", err)
+	}
+}
+
+// TestApplyMemory: applying a lossless delta and an int8 push to a 50 MB
+// vector, read from a file, allocates less than a quarter of the vector.
+func TestApplyMemory(t *testing.T) {
+	const n = 50 << 20 / 4
+	base, next := nextVersion(n, 11)
+	dir := t.TempDir()
+	for _, o := range []Options{LosslessDelta(), {Codec: Int8, Compressor: Flate}} {
+		blob, err := Encode(next, base, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "blob")
+		if err := os.WriteFile(path, blob, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		want, err := Decode(blob, base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blob = nil
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := f.Stat()
+		dst := append([]float32(nil), base...)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		var d Decoder
+		err = d.Apply(dst, f, st.Size())
+		runtime.ReadMemStats(&after)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%v: %v", o, err)
+		}
+		if got := after.TotalAlloc - before.TotalAlloc; got > 4*n/4 {
+			t.Errorf("%v: applying to %d bytes allocated %d bytes, want under a quarter", o, 4*n, got)
+		} else {
+			t.Logf("%v: applying to %d bytes allocated %d bytes", o, 4*n, got)
+		}
+		for i := range want {
+			if math.Float32bits(dst[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("%v: [%d] differs from Decode", o, i)
+			}
+		}
+	}
+}
