@@ -3,6 +3,7 @@ package encoding
 import (
 	"bytes"
 	"errors"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -182,4 +183,77 @@ func TestApplyMemory(t *testing.T) {
 			}
 		}
 	}
+}
+
+// sliceReader reads a vector at most max values per call.
+type sliceReader struct {
+	v   []float32
+	max int
+}
+
+func (r *sliceReader) ReadFloats(p []float32) (int, error) {
+	if len(r.v) == 0 {
+		return 0, io.EOF
+	}
+	k := copy(p[:min(len(p), r.max)], r.v)
+	r.v = r.v[k:]
+	return k, nil
+}
+
+func sliceSource(v []float32) FloatSource {
+	return func() (FloatReader, func(), error) { return &sliceReader{v: v, max: 1001}, func() {}, nil }
+}
+
+// TestWriteLosslessDeltaEqualsEncode: the delta written from sources, a
+// chunk at a time, is Encode's blob byte for byte, and sources of another
+// length are refused.
+func TestWriteLosslessDeltaEqualsEncode(t *testing.T) {
+	for _, n := range []int{0, 1, 5003, 3*streamChunk + 17} {
+		tiny := n < 100 // Encode stores such planes raw: only the decoding must agree
+		base, next := nextVersion(n, uint64(n))
+		want, err := Encode(next, base, LosslessDelta())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Create(filepath.Join(t.TempDir(), "delta"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		size, err := WriteLosslessDelta(f, n, sliceSource(next), sliceSource(base))
+		if err != nil {
+			t.Fatalf("%d: %v", n, err)
+		}
+		got, _ := os.ReadFile(f.Name())
+		f.Close()
+		if tiny {
+			dec, err := Decode(got, base)
+			if err != nil || HashParams(dec) != HashParams(next) || size != int64(len(got)) {
+				t.Fatalf("%d elements: %v", n, err)
+			}
+			continue
+		}
+		if size != int64(len(got)) || !bytes.Equal(got, want) {
+			t.Fatalf("%d elements: wrote %d bytes (size %d), Encode gives %d, equal %v", n, len(got), size, len(want), bytes.Equal(got, want))
+		}
+	}
+	base, next := nextVersion(100, 1)
+	var sink bytesWriterAt
+	for _, tt := range []struct {
+		name       string
+		next, base []float32
+	}{{"short next", next[:99], base}, {"long base", next, append(base, 1)}} {
+		if _, err := WriteLosslessDelta(&sink, 100, sliceSource(tt.next), sliceSource(tt.base)); !errors.Is(err, ErrLength) {
+			t.Errorf("%s: %v, want ErrLength", tt.name, err)
+		}
+	}
+}
+
+// bytesWriterAt is an in-memory io.WriterAt.
+type bytesWriterAt struct{ b []byte }
+
+func (w *bytesWriterAt) WriteAt(p []byte, off int64) (int, error) {
+	if end := int(off) + len(p); end > len(w.b) {
+		w.b = append(w.b, make([]byte, end-len(w.b))...)
+	}
+	return copy(w.b[off:], p), nil
 }
