@@ -43,7 +43,9 @@ func twoVersions(t *testing.T) (base, next *tensor.Model, baseFile, nextFile []b
 }
 
 // fileOf returns a reader of b as a model blob's file part.
-func fileOf(b []byte) *io.SectionReader { return io.NewSectionReader(bytes.NewReader(b), 0, int64(len(b))) }
+func fileOf(b []byte) *io.SectionReader {
+	return io.NewSectionReader(bytes.NewReader(b), 0, int64(len(b)))
+}
 
 // readRef reads a served delta whole.
 func readRef(t *testing.T, r *deltaRef) []byte {
