@@ -36,7 +36,10 @@ import (
 //	   and returns the group's sum to the leader); a RoundPlan may end
 //	   with the group coordinator's node ID and address, and a Hello
 //	   with the round a session to a non-leader carries (Hello.Round);
-//	   both sent only to peers at version 6.
+//	   both sent only to peers at version 6. An agent at version 6
+//	   applies a model delta a chunk at a time from its download file, so
+//	   a node sends it deltas of models of any size (below 6: model files
+//	   up to 256 MiB); the delta's format is unchanged.
 const (
 	// MinVersion is the oldest capability version this build still speaks.
 	MinVersion uint32 = 1
