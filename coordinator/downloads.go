@@ -133,8 +133,9 @@ type deltaEntry struct {
 	base    protocol.Hash
 	f       *os.File // nil: send the model file
 	size    int64
-	refs    int  // downloads being served from f
+	refs    int  // downloads being served from f (or waiting for it)
 	evicted bool // out of the cache: f goes once refs is zero
+	ready   chan struct{}
 }
 
 // deltaRef is a cached delta being served; Release it when done.
@@ -172,18 +173,17 @@ func (e *deltaEntry) drop() {
 // chunk at a time into a spool file.
 func (d *downloads) delta(version uint64, hash string, next *io.SectionReader, base protocol.Hash, baseFile *io.SectionReader) (*deltaRef, bool) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	var e *deltaEntry
 	for _, c := range d.cache {
 		if c.version == version && c.base == base {
 			e = c
 		}
 	}
-	if e == nil {
-		// Encoding under the lock: the agents of a round ask at once, and
-		// one encoding serves them all.
-		e = &deltaEntry{version: version, base: base}
-		e.f, e.size = encodeDelta(d.dir, next, baseFile)
+	encode := e == nil
+	if encode {
+		// One encoding serves every agent of a round, who ask at once:
+		// they wait for it, other downloads do not.
+		e = &deltaEntry{version: version, base: base, ready: make(chan struct{})}
 		d.cache = append(d.cache, e)
 		if len(d.cache) > deltaCacheSize {
 			old := d.cache[0]
@@ -194,11 +194,23 @@ func (d *downloads) delta(version uint64, hash string, next *io.SectionReader, b
 			}
 		}
 	}
+	e.refs++ // held while it is encoded or awaited, so it stays
+	d.mu.Unlock()
+	ref := &deltaRef{ID: deltaID(hash, base), d: d, e: e}
+	if encode {
+		f, size := encodeDelta(d.dir, next, baseFile)
+		d.mu.Lock()
+		e.f, e.size = f, size
+		d.mu.Unlock()
+		close(e.ready)
+	}
+	<-e.ready
 	if e.f == nil {
+		ref.Release()
 		return nil, false
 	}
-	e.refs++
-	return &deltaRef{R: e.f, Size: e.size, ID: deltaID(hash, base), d: d, e: e}, true
+	ref.R, ref.Size = e.f, e.size
+	return ref, true
 }
 
 // close drops the cached deltas no download uses (at the node's close,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -321,5 +322,32 @@ func TestQuantizePushErrorFeedback(t *testing.T) {
 	}
 	if got[0] < rounds-1 || got[0] > rounds+1 {
 		t.Fatalf("the large coordinate is at %v, want about %d", got[0], rounds)
+	}
+}
+
+// TestDownloadsDeltaConcurrent: the agents of a round asking at once
+// share one encoding, each served from the same spool file.
+func TestDownloadsDeltaConcurrent(t *testing.T) {
+	base, _, baseFile, nextFile := twoVersions(t)
+	d := downloads{dir: t.TempDir()}
+	defer d.close()
+	refs := make([]*deltaRef, 6)
+	var wg sync.WaitGroup
+	for i := range refs {
+		wg.Go(func() {
+			if r, ok := d.delta(2, "h2", fileOf(nextFile), base.Hash(), fileOf(baseFile)); ok {
+				refs[i] = r
+			}
+		})
+	}
+	wg.Wait()
+	for i, r := range refs {
+		if r == nil || r.R != refs[0].R {
+			t.Fatalf("request %d: %v, want the first request's spool file", i, r)
+		}
+		r.Release()
+	}
+	if ents, _ := os.ReadDir(d.dir); len(ents) != 1 {
+		t.Fatalf("%d spool files for one (version, base)", len(ents))
 	}
 }
