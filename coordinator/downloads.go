@@ -48,11 +48,14 @@ func quantizePush(next, parent, residual []float32, opts encoding.Options) (push
 	if err != nil {
 		return nil, nil, fmt.Errorf("coordinator: quantized push: %w", err)
 	}
-	got, err := encoding.Decode(push, parent)
-	if err != nil {
+	// next becomes what the agents decode: the push applied to the
+	// parent in its memory, as an agent does (no decoded copy, and no
+	// element limit below the model's).
+	copy(next, parent)
+	dec := encoding.Decoder{MaxElements: len(next)}
+	if err := dec.Apply(next, bytes.NewReader(push), int64(len(push))); err != nil {
 		return nil, nil, fmt.Errorf("coordinator: quantized push: %w", err)
 	}
-	copy(next, got)
 	for i := range target {
 		target[i] -= next[i]
 	}
