@@ -24,8 +24,9 @@ var ErrModelHash = errors.New("agent: model hash mismatch")
 // failed (a download error, a hash mismatch).
 const syncRetry = 30 * time.Second
 
-// maxDeltaBytes bounds a delta download, which is decoded in memory (a
-// full model file streams from disk instead).
+// maxDeltaBytes bounds a sparse delta download, which is decoded in
+// memory (a dense delta or push is applied in chunks as it is read from
+// its file, a full model file streams from disk).
 const maxDeltaBytes = tensor.DefaultMaxModelBytes
 
 // conn is what the agent needs of a coordinator session.
@@ -141,6 +142,39 @@ func applyDelta(blob []byte, base *tensor.Model) (*tensor.Model, error) {
 	return m, nil
 }
 
+// applyDownload applies the delta or quantized push (protocol/encoding)
+// of size bytes that f holds to base, in place and a chunk at a time as
+// it reads f: the agent holds the base and O(chunk) more, whatever the
+// model's size. base becomes the result, or on error is left part
+// overwritten and must be dropped. A sparse (top-k) blob, which no node
+// sends, is decoded whole, within maxDeltaBytes.
+func applyDownload(f io.ReaderAt, size int64, base *tensor.Model) (*tensor.Model, error) {
+	if base == nil {
+		return nil, errors.New("agent.applyDownload: a delta download without a base")
+	}
+	var hb [encoding.DeltaHeaderSize]byte
+	n, _ := f.ReadAt(hb[:min(size, int64(len(hb)))], 0)
+	h, err := encoding.ParseHeader(hb[:n])
+	if err != nil {
+		return nil, fmt.Errorf("agent.applyDownload: %w", err)
+	}
+	if h.Sparse() {
+		if size > maxDeltaBytes {
+			return nil, fmt.Errorf("agent.applyDownload: a %d-byte sparse delta exceeds %d bytes", size, maxDeltaBytes)
+		}
+		blob := make([]byte, size)
+		if _, err := f.ReadAt(blob, 0); err != nil {
+			return nil, fmt.Errorf("agent.applyDownload: %w", err)
+		}
+		return applyDelta(blob, base)
+	}
+	dec := encoding.Decoder{MaxElements: len(base.Params)}
+	if err := dec.Apply(base.Params, f, size); err != nil {
+		return nil, fmt.Errorf("agent.applyDownload: %w", err)
+	}
+	return base, nil
+}
+
 // fetchModel downloads model version of model line (empty: the default
 // line, or unknown) and checks it against want (the raw bytes of
 // tensor.Model.Hash; zero skips the check). It returns the stored model
@@ -211,8 +245,9 @@ func (a *Agent) fetchModel(ctx context.Context, c conn, line string, version uin
 }
 
 // finishDownload decodes a complete download: a model file is read by
-// streaming and kept as the model file; a delta is decoded against the
-// base in memory and the model written to a new model file.
+// streaming and kept as the model file; a delta or push is applied to
+// the base in place, a chunk at a time from the download file, and the
+// model written to a new model file once its hash checked.
 func (a *Agent) finishDownload(d *download) (modelData, *tensor.Model, error) {
 	size := int64(d.p.Info.Size)
 	head := make([]byte, min(size, 4))
@@ -220,14 +255,8 @@ func (a *Agent) finishDownload(d *download) (modelData, *tensor.Model, error) {
 		return modelData{}, nil, err
 	}
 	if encoding.IsBlob(head) {
-		if size > maxDeltaBytes {
-			return modelData{}, nil, fmt.Errorf("a %d-byte delta exceeds %d bytes", size, maxDeltaBytes)
-		}
-		blob := make([]byte, size)
-		if _, err := d.f.ReadAt(blob, 0); err != nil {
-			return modelData{}, nil, err
-		}
-		m, err := applyDelta(blob, d.base)
+		m, err := applyDownload(d.f, size, d.base)
+		d.base = nil // applied in place: no longer the base
 		if err != nil {
 			return modelData{}, nil, err
 		}

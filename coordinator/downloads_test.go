@@ -1,12 +1,18 @@
 package coordinator
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
+	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/protocol/encoding"
 	"github.com/fedge/fedge/tensor"
 )
@@ -37,13 +43,33 @@ func twoVersions(t *testing.T) (base, next *tensor.Model, baseFile, nextFile []b
 	return base, next, baseFile, nextFile
 }
 
+// fileOf returns a reader of b as a model blob's file part.
+func fileOf(b []byte) *io.SectionReader {
+	return io.NewSectionReader(bytes.NewReader(b), 0, int64(len(b)))
+}
+
+// readRef reads a served delta whole.
+func readRef(t *testing.T, r *deltaRef) []byte {
+	t.Helper()
+	b := make([]byte, r.Size)
+	if _, err := r.R.ReadAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func TestDownloadsDeltaIsLosslessAndCached(t *testing.T) {
 	base, next, baseFile, nextFile := twoVersions(t)
-	var d downloads
+	d := downloads{dir: t.TempDir()}
 	bh := base.Hash()
-	blob, id := d.blob(2, "h2", nextFile, bh, baseFile)
-	if len(blob) >= len(nextFile)*3/4 || id == "model/h2" {
-		t.Fatalf("delta of %d bytes (id %s) for a %d-byte model", len(blob), id, len(nextFile))
+	ref, ok := d.delta(2, "h2", fileOf(nextFile), bh, fileOf(baseFile))
+	if !ok || ref.Size >= int64(len(nextFile))*3/4 || ref.ID == "model/h2" {
+		t.Fatalf("delta %v of %d bytes (id %s) for a %d-byte model", ok, ref.Size, ref.ID, len(nextFile))
+	}
+	blob := readRef(t, ref)
+	want, err := encoding.Encode(next.Params, base.Params, encoding.LosslessDelta())
+	if err != nil || !bytes.Equal(blob, want) {
+		t.Fatalf("the spooled delta differs from Encode's (%v)", err)
 	}
 	got, err := encoding.Decode(blob, base.Params)
 	if err != nil {
@@ -55,24 +81,130 @@ func TestDownloadsDeltaIsLosslessAndCached(t *testing.T) {
 		}
 	}
 	// The next agent gets the very same bytes (resumption relies on it).
-	again, id2 := d.blob(2, "h2", nextFile, bh, baseFile)
-	if !bytes.Equal(again, blob) || id2 != id || &again[0] != &blob[0] {
+	again, ok := d.delta(2, "h2", fileOf(nextFile), bh, fileOf(baseFile))
+	if !ok || again.R != ref.R || again.ID != ref.ID || !bytes.Equal(readRef(t, again), blob) {
 		t.Fatal("a second request was encoded again, or differently")
 	}
-	// Without the base, or with a base of another architecture: the file.
-	if b, id := d.blob(2, "h2", nextFile, protocol.Hash{}, nil); !bytes.Equal(b, nextFile) || id != "model/h2" {
-		t.Fatalf("no base: %d bytes, id %s", len(b), id)
-	}
+	again.Release()
+	// A base of another architecture: no delta.
 	other, err := tensor.NewModel(tensor.Spec{Input: []int{784}, Layers: []tensor.LayerSpec{{Type: tensor.LayerDense, Units: 10}}}, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	otherFile, _ := other.MarshalBinary()
-	if b, _ := d.blob(2, "h2", nextFile, other.Hash(), otherFile); !bytes.Equal(b, nextFile) {
+	if _, ok := d.delta(2, "h2", fileOf(nextFile), other.Hash(), fileOf(otherFile)); ok {
 		t.Fatal("a delta against another architecture")
+	}
+	// Evicted while served: the spool file stays until released, then goes.
+	spool := ref.R.(*os.File).Name()
+	for v := uint64(3); v < 3+deltaCacheSize; v++ {
+		if r, ok := d.delta(v, "h", fileOf(nextFile), bh, fileOf(baseFile)); ok {
+			r.Release()
+		}
 	}
 	if len(d.cache) > deltaCacheSize {
 		t.Fatalf("cache of %d entries", len(d.cache))
+	}
+	if _, err := os.Stat(spool); err != nil {
+		t.Fatalf("the spool file of a delta being served: %v", err)
+	}
+	if !bytes.Equal(readRef(t, ref), blob) {
+		t.Fatal("an evicted delta changed while served")
+	}
+	ref.Release()
+	if _, err := os.Stat(spool); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the spool file of a released, evicted delta: %v", err)
+	}
+	d.close()
+	if ents, _ := os.ReadDir(d.dir); len(ents) != 0 {
+		t.Fatalf("%d spool files after close", len(ents))
+	}
+}
+
+// TestDownloadsDeltaMemory: encoding the delta of a 50 MB model against
+// its parent allocates less than a quarter of the model: both files are
+// read a chunk at a time and the delta goes to a spool file.
+func TestDownloadsDeltaMemory(t *testing.T) {
+	const p = 50 << 20 / 4
+	spec, err := tensor.ExternalSpec("big", []tensor.ExternalTensor{{Name: "w", Shape: []int{p}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	w, v := make([]float32, p), make([]float32, p)
+	for i := range w {
+		w[i] = float32(r.NormFloat64())
+		v[i] = w[i] + float32(r.NormFloat64()*1e-3)
+	}
+	dir := t.TempDir()
+	files := map[string]*os.File{}
+	for name, params := range map[string][]float32{"base": w, "next": v} {
+		m, err := tensor.NewExternalModel(spec, params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		bw := bufio.NewWriter(f)
+		if _, err := m.WriteTo(bw); err != nil || bw.Flush() != nil {
+			t.Fatal(err)
+		}
+		files[name] = f
+	}
+	section := func(f *os.File) *io.SectionReader {
+		st, err := f.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return io.NewSectionReader(f, 0, st.Size())
+	}
+	baseHash := tensor.HashParams(w)
+	d := downloads{dir: t.TempDir()}
+	defer d.close()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	ref, ok := d.delta(2, "h2", section(files["next"]), baseHash, section(files["base"]))
+	runtime.ReadMemStats(&after)
+	if !ok {
+		t.Fatal("no delta")
+	}
+	defer ref.Release()
+	if got := after.TotalAlloc - before.TotalAlloc; got > 4*p/4 {
+		t.Fatalf("encoding the delta of a %d-byte model allocated %d bytes, want under a quarter", 4*p, got)
+	} else {
+		t.Logf("encoding the delta of a %d-byte model allocated %d bytes (delta %d bytes)", 4*p, got, ref.Size)
+	}
+	dst := append([]float32(nil), w...)
+	var dec encoding.Decoder
+	if err := dec.Apply(dst, ref.R, ref.Size); err != nil {
+		t.Fatal(err)
+	}
+	if tensor.HashParams(dst) != tensor.HashParams(v) {
+		t.Fatal("the spooled delta does not rebuild the next version")
+	}
+}
+
+// TestSendsDelta: agents below chunkedDeltaVersion, which decode a delta
+// whole, get deltas of models up to maxDeltaModelBytes only.
+func TestSendsDelta(t *testing.T) {
+	tests := []struct {
+		size    int64
+		version uint32
+		want    bool
+	}{
+		{maxDeltaModelBytes, chunkedDeltaVersion - 1, true},
+		{maxDeltaModelBytes + 1, chunkedDeltaVersion - 1, false},
+		{maxDeltaModelBytes + 1, chunkedDeltaVersion, true},
+		{8 << 30, chunkedDeltaVersion, true},
+	}
+	for _, tt := range tests {
+		if got := sendsDelta(tt.size, tt.version); got != tt.want {
+			t.Errorf("sendsDelta(%d, %d) = %v, want %v", tt.size, tt.version, got, tt.want)
+		}
 	}
 }
 
@@ -190,5 +322,32 @@ func TestQuantizePushErrorFeedback(t *testing.T) {
 	}
 	if got[0] < rounds-1 || got[0] > rounds+1 {
 		t.Fatalf("the large coordinate is at %v, want about %d", got[0], rounds)
+	}
+}
+
+// TestDownloadsDeltaConcurrent: the agents of a round asking at once
+// share one encoding, each served from the same spool file.
+func TestDownloadsDeltaConcurrent(t *testing.T) {
+	base, _, baseFile, nextFile := twoVersions(t)
+	d := downloads{dir: t.TempDir()}
+	defer d.close()
+	refs := make([]*deltaRef, 6)
+	var wg sync.WaitGroup
+	for i := range refs {
+		wg.Go(func() {
+			if r, ok := d.delta(2, "h2", fileOf(nextFile), base.Hash(), fileOf(baseFile)); ok {
+				refs[i] = r
+			}
+		})
+	}
+	wg.Wait()
+	for i, r := range refs {
+		if r == nil || r.R != refs[0].R {
+			t.Fatalf("request %d: %v, want the first request's spool file", i, r)
+		}
+		r.Release()
+	}
+	if ents, _ := os.ReadDir(d.dir); len(ents) != 1 {
+		t.Fatalf("%d spool files for one (version, base)", len(ents))
 	}
 }

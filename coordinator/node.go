@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -181,6 +182,14 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: log, creds: creds, fsm: NewFSMWithBlobs(log, blobs), agents: map[string]*agentConn{}, seen: map[string]time.Time{}, imports: make(chan struct{}, 1)}
 	n.blobsync = newBlobSync(n)
+	// Spooled deltas do not outlive the node: a crash's are removed here.
+	n.downloads.dir = filepath.Join(cfg.DataDir, "deltas")
+	if err := os.RemoveAll(n.downloads.dir); err != nil {
+		return nil, fmt.Errorf("coordinator.NewNode: %w", err)
+	}
+	if err := os.MkdirAll(n.downloads.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("coordinator.NewNode: %w", err)
+	}
 	n.fsm.missing = n.blobsync.missing
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.reg = cfg.Metrics
@@ -364,6 +373,7 @@ func (n *Node) Close() error {
 	n.ln.Close()
 	err := n.rep.close()
 	n.wg.Wait()
+	n.downloads.close()
 	return err
 }
 

@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/x509"
@@ -314,9 +313,10 @@ func (h agentHandler) ServeBulk(ctx context.Context, s *protocol.Session, first 
 	defer mb.Close()
 	m := &mb.rec
 	// What to send: the job's quantized push for holders of the parent, a
-	// lossless delta against a base the agent holds (models up to
-	// maxDeltaModelBytes: the encoding is built in memory), else the
-	// model file itself, straight from the blob store.
+	// lossless delta against a base the agent holds (from a spool file;
+	// to agents below chunkedDeltaVersion for models up to
+	// maxDeltaModelBytes only), else the model file itself, straight from
+	// the blob store.
 	var src io.ReaderAt = mb.file()
 	size, id := int64(m.Size), "model/"+m.Hash
 	if !req.HaveBase.IsZero() {
@@ -338,9 +338,10 @@ func (h agentHandler) ServeBulk(ctx context.Context, s *protocol.Session, first 
 		case m.PushSize > 0 && parentHash == want:
 			off, n := m.pushPart()
 			src, size, id = io.NewSectionReader(mb.r, off, n), n, "model/"+m.Hash+"/push"
-		case base != 0 && m.Size <= maxDeltaModelBytes:
-			if blob, bid, ok := h.n.deltaFor(mb, base, req.HaveBase); ok {
-				src, size, id = bytes.NewReader(blob), int64(len(blob)), bid
+		case base != 0 && sendsDelta(int64(m.Size), s.Version()):
+			if ref, ok := h.n.deltaFor(mb, base, req.HaveBase); ok {
+				defer ref.Release()
+				src, size, id = ref.R, ref.Size, ref.ID
 			}
 		}
 	}
@@ -364,18 +365,14 @@ func (h agentHandler) ServeBulk(ctx context.Context, s *protocol.Session, first 
 
 // deltaFor returns the lossless delta of mb's model file against version
 // base (whose parameters hash to baseHash), from the node's cache, and
-// false when none is worth sending.
-func (n *Node) deltaFor(mb *modelBlob, base uint64, baseHash protocol.Hash) ([]byte, string, bool) {
-	file, err := mb.part(mb.rec.filePart())
+// false when none is worth sending. The caller releases it.
+func (n *Node) deltaFor(mb *modelBlob, base uint64, baseHash protocol.Hash) (*deltaRef, bool) {
+	bb, err := n.fsm.openModel(base)
 	if err != nil {
-		return nil, "", false
+		return nil, false
 	}
-	baseFile, err := n.fsm.ModelFile(base)
-	if err != nil {
-		return nil, "", false
-	}
-	blob, id := n.downloads.blob(mb.rec.Version, mb.rec.Hash, file, baseHash, baseFile)
-	return blob, id, id != "model/"+mb.rec.Hash
+	defer bb.Close()
+	return n.downloads.delta(mb.rec.Version, mb.rec.Hash, mb.file(), baseHash, bb.file())
 }
 
 // renew issues a fresh certificate to an agent that holds a valid one.

@@ -39,7 +39,10 @@ import (
 //	   both sent only to peers at version 6. A Heartbeat may end, after
 //	   its lines, with how many rounds of different jobs the agent runs
 //	   at once (Heartbeat.Concurrent), sent only on sessions at version
-//	   6 or later.
+//	   6 or later. An agent at version 6 applies a model delta a chunk at
+//	   a time from its download file, so a node sends it deltas of models
+//	   of any size (below 6: model files up to 256 MiB); the delta's
+//	   format is unchanged.
 const (
 	// MinVersion is the oldest capability version this build still speaks.
 	MinVersion uint32 = 1

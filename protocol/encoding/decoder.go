@@ -23,6 +23,9 @@ type Decoder struct {
 	// from a few bytes: a receiver that knows its model's size should set
 	// MaxElements to it.
 	MaxElements int
+	// ApplyChunk is how many elements Apply decodes at a time; zero means
+	// DefaultApplyChunk.
+	ApplyChunk int
 
 	raw  []byte
 	idx  []uint32

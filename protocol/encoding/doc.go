@@ -39,6 +39,11 @@
 // allocate beyond the output (inflating excepted: compress/flate allocates a
 // few small Huffman tables per block). Decoding untrusted bytes never panics and
 // never allocates beyond Decoder.MaxElements (and the body size) allows.
+// Decoder.Apply decodes a dense blob read from an io.ReaderAt in place
+// into the base, a chunk at a time (one reader per section of the body:
+// the byte planes, the int8 scales and bytes), and WriteLosslessDelta
+// writes a lossless delta into an io.WriterAt from two vectors read a
+// chunk at a time: neither holds more than O(chunk) whatever the size.
 // Choose lets a sender pick the smallest encoding whose relative L2
 // reconstruction error stays within what the operator allowed.
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -125,6 +126,40 @@ func FuzzDecode(f *testing.F) {
 		}
 		if len(out) != h.Count || HashParams(out) != h.ResultHash {
 			t.Fatalf("decoded %d values, header says %d; hash matches: %v", len(out), h.Count, HashParams(out) == h.ResultHash)
+		}
+	})
+}
+
+// FuzzApply feeds the FuzzDecode corpus to Apply: it must never panic,
+// and it must accept exactly the dense blobs Decode accepts, with the
+// same values bit for bit, in chunks that end inside blocks and planes.
+func FuzzApply(f *testing.F) {
+	for _, blob := range seedBlobs(f) {
+		f.Add(blob)
+	}
+	f.Fuzz(func(t *testing.T, blob []byte) {
+		d := Decoder{MaxElements: 1 << 16}
+		want, derr := decodeFuzz(&d, blob)
+		h, herr := ParseHeader(blob)
+		if herr != nil || h.Sparse() || h.Count > 1<<16 {
+			return
+		}
+		dst := make([]float32, h.Count)
+		if h.Delta() {
+			copy(dst, fuzzBase())
+		}
+		a := Decoder{MaxElements: 1 << 16, ApplyChunk: 37}
+		aerr := a.Apply(dst, bytes.NewReader(blob), int64(len(blob)))
+		if (derr == nil) != (aerr == nil) {
+			t.Fatalf("Decode: %v, Apply: %v", derr, aerr)
+		}
+		if derr != nil {
+			return
+		}
+		for i := range want {
+			if math.Float32bits(dst[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("[%d]: Apply %#x, Decode %#x", i, math.Float32bits(dst[i]), math.Float32bits(want[i]))
+			}
 		}
 	})
 }
