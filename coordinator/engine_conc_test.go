@@ -415,6 +415,13 @@ func TestEngineJobsTakeTurnsInOneSlot(t *testing.T) {
 // disjoint agents, and both finish.
 func TestEngineJobsShareAgentsNotAtOnce(t *testing.T) {
 	h := newEngineHarness(t, 6, 100)
+	for _, a := range h.agents {
+		// Training that takes its time on the agents' own hosts: the
+		// jobs' rounds last long enough to meet however fast this
+		// machine runs the rest (one job's three rounds could otherwise
+		// end before the other's loop began).
+		a.hostTime = 100 * time.Millisecond
+	}
 	spec := JobSpec{
 		Model: "logreg", Rounds: 3, Fraction: 0.5, MinClients: 3, Seed: 3,
 		Plan:     LocalPlan{Epochs: 1, BatchSize: 10, LR: 0.1},
