@@ -113,7 +113,7 @@ func (a *Agent) trainRound(ctx context.Context, c conn, st *roundState, plan *pr
 	// The engine holds the start model, the trained copy and the update.
 	defer memlimit.Reserve(8 * int64(start.NumParams())).Release()
 	trained := start.Clone()
-	opt, err := optimizer(plan, start.Params)
+	opt, err := PlanOptimizer(plan, start.Params)
 	if err != nil {
 		return err
 	}
@@ -294,9 +294,11 @@ func encodeUpdate(plan *protocol.RoundPlan, cfg *secagg.Config, start, trained *
 	return vec, x, nil
 }
 
-// optimizer builds the plan's local optimizer; FedProx's proximal term
-// pulls toward a copy of the start weights.
-func optimizer(plan *protocol.RoundPlan, start []float32) (tensor.Optimizer, error) {
+// PlanOptimizer builds a round plan's local optimizer (SGD with momentum
+// and weight decay, or Adam); FedProx's proximal term pulls toward a copy
+// of the start weights. The agent and fedge simulate's virtual agents
+// train with it.
+func PlanOptimizer(plan *protocol.RoundPlan, start []float32) (tensor.Optimizer, error) {
 	var prox tensor.Proximal
 	if plan.Mu > 0 {
 		prox = tensor.Proximal{Mu: float32(plan.Mu), Center: append([]float32(nil), start...)}

@@ -184,7 +184,7 @@ func (a *vagent) train(r *vround, plan *protocol.RoundPlan) error {
 	// update exist only while a worker holds them.
 	update := func() (payload []byte, x []uint32, err error) {
 		trained := start.Clone()
-		opt, err := optimizer(plan, start.Params)
+		opt, err := agent.PlanOptimizer(plan, start.Params)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -235,21 +235,6 @@ func (a *vagent) train(r *vround, plan *protocol.RoundPlan) error {
 	}
 	_, err = a.request(r, protocol.StageMaskedInput, &protocol.MaskedInput{RoundID: plan.RoundID, Payload: payload}, len(payload), drop)
 	return err
-}
-
-// optimizer builds the plan's local optimizer (the agent's rules).
-func optimizer(plan *protocol.RoundPlan, start []float32) (tensor.Optimizer, error) {
-	var prox tensor.Proximal
-	if plan.Mu > 0 {
-		prox = tensor.Proximal{Mu: float32(plan.Mu), Center: append([]float32(nil), start...)}
-	}
-	switch plan.Optimizer {
-	case "", "sgd":
-		return tensor.NewSGD(tensor.SGDConfig{LR: float32(plan.LR), Momentum: float32(plan.Momentum), WeightDecay: float32(plan.WeightDecay), Proximal: prox}), nil
-	case "adam":
-		return tensor.NewAdam(tensor.AdamConfig{LR: float32(plan.LR), WeightDecay: float32(plan.WeightDecay), Proximal: prox}), nil
-	}
-	return nil, fmt.Errorf("unknown optimizer %q", plan.Optimizer)
 }
 
 // request sends one stage message with the stage's deadline; sent, if
