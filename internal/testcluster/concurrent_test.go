@@ -96,21 +96,7 @@ func TestConcurrentJobsRoundsOverlap(t *testing.T) {
 	stop()
 	<-watched
 
-	overlaps := 0
-	for _, x := range ra {
-		for _, y := range rb {
-			if x.StartedAt.Before(y.EndedAt) && y.StartedAt.Before(x.EndedAt) {
-				overlaps++
-			}
-		}
-	}
-	if overlaps == 0 {
-		for _, r := range append(ra, rb...) {
-			t.Logf("job %s round %d: %v .. %v", r.Job, r.Number, r.StartedAt.Format(time.StampMilli), r.EndedAt.Format(time.StampMilli))
-		}
-		t.Fatal("no round of one job overlapped a round of the other: the leader ran them one at a time")
-	}
-	t.Logf("%d pairs of overlapping rounds of the two jobs", overlaps)
+	requireOverlap(t, ra, rb, "the leader ran them one at a time")
 	mu.Lock()
 	if len(together) < 2 {
 		t.Errorf("cluster status never showed both jobs' rounds in progress at once")
@@ -205,11 +191,38 @@ func BenchmarkConcurrentJobs(b *testing.B) {
 // participants; at the default of 1 such rounds could only alternate.
 func TestAgentConcurrencyLetsJobsShareAgents(t *testing.T) {
 	heavy(t)
-	c := testcluster.New(t, testcluster.Options{Agents: 3, Shards: 100, Agent: func(_ int, cfg *agent.Config) { cfg.Jobs.Concurrent = 2 }})
+	// The agents hold each update until rounds of both jobs were seen in
+	// progress at once (or 15 s passed), so the rounds meet however fast
+	// they run; with one round per agent the second job's round cannot
+	// start while the first's is held, and none overlap.
+	both := make(chan struct{})
+	c := testcluster.New(t, testcluster.Options{Agents: 3, Shards: 100, Agent: func(_ int, cfg *agent.Config) {
+		cfg.Jobs.Concurrent = 2
+		cfg.OnUpdate = func([]float32, []uint32) {
+			select {
+			case <-both:
+			case <-time.After(15 * time.Second):
+			}
+		}
+	}})
 	c.WaitConnected(3)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		defer close(both)
+		for ctx.Err() == nil {
+			if st, err := c.Admin.Cluster().Status(ctx, api.QueryOptions{}); err == nil && len(st.RoundsInProgress) >= 2 &&
+				st.RoundsInProgress[0].Job != st.RoundsInProgress[1].Job {
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
 	const rounds = 3
 	// Different seeds: two identical initial models would be one blob.
-	// Ten epochs make a round last long enough to overlap.
 	spec := func(name string, seed uint64) api.JobSpec {
 		return api.JobSpec{
 			Name: name, Model: "logreg", Rounds: rounds, Fraction: 1, MinClients: 3, Seed: seed,
@@ -236,6 +249,13 @@ func TestAgentConcurrencyLetsJobsShareAgents(t *testing.T) {
 	}
 	ra := committed(c.WaitCommitted(a, rounds, 240*time.Second))
 	rb := committed(c.WaitCommitted(b, rounds, 240*time.Second))
+	requireOverlap(t, ra, rb, "the agents' jobs.concurrent 2 was not honoured")
+}
+
+// requireOverlap fails t unless a round of ra overlapped one of rb in
+// time, logging every round's interval and why when none did.
+func requireOverlap(t *testing.T, ra, rb []api.Round, why string) {
+	t.Helper()
 	overlaps := 0
 	for _, x := range ra {
 		for _, y := range rb {
@@ -248,7 +268,7 @@ func TestAgentConcurrencyLetsJobsShareAgents(t *testing.T) {
 		for _, r := range append(ra, rb...) {
 			t.Logf("job %s round %d: %v .. %v", r.Job, r.Number, r.StartedAt.Format(time.StampMilli), r.EndedAt.Format(time.StampMilli))
 		}
-		t.Fatal("no committed round of one job overlapped one of the other: the agents' jobs.concurrent 2 was not honoured")
+		t.Fatalf("no round of one job overlapped a round of the other: %s", why)
 	}
-	t.Logf("%d pairs of overlapping rounds over the same 3 agents", overlaps)
+	t.Logf("%d pairs of overlapping rounds of the two jobs", overlaps)
 }
