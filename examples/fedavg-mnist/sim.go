@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/fedge/fedge/internal/workpool"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -219,7 +220,7 @@ func simulate(ctx context.Context, cfg *config, e *env, r run, out io.Writer) (*
 		t0 := time.Now()
 		selected := pick.Perm(len(clients))[:perRound]
 		ups := make([]fedsim.Update, perRound)
-		err := fedsim.Parallel(ctx, perRound, cfg.workers, func(w, i int) error {
+		err := workpool.Parallel(ctx, perRound, cfg.workers, func(w, i int) error {
 			c := selected[i]
 			m := workers[w]
 			copy(m.Params, startParams)

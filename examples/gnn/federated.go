@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/fedge/fedge/internal/workpool"
 	"io"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 // trainLocalOnly trains one model per agent on its own subgraph alone.
 func trainLocalOnly(ctx context.Context, cfg *config, spec tensor.Spec, sp *splits, steps int) ([]*tensor.Model, error) {
 	locals := make([]*tensor.Model, len(sp.subs))
-	err := fedsim.Parallel(ctx, len(sp.subs), cfg.workers, func(_, c int) error {
+	err := workpool.Parallel(ctx, len(sp.subs), cfg.workers, func(_, c int) error {
 		m, err := tensor.NewModel(spec, cfg.seed)
 		if err != nil {
 			return err
@@ -49,7 +50,7 @@ func federate(ctx context.Context, cfg *config, spec tensor.Spec, g *tensor.Grap
 	for round := 1; round <= cfg.rounds; round++ {
 		t0 := time.Now()
 		ups := make([]fedsim.Update, len(sp.subs))
-		err := fedsim.Parallel(ctx, len(sp.subs), cfg.workers, func(w, c int) error {
+		err := workpool.Parallel(ctx, len(sp.subs), cfg.workers, func(w, c int) error {
 			m := workers[w]
 			copy(m.Params, global.Params)
 			stats, err := tensor.TrainGraph(ctx, m, sp.subs[c], sp.localTrain[c],

@@ -3,7 +3,6 @@ package sim
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -102,42 +101,6 @@ func (f *fleet) status(n int) *protocol.AgentStatus {
 		DataKind: f.opts.Dataset.Kind, Features: uint32(f.data.Features()), Classes: uint32(f.classes),
 		TrainExamples: uint64(n), Trainer: "engine",
 	}
-}
-
-// parallel runs fn(i) for i in [0, n) on workers goroutines and returns
-// the first error.
-func parallel(ctx context.Context, n, workers int, fn func(i int) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	next := make(chan int)
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	for range min(workers, n) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if err := fn(i); err != nil {
-					once.Do(func() { first = err; cancel() })
-				}
-			}
-		}()
-	}
-feed:
-	for i := range n {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if first == nil && ctx.Err() != nil {
-		return fmt.Errorf("sim: %w", ctx.Err())
-	}
-	return first
 }
 
 // secaggConfigs holds the decoded and compiled SecAgg+ configurations of

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/fedge/fedge/internal/workpool"
 	"io"
 	"log/slog"
 	"net"
@@ -250,7 +251,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("sim.Run: %w", err)
 	}
-	if err := parallel(ctx, o.Agents, o.Handshakes, func(i int) error {
+	if err := workpool.Parallel(ctx, o.Agents, o.Handshakes, func(_, i int) error {
 		tctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		tok, err := admin.Tokens().Create(tctx, api.TokenRequest{Labels: o.Labels})

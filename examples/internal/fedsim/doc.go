@@ -4,8 +4,8 @@
 // stages of crypto/secagg driven in memory, every message passed through its
 // binary encoding as on the wire, inputs encoded by the same Quantizer
 // settings as the coordinator's round engine) or the plain example-weighted
-// mean the engine computes when secure aggregation is off — plus a small
-// worker pool for the clients' local training.
+// mean the engine computes when secure aggregation is off. The clients'
+// local training runs on internal/workpool, the pool fedge simulate uses.
 //
 // It simulates the network away, nothing else: the masks, shares, key
 // agreements, signatures, quantization and unmasking are the production

@@ -1,4 +1,4 @@
-package fedsim
+package workpool
 
 import (
 	"context"
