@@ -29,6 +29,9 @@ type engineMetrics struct {
 	bytesOut      *prometheus.CounterVec   // kind
 	busy          *prometheus.HistogramVec // kind
 	decisions     *prometheus.CounterVec   // action
+	groups        *prometheus.CounterVec   // coordinator, state
+	groupAgents   *prometheus.CounterVec   // coordinator, state
+	groupBusy     *prometheus.HistogramVec // coordinator
 }
 
 func newEngineMetrics() *engineMetrics {
@@ -69,11 +72,23 @@ func newEngineMetrics() *engineMetrics {
 			Name: "fedge_coordinator_rollout_gate_decisions_total",
 			Help: "Rollout decisions the evaluation gate took on this node (advance, promote, rollback, pause).",
 		}, []string{"action"}),
+		groups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedge_coordinator_round_groups_total",
+			Help: "Groups of sharded rounds this node led, by the coordinator that aggregated them and how they ended (ok: its sum was added; lost: the coordinator or too many of its agents were lost, so its agents counted as dropouts).",
+		}, []string{"coordinator", "state"}),
+		groupAgents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedge_coordinator_round_group_agents_total",
+			Help: "Agents of sharded rounds' groups this node led, by the coordinator that served them and whether their update is in the round's sum (survived) or not (dropped).",
+		}, []string{"coordinator", "state"}),
+		groupBusy: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "fedge_coordinator_round_group_busy_seconds", Buckets: busyBuckets,
+			Help: "Each group's coordinator's own work (SecAgg+ server steps and summing, waiting for agents excluded) in sharded rounds this node led, by coordinator.",
+		}, []string{"coordinator"}),
 	}
 }
 
 func (m *engineMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.rounds, m.duration, m.stageDuration, m.dropouts, m.participants, m.bytesIn, m.bytesOut, m.busy, m.decisions}
+	return []prometheus.Collector{m.rounds, m.duration, m.stageDuration, m.dropouts, m.participants, m.bytesIn, m.bytesOut, m.busy, m.decisions, m.groups, m.groupAgents, m.groupBusy}
 }
 
 // roundEnded records a round whose end (committed or not) was committed.
@@ -95,6 +110,18 @@ func (m *engineMetrics) roundEnded(rec *RoundRecord) {
 	m.bytesOut.WithLabelValues(rec.Kind).Add(float64(rec.BytesOut))
 	if s, ok := rec.Metrics["coordinator_seconds"]; ok && rec.State == RoundCommitted {
 		m.busy.WithLabelValues(rec.Kind).Observe(s)
+	}
+	for _, g := range rec.Groups {
+		state := "ok"
+		if g.Error != "" {
+			state = "lost"
+		}
+		m.groups.WithLabelValues(g.Coordinator, state).Inc()
+		m.groupAgents.WithLabelValues(g.Coordinator, "survived").Add(float64(g.Survivors))
+		m.groupAgents.WithLabelValues(g.Coordinator, "dropped").Add(float64(max(g.Agents-g.Survivors, 0)))
+		if state == "ok" {
+			m.groupBusy.WithLabelValues(g.Coordinator).Observe(g.BusySeconds)
+		}
 	}
 }
 
@@ -132,12 +159,16 @@ func newNodeMetrics(reg prometheus.Registerer, n *Node) (*nodeMetrics, error) {
 	cs := append(m.engine.collectors(), m.enrollments, m.raftApply, raftCollector{n}, stateCollector{n},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "fedge_coordinator_agents_connected",
-			Help: "Agents with a session on this node (only the leader holds sessions; followers redirect).",
+			Help: "Agents with a control session on this node (only the leader holds them; followers redirect). Sessions for a sharded round's group work are fedge_coordinator_group_sessions.",
 		}, func() float64 {
 			n.agentsMu.Lock()
 			defer n.agentsMu.Unlock()
 			return float64(len(n.agents))
-		}))
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "fedge_coordinator_group_sessions",
+			Help: "Agent sessions open on this node, leader or follower, for the work of a sharded round's group it aggregates (the round's stages and uploads).",
+		}, func() float64 { return float64(n.groupSessions.Load()) }))
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, err

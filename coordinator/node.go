@@ -140,6 +140,9 @@ type Node struct {
 
 	agentsMu sync.Mutex
 	agents   map[string]*agentConn
+	// groupSessions counts the open agent sessions that carry a sharded
+	// round's group work on this node (round_group_peer.go).
+	groupSessions atomic.Int64
 
 	imports   chan struct{}        // one model import at a time (node_import.go)
 	blobsync  *blobSync            // model blobs between coordinators (blob_sync.go)

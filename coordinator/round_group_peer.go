@@ -332,8 +332,10 @@ func (n *Node) roundSessionHello(s *protocol.Session, hello *protocol.Hello) (*p
 		return nil, &protocol.Error{Code: protocol.CodeRoundClosed, Message: fmt.Sprintf("this node aggregates no group of round %d for agent %s", hello.Round, id.ID)}
 	}
 	round := hello.Round
+	n.groupSessions.Add(1)
 	go func() {
 		<-s.Done()
+		n.groupSessions.Add(-1)
 		n.eng.groups.withdraw(round, id.ID)
 	}()
 	n.log.Debug("agent session for a group", "agent", id.ID, "round", round)

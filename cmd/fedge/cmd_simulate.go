@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -72,6 +73,7 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 	target := c.fs.Float64("target", 0, "with -replot, a dashed line at this test accuracy (0: none)")
 	everyRound := c.fs.Bool("every-round", false, "with -replot, draw every round of each file's DP jobs (its test accuracy against the job's ε after it) instead of each job's last round")
 	verbose := c.fs.Bool("v", false, "log the cluster's and the agents' warnings to stderr")
+	cpuProfile := c.fs.String("cpuprofile", "", "write a CPU profile of the whole run (simulator, and the -local cluster) to this file, for `go tool pprof`")
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
@@ -148,6 +150,20 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 		if err := os.MkdirAll(*out, 0o755); err != nil {
 			return c.fail(err)
 		}
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return c.fail(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return c.fail(err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
 	}
 	res, err := sim.Run(ctx, o)
 	if res != nil && len(res.Jobs) > 0 {

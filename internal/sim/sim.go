@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/fedge/fedge/internal/workpool"
 	"io"
 	"log/slog"
 	"net"
@@ -17,6 +16,7 @@ import (
 	"github.com/fedge/fedge/coordinator/api"
 	"github.com/fedge/fedge/internal/inproc"
 	"github.com/fedge/fedge/internal/wait"
+	"github.com/fedge/fedge/internal/workpool"
 	"github.com/fedge/fedge/protocol"
 	"github.com/fedge/fedge/tensor"
 	"github.com/fedge/fedge/tensor/data"
@@ -254,11 +254,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := workpool.Parallel(ctx, o.Agents, o.Handshakes, func(_, i int) error {
 		tctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		tok, err := admin.Tokens().Create(tctx, api.TokenRequest{Labels: o.Labels})
+		tok, err := mintToken(tctx, func(ctx context.Context) (string, error) {
+			t, err := admin.Tokens().Create(ctx, api.TokenRequest{Labels: o.Labels})
+			return t.Token, err
+		})
 		if err != nil {
 			return fmt.Errorf("sim.Run: join token %d: %w", i, err)
 		}
-		return f.agents[i].enroll(ctx, tok.Token, coords)
+		return f.agents[i].enroll(ctx, tok, coords)
 	}); err != nil {
 		return res, err
 	}
@@ -373,4 +376,26 @@ func partition(o *Options, pool *tensor.Dataset) ([][]int, error) {
 		return nil, fmt.Errorf("sim.partition: %w", err)
 	}
 	return parts, nil
+}
+
+// mintToken runs create until it returns a token, the coordinators refuse
+// it (a *protocol.Error: the operator's credential, say), or ctx ends. An
+// admin client never repeats a write on its own, because the write may
+// have run; a cluster that has just started elects its first leader while
+// the fleet's first tokens are asked for, and those calls fail with a
+// closed session or no leader. Repeating a token request is harmless: a
+// token minted twice leaves one unused, and unused tokens expire.
+func mintToken(ctx context.Context, create func(context.Context) (string, error)) (string, error) {
+	pause := 100 * time.Millisecond
+	for {
+		tok, err := create(ctx)
+		var pe *protocol.Error
+		if err == nil || errors.As(err, &pe) || ctx.Err() != nil {
+			return tok, err
+		}
+		if !wait.Sleep(ctx, pause) {
+			return "", err
+		}
+		pause = min(2*pause, 2*time.Second)
+	}
 }

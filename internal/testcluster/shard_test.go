@@ -2,6 +2,7 @@ package testcluster_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"sync"
 	"testing"
@@ -57,7 +58,7 @@ func (u *updates) hook(i int, cfg *agent.Config) {
 // the leader alone would have unmasked.
 func TestShardedRoundCommits(t *testing.T) {
 	var ups updates
-	c := testcluster.New(t, testcluster.Options{Agents: 6, Shards: 100, Agent: ups.hook, Node: slowRaft})
+	c := testcluster.New(t, testcluster.Options{Agents: 6, Shards: 100, Agent: ups.hook, Node: slowRaft, Metrics: true})
 	job := c.StartJob(shardedJob(1, 6, 2, 1))
 	var r api.Round
 	for _, x := range c.WaitCommitted(job, 1, 180*time.Second) {
@@ -83,6 +84,7 @@ func TestShardedRoundCommits(t *testing.T) {
 		t.Fatalf("groups %+v: want at least 2 on 2 coordinators covering 6 agents", r.Groups)
 	}
 	t.Logf("groups: %+v", r.Groups)
+	checkGroupMetrics(t, c, r)
 
 	// The plain sum of the agents' encoded updates, decoded as the
 	// leader decodes a sum.
@@ -139,7 +141,7 @@ func TestShardedRoundCommits(t *testing.T) {
 // machine, -race) is tried again with the node revived: the test is about
 // the loss of a group coordinator, not of the leader.
 func TestShardedRoundSurvivesCoordinatorLoss(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{Agents: 6, Shards: 100, Proxied: true, Node: slowRaft})
+	c := testcluster.New(t, testcluster.Options{Agents: 6, Shards: 100, Proxied: true, Node: slowRaft, Metrics: true})
 	spec := shardedJob(6, 3, 3, 1)
 	spec.Deadline = api.Deadlines{Download: api.Duration(5 * time.Second), Train: api.Duration(10 * time.Second), Stage: api.Duration(3 * time.Second)}
 	job := c.StartJob(spec)
@@ -199,6 +201,7 @@ func TestShardedRoundSurvivesCoordinatorLoss(t *testing.T) {
 		t.Fatalf("round %d: %v survivors, groups say %d survived and %d were lost of %d", first.ID, first.Metrics["survivors"], survivors, lostAgents, len(first.Participants))
 	}
 	t.Logf("round %d groups: %+v", first.ID, first.Groups)
+	checkGroupMetrics(t, c, first)
 	// The lost group's agents are free again once their stages time out.
 	var next api.Round
 	testutil.WaitFor(t, 180*time.Second, "a committed round of every agent after the loss", func() bool {
@@ -218,4 +221,43 @@ func TestShardedRoundSurvivesCoordinatorLoss(t *testing.T) {
 			t.Errorf("round %d group %d on %s, error %q", next.ID, g.Group, g.Coordinator, g.Error)
 		}
 	}
+}
+
+// checkGroupMetrics: the leader that ran round r exported its groups, by
+// the coordinator that aggregated each and how each ended, and its agents
+// by whether their update is in the sum. Rounds that ended otherwise (a
+// leader change) may add to the nodes' series, so the round's counts are a
+// lower bound of the series summed over the live nodes.
+func checkGroupMetrics(t *testing.T, c *testcluster.Cluster, r api.Round) {
+	t.Helper()
+	type key struct{ coord, state string }
+	groups := map[key]int{}
+	survived, dropped := 0, 0
+	for _, g := range r.Groups {
+		state := "ok"
+		if g.Error != "" {
+			state = "lost"
+		}
+		groups[key{g.Coordinator, state}]++
+		survived += g.Survivors
+		dropped += g.Agents - g.Survivors
+	}
+	scrape := func(name string, labels ...string) float64 {
+		var sum float64
+		for _, n := range c.Nodes {
+			if n != nil {
+				sum += testutil.Scrape(t, "http://"+n.MetricsAddr()+"/metrics").Sum(name, labels...)
+			}
+		}
+		return sum
+	}
+	testutil.WaitFor(t, 30*time.Second, fmt.Sprintf("round %d's groups %v in the metrics", r.ID, groups), func() bool {
+		for k, n := range groups {
+			if scrape("fedge_coordinator_round_groups_total", "coordinator", k.coord, "state", k.state) < float64(n) {
+				return false
+			}
+		}
+		return scrape("fedge_coordinator_round_group_agents_total", "state", "survived") >= float64(survived) &&
+			scrape("fedge_coordinator_round_group_agents_total", "state", "dropped") >= float64(dropped)
+	})
 }
