@@ -67,8 +67,8 @@ func apiRound(r *RoundRecord) api.Round {
 	out := api.Round{
 		ID: r.ID, Job: r.Job, Rollout: r.Rollout, Kind: r.Kind, Number: r.Number, State: r.State, Error: r.Error,
 		Leader: r.Leader, Term: r.Term, StartedAt: r.StartedAt, EndedAt: r.EndedAt,
-		Participants: append([]string(nil), r.Participants...),
-		BytesIn:      r.BytesIn, BytesOut: r.BytesOut, ModelIn: r.ModelIn, ModelOut: r.ModelOut, Metrics: r.Metrics,
+		Participants: append([]string(nil), r.Participants...), ParticipantCount: len(r.Participants),
+		BytesIn: r.BytesIn, BytesOut: r.BytesOut, ModelIn: r.ModelIn, ModelOut: r.ModelOut, Metrics: r.Metrics,
 	}
 	for _, s := range r.Stages {
 		out.Stages = append(out.Stages, api.Stage(s))

@@ -132,6 +132,12 @@ func (n *Node) answerAdmin(ctx context.Context, who, verb string, body []byte) (
 	if err != nil {
 		return nil, err
 	}
+	if len(b) > protocol.DefaultMaxAdminBody {
+		// The session could not send it; say so in the caller's terms.
+		return nil, &protocol.Error{Code: protocol.CodeTooLarge, Message: fmt.Sprintf(
+			"%s: the answer is %d bytes, more than the %d an admin answer holds; ask for less (rounds: a job, a limit, or the rounds after an ID)",
+			verb, len(b), protocol.DefaultMaxAdminBody)}
+	}
 	return &protocol.AdminResponse{Body: b}, nil
 }
 

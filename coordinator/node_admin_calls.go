@@ -220,8 +220,12 @@ func (n *Node) apiRoundsList(_ adminCall, r api.RoundsRequest) ([]api.Round, err
 	n.fsm.Read(func(s *State) {
 		for _, id := range sortedKeys(s.Rounds) {
 			rr := s.Rounds[id]
-			if r.Job == "" || rr.Job == r.Job {
-				out = append(out, apiRound(rr))
+			if (r.Job == "" || rr.Job == r.Job) && id > r.After {
+				a := apiRound(rr)
+				if !r.Participants {
+					a.Participants = nil
+				}
+				out = append(out, a)
 			}
 		}
 	})

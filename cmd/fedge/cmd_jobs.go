@@ -332,6 +332,7 @@ func watchJob(ctx context.Context, c *cli, id string, interval time.Duration) in
 	}
 	defer cl.Close()
 	printed := map[uint64]bool{}
+	var after uint64                  // every round up to this ID is printed or was not a round to print
 	told := map[api.AgentError]bool{} // agent errors already printed
 	var j api.Job
 	first := true
@@ -344,7 +345,9 @@ func watchJob(ctx context.Context, c *cli, id string, interval time.Duration) in
 		}
 		var rounds []api.Round
 		if err := c.call(ctx, func(ctx context.Context) (err error) {
-			rounds, err = cl.Rounds().List(ctx, api.RoundsRequest{Job: id}, c.query())
+			// Only the rounds not yet printed: a long job's whole list
+			// would be read again every second.
+			rounds, err = cl.Rounds().List(ctx, api.RoundsRequest{Job: id, After: after}, c.query())
 			return err
 		}); err != nil {
 			if ctx.Err() != nil {
@@ -363,7 +366,12 @@ func watchJob(ctx context.Context, c *cli, id string, interval time.Duration) in
 			told[e] = true
 			fmt.Fprintln(c.stdout, agentErrorLine(e))
 		}
+		running := false
 		for _, r := range rounds {
+			running = running || r.State == api.RoundRunning
+			if !running {
+				after = r.ID
+			}
 			if printed[r.ID] || r.State == api.RoundRunning {
 				continue
 			}
@@ -422,7 +430,7 @@ func progressLine(r api.Round, total int) string {
 		return fmt.Sprintf("%s  %s: %s", head, r.State, r.Error)
 	}
 	line := fmt.Sprintf("%s  participants %d  survivors %d  train loss %.4f  %.2fs  model %s",
-		head, len(r.Participants), survivors(r), r.Metrics["train_loss"], roundSeconds(r), version(r.ModelOut))
+		head, r.ParticipantCount, survivors(r), r.Metrics["train_loss"], roundSeconds(r), version(r.ModelOut))
 	if g := groupsBrief(r); g != "" {
 		line += "  groups " + g
 	}

@@ -29,6 +29,8 @@ func runRoundsList(args []string, stdout, stderr io.Writer) int {
 	c := newCLI(stdout, stderr, roundsListSpec, true)
 	job := c.fs.String("job", "", "only the rounds of this job")
 	limit := c.fs.Int("limit", 0, "only the last N rounds (0: all)")
+	after := c.fs.Uint64("after", 0, "only the rounds whose ID is above this one")
+	withIDs := c.fs.Bool("participants", false, "with -json, each round's participant IDs (`rounds show` always has them)")
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
@@ -36,7 +38,7 @@ func runRoundsList(args []string, stdout, stderr io.Writer) int {
 		return c.usageFail(usagef("-limit must not be negative"))
 	}
 	return do(c, func(ctx context.Context, cl *api.Client, q api.QueryOptions) ([]api.Round, error) {
-		return cl.Rounds().List(ctx, api.RoundsRequest{Job: *job, Limit: *limit}, q)
+		return cl.Rounds().List(ctx, api.RoundsRequest{Job: *job, Limit: *limit, After: *after, Participants: *withIDs}, q)
 	}, func(w io.Writer, rounds []api.Round) error {
 		if len(rounds) == 0 {
 			_, err := fmt.Fprintln(w, "No rounds.")
@@ -58,7 +60,7 @@ func roundsTable(w io.Writer, rounds []api.Round) error {
 		if r.ModelOut != 0 {
 			model += "->" + version(r.ModelOut)
 		}
-		t.row(r.ID, owner, r.Kind, r.Number, r.State, len(r.Participants), survivors(r), model,
+		t.row(r.ID, owner, r.Kind, r.Number, r.State, r.ParticipantCount, survivors(r), model,
 			bytesString(r.BytesIn)+"/"+bytesString(r.BytesOut), fmt.Sprintf("%.1f", roundSeconds(r)))
 	}
 	return t.flush()

@@ -167,6 +167,24 @@ func TestWatchJobRounds(t *testing.T) {
 		t.Fatalf("rounds list -job: %d committed rounds of %d", len(rounds), len(all))
 	}
 
+	// A list carries the number of participants, their IDs only when
+	// asked; -after keeps the later rounds.
+	for _, r := range rounds {
+		if r.ParticipantCount != 2 || len(r.Participants) != 0 {
+			t.Errorf("rounds list: round %d has participant_count %d and IDs %v; want 2 and none", r.ID, r.ParticipantCount, r.Participants)
+		}
+	}
+	var withIDs, later []api.Round
+	tc.okJSON(t, &withIDs, "rounds", "list", "-job", rec.ID, "-participants")
+	for _, r := range withIDs {
+		if r.State == api.RoundCommitted && (len(r.Participants) != 2 || r.ParticipantCount != 2) {
+			t.Errorf("rounds list -participants: round %d has IDs %v (count %d); want 2", r.ID, r.Participants, r.ParticipantCount)
+		}
+	}
+	tc.okJSON(t, &later, "rounds", "list", "-job", rec.ID, "-after", fmt.Sprint(rounds[1].ID))
+	if len(later) == 0 || later[0].ID <= rounds[1].ID || later[len(later)-1].ID != all[len(all)-1].ID {
+		t.Errorf("rounds list -after %d: %+v; want the rounds after it, up to %d", rounds[1].ID, later, all[len(all)-1].ID)
+	}
 	contains(t, "rounds list", tc.ok(t, "rounds", "list", "-limit", "1"), fmt.Sprint(rounds[2].ID), "committed")
 	contains(t, "rounds show", tc.ok(t, "rounds", "show", fmt.Sprint(rounds[0].ID)), "State:", "committed", "Stages:", "invite", "train_loss=")
 

@@ -333,6 +333,14 @@ const (
 type RoundsRequest struct {
 	Job   string `json:"job,omitempty"`
 	Limit int    `json:"limit,omitempty"`
+	// After keeps the rounds whose ID is above it: a client following a
+	// job asks only for the rounds it has not seen.
+	After uint64 `json:"after,omitempty"`
+	// Participants asks for each round's participant IDs. Without it a
+	// listed round carries only their number (ParticipantCount), so that
+	// a long job's rounds of a large fleet fit one answer; Rounds().Show
+	// always carries them.
+	Participants bool `json:"participants,omitempty"`
 }
 
 // Stage is what happened in one stage of a round.
@@ -346,24 +354,27 @@ type Stage struct {
 
 // Round is one training, evaluation or statistics round.
 type Round struct {
-	ID           uint64             `json:"id"`
-	Job          string             `json:"job,omitempty"`
-	Rollout      string             `json:"rollout,omitempty"`
-	Kind         string             `json:"kind"`
-	Number       int                `json:"number"` // 1-based round number within the job
-	State        string             `json:"state"`
-	Error        string             `json:"error,omitempty"`
-	Leader       string             `json:"leader"`
-	Term         uint64             `json:"term"`
-	StartedAt    time.Time          `json:"started_at"`
-	EndedAt      time.Time          `json:"ended_at,omitempty"`
-	Participants []string           `json:"participants,omitempty"`
-	Stages       []Stage            `json:"stages,omitempty"`
-	BytesIn      int64              `json:"bytes_in"`
-	BytesOut     int64              `json:"bytes_out"` // stage replies and the round's model downloads served
-	ModelIn      uint64             `json:"model_in"`
-	ModelOut     uint64             `json:"model_out,omitempty"`
-	Metrics      map[string]float64 `json:"metrics,omitempty"`
+	ID           uint64    `json:"id"`
+	Job          string    `json:"job,omitempty"`
+	Rollout      string    `json:"rollout,omitempty"`
+	Kind         string    `json:"kind"`
+	Number       int       `json:"number"` // 1-based round number within the job
+	State        string    `json:"state"`
+	Error        string    `json:"error,omitempty"`
+	Leader       string    `json:"leader"`
+	Term         uint64    `json:"term"`
+	StartedAt    time.Time `json:"started_at"`
+	EndedAt      time.Time `json:"ended_at,omitempty"`
+	Participants []string  `json:"participants,omitempty"`
+	// ParticipantCount is len(Participants) of the record, also when a
+	// list leaves the IDs out (RoundsRequest.Participants).
+	ParticipantCount int                `json:"participant_count,omitempty"`
+	Stages           []Stage            `json:"stages,omitempty"`
+	BytesIn          int64              `json:"bytes_in"`
+	BytesOut         int64              `json:"bytes_out"` // stage replies and the round's model downloads served
+	ModelIn          uint64             `json:"model_in"`
+	ModelOut         uint64             `json:"model_out,omitempty"`
+	Metrics          map[string]float64 `json:"metrics,omitempty"`
 	// Groups are the groups of a sharded round, each aggregated by one
 	// coordinator (none when the leader aggregated every agent).
 	Groups []RoundGroup `json:"groups,omitempty"`

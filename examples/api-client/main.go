@@ -79,7 +79,7 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 				continue
 			}
 			seen[r.ID] = true
-			fmt.Fprintf(w, "round %d %s: %d participants, train loss %.4f, model v%d\n", r.Number, r.State, len(r.Participants), r.Metrics["train_loss"], r.ModelOut)
+			fmt.Fprintf(w, "round %d %s: %d participants, train loss %.4f, model v%d\n", r.Number, r.State, r.ParticipantCount, r.Metrics["train_loss"], r.ModelOut)
 		}
 		j, err := c.Jobs().Status(ctx, job.ID, api.QueryOptions{})
 		if err != nil {

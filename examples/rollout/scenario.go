@@ -52,7 +52,7 @@ func trainJob(ctx context.Context, adm *api.Client, spec api.JobSpec, test *tens
 			}
 			acc := met.Accuracy()
 			fmt.Fprintf(out, "  round %d → model v%d: %d agents, %d in the secure sum, %.1f MB in, %.1fs, train loss %.3f, test accuracy %.2f%%\n",
-				r.Number, r.ModelOut, len(r.Participants), int(r.Metrics["survivors"]), float64(r.BytesIn)/1e6,
+				r.Number, r.ModelOut, r.ParticipantCount, int(r.Metrics["survivors"]), float64(r.BytesIn)/1e6,
 				r.EndedAt.Sub(r.StartedAt).Seconds(), r.Metrics["train_loss"], 100*acc)
 		}
 		if job, err = adm.Jobs().Status(ctx, job.ID, api.QueryOptions{}); err != nil {

@@ -63,10 +63,11 @@ func runJob(ctx context.Context, f *fleet, admin *api.Client, test *tensor.Datas
 	fmt.Fprintf(o.Progress, "%5s %7s %6s %9s %9s %9s %8s %10s %10s %8s %8s\n",
 		"round", "model", "agents", "test_acc", "test_loss", "train_loss", "epsilon", "bytes_in", "bytes_out", "seconds", "coord_s")
 	seen := map[uint64]bool{}
+	var after uint64 // the job's rounds up to this ID are read
 	last := time.Now()
 	ended := false // the job ended: one more read of its rounds, then stop
 	for {
-		rounds, state, err := jobRounds(ctx, admin, job.ID)
+		rounds, state, err := jobRounds(ctx, admin, job.ID, &after)
 		if err != nil {
 			f.log.Warn("sim: reading the job's rounds", "err", err)
 		}
@@ -101,17 +102,24 @@ func runJob(ctx context.Context, f *fleet, admin *api.Client, test *tensor.Datas
 	}
 }
 
-// jobRounds returns the job's committed training rounds in order and its
-// state.
-func jobRounds(ctx context.Context, admin *api.Client, job string) ([]api.Round, string, error) {
+// jobRounds returns the job's committed training rounds after *after in
+// order, and its state. It moves *after past the rounds that ended, up to
+// the first one still running, so each poll reads only what is new (a
+// 100-round job of 10,000 agents' whole list is megabytes).
+func jobRounds(ctx context.Context, admin *api.Client, job string, after *uint64) ([]api.Round, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	all, err := admin.Rounds().List(ctx, api.RoundsRequest{Job: job}, api.QueryOptions{})
+	all, err := admin.Rounds().List(ctx, api.RoundsRequest{Job: job, After: *after}, api.QueryOptions{})
 	if err != nil {
 		return nil, "", err
 	}
 	var out []api.Round
+	running := false
 	for _, r := range all {
+		running = running || r.State == api.RoundRunning
+		if !running {
+			*after = r.ID
+		}
 		if r.Kind == api.RoundTrain && r.State == api.RoundCommitted {
 			out = append(out, r)
 		}
@@ -133,7 +141,7 @@ func measure(ctx context.Context, f *fleet, r api.Round, test *tensor.Dataset) (
 		CoordSeconds: r.Metrics["coordinator_seconds"],
 	}
 	if line.Participants == 0 {
-		line.Participants = len(r.Participants)
+		line.Participants = r.ParticipantCount
 	}
 	var m *tensor.Model
 	err := wait.Until(ctx, f.opts.RoundTimeout, func() bool {
