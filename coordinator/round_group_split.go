@@ -51,8 +51,13 @@ func groupCount(spec *JobSpec, joined, sharding, nodes int) int {
 // m agents each. Agents for which sharding is false (older protocol
 // versions, which cannot open a session with another coordinator) all go
 // into group 0, the leader's; the others are dealt, in an order shuffled
-// by seed, so that group sizes differ by at most one where the leader's
-// group allows. The split is a function of the agents' IDs and the seed.
+// by seed. The leader's group gets half the share of each other group
+// (n/(2g−1) agents, but at least m and every older agent): the leader
+// alone also holds every agent's control session, invites and plans the
+// whole cohort, runs Raft and commits, which at thousands of agents costs
+// it about what half a group does (docs/BENCHMARKS.md, the 5,000-agent
+// sharded round). The other groups' sizes differ by at most one. The split
+// is a function of the agents' IDs and the seed.
 // It returns fewer groups when the older agents leave too few for the
 // others, and one group (every agent) when no two groups fit.
 func splitGroups(links []AgentLink, g, m int, seed [32]byte, sharding func(AgentLink) bool) [][]AgentLink {
@@ -74,8 +79,8 @@ func splitGroups(links []AgentLink, g, m int, seed [32]byte, sharding func(Agent
 	n := len(links)
 	size0 := 0
 	for ; g >= 2; g-- {
-		size0 = max(n/g, len(old))
-		if size0 >= m && (n-size0)/(g-1) >= m {
+		size0 = max(n/(2*g-1), len(old), m)
+		if (n-size0)/(g-1) >= m {
 			break
 		}
 	}

@@ -61,7 +61,10 @@ func TestSplitGroups(t *testing.T) {
 		{"old agents leave room for one other group", 9, 5, 3, 3, []int{5, 4}},
 		{"old agents leave no room", 8, 6, 3, 3, []int{8}},
 		{"too few for two", 5, 0, 3, 3, []int{5}},
-		{"large", 1000, 10, 3, 100, []int{333, 333, 334}},
+		{"the leader's group is half the others'", 1000, 10, 3, 100, []int{200, 400, 400}},
+		{"half the others' but not below the minimum", 1000, 0, 3, 300, []int{300, 350, 350}},
+		{"the minimum leaves no room to halve", 900, 0, 3, 300, []int{300, 300, 300}},
+		{"two coordinators", 999, 0, 2, 100, []int{333, 666}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
