@@ -417,9 +417,10 @@ func (c *Cluster) StartJob(ctx context.Context, spec api.JobSpec) (string, error
 	return job.ID, nil
 }
 
-// Rounds lists a job's rounds as the leader knows them.
+// Rounds lists a job's rounds as the leader knows them, with their
+// participants' IDs (an in-process cluster's jobs are small).
 func (c *Cluster) Rounds(ctx context.Context, job string) ([]api.Round, error) {
-	rounds, err := c.Admin.Rounds().List(ctx, api.RoundsRequest{Job: job}, api.QueryOptions{Consistent: true})
+	rounds, err := c.Admin.Rounds().List(ctx, api.RoundsRequest{Job: job, Participants: true}, api.QueryOptions{Consistent: true})
 	if err != nil {
 		return nil, fmt.Errorf("inproc.Rounds: %w", err)
 	}
