@@ -415,12 +415,34 @@ func TestEngineJobsTakeTurnsInOneSlot(t *testing.T) {
 // disjoint agents, and both finish.
 func TestEngineJobsShareAgentsNotAtOnce(t *testing.T) {
 	h := newEngineHarness(t, 6, 100)
+	// Each job's agents hold their update until the other job has a round
+	// in progress (or has ended), so the jobs' rounds overlap however fast
+	// this machine runs them: on an idle one, one job's three rounds could
+	// end before the other's loop began. The wait is bounded, so a loop
+	// that never runs the other job's round fails on the overlap count.
+	hold := func(roundID uint64) {
+		var job string
+		h.fsm.Read(func(s *State) {
+			if r, ok := s.Rounds[roundID]; ok {
+				job = r.Job
+			}
+		})
+		other := map[string]string{"j1": "j2", "j2": "j1"}[job]
+		_ = wait.Until(context.Background(), 20*time.Second, func() bool {
+			seen := false
+			h.fsm.Read(func(s *State) {
+				if j, ok := s.Jobs[other]; ok && j.State != JobRunning {
+					seen = true
+				}
+				for _, r := range s.Rounds {
+					seen = seen || (r.Job == other && r.State == RoundRunning)
+				}
+			})
+			return seen
+		})
+	}
 	for _, a := range h.agents {
-		// Training that takes its time on the agents' own hosts: the
-		// jobs' rounds last long enough to meet however fast this
-		// machine runs the rest (one job's three rounds could otherwise
-		// end before the other's loop began).
-		a.hostTime = 100 * time.Millisecond
+		a.hold = hold
 	}
 	spec := JobSpec{
 		Model: "logreg", Rounds: 3, Fraction: 0.5, MinClients: 3, Seed: 3,

@@ -97,6 +97,9 @@ type simAgent struct {
 	// hostTime, if set, is how long local training takes on the agent's
 	// own host, spent without this machine's CPU (benchmarks).
 	hostTime time.Duration
+	// hold, if set, runs after training and before the update is sent:
+	// a test that needs rounds to be in progress together waits there.
+	hold func(roundID uint64)
 }
 
 // compute runs f holding the agents' CPU semaphore, if any.
@@ -193,6 +196,9 @@ func (a *simAgent) trainRound(p *protocol.RoundPlan) {
 		for i := range delta {
 			delta[i] = m.Params[i] - start.Params[i]
 		}
+	}
+	if a.hold != nil {
+		a.hold(p.RoundID)
 	}
 	if a.poison {
 		for i := range delta {
