@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fedge/fedge/internal/testutil"
+	"github.com/fedge/fedge/internal/wait"
 	"github.com/fedge/fedge/tensor"
 )
 
@@ -25,57 +26,22 @@ import (
 // it, a thousand agents' crypto on the same two cores stretches the
 // coordinator's wall time several-fold).
 func benchRounds(b *testing.B, n int) {
-	fsm := NewFSM(nil)
-	rep := &memRep{f: fsm}
-	ctx := context.Background()
-	if _, err := rep.apply(ctx, cmdBootstrap, bootstrapCmd{ClusterName: "bench", CA: []byte("ca")}, nil); err != nil {
-		b.Fatal(err)
-	}
-	var links []AgentLink
-	var agents []*simAgent
+	fsm, rep := benchState(b)
 	cpu := make(chan struct{}, 1)
-	for i := 0; i < n; i++ {
-		_, key, _ := ed25519.GenerateKey(rand.Reader)
-		a := &simAgent{id: fmt.Sprintf("ag-%04d", i), key: key, fsm: fsm, synthetic: true, cpu: cpu}
-		agents = append(agents, a)
-		links = append(links, a)
-		fsm.state.Agents[a.id] = &AgentRecord{ID: a.id}
+	agents := synthAgents(fsm, n, func(_ int, a *simAgent) *AgentRecord {
+		a.cpu = cpu
+		return &AgentRecord{ID: a.id}
+	})
+	links := make([]AgentLink, len(agents))
+	for i, a := range agents {
+		links[i] = a
 	}
 	eng := newEngine(discardLogger(), EngineConfig{Idle: 10 * time.Millisecond, InviteTimeout: time.Minute}, fsm, rep, func() []AgentLink { return links }, nil)
 	for _, a := range agents {
 		a.eng = eng
 	}
-	spec := JobSpec{Model: "2nn", Rounds: b.N, Fraction: 1, MinClients: n, SecAgg: SecAggSpec{Enabled: true},
-		Deadline: Deadlines{Train: Duration(10 * time.Minute), Stage: Duration(10 * time.Minute)}}
-	if err := spec.Normalize(); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := rep.apply(ctx, cmdJobCreate, JobRecord{ID: "job", Spec: spec, CreatedAt: time.Now()}, nil); err != nil {
-		b.Fatal(err)
-	}
-	// Version 1 (the initial model) is made before the timer starts.
-	var j JobRecord
-	fsm.Read(func(s *State) { j = *s.Jobs["job"] })
-	if err := eng.initialModel(ctx, &j); err != nil {
-		b.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	b.ResetTimer()
-	start := time.Now()
-	go func() { eng.run(runCtx); close(done) }()
-	for {
-		var st string
-		fsm.Read(func(s *State) { st = s.Jobs["job"].State })
-		if st != JobRunning {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	wall := time.Since(start)
-	b.StopTimer()
-	cancel()
-	<-done
+	wall := timeJob(b, fsm, rep, eng, JobSpec{Model: "2nn", Rounds: b.N, Fraction: 1, MinClients: n, SecAgg: SecAggSpec{Enabled: true},
+		Deadline: Deadlines{Train: Duration(10 * time.Minute), Stage: Duration(10 * time.Minute)}})
 	var coord, survivors float64
 	fsm.Read(func(s *State) {
 		for _, r := range s.Rounds {
@@ -89,6 +55,66 @@ func benchRounds(b *testing.B, n int) {
 	b.ReportMetric(coord/float64(b.N), "coord-s/round")
 	b.ReportMetric(wall.Seconds()/float64(b.N), "wall-s/round")
 	b.ReportMetric(survivors/float64(b.N), "agents/round")
+}
+
+// benchState is a bootstrapped in-memory replica for the engine
+// benchmarks.
+func benchState(b *testing.B) (*FSM, *memRep) {
+	fsm := NewFSM(nil)
+	rep := &memRep{f: fsm}
+	if _, err := rep.apply(context.Background(), cmdBootstrap, bootstrapCmd{ClusterName: "bench", CA: []byte("ca")}, nil); err != nil {
+		b.Fatal(err)
+	}
+	return fsm, rep
+}
+
+// synthAgents makes n synthetic agents (random updates, no training) on
+// fsm and enrolls each with the record rec returns (rec may also set the
+// agent's test fields).
+func synthAgents(fsm *FSM, n int, rec func(i int, a *simAgent) *AgentRecord) []*simAgent {
+	agents := make([]*simAgent, n)
+	for i := range agents {
+		_, key, _ := ed25519.GenerateKey(rand.Reader)
+		a := &simAgent{id: fmt.Sprintf("ag-%04d", i), key: key, fsm: fsm, synthetic: true}
+		fsm.state.Agents[a.id] = rec(i, a)
+		agents[i] = a
+	}
+	return agents
+}
+
+// timeJob creates job "job" of spec, makes its initial model outside the
+// timer, then runs eng until the job has ended and returns that wall
+// time; the timer is stopped on return.
+func timeJob(b *testing.B, fsm *FSM, rep *memRep, eng *Engine, spec JobSpec) time.Duration {
+	ctx := context.Background()
+	if err := spec.Normalize(); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := rep.apply(ctx, cmdJobCreate, JobRecord{ID: "job", Spec: spec, CreatedAt: time.Now()}, nil); err != nil {
+		b.Fatal(err)
+	}
+	var j JobRecord
+	fsm.Read(func(s *State) { j = *s.Jobs["job"] })
+	if err := eng.initialModel(ctx, &j); err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	b.ResetTimer()
+	start := time.Now()
+	go func() { eng.run(runCtx); close(done) }()
+	if err := wait.Until(ctx, time.Hour, func() bool {
+		var st string
+		fsm.Read(func(s *State) { st = s.Jobs["job"].State })
+		return st != JobRunning
+	}); err != nil {
+		b.Fatal(err)
+	}
+	wall := time.Since(start)
+	b.StopTimer()
+	cancel()
+	<-done
+	return wall
 }
 
 func BenchmarkRoundCoordinator_N100_2NN(b *testing.B)  { benchRounds(b, 100) }

@@ -3,7 +3,6 @@ package coordinator
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
@@ -527,20 +526,15 @@ func BenchmarkEngineConcurrentJobs(b *testing.B) {
 // twoJobsWall runs two jobs of rounds rounds, each on perJob synthetic
 // agents of its own, and returns the wall time until both are done.
 func twoJobsWall(b *testing.B, max, rounds, perJob int, hostTime time.Duration) time.Duration {
-	fsm := NewFSM(nil)
-	rep := &memRep{f: fsm}
+	fsm, rep := benchState(b)
 	ctx := context.Background()
-	if _, err := rep.apply(ctx, cmdBootstrap, bootstrapCmd{ClusterName: "bench", CA: []byte("ca")}, nil); err != nil {
-		b.Fatal(err)
-	}
-	var links []AgentLink
-	var agents []*simAgent
-	for i := range 2 * perJob {
-		_, key, _ := ed25519.GenerateKey(rand.Reader)
-		a := &simAgent{id: fmt.Sprintf("ag-%02d", i), key: key, fsm: fsm, synthetic: true, hostTime: hostTime}
-		agents = append(agents, a)
-		links = append(links, a)
-		fsm.state.Agents[a.id] = &AgentRecord{ID: a.id, Labels: map[string]string{"team": fmt.Sprint(i % 2)}}
+	agents := synthAgents(fsm, 2*perJob, func(i int, a *simAgent) *AgentRecord {
+		a.hostTime = hostTime
+		return &AgentRecord{ID: a.id, Labels: map[string]string{"team": fmt.Sprint(i % 2)}}
+	})
+	links := make([]AgentLink, len(agents))
+	for i, a := range agents {
+		links[i] = a
 	}
 	eng := newEngine(discardLogger(), EngineConfig{Idle: 10 * time.Millisecond, MaxRounds: max}, fsm, rep, func() []AgentLink { return links }, nil)
 	for _, a := range agents {

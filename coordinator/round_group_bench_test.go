@@ -2,8 +2,6 @@ package coordinator
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"fmt"
 	"testing"
 	"time"
@@ -47,22 +45,16 @@ func (p *memPeers) startGroup(ctx context.Context, node groupNode, gs *protocol.
 // (coordinator_seconds: its group's SecAgg+ work, adding the group sums,
 // decoding, the strategy) and each other coordinator's, and the wall time.
 func benchShardedRounds(b *testing.B, n, nodes int) {
-	fsm := NewFSM(nil)
-	rep := &memRep{f: fsm}
-	ctx := context.Background()
-	if _, err := rep.apply(ctx, cmdBootstrap, bootstrapCmd{ClusterName: "bench", CA: []byte("ca")}, nil); err != nil {
-		b.Fatal(err)
-	}
-	var links []AgentLink
-	var agents []*simAgent
+	fsm, rep := benchState(b)
 	cpu := make(chan struct{}, 1)
 	engs := map[string]*Engine{}
-	for i := 0; i < n; i++ {
-		_, key, _ := ed25519.GenerateKey(rand.Reader)
-		a := &simAgent{id: fmt.Sprintf("ag-%04d", i), key: key, fsm: fsm, synthetic: true, cpu: cpu, groupEngines: engs}
-		agents = append(agents, a)
-		links = append(links, v6Link{a})
-		fsm.state.Agents[a.id] = &AgentRecord{ID: a.id}
+	agents := synthAgents(fsm, n, func(_ int, a *simAgent) *AgentRecord {
+		a.cpu, a.groupEngines = cpu, engs
+		return &AgentRecord{ID: a.id}
+	})
+	links := make([]AgentLink, len(agents))
+	for i, a := range agents {
+		links[i] = v6Link{a}
 	}
 	cfg := EngineConfig{Idle: 10 * time.Millisecond, InviteTimeout: time.Minute}
 	eng := newEngine(discardLogger(), cfg, fsm, rep, func() []AgentLink { return links }, nil)
@@ -80,37 +72,9 @@ func benchShardedRounds(b *testing.B, n, nodes int) {
 	if nodes > 1 {
 		sharded = "on"
 	}
-	spec := JobSpec{Model: "2nn", Rounds: b.N, Fraction: 1, MinClients: n,
+	wall := timeJob(b, fsm, rep, eng, JobSpec{Model: "2nn", Rounds: b.N, Fraction: 1, MinClients: n,
 		SecAgg:   SecAggSpec{Enabled: true, Sharded: sharded, MinGroup: n / nodes},
-		Deadline: Deadlines{Train: Duration(10 * time.Minute), Stage: Duration(10 * time.Minute)}}
-	if err := spec.Normalize(); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := rep.apply(ctx, cmdJobCreate, JobRecord{ID: "job", Spec: spec, CreatedAt: time.Now()}, nil); err != nil {
-		b.Fatal(err)
-	}
-	var j JobRecord
-	fsm.Read(func(s *State) { j = *s.Jobs["job"] })
-	if err := eng.initialModel(ctx, &j); err != nil {
-		b.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	b.ResetTimer()
-	start := time.Now()
-	go func() { eng.run(runCtx); close(done) }()
-	for {
-		var st string
-		fsm.Read(func(s *State) { st = s.Jobs["job"].State })
-		if st != JobRunning {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	wall := time.Since(start)
-	b.StopTimer()
-	cancel()
-	<-done
+		Deadline: Deadlines{Train: Duration(10 * time.Minute), Stage: Duration(10 * time.Minute)}})
 	var coord, others, survivors, groups float64
 	fsm.Read(func(s *State) {
 		for _, r := range s.Rounds {
