@@ -221,10 +221,15 @@ func (n *Node) apiRoundsList(_ adminCall, r api.RoundsRequest) ([]api.Round, err
 		for _, id := range sortedKeys(s.Rounds) {
 			rr := s.Rounds[id]
 			if (r.Job == "" || rr.Job == r.Job) && id > r.After {
-				a := apiRound(rr)
-				if !r.Participants {
-					a.Participants = nil
+				if r.Participants {
+					out = append(out, apiRound(rr))
+					continue
 				}
+				// Without the IDs: not copied only to be dropped.
+				cp := *rr
+				cp.Participants = nil
+				a := apiRound(&cp)
+				a.ParticipantCount = len(rr.Participants)
 				out = append(out, a)
 			}
 		}

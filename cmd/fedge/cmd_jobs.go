@@ -366,12 +366,8 @@ func watchJob(ctx context.Context, c *cli, id string, interval time.Duration) in
 			told[e] = true
 			fmt.Fprintln(c.stdout, agentErrorLine(e))
 		}
-		running := false
+		after = api.EndedThrough(rounds, after)
 		for _, r := range rounds {
-			running = running || r.State == api.RoundRunning
-			if !running {
-				after = r.ID
-			}
 			if printed[r.ID] || r.State == api.RoundRunning {
 				continue
 			}

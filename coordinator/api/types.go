@@ -343,6 +343,20 @@ type RoundsRequest struct {
 	Participants bool `json:"participants,omitempty"`
 }
 
+// EndedThrough returns the ID a client following a job passes as
+// RoundsRequest.After next: the last of rounds (in ID order, as a list
+// answers) before the first one still running, or after if there is
+// none, so that a round still running is read again.
+func EndedThrough(rounds []Round, after uint64) uint64 {
+	for _, r := range rounds {
+		if r.State == RoundRunning {
+			break
+		}
+		after = r.ID
+	}
+	return after
+}
+
 // Stage is what happened in one stage of a round.
 type Stage struct {
 	Name      string        `json:"name"`

@@ -113,13 +113,9 @@ func jobRounds(ctx context.Context, admin *api.Client, job string, after *uint64
 	if err != nil {
 		return nil, "", err
 	}
+	*after = api.EndedThrough(all, *after)
 	var out []api.Round
-	running := false
 	for _, r := range all {
-		running = running || r.State == api.RoundRunning
-		if !running {
-			*after = r.ID
-		}
 		if r.Kind == api.RoundTrain && r.State == api.RoundCommitted {
 			out = append(out, r)
 		}
