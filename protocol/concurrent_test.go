@@ -3,7 +3,6 @@ package protocol
 import (
 	"bytes"
 	"errors"
-	"reflect"
 	"testing"
 	"time"
 )
@@ -29,19 +28,7 @@ func TestHeartbeatConcurrentRoundTrip(t *testing.T) {
 			&Heartbeat{Seq: 5, Status: &AgentStatus{}, Concurrent: 1<<32 - 1}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			frame, err := EncodeFrame(nil, tt.in, 0, 0, Limits{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, got, err := DecodeMessage(frame, Limits{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Fatalf("decoded %#v, want %#v", got, tt.want)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkFrameRoundTrip(t, tt.in, tt.want) })
 	}
 }
 

@@ -8,6 +8,22 @@ import (
 	"time"
 )
 
+// checkFrameRoundTrip encodes in as a frame, decodes it, and wants want.
+func checkFrameRoundTrip(t *testing.T, in, want Message) {
+	t.Helper()
+	frame, err := EncodeFrame(nil, in, 0, 0, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, got, err := DecodeMessage(frame, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("decoded %#v, want %#v", got, want)
+	}
+}
+
 func TestServedLinesRoundTrip(t *testing.T) {
 	t0 := time.UnixMilli(1_760_000_000_123)
 	lines := []ServedLine{{Name: "2nn", Version: 7}, {Name: "fraud", Version: 0}, {Name: "logreg", Declined: true}}
@@ -27,19 +43,7 @@ func TestServedLinesRoundTrip(t *testing.T) {
 			&ModelAnnounce{Version: 9, Size: 100, Encoding: "fedge-model/1", Name: "fraud"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			frame, err := EncodeFrame(nil, tt.in, 0, 0, Limits{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, got, err := DecodeMessage(frame, Limits{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Fatalf("decoded %#v, want %#v", got, tt.want)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkFrameRoundTrip(t, tt.in, tt.want) })
 	}
 }
 
