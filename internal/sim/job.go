@@ -30,6 +30,7 @@ type RoundLine struct {
 	BytesOut     int64   // sent by the coordinator in the round
 	Seconds      float64 // the round's wall time
 	CoordSeconds float64 // the round's coordinator busy time
+	ClipNorm     float64 // the L2 clip the agents applied (0 without DP)
 }
 
 // JobResult is one job of a run.
@@ -60,8 +61,8 @@ func runJob(ctx context.Context, f *fleet, admin *api.Client, test *tensor.Datas
 	}
 	res.ID = job.ID
 	fmt.Fprintf(o.Progress, "job %s: %d rounds of %s\n", job.ID, spec.Rounds, jobModel(spec))
-	fmt.Fprintf(o.Progress, "%5s %7s %6s %9s %9s %9s %8s %10s %10s %8s %8s\n",
-		"round", "model", "agents", "test_acc", "test_loss", "train_loss", "epsilon", "bytes_in", "bytes_out", "seconds", "coord_s")
+	fmt.Fprintf(o.Progress, "%5s %7s %6s %9s %9s %9s %8s %8s %10s %10s %8s %8s\n",
+		"round", "model", "agents", "test_acc", "test_loss", "train_loss", "epsilon", "clip", "bytes_in", "bytes_out", "seconds", "coord_s")
 	seen := map[uint64]bool{}
 	var after uint64 // the job's rounds up to this ID are read
 	last := time.Now()
@@ -82,8 +83,8 @@ func runJob(ctx context.Context, f *fleet, admin *api.Client, test *tensor.Datas
 			}
 			res.Rounds = append(res.Rounds, line)
 			last = time.Now()
-			fmt.Fprintf(o.Progress, "%5d %7d %6d %9.4f %9.4f %9.4f %8.3f %10d %10d %8.2f %8.2f\n",
-				line.Round, line.Model, line.Participants, line.TestAccuracy, line.TestLoss, line.TrainLoss, line.Epsilon,
+			fmt.Fprintf(o.Progress, "%5d %7d %6d %9.4f %9.4f %9.4f %8.3f %8.4g %10d %10d %8.2f %8.2f\n",
+				line.Round, line.Model, line.Participants, line.TestAccuracy, line.TestLoss, line.TrainLoss, line.Epsilon, line.ClipNorm,
 				line.BytesIn, line.BytesOut, line.Seconds, line.CoordSeconds)
 		}
 		if len(res.Rounds) >= spec.Rounds {
@@ -134,7 +135,7 @@ func measure(ctx context.Context, f *fleet, r api.Round, test *tensor.Dataset) (
 		Round: r.Number, Model: r.ModelOut, Participants: int(r.Metrics["survivors"]),
 		TrainLoss: r.Metrics["train_loss"], Epsilon: r.Metrics["epsilon"],
 		BytesIn: r.BytesIn, BytesOut: r.BytesOut, Seconds: r.EndedAt.Sub(r.StartedAt).Seconds(),
-		CoordSeconds: r.Metrics["coordinator_seconds"],
+		CoordSeconds: r.Metrics["coordinator_seconds"], ClipNorm: r.Metrics["clip_norm"],
 	}
 	if line.Participants == 0 {
 		line.Participants = r.ParticipantCount

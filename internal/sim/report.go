@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image/color"
 	"os"
+	"slices"
 	"strconv"
 
 	"gonum.org/v1/plot"
@@ -17,8 +18,10 @@ import (
 )
 
 // csvHeader names WriteCSV's columns: the job, then RoundLine's fields.
+// clip_norm came last, later than the others: ReadCSV also reads files
+// written without it (ClipNorm 0).
 var csvHeader = []string{"job", "round", "model", "participants", "test_accuracy", "test_loss", "train_loss", "epsilon",
-	"bytes_in", "bytes_out", "seconds", "coordinator_seconds"}
+	"bytes_in", "bytes_out", "seconds", "coordinator_seconds", "clip_norm"}
 
 // WriteCSV writes every job's rounds to path, a header and a row per
 // round.
@@ -34,7 +37,7 @@ func WriteCSV(path string, jobs []JobResult) error {
 		for _, r := range j.Rounds {
 			_ = w.Write([]string{j.ID, strconv.Itoa(r.Round), strconv.FormatUint(r.Model, 10), strconv.Itoa(r.Participants),
 				g(r.TestAccuracy), g(r.TestLoss), g(r.TrainLoss), g(r.Epsilon),
-				strconv.FormatInt(r.BytesIn, 10), strconv.FormatInt(r.BytesOut, 10), g(r.Seconds), g(r.CoordSeconds)})
+				strconv.FormatInt(r.BytesIn, 10), strconv.FormatInt(r.BytesOut, 10), g(r.Seconds), g(r.CoordSeconds), g(r.ClipNorm)})
 		}
 	}
 	w.Flush()
@@ -193,13 +196,14 @@ func ReadCSV(path string) ([]JobResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sim.ReadCSV: %s: %w (%v)", path, ErrNotRounds, err)
 	}
-	if len(rows) == 0 || len(rows[0]) != len(csvHeader) || rows[0][0] != csvHeader[0] {
+	if len(rows) == 0 || len(rows[0]) < len(csvHeader)-1 || !slices.Equal(rows[0], csvHeader[:len(rows[0])]) {
 		return nil, fmt.Errorf("sim.ReadCSV: %s: %w", path, ErrNotRounds)
 	}
+	withClip := len(rows[0]) == len(csvHeader)
 	var jobs []JobResult
 	for n, row := range rows[1:] {
 		var r RoundLine
-		var errs [11]error
+		var errs [12]error
 		r.Round, errs[0] = strconv.Atoi(row[1])
 		r.Model, errs[1] = strconv.ParseUint(row[2], 10, 64)
 		r.Participants, errs[2] = strconv.Atoi(row[3])
@@ -211,6 +215,9 @@ func ReadCSV(path string) ([]JobResult, error) {
 		r.BytesOut, errs[8] = strconv.ParseInt(row[9], 10, 64)
 		r.Seconds, errs[9] = strconv.ParseFloat(row[10], 64)
 		r.CoordSeconds, errs[10] = strconv.ParseFloat(row[11], 64)
+		if withClip {
+			r.ClipNorm, errs[11] = strconv.ParseFloat(row[12], 64)
+		}
 		for _, err := range errs {
 			if err != nil {
 				return nil, fmt.Errorf("sim.ReadCSV: %s line %d: %w", path, n+2, err)

@@ -11,7 +11,7 @@ import (
 func TestCSVRoundTrip(t *testing.T) {
 	jobs := []JobResult{
 		{ID: "a", Rounds: []RoundLine{{Round: 1, Model: 2, Participants: 3, TestAccuracy: 0.5, TestLoss: 1.25, TrainLoss: 2, Epsilon: 0.75,
-			BytesIn: 100, BytesOut: 50, Seconds: 1.5, CoordSeconds: 0.25}, {Round: 2, Model: 3, TestAccuracy: 0.625}}},
+			BytesIn: 100, BytesOut: 50, Seconds: 1.5, CoordSeconds: 0.25, ClipNorm: 0.375}, {Round: 2, Model: 3, TestAccuracy: 0.625}}},
 		{ID: "b", Rounds: []RoundLine{{Round: 1, Model: 5, Epsilon: 8}}},
 	}
 	path := filepath.Join(t.TempDir(), "rounds.csv")
@@ -24,6 +24,21 @@ func TestCSVRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, jobs) {
 		t.Errorf("read back\n%+v\nwrote\n%+v", got, jobs)
+	}
+	// A file from before the clip_norm column reads with ClipNorm 0.
+	old := filepath.Join(t.TempDir(), "old.csv")
+	if err := os.WriteFile(old, []byte("job,round,model,participants,test_accuracy,test_loss,train_loss,epsilon,bytes_in,bytes_out,seconds,coordinator_seconds\n"+
+		"a,1,2,3,0.5,1.25,2,0.75,100,50,1.5,0.25\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err = ReadCSV(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := jobs[0].Rounds[0]
+	want.ClipNorm = 0
+	if len(got) != 1 || len(got[0].Rounds) != 1 || got[0].Rounds[0] != want {
+		t.Errorf("a file without clip_norm: read %+v, want %+v", got, want)
 	}
 	bad := filepath.Join(t.TempDir(), "other.csv")
 	if err := os.WriteFile(bad, []byte("a,b\n1,2\n"), 0o600); err != nil {
