@@ -276,6 +276,41 @@ func TestBernoulliExpRatio(t *testing.T) {
 	}
 }
 
+func TestBernoulliRatio(t *testing.T) {
+	const n = 200_000
+	top := uint64(1) << 63
+	cases := []struct{ num, den u128 }{
+		{u128{lo: 1}, u128{lo: 3}},
+		{u128{lo: 2}, u128{lo: 3}},
+		{u128{lo: 1}, u128{lo: 2}},
+		{u128{lo: 3}, u128{lo: 4}},                            // the expansion ends: 0.11
+		{u128{lo: 1}, u128{lo: 1000}},                         // rare
+		{u128{lo: top + 1}, u128{lo: top + 3}},                // den just above 2^63
+		{u128{lo: 1 << 62}, u128{lo: math.MaxUint64}},         // about ¼
+		{u128{hi: top, lo: 5}, u128{hi: top + 1<<62}},         // den of 128 bits, about ⅔
+		{u128{hi: 1, lo: 0}, u128{hi: 3, lo: math.MaxUint64}}, // about ¼
+	}
+	for i, c := range cases {
+		r := bitSource{src: NewSeededSource(uint64(500 + i))}
+		p := (float64(c.num.hi)*0x1p64 + float64(c.num.lo)) / (float64(c.den.hi)*0x1p64 + float64(c.den.lo))
+		var hits float64
+		for range n {
+			if r.bernoulliRatio128(c.num, c.den) {
+				hits++
+			}
+		}
+		if tol := 5*math.Sqrt(p*(1-p)*n) + 1; math.Abs(hits-p*n) > tol {
+			t.Errorf("bernoulliRatio128(%v/%v): %.5f, want %.5f", c.num, c.den, hits/n, p)
+		}
+	}
+	r := bitSource{src: NewSeededSource(1)}
+	for range 1000 {
+		if r.bernoulliRatio128(u128{}, u128{lo: 7}) {
+			t.Fatal("probability 0 drawn true")
+		}
+	}
+}
+
 func TestUniformN(t *testing.T) {
 	r := bitSource{src: NewSeededSource(11)}
 	const n = 70_000
