@@ -196,7 +196,7 @@ func ReadCSV(path string) ([]JobResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sim.ReadCSV: %s: %w (%v)", path, ErrNotRounds, err)
 	}
-	if len(rows) == 0 || len(rows[0]) < len(csvHeader)-1 || !slices.Equal(rows[0], csvHeader[:len(rows[0])]) {
+	if len(rows) == 0 || len(rows[0]) < len(csvHeader)-1 || len(rows[0]) > len(csvHeader) || !slices.Equal(rows[0], csvHeader[:len(rows[0])]) {
 		return nil, fmt.Errorf("sim.ReadCSV: %s: %w", path, ErrNotRounds)
 	}
 	withClip := len(rows[0]) == len(csvHeader)

@@ -47,6 +47,13 @@ func TestCSVRoundTrip(t *testing.T) {
 	if _, err := ReadCSV(bad); !errors.Is(err, ErrNotRounds) {
 		t.Errorf("a foreign CSV: got %v, want ErrNotRounds", err)
 	}
+	wide := "job,round,model,participants,test_accuracy,test_loss,train_loss,epsilon,bytes_in,bytes_out,seconds,coordinator_seconds,clip_norm,more\n"
+	if err := os.WriteFile(bad, []byte(wide), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadCSV(bad); !errors.Is(err, ErrNotRounds) {
+		t.Errorf("a CSV with a column more: got %v, want ErrNotRounds", err)
+	}
 	if err := os.WriteFile(bad, []byte(`{"model": "2nn"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
