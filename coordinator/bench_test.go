@@ -42,7 +42,15 @@ func benchRounds(b *testing.B, n int) {
 	}
 	wall := timeJob(b, fsm, rep, eng, JobSpec{Model: "2nn", Rounds: b.N, Fraction: 1, MinClients: n, SecAgg: SecAggSpec{Enabled: true},
 		Deadline: Deadlines{Train: Duration(10 * time.Minute), Stage: Duration(10 * time.Minute)}})
-	var coord, survivors float64
+	_, coord := reportRounds(b, fsm, wall)
+	b.ReportMetric(coord/float64(b.N), "coord-s/round")
+}
+
+// reportRounds fails b unless every round of the timed job committed,
+// reports the wall time and survivors per round, and returns the rounds
+// and the sum of their coordinator_seconds.
+func reportRounds(b *testing.B, fsm *FSM, wall time.Duration) (rounds []RoundRecord, coord float64) {
+	var survivors float64
 	fsm.Read(func(s *State) {
 		for _, r := range s.Rounds {
 			if r.State != RoundCommitted {
@@ -50,11 +58,12 @@ func benchRounds(b *testing.B, n int) {
 			}
 			coord += r.Metrics["coordinator_seconds"]
 			survivors += r.Metrics["survivors"]
+			rounds = append(rounds, *r)
 		}
 	})
-	b.ReportMetric(coord/float64(b.N), "coord-s/round")
 	b.ReportMetric(wall.Seconds()/float64(b.N), "wall-s/round")
 	b.ReportMetric(survivors/float64(b.N), "agents/round")
+	return rounds, coord
 }
 
 // benchState is a bootstrapped in-memory replica for the engine

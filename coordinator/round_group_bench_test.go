@@ -75,29 +75,21 @@ func benchShardedRounds(b *testing.B, n, nodes int) {
 	wall := timeJob(b, fsm, rep, eng, JobSpec{Model: "2nn", Rounds: b.N, Fraction: 1, MinClients: n,
 		SecAgg:   SecAggSpec{Enabled: true, Sharded: sharded, MinGroup: n / nodes},
 		Deadline: Deadlines{Train: Duration(10 * time.Minute), Stage: Duration(10 * time.Minute)}})
-	var coord, others, survivors, groups float64
-	fsm.Read(func(s *State) {
-		for _, r := range s.Rounds {
-			if r.State != RoundCommitted {
-				b.Fatalf("round %d %s: %s", r.ID, r.State, r.Error)
-			}
-			coord += r.Metrics["coordinator_seconds"]
-			survivors += r.Metrics["survivors"]
-			groups += float64(len(r.Groups))
-			for _, g := range r.Groups {
-				if g.Coordinator != "c1" {
-					others = max(others, g.BusySeconds)
-				}
+	rounds, coord := reportRounds(b, fsm, wall)
+	var others, groups float64
+	for _, r := range rounds {
+		groups += float64(len(r.Groups))
+		for _, g := range r.Groups {
+			if g.Coordinator != "c1" {
+				others = max(others, g.BusySeconds)
 			}
 		}
-	})
+	}
 	if nodes > 1 && groups != float64(nodes*b.N) {
 		b.Fatalf("%v groups in %d rounds, want %d per round", groups, b.N, nodes)
 	}
 	b.ReportMetric(coord/float64(b.N), "leader-s/round")
 	b.ReportMetric(others, "max-other-s/group")
-	b.ReportMetric(wall.Seconds()/float64(b.N), "wall-s/round")
-	b.ReportMetric(survivors/float64(b.N), "agents/round")
 }
 
 // BenchmarkShardedLeader runs the same cohort with every agent on the
